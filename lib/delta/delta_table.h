@@ -1,0 +1,114 @@
+// The delta table: cm-delta's versioned binary output and cm-pack's input.
+// Format v1 in docs/FORMATS.md ("Delta table"):
+//
+//   header  "CMDT" | u16 version=1 | u16 flags | u32 reserved(0)      12 bytes
+//   record  u8 type | varint length (<= kMaxRecord) | payload[length]
+//     kRecEntry       one DeltaEntry (payload layout below)
+//     kRecDeltaChunk  instruction-stream bytes of the preceding DELTA entry
+//     kRecEnd         varint entry_count | hash[32] of every preceding record's bytes
+//
+//   entry payload: u8 op | u8 kind | str path | varint mode | varint uid |
+//     varint gid | svarint mtime_ns | varint size
+//     + file with op ADD/MODIFY:     hash[32]
+//     + symlink with op ADD/MODIFY:  str target
+//     + file with op MODIFY:         u8 encoding; if DELTA: varint base_size | base_hash[32]
+//   A DELTA entry is followed by kRecDeltaChunk records carrying one
+//   instruction stream (delta/instructions.h) that ends with its END opcode.
+//
+// Entries come in a deterministic depth-first order: within a directory,
+// names sorted bytewise; a directory before its children; when a path
+// changes kind (file <-> dir), its REMOVE comes right before its ADD.
+// REMOVE of a directory removes its whole subtree (children are not listed).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "util/byte_source.h"
+#include "util/hash.h"
+#include "util/status.h"
+
+namespace cm::delta {
+
+constexpr char kTableMagic[4] = {'C', 'M', 'D', 'T'};
+constexpr uint16_t kTableVersion = 1;
+constexpr uint16_t kTableFlagChecksum = 1;  // change detection by content hash
+constexpr uint32_t kMaxRecord = 16 << 20;
+
+enum RecordType : uint8_t { kRecEntry = 1, kRecDeltaChunk = 2, kRecEnd = 3 };
+enum class Op : uint8_t { kAdd = 1, kRemove = 2, kModify = 3, kMeta = 4 };
+enum class Kind : uint8_t { kFile = 1, kDir = 2, kSymlink = 3 };
+enum class Encoding : uint8_t { kWhole = 0, kDelta = 1 };
+
+struct DeltaEntry {
+  Op op = Op::kAdd;
+  Kind kind = Kind::kFile;
+  std::string path;         // relative, '/'-separated, never empty, no "." or ".." parts
+  uint32_t mode = 0;        // permission bits (07777)
+  uint32_t uid = 0, gid = 0;
+  int64_t mtime_ns = 0;     // nanoseconds since the epoch
+  uint64_t size = 0;        // new file size (files)
+  Hash256 hash{};           // new content hash (files, ADD/MODIFY)
+  std::string link_target;  // symlinks, ADD/MODIFY
+  Encoding encoding = Encoding::kWhole;  // files, MODIFY
+  uint64_t base_size = 0;   // DELTA: size of the old file
+  Hash256 base_hash{};      // DELTA: hash of the old file
+};
+
+const char* OpName(Op op);      // "add", "remove", "modify", "meta"
+const char* KindName(Kind k);   // "file", "dir", "symlink"
+
+// Validates a relative content path: non-empty, no leading '/', no empty,
+// "." or ".." components, no NUL, at most 4096 bytes.
+bool IsSafeRelativePath(const std::string& path);
+
+// Writes a table to a sink. Usage: Begin; for each entry AddEntry, and for a
+// DELTA entry AddDeltaBytes (any number of times) before the next entry; End.
+class DeltaTableWriter {
+ public:
+  explicit DeltaTableWriter(ByteSink* sink);
+  Status Begin(uint16_t flags);
+  Status AddEntry(const DeltaEntry& e);
+  Status AddDeltaBytes(const void* data, size_t n);
+  Status End();
+  uint64_t entries() const { return entries_; }
+
+ private:
+  Status WriteRecord(uint8_t type, const std::string& payload);
+  ByteSink* sink_;
+  Hasher hasher_;
+  uint64_t entries_ = 0;
+};
+
+// Reads a table from a source. The parser is total: malformed, truncated or
+// oversized input gives kCorrupt, never a crash or an unchecked allocation.
+class DeltaTableReader {
+ public:
+  explicit DeltaTableReader(ByteSource* src);
+  // Reads and checks the header.
+  Status Begin();
+  uint16_t flags() const { return flags_; }
+  // Next entry: true with *e filled, false at a valid END record (after its
+  // count and hash are checked). For a DELTA entry, call ReadDeltaBytes until
+  // it returns 0 before calling Next again (Next skips unread bytes).
+  Result<bool> Next(DeltaEntry* e);
+  // Up to n bytes of the current entry's instruction stream; 0 at its end.
+  Result<size_t> ReadDeltaBytes(void* buf, size_t n);
+
+ private:
+  Status ReadRecordHeader(uint8_t* type, uint32_t* len);
+  ByteSource* src_;
+  Hasher hasher_;
+  uint16_t flags_ = 0;
+  uint64_t entries_ = 0;
+  // Pending record state
+  bool have_peek_ = false;
+  uint8_t peek_type_ = 0;
+  uint32_t peek_len_ = 0;
+  std::string chunk_;
+  size_t chunk_pos_ = 0;
+  bool in_delta_ = false;
+};
+
+}  // namespace cm::delta

@@ -1,0 +1,143 @@
+// Assignment format v1: the unit that travels (docs/FORMATS.md, "Assignment").
+// Constants and pure encode/decode shared by the writer (cm-pack) and the
+// reader (cm-apply). No I/O here.
+//
+//   file    := header[256] | data part[data_size] | body[body_size] | trailer[128]
+//   header  := fixed fields (below) ending in header_hash = H(header[0..224))
+//   data    := segment*            (stored encrypted when kFlagEncrypted)
+//   segment := u8 codec | varint raw_size | varint stored_size | stored bytes
+//   body    := command*            (stored encrypted when kFlagEncrypted)
+//   command := u8 opcode | varint length | payload[length]
+//   trailer := "CMAT" | u32 0 | body_hash[32] | signature[64] | zero[24]
+//
+// The data part comes before the body so the packer streams file data once,
+// keeping the (small) body in memory and writing it last. H = BLAKE2b-256.
+// The Ed25519 signature covers header[0..256) || trailer[0..40), which covers
+// the data (data_hash in the header) and the commands (body_hash).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "util/hash.h"
+#include "util/status.h"
+
+namespace cm::pack {
+
+constexpr char kMagic[4] = {'C', 'M', 'A', 'S'};
+constexpr char kTrailerMagic[4] = {'C', 'M', 'A', 'T'};
+constexpr uint16_t kVersion = 1;
+constexpr size_t kHeaderSize = 256;
+constexpr size_t kHeaderHashedSize = 224;
+constexpr size_t kTrailerSize = 128;
+constexpr size_t kSignedTrailerPrefix = 40;
+constexpr size_t kJobIdMax = 32;
+constexpr uint32_t kMaxCommandPayload = 1 << 20;
+// Segments up to this raw size are decoded whole into memory by the reader;
+// larger ones are streamed and must be consumed by one command from offset 0.
+constexpr uint64_t kMaxBufferedSegment = 8 << 20;
+// Encrypted parts are a libsodium secretstream (XChaCha20-Poly1305): a 24-byte
+// header, then chunks of up to kCryptChunk plaintext bytes + 17 bytes of tag.
+constexpr size_t kCryptChunk = 64 * 1024;
+
+enum class Type : uint8_t {
+  kPublish = 1,
+  kReplicate = 2,
+  kSynchronize = 3,
+  kRestore = 4,
+  kRemove = 5,
+  kCommit = 6,
+  kRollback = 7,
+  kHot = 8,
+};
+const char* TypeName(Type t);
+std::optional<Type> ParseType(std::string_view name);
+// Whole-tree types build the staged tree from empty instead of from live.
+inline bool IsWholeTree(Type t) { return t == Type::kReplicate || t == Type::kRestore; }
+inline bool IsControl(Type t) { return t == Type::kCommit || t == Type::kRollback; }
+
+enum Flags : uint8_t {
+  kFlagSigned = 1,
+  kFlagEncrypted = 2,
+  kFlagLastPart = 4,  // the last assignment of its job (a commit may follow)
+};
+
+struct Header {
+  Type type = Type::kPublish;
+  uint8_t flags = 0;
+  uint32_t part = 1;         // 1-based part number within the job
+  uint64_t serial = 0;       // CCM-wide order; > 0
+  std::string job_id;        // printable ASCII, 1..32 bytes
+  uint64_t created_unix = 0;
+  uint64_t data_size = 0;    // stored bytes of the data part
+  uint64_t body_size = 0;    // stored bytes of the body
+  uint64_t space_needed = 0; // bytes of file content the staged tree gains
+  uint64_t command_count = 0;
+  Hash256 data_hash{};       // H(stored data part)
+  std::array<uint8_t, 8> key_id{};  // first 8 bytes of H(signer public key); zero if unsigned
+};
+
+struct Trailer {
+  Hash256 body_hash{};
+  std::array<uint8_t, 64> signature{};  // zero when unsigned
+};
+
+std::string EncodeHeader(const Header& h);        // exactly kHeaderSize bytes
+Status DecodeHeader(std::string_view bytes, Header* h);  // checks magic, version, hash, fields
+std::string EncodeTrailer(const Trailer& t);      // exactly kTrailerSize bytes
+Status DecodeTrailer(std::string_view bytes, Trailer* t);
+// The bytes an Ed25519 signature covers.
+std::string SignedMessage(std::string_view header_bytes, std::string_view trailer_bytes);
+bool IsValidJobId(std::string_view id);
+
+// ---- data part -----------------------------------------------------------
+enum class Codec : uint8_t { kRaw = 0, kZstd = 1 };
+
+struct DataRef {
+  uint64_t segment = 0;  // index of the segment in the data part
+  uint64_t offset = 0;   // offset into the segment's raw (decoded) bytes
+  uint64_t length = 0;   // raw bytes
+};
+
+// ---- commands ------------------------------------------------------------
+enum class Opcode : uint8_t {
+  kMkdir = 1,    // path, meta
+  kCreate = 2,   // path, meta, size, hash, data
+  kPatch = 3,    // path, meta, size, hash, base_size, base_hash, data (instructions)
+  kRemove = 4,   // path (a directory with its whole subtree)
+  kRename = 5,   // path -> path2
+  kCopy = 6,     // path -> path2 (files)
+  kSetMeta = 7,  // path, meta
+  kSymlink = 8,  // path, target (path2), meta (owner only)
+};
+const char* OpcodeName(Opcode op);
+
+struct Meta {
+  uint32_t mode = 0;      // permission bits (07777)
+  bool has_owner = false; // uid/gid applied only when set and running as root
+  uint32_t uid = 0, gid = 0;
+  int64_t mtime_ns = 0;   // 0 = leave as is
+};
+
+struct Command {
+  Opcode op = Opcode::kMkdir;
+  std::string path;   // relative to the content root
+  std::string path2;  // rename/copy destination, or symlink target
+  Meta meta;
+  uint64_t size = 0;  // create/patch: final file size
+  Hash256 hash{};     // create/patch: final content hash
+  uint64_t base_size = 0;
+  Hash256 base_hash{};
+  DataRef data;       // create/patch
+};
+
+// Encodes one command (opcode, length, payload) and appends it to *out.
+void EncodeCommand(const Command& c, std::string* out);
+// Decodes one command payload (opcode known); total parser.
+Status DecodeCommandPayload(Opcode op, std::string_view payload, Command* c);
+
+}  // namespace cm::pack

@@ -1,0 +1,62 @@
+// Opens an assignment file, verifies it completely before anyone acts on it,
+// then yields its commands in order and the data each one refers to.
+//
+// Verify() reads the file once: header (magic, version, header hash, sizes
+// against the file size), trailer, H(data part) against the header,
+// H(body) against the trailer, and the signature. Only after Verify() succeeds
+// may NextCommand()/OpenData() be called. Memory stays bounded (a few MiB plus
+// one buffered segment of at most kMaxBufferedSegment) whatever the file size.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "pack/assignment_format.h"
+#include "pack/keys.h"
+#include "util/byte_source.h"
+#include "util/file_util.h"
+#include "util/status.h"
+
+namespace cm::pack {
+
+struct ReaderOptions {
+  // When set, the assignment must carry a valid signature by this key (kAuth otherwise).
+  std::optional<PublicKey> pub_key;
+  // Needed to read an encrypted assignment's body and data (kAuth without it).
+  std::optional<GroupKey> group_key;
+};
+
+class AssignmentReader {
+ public:
+  ~AssignmentReader();
+  // Opens and reads the header and trailer (kCorrupt if malformed/truncated).
+  static Result<std::unique_ptr<AssignmentReader>> Open(const std::string& path,
+                                                       const ReaderOptions& opts);
+  const Header& header() const { return header_; }
+  const Trailer& trailer() const { return trailer_; }
+  uint64_t file_size() const { return file_size_; }
+
+  // Full verification (see above). Errors: kCorrupt (hash/format), kAuth
+  // (signature missing/invalid/other key, or encrypted without key).
+  Status Verify();
+
+  // Next command in order: true with *c filled, false after the last one.
+  Result<bool> NextCommand(Command* c);
+  // A source of exactly ref.length raw bytes for the command just returned.
+  // Valid until the next call to NextCommand or OpenData. References must
+  // not go backwards (segments are read in order).
+  Result<ByteSource*> OpenData(const DataRef& ref);
+
+ private:
+  AssignmentReader() = default;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  Header header_;
+  Trailer trailer_;
+  uint64_t file_size_ = 0;
+  bool verified_ = false;
+  ReaderOptions opts_;
+};
+
+}  // namespace cm::pack

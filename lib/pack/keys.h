@@ -1,0 +1,39 @@
+// Key files (text, one line each, base64 of the raw key):
+//   cm-ed25519-secret-v1 <64 bytes>   signing key (mode 0600), with the public key in <file>.pub
+//   cm-ed25519-public-v1 <32 bytes>   verification key for cm-apply / cm-pack verify
+//   cm-group-key-v1 <32 bytes>        symmetric group key (encryption; packet auth later)
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+
+#include "util/status.h"
+
+namespace cm::pack {
+
+struct PublicKey {
+  std::array<uint8_t, 32> bytes{};
+  // First 8 bytes of BLAKE2b-256(bytes): names the key in headers and messages.
+  std::array<uint8_t, 8> Id() const;
+};
+
+struct SigningKey {
+  std::array<uint8_t, 64> secret{};  // libsodium Ed25519 secret key (seed || public)
+  PublicKey pub;
+};
+
+struct GroupKey {
+  std::array<uint8_t, 32> bytes{};
+};
+
+// Writes <path> (secret, 0600) and <path>.pub; refuses to overwrite.
+Status GenerateSigningKey(const std::string& path);
+// Writes a new 32-byte group key to <path> (0600); refuses to overwrite.
+Status GenerateGroupKey(const std::string& path);
+
+Result<SigningKey> LoadSigningKey(const std::string& path);
+Result<PublicKey> LoadPublicKey(const std::string& path);
+Result<GroupKey> LoadGroupKey(const std::string& path);
+
+}  // namespace cm::pack
