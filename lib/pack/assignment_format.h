@@ -5,7 +5,9 @@
 //   file    := header[256] | data part[data_size] | body[body_size] | trailer[128]
 //   header  := fixed fields (below) ending in header_hash = H(header[0..224))
 //   data    := segment*            (stored encrypted when kFlagEncrypted)
-//   segment := u8 codec | varint raw_size | varint stored_size | stored bytes
+//   segment := u8 codec | varint raw_size | payload
+//              payload = raw_size bytes (codec raw) or exactly one zstd frame
+//              that decodes to raw_size bytes (codec zstd; self-delimiting)
 //   body    := command*            (stored encrypted when kFlagEncrypted)
 //   command := u8 opcode | varint length | payload[length]
 //   trailer := "CMAT" | u32 0 | body_hash[32] | signature[64] | zero[24]
@@ -39,6 +41,8 @@ constexpr size_t kJobIdMax = 32;
 constexpr uint32_t kMaxCommandPayload = 1 << 20;
 // Segments up to this raw size are decoded whole into memory by the reader;
 // larger ones are streamed and must be consumed by one command from offset 0.
+// The writer groups small files into shared segments (one zstd frame for many
+// files) and gives every larger file a segment of its own.
 constexpr uint64_t kMaxBufferedSegment = 8 << 20;
 // Encrypted parts are a libsodium secretstream (XChaCha20-Poly1305): a 24-byte
 // header, then chunks of up to kCryptChunk plaintext bytes + 17 bytes of tag.

@@ -1,0 +1,195 @@
+#include "pack/assignment_reader.h"
+
+#include <fcntl.h>
+#include <sodium.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <vector>
+
+#include "util/path_util.h"
+#include "pack/crypto_stream.h"
+#include "pack/segments.h"
+#include "util/byte_io.h"
+
+namespace cm::pack {
+
+struct AssignmentReader::Impl {
+  UniqueFd fd;
+  std::string header_bytes, trailer_bytes;
+  // Body iteration
+  std::unique_ptr<FileRangeSource> body_raw;
+  std::unique_ptr<DecryptSource> body_dec;
+  ByteSource* body = nullptr;
+  uint64_t commands_read = 0;
+  // Data
+  std::unique_ptr<FileRangeSource> data_raw;
+  std::unique_ptr<DecryptSource> data_dec;
+  std::unique_ptr<SegmentReader> segments;
+};
+
+AssignmentReader::~AssignmentReader() = default;
+
+Result<std::unique_ptr<AssignmentReader>> AssignmentReader::Open(const std::string& path,
+                                                                 const ReaderOptions& opts) {
+  std::unique_ptr<AssignmentReader> r(new AssignmentReader());
+  r->impl_ = std::make_unique<Impl>();
+  r->opts_ = opts;
+  r->impl_->fd.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!r->impl_->fd) return ErrnoError(path, errno);
+  struct stat st;
+  if (::fstat(r->impl_->fd.get(), &st) != 0) return ErrnoError(path, errno);
+  if (!S_ISREG(st.st_mode)) return Error(Code::kCorrupt, path + ": not a regular file");
+  r->file_size_ = static_cast<uint64_t>(st.st_size);
+  if (r->file_size_ < kHeaderSize + kTrailerSize)
+    return Error(Code::kCorrupt, path + ": truncated assignment (" + std::to_string(r->file_size_) + " bytes)");
+  std::string& hb = r->impl_->header_bytes;
+  hb.resize(kHeaderSize);
+  auto got = PreadFull(r->impl_->fd.get(), hb.data(), kHeaderSize, 0);
+  if (!got.ok()) return Status(got.status().code(), path + ": " + got.status().message());
+  Status s = DecodeHeader(hb, &r->header_);
+  if (!s.ok()) return Status(s.code(), path + ": " + s.message());
+  const Header& h = r->header_;
+  if (h.data_size > r->file_size_ || h.body_size > r->file_size_ ||
+      kHeaderSize + h.data_size + h.body_size + kTrailerSize != r->file_size_) {
+    return Error(Code::kCorrupt, path + ": truncated assignment (sizes in header do not match the file size)");
+  }
+  std::string& tb = r->impl_->trailer_bytes;
+  tb.resize(kTrailerSize);
+  got = PreadFull(r->impl_->fd.get(), tb.data(), kTrailerSize, r->file_size_ - kTrailerSize);
+  if (!got.ok()) return Status(got.status().code(), path + ": " + got.status().message());
+  s = DecodeTrailer(tb, &r->trailer_);
+  if (!s.ok()) return Status(s.code(), path + ": " + s.message());
+  return r;
+}
+
+namespace {
+Result<Hash256> HashRange(int fd, uint64_t off, uint64_t len) {
+  Hasher h;
+  std::vector<char> buf(1 << 20);
+  while (len > 0) {
+    size_t n = static_cast<size_t>(std::min<uint64_t>(len, buf.size()));
+    auto r = PreadFull(fd, buf.data(), n, off);
+    if (!r.ok()) return r.status();
+    if (*r != n) return Error(Code::kCorrupt, "truncated assignment");
+    h.Update(buf.data(), n);
+    off += n;
+    len -= n;
+  }
+  return h.Finish();
+}
+
+bool AllZero(const uint8_t* p, size_t n) {
+  for (size_t i = 0; i < n; ++i)
+    if (p[i]) return false;
+  return true;
+}
+
+// Reads one command: u8 opcode | varint length | payload. false at end of stream.
+Result<bool> ReadCommand(ByteSource* src, Command* c) {
+  uint8_t op;
+  auto r = src->Read(&op, 1);
+  if (!r.ok()) return r.status();
+  if (*r == 0) return false;
+  uint64_t len = 0;
+  for (int shift = 0;; shift += 7) {
+    uint8_t b;
+    CM_RETURN_IF_ERROR(src->ReadExact(&b, 1, "command"));
+    if (shift > 28) return Error(Code::kCorrupt, "malformed command length");
+    len |= static_cast<uint64_t>(b & 0x7f) << shift;
+    if (!(b & 0x80)) break;
+  }
+  if (len > kMaxCommandPayload) return Error(Code::kCorrupt, "command too long");
+  std::string payload(static_cast<size_t>(len), '\0');
+  CM_RETURN_IF_ERROR(src->ReadExact(payload.data(), payload.size(), "command"));
+  CM_RETURN_IF_ERROR(DecodeCommandPayload(static_cast<Opcode>(op), payload, c));
+  return true;
+}
+}  // namespace
+
+Status AssignmentReader::Verify() {
+  const Header& h = header_;
+  int fd = impl_->fd.get();
+  const bool signed_flag = h.flags & kFlagSigned;
+  if (opts_.pub_key && !signed_flag)
+    return Error(Code::kAuth, "assignment is not signed, but a public key is configured");
+  if (!signed_flag) {
+    if (!AllZero(trailer_.signature.data(), 64) || !AllZero(h.key_id.data(), 8))
+      return Error(Code::kCorrupt, "unsigned assignment carries signature bytes");
+  }
+  if (opts_.pub_key && std::memcmp(h.key_id.data(), opts_.pub_key->Id().data(), 8) != 0)
+    return Error(Code::kAuth, "signed with another key (key id " + ToHex(h.key_id.data(), 8) + ", expected " +
+                                  ToHex(opts_.pub_key->Id().data(), 8) + ")");
+  if ((h.flags & kFlagEncrypted) && !opts_.group_key)
+    return Error(Code::kAuth, "assignment is encrypted; a group key is needed");
+
+  CM_ASSIGN_OR_RETURN(Hash256 dh, HashRange(fd, kHeaderSize, h.data_size));
+  if (dh != h.data_hash) return Error(Code::kCorrupt, "data part hash mismatch");
+  CM_ASSIGN_OR_RETURN(Hash256 bh, HashRange(fd, kHeaderSize + h.data_size, h.body_size));
+  if (bh != trailer_.body_hash) return Error(Code::kCorrupt, "command sequence hash mismatch");
+  if (opts_.pub_key) {
+    std::string msg = SignedMessage(impl_->header_bytes, impl_->trailer_bytes);
+    InitCrypto();
+    if (crypto_sign_verify_detached(trailer_.signature.data(), reinterpret_cast<const unsigned char*>(msg.data()),
+                                    msg.size(), opts_.pub_key->bytes.data()) != 0)
+      return Error(Code::kAuth, "bad signature");
+  }
+
+  // Parse every command before anyone acts on one: structure, count, paths.
+  auto Reset = [&]() {
+    impl_->body_dec.reset();
+    impl_->body_raw = std::make_unique<FileRangeSource>(fd, kHeaderSize + h.data_size, h.body_size);
+    impl_->body = impl_->body_raw.get();
+    if (h.flags & kFlagEncrypted) {
+      impl_->body_dec = std::make_unique<DecryptSource>(*opts_.group_key, impl_->body_raw.get());
+      impl_->body = impl_->body_dec.get();
+    }
+    impl_->commands_read = 0;
+  };
+  Reset();
+  uint64_t count = 0;
+  Command c;
+  uint64_t last_segment = 0;
+  for (;;) {
+    auto more = ReadCommand(impl_->body, &c);
+    if (!more.ok()) return more.status();
+    if (!*more) break;
+    ++count;
+    if (!IsSafeContentPath(c.path))
+      return Error(Code::kUnsafePath, "unsafe path in assignment: " + c.path);
+    if ((c.op == Opcode::kRename || c.op == Opcode::kCopy) && !IsSafeContentPath(c.path2))
+      return Error(Code::kUnsafePath, "unsafe path in assignment: " + c.path2);
+    if (c.op == Opcode::kCreate || c.op == Opcode::kPatch) {
+      if (c.data.segment < last_segment) return Error(Code::kCorrupt, "data references go backwards");
+      last_segment = c.data.segment;
+    }
+  }
+  if (count != h.command_count) return Error(Code::kCorrupt, "command count differs from header");
+  if (IsControl(h.type) && count != 0) return Error(Code::kCorrupt, "control assignment carries commands");
+  Reset();
+
+  impl_->data_raw = std::make_unique<FileRangeSource>(fd, kHeaderSize, h.data_size);
+  ByteSource* data = impl_->data_raw.get();
+  if (h.flags & kFlagEncrypted) {
+    impl_->data_dec = std::make_unique<DecryptSource>(*opts_.group_key, impl_->data_raw.get());
+    data = impl_->data_dec.get();
+  }
+  impl_->segments = std::make_unique<SegmentReader>(data);
+  verified_ = true;
+  return Status::Ok();
+}
+
+Result<bool> AssignmentReader::NextCommand(Command* c) {
+  if (!verified_) return Error(Code::kFailure, "NextCommand before Verify");
+  auto r = ReadCommand(impl_->body, c);
+  if (r.ok() && *r) ++impl_->commands_read;
+  return r;
+}
+
+Result<ByteSource*> AssignmentReader::OpenData(const DataRef& ref) {
+  if (!verified_) return Error(Code::kFailure, "OpenData before Verify");
+  return impl_->segments->Open(ref);
+}
+
+}  // namespace cm::pack

@@ -1,0 +1,63 @@
+// Writes one assignment file: data segments stream to disk as they are
+// added, commands collect in memory, and Finish() appends body and trailer,
+// fills in the header and renames the file into place (a killed packer never
+// leaves a half assignment under the final name).
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "pack/assignment_format.h"
+#include "pack/keys.h"
+#include "util/byte_source.h"
+#include "util/status.h"
+
+namespace cm::pack {
+
+struct WriterOptions {
+  Type type = Type::kPublish;
+  uint64_t serial = 0;
+  std::string job_id;
+  uint32_t part = 1;
+  bool last_part = true;
+  uint64_t created_unix = 0;  // 0 = now
+  int zstd_level = 3;     // segments of their own
+  int shared_level = 19;  // the shared segments of small blobs (small: cheap to squeeze)
+  std::optional<SigningKey> sign;
+  std::optional<GroupKey> encrypt;
+};
+
+class AssignmentWriter {
+ public:
+  AssignmentWriter();
+  ~AssignmentWriter();
+  Status Open(const std::string& path, const WriterOptions& opts);
+
+  // Data: small blobs share a zstd segment (compress=true) or go alone.
+  Result<DataRef> AddBlob(const void* p, size_t n, bool compress);
+  // A blob of exactly raw_size bytes read from src, in a segment of its own.
+  // level 0 = the writer's zstd_level.
+  Result<DataRef> AddStream(ByteSource* src, uint64_t raw_size, bool compress, int level = 0);
+  void AddCommand(const Command& c);
+  void AddSpaceNeeded(uint64_t bytes) { space_needed_ += bytes; }
+
+  // Stored bytes of the data part so far (for size caps).
+  uint64_t data_bytes() const;
+  uint64_t commands() const { return commands_; }
+  void set_last_part(bool last) { opts_.last_part = last; }
+
+  Status Finish();
+  const Header& header() const { return header_; }
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  WriterOptions opts_;
+  std::string body_;
+  uint64_t commands_ = 0;
+  uint64_t space_needed_ = 0;
+  Header header_;
+};
+
+}  // namespace cm::pack

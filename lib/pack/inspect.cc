@@ -1,0 +1,117 @@
+#include "pack/inspect.h"
+
+#include <cstdio>
+#include <ctime>
+
+#include "util/json.h"
+#include "util/strings.h"
+
+namespace cm::pack {
+namespace {
+std::string HeaderJson(const Header& h) {
+  JsonObject o;
+  o.Str("type", TypeName(h.type))
+      .Uint("serial", h.serial)
+      .Str("job", h.job_id)
+      .Uint("part", h.part)
+      .Bool("last_part", h.flags & kFlagLastPart)
+      .Bool("signed", h.flags & kFlagSigned)
+      .Bool("encrypted", h.flags & kFlagEncrypted)
+      .Uint("created", h.created_unix)
+      .Uint("data_size", h.data_size)
+      .Uint("body_size", h.body_size)
+      .Uint("space_needed", h.space_needed)
+      .Uint("commands", h.command_count)
+      .Str("data_hash", ToHex(h.data_hash));
+  if (h.flags & kFlagSigned) o.Str("key_id", ToHex(h.key_id.data(), 8));
+  return o.Build();
+}
+
+std::string CommandJson(const Command& c) {
+  JsonObject o;
+  o.Str("op", OpcodeName(c.op)).Str("path", c.path);
+  if (c.op == Opcode::kRename || c.op == Opcode::kCopy) o.Str("to", c.path2);
+  if (c.op == Opcode::kSymlink) o.Str("target", c.path2);
+  if (c.op != Opcode::kRemove && c.op != Opcode::kRename && c.op != Opcode::kCopy) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", c.meta.mode);
+    o.Str("mode", mode);
+  }
+  if (c.op == Opcode::kCreate || c.op == Opcode::kPatch) {
+    o.Uint("size", c.size).Str("hash", ToHex(c.hash)).Uint("data_bytes", c.data.length);
+  }
+  if (c.op == Opcode::kPatch) o.Uint("base_size", c.base_size).Str("base_hash", ToHex(c.base_hash));
+  return o.Build();
+}
+
+std::string CommandLine(const Command& c) {
+  char mode[8];
+  std::snprintf(mode, sizeof mode, "%04o", c.meta.mode);
+  std::string s = std::string(OpcodeName(c.op));
+  s.resize(9, ' ');
+  switch (c.op) {
+    case Opcode::kCreate: return s + mode + " " + c.path + "  (" + HumanBytes(c.size) + ")";
+    case Opcode::kPatch:
+      return s + mode + " " + c.path + "  (" + HumanBytes(c.size) + ", delta " + HumanBytes(c.data.length) + ")";
+    case Opcode::kMkdir:
+    case Opcode::kSetMeta: return s + mode + " " + c.path;
+    case Opcode::kSymlink: return s + "     " + c.path + " -> " + c.path2;
+    case Opcode::kRename:
+    case Opcode::kCopy: return s + "     " + c.path + " => " + c.path2;
+    case Opcode::kRemove: return s + "     " + c.path;
+  }
+  return s;
+}
+}  // namespace
+
+Status DescribeAssignment(const std::string& path, const ReaderOptions& opts, bool json, std::string* out) {
+  CM_ASSIGN_OR_RETURN(auto reader, AssignmentReader::Open(path, opts));
+  const Header& h = reader->header();
+  Status verified = reader->Verify();
+  JsonArray cmds;
+  std::string lines;
+  if (verified.ok()) {
+    Command c;
+    for (;;) {
+      auto more = reader->NextCommand(&c);
+      if (!more.ok()) {
+        verified = more.status();
+        break;
+      }
+      if (!*more) break;
+      if (json)
+        cmds.Raw(CommandJson(c));
+      else
+        lines += "  " + CommandLine(c) + "\n";
+    }
+  }
+  if (json) {
+    JsonObject o;
+    o.Str("file", path).Raw("header", HeaderJson(h)).Bool("verified", verified.ok());
+    if (!verified.ok()) o.Str("error", verified.message());
+    o.Raw("commands", cmds.Build());
+    *out = o.Build() + "\n";
+  } else {
+    char when[64] = "?";
+    time_t t = static_cast<time_t>(h.created_unix);
+    struct tm tm;
+    if (gmtime_r(&t, &tm)) strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    std::string s;
+    s += "assignment " + path + "\n";
+    s += "  type      " + std::string(TypeName(h.type)) + "\n";
+    s += "  job       " + h.job_id + "  part " + std::to_string(h.part) +
+         ((h.flags & kFlagLastPart) ? " (last)" : " (more follow)") + "\n";
+    s += "  serial    " + std::to_string(h.serial) + "\n";
+    s += "  created   " + std::string(when) + "\n";
+    s += "  signed    " + std::string((h.flags & kFlagSigned) ? "yes, key " + ToHex(h.key_id.data(), 8) : "no") + "\n";
+    s += "  encrypted " + std::string((h.flags & kFlagEncrypted) ? "yes" : "no") + "\n";
+    s += "  data      " + HumanBytes(h.data_size) + " stored, " + HumanBytes(h.space_needed) + " of files\n";
+    s += "  commands  " + std::to_string(h.command_count) + "\n";
+    s += "  verified  " + std::string(verified.ok() ? "hashes ok" : "NO: " + verified.message()) +
+         (verified.ok() && opts.pub_key ? ", signature ok" : "") + "\n";
+    *out = s + lines;
+  }
+  return verified;
+}
+
+}  // namespace cm::pack

@@ -1,0 +1,291 @@
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <rapidcheck/gtest.h>
+#include <unistd.h>
+
+#include "pack/assignment_reader.h"
+#include "pack/assignment_writer.h"
+#include "pack/keys.h"
+#include "pack/segments.h"
+#include "support/test_util.h"
+#include "util/file_util.h"
+
+namespace cm::pack {
+namespace {
+
+using test::TempDir;
+
+std::string ReadAll(ByteSource* s) {
+  std::string out;
+  char buf[4096];
+  for (;;) {
+    auto r = s->Read(buf, sizeof buf);
+    EXPECT_TRUE(r.ok()) << r.status().message();
+    if (!r.ok() || *r == 0) break;
+    out.append(buf, *r);
+  }
+  return out;
+}
+
+struct Blob {
+  std::string data;
+  bool compress;
+  bool stream;
+};
+
+// Writes an assignment with one CREATE per blob, reads it back, checks every
+// byte and command.
+void RoundTrip(const std::vector<Blob>& blobs, const WriterOptions& wo, const ReaderOptions& ro) {
+  TempDir d;
+  std::string path = d / "a.cma";
+  AssignmentWriter w;
+  ASSERT_TRUE(w.Open(path, wo).ok());
+  std::vector<Command> cmds;
+  for (size_t i = 0; i < blobs.size(); ++i) {
+    Command c;
+    c.op = Opcode::kCreate;
+    c.path = "f" + std::to_string(i);
+    c.meta.mode = 0644;
+    c.size = blobs[i].data.size();
+    c.hash = HashBytes(blobs[i].data.data(), blobs[i].data.size());
+    Result<DataRef> ref = DataRef{};
+    if (blobs[i].stream) {
+      StringSource src(blobs[i].data);
+      ref = w.AddStream(&src, blobs[i].data.size(), blobs[i].compress);
+    } else {
+      ref = w.AddBlob(blobs[i].data.data(), blobs[i].data.size(), blobs[i].compress);
+    }
+    ASSERT_TRUE(ref.ok()) << ref.status().message();
+    c.data = *ref;
+    w.AddCommand(c);
+    cmds.push_back(c);
+  }
+  ASSERT_TRUE(w.Finish().ok());
+
+  auto r = AssignmentReader::Open(path, ro);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  Status v = (*r)->Verify();
+  ASSERT_TRUE(v.ok()) << v.message();
+  EXPECT_EQ((*r)->header().serial, wo.serial);
+  EXPECT_EQ((*r)->header().job_id, wo.job_id);
+  EXPECT_EQ((*r)->header().command_count, blobs.size());
+  for (size_t i = 0; i < blobs.size(); ++i) {
+    Command c;
+    auto more = (*r)->NextCommand(&c);
+    ASSERT_TRUE(more.ok() && *more);
+    EXPECT_EQ(c.path, cmds[i].path);
+    EXPECT_EQ(c.hash, cmds[i].hash);
+    auto src = (*r)->OpenData(c.data);
+    ASSERT_TRUE(src.ok()) << src.status().message();
+    EXPECT_EQ(ReadAll(*src), blobs[i].data) << "blob " << i;
+  }
+  Command c;
+  auto more = (*r)->NextCommand(&c);
+  ASSERT_TRUE(more.ok());
+  EXPECT_FALSE(*more);
+}
+
+WriterOptions BasicOptions() {
+  WriterOptions wo;
+  wo.serial = 7;
+  wo.job_id = "job-7";
+  return wo;
+}
+
+TEST(Assignment, MixedBlobsRoundTrip) {
+  std::string big(3 << 20, 'x');
+  for (size_t i = 0; i < big.size(); i += 7) big[i] = static_cast<char>(i * 31);
+  std::string huge(kMaxBufferedSegment + 12345, 'y');
+  RoundTrip({{"hello", true, false},
+             {"", true, false},
+             {std::string(70000, 'a'), true, false},
+             {"raw bytes", false, false},
+             {big, true, true},
+             {"after big", true, false},
+             {huge, true, true},
+             {huge, false, true},
+             {"tail", true, false}},
+            BasicOptions(), {});
+}
+
+TEST(Assignment, SignedAndEncryptedRoundTrip) {
+  TempDir d;
+  ASSERT_TRUE(GenerateSigningKey(d / "k").ok());
+  ASSERT_TRUE(GenerateGroupKey(d / "g").ok());
+  auto sk = LoadSigningKey(d / "k");
+  auto pk = LoadPublicKey(d / "k.pub");
+  auto gk = LoadGroupKey(d / "g");
+  ASSERT_TRUE(sk.ok() && pk.ok() && gk.ok());
+  EXPECT_EQ(sk->pub.bytes, pk->bytes);
+  WriterOptions wo = BasicOptions();
+  wo.sign = *sk;
+  wo.encrypt = *gk;
+  ReaderOptions ro;
+  ro.pub_key = *pk;
+  ro.group_key = *gk;
+  RoundTrip({{"secret", true, false}, {std::string(200000, 'q'), true, true}, {"z", false, false}}, wo, ro);
+}
+
+TEST(Assignment, KeygenRefusesToOverwrite) {
+  TempDir d;
+  ASSERT_TRUE(GenerateSigningKey(d / "k").ok());
+  EXPECT_FALSE(GenerateSigningKey(d / "k").ok());
+  ASSERT_TRUE(GenerateGroupKey(d / "g").ok());
+  EXPECT_FALSE(GenerateGroupKey(d / "g").ok());
+}
+
+class Tamper : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(GenerateSigningKey(dir_ / "k").ok());
+    ASSERT_TRUE(GenerateSigningKey(dir_ / "other").ok());
+    sk_ = *LoadSigningKey(dir_ / "k");
+    pk_ = *LoadPublicKey(dir_ / "k.pub");
+    other_ = *LoadPublicKey(dir_ / "other.pub");
+  }
+  std::string Write(bool sign) {
+    std::string path = dir_ / (sign ? "s.cma" : "u.cma");
+    WriterOptions wo = BasicOptions();
+    if (sign) wo.sign = sk_;
+    AssignmentWriter w;
+    EXPECT_TRUE(w.Open(path, wo).ok());
+    for (int i = 0; i < 3; ++i) {
+      std::string data = "content number " + std::to_string(i);
+      Command c;
+      c.op = Opcode::kCreate;
+      c.path = "dir/file" + std::to_string(i);
+      c.size = data.size();
+      c.hash = HashBytes(data.data(), data.size());
+      c.data = *w.AddBlob(data.data(), data.size(), i != 1);
+      w.AddCommand(c);
+    }
+    EXPECT_TRUE(w.Finish().ok());
+    return path;
+  }
+  Status Check(const std::string& path, const ReaderOptions& ro) {
+    auto r = AssignmentReader::Open(path, ro);
+    if (!r.ok()) return r.status();
+    CM_RETURN_IF_ERROR((*r)->Verify());
+    // Reading every command's data must also succeed.
+    Command c;
+    for (;;) {
+      auto more = (*r)->NextCommand(&c);
+      if (!more.ok()) return more.status();
+      if (!*more) break;
+      auto src = (*r)->OpenData(c.data);
+      if (!src.ok()) return src.status();
+      ReadAll(*src);
+    }
+    return Status::Ok();
+  }
+  TempDir dir_;
+  SigningKey sk_;
+  PublicKey pk_, other_;
+};
+
+TEST_F(Tamper, EveryFlippedByteIsDetected) {
+  for (bool sign : {false, true}) {
+    std::string path = Write(sign);
+    std::string orig = test::ReadFile(path);
+    ReaderOptions ro;
+    if (sign) ro.pub_key = pk_;
+    ASSERT_TRUE(Check(path, ro).ok());
+    for (size_t i = 0; i < orig.size(); ++i) {
+      std::string bad = orig;
+      bad[i] ^= 0x01;
+      test::WriteFile(path, bad);
+      Status st = Check(path, ro);
+      EXPECT_FALSE(st.ok()) << "flip at byte " << i << " of " << orig.size() << " not detected";
+      if (!st.ok()) {
+        EXPECT_TRUE(st.code() == Code::kCorrupt || st.code() == Code::kAuth) << st.message();
+      }
+    }
+  }
+}
+
+TEST_F(Tamper, EveryTruncationIsDetected) {
+  std::string path = Write(false);
+  std::string orig = test::ReadFile(path);
+  for (size_t n = 0; n < orig.size(); ++n) {
+    test::WriteFile(path, orig.substr(0, n));
+    Status st = Check(path, {});
+    EXPECT_EQ(st.code(), Code::kCorrupt) << "truncated to " << n;
+  }
+}
+
+TEST_F(Tamper, UnsignedRefusedWhenKeyConfigured) {
+  std::string path = Write(false);
+  ReaderOptions ro;
+  ro.pub_key = pk_;
+  Status st = Check(path, ro);
+  EXPECT_EQ(st.code(), Code::kAuth);
+  EXPECT_NE(st.message().find("not signed"), std::string::npos);
+}
+
+TEST_F(Tamper, WrongKeyRefused) {
+  std::string path = Write(true);
+  ReaderOptions ro;
+  ro.pub_key = other_;
+  Status st = Check(path, ro);
+  EXPECT_EQ(st.code(), Code::kAuth);
+  EXPECT_NE(st.message().find("another key"), std::string::npos);
+}
+
+TEST(Assignment, EncryptedNeedsTheRightGroupKey) {
+  TempDir d;
+  ASSERT_TRUE(GenerateGroupKey(d / "g").ok());
+  ASSERT_TRUE(GenerateGroupKey(d / "h").ok());
+  WriterOptions wo = BasicOptions();
+  wo.encrypt = *LoadGroupKey(d / "g");
+  AssignmentWriter w;
+  ASSERT_TRUE(w.Open(d / "a.cma", wo).ok());
+  Command c;
+  c.op = Opcode::kCreate;
+  c.path = "x";
+  c.size = 3;
+  c.data = *w.AddBlob("abc", 3, true);
+  w.AddCommand(c);
+  ASSERT_TRUE(w.Finish().ok());
+  auto r = AssignmentReader::Open(d / "a.cma", {});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ((*r)->Verify().code(), Code::kAuth);
+  ReaderOptions ro;
+  ro.group_key = *LoadGroupKey(d / "h");
+  r = AssignmentReader::Open(d / "a.cma", ro);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ((*r)->Verify().code(), Code::kAuth);
+  // The plaintext must not appear in the file.
+  EXPECT_EQ(test::ReadFile(d / "a.cma").find("abc"), std::string::npos);
+}
+
+TEST(Assignment, UnsafePathsAreRefusedAtVerify) {
+  for (std::string bad : {"../etc/passwd", "/abs", "a/../../b", "a//b", "", "./x", "a/."}) {
+    TempDir d;
+    AssignmentWriter w;
+    ASSERT_TRUE(w.Open(d / "a.cma", BasicOptions()).ok());
+    Command c;
+    c.op = Opcode::kRemove;
+    c.path = bad;
+    w.AddCommand(c);
+    ASSERT_TRUE(w.Finish().ok());
+    auto r = AssignmentReader::Open(d / "a.cma", {});
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ((*r)->Verify().code(), Code::kUnsafePath) << bad;
+  }
+}
+
+RC_GTEST_PROP(AssignmentProp, RandomBlobsRoundTrip, ()) {
+  auto n = *rc::gen::inRange<size_t>(0, 12);
+  std::vector<Blob> blobs;
+  for (size_t i = 0; i < n; ++i) {
+    auto len = *rc::gen::oneOf(rc::gen::inRange<size_t>(0, 100), rc::gen::inRange<size_t>(0, 200000));
+    auto kind = *rc::gen::inRange(0, 3);
+    std::string data(len, '\0');
+    for (size_t k = 0; k < len; ++k) data[k] = static_cast<char>(kind == 0 ? (k * 7919) >> 5 : (k % 13) + 'a');
+    blobs.push_back({data, *rc::gen::arbitrary<bool>(), *rc::gen::arbitrary<bool>()});
+  }
+  RoundTrip(blobs, BasicOptions(), {});
+}
+
+}  // namespace
+}  // namespace cm::pack
