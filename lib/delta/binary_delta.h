@@ -20,16 +20,28 @@ struct DeltaOptions {
   uint32_t block_size = 0;
   // Upper bound on index memory in bytes; block_size grows to respect it.
   uint64_t max_index_bytes = 256ull << 20;
+  // Stop early (DeltaStats::exceeded) once the stream would exceed this many
+  // bytes; callers pass the file size when a larger delta is useless.
+  uint64_t max_stream_bytes = UINT64_MAX;
+  // Stop early (DeltaStats::exceeded) when nothing at all could be copied in
+  // the first give_up_without_copy bytes of the new data (say, re-encoded media).
+  uint64_t give_up_without_copy = UINT64_MAX;
 };
 
 struct DeltaStats {
   uint64_t copied = 0;    // bytes reproduced by COPY
   uint64_t inserted = 0;  // bytes sent as literals
   uint64_t stream_bytes = 0;  // encoded instruction bytes
+  // True when a limit in DeltaOptions stopped the delta: what was written to
+  // the InstructionWriter is incomplete (no END) and must be discarded.
+  bool exceeded = false;
 };
 
 // Computes the delta of new_data against old_data (both fully in memory or
-// memory-mapped) and writes the instruction stream, END included.
+// memory-mapped) and writes the instruction stream, END included. Literal
+// bytes are exact: every match is extended forwards and backwards to the
+// first differing byte. Memory: the index, at most opts.max_index_bytes
+// (plus a few hundred bytes). Errors come only from the writer's sink.
 Status ComputeDelta(const uint8_t* old_data, uint64_t old_size, const uint8_t* new_data,
                     uint64_t new_size, const DeltaOptions& opts, InstructionWriter* out,
                     DeltaStats* stats);

@@ -6,6 +6,12 @@
 //     kRecEntry       one DeltaEntry (payload layout below)
 //     kRecDeltaChunk  instruction-stream bytes of the preceding DELTA entry
 //     kRecEnd         varint entry_count | hash[32] of every preceding record's bytes
+//                     (BLAKE2b-256 over the 12 header bytes and every record's
+//                     type, length and payload, in order, up to the END record)
+//   Nothing may follow the END record. A DELTA entry has at least one
+//   non-empty kRecDeltaChunk; chunks appear only after a DELTA entry.
+//   REMOVE entries carry the old object's metadata; META entries the new
+//   metadata (mode, uid, gid, mtime; size for files) and no hash.
 //
 //   entry payload: u8 op | u8 kind | str path | varint mode | varint uid |
 //     varint gid | svarint mtime_ns | varint size
@@ -79,6 +85,8 @@ class DeltaTableWriter {
   ByteSink* sink_;
   Hasher hasher_;
   uint64_t entries_ = 0;
+  bool delta_open_ = false;     // the last entry was DELTA
+  uint64_t delta_written_ = 0;  // instruction bytes written for it
 };
 
 // Reads a table from a source. The parser is total: malformed, truncated or
@@ -109,6 +117,9 @@ class DeltaTableReader {
   std::string chunk_;
   size_t chunk_pos_ = 0;
   bool in_delta_ = false;
+  bool done_ = false;          // END seen and checked
+  uint32_t chunk_left_ = 0;    // unread payload bytes of the current chunk record
+  uint64_t delta_seen_ = 0;    // instruction bytes read for the current entry
 };
 
 }  // namespace cm::delta

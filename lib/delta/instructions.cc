@@ -77,7 +77,7 @@ Status PatchApplier::Feed(const void* data, size_t n) {
     if (insert_left_ > 0) {
       // Literal bytes go straight to the output without buffering the stream.
       size_t take = static_cast<size_t>(std::min<uint64_t>(n, insert_left_));
-      if (written_ + take > expected_) return Error(Code::kCorrupt, "delta: output longer than expected");
+      if (take > expected_ - written_) return Error(Code::kCorrupt, "delta: output longer than expected");
       out_.append(p, take);
       written_ += take;
       insert_left_ -= take;
@@ -130,7 +130,7 @@ Status PatchApplier::Step(bool* progressed) {
     uint64_t off = prev_end_ + static_cast<uint64_t>(rel);
     if (off > base_size_ || len > base_size_ - off)
       return Error(Code::kCorrupt, "delta: COPY outside the base file");
-    if (written_ + len > expected_) return Error(Code::kCorrupt, "delta: output longer than expected");
+    if (len > expected_ - written_) return Error(Code::kCorrupt, "delta: output longer than expected");
     in_.erase(0, r.position());
     prev_end_ = off + len;
     while (len > 0) {
@@ -155,7 +155,7 @@ Status PatchApplier::Step(bool* progressed) {
       if (in_.size() >= 32) return Error(Code::kCorrupt, "delta: bad INSERT");
       return Status::Ok();
     }
-    if (written_ + len > expected_) return Error(Code::kCorrupt, "delta: output longer than expected");
+    if (len > expected_ - written_) return Error(Code::kCorrupt, "delta: output longer than expected");
     in_.erase(0, r.position());
     insert_left_ = len;
     // Consume any literal bytes already buffered.

@@ -2,15 +2,20 @@
 
 namespace cm {
 
-bool IsSafeContentPath(std::string_view p) {
-  if (p.empty() || p.size() > kMaxContentPath || p.front() == '/' || p.back() == '/') return false;
+const char* ContentPathProblem(std::string_view p) {
+  if (p.empty()) return "empty";
+  if (p.size() > kMaxContentPath) return "too long";
+  if (p.find('\0') != std::string_view::npos) return "NUL byte";
+  if (p.front() == '/') return "absolute";
   size_t start = 0;
   for (;;) {
     size_t end = p.find('/', start);
     std::string_view comp = p.substr(start, end == std::string_view::npos ? p.npos : end - start);
-    if (comp.empty() || comp == "." || comp == "..") return false;
-    if (comp.find('\0') != std::string_view::npos) return false;
-    if (end == std::string_view::npos) return true;
+    if (comp.empty()) return "empty component";
+    if (comp == ".") return "'.' component";
+    if (comp == "..") return "'..' component";
+    if (comp.size() > kMaxPathComponent) return "component too long";
+    if (end == std::string_view::npos) return nullptr;
     start = end + 1;
   }
 }

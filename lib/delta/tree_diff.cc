@@ -1,0 +1,335 @@
+#include "delta/tree_diff.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <thread>
+
+#include "delta/tree_walk.h"
+#include "util/file_util.h"
+#include "util/hash.h"
+
+namespace cm::delta {
+namespace {
+
+// Files at least this big hash in helper threads while the delta runs.
+constexpr uint64_t kThreadedHashBytes = 4u << 20;
+// Instruction streams up to this size stay in memory; bigger ones spill to
+// an unlinked temporary file so huge changed files need no huge buffers.
+constexpr size_t kSpillBytes = 64u << 20;
+// High-entropy files (compressed media) with nothing to copy in their first
+// few MiB are sent whole without scanning the rest.
+constexpr uint64_t kEntropyProbeBytes = 8u << 20;
+
+constexpr uint64_t kPopulateMax = 1ull << 30;
+
+const uint8_t kEmpty[1] = {0};
+
+// A read-only private mapping of a whole regular file.
+class MappedFile {
+ public:
+  MappedFile() = default;
+  ~MappedFile() {
+    if (map_ != nullptr) ::munmap(map_, size_);
+  }
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+
+  Status Open(const std::string& path) {
+    fd_.reset(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd_) return ErrnoError(path, errno);
+    struct stat st;
+    if (::fstat(fd_.get(), &st) != 0) return ErrnoError(path, errno);
+    if (!S_ISREG(st.st_mode)) return Error(Code::kIo, path + ": changed during the walk (not a file)");
+    size_ = static_cast<uint64_t>(st.st_size);
+    if (size_ == 0) return Status::Ok();
+    // Prefaulting the whole mapping at once is much cheaper than a page
+    // fault per 4 KiB; files too big to sit in memory are faulted lazily.
+    int flags = MAP_PRIVATE | (size_ <= kPopulateMax ? MAP_POPULATE : 0);
+    void* p = ::mmap(nullptr, size_, PROT_READ, flags, fd_.get(), 0);
+    if (p == MAP_FAILED) return ErrnoError(path, errno);
+    map_ = p;
+    return Status::Ok();
+  }
+  const uint8_t* data() const { return map_ != nullptr ? static_cast<const uint8_t*>(map_) : kEmpty; }
+  uint64_t size() const { return size_; }
+
+ private:
+  UniqueFd fd_;
+  void* map_ = nullptr;
+  uint64_t size_ = 0;
+};
+
+// Computes a hash now or in a helper thread, by size.
+class AsyncHash {
+ public:
+  AsyncHash(const uint8_t* p, uint64_t n) : p_(p), n_(n) {
+    if (n >= kThreadedHashBytes) thread_.emplace([this] { hash_ = HashBytes(p_, n_); });
+  }
+  ~AsyncHash() {
+    if (thread_) thread_->join();
+  }
+  const Hash256& Get() {
+    if (thread_) {
+      thread_->join();
+      thread_.reset();
+    } else if (!done_) {
+      hash_ = HashBytes(p_, n_);
+    }
+    done_ = true;
+    return hash_;
+  }
+
+ private:
+  const uint8_t* p_;
+  uint64_t n_;
+  Hash256 hash_{};
+  bool done_ = false;
+  std::optional<std::thread> thread_;
+};
+
+// Buffers one instruction stream: memory first, then an unlinked temp file.
+class SpillSink : public ByteSink {
+ public:
+  Status Write(const void* buf, size_t n) override {
+    size_ += n;
+    if (!fd_ && mem_.size() + n <= kSpillBytes) {
+      mem_.append(static_cast<const char*>(buf), n);
+      return Status::Ok();
+    }
+    if (!fd_) {
+      CM_RETURN_IF_ERROR(OpenTemp());
+      CM_RETURN_IF_ERROR(WriteFull(fd_.get(), mem_.data(), mem_.size()));
+      std::string().swap(mem_);
+    }
+    return WriteFull(fd_.get(), buf, n);
+  }
+  uint64_t size() const { return size_; }
+  template <typename F>
+  Status ForEachChunk(F&& f) {
+    if (!fd_) return f(mem_.data(), mem_.size());
+    std::string buf(1 << 20, '\0');
+    for (uint64_t off = 0; off < size_;) {
+      CM_ASSIGN_OR_RETURN(size_t got, PreadFull(fd_.get(), buf.data(), buf.size(), off));
+      if (got == 0) return Error(Code::kIo, "temporary file shrank");
+      CM_RETURN_IF_ERROR(f(buf.data(), got));
+      off += got;
+    }
+    return Status::Ok();
+  }
+
+ private:
+  Status OpenTemp() {
+    const char* t = std::getenv("TMPDIR");
+    std::string dir = t != nullptr && *t != '\0' ? t : "/tmp";
+    fd_.reset(::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
+    if (fd_) return Status::Ok();
+    std::string tmpl = dir + "/cm-delta-XXXXXX";
+    fd_.reset(::mkstemp(tmpl.data()));
+    if (!fd_) return ErrnoError(dir + ": temporary file", errno);
+    ::unlink(tmpl.c_str());
+    return Status::Ok();
+  }
+  std::string mem_;
+  UniqueFd fd_;
+  uint64_t size_ = 0;
+};
+
+bool MetaDiffers(const WalkEntry& a, const WalkEntry& b) {
+  return a.mode != b.mode || a.uid != b.uid || a.gid != b.gid || a.mtime_ns != b.mtime_ns;
+}
+
+DeltaEntry EntryFrom(Op op, const WalkEntry& w) {
+  DeltaEntry e;
+  e.op = op;
+  e.kind = w.kind;
+  e.path = w.path;
+  e.mode = w.mode;
+  e.uid = w.uid;
+  e.gid = w.gid;
+  e.mtime_ns = w.mtime_ns;
+  e.size = w.kind == Kind::kFile ? w.size : 0;
+  return e;
+}
+
+class Differ {
+ public:
+  Differ(const std::string& old_root, const std::string& new_root, const TreeDiffOptions& opts,
+         DeltaTableWriter* table, DiffObserver* obs)
+      : opts_(opts), table_(table), obs_(obs), filter_(opts.excludes),
+        old_(old_root, &filter_, [this](const std::string& p, const std::string& w) { Warn(old_.FullPath(p), w); }),
+        new_(new_root, &filter_, [this](const std::string& p, const std::string& w) { Warn(new_.FullPath(p), w); }) {}
+
+  Result<DiffSummary> Run() {
+    CM_RETURN_IF_ERROR(new_.Start(false));
+    CM_RETURN_IF_ERROR(old_.Start(opts_.old_may_be_missing));
+    if (table_ != nullptr) CM_RETURN_IF_ERROR(table_->Begin(opts_.checksum ? kTableFlagChecksum : 0));
+
+    WalkEntry o, n;
+    CM_ASSIGN_OR_RETURN(bool have_o, old_.Next(&o));
+    CM_ASSIGN_OR_RETURN(bool have_n, new_.Next(&n));
+    while (have_o || have_n) {
+      int c = !have_o ? 1 : !have_n ? -1 : ComparePaths(o.path, n.path);
+      bool step_old = c <= 0, step_new = c >= 0;
+      if (c < 0) {
+        CM_RETURN_IF_ERROR(Remove(o));
+      } else if (c > 0) {
+        CM_RETURN_IF_ERROR(Add(n));
+      } else if (o.kind != n.kind) {
+        CM_RETURN_IF_ERROR(Remove(o));
+        CM_RETURN_IF_ERROR(Add(n));
+      } else if (n.kind == Kind::kDir) {
+        if (MetaDiffers(o, n)) CM_RETURN_IF_ERROR(Emit(EntryFrom(Op::kMeta, n), {}));
+      } else if (n.kind == Kind::kSymlink) {
+        if (o.link_target != n.link_target) {
+          DeltaEntry e = EntryFrom(Op::kModify, n);
+          e.link_target = n.link_target;
+          CM_RETURN_IF_ERROR(Emit(e, {}));
+        }
+      } else {
+        CM_RETURN_IF_ERROR(CompareFiles(o, n));
+      }
+      if (step_new) {
+        ++summary_.scanned;
+        if (obs_ != nullptr) obs_->OnProgress(summary_);
+        CM_ASSIGN_OR_RETURN(have_n, new_.Next(&n));
+      }
+      if (step_old) {
+        CM_ASSIGN_OR_RETURN(have_o, old_.Next(&o));
+      }
+    }
+    if (table_ != nullptr) CM_RETURN_IF_ERROR(table_->End());
+    return summary_;
+  }
+
+ private:
+  void Warn(const std::string& path, const std::string& what) {
+    if (obs_ != nullptr) obs_->OnWarning(path, what);
+  }
+
+  // A REMOVE of a directory stands for its whole subtree.
+  Status Remove(const WalkEntry& o) {
+    if (o.kind == Kind::kDir) old_.SkipChildren();
+    return Emit(EntryFrom(Op::kRemove, o), {});
+  }
+
+  Status Add(const WalkEntry& n) {
+    DeltaEntry e = EntryFrom(Op::kAdd, n);
+    if (n.kind == Kind::kSymlink) e.link_target = n.link_target;
+    if (n.kind == Kind::kFile && !opts_.listing_only) {
+      std::string path = new_.FullPath(n.path);
+      UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+      if (!fd) return ErrnoError(path, errno);
+      struct stat st;
+      if (::fstat(fd.get(), &st) != 0) return ErrnoError(path, errno);
+      if (!S_ISREG(st.st_mode)) return Error(Code::kIo, path + ": changed during the walk (not a file)");
+      auto h = HashFile(fd.get());
+      if (!h.ok()) return Status(h.status().code(), path + ": " + h.status().message());
+      e.hash = *h;
+      e.size = static_cast<uint64_t>(st.st_size);
+      summary_.bytes_read += e.size;
+    }
+    return Emit(e, {});
+  }
+
+  Status CompareFiles(const WalkEntry& o, const WalkEntry& n) {
+    bool meta = MetaDiffers(o, n);
+    if (!opts_.checksum && o.size == n.size && o.mtime_ns == n.mtime_ns) {
+      return meta ? Emit(EntryFrom(Op::kMeta, n), {}) : Status::Ok();
+    }
+    MappedFile nf, of;
+    CM_RETURN_IF_ERROR(nf.Open(new_.FullPath(n.path)));
+    CM_RETURN_IF_ERROR(of.Open(old_.FullPath(o.path)));
+    summary_.bytes_read += nf.size() + of.size();
+    if (nf.size() == of.size() && std::memcmp(nf.data(), of.data(), nf.size()) == 0) {
+      // Same bytes after all: at most a metadata change.
+      if (!meta) return Status::Ok();
+      DeltaEntry e = EntryFrom(Op::kMeta, n);
+      e.size = nf.size();
+      return Emit(e, {});
+    }
+
+    DeltaEntry e = EntryFrom(Op::kModify, n);
+    e.size = nf.size();
+    e.encoding = Encoding::kWhole;
+    EntryDetails d;
+    std::optional<AsyncHash> new_hash;
+    if (!opts_.listing_only) new_hash.emplace(nf.data(), nf.size());
+    SpillSink stream;
+    bool use_delta = false;
+    if (!opts_.listing_only && of.size() > 0 && nf.size() > 0) {
+      AsyncHash old_hash(of.data(), of.size());
+      DeltaOptions dopts = opts_.delta;
+      dopts.max_stream_bytes = std::min(dopts.max_stream_bytes, nf.size() - 1);
+      bool entropic = LooksHighEntropy(nf.data(), nf.size());
+      if (entropic) dopts.give_up_without_copy = std::min(dopts.give_up_without_copy, kEntropyProbeBytes);
+      InstructionWriter iw(&stream);
+      DeltaStats st;
+      CM_RETURN_IF_ERROR(ComputeDelta(of.data(), of.size(), nf.data(), nf.size(), dopts, &iw, &st));
+      // A delta of random-looking data that copies little is not worth
+      // depending on the base for.
+      use_delta = !st.exceeded && st.stream_bytes < nf.size() && !(entropic && st.copied < nf.size() / 8);
+      if (use_delta) {
+        e.encoding = Encoding::kDelta;
+        e.base_size = of.size();
+        e.base_hash = old_hash.Get();
+        d.delta_bytes = st.stream_bytes;
+        d.copied = st.copied;
+        d.inserted = st.inserted;
+      }
+    }
+    if (new_hash) e.hash = new_hash->Get();
+    return Emit(e, d, use_delta ? &stream : nullptr);
+  }
+
+  Status Emit(const DeltaEntry& e, const EntryDetails& d, SpillSink* stream = nullptr) {
+    if (table_ != nullptr) {
+      CM_RETURN_IF_ERROR(table_->AddEntry(e));
+      if (stream != nullptr) {
+        CM_RETURN_IF_ERROR(stream->ForEachChunk(
+            [this](const char* p, size_t n) { return table_->AddDeltaBytes(p, n); }));
+      }
+    }
+    ++summary_.entries;
+    switch (e.op) {
+      case Op::kAdd: ++summary_.added; break;
+      case Op::kRemove: ++summary_.removed; break;
+      case Op::kModify: ++summary_.modified; break;
+      case Op::kMeta: ++summary_.meta; break;
+    }
+    if (e.op == Op::kModify && e.kind == Kind::kFile) {
+      if (e.encoding == Encoding::kDelta) {
+        ++summary_.delta_files;
+        summary_.delta_bytes += d.delta_bytes;
+      } else {
+        ++summary_.whole_files;
+      }
+    }
+    if (obs_ != nullptr) return obs_->OnEntry(e, d);
+    return Status::Ok();
+  }
+
+  const TreeDiffOptions& opts_;
+  DeltaTableWriter* table_;
+  DiffObserver* obs_;
+  PathFilter filter_;
+  TreeWalker old_, new_;
+  DiffSummary summary_;
+};
+
+}  // namespace
+
+Result<DiffSummary> DiffTrees(const std::string& old_root, const std::string& new_root,
+                              const TreeDiffOptions& opts, DeltaTableWriter* table,
+                              DiffObserver* observer) {
+  Differ d(old_root, new_root, opts, table, observer);
+  return d.Run();
+}
+
+}  // namespace cm::delta
