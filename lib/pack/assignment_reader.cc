@@ -64,6 +64,11 @@ Result<std::unique_ptr<AssignmentReader>> AssignmentReader::Open(const std::stri
   return r;
 }
 
+Hash256 AssignmentReader::Id() const {
+  std::string msg = SignedMessage(impl_->header_bytes, impl_->trailer_bytes);
+  return HashBytes(msg.data(), msg.size());
+}
+
 namespace {
 Result<Hash256> HashRange(int fd, uint64_t off, uint64_t len) {
   Hasher h;

@@ -36,6 +36,9 @@ class AssignmentReader {
   const Header& header() const { return header_; }
   const Trailer& trailer() const { return trailer_; }
   uint64_t file_size() const { return file_size_; }
+  // The assignment's identity: H(header[0..256) || trailer[0..40)), the bytes
+  // a signature covers (so it binds header, data hash and command sequence).
+  Hash256 Id() const;
 
   // Full verification (see above). Errors: kCorrupt (hash/format), kAuth
   // (signature missing/invalid/other key, or encrypted without key).

@@ -1,0 +1,55 @@
+// cm-pack's library entry points: turn a delta table (plus the new tree it
+// describes) into one or more assignment files, or write a control
+// assignment (commit, rollback).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "pack/assignment_format.h"
+#include "pack/compress_policy.h"
+#include "pack/keys.h"
+#include "util/byte_source.h"
+#include "util/status.h"
+
+namespace cm::pack {
+
+struct PackOptions {
+  Type type = Type::kPublish;
+  std::optional<uint64_t> serial;  // first serial; else serial_file; else time in microseconds
+  std::string serial_file;         // holds the last serial used; locked, read, advanced, rewritten
+  std::string job_id;              // default: "job-<serial>"
+  std::string output;              // first part's path; later parts "<stem>.part<N>.cma"
+  uint64_t max_size = 4ull << 30;  // data bytes per assignment before a split
+  int level = 3;                   // zstd level for whole files
+  int delta_level = 9;             // zstd level for delta streams and small shared blobs
+  bool owners = true;              // carry uid/gid (applied by cm-apply when root)
+  CompressPolicy policy = CompressPolicy::Default();
+  std::optional<SigningKey> sign;
+  std::optional<GroupKey> encrypt;
+};
+
+struct PackedFile {
+  std::string path;
+  Header header;
+};
+
+struct PackResult {
+  std::vector<PackedFile> files;
+  uint64_t entries = 0;        // delta table entries read
+  uint64_t raw_bytes = 0;      // file/delta bytes before compression
+};
+
+// Reads a delta table from *table; whole files are read from source_root.
+Result<PackResult> PackDeltaTable(ByteSource* table, const std::string& source_root, const PackOptions& opts);
+// A header-only assignment of type commit or rollback for opts.job_id.
+Result<PackResult> PackControl(const PackOptions& opts);
+// Path of part N (1-based) given the first part's path.
+std::string PartPath(const std::string& first, uint32_t part);
+
+// Serial allocation (exposed for tests). Reserves `count` consecutive serials.
+Result<uint64_t> AllocateSerials(const PackOptions& opts, uint64_t count);
+
+}  // namespace cm::pack
