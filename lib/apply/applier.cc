@@ -1,0 +1,165 @@
+#include "apply/applier.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+
+#include <cerrno>
+#include <chrono>
+
+#include "apply/part_stage.h"
+#include "apply/switcher.h"
+#include "pack/assignment_reader.h"
+#include "util/file_util.h"
+#include "util/hash.h"
+#include "util/log.h"
+
+namespace cm::apply {
+namespace {
+
+// Messages from the reader may start with the file's path; the tool prints
+// the path itself.
+Status StripPath(const Status& st, const std::string& path) {
+  const std::string prefix = path + ": ";
+  if (st.message().rfind(prefix, 0) == 0) return Status(st.code(), st.message().substr(prefix.size()));
+  return st;
+}
+
+void FillHeader(const pack::Header& h, Report* r) {
+  r->job = h.job_id;
+  r->serial = h.serial;
+  r->type = pack::TypeName(h.type);
+  r->part = h.part;
+  r->last_part = (h.flags & pack::kFlagLastPart) != 0;
+}
+
+Result<std::unique_ptr<pack::AssignmentReader>> OpenVerified(const std::string& path, const ApplyOptions& o,
+                                                             Report* report) {
+  pack::ReaderOptions ro;
+  ro.pub_key = o.pub_key;
+  ro.group_key = o.group_key;
+  auto reader = pack::AssignmentReader::Open(path, ro);
+  if (!reader.ok()) return StripPath(reader.status(), path);
+  FillHeader((*reader)->header(), report);
+  Status st = (*reader)->Verify();
+  if (!st.ok()) return StripPath(st, path);
+  return reader;
+}
+
+Status CheckSpace(const std::string& root, uint64_t needed, uint64_t margin) {
+  struct statvfs vfs;
+  if (::statvfs(root.c_str(), &vfs) != 0) return ErrnoError(root, errno);
+  uint64_t avail = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
+  if (avail < needed + margin)
+    return Error(Code::kNoSpace, "not enough space in " + root + ": need " + std::to_string(needed + margin) +
+                                     " bytes (content " + std::to_string(needed) + " + margin " +
+                                     std::to_string(margin) + "), " + std::to_string(avail) + " free");
+  return Status::Ok();
+}
+
+Status StageCommands(ContentRoot* root, pack::AssignmentReader* reader, const AppliedId& id, Report* report) {
+  const pack::Header& h = reader->header();
+  PartInfo info;
+  info.job = h.job_id;
+  info.type = h.type;
+  info.part = h.part;
+  info.serial = h.serial;
+  info.last_part = (h.flags & pack::kFlagLastPart) != 0;
+  CM_ASSIGN_OR_RETURN(std::unique_ptr<PartStage> stage, PartStage::Begin(root, info));
+  pack::Command c;
+  uint64_t done = 0;
+  for (;;) {
+    CM_ASSIGN_OR_RETURN(bool more, reader->NextCommand(&c));
+    if (!more) break;
+    ByteSource* data = nullptr;
+    if (c.op == pack::Opcode::kCreate || c.op == pack::Opcode::kPatch) {
+      CM_ASSIGN_OR_RETURN(data, reader->OpenData(c.data));
+    }
+    Status st = stage->stager().Apply(c, data);
+    report->stats = stage->stager().stats();
+    if (!st.ok()) return st;
+    if (log::ProgressEnabled() && (++done % 64 == 0 || done == h.command_count))
+      log::Progress("staging " + std::to_string(done) + "/" + std::to_string(h.command_count));
+  }
+  log::ProgressDone();
+  report->stats = stage->stager().stats();
+  return stage->Finish(id);
+}
+
+}  // namespace
+
+Status VerifyFile(const std::string& path, const ApplyOptions& o, Report* report) {
+  auto t0 = std::chrono::steady_clock::now();
+  report->host = HostName();
+  auto reader = OpenVerified(path, o, report);
+  report->status = reader.ok() ? Status::Ok() : reader.status();
+  if (reader.ok()) report->action = "verified";
+  report->duration_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+                            .count();
+  return report->status;
+}
+
+Status ApplyFile(ContentRoot* root, const std::string& path, const ApplyOptions& o, Report* report) {
+  auto t0 = std::chrono::steady_clock::now();
+  report->host = HostName();
+  auto finish = [&](Status st, bool write_report) {
+    report->status = st;
+    report->duration_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+    if (write_report && !o.dry_run) {
+      Status w = WriteReport(root->layout(), *report);
+      // After a failure the apply's own error is the one line that matters.
+      if (!w.ok()) (st.ok() ? log::Warn : log::Info)("cannot write report: " + w.message());
+    }
+    return st;
+  };
+
+  auto reader = OpenVerified(path, o, report);
+  if (!reader.ok()) return finish(reader.status(), false);
+  const pack::Header& h = (*reader)->header();
+  AppliedId applied;
+  applied.serial = h.serial;
+  applied.job = h.job_id;
+  applied.id_hex = ToHex((*reader)->Id());
+  const AppliedId* id = &applied;
+
+  State& s = root->state();
+  if (const AppliedId* a = s.Find(h.serial)) {
+    if (a->id_hex == id->id_hex) {
+      report->action = "already-applied";
+      log::Info(path + ": already applied (serial " + std::to_string(h.serial) + ")");
+      return finish(Status::Ok(), false);
+    }
+    return finish(Error(Code::kOrder, "serial " + std::to_string(h.serial) + " was applied with other content"),
+                  false);
+  }
+  if (h.serial <= s.last_serial)
+    return finish(Error(Code::kOrder, "replayed serial " + std::to_string(h.serial) + " (last applied " +
+                                          std::to_string(s.last_serial) + ")"),
+                  false);
+  if (o.dry_run) {
+    report->action = "verified";
+    return finish(Status::Ok(), false);
+  }
+
+  if (h.type == pack::Type::kCommit) {
+    auto r = Commit(root, h.job_id, *id);
+    if (!r.ok()) return finish(r.status(), true);
+    report->action = r->already ? "already-applied" : "committed";
+    report->release = r->to;
+    return finish(Status::Ok(), true);
+  }
+  if (h.type == pack::Type::kRollback) {
+    auto r = Rollback(root, *id);
+    if (!r.ok()) return finish(r.status(), true);
+    report->action = "rolled-back";
+    report->release = r->to;
+    return finish(Status::Ok(), true);
+  }
+  Status st = CheckSpace(root->layout().root, h.space_needed, o.space_margin);
+  if (st.ok()) st = StageCommands(root, reader->get(), *id, report);
+  if (st.ok()) report->action = "staged";
+  return finish(st, true);
+}
+
+}  // namespace cm::apply

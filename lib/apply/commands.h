@@ -1,0 +1,43 @@
+// The entry points behind cm-apply's subcommands. Each opens what it needs,
+// does its work and returns what happened; the tool only parses options,
+// prints and maps the status to an exit code.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "apply/applier.h"
+#include "apply/content_root.h"
+#include "apply/report.h"
+#include "util/status.h"
+
+namespace cm::apply {
+
+struct Outcome {
+  Status status;
+  std::string where;            // the file an error is about ("" = the message names it)
+  std::vector<Report> reports;  // one per assignment or action attempted
+};
+
+struct ApplyRequest {
+  std::string root;
+  std::vector<std::string> files;  // "-" = standard input (spooled under ROOT/.cm)
+  bool commit = false;             // commit the job of the last file once staged
+  ApplyOptions opts;
+  RootOptions root_opts;
+};
+
+// Applies the files in order, stopping at the first error.
+Outcome RunApply(const ApplyRequest& req);
+// Commits the staged tree of `job` ("" = the staged job).
+Outcome RunCommit(const std::string& root, const std::string& job, const RootOptions& ro);
+// Switches current back to the previous release.
+Outcome RunRollback(const std::string& root, const RootOptions& ro);
+// Verifies files without a content root.
+Outcome RunVerify(const std::vector<std::string>& files, const ApplyOptions& opts);
+
+// Copies standard input to a new file under ROOT/.cm; returns its path.
+Result<std::string> SpoolStdin(const Layout& l);
+
+}  // namespace cm::apply

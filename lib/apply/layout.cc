@@ -1,0 +1,77 @@
+#include "apply/layout.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cinttypes>
+#include <cstdio>
+#include <vector>
+
+namespace cm::apply {
+
+Layout::Layout(std::string root_dir) : root(std::move(root_dir)) {
+  while (root.size() > 1 && root.back() == '/') root.pop_back();
+  current = root + "/current";
+  current_tmp = root + "/.current.tmp";
+  releases = root + "/releases";
+  meta = root + "/.cm";
+  lock = meta + "/lock";
+  state = meta + "/state";
+  journal = meta + "/journal";
+  stage = meta + "/stage";
+  reports = meta + "/reports";
+  trash = meta + "/trash";
+}
+
+std::string SafeName(std::string_view job) {
+  std::string out;
+  for (char c : job) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+              c == '-';
+    out += ok ? c : '_';
+  }
+  if (out.empty() || out[0] == '.') out.insert(out.begin(), '_');
+  return out;
+}
+
+std::string ReleaseId(uint64_t serial, std::string_view job) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "s%012" PRIu64 "-", serial);
+  return buf + SafeName(job);
+}
+
+std::string StageName(std::string_view job, uint32_t part) { return SafeName(job) + ".p" + std::to_string(part); }
+
+std::string ReleaseJob(std::string_view id) {
+  if (id.size() < 15 || id[0] != 's' || id[13] != '-') return "";
+  return std::string(id.substr(14));
+}
+
+Status EnsureLayout(const Layout& l) {
+  struct stat st;
+  if (::stat(l.root.c_str(), &st) != 0) return ErrnoError(l.root, errno);
+  if (!S_ISDIR(st.st_mode)) return Error(Code::kNotFound, l.root + ": not a directory");
+  for (const std::string* d : {&l.meta, &l.stage, &l.reports, &l.trash, &l.releases}) {
+    if (::mkdir(d->c_str(), d == &l.releases ? 0755 : 0700) != 0 && errno != EEXIST) return ErrnoError(*d, errno);
+  }
+  return Status::Ok();
+}
+
+Result<std::string> ReadCurrent(const Layout& l) {
+  std::vector<char> buf(4096);
+  ssize_t n = ::readlink(l.current.c_str(), buf.data(), buf.size() - 1);
+  if (n < 0) {
+    if (errno == ENOENT) return std::string();
+    if (errno == EINVAL) return Error(Code::kUsage, l.current + ": exists and is not a symlink (not a cm-apply content root)");
+    return ErrnoError(l.current, errno);
+  }
+  std::string target(buf.data(), static_cast<size_t>(n));
+  const std::string prefix = "releases/";
+  if (target.rfind(prefix, 0) != 0 || target.size() == prefix.size() ||
+      target.find('/', prefix.size()) != std::string::npos)
+    return Error(Code::kUsage, l.current + ": points outside releases/ (" + target + ")");
+  return target.substr(prefix.size());
+}
+
+}  // namespace cm::apply

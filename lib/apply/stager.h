@@ -1,0 +1,57 @@
+// Carries out one assignment command on a staged tree.
+//
+// Contract (the staging invariant): an inode that already exists in the
+// stage may be shared with the live tree or a kept release (see
+// tree_clone.h), so it is NEVER opened for writing. Every change makes a new
+// inode under a temporary name in the same directory and renames it over the
+// path; a SET_META on a shared file copies it first. Paths are validated and
+// resolved with safe_path.h (no '..', no symlink followed, no special file
+// read). Directory metadata goes to the DirMetaLog and is applied at commit.
+//
+// Errors: kUnsafePath (path escapes, goes through a symlink, or names a
+// device/fifo), kBaseMismatch (a patch base or an expected entry differs),
+// kCorrupt (data does not match its size/hash, bad patch instructions),
+// kIo/kNoSpace (the file system). After an error the stage is inconsistent
+// and must be discarded. Not thread-safe.
+#pragma once
+
+#include <cstdint>
+
+#include "apply/dir_meta.h"
+#include "pack/assignment_format.h"
+#include "util/byte_source.h"
+#include "util/status.h"
+
+namespace cm::apply {
+
+struct StageStats {
+  uint64_t dirs = 0, created = 0, patched = 0, removed = 0, renamed = 0, copied = 0, meta = 0, symlinks = 0;
+  uint64_t bytes_written = 0;
+};
+
+class Stager {
+ public:
+  // tree_fd: the stage's root directory (not owned). log: its dirmeta log.
+  Stager(int tree_fd, DirMetaLog* log) : tree_fd_(tree_fd), log_(log) {}
+
+  // data: the command's data (CREATE: file bytes, PATCH: instructions);
+  // nullptr for commands without data.
+  Status Apply(const pack::Command& c, ByteSource* data);
+  const StageStats& stats() const { return stats_; }
+
+ private:
+  Status Mkdir(const pack::Command& c);
+  Status Create(const pack::Command& c, ByteSource* data);
+  Status Patch(const pack::Command& c, ByteSource* data);
+  Status Remove(const pack::Command& c);
+  Status Rename(const pack::Command& c);
+  Status Copy(const pack::Command& c);
+  Status SetMeta(const pack::Command& c);
+  Status Symlink(const pack::Command& c);
+
+  int tree_fd_;
+  DirMetaLog* log_;
+  StageStats stats_;
+};
+
+}  // namespace cm::apply

@@ -1,0 +1,94 @@
+#include "apply/status_view.h"
+
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "apply/kv_text.h"
+#include "apply/layout.h"
+#include "apply/state.h"
+#include "util/file_util.h"
+#include "util/json.h"
+
+namespace cm::apply {
+
+Result<StatusView> ReadStatus(const std::string& root) {
+  Layout l(root);
+  struct stat st;
+  if (::stat(l.root.c_str(), &st) != 0) return ErrnoError(l.root, errno);
+  if (!S_ISDIR(st.st_mode)) return Error(Code::kNotFound, l.root + ": not a directory");
+  StatusView v;
+  v.root = l.root;
+  v.initialized = ::access(l.meta.c_str(), F_OK) == 0;
+  CM_ASSIGN_OR_RETURN(v.current, ReadCurrent(l));
+  CM_ASSIGN_OR_RETURN(State s, LoadState(l.state));
+  v.previous = s.previous;
+  v.last_serial = s.last_serial;
+  v.staged_job = s.staged_job;
+  v.staged_type = s.staged_type;
+  v.staged_parts = s.staged_parts;
+  v.staged_complete = s.staged_complete;
+  v.switch_interrupted = ::access(l.journal.c_str(), F_OK) == 0;
+  uint64_t newest = 0;
+  std::string newest_name;
+  if (DIR* d = ::opendir(l.reports.c_str())) {
+    while (dirent* e = ::readdir(d)) {
+      std::string n = e->d_name;
+      uint64_t serial;
+      if (n.size() > 5 && n.compare(n.size() - 5, 5, ".json") == 0 && ParseU64(n.substr(0, n.size() - 5), &serial) &&
+          serial >= newest) {
+        newest = serial;
+        newest_name = n;
+      }
+    }
+    ::closedir(d);
+  }
+  if (!newest_name.empty()) {
+    auto r = ReadFileToString(l.reports + "/" + newest_name);
+    if (r.ok()) {
+      v.last_report = *r;
+      while (!v.last_report.empty() && v.last_report.back() == '\n') v.last_report.pop_back();
+    }
+  }
+  return v;
+}
+
+std::string StatusJson(const StatusView& v) {
+  JsonObject o;
+  o.Str("root", v.root);
+  v.current.empty() ? o.Null("current") : o.Str("current", v.current);
+  v.previous.empty() ? o.Null("previous") : o.Str("previous", v.previous);
+  o.Uint("last_serial", v.last_serial);
+  if (v.staged_job.empty()) {
+    o.Null("staged");
+  } else {
+    JsonObject st;
+    st.Str("job", v.staged_job).Str("type", v.staged_type).Uint("parts", v.staged_parts);
+    st.Bool("complete", v.staged_complete);
+    o.Raw("staged", st.Build());
+  }
+  o.Bool("switch_interrupted", v.switch_interrupted);
+  v.last_report.empty() ? o.Null("last_report") : o.Raw("last_report", v.last_report);
+  return o.Build();
+}
+
+std::string StatusText(const StatusView& v) {
+  auto or_none = [](const std::string& s) { return s.empty() ? std::string("(none)") : s; };
+  std::string out = "root:        " + v.root + "\n";
+  out += "current:     " + or_none(v.current) + "\n";
+  out += "previous:    " + or_none(v.previous) + "\n";
+  out += "last serial: " + std::to_string(v.last_serial) + "\n";
+  if (v.staged_job.empty()) {
+    out += "staged:      (none)\n";
+  } else {
+    out += "staged:      job " + v.staged_job + " (" + v.staged_type + "), " + std::to_string(v.staged_parts) +
+           " part(s), " + (v.staged_complete ? "complete" : "last part missing") + "\n";
+  }
+  if (v.switch_interrupted) out += "note:        a switch was interrupted; the next cm-apply run finishes it\n";
+  if (!v.last_report.empty()) out += "last report: " + v.last_report + "\n";
+  return out;
+}
+
+}  // namespace cm::apply

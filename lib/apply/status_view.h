@@ -1,0 +1,28 @@
+// `cm-apply status`: a read-only look at a content root. Takes no lock and
+// changes nothing (an interrupted switch is reported, and finished by the
+// next cm-apply that writes).
+#pragma once
+
+#include <string>
+
+#include "util/status.h"
+
+namespace cm::apply {
+
+struct StatusView {
+  std::string root, current, previous;
+  uint64_t last_serial = 0;
+  std::string staged_job, staged_type;
+  uint32_t staged_parts = 0;
+  bool staged_complete = false;
+  bool switch_interrupted = false;  // a journal exists
+  bool initialized = false;         // ROOT/.cm exists
+  std::string last_report;          // JSON text of the newest report, "" if none
+};
+
+// kNotFound when ROOT does not exist.
+Result<StatusView> ReadStatus(const std::string& root);
+std::string StatusJson(const StatusView& v);
+std::string StatusText(const StatusView& v);
+
+}  // namespace cm::apply

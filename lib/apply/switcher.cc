@@ -1,0 +1,204 @@
+#include "apply/switcher.h"
+
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "apply/dir_meta.h"
+#include "apply/fs_ops.h"
+#include "util/crash_point.h"
+#include "util/file_util.h"
+#include "util/log.h"
+
+namespace cm::apply {
+namespace {
+
+bool Exists(const std::string& path) {
+  struct stat st;
+  return ::lstat(path.c_str(), &st) == 0;
+}
+
+// Points ROOT/current at releases/<to> with one rename of a fresh symlink.
+Status SwapCurrent(const Layout& l, const std::string& to) {
+  if (::unlink(l.current_tmp.c_str()) != 0 && errno != ENOENT) return ErrnoError(l.current_tmp, errno);
+  const std::string target = "releases/" + to;
+  if (::symlink(target.c_str(), l.current_tmp.c_str()) != 0) return ErrnoError(l.current_tmp, errno);
+  CrashPoint("switch.link-created");
+  if (::rename(l.current_tmp.c_str(), l.current.c_str()) != 0) {
+    int e = errno;
+    ::unlink(l.current_tmp.c_str());
+    return ErrnoError(l.current, e);
+  }
+  CM_RETURN_IF_ERROR(FsyncDir(l.root));
+  CrashPoint("switch.renamed");
+  return Status::Ok();
+}
+
+// Moves the stage into releases/ if that has not happened yet.
+Status InstallRelease(const Layout& l, const Journal& j) {
+  const std::string release = l.Release(j.to), stage = l.StageDir(j.stage);
+  const bool moved_now = !Exists(release);
+  if (moved_now) {
+    if (!Exists(stage)) return Error(Code::kNotFound, "neither " + stage + " nor " + release + " exists");
+    // Idempotent: the directories' metadata is applied again after a crash.
+    CM_ASSIGN_OR_RETURN(DirMetaMap dirs, ReplayDirMeta(l.DirMetaPath(j.stage)));
+    {
+      CM_ASSIGN_OR_RETURN(UniqueFd fd, OpenDir(stage));
+      CM_RETURN_IF_ERROR(ApplyDirMeta(fd.get(), dirs, /*include_root=*/false));
+      CM_RETURN_IF_ERROR(SyncFs(fd.get(), stage));
+    }
+    if (::rename(stage.c_str(), release.c_str()) != 0) return ErrnoError(release, errno);
+    CM_RETURN_IF_ERROR(FsyncDir(l.releases));
+    CM_RETURN_IF_ERROR(FsyncDir(l.stage));
+    CrashPoint("commit.release-renamed");
+  }
+  // The root directory's metadata last: moving a directory needs write access
+  // to it. When recovering past the move, everything is applied again
+  // (idempotent) in case the move happened before the directories were final.
+  CM_ASSIGN_OR_RETURN(DirMetaMap dirs, ReplayDirMeta(l.DirMetaPath(j.stage)));
+  if (!moved_now) {
+    CM_ASSIGN_OR_RETURN(UniqueFd fd, OpenDir(release));
+    CM_RETURN_IF_ERROR(ApplyDirMeta(fd.get(), dirs, /*include_root=*/true));
+    return SyncFs(fd.get(), release);
+  }
+  auto root_meta = dirs.find("");
+  if (root_meta != dirs.end()) {
+    CM_ASSIGN_OR_RETURN(UniqueFd fd, OpenDir(release));
+    CM_RETURN_IF_ERROR(ApplyDirMeta(fd.get(), {{"", root_meta->second}}, /*include_root=*/true));
+    if (::fsync(fd.get()) != 0) return ErrnoError(release, errno);
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status RunSwitch(ContentRoot* root, const Journal& j) {
+  const Layout& l = root->layout();
+  if (!j.stage.empty()) CM_RETURN_IF_ERROR(InstallRelease(l, j));
+  if (!Exists(l.Release(j.to))) return Error(Code::kNotFound, l.Release(j.to) + ": release missing");
+  CM_ASSIGN_OR_RETURN(std::string cur, ReadCurrent(l));
+  if (cur != j.to) CM_RETURN_IF_ERROR(SwapCurrent(l, j.to));
+
+  State& s = root->state();
+  State before = s;
+  s.current = j.to;
+  s.previous = j.from == j.to ? s.previous : j.from;
+  if (!j.stage.empty() && s.staged_dir == j.stage) s.ClearStage();
+  if (j.applied) s.Record(*j.applied);
+  if (!(s == before)) {
+    Status st = root->SaveState();
+    if (!st.ok()) {
+      s = before;
+      return st;
+    }
+  }
+  CrashPoint("switch.state-written");
+  CM_RETURN_IF_ERROR(RemoveJournal(l));
+  CrashPoint("switch.journal-removed");
+  if (!j.stage.empty()) ::unlink(l.DirMetaPath(j.stage).c_str());
+  Status rt = ApplyRetention(root);
+  if (!rt.ok()) log::Warn("retention: " + rt.message());
+  return Status::Ok();
+}
+
+Result<SwitchResult> Commit(ContentRoot* root, const std::string& job, const std::optional<AppliedId>& applied) {
+  State& s = root->state();
+  const Layout& l = root->layout();
+  SwitchResult r;
+  r.from = s.current;
+  if (!s.HasStage() || (!job.empty() && s.staged_job != job)) {
+    // Committing a job whose release is already live is a no-op.
+    if (!job.empty() && !s.current.empty() && ReleaseJob(s.current) == SafeName(job)) {
+      if (applied) {
+        s.Record(*applied);
+        CM_RETURN_IF_ERROR(root->SaveState());
+      }
+      r.to = s.current;
+      r.already = true;
+      return r;
+    }
+    return Error(Code::kNotFound, job.empty() ? std::string("no staged tree to commit")
+                                              : "job " + job + ": no staged tree to commit");
+  }
+  if (!s.staged_complete)
+    return Error(Code::kNotFound, "job " + s.staged_job + ": incomplete, " + std::to_string(s.staged_parts) +
+                                      " part(s) staged and the last part missing");
+  if (!Exists(l.StageDir(s.staged_dir)))
+    return Error(Code::kNotFound, "job " + s.staged_job + ": staged tree " + s.staged_dir + " missing");
+
+  Journal j;
+  j.op = "commit";
+  j.from = s.current;
+  j.to = ReleaseId(s.staged_serial, s.staged_job);
+  j.stage = s.staged_dir;
+  j.applied = applied;
+  if (j.to == j.from) return Error(Code::kFailure, "release " + j.to + " is already current");
+  // A leftover directory of that name (not current, not previous) is garbage.
+  if (j.to != s.previous && Exists(l.Release(j.to))) CM_RETURN_IF_ERROR(RemoveTree(l.Release(j.to)));
+
+  // Directories get their true metadata before the journal so that the
+  // stage is final when the switch starts.
+  {
+    CM_ASSIGN_OR_RETURN(DirMetaMap dirs, ReplayDirMeta(l.DirMetaPath(j.stage)));
+    CM_ASSIGN_OR_RETURN(UniqueFd fd, OpenDir(l.StageDir(j.stage)));
+    CM_RETURN_IF_ERROR(ApplyDirMeta(fd.get(), dirs, /*include_root=*/false));
+    CM_RETURN_IF_ERROR(SyncFs(fd.get(), l.StageDir(j.stage)));
+  }
+  CrashPoint("commit.dirmeta-applied");
+  CM_RETURN_IF_ERROR(WriteJournal(l, j));
+  CrashPoint("commit.journal-written");
+  CM_RETURN_IF_ERROR(RunSwitch(root, j));
+  r.to = j.to;
+  return r;
+}
+
+Result<SwitchResult> Rollback(ContentRoot* root, const std::optional<AppliedId>& applied) {
+  State& s = root->state();
+  const Layout& l = root->layout();
+  if (s.previous.empty()) return Error(Code::kNotFound, "no previous release to roll back to");
+  if (!Exists(l.Release(s.previous)))
+    return Error(Code::kNotFound, l.Release(s.previous) + ": previous release missing");
+  Journal j;
+  j.op = "rollback";
+  j.from = s.current;
+  j.to = s.previous;
+  j.applied = applied;
+  CM_RETURN_IF_ERROR(WriteJournal(l, j));
+  CrashPoint("rollback.journal-written");
+  CM_RETURN_IF_ERROR(RunSwitch(root, j));
+  return SwitchResult{j.from, j.to, false};
+}
+
+Status ApplyRetention(ContentRoot* root) {
+  const Layout& l = root->layout();
+  const State& s = root->state();
+  DIR* d = ::opendir(l.releases.c_str());
+  if (!d) return ErrnoError(l.releases, errno);
+  std::vector<std::string> others;
+  while (dirent* e = ::readdir(d)) {
+    std::string n = e->d_name;
+    if (n == "." || n == ".." || n == s.current || n == s.previous) continue;
+    others.push_back(n);
+  }
+  ::closedir(d);
+  // Ids start with the zero-padded serial: name order is age order.
+  std::sort(others.rbegin(), others.rend());
+  size_t extra = static_cast<size_t>(root->keep() - 2);
+  for (size_t i = 0; i < others.size(); ++i) {
+    if (i < extra && others[i][0] != '.') continue;
+    // Move out of releases/ first so a half-deleted tree is never visible there.
+    const std::string trash = l.trash + "/" + others[i];
+    CM_RETURN_IF_ERROR(RemoveTree(trash));
+    if (::rename(l.Release(others[i]).c_str(), trash.c_str()) != 0) return ErrnoError(l.Release(others[i]), errno);
+    CrashPoint("retention.moved");
+    CM_RETURN_IF_ERROR(RemoveTree(trash));
+  }
+  return Status::Ok();
+}
+
+}  // namespace cm::apply

@@ -1,0 +1,52 @@
+// Switching ROOT/current atomically: commit (to the staged tree) and rollback
+// (to the previous release), both journaled so that recovery can finish a
+// switch interrupted at any instant.
+//
+// A switch, given its journal {from, to, stage}:
+//   1. commit only: move .cm/stage/<stage> to releases/<to> (one rename),
+//      then apply the root directory's metadata
+//   2. create the symlink ROOT/.current.tmp -> releases/<to> and rename() it
+//      over ROOT/current. rename(2) replaces the old symlink atomically: a
+//      reader resolving ROOT/current sees the old tree or the new one, never
+//      a mix and never a missing path. (Because current is a symlink, not a
+//      directory, renameat2(RENAME_EXCHANGE) is not needed.) fsync ROOT.
+//   3. state: current = to, previous = from, stage cleared, the requesting
+//      assignment recorded; one atomic write
+//   4. remove the journal; apply retention
+// Every step checks whether it was already done, so running the same journal
+// again (recovery) converges on the same result.
+//
+// Rollback swaps current and previous: a second rollback returns to the tree
+// the first one left.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "apply/content_root.h"
+#include "apply/journal.h"
+#include "apply/state.h"
+#include "util/status.h"
+
+namespace cm::apply {
+
+struct SwitchResult {
+  std::string from, to;
+  bool already = false;  // nothing to do: the job was already committed
+};
+
+// Commits the staged tree of `job` ("" = whichever job is staged). kNotFound
+// when no complete staged tree exists for it. A job whose release is already
+// current is a no-op (already = true).
+Result<SwitchResult> Commit(ContentRoot* root, const std::string& job, const std::optional<AppliedId>& applied);
+
+// Switches current back to the previous release (kNotFound if none).
+Result<SwitchResult> Rollback(ContentRoot* root, const std::optional<AppliedId>& applied);
+
+// Carries out (or finishes) the switch a journal describes; see above.
+Status RunSwitch(ContentRoot* root, const Journal& j);
+
+// Deletes releases beyond the retention count; never current or previous.
+Status ApplyRetention(ContentRoot* root);
+
+}  // namespace cm::apply
