@@ -48,6 +48,7 @@ Result<StatusView> ReadStatus(const std::string& root) {
   if (!newest_name.empty()) {
     auto r = ReadFileToString(l.reports + "/" + newest_name);
     if (r.ok()) {
+      v.last_report_path = l.reports + "/" + newest_name;
       v.last_report = *r;
       while (!v.last_report.empty() && v.last_report.back() == '\n') v.last_report.pop_back();
     }
@@ -87,7 +88,8 @@ std::string StatusText(const StatusView& v) {
            " part(s), " + (v.staged_complete ? "complete" : "last part missing") + "\n";
   }
   if (v.switch_interrupted) out += "note:        a switch was interrupted; the next cm-apply run finishes it\n";
-  if (!v.last_report.empty()) out += "last report: " + v.last_report + "\n";
+  // People get the report's file; scripts get its JSON with --json.
+  if (!v.last_report_path.empty()) out += "last report: " + v.last_report_path + "\n";
   return out;
 }
 

@@ -18,6 +18,7 @@ struct StatusView {
   bool switch_interrupted = false;  // a journal exists
   bool initialized = false;         // ROOT/.cm exists
   std::string last_report;          // JSON text of the newest report, "" if none
+  std::string last_report_path;     // its file, "" if none
 };
 
 // kNotFound when ROOT does not exist.
