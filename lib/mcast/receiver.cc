@@ -1,0 +1,349 @@
+#include "mcast/receiver.h"
+
+#include <algorithm>
+
+namespace cm::mcast {
+
+using proto::kMillis;
+using proto::kNever;
+using proto::Transport;
+
+namespace {
+constexpr size_t kMaxRuns = 100;  // NACK runs per report (a datagram's worth)
+constexpr Micros kLinger = 5 * proto::kSeconds;  // answer queries after the end, until Close
+}  // namespace
+
+struct Receiver::Session {
+  uint32_t id = 0;
+  Announce a;
+  Geometry geo;
+  proto::Address sender, backup;
+  bool via_backup = false;
+  std::unique_ptr<ObjectSink> sink;
+  struct Block {
+    std::vector<uint8_t> esis;
+    std::vector<std::string> syms;
+    uint8_t seen_pass = 0;
+    bool done = false;
+  };
+  std::vector<Block> blocks;
+  uint32_t done_blocks = 0;
+  uint64_t have_bytes = 0;
+  int64_t highest_seen = -1;
+  Micros nack_period = 100 * kMillis;
+  Micros last_heard = 0, next_report = kNever, query_reply_at = kNever, close_deadline = kNever;
+  Micros wait_until = 0, ended_at = 0, last_complete_answer = -proto::kSeconds * 100;
+  uint64_t next_g = 0;
+  uint32_t lost = 0, heard = 0, seq = 0;
+  bool closed = false;
+  SessionResult result;
+};
+
+Receiver::Receiver(ReceiverConfig cfg, ObjectStore* store)
+    : cfg_(std::move(cfg)), store_(store), key_(cfg_.key ? &*cfg_.key : nullptr), rng_(cfg_.seed) {}
+Receiver::~Receiver() = default;
+
+const RsCode& Receiver::Code(int k) {
+  auto& c = codes_[k];
+  if (!c) c = std::make_unique<RsCode>(k);
+  return *c;
+}
+
+Micros Receiver::Jitter(Micros period) {
+  period = std::max<Micros>(period, kMillis);
+  return period / 2 + static_cast<Micros>(rng_() % static_cast<uint64_t>(period));
+}
+
+std::pair<uint64_t, uint64_t> Receiver::progress() const {
+  for (auto& [id, s] : sessions_)
+    if (s->result.state == RecvState::kIncomplete) return {s->have_bytes, s->a.size};
+  return {0, 0};
+}
+
+void Receiver::Start(Micros now, proto::Effects* out) {
+  started_ = now;
+  out->wake_at = kNever;
+}
+
+void Receiver::OnTimer(Micros now, proto::Effects* out) { Pump(now, out); }
+
+void Receiver::End(Micros now, Session& s, RecvState st, const std::string& reason, proto::Effects* out) {
+  if (s.result.state != RecvState::kIncomplete) return;
+  s.result.state = st;
+  s.result.reason = reason;
+  s.ended_at = now;
+  s.blocks.clear();
+  s.blocks.shrink_to_fit();
+  s.sink.reset();
+  results_.push_back(s.result);
+  out->events.push_back((st == RecvState::kComplete ? "complete " : "failed ") + s.a.name +
+                        (reason.empty() ? "" : ": " + reason));
+  SendStatus(now, s, out);
+}
+
+void Receiver::Complete(Micros now, Session& s, proto::Effects* out) {
+  Status st = s.sink ? s.sink->Commit(s.a.hash) : Error(Code::kIo, "no sink");
+  if (!st.ok())
+    End(now, s, RecvState::kFailed, st.code() == Code::kCorrupt ? "hash mismatch" : st.ToString(), out);
+  else
+    End(now, s, RecvState::kComplete, "", out);
+}
+
+void Receiver::SendStatus(Micros now, Session& s, proto::Effects* out) {
+  Message m;
+  m.type = Type::kStatus;
+  m.session = s.id;
+  StatusReport& st = m.status;
+  st.seq = ++s.seq;
+  st.state = s.result.state;
+  st.have_bytes = s.result.state == RecvState::kComplete ? s.a.size : s.have_bytes;
+  st.lost = s.lost;
+  st.heard = s.heard;
+  s.lost = s.heard = 0;
+  st.id = cfg_.id;
+  st.reason = s.result.reason;
+  bool silent = !s.via_backup && now - s.last_heard > cfg_.sender_timeout;
+  if (s.result.state == RecvState::kIncomplete) {
+    // Blocks behind the newest one heard are overdue; once all data has been
+    // sent (or the sender is gone) every incomplete block is.
+    uint32_t horizon = (s.a.phase >= 1 || s.via_backup || silent || s.close_deadline != kNever)
+                           ? static_cast<uint32_t>(s.blocks.size())
+                           : static_cast<uint32_t>(std::max<int64_t>(s.highest_seen, 0));
+    for (uint32_t b = 0; b < horizon && st.nacks.size() <= kMaxRuns; ++b) {
+      const auto& bl = s.blocks[b];
+      if (bl.done) continue;
+      uint8_t need = static_cast<uint8_t>(s.geo.BlockK(b) - bl.esis.size());
+      if (!st.nacks.empty()) {
+        NackRun& last = st.nacks.back();
+        if (last.first + last.count == b && last.need == need && last.seen_pass == bl.seen_pass) {
+          ++last.count;
+          continue;
+        }
+      }
+      st.nacks.push_back({b, 1, need, bl.seen_pass});
+    }
+    if (st.nacks.size() > kMaxRuns) {
+      st.nacks.resize(kMaxRuns);
+      st.more = true;
+    }
+  }
+  proto::Address to = s.via_backup ? s.backup : s.sender;
+  if (silent && s.result.state == RecvState::kIncomplete) {
+    m.flags |= kFlagBackup;  // the primary is not answering: ask any backup
+    to = cfg_.group;
+  }
+  out->sends.push_back({to, Encode(m, key_), Transport::kDatagram});
+}
+
+void Receiver::OnAnnounce(Micros now, const proto::Address& from, const Message& m, proto::Effects* out) {
+  const Announce& a = m.announce;
+  bool from_backup = m.flags & kFlagBackup;
+  auto it = sessions_.find(m.session);
+  if (it != sessions_.end()) {
+    Session& s = *it->second;
+    if (a.hash != s.a.hash || a.size != s.a.size || a.frame_size != s.a.frame_size || a.block_k != s.a.block_k)
+      return;  // a different object under a colliding id: ignore
+    if (from_backup) {
+      s.via_backup = true;
+      s.backup = from;
+    } else {
+      s.via_backup = false;
+      s.sender = from;
+    }
+    s.last_heard = now;
+    s.a.phase = a.phase;
+    s.nack_period = std::max<Micros>(a.nack_period_ms * kMillis, 10 * kMillis);
+    if (s.result.state == RecvState::kIncomplete && s.next_report == kNever) s.next_report = now + Jitter(s.nack_period);
+    // A (re)started sender announcing what we hold hears "complete" at once.
+    if (s.result.state == RecvState::kComplete && a.phase == 0 && now - s.last_complete_answer > proto::kSeconds) {
+      s.last_complete_answer = now;
+      SendStatus(now, s, out);
+    }
+    return;
+  }
+  if (!cfg_.only_name.empty() && a.name != cfg_.only_name) return;
+  if (cfg_.one_session && !sessions_.empty()) return;
+  if (a.phase == 2) return;  // a session that is over
+  auto s = std::make_unique<Session>();
+  s->id = m.session;
+  s->a = a;
+  s->geo = Geometry{a.size, a.frame_size, a.block_k};
+  (from_backup ? s->backup : s->sender) = from;
+  s->sender = from;
+  s->via_backup = from_backup;
+  s->last_heard = now;
+  s->nack_period = std::max<Micros>(a.nack_period_ms * kMillis, 10 * kMillis);
+  s->result.session = m.session;
+  s->result.name = a.name;
+  s->result.hash = a.hash;
+  s->result.size = a.size;
+  Session& ref = *s;
+  sessions_[m.session] = std::move(s);
+  out->events.push_back("session " + std::to_string(m.session) + " " + a.name + " size " + std::to_string(a.size));
+  if (store_->Has(a.name, a.hash)) {
+    ref.result.already_had = true;
+    ref.last_complete_answer = now;
+    return End(now, ref, RecvState::kComplete, "", out);
+  }
+  auto sink = store_->Create(a.name, a.hash, a.size);
+  if (!sink.ok()) return End(now, ref, RecvState::kFailed, sink.status().ToString(), out);
+  ref.sink = std::move(*sink);
+  ref.blocks.resize(ref.geo.blocks());
+  if (ref.blocks.empty()) return Complete(now, ref, out);
+  ref.next_report = now + Jitter(ref.nack_period);
+}
+
+void Receiver::OnData(Micros now, const proto::Address& from, const Message& m, proto::Effects* out) {
+  auto it = sessions_.find(m.session);
+  if (it == sessions_.end()) return;  // not announced yet: the next announcement comes soon
+  Session& s = *it->second;
+  const Data& d = m.data;
+  bool unicast = m.flags & kFlagUnicast;
+  if (!unicast) {
+    s.last_heard = now;
+    if (m.flags & kFlagBackup) {
+      s.via_backup = true;
+      s.backup = from;
+    } else if (s.via_backup) {
+      s.via_backup = false;
+      s.sender = from;
+    }
+  }
+  if (s.result.state != RecvState::kIncomplete) return;
+  if (d.payload.size() != s.a.frame_size || d.block >= s.blocks.size()) return;
+  uint32_t k = s.geo.BlockK(d.block);
+  if (d.esi >= kMaxSymbols) return;
+  if (unicast) {
+    ++s.result.unicast_frames;
+  } else {
+    ++s.heard;
+    if (d.pass == 0 && d.esi < k) {
+      uint64_t g = static_cast<uint64_t>(d.block) * s.geo.k + d.esi;
+      if (g >= s.next_g) {
+        s.lost += static_cast<uint32_t>(std::min<uint64_t>(g - s.next_g, UINT32_MAX / 2));
+        s.next_g = g + 1;
+      }
+    }
+  }
+  s.highest_seen = std::max<int64_t>(s.highest_seen, d.block);
+  auto& bl = s.blocks[d.block];
+  if (bl.done) return;
+  bl.seen_pass = std::max(bl.seen_pass, d.pass);
+  if (std::find(bl.esis.begin(), bl.esis.end(), d.esi) != bl.esis.end()) return;
+  bl.esis.push_back(d.esi);
+  bl.syms.emplace_back(d.payload);
+  if (bl.esis.size() < k) return;
+  // k distinct symbols: rebuild the block and write its data frames.
+  std::vector<int> esis(bl.esis.begin(), bl.esis.end());
+  std::vector<const uint8_t*> syms;
+  for (auto& x : bl.syms) syms.push_back(reinterpret_cast<const uint8_t*>(x.data()));
+  std::string buf(static_cast<size_t>(k) * s.a.frame_size, '\0');
+  std::vector<uint8_t*> data;
+  for (uint32_t i = 0; i < k; ++i) data.push_back(reinterpret_cast<uint8_t*>(&buf[static_cast<size_t>(i) * s.a.frame_size]));
+  if (!Code(static_cast<int>(k)).Decode(esis, syms, s.a.frame_size, data)) {
+    // Cannot happen with distinct valid esis; drop the symbols and let NACKs refill.
+    bl.esis.clear();
+    bl.syms.clear();
+    return;
+  }
+  uint64_t off = s.geo.FrameOffset(d.block, 0);
+  size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), s.a.size - off));
+  Status st = s.sink->Write(off, reinterpret_cast<const uint8_t*>(buf.data()), n);
+  if (!st.ok()) return End(now, s, RecvState::kFailed, st.ToString(), out);
+  bl.done = true;
+  bl.esis.clear();
+  bl.esis.shrink_to_fit();
+  bl.syms.clear();
+  bl.syms.shrink_to_fit();
+  s.have_bytes += n;
+  if (++s.done_blocks == s.blocks.size()) Complete(now, s, out);
+}
+
+void Receiver::OnDatagram(Micros now, const proto::Address& from, std::string_view bytes, proto::Effects* out) {
+  Message m;
+  if (Parse(bytes, key_, &m) == ParseResult::kOk) {
+    switch (m.type) {
+      case Type::kAnnounce:
+        OnAnnounce(now, from, m, out);
+        break;
+      case Type::kData:
+        OnData(now, from, m, out);
+        break;
+      case Type::kQuery: {
+        auto it = sessions_.find(m.session);
+        if (it == sessions_.end()) break;
+        Session& s = *it->second;
+        bool listed = std::find(m.query.ids.begin(), m.query.ids.end(), cfg_.id) != m.query.ids.end();
+        bool me = m.query.mode == QueryMode::kAll || (m.query.mode == QueryMode::kOnlyListed) == listed;
+        s.last_heard = now;
+        if (me && s.query_reply_at == kNever) s.query_reply_at = now + static_cast<Micros>(rng_() % static_cast<uint64_t>(s.nack_period));
+        break;
+      }
+      case Type::kAnswer: {
+        auto it = sessions_.find(m.session);
+        if (it == sessions_.end()) break;
+        Session& s = *it->second;
+        if (m.answer.nack_period_ms) s.nack_period = std::max<Micros>(m.answer.nack_period_ms * kMillis, 10 * kMillis);
+        if (m.answer.code == AnswerCode::kWait || m.answer.code == AnswerCode::kUnicast)
+          s.wait_until = now + 2 * s.nack_period;
+        if (m.answer.code == AnswerCode::kDontHave) out->events.push_back("sender does not have what we asked for");
+        break;
+      }
+      case Type::kClose: {
+        auto it = sessions_.find(m.session);
+        if (it == sessions_.end()) break;
+        Session& s = *it->second;
+        s.closed = true;
+        if (s.result.state == RecvState::kIncomplete && s.close_deadline == kNever) {
+          // Ask one last time: the sender answers late NACKs by unicast.
+          s.close_deadline = now + cfg_.close_grace;
+          s.a.phase = 2;
+          SendStatus(now, s, out);
+        }
+        break;
+      }
+      default:
+        break;
+    }
+  }
+  Pump(now, out);
+}
+
+void Receiver::Pump(Micros now, proto::Effects* out) {
+  Micros wake = kNever;
+  bool all_over = !sessions_.empty();
+  for (auto& [id, sp] : sessions_) {
+    Session& s = *sp;
+    if (s.result.state == RecvState::kIncomplete) {
+      if (s.close_deadline != kNever && now >= s.close_deadline)
+        End(now, s, RecvState::kFailed, "the sender closed the session before we had it all", out);
+      else if (now - s.last_heard > cfg_.give_up)
+        End(now, s, RecvState::kFailed, "no sender for " + std::to_string(cfg_.give_up / proto::kSeconds) + " s", out);
+    }
+    if (s.query_reply_at != kNever && now >= s.query_reply_at) {
+      s.query_reply_at = kNever;
+      SendStatus(now, s, out);
+      s.next_report = now + Jitter(s.nack_period);
+    }
+    if (s.result.state == RecvState::kIncomplete) {
+      if (s.next_report != kNever && now >= s.next_report) {
+        bool silent = !s.via_backup && now - s.last_heard > cfg_.sender_timeout;
+        if (now >= s.wait_until) SendStatus(now, s, out);
+        s.next_report = now + Jitter(silent ? 2 * s.nack_period : s.nack_period);
+      }
+      wake = std::min({wake, s.next_report, s.close_deadline, s.last_heard + cfg_.give_up + 1});
+      all_over = false;
+    } else if (!s.closed && now - s.ended_at < kLinger) {
+      all_over = false;
+      wake = std::min(wake, s.ended_at + kLinger);
+    }
+    wake = std::min(wake, s.query_reply_at);
+  }
+  if (cfg_.one_session && all_over && !finished_) {
+    finished_ = true;
+    out->events.push_back("finished");
+  }
+  out->wake_at = wake;
+}
+
+}  // namespace cm::mcast

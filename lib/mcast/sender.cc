@@ -1,0 +1,559 @@
+#include "mcast/sender.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+namespace cm::mcast {
+
+using proto::kMillis;
+using proto::kNever;
+using proto::Transport;
+
+namespace {
+constexpr Micros kBurst = 2 * kMillis;          // pacing credit that may accumulate
+constexpr size_t kWireOverhead = 14 + 20 + 8;   // Ethernet + IPv4 + UDP
+constexpr Micros kRateCheck = 500 * kMillis;
+constexpr Micros kUnicastRepeat = 5 * proto::kSeconds;
+}  // namespace
+
+const char* OutcomeName(Outcome o) {
+  switch (o) {
+    case Outcome::kRunning: return "running";
+    case Outcome::kAllDone: return "all";
+    case Outcome::kQuorum: return "quorum";
+    case Outcome::kFailed: return "failed";
+  }
+  return "?";
+}
+
+Sender::Sender(SenderConfig cfg, ObjectSource* source)
+    : cfg_(std::move(cfg)),
+      source_(source),
+      session_(SessionId(cfg_.hash, cfg_.name)),
+      key_(cfg_.key ? &*cfg_.key : nullptr),
+      rng_(cfg_.seed),
+      rate_(cfg_.rate_bps) {
+  cfg_.block_k = std::clamp(cfg_.block_k, 1, kMaxBlockK);
+  if (cfg_.frame_size == 0) cfg_.frame_size = 1;
+  geo_ = Geometry{cfg_.size, cfg_.frame_size, static_cast<uint32_t>(cfg_.block_k)};
+  blocks_.resize(geo_.blocks());
+  frame_buf_.resize(cfg_.frame_size);
+}
+
+Message Sender::Base(Type t) const {
+  Message m;
+  m.type = t;
+  m.session = session_;
+  if (!cfg_.backup_for.empty()) m.flags |= kFlagBackup;
+  return m;
+}
+
+void Sender::Emit(const Message& m, const proto::Address& to, Transport t, proto::Effects* out) {
+  std::string bytes = Encode(m, key_);
+  if (t == Transport::kDatagram && to.IsMulticast()) stats_.bytes += bytes.size();
+  out->sends.push_back({to, std::move(bytes), t});
+}
+
+ReceiverInfo& Sender::Info(const std::string& id) {
+  auto [it, fresh] = recv_.try_emplace(id);
+  if (fresh) it->second.id = id;
+  return it->second;
+}
+
+const RsCode& Sender::Code(int k) {
+  auto& c = codes_[k];
+  if (!c) c = std::make_unique<RsCode>(k);
+  return *c;
+}
+
+Micros Sender::NackPeriod() const {
+  // Advice grows with the group so reports never implode on the sender.
+  return cfg_.nack_period * static_cast<Micros>(1 + recv_.size() / 32);
+}
+
+Micros Sender::FrameCost(size_t bytes) const {
+  return static_cast<Micros>((bytes + kWireOverhead) * 8 * 1'000'000 / std::max<uint64_t>(rate_, 1000));
+}
+
+void Sender::Start(Micros now, proto::Effects* out) {
+  started_ = now;
+  last_progress_ = now;
+  for (const auto& id : cfg_.receivers) Info(id);
+  next_rate_check_ = now + kRateCheck;
+  if (!cfg_.backup_for.empty()) {
+    active_ = false;
+    primary_heard_ = now;  // assume alive until shown otherwise
+    out->events.push_back("backup: standing by for " + cfg_.backup_for);
+    out->wake_at = kNever;
+    return;
+  }
+  next_announce_ = now;
+  data_start_ = now + cfg_.announce_lead;
+  next_send_ = data_start_;
+  if (geo_.blocks() == 0) {
+    tail_ = true;
+    next_query_ = data_start_;
+  }
+  out->events.push_back("start session " + std::to_string(session_) + " " + cfg_.name + " size " +
+                        std::to_string(cfg_.size) + " rate " + std::to_string(rate_));
+  Pump(now, out);
+}
+
+void Sender::OnTimer(Micros now, proto::Effects* out) { Pump(now, out); }
+
+void Sender::SendAnnounce(Micros now, proto::Effects* out) {
+  (void)now;
+  Message m = Base(Type::kAnnounce);
+  Announce& a = m.announce;
+  a.hash = cfg_.hash;
+  a.size = cfg_.size;
+  a.frame_size = cfg_.frame_size;
+  a.block_k = static_cast<uint8_t>(cfg_.block_k);
+  a.max_passes = static_cast<uint8_t>(cfg_.max_passes);
+  a.rate_kbps = static_cast<uint32_t>(std::min<uint64_t>(rate_ / 1000, UINT32_MAX));
+  a.nack_period_ms = static_cast<uint16_t>(std::min<Micros>(NackPeriod() / kMillis, 60000));
+  a.phase = outcome_ != Outcome::kRunning ? 2 : tail_ ? 1 : 0;
+  a.epoch = ++epoch_;
+  a.name = cfg_.name;
+  a.sender_id = cfg_.id;
+  Emit(m, cfg_.group, Transport::kDatagram, out);
+  ++stats_.announces;
+}
+
+bool Sender::LoadBlock(uint32_t b, std::vector<uint8_t>* buf) {
+  uint32_t k = geo_.BlockK(b);
+  buf->assign(static_cast<size_t>(k) * cfg_.frame_size, 0);
+  uint64_t off = geo_.FrameOffset(b, 0);
+  size_t n = static_cast<size_t>(std::min<uint64_t>(buf->size(), cfg_.size - off));
+  return source_->Read(off, n, buf->data()).ok();
+}
+
+bool Sender::SendOneFrame(Micros now, proto::Effects* out) {
+  Message m = Base(Type::kData);
+  if (!repairs_.empty()) {
+    uint32_t b = repairs_.front();
+    BlockState& bs = blocks_[b];
+    int& count = pending_[b];
+    int k = static_cast<int>(geo_.BlockK(b));
+    int esi = cfg_.backup_for.empty() ? k + bs.used : kMaxSymbols - 1 - bs.used;
+    if (count <= 0 || esi < k || esi >= kMaxSymbols) {
+      // Nothing left to send, or the symbol space is used up (the pass cap
+      // sends later NACKs for this block over unicast).
+      if (esi < k || esi >= kMaxSymbols) bs.pass = static_cast<uint8_t>(std::max(cfg_.max_passes, 1));
+      pending_.erase(b);
+      repairs_.pop_front();
+      return true;
+    }
+    if (cached_block_ != b) {
+      if (!LoadBlock(b, &block_buf_)) return false;
+      cached_block_ = b;
+    }
+    std::vector<const uint8_t*> ptrs(k);
+    for (int i = 0; i < k; ++i) ptrs[i] = &block_buf_[static_cast<size_t>(i) * cfg_.frame_size];
+    Code(k).Encode(esi, ptrs.data(), cfg_.frame_size, frame_buf_.data());
+    m.data.block = b;
+    m.data.esi = static_cast<uint8_t>(esi);
+    m.data.pass = bs.pass;
+    ++bs.used;
+    bs.last_repair = now;
+    if (--count <= 0) {
+      pending_.erase(b);
+      repairs_.pop_front();
+    }
+    ++stats_.repair_frames;
+  } else if (!tail_) {
+    uint32_t b = next_block_, esi = next_esi_;
+    size_t n = geo_.FrameBytes(b, esi);
+    if (!source_->Read(geo_.FrameOffset(b, esi), n, frame_buf_.data()).ok()) {
+      out->events.push_back("error: cannot read the object");
+      Finish(now, Outcome::kFailed, out);
+      return false;
+    }
+    std::memset(frame_buf_.data() + n, 0, cfg_.frame_size - n);
+    m.data.block = b;
+    m.data.esi = static_cast<uint8_t>(esi);
+    m.data.pass = 0;
+    if (++next_esi_ >= geo_.BlockK(b)) {
+      next_esi_ = 0;
+      if (++next_block_ >= geo_.blocks()) {
+        tail_ = true;
+        // Give receivers one NACK period to report before the first query.
+        next_query_ = now + NackPeriod();
+        out->events.push_back("tail: all data sent once");
+      }
+    }
+    ++stats_.data_frames;
+  } else {
+    return false;
+  }
+  m.data.payload = std::string_view(reinterpret_cast<const char*>(frame_buf_.data()), cfg_.frame_size);
+  Emit(m, cfg_.group, Transport::kDatagram, out);
+  next_send_ += FrameCost(kDataHeaderSize + cfg_.frame_size + (key_ ? kTagSize : 0));
+  return true;
+}
+
+void Sender::SendUnicast(Micros now, proto::Effects* out) {
+  (void)now;
+  std::vector<uint8_t> buf;
+  for (int jobs = 0; jobs < 4 && !unicast_.empty(); ++jobs) {
+    UnicastJob j = unicast_.front();
+    unicast_.pop_front();
+    auto it = recv_.find(j.id);
+    if (it == recv_.end() || !LoadBlock(j.block, &buf)) continue;
+    uint32_t k = geo_.BlockK(j.block);
+    for (uint32_t esi = 0; esi < k; ++esi) {
+      Message m = Base(Type::kData);
+      m.flags |= kFlagUnicast;
+      m.data.block = j.block;
+      m.data.esi = static_cast<uint8_t>(esi);
+      m.data.pass = blocks_[j.block].pass;
+      m.data.payload = std::string_view(reinterpret_cast<const char*>(&buf[static_cast<size_t>(esi) * cfg_.frame_size]),
+                                        cfg_.frame_size);
+      Emit(m, it->second.addr, Transport::kStream, out);
+    }
+    it->second.unicast_frames += k;
+    stats_.unicast_frames += k;
+  }
+}
+
+void Sender::SendQuery(Micros now, proto::Effects* out) {
+  (void)now;
+  ++stats_.queries;
+  std::vector<std::string> open, settled;
+  std::vector<const ReceiverInfo*> unicast_to;
+  for (auto& [id, r] : recv_) {
+    if (r.state != RecvState::kIncomplete) {
+      settled.push_back(id);
+      continue;
+    }
+    r.unanswered = r.answered ? 0 : r.unanswered + 1;
+    r.answered = false;
+    open.push_back(id);
+  }
+  Message m = Base(Type::kQuery);
+  m.query.seq = ++query_seq_;
+  bool known_set = !cfg_.receivers.empty();
+  if (!known_set) {
+    // Unknown members: everyone who has not completed answers.
+    m.query.mode = QueryMode::kAllButListed;
+    m.query.ids = settled;
+    Emit(m, cfg_.group, Transport::kDatagram, out);
+    return;
+  }
+  if (open.empty()) return;
+  bool all_heard = std::all_of(open.begin(), open.end(), [&](const std::string& id) { return recv_[id].heard; });
+  if (open.size() * 2 > recv_.size() || !all_heard) {
+    // More than half silent (or some never heard): one multicast query with
+    // the shorter of the two lists.
+    if (open.size() <= settled.size()) {
+      m.query.mode = QueryMode::kOnlyListed;
+      m.query.ids = open;
+    } else {
+      m.query.mode = QueryMode::kAllButListed;
+      m.query.ids = settled;
+    }
+    Emit(m, cfg_.group, Transport::kDatagram, out);
+    return;
+  }
+  for (const auto& id : open) {
+    m.query.mode = QueryMode::kOnlyListed;
+    m.query.ids = {id};
+    Emit(m, recv_[id].addr, Transport::kDatagram, out);
+  }
+}
+
+void Sender::Evaluate(Micros now, proto::Effects* out) {
+  bool stalled = now - last_progress_ > cfg_.stall_timeout;
+  for (auto& [id, r] : recv_) {
+    if (r.state != RecvState::kIncomplete) continue;
+    if (r.unanswered >= cfg_.max_queries || stalled) {
+      r.state = RecvState::kFailed;
+      r.reason = stalled ? "no progress for " + std::to_string(cfg_.stall_timeout / proto::kSeconds) + " s"
+                 : r.heard ? "silent after " + std::to_string(cfg_.max_queries) + " queries"
+                           : "never heard from";
+      out->events.push_back("failed " + id + ": " + r.reason);
+    }
+  }
+  int complete = 0, open = 0;
+  for (auto& [id, r] : recv_) {
+    if (r.state == RecvState::kComplete) ++complete;
+    if (r.state == RecvState::kIncomplete) ++open;
+  }
+  int target = !cfg_.receivers.empty() ? static_cast<int>(cfg_.receivers.size()) : cfg_.expect;
+  int rounds = static_cast<int>(stats_.queries);
+  if (target > 0) {
+    if (complete >= target && open == 0) return Finish(now, Outcome::kAllDone, out);
+    if (!cfg_.receivers.empty() ? open > 0 : (open > 0 || (rounds < cfg_.max_queries && !stalled))) return;
+  } else {
+    // Unknown group: settle once everyone heard has settled and a few queries went unanswered by others.
+    if (open > 0 || (rounds < 3 && !stalled)) return;
+    if (recv_.empty() && rounds < cfg_.max_queries && !stalled) return;
+    if (!recv_.empty() && complete == static_cast<int>(recv_.size())) return Finish(now, Outcome::kAllDone, out);
+  }
+  if (cfg_.quorum > 0 && complete >= cfg_.quorum) return Finish(now, Outcome::kQuorum, out);
+  Finish(now, Outcome::kFailed, out);
+}
+
+void Sender::Finish(Micros now, Outcome o, proto::Effects* out) {
+  if (outcome_ != Outcome::kRunning) return;
+  outcome_ = o;
+  finish_at_ = now + cfg_.linger;
+  repairs_.clear();
+  pending_.clear();
+  Message m = Base(Type::kClose);
+  m.close.outcome = o == Outcome::kAllDone ? 0 : o == Outcome::kQuorum ? 1 : 2;
+  Emit(m, cfg_.group, Transport::kDatagram, out);
+  Emit(m, cfg_.group, Transport::kDatagram, out);
+  out->events.push_back(std::string("outcome ") + OutcomeName(o));
+}
+
+void Sender::AdjustRate(Micros now, proto::Effects* out) {
+  next_rate_check_ = now + kRateCheck;
+  std::vector<double> losses;
+  for (auto& [id, r] : recv_)
+    if (r.heard && r.state == RecvState::kIncomplete && now - r.last_heard < 2 * kRateCheck) losses.push_back(r.loss);
+  if (losses.empty()) return;
+  std::sort(losses.begin(), losses.end());
+  double median = losses[losses.size() / 2], least = losses.front();
+  // A receiver far behind the others is finished by unicast instead of
+  // slowing everyone down.
+  if (losses.size() >= 2) {
+    for (auto& [id, r] : recv_) {
+      if (!r.slow && r.state == RecvState::kIncomplete && r.loss > 0.3 && r.loss > 3 * median) {
+        r.slow = true;
+        out->events.push_back("slow " + id + ": finishing it by unicast");
+      }
+    }
+  }
+  // Loss everyone sees is congestion: back off; little loss: recover.
+  uint64_t before = rate_;
+  if (least > 0.25)
+    rate_ = std::max<uint64_t>(rate_ * 3 / 4, cfg_.rate_bps / 8);
+  else if (least < 0.05)
+    rate_ = std::min<uint64_t>(rate_ + rate_ / 10 + 1, cfg_.rate_bps);
+  if (rate_ != before && (rate_ < before * 9 / 10 || rate_ == cfg_.rate_bps))
+    out->events.push_back("rate " + std::to_string(rate_));
+}
+
+void Sender::OnNack(Micros now, ReceiverInfo& r, uint32_t b, int need, uint8_t seen_pass, proto::Effects* out) {
+  (void)out;
+  if (!tail_ && b >= next_block_) return;  // not sent yet: it is coming
+  BlockState& bs = blocks_[b];
+  auto key = std::make_pair(r.id, b);
+  bool late = outcome_ != Outcome::kRunning;
+  if (late || r.slow || (bs.pass >= cfg_.max_passes && !pending_.count(b))) {
+    auto it = std::find_if(unicast_.begin(), unicast_.end(),
+                           [&](const UnicastJob& j) { return j.id == r.id && j.block == b; });
+    auto done = unicast_done_.find(key);
+    if (it != unicast_.end() || (done != unicast_done_.end() && now - done->second < kUnicastRepeat)) return;
+    unicast_done_[key] = now;
+    unicast_.push_back({r.id, b});
+    return;
+  }
+  // Margin for the receiver's own loss rate so the repair usually lands in one round.
+  int want = need + static_cast<int>(std::ceil(need * std::min(r.loss, 0.5) / (1 - std::min(r.loss, 0.5))));
+  auto p = pending_.find(b);
+  if (p != pending_.end()) {
+    // Aggregation: one round serves the neediest receiver. A report that has
+    // not seen the previous round overstates its need: it waits for the next.
+    if (seen_pass + 1 >= bs.pass) p->second = std::max(p->second, want);
+    return;
+  }
+  Micros holdoff = 2 * NackPeriod() + 20 * kMillis;
+  if (seen_pass < bs.pass && now - bs.last_repair < holdoff) return;  // the last round is still on its way
+  ++bs.pass;
+  pending_[b] = want;
+  repairs_.push_back(b);
+}
+
+void Sender::OnStatus(Micros now, const proto::Address& from, const Message& msg, proto::Effects* out) {
+  const StatusReport& s = msg.status;
+  if (s.id.empty()) return;
+  bool to_backup = msg.flags & kFlagBackup;
+  if (!active_) {
+    // A standby backup: only reports addressed to a backup matter.
+    if (!to_backup) return;
+    ReceiverInfo& r = Info(s.id);
+    r.addr = from;
+    if (now - primary_heard_ < cfg_.primary_timeout) {
+      if (now - last_alert_ > proto::kSeconds) {
+        last_alert_ = now;
+        out->events.push_back("alert: NACK from " + s.id + " while primary " + cfg_.backup_for + " is alive");
+      }
+      Message a = Base(Type::kAnswer);
+      a.answer.code = AnswerCode::kWait;
+      a.answer.nack_period_ms = static_cast<uint16_t>(NackPeriod() / kMillis);
+      Emit(a, from, Transport::kDatagram, out);
+      return;
+    }
+    if (probe_deadline_ == kNever) {
+      probe_nonce_ = static_cast<uint32_t>(rng_());
+      Message p = Base(Type::kProbe);
+      p.probe.nonce = probe_nonce_;
+      p.probe.sender_id = cfg_.backup_for;
+      Emit(p, cfg_.group, Transport::kDatagram, out);
+      probe_deadline_ = now + cfg_.probe_timeout;
+      out->events.push_back("probing primary " + cfg_.backup_for);
+    }
+    return;
+  }
+  ReceiverInfo& r = Info(s.id);
+  r.addr = from;
+  r.heard = true;
+  r.last_heard = now;
+  r.answered = true;
+  r.unanswered = 0;
+  if (s.have_bytes > r.have_bytes) {
+    r.have_bytes = s.have_bytes;
+    last_progress_ = now;
+  }
+  if (s.heard + s.lost >= 16) r.loss = 0.6 * r.loss + 0.4 * (double(s.lost) / double(s.heard + s.lost));
+  if (r.state != RecvState::kIncomplete) return;
+  if (s.state == RecvState::kComplete) {
+    r.state = RecvState::kComplete;
+    last_progress_ = now;
+    out->events.push_back("complete " + s.id);
+    if (tail_) Evaluate(now, out);
+    return;
+  }
+  if (s.state == RecvState::kFailed) {
+    r.state = RecvState::kFailed;
+    r.reason = s.reason.empty() ? "failed" : s.reason;
+    out->events.push_back("failed " + s.id + ": " + r.reason);
+    if (tail_) Evaluate(now, out);
+    return;
+  }
+  ++r.nacks;
+  bool dont_have = false;
+  for (const NackRun& run : s.nacks) {
+    ++stats_.nack_runs;
+    if (run.first >= blocks_.size()) {
+      dont_have = true;
+      continue;
+    }
+    uint32_t end = static_cast<uint32_t>(std::min<uint64_t>(uint64_t(run.first) + run.count, blocks_.size()));
+    int need = std::min<int>(run.need, static_cast<int>(kMaxSymbols));
+    for (uint32_t b = run.first; b < end; ++b) OnNack(now, r, b, need, run.seen_pass, out);
+  }
+  if (dont_have || outcome_ != Outcome::kRunning || r.slow) {
+    Message a = Base(Type::kAnswer);
+    a.answer.code = dont_have ? AnswerCode::kDontHave : AnswerCode::kUnicast;
+    a.answer.nack_period_ms = static_cast<uint16_t>(NackPeriod() / kMillis);
+    Emit(a, from, Transport::kDatagram, out);
+  }
+}
+
+void Sender::TakeOver(Micros now, proto::Effects* out) {
+  active_ = true;
+  tail_ = true;  // no state from the primary: serve what receivers NACK
+  out->events.push_back("takeover: primary " + cfg_.backup_for + " is down");
+  next_announce_ = now;
+  data_start_ = now;
+  next_send_ = now;
+  next_query_ = now + NackPeriod() / 2;
+  last_progress_ = now;
+}
+
+void Sender::BackupTick(Micros now, proto::Effects* out) {
+  if (probe_deadline_ != kNever && now >= probe_deadline_) {
+    probe_deadline_ = kNever;
+    if (now - primary_heard_ >= cfg_.primary_timeout) return TakeOver(now, out), Pump(now, out);
+  }
+  out->wake_at = probe_deadline_;
+}
+
+void Sender::OnDatagram(Micros now, const proto::Address& from, std::string_view bytes, proto::Effects* out) {
+  Message m;
+  if (Parse(bytes, key_, &m) != ParseResult::kOk) return Pump(now, out);
+  bool from_backup = m.flags & kFlagBackup;
+  switch (m.type) {
+    case Type::kStatus:
+      if (m.session == session_) OnStatus(now, from, m, out);
+      break;
+    case Type::kProbe:
+      if (cfg_.backup_for.empty() && m.probe.sender_id == cfg_.id && !finished_) {
+        Message r = Base(Type::kProbeReply);
+        r.probe = m.probe;
+        Emit(r, from, Transport::kDatagram, out);
+      }
+      break;
+    case Type::kProbeReply:
+      if (!cfg_.backup_for.empty() && m.probe.sender_id == cfg_.backup_for && m.probe.nonce == probe_nonce_) {
+        primary_heard_ = now;
+        probe_deadline_ = kNever;
+        out->events.push_back("alert: receivers miss answers but primary " + cfg_.backup_for + " is alive");
+      }
+      break;
+    case Type::kAnnounce:
+      if (!cfg_.backup_for.empty() && !from_backup && m.announce.sender_id == cfg_.backup_for) {
+        primary_heard_ = now;
+        probe_deadline_ = kNever;
+        if (active_ && outcome_ == Outcome::kRunning) {
+          active_ = false;
+          repairs_.clear();
+          pending_.clear();
+          unicast_.clear();
+          out->events.push_back("handback: primary " + cfg_.backup_for + " is back");
+        }
+      }
+      break;
+    case Type::kClose:
+      if (!cfg_.backup_for.empty() && !from_backup && m.session == session_ && !active_ && !finished_) {
+        finished_ = true;
+        out->events.push_back("primary finished");
+      }
+      break;
+    default:
+      break;
+  }
+  Pump(now, out);
+}
+
+void Sender::Pump(Micros now, proto::Effects* out) {
+  if (finished_) {
+    out->wake_at = kNever;
+    return;
+  }
+  if (!active_) return BackupTick(now, out);
+  if (outcome_ != Outcome::kRunning) {
+    SendUnicast(now, out);
+    if (now >= finish_at_ && unicast_.empty()) {
+      finished_ = true;
+      out->events.push_back("finished");
+      out->wake_at = kNever;
+      return;
+    }
+    out->wake_at = unicast_.empty() ? finish_at_ : now;
+    return;
+  }
+  if (now >= next_announce_) {
+    SendAnnounce(now, out);
+    // Several announcements before the first data frame, so one lost
+    // announcement does not cost a receiver the whole first pass.
+    next_announce_ = now < data_start_ ? std::min(data_start_, now + cfg_.announce_lead / 4 + 1)
+                                       : now + cfg_.announce_interval;
+  }
+  SendUnicast(now, out);
+  if (now >= data_start_) {
+    if (next_send_ < now - kBurst) next_send_ = now - kBurst;
+    for (int sent = 0; sent < 512 && next_send_ <= now && outcome_ == Outcome::kRunning; ++sent)
+      if (!SendOneFrame(now, out)) break;
+  }
+  if (outcome_ == Outcome::kRunning && now >= next_rate_check_) AdjustRate(now, out);
+  if (outcome_ == Outcome::kRunning && tail_ && now >= next_query_) {
+    Evaluate(now, out);
+    if (outcome_ == Outcome::kRunning) {
+      SendQuery(now, out);
+      next_query_ = now + std::max(cfg_.query_interval, 3 * NackPeriod());
+    }
+  }
+  if (outcome_ != Outcome::kRunning) return Pump(now, out);
+  Micros w = std::min(next_announce_, next_rate_check_);
+  if (!repairs_.empty() || !tail_) w = std::min(w, std::max(next_send_, data_start_));
+  if (!unicast_.empty()) w = now;
+  if (tail_) w = std::min(w, next_query_);
+  out->wake_at = w;
+}
+
+}  // namespace cm::mcast

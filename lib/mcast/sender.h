@@ -1,0 +1,164 @@
+// The cm-mcast sender: a pure state machine (lib/proto/core.h). It announces
+// one object, sends it block by block at a paced rate, repairs with fresh
+// Reed-Solomon parity from aggregated NACKs while new data still flows,
+// re-queries silent receivers, caps multicast passes per block and finishes
+// stragglers over the unicast stream. As a backup (backup_for set) it stays
+// silent until receivers' NACKs go unanswered and a probe of the primary
+// fails; it hands back when the primary is heard again.
+#pragma once
+
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "mcast/fec.h"
+#include "mcast/store.h"
+#include "mcast/wire.h"
+#include "proto/core.h"
+
+namespace cm::mcast {
+
+using proto::Micros;
+
+struct SenderConfig {
+  std::string id = "sender";  // this sender's name (a backup names its primary by it)
+  std::string name;           // object name as receivers will store it
+  Hash256 hash{};
+  uint64_t size = 0;
+  uint16_t frame_size = 1440;  // payload bytes per frame
+  int block_k = 128;           // data frames per FEC block
+  uint64_t rate_bps = 500'000'000;  // wire bits per second (headers included)
+  int max_passes = 4;          // multicast repair rounds per block, then unicast
+  std::vector<std::string> receivers;  // expected receiver ids (may be empty)
+  int expect = 0;              // or: how many receivers to expect
+  int quorum = 0;              // 0 = all
+  proto::Address group;
+  std::string backup_for;      // non-empty: be a backup for the sender with this id
+  std::optional<GroupKey> key;
+  uint64_t seed = 1;
+  Micros announce_lead = 100 * proto::kMillis;  // announce before the first data frame
+  Micros announce_interval = 250 * proto::kMillis;
+  Micros nack_period = 100 * proto::kMillis;    // base advice; grows with receivers
+  Micros query_interval = 300 * proto::kMillis;
+  int max_queries = 10;        // unanswered queries before a receiver is declared failed
+  Micros stall_timeout = 20 * proto::kSeconds;  // no progress at all -> give up
+  Micros primary_timeout = 1500 * proto::kMillis;  // backup: primary silent this long
+  Micros probe_timeout = 600 * proto::kMillis;
+  Micros linger = 1 * proto::kSeconds;  // answer late NACKs (by unicast) after the end
+};
+
+enum class Outcome { kRunning, kAllDone, kQuorum, kFailed };
+const char* OutcomeName(Outcome o);
+
+struct ReceiverInfo {
+  std::string id;
+  proto::Address addr;
+  bool heard = false;
+  RecvState state = RecvState::kIncomplete;
+  std::string reason;
+  Micros last_heard = 0;
+  uint64_t have_bytes = 0;
+  int unanswered = 0;      // queries since last heard
+  double loss = 0;         // EWMA of reported loss
+  bool slow = false;       // served by unicast instead of multicast repair
+  uint64_t unicast_frames = 0;
+  uint64_t nacks = 0;
+  bool answered = false;   // reported since the last query
+};
+
+struct SenderStats {
+  uint64_t data_frames = 0, repair_frames = 0, unicast_frames = 0, announces = 0, queries = 0;
+  uint64_t bytes = 0;  // multicast datagram bytes sent
+  uint64_t nack_runs = 0;
+};
+
+class Sender {
+ public:
+  // source must outlive the sender.
+  Sender(SenderConfig cfg, ObjectSource* source);
+
+  void Start(Micros now, proto::Effects* out);
+  void OnDatagram(Micros now, const proto::Address& from, std::string_view bytes, proto::Effects* out);
+  void OnTimer(Micros now, proto::Effects* out);
+
+  Outcome outcome() const { return outcome_; }
+  // True once the outcome is known and the linger period is over.
+  bool finished() const { return finished_; }
+  bool active() const { return active_; }  // a backup that has taken over (a primary: always)
+  uint64_t rate_bps() const { return rate_; }
+  const std::map<std::string, ReceiverInfo>& receivers() const { return recv_; }
+  const SenderStats& stats() const { return stats_; }
+  uint32_t session() const { return session_; }
+
+ private:
+  struct BlockState {
+    uint8_t pass = 0;
+    uint8_t used = 0;      // parity symbols sent so far (fresh ones only)
+    Micros last_repair = 0;
+  };
+  struct UnicastJob {
+    std::string id;
+    uint32_t block;
+  };
+
+  void Pump(Micros now, proto::Effects* out);
+  void Emit(const Message& m, const proto::Address& to, proto::Transport t, proto::Effects* out);
+  Message Base(Type t) const;
+  void SendAnnounce(Micros now, proto::Effects* out);
+  bool SendOneFrame(Micros now, proto::Effects* out);
+  void SendUnicast(Micros now, proto::Effects* out);
+  void SendQuery(Micros now, proto::Effects* out);
+  void Evaluate(Micros now, proto::Effects* out);
+  void Finish(Micros now, Outcome o, proto::Effects* out);
+  void OnStatus(Micros now, const proto::Address& from, const Message& m, proto::Effects* out);
+  void OnNack(Micros now, ReceiverInfo& r, uint32_t block, int need, uint8_t seen_pass, proto::Effects* out);
+  void AdjustRate(Micros now, proto::Effects* out);
+  void BackupTick(Micros now, proto::Effects* out);
+  void TakeOver(Micros now, proto::Effects* out);
+  bool LoadBlock(uint32_t b, std::vector<uint8_t>* buf);
+  const RsCode& Code(int k);
+  Micros NackPeriod() const;
+  Micros FrameCost(size_t bytes) const;
+  ReceiverInfo& Info(const std::string& id);
+
+  SenderConfig cfg_;
+  ObjectSource* source_;
+  Geometry geo_;
+  uint32_t session_;
+  const GroupKey* key_;
+  proto::Rng rng_;
+  Outcome outcome_ = Outcome::kRunning;
+  bool finished_ = false;
+  bool active_ = true;
+  bool tail_ = false;             // all data frames sent once
+  Micros started_ = 0, data_start_ = 0, finish_at_ = 0, last_progress_ = 0;
+  Micros next_announce_ = 0, next_send_ = 0, next_query_ = proto::kNever, next_rate_check_ = 0;
+  uint32_t epoch_ = 0, query_seq_ = 0;
+  uint64_t rate_;
+  // Data pass position.
+  uint32_t next_block_ = 0;
+  uint32_t next_esi_ = 0;
+  std::vector<BlockState> blocks_;
+  std::deque<uint32_t> repairs_;  // blocks with a queued repair round
+  std::map<uint32_t, int> pending_;  // block -> queued repair count (aggregated max)
+  std::deque<UnicastJob> unicast_;
+  std::map<std::pair<std::string, uint32_t>, Micros> unicast_done_;  // (id, block) -> when sent
+  std::map<std::string, ReceiverInfo> recv_;
+  std::map<int, std::unique_ptr<RsCode>> codes_;
+  uint32_t cached_block_ = UINT32_MAX;
+  std::vector<uint8_t> block_buf_;
+  std::vector<uint8_t> frame_buf_;
+  uint64_t progress_sum_ = 0;
+  SenderStats stats_;
+  // Backup.
+  Micros primary_heard_ = 0;
+  Micros probe_deadline_ = proto::kNever;
+  uint32_t probe_nonce_ = 0;
+  Micros last_alert_ = -proto::kSeconds * 100;
+};
+
+}  // namespace cm::mcast

@@ -1,0 +1,63 @@
+// What the cores read from and write to, as interfaces (ninja's
+// DiskInterface): the tools pass file-backed ones (file_store.h), the tests
+// in-memory ones (memory_store.h). Cores stay free of file I/O of their own.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "util/hash.h"
+#include "util/status.h"
+
+namespace cm::mcast {
+
+// The object a sender multicasts. Read() fills exactly n bytes at offset
+// (offset + n <= size()).
+class ObjectSource {
+ public:
+  virtual ~ObjectSource() = default;
+  virtual Status Read(uint64_t offset, size_t n, uint8_t* out) = 0;
+};
+
+// An object being received. Commit() checks the whole-object hash and only
+// then makes it visible under its final name; kCorrupt on a mismatch.
+class ObjectSink {
+ public:
+  virtual ~ObjectSink() = default;
+  virtual Status Write(uint64_t offset, const uint8_t* data, size_t n) = 0;
+  virtual Status Commit(const Hash256& expected) = 0;
+};
+
+// Where a receiver keeps objects.
+class ObjectStore {
+ public:
+  virtual ~ObjectStore() = default;
+  // True when an object with this name and hash is already held.
+  virtual bool Has(const std::string& name, const Hash256& hash) = 0;
+  virtual Result<std::unique_ptr<ObjectSink>> Create(const std::string& name, const Hash256& hash, uint64_t size) = 0;
+};
+
+// Frame/block geometry shared by sender and receiver.
+struct Geometry {
+  uint64_t size = 0;
+  uint32_t frame_size = 1;
+  uint32_t k = 1;
+  uint64_t frames() const { return (size + frame_size - 1) / frame_size; }
+  uint32_t blocks() const { return static_cast<uint32_t>((frames() + k - 1) / k); }
+  // Data frames in block b (the last block may be short).
+  uint32_t BlockK(uint32_t b) const {
+    uint64_t first = static_cast<uint64_t>(b) * k;
+    uint64_t left = frames() - first;
+    return static_cast<uint32_t>(left < k ? left : k);
+  }
+  uint64_t FrameOffset(uint32_t b, uint32_t esi) const { return (static_cast<uint64_t>(b) * k + esi) * frame_size; }
+  // Real bytes in data frame (b, esi): frame_size except for the file's last frame.
+  size_t FrameBytes(uint32_t b, uint32_t esi) const {
+    uint64_t off = FrameOffset(b, esi);
+    return static_cast<size_t>(size - off < frame_size ? size - off : frame_size);
+  }
+};
+
+}  // namespace cm::mcast

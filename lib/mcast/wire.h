@@ -1,0 +1,141 @@
+// cm-mcast wire format v1 (docs/protocol/mcast.md). Pure encode/decode: every
+// datagram is a 9-byte header, a body by type, and with a group key a 16-byte
+// tag (HMAC-SHA-512-256, truncated) over everything before it. Parse() is
+// total: it never reads past its input nor allocates from an unchecked length.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "util/hash.h"
+
+namespace cm::mcast {
+
+constexpr uint16_t kMagic = 0x4d43;  // "CM" little-endian
+constexpr uint8_t kVersion = 1;
+constexpr size_t kHeaderSize = 9;
+constexpr size_t kTagSize = 16;
+constexpr size_t kDataHeaderSize = kHeaderSize + 8;  // + block, esi, pass, len
+constexpr size_t kMaxDatagram = 1472;                // 1500-byte MTU minus IP/UDP
+constexpr size_t kMaxIdLen = 64;
+constexpr size_t kMaxNameLen = 255;
+constexpr size_t kMaxListEntries = 256;
+
+enum class Type : uint8_t {
+  kAnnounce = 1,
+  kData = 2,
+  kStatus = 3,
+  kQuery = 4,
+  kAnswer = 5,
+  kClose = 6,
+  kProbe = 7,
+  kProbeReply = 8,
+};
+
+// Header flags.
+constexpr uint8_t kFlagTag = 1;      // a kTagSize tag ends the datagram
+constexpr uint8_t kFlagBackup = 2;   // sent by (or, on a status, addressed to) a backup sender
+constexpr uint8_t kFlagUnicast = 4;  // came over the unicast stream
+
+struct Announce {
+  Hash256 hash{};
+  uint64_t size = 0;
+  uint16_t frame_size = 0;  // payload bytes per data frame
+  uint8_t block_k = 0;      // data frames per block (the last block may be shorter)
+  uint8_t max_passes = 0;
+  uint32_t rate_kbps = 0;
+  uint16_t nack_period_ms = 0;
+  uint8_t phase = 0;        // 0 data flowing, 1 tail (all data sent), 2 done
+  uint32_t epoch = 0;       // announcement counter
+  std::string name;         // file name, no '/'
+  std::string sender_id;
+};
+
+struct Data {
+  uint32_t block = 0;
+  uint8_t esi = 0;          // < k: data frame block*k+esi; >= k: parity symbol
+  uint8_t pass = 0;         // 0 first transmission, n = n-th repair round of this block
+  std::string_view payload; // frame_size bytes (the file's last frame is zero-padded)
+};
+
+// A run of consecutive blocks that each need `need` more symbols.
+struct NackRun {
+  uint32_t first = 0;
+  uint32_t count = 0;
+  uint8_t need = 0;
+  uint8_t seen_pass = 0;  // highest pass heard for these blocks
+};
+
+enum class RecvState : uint8_t { kIncomplete = 0, kComplete = 1, kFailed = 2 };
+
+struct StatusReport {
+  uint32_t seq = 0;
+  RecvState state = RecvState::kIncomplete;
+  uint64_t have_bytes = 0;
+  uint32_t lost = 0, heard = 0;  // frames lost / heard since the previous report (loss estimate)
+  std::string id;                // receiver name
+  std::string reason;            // why failed
+  std::vector<NackRun> nacks;    // empty + kIncomplete: nothing missing yet behind the horizon
+  bool more = false;             // the list was cut to fit one datagram
+};
+
+enum class QueryMode : uint8_t { kAll = 0, kOnlyListed = 1, kAllButListed = 2 };
+
+struct Query {
+  uint32_t seq = 0;
+  QueryMode mode = QueryMode::kAll;
+  std::vector<std::string> ids;
+};
+
+enum class AnswerCode : uint8_t { kHereItIs = 1, kWait = 2, kDontHave = 3, kUnicast = 4 };
+
+struct Answer {
+  AnswerCode code = AnswerCode::kHereItIs;
+  uint16_t nack_period_ms = 0;  // advice: report at this period from now on
+  uint32_t block = 0;
+};
+
+struct Close {
+  uint8_t outcome = 0;  // 0 all done, 1 quorum, 2 failed / given up
+};
+
+struct Probe {
+  uint32_t nonce = 0;
+  std::string sender_id;  // who answers (the primary's id)
+};
+
+struct Message {
+  Type type = Type::kAnnounce;
+  uint8_t flags = 0;
+  uint32_t session = 0;
+  Announce announce;
+  Data data;
+  StatusReport status;
+  Query query;
+  Answer answer;
+  Close close;
+  Probe probe;  // kProbe and kProbeReply
+};
+
+// 32-byte group key; empty optional = no authentication.
+using GroupKey = std::array<uint8_t, 32>;
+
+// Encodes m (type, flags, session and the body for m.type). With a key the
+// tag flag is set and the tag appended.
+std::string Encode(const Message& m, const GroupKey* key = nullptr);
+
+enum class ParseResult { kOk, kBad, kUnauthenticated };
+// Total parser. With a key, only correctly tagged datagrams pass; without
+// one, tagged datagrams are refused too (we could not check them). On kOk,
+// m->data.payload points into `bytes`.
+ParseResult Parse(std::string_view bytes, const GroupKey* key, Message* m);
+
+// The session id for an object: derived from its hash and name, so a backup
+// sender or a restarted primary uses the same id with no shared state.
+uint32_t SessionId(const Hash256& hash, std::string_view name);
+
+}  // namespace cm::mcast

@@ -1,0 +1,329 @@
+#include "net/driver.h"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <boost/asio.hpp>
+#include <chrono>
+#include <cstring>
+#include <deque>
+#include <fstream>
+#include <map>
+
+namespace cm::net {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using asio::ip::udp;
+
+proto::Micros MonotonicMicros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+namespace {
+
+asio::ip::address_v4 V4(uint32_t ip) { return asio::ip::address_v4(ip); }
+proto::Address ToAddr(const udp::endpoint& e) { return {e.address().to_v4().to_uint(), e.port()}; }
+proto::Address ToAddr(const tcp::endpoint& e) { return {e.address().to_v4().to_uint(), e.port()}; }
+
+// One outgoing TCP connection with a queue of framed messages.
+struct OutStream {
+  explicit OutStream(asio::io_context& io) : sock(io) {}
+  tcp::socket sock;
+  std::deque<std::string> queue;
+  bool connecting = false, connected = false, writing = false, broken = false;
+};
+
+// One accepted TCP connection being read.
+struct InStream {
+  explicit InStream(asio::io_context& io) : sock(io) {}
+  tcp::socket sock;
+  proto::Address peer;
+  uint8_t len[4];
+  std::string body;
+};
+
+}  // namespace
+
+struct Driver::Impl {
+  DriverConfig cfg;
+  asio::io_context io;
+  udp::socket group_sock{io};
+  udp::socket uni_sock{io};
+  tcp::acceptor acceptor{io};
+  asio::steady_timer timer{io};
+  asio::steady_timer ticker{io};
+  asio::signal_set signals{io, SIGINT, SIGTERM};
+  std::vector<std::string> warnings;
+  proto::Address local;
+  DriverStats stats;
+  std::map<proto::Address, std::shared_ptr<OutStream>> out_streams;
+  // Run state.
+  CoreHandle* core = nullptr;
+  std::function<bool()> done;
+  std::function<void(const proto::Effects&)> after;
+  std::function<void()> tick;
+  proto::Effects fx;
+  proto::Micros epoch = 0;
+  Status result;
+  bool stopping = false;
+  std::array<char, 65536> gbuf, ubuf;
+  udp::endpoint gfrom, ufrom;
+
+  proto::Micros Now() const { return MonotonicMicros() - epoch; }
+
+  void Apply() {
+    for (proto::Send& s : fx.sends) Send(s);
+    if (after) after(fx);
+    proto::Micros wake = fx.wake_at;
+    fx.Clear();
+    if (done && done()) return Stop(Status::Ok());
+    if (wake == proto::kNever) {
+      timer.cancel();
+      return;
+    }
+    proto::Micros delay = std::max<proto::Micros>(0, wake - Now());
+    timer.expires_after(std::chrono::microseconds(delay));
+    timer.async_wait([this](const boost::system::error_code& ec) {
+      if (ec || stopping) return;
+      core->OnTimer(Now(), &fx);
+      Apply();
+    });
+  }
+
+  void Stop(Status st) {
+    if (stopping) return;
+    stopping = true;
+    result = std::move(st);
+    io.stop();
+  }
+
+  void Send(const proto::Send& s) {
+    if (s.transport == proto::Transport::kStream) return SendStream(s);
+    boost::system::error_code ec;
+    uni_sock.send_to(asio::buffer(s.bytes), udp::endpoint(V4(s.to.ip), s.to.port), 0, ec);
+    if (ec) {
+      ++stats.send_errors;
+    } else {
+      ++stats.datagrams_out;
+      stats.bytes_out += s.bytes.size();
+    }
+  }
+
+  void SendStream(const proto::Send& s) {
+    auto& os = out_streams[s.to];
+    if (!os || os->broken) os = std::make_shared<OutStream>(io);
+    std::string framed(4, '\0');
+    uint32_t n = static_cast<uint32_t>(s.bytes.size());
+    for (int i = 0; i < 4; ++i) framed[i] = static_cast<char>(n >> (8 * i));
+    framed += s.bytes;
+    os->queue.push_back(std::move(framed));
+    ++stats.streams_out;
+    if (!os->connecting && !os->connected) {
+      os->connecting = true;
+      os->sock.async_connect(tcp::endpoint(V4(s.to.ip), s.to.port), [this, os](const boost::system::error_code& ec) {
+        os->connecting = false;
+        if (ec) {
+          os->broken = true;  // the next message opens a new connection
+          return;
+        }
+        os->connected = true;
+        os->sock.set_option(tcp::no_delay(true));
+        Pump(os);
+      });
+    } else if (os->connected) {
+      Pump(os);
+    }
+  }
+
+  void Pump(const std::shared_ptr<OutStream>& os) {
+    if (os->writing || os->queue.empty() || os->broken) return;
+    os->writing = true;
+    asio::async_write(os->sock, asio::buffer(os->queue.front()),
+                      [this, os](const boost::system::error_code& ec, size_t) {
+                        os->writing = false;
+                        if (ec) {
+                          os->broken = true;
+                          return;
+                        }
+                        os->queue.pop_front();
+                        Pump(os);
+                      });
+  }
+
+  void ReadGroup() {
+    group_sock.async_receive_from(asio::buffer(gbuf), gfrom, [this](const boost::system::error_code& ec, size_t n) {
+      if (ec == asio::error::operation_aborted || stopping) return;
+      if (!ec) Deliver(ToAddr(gfrom), std::string_view(gbuf.data(), n));
+      ReadGroup();
+    });
+  }
+
+  void ReadUnicast() {
+    uni_sock.async_receive_from(asio::buffer(ubuf), ufrom, [this](const boost::system::error_code& ec, size_t n) {
+      if (ec == asio::error::operation_aborted || stopping) return;
+      if (!ec) Deliver(ToAddr(ufrom), std::string_view(ubuf.data(), n));
+      ReadUnicast();
+    });
+  }
+
+  void Deliver(const proto::Address& from, std::string_view bytes) {
+    if (from == local) return;  // our own multicast, looped back
+    ++stats.datagrams_in;
+    core->OnDatagram(Now(), from, bytes, &fx);
+    Apply();
+  }
+
+  void Accept() {
+    auto in = std::make_shared<InStream>(io);
+    acceptor.async_accept(in->sock, [this, in](const boost::system::error_code& ec) {
+      if (ec == asio::error::operation_aborted || stopping) return;
+      if (!ec) {
+        boost::system::error_code e2;
+        auto ep = in->sock.remote_endpoint(e2);
+        if (!e2) {
+          in->peer = ToAddr(ep);
+          ReadLen(in);
+        }
+      }
+      Accept();
+    });
+  }
+
+  void ReadLen(const std::shared_ptr<InStream>& in) {
+    asio::async_read(in->sock, asio::buffer(in->len), [this, in](const boost::system::error_code& ec, size_t) {
+      if (ec || stopping) return;
+      uint32_t n = in->len[0] | in->len[1] << 8 | in->len[2] << 16 | static_cast<uint32_t>(in->len[3]) << 24;
+      if (n > (1u << 20)) return;  // not ours: drop the connection
+      in->body.resize(n);
+      asio::async_read(in->sock, asio::buffer(in->body), [this, in](const boost::system::error_code& ec2, size_t) {
+        if (ec2 || stopping) return;
+        ++stats.streams_in;
+        core->OnDatagram(Now(), in->peer, in->body, &fx);
+        Apply();
+        ReadLen(in);
+      });
+    });
+  }
+
+  void Tick() {
+    ticker.expires_after(std::chrono::milliseconds(200));
+    ticker.async_wait([this](const boost::system::error_code& ec) {
+      if (ec || stopping) return;
+      if (tick) tick();
+      if (done && done()) return Stop(Status::Ok());
+      Tick();
+    });
+  }
+};
+
+Driver::Driver(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Driver::~Driver() = default;
+proto::Address Driver::local() const { return impl_->local; }
+const std::vector<std::string>& Driver::warnings() const { return impl_->warnings; }
+const DriverStats& Driver::stats() const { return impl_->stats; }
+
+namespace {
+
+int ReadSysctl(const char* path) {
+  std::ifstream f(path);
+  long v = 0;
+  f >> v;
+  return static_cast<int>(v);
+}
+
+void SizeBuffer(int fd, int opt, int force_opt, int want, const char* sysctl, std::vector<std::string>* warnings) {
+  // Root may exceed rmem_max/wmem_max; others get what the cap allows.
+  if (setsockopt(fd, SOL_SOCKET, force_opt, &want, sizeof want) != 0) setsockopt(fd, SOL_SOCKET, opt, &want, sizeof want);
+  int got = 0;
+  socklen_t len = sizeof got;
+  getsockopt(fd, SOL_SOCKET, opt, &got, &len);
+  if (got / 2 < want / 2 && opt == SO_RCVBUF) {  // the kernel reports double what it grants
+    warnings->push_back("receive buffer capped at " + std::to_string(got / 2) + " bytes by " + sysctl + " (" +
+                        std::to_string(ReadSysctl(sysctl)) + "); losses under load are likelier: sysctl -w " +
+                        std::string(sysctl + 10) + "=" + std::to_string(want));
+  }
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Driver>> Driver::Open(const DriverConfig& cfg) {
+  auto impl = std::make_unique<Impl>();
+  impl->cfg = cfg;
+  boost::system::error_code ec;
+  auto fail = [&](const std::string& what) { return Error(Code::kIo, what + ": " + ec.message()); };
+  udp::socket& us = impl->uni_sock;
+  us.open(udp::v4(), ec);
+  if (ec) return fail("udp socket");
+  // The unicast port number is shared with the TCP listener: retry until both are free.
+  for (int attempt = 0; attempt < 50; ++attempt) {
+    ec.clear();
+    us.bind(udp::endpoint(V4(cfg.iface), cfg.unicast_port), ec);
+    if (ec) return fail("bind " + proto::Address{cfg.iface, cfg.unicast_port}.ToString());
+    uint16_t port = us.local_endpoint().port();
+    impl->acceptor.open(tcp::v4(), ec);
+    impl->acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+    impl->acceptor.bind(tcp::endpoint(V4(cfg.iface), port), ec);
+    if (!ec) impl->acceptor.listen(64, ec);
+    if (!ec) break;
+    impl->acceptor.close();
+    if (cfg.unicast_port != 0) return fail("tcp listen");
+    us.close();
+    us.open(udp::v4(), ec);
+  }
+  if (ec) return fail("tcp listen");
+  impl->local = {cfg.iface, us.local_endpoint().port()};
+  us.set_option(asio::ip::multicast::outbound_interface(V4(cfg.iface)), ec);
+  if (ec) return fail("IP_MULTICAST_IF");
+  us.set_option(asio::ip::multicast::enable_loopback(cfg.loop), ec);
+  us.set_option(asio::ip::multicast::hops(cfg.ttl), ec);
+  SizeBuffer(us.native_handle(), SO_SNDBUF, SO_SNDBUFFORCE, cfg.sndbuf, "/proc/sys/net/core/wmem_max", &impl->warnings);
+  SizeBuffer(us.native_handle(), SO_RCVBUF, SO_RCVBUFFORCE, cfg.rcvbuf / 4, "/proc/sys/net/core/rmem_max",
+             &impl->warnings);
+  if (cfg.group.ip != 0) {
+    udp::socket& gs = impl->group_sock;
+    gs.open(udp::v4(), ec);
+    gs.set_option(udp::socket::reuse_address(true), ec);
+    gs.bind(udp::endpoint(V4(cfg.group.ip), cfg.group.port), ec);
+    if (ec) return fail("bind " + cfg.group.ToString());
+    gs.set_option(asio::ip::multicast::join_group(V4(cfg.group.ip), V4(cfg.iface)), ec);
+    if (ec) return fail("join " + cfg.group.ToString());
+    SizeBuffer(gs.native_handle(), SO_RCVBUF, SO_RCVBUFFORCE, cfg.rcvbuf, "/proc/sys/net/core/rmem_max",
+               &impl->warnings);
+  }
+  return std::unique_ptr<Driver>(new Driver(std::move(impl)));
+}
+
+Status Driver::Run(CoreHandle& core, const std::function<bool()>& done,
+                   const std::function<void(const proto::Effects&)>& after, const std::function<void()>& tick) {
+  Impl& d = *impl_;
+  d.core = &core;
+  d.done = done;
+  d.after = after;
+  d.tick = tick;
+  d.stopping = false;
+  d.result = Status::Ok();
+  d.epoch = MonotonicMicros();
+  d.io.restart();
+  d.signals.async_wait([&d](const boost::system::error_code& ec, int) {
+    if (!ec) d.Stop(Error(Code::kFailure, "interrupted"));
+  });
+  if (d.cfg.group.ip != 0) d.ReadGroup();
+  d.ReadUnicast();
+  d.Accept();
+  d.Tick();
+  core.Start(d.Now(), &d.fx);
+  d.Apply();
+  if (!d.stopping) d.io.run();
+  // Flush queued stream messages briefly so a last unicast repair is not lost.
+  d.stopping = false;
+  d.io.restart();
+  bool pending = false;
+  for (auto& [a, os] : d.out_streams) pending |= !os->queue.empty() && !os->broken;
+  if (pending) d.io.run_for(std::chrono::seconds(2));
+  d.signals.cancel();
+  return d.result;
+}
+
+}  // namespace cm::net

@@ -1,0 +1,86 @@
+// The Boost.Asio edge that runs one protocol core (proto/core.h) on real
+// sockets: a UDP socket bound to a multicast group's port and joined on one
+// interface, a UDP unicast socket (also the source of every datagram we
+// send, multicast included), and TCP on the unicast port number for
+// Transport::kStream messages (each framed by a 4-byte little-endian length).
+// Asio stays inside driver.cc; this header is free of it.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "proto/core.h"
+#include "util/status.h"
+
+namespace cm::net {
+
+struct DriverConfig {
+  proto::Address group;          // ip 0: no group (unicast only)
+  uint32_t iface = 0x7f000001;   // interface address for the join and for sending multicast (host order)
+  bool loop = true;              // IP_MULTICAST_LOOP (needed for several processes on one host)
+  int ttl = 1;
+  int rcvbuf = 16 << 20;         // SO_RCVBUF asked for; a warning when the kernel caps it
+  int sndbuf = 4 << 20;
+  uint16_t unicast_port = 0;     // 0: any free port (the same number is used for TCP)
+};
+
+// Type-erased core, so the driver is not a template.
+class CoreHandle {
+ public:
+  virtual ~CoreHandle() = default;
+  virtual void Start(proto::Micros now, proto::Effects* out) = 0;
+  virtual void OnDatagram(proto::Micros now, const proto::Address& from, std::string_view bytes,
+                          proto::Effects* out) = 0;
+  virtual void OnTimer(proto::Micros now, proto::Effects* out) = 0;
+};
+
+template <proto::Core C>
+class CoreRef : public CoreHandle {
+ public:
+  explicit CoreRef(C* c) : c_(c) {}
+  void Start(proto::Micros now, proto::Effects* out) override { c_->Start(now, out); }
+  void OnDatagram(proto::Micros now, const proto::Address& from, std::string_view bytes,
+                  proto::Effects* out) override {
+    c_->OnDatagram(now, from, bytes, out);
+  }
+  void OnTimer(proto::Micros now, proto::Effects* out) override { c_->OnTimer(now, out); }
+
+ private:
+  C* c_;
+};
+
+struct DriverStats {
+  uint64_t datagrams_in = 0, datagrams_out = 0, bytes_out = 0, send_errors = 0, streams_out = 0, streams_in = 0;
+};
+
+class Driver {
+ public:
+  static Result<std::unique_ptr<Driver>> Open(const DriverConfig& cfg);
+  ~Driver();
+
+  // Our unicast address (interface address, port): what peers see as `from`.
+  proto::Address local() const;
+  // Warnings from Open (e.g. a capped receive buffer), one line each.
+  const std::vector<std::string>& warnings() const;
+
+  // Runs the core until done() is true (checked after every call into the
+  // core), SIGINT/SIGTERM arrives (kFailure "interrupted"), or a socket
+  // fails. after() sees every call's effects (events, for logs and progress);
+  // tick() runs about every 200 ms.
+  Status Run(CoreHandle& core, const std::function<bool()>& done,
+             const std::function<void(const proto::Effects&)>& after = nullptr,
+             const std::function<void()>& tick = nullptr);
+  const DriverStats& stats() const;
+
+ private:
+  struct Impl;
+  explicit Driver(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// Current monotonic time in microseconds (the driver's clock).
+proto::Micros MonotonicMicros();
+
+}  // namespace cm::net
