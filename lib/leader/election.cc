@@ -1,0 +1,573 @@
+#include "leader/election.h"
+
+#include <algorithm>
+
+#include "util/json.h"
+
+namespace cm::leader {
+
+using proto::Micros;
+using proto::kNever;
+
+const char* StateName(State s) {
+  switch (s) {
+    case State::kKnown: return "known";
+    case State::kUnknown: return "unknown";
+    case State::kVoting: return "voting";
+    case State::kLeader: return "leader";
+    case State::kConceding: return "conceding";
+  }
+  return "?";
+}
+
+Election::Election(Config cfg, Sequencer* sequencer)
+    : cfg_(std::move(cfg)), sequencer_(sequencer), rng_(cfg_.rng_seed), control_(cfg_.control) {
+  candidate_ = cfg_.admin_priority > 0 &&
+               (cfg_.leaders.empty() ||
+                std::find(cfg_.leaders.begin(), cfg_.leaders.end(), cfg_.id) != cfg_.leaders.end());
+  if (cfg_.static_leader) candidate_ = cfg_.static_leader == cfg_.id;
+  SetMeasured(0);
+}
+
+void Election::SetMeasured(uint32_t measured) {
+  measured_ = std::min<uint32_t>(measured, 0xffff);
+  priority_ = std::min<uint32_t>(cfg_.admin_priority, 255) << 16 | measured_;
+}
+
+void Election::Sample(const Measurements& m) {
+  SetMeasured(damper_.Update(QuantizeSteps(m)) * kMeasuredStep);
+}
+
+uint64_t Election::leader() const {
+  if (state_ == State::kLeader) return cfg_.id;
+  return state_ == State::kKnown ? leader_ : 0;
+}
+
+std::vector<uint64_t> Election::members() const {
+  if (state_ != State::kLeader) return heard_list_;
+  std::vector<uint64_t> ids;
+  for (const auto& [id, m] : table_) ids.push_back(id);
+  return ids;
+}
+
+bool Election::CanClaim(Micros now) const { return candidate_ && !stopped_ && now >= listen_until_; }
+
+Micros Election::Skew(Micros now) const {
+  const Timers& t = cfg_.timers;
+  if (now < deposed_until_) return t.deposed_skew;
+  constexpr double kMax = double(255u << 16 | 0xffff);
+  double weak = 1.0 - priority_ / kMax;
+  return t.skew_min + static_cast<Micros>((t.skew_max - t.skew_min) * weak);
+}
+
+Micros Election::VoteWindow() {
+  const Timers& t = cfg_.timers;
+  if (t.vote_max <= t.vote_min) return t.vote_min;
+  return std::uniform_int_distribution<Micros>(t.vote_min, t.vote_max)(rng_);
+}
+
+Message Election::Base(MsgType t) const {
+  Message m;
+  m.type = t;
+  m.sender = cfg_.id;
+  m.epoch = state_ == State::kLeader ? epoch_ : max_epoch_;
+  m.priority = priority_;
+  m.addr = cfg_.self;
+  return m;
+}
+
+void Election::Send(const Message& m, proto::Effects* out) {
+  const GroupKey* key = cfg_.key ? &*cfg_.key : nullptr;
+  counter_ = std::max(counter_ + 1, static_cast<uint64_t>(std::max<Micros>(0, now_ + cfg_.wall_offset)));
+  out->sends.push_back({control_, Encode(m, key, counter_), proto::Transport::kDatagram});
+}
+
+void Election::SetState(Micros now, State s, proto::Effects* out) {
+  (void)now;
+  if (s == state_) return;
+  const bool was_leader = state_ == State::kLeader;
+  state_ = s;
+  out->events.push_back(std::string("state ") + StateName(s));
+  if (was_leader) {
+    out->events.push_back("demoted epoch=" + std::to_string(epoch_));
+    table_.clear();
+    list_at_ = report_at_ = next_alive_ = kNever;
+    contest_by_ = 0;
+    if (sequencer_) sequencer_->OnLeadership(false, epoch_);
+  }
+}
+
+void Election::Start(Micros now, proto::Effects* out) {
+  now_ = now;
+  const Timers& t = cfg_.timers;
+  listen_until_ = cfg_.listen_first ? now + t.DeadInterval() : now;
+  state_ = State::kUnknown;
+  out->events.push_back("state unknown");
+  if (cfg_.static_leader == cfg_.id) {
+    BecomeLeader(now, out);
+  } else {
+    // The strongest of nodes started together claims first.
+    claim_at_ = listen_until_ + Skew(now);
+  }
+  Schedule(out);
+}
+
+bool Election::ReplayOk(Micros now, uint64_t sender, uint64_t counter) {
+  if (cfg_.replay_window > 0) {
+    // The counter is the sender's wall clock: outside the window it is a
+    // replay (or a badly skewed clock), even from a sender never heard.
+    const int64_t wall = now + cfg_.wall_offset;
+    const int64_t sent = counter > uint64_t(INT64_MAX) ? INT64_MAX : static_cast<int64_t>(counter);
+    if (sent < wall - cfg_.replay_window || sent > wall + cfg_.replay_window) return false;
+  }
+  auto [it, fresh] = replay_.try_emplace(sender, counter, 1);
+  if (fresh) return true;
+  auto& [high, bits] = it->second;
+  if (counter > high) {
+    uint64_t shift = counter - high;
+    bits = shift >= 64 ? 1 : (bits << shift) | 1;
+    high = counter;
+    return true;
+  }
+  uint64_t back = high - counter;
+  if (back >= 64 || (bits >> back & 1)) return false;
+  bits |= uint64_t{1} << back;
+  return true;
+}
+
+void Election::OnDatagram(Micros now, const proto::Address& from, std::string_view bytes, proto::Effects* out) {
+  (void)from;
+  if (stopped_) return;
+  now_ = now;
+  const GroupKey* key = cfg_.key ? &*cfg_.key : nullptr;
+  auto d = Decode(bytes, key);
+  if (!d || (key && !ReplayOk(now, d->msg.sender, d->counter))) {
+    ++rejected_;
+    Schedule(out);
+    return;
+  }
+  const Message& m = d->msg;
+  if (m.sender == cfg_.id || m.sender == 0) {
+    Schedule(out);
+    return;
+  }
+  max_epoch_ = std::max(max_epoch_, m.epoch);
+  if (state_ == State::kLeader && m.epoch > epoch_) {
+    // Someone knows a later term (a healed partition): lead above it at once.
+    epoch_ = max_epoch_ = m.epoch + 1;
+    MembershipChanged(now, out);
+    if (m.type != MsgType::kAlive && now - last_alive_sent_ >= cfg_.timers.interval / 10) SendAlive(now, out);
+  }
+  switch (m.type) {
+    case MsgType::kAlive: OnAlive(now, m, out); break;
+    case MsgType::kClaim: OnClaim(now, m, out); break;
+    case MsgType::kResign: OnResign(now, m, out); break;
+    case MsgType::kRegister: OnRegister(now, m, out); break;
+    case MsgType::kMembers: OnMembers(now, m, out); break;
+    case MsgType::kMove:
+      if (state_ == State::kKnown && m.sender == leader_ && m.channel.IsMulticast() && m.channel != control_) {
+        control_ = m.channel;
+        out->events.push_back("channel " + control_.ToString());
+      }
+      break;
+  }
+  Tick(now, out);
+}
+
+void Election::Follow(Micros now, const Message& m, proto::Effects* out) {
+  const bool changed = state_ != State::kKnown || leader_ != m.sender || leader_epoch_ != m.epoch;
+  if (leader_ != m.sender || state_ != State::kKnown) {
+    registered_ = false;
+    heard_list_.clear();
+    register_at_ = now + std::uniform_int_distribution<Micros>(0, cfg_.timers.register_backoff)(rng_);
+  }
+  SetState(now, State::kKnown, out);
+  leader_ = m.sender;
+  leader_prio_ = m.priority;
+  leader_epoch_ = m.epoch;
+  leader_addr_ = m.addr;
+  last_alive_ = now;
+  const Micros interval = m.interval_us ? m.interval_us : cfg_.timers.interval;
+  const int dead = m.dead_intervals ? m.dead_intervals : cfg_.timers.dead_intervals;
+  dead_at_ = now + dead * interval + Skew(now);
+  claim_at_ = vote_end_ = concede_until_ = kNever;
+  if (changed) out->events.push_back("leader " + std::to_string(leader_) + " epoch=" + std::to_string(leader_epoch_));
+  // Pre-empt a weaker leader once allowed; back off while claims go unheard.
+  if (CanClaim(now) && SelfStronger(leader_prio_, leader_)) {
+    if (preempt_at_ == kNever) preempt_at_ = now + Skew(now) + preempt_backoff_;
+  } else {
+    preempt_at_ = kNever;
+  }
+}
+
+void Election::OnAlive(Micros now, const Message& m, proto::Effects* out) {
+  switch (state_) {
+    case State::kLeader:
+      if (!SelfStronger(m.priority, m.sender) && cfg_.static_leader != cfg_.id) {
+        StepDown(now, out);
+        Follow(now, m, out);
+        return;
+      }
+      // We out-rank it: assert at once with an epoch above both.
+      if (contest_by_ != m.sender) {
+        contest_by_ = m.sender;
+        contest_since_ = now;
+        contest_evidence_ = false;
+      }
+      contest_last_ = now;
+      if (m.epoch >= epoch_) {
+        epoch_ = m.epoch + 1;
+        max_epoch_ = std::max(max_epoch_, epoch_);
+        MembershipChanged(now, out);
+      }
+      // It keeps leading and members follow it: our heartbeats do not get
+      // out. Stop competing; pre-empt later with back-off.
+      if (contest_evidence_ && cfg_.static_leader != cfg_.id && now - contest_since_ >= cfg_.timers.DeadInterval()) {
+        out->events.push_back("unheard: yielding to " + std::to_string(m.sender));
+        preempt_backoff_ = std::max(preempt_backoff_ * 2, cfg_.timers.DeadInterval());
+        preempt_backoff_ = std::min(preempt_backoff_, 4 * cfg_.timers.DeadInterval());
+        StepDown(now, out);
+        Follow(now, m, out);
+        return;
+      }
+      if (now - last_alive_sent_ >= cfg_.timers.interval / 10) SendAlive(now, out);
+      return;
+    case State::kVoting:
+      if (!SelfStronger(m.priority, m.sender)) {
+        Follow(now, m, out);
+      } else if (now > claim_sent_ + cfg_.timers.vote_min / 2) {
+        vote_contested_ = true;  // a weaker leader did not hear our claim
+        concede_to_ = m.sender;
+        leader_prio_ = m.priority;
+      }
+      return;
+    case State::kKnown:
+      if (m.sender == leader_ || m.epoch > leader_epoch_ ||
+          (m.epoch == leader_epoch_ && Stronger(m.priority, m.sender, leader_prio_, leader_))) {
+        Follow(now, m, out);
+      }
+      return;
+    case State::kUnknown:
+    case State::kConceding:
+      Follow(now, m, out);
+      return;
+  }
+}
+
+void Election::OnClaim(Micros now, const Message& m, proto::Effects* out) {
+  const bool stronger = !SelfStronger(m.priority, m.sender);
+  switch (state_) {
+    case State::kLeader:
+      if (stronger && cfg_.static_leader != cfg_.id) {
+        StepDown(now, out);
+        Concede(now, m.sender, m.priority, out);
+      } else if (now - last_alive_sent_ >= cfg_.timers.interval / 10) {
+        SendAlive(now, out);  // we are alive and out-rank the claimant
+      }
+      return;
+    case State::kVoting:
+      if (stronger) {
+        Concede(now, m.sender, m.priority, out);
+      } else if (now - last_claim_sent_ >= cfg_.timers.vote_min / 4) {
+        last_claim_sent_ = now;
+        Send(Base(MsgType::kClaim), out);
+      }
+      return;
+    case State::kKnown:
+      // The leader looks alive: it answers the claim itself.
+      if (now - last_alive_ < cfg_.timers.interval * 3 / 2) return;
+      [[fallthrough]];
+    case State::kUnknown:
+      // A weaker claim means nobody leads: a stronger candidate answers with
+      // its own claim even while it still listens after a start (otherwise
+      // whoever started first would win over stronger nodes started later).
+      if (stronger || !candidate_ || stopped_) {
+        Concede(now, m.sender, m.priority, out);
+      } else {
+        Claim(now, out);
+      }
+      return;
+    case State::kConceding:
+      if (Stronger(m.priority, m.sender, concede_prio_, concede_to_)) {
+        concede_to_ = m.sender;
+        concede_prio_ = m.priority;
+      }
+      return;
+  }
+}
+
+void Election::OnResign(Micros now, const Message& m, proto::Effects* out) {
+  if (state_ != State::kKnown || m.sender != leader_) return;
+  SetState(now, State::kUnknown, out);
+  leader_ = 0;
+  dead_at_ = kNever;
+  claim_at_ = CanClaim(now) ? now + Skew(now) : listen_until_;
+}
+
+void Election::OnRegister(Micros now, const Message& m, proto::Effects* out) {
+  if (state_ != State::kLeader) return;
+  if (m.leader != cfg_.id) {
+    if (m.leader == contest_by_ && now >= contest_since_) contest_evidence_ = true;
+    return;
+  }
+  auto [it, fresh] = table_.try_emplace(m.sender);
+  Member& mem = it->second;
+  mem.id = m.sender;
+  mem.addr = m.addr;
+  mem.last_heard = now;
+  const bool facts_changed = mem.facts.name != m.name;
+  mem.facts.name = m.name;
+  mem.facts.free_disk_mb = m.free_disk_mb;
+  mem.facts.cpu_permille = m.cpu_permille;
+  if (fresh) {
+    out->events.push_back("member-join " + std::to_string(m.sender));
+    MembershipChanged(now, out);
+  } else if (facts_changed) {
+    MembershipChanged(now, out);
+  }
+}
+
+void Election::OnMembers(Micros now, const Message& m, proto::Effects* out) {
+  (void)out;
+  if (state_ != State::kKnown || m.sender != leader_) return;
+  heard_list_ = m.members;
+  const bool listed = std::binary_search(heard_list_.begin(), heard_list_.end(), cfg_.id);
+  registered_ = listed;
+  if (!listed && register_at_ == kNever)
+    register_at_ = now + std::uniform_int_distribution<Micros>(0, cfg_.timers.register_backoff)(rng_);
+}
+
+void Election::Claim(Micros now, proto::Effects* out) {
+  SetState(now, State::kVoting, out);
+  claim_at_ = kNever;
+  preempt_at_ = kNever;
+  claim_sent_ = last_claim_sent_ = now;
+  vote_end_ = now + VoteWindow();
+  vote_contested_ = false;
+  Send(Base(MsgType::kClaim), out);
+}
+
+void Election::Concede(Micros now, uint64_t to, uint32_t prio, proto::Effects* out) {
+  SetState(now, State::kConceding, out);
+  concede_to_ = to;
+  concede_prio_ = prio;
+  concede_until_ = now + cfg_.timers.DeadInterval();
+  claim_at_ = vote_end_ = preempt_at_ = kNever;
+}
+
+void Election::BecomeLeader(Micros now, proto::Effects* out) {
+  SetState(now, State::kLeader, out);
+  epoch_ = max_epoch_ = std::max(max_epoch_, epoch_) + 1;
+  claim_at_ = vote_end_ = concede_until_ = preempt_at_ = dead_at_ = register_at_ = kNever;
+  preempt_backoff_ = 0;
+  leader_ = 0;
+  contest_by_ = 0;
+  table_.clear();
+  Member self;
+  self.id = cfg_.id;
+  self.addr = cfg_.self;
+  self.facts = facts_;
+  self.last_heard = now;
+  table_[cfg_.id] = self;
+  heard_list_.clear();
+  out->events.push_back("elected epoch=" + std::to_string(epoch_));
+  if (sequencer_) sequencer_->OnLeadership(true, epoch_);
+  SendAlive(now, out);
+  MembershipChanged(now, out);
+}
+
+void Election::StepDown(Micros now, proto::Effects* out) {
+  deposed_until_ = now + 10 * cfg_.timers.DeadInterval();
+  SetState(now, State::kUnknown, out);
+}
+
+void Election::SendAlive(Micros now, proto::Effects* out) {
+  Message m = Base(MsgType::kAlive);
+  m.interval_us = static_cast<uint32_t>(cfg_.timers.interval);
+  m.dead_intervals = static_cast<uint8_t>(cfg_.timers.dead_intervals);
+  m.member_count = static_cast<uint32_t>(table_.size());
+  m.sequence = sequencer_ ? sequencer_->HighestSequence() : 0;
+  Send(m, out);
+  if (move_repeats_ > 0) {
+    --move_repeats_;
+    Message mv = Base(MsgType::kMove);
+    mv.channel = move_to_;
+    Send(mv, out);
+    if (move_repeats_ == 0) {
+      control_ = move_to_;
+      out->events.push_back("channel " + control_.ToString());
+    }
+  }
+  last_alive_sent_ = now;
+  next_alive_ = now + cfg_.timers.interval;
+}
+
+void Election::MembershipChanged(Micros now, proto::Effects* out) {
+  (void)out;
+  list_at_ = now + cfg_.timers.list_quiet;
+  if (cfg_.ccm) report_at_ = std::min(report_at_, now + cfg_.timers.interval / 10);
+}
+
+void Election::Resign(Micros now, proto::Effects* out) {
+  now_ = now;
+  if (state_ == State::kLeader) {
+    Send(Base(MsgType::kResign), out);
+    SetState(now, State::kUnknown, out);
+  }
+  stopped_ = true;
+  out->wake_at = kNever;
+}
+
+void Election::MoveChannel(Micros now, proto::Address channel, proto::Effects* out) {
+  (void)now;
+  if (state_ != State::kLeader || !channel.IsMulticast()) return;
+  move_to_ = channel;
+  move_repeats_ = 3;  // announced with the next three heartbeats, then moved
+  Schedule(out);
+}
+
+void Election::OnTimer(Micros now, proto::Effects* out) {
+  if (stopped_) return;
+  now_ = now;
+  Tick(now, out);
+}
+
+void Election::Tick(Micros now, proto::Effects* out) {
+  const Timers& t = cfg_.timers;
+  switch (state_) {
+    case State::kKnown:
+      if (now >= dead_at_) {
+        out->events.push_back("leader-dead " + std::to_string(leader_));
+        SetState(now, State::kUnknown, out);
+        leader_ = 0;
+        dead_at_ = kNever;
+        claim_at_ = CanClaim(now) ? now : listen_until_;
+      } else if (now >= preempt_at_) {
+        if (CanClaim(now)) {
+          preempt_backoff_ = std::min(std::max(preempt_backoff_ * 2, t.DeadInterval()), 4 * t.DeadInterval());
+          Claim(now, out);
+          // The incumbent must fall silent for a whole heartbeat interval:
+          // a leader that cannot hear our claim keeps heartbeating.
+          vote_end_ += t.interval;
+        } else {
+          preempt_at_ = kNever;
+        }
+      }
+      break;
+    case State::kUnknown:
+      if (now >= claim_at_) {
+        claim_at_ = kNever;
+        if (CanClaim(now)) Claim(now, out);
+      }
+      break;
+    case State::kVoting:
+      if (now >= vote_end_) {
+        vote_end_ = kNever;
+        if (vote_contested_) {
+          // A leader kept heartbeating through our claim: it cannot hear us.
+          // Follow it and pre-empt again after a back-off.
+          SetState(now, State::kKnown, out);
+          leader_ = concede_to_;
+          last_alive_ = now;
+          dead_at_ = now + t.DeadInterval();
+          preempt_at_ = now + preempt_backoff_;
+        } else {
+          BecomeLeader(now, out);
+        }
+      }
+      break;
+    case State::kConceding:
+      if (now >= concede_until_) {
+        concede_until_ = kNever;
+        SetState(now, State::kUnknown, out);
+        claim_at_ = CanClaim(now) ? now : listen_until_;
+        if (CanClaim(now)) Claim(now, out);
+      }
+      break;
+    case State::kLeader:
+      if (contest_by_ && now - contest_last_ > t.DeadInterval()) contest_by_ = 0;
+      for (auto it = table_.begin(); it != table_.end();) {
+        if (it->first != cfg_.id && now - it->second.last_heard > t.member_expiry) {
+          out->events.push_back("member-leave " + std::to_string(it->first));
+          it = table_.erase(it);
+          MembershipChanged(now, out);
+        } else {
+          ++it;
+        }
+      }
+      if (now >= next_alive_) SendAlive(now, out);
+      if (now >= list_at_) {
+        Message m = Base(MsgType::kMembers);
+        for (const auto& [id, mem] : table_) m.members.push_back(id);
+        Send(m, out);
+        out->events.push_back("members " + std::to_string(m.members.size()));
+        list_at_ = now + t.list_period;
+      }
+      if (now >= report_at_) {
+        report_at_ = kNever;
+        out->sends.push_back({*cfg_.ccm, ReportJson() + "\n", proto::Transport::kStream});
+      }
+      break;
+  }
+  // Member side of registration (refresh doubles as liveness).
+  if (state_ == State::kKnown && now >= register_at_) {
+    Message m = Base(MsgType::kRegister);
+    m.leader = leader_;
+    m.name = facts_.name;
+    m.free_disk_mb = facts_.free_disk_mb;
+    m.cpu_permille = facts_.cpu_permille;
+    Send(m, out);
+    register_at_ = now + t.member_refresh;
+  }
+  Schedule(out);
+}
+
+void Election::Schedule(proto::Effects* out) const {
+  if (stopped_) {
+    out->wake_at = kNever;
+    return;
+  }
+  Micros w = kNever;
+  switch (state_) {
+    case State::kKnown: w = std::min(dead_at_, preempt_at_); break;
+    case State::kUnknown: w = claim_at_; break;
+    case State::kVoting: w = vote_end_; break;
+    case State::kConceding: w = concede_until_; break;
+    case State::kLeader: {
+      w = std::min({next_alive_, list_at_, report_at_});
+      const Micros expiry = cfg_.timers.member_expiry;
+      for (const auto& [id, mem] : table_)
+        if (id != cfg_.id) w = std::min(w, mem.last_heard + expiry + 1);
+      break;
+    }
+  }
+  if (state_ == State::kKnown) w = std::min(w, register_at_);
+  out->wake_at = w;
+}
+
+std::string Election::ReportJson() const {
+  JsonArray members;
+  for (const auto& [id, m] : table_) {
+    members.Raw(JsonObject()
+                    .Uint("id", id)
+                    .Str("address", m.addr.ToString())
+                    .Str("name", m.facts.name)
+                    .Uint("free_disk_mb", m.facts.free_disk_mb)
+                    .Uint("cpu_permille", m.facts.cpu_permille)
+                    .Build());
+  }
+  return JsonObject()
+      .Str("type", "segment-report")
+      .Str("segment", cfg_.segment)
+      .Uint("leader", cfg_.id)
+      .Str("leader_address", cfg_.self.ToString())
+      .Uint("epoch", epoch_)
+      .Str("location", facts_.location)
+      .Uint("free_disk_mb", facts_.free_disk_mb)
+      .Uint("cpu_permille", facts_.cpu_permille)
+      .Uint("priority", priority_)
+      .Raw("members", members.Build())
+      .Build();
+}
+
+}  // namespace cm::leader

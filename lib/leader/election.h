@@ -1,0 +1,194 @@
+// The cm-leader protocol core: group-leader election (the five states of the
+// source's Fig. 5), registration and membership, and reports to the CCM.
+// A pure state machine (proto/core.h): no clock, socket or global randomness.
+//
+// States: kKnown (following a live leader), kUnknown (no leader; claims when
+// allowed), kVoting (claimed; wins if no stronger claim and no live leader is
+// heard for the voting window), kLeader (sends Leader Alive), kConceding
+// (heard a stronger claim; waits for its Leader Alive).
+//
+// Strength is (priority, id), higher wins. Epochs: a new leader takes one more
+// than the highest epoch it has seen; a leader that out-ranks another leader
+// it hears bumps its epoch above both, so followers (and the CCM) can ignore
+// a stale leader by its epoch.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "leader/priority.h"
+#include "leader/sequencer.h"
+#include "leader/timers.h"
+#include "leader/wire.h"
+#include "proto/core.h"
+
+namespace cm::leader {
+
+enum class State { kKnown, kUnknown, kVoting, kLeader, kConceding };
+const char* StateName(State s);
+
+struct Facts {  // what the leader reports about itself and members register
+  std::string name;
+  std::string location;  // e.g. a time zone
+  uint64_t free_disk_mb = 0;
+  uint32_t cpu_permille = 0;
+};
+
+struct Config {
+  uint64_t id = 0;            // unique in the segment, never 0
+  proto::Address self;        // unicast address (reported, carried in messages)
+  proto::Address control;     // control channel (multicast group)
+  std::string segment;        // segment name for reports
+  uint32_t admin_priority = 100;  // 0..255; 0 = never leader
+  std::vector<uint64_t> leaders;  // pre-assigned leader list (empty = everyone may lead)
+  uint64_t static_leader = 0;     // static override: this id leads, nobody votes
+  Timers timers;
+  std::optional<GroupKey> key;    // keyed authentication of every message
+  // Wall-clock microseconds minus the `now` passed in (the tool: system clock
+  // minus steady clock at start; tests: 0). Auth counters are wall-clock
+  // timestamps, so receivers can judge their freshness.
+  proto::Micros wall_offset = 0;
+  // With a key: a message whose counter (the sender's wall clock) is further
+  // than this from the receiver's wall clock is rejected, so a capture cannot
+  // be replayed later to a node that never heard its sender. 0 = no check.
+  proto::Micros replay_window = 10 * proto::kSeconds;
+  std::optional<proto::Address> ccm;  // report endpoint (stream)
+  uint64_t rng_seed = 1;
+  bool listen_first = true;  // listen one dead interval before claiming
+};
+
+struct Member {
+  uint64_t id = 0;
+  proto::Address addr;
+  Facts facts;
+  proto::Micros last_heard = 0;
+};
+
+class Election {
+ public:
+  explicit Election(Config cfg, Sequencer* sequencer = nullptr);
+
+  // proto::Core
+  void Start(proto::Micros now, proto::Effects* out);
+  void OnDatagram(proto::Micros now, const proto::Address& from, std::string_view bytes, proto::Effects* out);
+  void OnTimer(proto::Micros now, proto::Effects* out);
+
+  // Graceful stop (SIGTERM): a leader multicasts Resign so a successor claims
+  // after one skew instead of a timeout. The core is inert afterwards.
+  void Resign(proto::Micros now, proto::Effects* out);
+  // The measured part of the priority (0..65535, already damped).
+  void SetMeasured(uint32_t measured);
+  // One sample of the host's measurements (the tool: every few seconds):
+  // quantized and damped (leader/priority.h) into the measured priority.
+  void Sample(const Measurements& m);
+  void SetFacts(const Facts& f) { facts_ = f; }
+  // Leader only: moves the group to another control channel.
+  void MoveChannel(proto::Micros now, proto::Address channel, proto::Effects* out);
+
+  State state() const { return state_; }
+  uint64_t id() const { return cfg_.id; }
+  uint32_t priority() const { return priority_; }
+  uint64_t leader() const;  // 0 = none known
+  proto::Address leader_addr() const { return state_ == State::kLeader ? cfg_.self : leader_addr_; }
+  uint64_t epoch() const { return state_ == State::kLeader ? epoch_ : leader_epoch_; }
+  proto::Address control() const { return control_; }
+  // The member ids: the leader's list, or the last list a member heard.
+  std::vector<uint64_t> members() const;
+  const std::map<uint64_t, Member>& member_table() const { return table_; }
+  bool registered() const { return registered_; }
+  // The report the leader sends to the CCM (one JSON line).
+  std::string ReportJson() const;
+  uint64_t rejected() const { return rejected_; }  // messages dropped by auth/replay/parse
+
+ private:
+  bool Stronger(uint32_t p1, uint64_t id1, uint32_t p2, uint64_t id2) const {
+    return p1 != p2 ? p1 > p2 : id1 > id2;
+  }
+  bool SelfStronger(uint32_t p, uint64_t id) const { return Stronger(priority_, cfg_.id, p, id); }
+  bool CanClaim(proto::Micros now) const;
+  proto::Micros Skew(proto::Micros now) const;
+  proto::Micros VoteWindow();
+  Message Base(MsgType t) const;
+  void Send(const Message& m, proto::Effects* out);  // at now_
+  void SetState(proto::Micros now, State s, proto::Effects* out);
+
+  void OnAlive(proto::Micros now, const Message& m, proto::Effects* out);
+  void OnClaim(proto::Micros now, const Message& m, proto::Effects* out);
+  void OnResign(proto::Micros now, const Message& m, proto::Effects* out);
+  void OnRegister(proto::Micros now, const Message& m, proto::Effects* out);
+  void OnMembers(proto::Micros now, const Message& m, proto::Effects* out);
+
+  void Claim(proto::Micros now, proto::Effects* out);
+  void BecomeLeader(proto::Micros now, proto::Effects* out);
+  void Follow(proto::Micros now, const Message& m, proto::Effects* out);
+  void StepDown(proto::Micros now, proto::Effects* out);
+  void Concede(proto::Micros now, uint64_t to, uint32_t prio, proto::Effects* out);
+  void SendAlive(proto::Micros now, proto::Effects* out);
+  void MembershipChanged(proto::Micros now, proto::Effects* out);
+  bool ReplayOk(proto::Micros now, uint64_t sender, uint64_t counter);
+  void Tick(proto::Micros now, proto::Effects* out);
+  void Schedule(proto::Effects* out) const;
+
+  Config cfg_;
+  Sequencer* sequencer_;
+  proto::Rng rng_;
+  Facts facts_;
+  uint32_t measured_ = 0;
+  PriorityDamper damper_;
+  uint32_t priority_ = 0;
+  bool candidate_ = true;
+  bool stopped_ = false;
+  proto::Address control_;
+  uint64_t counter_ = 0;  // last auth counter sent: max(previous + 1, wall clock)
+  proto::Micros now_ = 0;  // time of the event being handled
+  std::map<uint64_t, std::pair<uint64_t, uint64_t>> replay_;  // sender -> (highest, bitmap)
+  uint64_t rejected_ = 0;
+
+  State state_ = State::kUnknown;
+  uint64_t max_epoch_ = 0;  // highest epoch seen
+  uint64_t epoch_ = 0;      // own term while leader
+  proto::Micros listen_until_ = 0;
+  proto::Micros deposed_until_ = 0;
+
+  // kKnown: the followed leader.
+  uint64_t leader_ = 0;
+  uint32_t leader_prio_ = 0;
+  uint64_t leader_epoch_ = 0;
+  proto::Address leader_addr_;
+  proto::Micros last_alive_ = 0;
+  proto::Micros dead_at_ = proto::kNever;
+  // kUnknown / kVoting / kConceding.
+  proto::Micros claim_at_ = proto::kNever;
+  proto::Micros claim_sent_ = 0;
+  proto::Micros last_claim_sent_ = 0;
+  proto::Micros vote_end_ = proto::kNever;
+  bool vote_contested_ = false;
+  uint64_t concede_to_ = 0;
+  uint32_t concede_prio_ = 0;
+  proto::Micros concede_until_ = proto::kNever;
+  // Pre-emption of a weaker leader, with back-off when a claim goes unheard.
+  proto::Micros preempt_at_ = proto::kNever;
+  proto::Micros preempt_backoff_ = 0;
+  // kLeader.
+  proto::Micros next_alive_ = proto::kNever;
+  proto::Micros last_alive_sent_ = 0;
+  uint64_t contest_by_ = 0;
+  proto::Micros contest_since_ = 0;
+  proto::Micros contest_last_ = 0;
+  bool contest_evidence_ = false;
+  std::map<uint64_t, Member> table_;
+  proto::Micros list_at_ = proto::kNever;
+  proto::Micros report_at_ = proto::kNever;
+  int move_repeats_ = 0;
+  proto::Address move_to_;
+  // Member side of registration.
+  bool registered_ = false;
+  proto::Micros register_at_ = proto::kNever;
+  std::vector<uint64_t> heard_list_;
+};
+
+}  // namespace cm::leader

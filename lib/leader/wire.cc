@@ -1,0 +1,149 @@
+#include "leader/wire.h"
+
+#include <sodium.h>
+
+#include <algorithm>
+
+#include "util/byte_io.h"
+
+namespace cm::leader {
+namespace {
+
+constexpr uint8_t kFlagAuth = 1;
+
+void Mac(std::string_view data, const GroupKey& key, uint8_t out[kMacSize]) {
+  crypto_generichash(out, kMacSize, reinterpret_cast<const unsigned char*>(data.data()), data.size(), key.data(),
+                     key.size());
+}
+
+void PutAddr(ByteWriter* w, const proto::Address& a) {
+  w->U32(a.ip);
+  w->U16(a.port);
+}
+bool GetAddr(ByteReader* r, proto::Address* a) { return r->U32(&a->ip) && r->U16(&a->port); }
+
+bool GetU32Varint(ByteReader* r, uint32_t* v) {
+  uint64_t x;
+  if (!r->Varint(&x)) return false;
+  if (x > UINT32_MAX) return r->Fail();
+  *v = static_cast<uint32_t>(x);
+  return true;
+}
+
+}  // namespace
+
+const char* MsgTypeName(MsgType t) {
+  switch (t) {
+    case MsgType::kAlive: return "alive";
+    case MsgType::kClaim: return "claim";
+    case MsgType::kResign: return "resign";
+    case MsgType::kRegister: return "register";
+    case MsgType::kMembers: return "members";
+    case MsgType::kMove: return "move";
+  }
+  return "?";
+}
+
+std::string Encode(const Message& m, const GroupKey* key, uint64_t counter) {
+  std::string out;
+  ByteWriter w(&out);
+  w.Bytes("CL", 2);
+  w.U8(kWireVersion);
+  w.U8(static_cast<uint8_t>(m.type));
+  w.U8(key ? kFlagAuth : 0);
+  w.U64(m.sender);
+  w.Varint(m.epoch);
+  w.Varint(m.priority);
+  PutAddr(&w, m.addr);
+  switch (m.type) {
+    case MsgType::kAlive:
+      w.Varint(m.interval_us);
+      w.U8(m.dead_intervals);
+      w.Varint(m.member_count);
+      w.Varint(m.sequence);
+      break;
+    case MsgType::kClaim:
+    case MsgType::kResign:
+      break;
+    case MsgType::kRegister:
+      w.U64(m.leader);
+      w.Str(m.name.substr(0, kMaxNameLen));
+      w.Varint(m.free_disk_mb);
+      w.Varint(m.cpu_permille);
+      break;
+    case MsgType::kMembers: {
+      size_t n = std::min(m.members.size(), kMaxMembersOnWire);
+      w.Varint(n);
+      for (size_t i = 0; i < n; ++i) w.U64(m.members[i]);
+      break;
+    }
+    case MsgType::kMove:
+      PutAddr(&w, m.channel);
+      break;
+  }
+  if (key) {
+    w.U64(counter);
+    uint8_t mac[kMacSize];
+    Mac(out, *key, mac);
+    w.Bytes(mac, kMacSize);
+  }
+  return out;
+}
+
+std::optional<Decoded> Decode(std::string_view bytes, const GroupKey* key) {
+  ByteReader r(bytes);
+  char magic[2];
+  uint8_t version, type, flags;
+  if (!r.Bytes(magic, 2) || magic[0] != 'C' || magic[1] != 'L') return std::nullopt;
+  if (!r.U8(&version) || version != kWireVersion) return std::nullopt;
+  if (!r.U8(&type) || type < 1 || type > 6 || !r.U8(&flags) || (flags & ~kFlagAuth)) return std::nullopt;
+  Decoded d;
+  Message& m = d.msg;
+  m.type = static_cast<MsgType>(type);
+  if (!r.U64(&m.sender) || !r.Varint(&m.epoch) || !GetU32Varint(&r, &m.priority) || !GetAddr(&r, &m.addr))
+    return std::nullopt;
+  switch (m.type) {
+    case MsgType::kAlive:
+      if (!GetU32Varint(&r, &m.interval_us) || !r.U8(&m.dead_intervals) || !GetU32Varint(&r, &m.member_count) ||
+          !r.Varint(&m.sequence))
+        return std::nullopt;
+      break;
+    case MsgType::kClaim:
+    case MsgType::kResign:
+      break;
+    case MsgType::kRegister:
+      if (!r.U64(&m.leader) || !r.Str(&m.name, kMaxNameLen) || !r.Varint(&m.free_disk_mb) ||
+          !GetU32Varint(&r, &m.cpu_permille))
+        return std::nullopt;
+      break;
+    case MsgType::kMembers: {
+      uint64_t n;
+      if (!r.Varint(&n) || n > kMaxMembersOnWire || n * 8 > r.remaining()) return std::nullopt;
+      m.members.resize(static_cast<size_t>(n));
+      for (auto& id : m.members)
+        if (!r.U64(&id)) return std::nullopt;
+      break;
+    }
+    case MsgType::kMove:
+      if (!GetAddr(&r, &m.channel)) return std::nullopt;
+      break;
+  }
+  const size_t signed_len = r.position();
+  if (flags & kFlagAuth) {
+    if (!r.U64(&d.counter)) return std::nullopt;
+    std::string_view mac;
+    if (!r.View(kMacSize, &mac)) return std::nullopt;
+    if (key) {
+      uint8_t want[kMacSize];
+      Mac(bytes.substr(0, signed_len + 8), *key, want);
+      if (sodium_memcmp(want, mac.data(), kMacSize) != 0) return std::nullopt;
+      d.authenticated = true;
+    }
+  } else if (key) {
+    return std::nullopt;  // a keyed group accepts only authenticated messages
+  }
+  if (!r.AtEnd()) return std::nullopt;
+  return d;
+}
+
+}  // namespace cm::leader

@@ -1,0 +1,72 @@
+// The cm-leader control-channel wire format, version 1 (docs/protocol/leader.md).
+// Every message is one UDP datagram on the control channel:
+//   "CL" | version u8 | type u8 | flags u8 | body | [auth trailer]
+// The parser is total: any byte string yields a Message or nullopt, never a
+// crash, and no allocation larger than the datagram.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "proto/core.h"
+
+namespace cm::leader {
+
+constexpr uint8_t kWireVersion = 1;
+constexpr size_t kMaxMembersOnWire = 4096;
+constexpr size_t kMaxNameLen = 255;
+constexpr size_t kMacSize = 16;  // keyed BLAKE2b, truncated
+
+enum class MsgType : uint8_t {
+  kAlive = 1,     // Leader Alive (LA): the leader's heartbeat
+  kClaim = 2,     // Leader Claim (LC): a candidate asks for votes
+  kResign = 3,    // the leader stops (SIGTERM): elect now, skip the timeout
+  kRegister = 4,  // a member registers with (and refreshes to) the leader it follows
+  kMembers = 5,   // the leader's member list
+  kMove = 6,      // the leader moves the group to another control channel
+};
+const char* MsgTypeName(MsgType t);
+
+// Fields common to every message: who sends, the epoch it knows, its priority.
+struct Message {
+  MsgType type = MsgType::kAlive;
+  uint64_t sender = 0;    // unique node id
+  uint64_t epoch = 0;     // leader term; 0 = none known yet
+  uint32_t priority = 0;  // effective priority (admin << 16 | measured)
+  proto::Address addr;    // the sender's unicast address
+  // kAlive: heartbeat interval and how many missed intervals mean dead.
+  uint32_t interval_us = 0;
+  uint8_t dead_intervals = 0;
+  uint32_t member_count = 0;  // kAlive: members the leader holds
+  uint64_t sequence = 0;      // kAlive: highest ordered number (room for SAM; 0 now)
+  // kRegister: the leader the member follows, and its facts.
+  uint64_t leader = 0;
+  std::string name;
+  uint64_t free_disk_mb = 0;
+  uint32_t cpu_permille = 0;
+  // kMembers: sorted member ids.
+  std::vector<uint64_t> members;
+  // kMove: the new control channel.
+  proto::Address channel;
+  bool operator==(const Message&) const = default;
+};
+
+using GroupKey = std::array<uint8_t, 32>;
+
+// Encodes a message; with a key, appends counter u64 + MAC over everything before.
+std::string Encode(const Message& m, const GroupKey* key = nullptr, uint64_t counter = 0);
+
+struct Decoded {
+  Message msg;
+  bool authenticated = false;
+  uint64_t counter = 0;
+};
+// Total parser. With a key, a message without a valid MAC is rejected; without
+// one, an authenticated message is accepted unauthenticated (MAC unchecked).
+std::optional<Decoded> Decode(std::string_view bytes, const GroupKey* key = nullptr);
+
+}  // namespace cm::leader

@@ -1,0 +1,210 @@
+// cm-leader: group-leader election, membership and reports for one LAN
+// segment. Options and configuration only: the protocol is in lib/leader,
+// the sockets in edge.cc.
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <toml++/toml.h>
+#include <vector>
+
+#include "edge.h"
+#include "leader/timers.h"
+#include <sodium.h>
+#include "util/exit_codes.h"
+#include "util/file_util.h"
+#include "util/hash.h"
+#include "util/log.h"
+
+namespace {
+
+using namespace cm;
+
+struct Options {
+  std::string config, group, address, segment, name, location, timers, key_file, ccm, listen, content_root;
+  std::string on_elected, on_demoted, on_member_change;
+  std::vector<uint64_t> leaders;
+  uint64_t id = 0, static_leader = 0;
+  int64_t priority = -1;
+  double heartbeat = 0, timeout = 0, replay_window = -1;
+  bool json = false, members = false, quiet = false;
+  int verbose = 0;
+};
+
+Status LoadToml(const std::string& path, Options* o) {
+  toml::table t;
+  try {
+    t = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    return Error(Code::kUsage, path + ": " + std::string(e.description()));
+  }
+  auto str = [&](const char* k, std::string* v) {
+    if (auto x = t[k].value<std::string>(); x && v->empty()) *v = *x;
+  };
+  str("group", &o->group);
+  str("address", &o->address);
+  str("segment", &o->segment);
+  str("name", &o->name);
+  str("location", &o->location);
+  str("timers", &o->timers);
+  str("key_file", &o->key_file);
+  str("ccm", &o->ccm);
+  str("on_elected", &o->on_elected);
+  str("on_demoted", &o->on_demoted);
+  str("on_member_change", &o->on_member_change);
+  str("content_root", &o->content_root);
+  if (auto x = t["replay_window"].value<double>(); x && o->replay_window < 0) o->replay_window = *x;
+  if (auto x = t["priority"].value<int64_t>(); x && o->priority < 0) o->priority = *x;
+  if (auto x = t["id"].value<int64_t>(); x && !o->id) o->id = static_cast<uint64_t>(*x);
+  if (auto x = t["static_leader"].value<int64_t>(); x && !o->static_leader) o->static_leader = static_cast<uint64_t>(*x);
+  if (auto x = t["heartbeat"].value<double>(); x && o->heartbeat == 0) o->heartbeat = *x;
+  if (auto* arr = t["leaders"].as_array(); arr && o->leaders.empty())
+    for (auto& e : *arr)
+      if (auto v = e.value<int64_t>()) o->leaders.push_back(static_cast<uint64_t>(*v));
+  return Status::Ok();
+}
+
+Status LoadKey(const std::string& path, std::optional<leader::GroupKey>* out) {
+  if (path.empty()) return Status::Ok();
+  // The cm-group-key-v1 format of lib/pack/keys.h: "cm-group-key-v1 <base64 of 32 bytes>".
+  auto text = ReadFileToString(path);
+  if (!text.ok()) return Error(Code::kUsage, path + ": " + text.status().message());
+  const std::string tag = "cm-group-key-v1 ";
+  std::string body = text->rfind(tag, 0) == 0 ? text->substr(tag.size()) : "";
+  while (!body.empty() && (body.back() == '\n' || body.back() == '\r' || body.back() == ' ')) body.pop_back();
+  leader::GroupKey k{};
+  size_t n = 0;
+  if (body.empty() || sodium_base642bin(k.data(), k.size(), body.data(), body.size(), nullptr, &n, nullptr,
+                                        sodium_base64_VARIANT_ORIGINAL) != 0 || n != k.size())
+    return Error(Code::kUsage, path + ": not a cm-group-key-v1 key file");
+  *out = k;
+  return Status::Ok();
+}
+
+int Fail(const Status& st) {
+  log::Error(st.message());
+  return ExitCodeFor(st);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  CLI::App app{"cm-leader: elects the group leader of a LAN segment, keeps its membership and reports it.\n"
+               "  cm-leader run --config segment.toml [--json]\n"
+               "  cm-leader who --group ADDR:PORT [--members] [--json]\n"
+               "  cm-leader report-sink --listen ADDR:PORT",
+               "cm-leader"};
+  app.set_version_flag("--version", std::string("cm-leader ") + CM_VERSION);
+  app.add_flag("-q,--quiet", o.quiet, "Errors only");
+  app.add_flag("-v,--verbose", o.verbose, "More messages (repeat for debug)");
+  CLI::App* run = app.add_subcommand("run", "Take part in the election of the segment");
+  run->add_option("--config", o.config, "TOML configuration (flags override it)");
+  run->add_option("--group", o.group, "Control channel ADDR:PORT (multicast)");
+  run->add_option("--address", o.address, "This host's address (default: the route to the group)");
+  run->add_option("--id", o.id, "Unique node id (default: the address as a number)");
+  run->add_option("--priority", o.priority, "Administrative priority 0..255 (0 = never leader; default 100)")
+      ->check(CLI::Range(0, 255));
+  run->add_option("--segment", o.segment, "Segment name for reports");
+  run->add_option("--name", o.name, "This server's name (registration)");
+  run->add_option("--location", o.location, "Location / time zone for reports");
+  run->add_option("--heartbeat", o.heartbeat, "Leader Alive interval in seconds (default 1)");
+  run->add_option("--timers", o.timers, "'default' or 'source' (5 s / 10 s / 10-15 s)");
+  run->add_option("--key-file", o.key_file, "Group key (cm-group-key-v1): authenticate every message");
+  run->add_option("--ccm", o.ccm, "Send segment reports to ADDR:PORT over TCP");
+  run->add_option("--leaders", o.leaders, "Pre-assigned leader ids (only they may lead)");
+  run->add_option("--static-leader", o.static_leader, "Static override: this id leads, no election");
+  run->add_option("--on-elected", o.on_elected, "Command run on becoming leader");
+  run->add_option("--on-demoted", o.on_demoted, "Command run on ceasing to be leader");
+  run->add_option("--on-member-change", o.on_member_change, "Command run when the membership changes");
+  run->add_option("--content-root", o.content_root, "Directory whose free space is measured (default /)");
+  run->add_option("--replay-window", o.replay_window,
+                  "Seconds a keyed message's timestamp may differ from this host's clock (default 10; 0 = off)");
+  run->add_flag("--json", o.json, "Print state changes as JSON lines on stdout");
+  CLI::App* who = app.add_subcommand("who", "Print the current leader (exit 3 if none)");
+  who->add_option("--group", o.group, "Control channel ADDR:PORT")->required();
+  who->add_option("--key-file", o.key_file, "Group key when the group authenticates");
+  who->add_option("--address", o.address, "Listen on the interface with this address (default: the route to the group)");
+  who->add_option("--timeout", o.timeout, "Seconds to listen (default 4: three intervals plus skew)");
+  who->add_flag("--members", o.members, "Also print the member list");
+  who->add_flag("--json", o.json, "One JSON object");
+  CLI::App* sink = app.add_subcommand("report-sink", "Print the reports a CCM would receive (JSON lines)");
+  sink->add_option("--listen", o.listen, "ADDR:PORT to listen on")->required();
+  app.require_subcommand(1);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);
+    log::Init("cm-leader", 1);
+    log::Error(e.what());
+    return kExitUsage;
+  }
+  log::Init("cm-leader", o.quiet ? 0 : 1 + o.verbose);
+  InitCrypto();
+
+  if (sink->parsed()) return leader_tool::ReportSink(o.listen);
+  if (who->parsed()) {
+    leader_tool::WhoOptions w;
+    if (!proto::ParseAddress(o.group, &w.group) || !w.group.IsMulticast())
+      return Fail(Error(Code::kUsage, "--group must be a multicast ADDR:PORT"));
+    if (Status st = LoadKey(o.key_file, &w.key); !st.ok()) return Fail(st);
+    if (!o.address.empty()) {
+      proto::Address a;
+      if (!proto::ParseAddress(o.address + ":0", &a)) return Fail(Error(Code::kUsage, "bad --address: " + o.address));
+      w.interface = a.ip;
+    }
+    if (o.timeout > 0) w.timeout = static_cast<proto::Micros>(o.timeout * 1e6);
+    w.members = o.members;
+    w.json = o.json;
+    return leader_tool::Who(w);
+  }
+
+  if (!o.config.empty())
+    if (Status st = LoadToml(o.config, &o); !st.ok()) return Fail(st);
+  leader_tool::RunOptions r;
+  leader::Config& c = r.cfg;
+  if (!proto::ParseAddress(o.group, &c.control) || !c.control.IsMulticast())
+    return Fail(Error(Code::kUsage, "group must be a multicast ADDR:PORT (--group or group = in the config)"));
+  if (!o.address.empty()) {
+    if (!proto::ParseAddress(o.address + ":" + std::to_string(c.control.port), &c.self))
+      return Fail(Error(Code::kUsage, "bad --address: " + o.address));
+  } else if (auto a = leader_tool::LocalAddressFor(c.control)) {
+    c.self = *a;
+  } else {
+    return Fail(Error(Code::kUsage, "cannot find this host's address; give --address"));
+  }
+  c.id = o.id ? o.id : c.self.ip;
+  c.segment = o.segment;
+  c.admin_priority = o.priority < 0 ? 100 : static_cast<uint32_t>(o.priority);
+  c.leaders = o.leaders;
+  c.static_leader = o.static_leader;
+  if (o.timers == "source") {
+    c.timers = leader::SourceTimers();
+  } else if (o.timers.empty() || o.timers == "default") {
+    c.timers = leader::ScaledTimers(o.heartbeat > 0 ? static_cast<proto::Micros>(o.heartbeat * 1e6) : proto::kSeconds);
+  } else {
+    return Fail(Error(Code::kUsage, "--timers must be 'default' or 'source'"));
+  }
+  if (Status st = LoadKey(o.key_file, &c.key); !st.ok()) return Fail(st);
+  // The core runs on the steady clock (edge.cc); auth counters are wall-clock
+  // timestamps, so it is told the offset between the two.
+  using std::chrono::duration_cast, std::chrono::microseconds;
+  const int64_t wall = duration_cast<microseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  const int64_t steady = duration_cast<microseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  c.wall_offset = wall - steady;
+  if (o.replay_window >= 0) c.replay_window = static_cast<proto::Micros>(o.replay_window * 1e6);
+  c.rng_seed = static_cast<uint64_t>(wall) ^ (c.id * 0x9e3779b97f4a7c15ull);
+  if (!o.ccm.empty()) {
+    proto::Address a;
+    if (!proto::ParseAddress(o.ccm, &a)) return Fail(Error(Code::kUsage, "bad --ccm: " + o.ccm));
+    c.ccm = a;
+  }
+  r.facts.name = o.name;
+  r.facts.location = o.location;
+  r.on_elected = o.on_elected;
+  r.on_demoted = o.on_demoted;
+  r.on_member_change = o.on_member_change;
+  if (!o.content_root.empty()) r.content_root = o.content_root;
+  r.json = o.json;
+  return leader_tool::RunNode(std::move(r));
+}
