@@ -44,8 +44,23 @@ std::string ReleaseId(uint64_t serial, std::string_view job) {
 std::string StageName(std::string_view job, uint32_t part) { return SafeName(job) + ".p" + std::to_string(part); }
 
 std::string ReleaseJob(std::string_view id) {
-  if (id.size() < 15 || id[0] != 's' || id[13] != '-') return "";
-  return std::string(id.substr(14));
+  // "s<serial, at least 12 digits>-<job>": serials from the clock have 16.
+  if (id.size() < 15 || id[0] != 's') return "";
+  size_t dash = id.find('-');
+  if (dash == std::string_view::npos || dash < 13) return "";
+  for (size_t i = 1; i < dash; ++i)
+    if (id[i] < '0' || id[i] > '9') return "";
+  return std::string(id.substr(dash + 1));
+}
+
+uint64_t ReleaseSerial(std::string_view id) {
+  if (ReleaseJob(id).empty()) return 0;
+  uint64_t v = 0;
+  for (size_t i = 1; i < id.size() && id[i] != '-'; ++i) {
+    if (v > (UINT64_MAX - 9) / 10) return 0;
+    v = v * 10 + static_cast<uint64_t>(id[i] - '0');
+  }
+  return v;
 }
 
 Status EnsureLayout(const Layout& l) {

@@ -43,6 +43,8 @@ std::string ReleaseId(uint64_t serial, std::string_view job);
 std::string StageName(std::string_view job, uint32_t part);
 // The job part of a release id, as SafeName() made it ("" if not an id).
 std::string ReleaseJob(std::string_view id);
+// The serial a release id starts with; 0 if the id is not one of ours.
+uint64_t ReleaseSerial(std::string_view id);
 
 // Creates ROOT/.cm and its subdirectories and ROOT/releases. ROOT must exist
 // (kNotFound otherwise).

@@ -186,8 +186,12 @@ Status ApplyRetention(ContentRoot* root) {
     others.push_back(n);
   }
   ::closedir(d);
-  // Ids start with the zero-padded serial: name order is age order.
-  std::sort(others.rbegin(), others.rend());
+  // Newest first by serial (serials from a serial file and from the clock
+  // differ in width, so name order is not age order).
+  std::sort(others.begin(), others.end(), [](const std::string& a, const std::string& b) {
+    uint64_t sa = ReleaseSerial(a), sb = ReleaseSerial(b);
+    return sa != sb ? sa > sb : a > b;
+  });
   size_t extra = static_cast<size_t>(root->keep() - 2);
   for (size_t i = 0; i < others.size(); ++i) {
     if (i < extra && others[i][0] != '.') continue;

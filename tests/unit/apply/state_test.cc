@@ -123,6 +123,12 @@ TEST(LayoutTest, NamesAreSafeAndOrdered) {
   EXPECT_EQ(SafeName(".."), "_..");
   EXPECT_EQ(ReleaseId(42, "j"), "s000000000042-j");
   EXPECT_EQ(ReleaseJob(ReleaseId(42, "a/b")), "a_b");
+  // Serials taken from the clock are 16 digits wide.
+  EXPECT_EQ(ReleaseJob(ReleaseId(1795320043359879ull, "j2")), "j2");
+  EXPECT_EQ(ReleaseSerial(ReleaseId(1795320043359879ull, "j-2")), 1795320043359879ull);
+  EXPECT_EQ(ReleaseSerial(ReleaseId(42, "x")), 42u);
+  EXPECT_EQ(ReleaseJob("s12x-j"), "");
+  EXPECT_EQ(ReleaseSerial("not-a-release"), 0u);
   EXPECT_LT(ReleaseId(9, "z"), ReleaseId(10, "a"));
   EXPECT_EQ(StageName("j", 3), "j.p3");
 }
