@@ -4,6 +4,8 @@
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -164,6 +166,40 @@ Result<UniqueFd> OpenDir(const std::string& path) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!fd) return ErrnoError(path, errno);
   return fd;
+}
+
+}  // namespace cm::apply
+
+namespace cm::apply {
+namespace {
+constexpr char kHashAttr[] = "user.cm.hash";
+constexpr size_t kMemoSize = 8 + 8 + 32;
+}  // namespace
+
+void RememberHash(int fd, const Hash256& hash) {
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return;
+  uint8_t memo[kMemoSize];
+  const uint64_t size = static_cast<uint64_t>(st.st_size);
+  const int64_t mtime = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  std::memcpy(memo, &size, 8);
+  std::memcpy(memo + 8, &mtime, 8);
+  std::memcpy(memo + 16, hash.data(), 32);
+  (void)::fsetxattr(fd, kHashAttr, memo, sizeof memo, 0);
+}
+
+bool RecallHash(int fd, const struct stat& st, Hash256* hash) {
+  uint8_t memo[kMemoSize];
+  if (::fgetxattr(fd, kHashAttr, memo, sizeof memo) != static_cast<ssize_t>(sizeof memo)) return false;
+  uint64_t size;
+  int64_t mtime;
+  std::memcpy(&size, memo, 8);
+  std::memcpy(&mtime, memo + 8, 8);
+  if (size != static_cast<uint64_t>(st.st_size) ||
+      mtime != static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec)
+    return false;
+  std::memcpy(hash->data(), memo + 16, 32);
+  return true;
 }
 
 }  // namespace cm::apply

@@ -11,6 +11,7 @@
 
 #include "pack/assignment_format.h"
 #include "util/file_util.h"
+#include "util/hash.h"
 #include "util/status.h"
 
 namespace cm::apply {
@@ -58,6 +59,18 @@ Status CopyFileData(int src_fd, int dst_fd);
 // Applies owner (only as root and when meta.has_owner), permission bits and
 // mtime (when meta.mtime_ns != 0) to an open file. `what` names it in errors.
 Status ApplyMetaFd(int fd, const pack::Meta& meta, const std::string& what);
+
+// A content-hash memo on the inode (extended attribute "user.cm.hash":
+// size, mtime and BLAKE2b of the bytes), written by cm-apply on every file it
+// creates once its final mtime is set. Inodes cm-apply made are never
+// modified (they are only hard-linked or replaced), so a later patch of that
+// file can skip re-hashing its base. The memo counts only while size and
+// mtime still match, like rsync's quick check; anyone changing the file
+// behind cm-apply's back changes its mtime (or makes a new inode) and the
+// base is hashed in full again. Best effort: file systems without user
+// xattrs simply never have a memo.
+void RememberHash(int fd, const Hash256& hash);
+bool RecallHash(int fd, const struct stat& st, Hash256* hash);
 
 // The same for an entry by name without opening it (directories, symlinks:
 // symlinks get owner and mtime only).

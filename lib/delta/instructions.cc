@@ -65,6 +65,7 @@ PatchApplier::PatchApplier(int base_fd, uint64_t base_size, int out_fd, uint64_t
 
 Status PatchApplier::FlushOut() {
   if (out_.empty()) return Status::Ok();
+  if (out_hasher_) out_hasher_->Update(out_.data(), out_.size());
   CM_RETURN_IF_ERROR(WriteFull(out_fd_, out_.data(), out_.size()));
   out_.clear();
   return Status::Ok();

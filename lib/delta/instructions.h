@@ -16,6 +16,7 @@
 #include <string_view>
 
 #include "util/byte_source.h"
+#include "util/hash.h"
 #include "util/status.h"
 
 namespace cm::delta {
@@ -52,6 +53,9 @@ class PatchApplier {
   // base_fd is read with pread only. expected_size is the size the output
   // must reach (checked at Finish).
   PatchApplier(int base_fd, uint64_t base_size, int out_fd, uint64_t expected_size);
+  // Hashes every output byte as it is written (not owned; may be null), so
+  // the caller can check the result without reading the file back.
+  void set_output_hasher(Hasher* h) { out_hasher_ = h; }
   // kCorrupt on malformed instructions or out-of-range copies.
   Status Feed(const void* data, size_t n);
   // kCorrupt unless END was seen and exactly expected_size bytes were written.
@@ -71,6 +75,7 @@ class PatchApplier {
   uint64_t insert_left_ = 0;  // bytes of a literal still to come
   std::string in_;            // unparsed instruction bytes (bounded)
   std::string out_;           // output buffer
+  Hasher* out_hasher_ = nullptr;
 };
 
 }  // namespace cm::delta

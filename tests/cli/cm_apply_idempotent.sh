@@ -19,4 +19,16 @@ expect_rc 0 cm-apply commit --root R --job j2
 cm-delta new old | cm-pack - --source old --job j3 --serial 5 -o b.cma
 expect_rc 6 cm-apply b.cma --root R --commit
 one_error_line cm-apply
+# Files cm-apply wrote remember their hash (so patches skip re-hashing the
+# base); an in-place change of the same size with a new mtime must still be
+# caught as a base mismatch.
+seq 1 20000 >new/big && cp -a new new2 && sed -i 's/^1000$/one thousand/' new2/big
+cm-delta old new | cm-pack - --source new --job j4 -o c.cma
+expect_rc 0 cm-apply c.cma --root R --commit
+cm-delta new new2 | cm-pack - --source new2 --job j5 -o d.cma
+cm-pack inspect d.cma | grep -q "patch .* big" || fail "expected a patch of big"
+printf 'X' | dd of=R/current/big bs=1 seek=10 conv=notrunc status=none
+touch -d '2001-01-01' R/current/big
+expect_rc 8 cm-apply d.cma --root R --commit
+one_error_line cm-apply
 echo "cm_apply_idempotent: ok"
