@@ -1,6 +1,7 @@
 #include "leader/election.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "util/json.h"
 
@@ -64,6 +65,53 @@ Micros Election::VoteWindow() {
   const Timers& t = cfg_.timers;
   if (t.vote_max <= t.vote_min) return t.vote_min;
   return std::uniform_int_distribution<Micros>(t.vote_min, t.vote_max)(rng_);
+}
+
+int Election::LossDeadIntervals(int base) const {
+  const Timers& t = cfg_.timers;
+  int k = std::max(base, 1);
+  const int cap = std::max(k, t.dead_intervals_max);
+  // The estimate is noisy (a run of received beats pulls it down): plan for
+  // two standard deviations of the EWMA above it.
+  const double w = t.loss_weight;
+  const double p = std::min(1.0, loss_ + 2 * std::sqrt(loss_ * (1 - loss_) * w / (2 - w)));
+  double pk = std::pow(p, k);  // chance of missing k heartbeats in a row
+  while (k < cap && pk >= t.dead_miss_target) {
+    ++k;
+    pk *= p;
+  }
+  return k;
+}
+
+void Election::CountBeat(const Message& m) {
+  if (m.beat == 0) {  // a v1 leader: nothing to count
+    beat_leader_ = 0;
+    return;
+  }
+  if (m.sender != beat_leader_ || m.epoch != beat_epoch_) {
+    beat_leader_ = m.sender;
+    beat_epoch_ = m.epoch;
+    last_beat_ = m.beat;
+    return;
+  }
+  if (m.beat <= last_beat_) return;  // a duplicate or a late one
+  // A long gap is an outage rather than loss: count at most the cap.
+  const uint64_t missed = std::min<uint64_t>(m.beat - last_beat_ - 1, uint64_t(cfg_.timers.dead_intervals_max));
+  // EWMA; over the first beats a plain average, so the estimate is quick to learn.
+  auto observe = [&](double lost) {
+    ++beats_seen_;
+    const double w = std::max(cfg_.timers.loss_weight, 1.0 / double(beats_seen_));
+    loss_ += w * (lost - loss_);
+  };
+  for (uint64_t i = 0; i < missed; ++i) observe(1);
+  observe(0);
+  last_beat_ = m.beat;
+}
+
+Micros Election::NextClaimRepeat() const {
+  const int n = cfg_.timers.claim_sends;
+  if (state_ != State::kVoting || vote_end_ == kNever || claims_sent_ >= n) return kNever;
+  return claim_sent_ + (vote_end_ - claim_sent_) * claims_sent_ / n;
 }
 
 Message Election::Base(MsgType t) const {
@@ -187,8 +235,9 @@ void Election::Follow(Micros now, const Message& m, proto::Effects* out) {
   leader_epoch_ = m.epoch;
   leader_addr_ = m.addr;
   last_alive_ = now;
+  CountBeat(m);
   const Micros interval = m.interval_us ? m.interval_us : cfg_.timers.interval;
-  const int dead = m.dead_intervals ? m.dead_intervals : cfg_.timers.dead_intervals;
+  const int dead = LossDeadIntervals(m.dead_intervals ? m.dead_intervals : cfg_.timers.dead_intervals);
   dead_at_ = now + dead * interval + Skew(now);
   claim_at_ = vote_end_ = concede_until_ = kNever;
   if (changed) out->events.push_back("leader " + std::to_string(leader_) + " epoch=" + std::to_string(leader_epoch_));
@@ -261,8 +310,11 @@ void Election::OnClaim(Micros now, const Message& m, proto::Effects* out) {
       if (stronger && cfg_.static_leader != cfg_.id) {
         StepDown(now, out);
         Concede(now, m.sender, m.priority, out);
-      } else if (now - last_alive_sent_ >= cfg_.timers.interval / 10) {
-        SendAlive(now, out);  // we are alive and out-rank the claimant
+      } else if (now - last_alive_sent_ >= cfg_.timers.interval / 50) {
+        // We are alive and out-rank the claimant: answer each copy of its
+        // claim (they are spread over its voting window), so under loss one
+        // answer most likely gets through.
+        SendAlive(now, out);
       }
       return;
     case State::kVoting:
@@ -342,7 +394,10 @@ void Election::Claim(Micros now, proto::Effects* out) {
   claim_at_ = kNever;
   preempt_at_ = kNever;
   claim_sent_ = last_claim_sent_ = now;
+  claims_sent_ = 1;
   vote_end_ = now + VoteWindow();
+  // Under loss a live leader's answer may be lost: wait for its next heartbeat too.
+  if (loss_ > cfg_.timers.lossy) vote_end_ += cfg_.timers.interval;
   vote_contested_ = false;
   Send(Base(MsgType::kClaim), out);
 }
@@ -387,6 +442,7 @@ void Election::SendAlive(Micros now, proto::Effects* out) {
   m.dead_intervals = static_cast<uint8_t>(cfg_.timers.dead_intervals);
   m.member_count = static_cast<uint32_t>(table_.size());
   m.sequence = sequencer_ ? sequencer_->HighestSequence() : 0;
+  m.beat = ++beat_;
   Send(m, out);
   if (move_repeats_ > 0) {
     --move_repeats_;
@@ -461,6 +517,11 @@ void Election::Tick(Micros now, proto::Effects* out) {
       }
       break;
     case State::kVoting:
+      if (now < vote_end_ && now >= NextClaimRepeat()) {
+        ++claims_sent_;
+        last_claim_sent_ = now;
+        Send(Base(MsgType::kClaim), out);
+      }
       if (now >= vote_end_) {
         vote_end_ = kNever;
         if (vote_contested_) {
@@ -531,7 +592,7 @@ void Election::Schedule(proto::Effects* out) const {
   switch (state_) {
     case State::kKnown: w = std::min(dead_at_, preempt_at_); break;
     case State::kUnknown: w = claim_at_; break;
-    case State::kVoting: w = vote_end_; break;
+    case State::kVoting: w = std::min(vote_end_, NextClaimRepeat()); break;
     case State::kConceding: w = concede_until_; break;
     case State::kLeader: {
       w = std::min({next_alive_, list_at_, report_at_});

@@ -103,6 +103,9 @@ class Election {
   // The report the leader sends to the CCM (one JSON line).
   std::string ReportJson() const;
   uint64_t rejected() const { return rejected_; }  // messages dropped by auth/replay/parse
+  // Estimated Leader Alive loss rate (0..1) and the dead intervals it implies.
+  double loss_estimate() const { return loss_; }
+  int dead_intervals_now() const { return LossDeadIntervals(cfg_.timers.dead_intervals); }
 
  private:
   bool Stronger(uint32_t p1, uint64_t id1, uint32_t p2, uint64_t id2) const {
@@ -112,6 +115,9 @@ class Election {
   bool CanClaim(proto::Micros now) const;
   proto::Micros Skew(proto::Micros now) const;
   proto::Micros VoteWindow();
+  int LossDeadIntervals(int base) const;
+  void CountBeat(const Message& m);
+  proto::Micros NextClaimRepeat() const;
   Message Base(MsgType t) const;
   void Send(const Message& m, proto::Effects* out);  // at now_
   void SetState(proto::Micros now, State s, proto::Effects* out);
@@ -161,11 +167,18 @@ class Election {
   proto::Address leader_addr_;
   proto::Micros last_alive_ = 0;
   proto::Micros dead_at_ = proto::kNever;
+  // Loss estimate from the followed leader's heartbeat numbers.
+  double loss_ = 0;
+  uint64_t beats_seen_ = 0;  // heartbeats (received or missed) in the estimate
+  uint64_t beat_leader_ = 0;
+  uint64_t beat_epoch_ = 0;
+  uint64_t last_beat_ = 0;
   // kUnknown / kVoting / kConceding.
   proto::Micros claim_at_ = proto::kNever;
   proto::Micros claim_sent_ = 0;
   proto::Micros last_claim_sent_ = 0;
   proto::Micros vote_end_ = proto::kNever;
+  int claims_sent_ = 0;  // copies of the current claim sent (repeats spread over the window)
   bool vote_contested_ = false;
   uint64_t concede_to_ = 0;
   uint32_t concede_prio_ = 0;
@@ -176,6 +189,7 @@ class Election {
   // kLeader.
   proto::Micros next_alive_ = proto::kNever;
   proto::Micros last_alive_sent_ = 0;
+  uint64_t beat_ = 0;  // heartbeats sent (the Alive beat number)
   uint64_t contest_by_ = 0;
   proto::Micros contest_since_ = 0;
   proto::Micros contest_last_ = 0;

@@ -61,6 +61,7 @@ std::string Encode(const Message& m, const GroupKey* key, uint64_t counter) {
       w.U8(m.dead_intervals);
       w.Varint(m.member_count);
       w.Varint(m.sequence);
+      w.Varint(m.beat);
       break;
     case MsgType::kClaim:
     case MsgType::kResign:
@@ -95,7 +96,7 @@ std::optional<Decoded> Decode(std::string_view bytes, const GroupKey* key) {
   char magic[2];
   uint8_t version, type, flags;
   if (!r.Bytes(magic, 2) || magic[0] != 'C' || magic[1] != 'L') return std::nullopt;
-  if (!r.U8(&version) || version != kWireVersion) return std::nullopt;
+  if (!r.U8(&version) || version < kWireVersionMin || version > kWireVersion) return std::nullopt;
   if (!r.U8(&type) || type < 1 || type > 6 || !r.U8(&flags) || (flags & ~kFlagAuth)) return std::nullopt;
   Decoded d;
   Message& m = d.msg;
@@ -105,7 +106,7 @@ std::optional<Decoded> Decode(std::string_view bytes, const GroupKey* key) {
   switch (m.type) {
     case MsgType::kAlive:
       if (!GetU32Varint(&r, &m.interval_us) || !r.U8(&m.dead_intervals) || !GetU32Varint(&r, &m.member_count) ||
-          !r.Varint(&m.sequence))
+          !r.Varint(&m.sequence) || (version >= 2 && !r.Varint(&m.beat)))
         return std::nullopt;
       break;
     case MsgType::kClaim:

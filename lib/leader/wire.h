@@ -1,4 +1,6 @@
-// The cm-leader control-channel wire format, version 1 (docs/protocol/leader.md).
+// The cm-leader control-channel wire format, version 2 (docs/protocol/leader.md).
+// Version 2 adds the heartbeat number (beat) to Leader Alive; version 1 is
+// still parsed (beat = 0), and everything is sent as version 2.
 // Every message is one UDP datagram on the control channel:
 //   "CL" | version u8 | type u8 | flags u8 | body | [auth trailer]
 // The parser is total: any byte string yields a Message or nullopt, never a
@@ -16,7 +18,8 @@
 
 namespace cm::leader {
 
-constexpr uint8_t kWireVersion = 1;
+constexpr uint8_t kWireVersion = 2;     // sent
+constexpr uint8_t kWireVersionMin = 1;  // oldest parsed (no beat)
 constexpr size_t kMaxMembersOnWire = 4096;
 constexpr size_t kMaxNameLen = 255;
 constexpr size_t kMacSize = 16;  // keyed BLAKE2b, truncated
@@ -43,6 +46,9 @@ struct Message {
   uint8_t dead_intervals = 0;
   uint32_t member_count = 0;  // kAlive: members the leader holds
   uint64_t sequence = 0;      // kAlive: highest ordered number (room for SAM; 0 now)
+  // kAlive (v2): the leader's heartbeat number, +1 per Leader Alive sent; members
+  // estimate the loss from its gaps. 0 = not counted (a v1 sender).
+  uint64_t beat = 0;
   // kRegister: the leader the member follows, and its facts.
   uint64_t leader = 0;
   std::string name;

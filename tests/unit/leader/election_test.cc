@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+
 #include "sim_harness.h"
 
 namespace cm::leader::testing {
@@ -278,6 +280,91 @@ TEST(Election, LeaderReportsToTheCcmOverTheStreamWithEpochAndMembers) {
   EXPECT_NE(report.find("\"segment\":\"sim\""), std::string::npos) << report;
   EXPECT_NE(report.find("Europe/Paris"), std::string::npos) << report;
   EXPECT_NE(report.find("\"members\":[{"), std::string::npos) << report;
+}
+
+// 20% of incoming datagrams lost on every node (tests/netns/leader_loss.sh in
+// the simulator): once the members have learned the loss (20 s), over 200 s
+// the strongest keeps leading and nobody else ever
+// enters the leader state, on every seed. Without the loss-adaptive dead
+// interval a member misses 3 heartbeats in a row every few minutes, claims,
+// and wins when the leader's answer is lost too.
+TEST(Election, OneStableLeaderUnderTwentyPercentLossOnEveryNode) {
+  const char* env = std::getenv("CM_SIM_SEEDS");
+  const uint64_t seeds = env ? std::strtoull(env, nullptr, 10) : 40;
+  for (uint64_t seed = 1; seed <= seeds; ++seed) {
+    Sim s(seed, sim::NetParams{});
+    AddSegment(&s, {250, 200, 150, 100, 50}, seed);
+    for (int i = 0; i < s.size(); ++i) s.SetLoss(i, 0.2);  // from the start, as on the netns bed
+    ASSERT_GT(RunUntilLeader(s, 0, 30 * kSeconds), 0) << "seed " << seed << "\n" << Dump(s);
+    // The members learn the loss from the first ~20 heartbeats; until they
+    // have, three lost in a row look like a crash (and must, for failover).
+    s.RunUntil(s.now() + 20 * kSeconds);
+    ASSERT_GT(RunUntilLeader(s, 0, s.now() + 30 * kSeconds), 0) << "seed " << seed << "\n" << Dump(s);
+    std::vector<size_t> mark;
+    for (int i = 0; i < s.size(); ++i) mark.push_back(s.events(i).size());
+    const Micros end = s.now() + 200 * kSeconds;
+    while (s.now() < end) {
+      s.RunUntil(s.now() + 50 * kMillis);
+      ASSERT_EQ(s.core(0).state(), State::kLeader) << "seed " << seed << " at " << s.now() << "\n" << Dump(s);
+      for (int i = 1; i < s.size(); ++i)
+        ASSERT_NE(s.core(i).state(), State::kLeader) << "seed " << seed << " node " << i << " t=" << s.now() << " loss=" << s.core(i).loss_estimate() << "\n" << Dump(s, 40);
+    }
+    for (int i = 0; i < s.size(); ++i)
+      for (size_t k = mark[i]; k < s.events(i).size(); ++k)
+        ASSERT_NE(s.events(i)[k], "state leader") << "seed " << seed << " node " << i << " t=" << s.now() << " loss=" << s.core(i).loss_estimate() << "\n" << Dump(s, 40);
+    // The members learned the loss: they wait longer than 3 intervals.
+    for (int i = 1; i < s.size(); ++i) {
+      EXPECT_GT(s.core(i).dead_intervals_now(), 3) << "seed " << seed << " node " << i;
+    }
+  }
+}
+
+// The adaptive dead interval costs nothing without loss, and recovers after
+// a lossy spell: a crashed leader is replaced within 3 intervals + skew + vote.
+TEST(Election, NoLossTakeoverBoundHoldsAlsoAfterALossySpellEnds) {
+  for (bool lossy_spell : {false, true}) {
+    for (uint64_t seed = 1; seed <= 10; ++seed) {
+      Sim s(seed, sim::NetParams{});
+      auto cfgs = AddSegment(&s, {150, 100, 50}, seed);
+      ASSERT_GT(RunUntilLeader(s, 0, 20 * kSeconds), 0);
+      if (lossy_spell) {
+        for (int i = 0; i < s.size(); ++i) s.SetLoss(i, 0.2);
+        s.RunUntil(s.now() + 60 * kSeconds);
+        for (int i = 0; i < s.size(); ++i) s.SetLoss(i, 0);
+        s.RunUntil(s.now() + 120 * kSeconds);  // the estimate decays (~20-beat memory)
+      }
+      ASSERT_EQ(LeaderOf(s), 0) << Dump(s);
+      EXPECT_EQ(s.core(1).dead_intervals_now(), 3) << s.core(1).loss_estimate();
+      s.RunUntil(s.now() + 300 * kMillis);
+      const Micros crash = s.now();
+      s.Crash(0);
+      Micros t = RunUntilLeader(s, 1, crash + 10 * kSeconds);
+      ASSERT_GT(t, 0) << Dump(s);
+      const Timers& tm = cfgs[0].timers;
+      EXPECT_LE(t - crash, tm.dead_intervals * tm.interval + tm.skew_max + tm.vote_max + 20 * kMillis)
+          << "seed " << seed << " lossy " << lossy_spell;
+    }
+  }
+}
+
+// Under loss a crash is still detected, within the capped dead interval plus
+// a voting window that covers one heartbeat interval.
+TEST(Election, CrashUnderLossIsReplacedWithinTheCappedDeadInterval) {
+  for (uint64_t seed = 1; seed <= 10; ++seed) {
+    Sim s(seed, sim::NetParams{});
+    auto cfgs = AddSegment(&s, {150, 100, 50}, seed);
+    ASSERT_GT(RunUntilLeader(s, 0, 20 * kSeconds), 0);
+    for (int i = 0; i < s.size(); ++i) s.SetLoss(i, 0.2);
+    s.RunUntil(s.now() + 60 * kSeconds + 300 * kMillis);
+    const Micros crash = s.now();
+    s.Crash(0);
+    const Timers& tm = cfgs[0].timers;
+    const Micros bound = tm.dead_intervals_max * tm.interval + tm.skew_max + tm.interval + tm.vote_max;
+    // Under loss "all follow" may take a few more heartbeats; node 1 must lead.
+    Micros t = crash;
+    while (t < crash + bound && s.core(1).state() != State::kLeader) s.RunUntil(t += 5 * kMillis);
+    EXPECT_EQ(s.core(1).state(), State::kLeader) << "seed " << seed << "\n" << Dump(s);
+  }
 }
 
 }  // namespace

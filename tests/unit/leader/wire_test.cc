@@ -18,7 +18,8 @@ Message Sample(MsgType t) {
   m.epoch = 7;
   m.priority = 150 << 16 | 3;
   m.addr = {0xc6120001, 7400};
-  if (t == MsgType::kAlive) m.interval_us = 1000000, m.dead_intervals = 3, m.member_count = 5, m.sequence = 9;
+  if (t == MsgType::kAlive) m.interval_us = 1000000, m.dead_intervals = 3, m.member_count = 5, m.sequence = 9,
+                              m.beat = 1234567;
   if (t == MsgType::kRegister) m.leader = 41, m.name = "web1", m.free_disk_mb = 1234, m.cpu_permille = 250;
   if (t == MsgType::kMembers) m.members = {1, 2, 42};
   if (t == MsgType::kMove) m.channel = {0xefff0002, 7401};
@@ -60,11 +61,40 @@ TEST(LeaderWire, KeyedGroupRejectsUnsignedAndWrongKeyAndTampering) {
 TEST(LeaderWire, UnknownVersionOrTypeIsRejected) {
   std::string b = Encode(Sample(MsgType::kAlive));
   std::string v = b;
-  v[2] = 2;
+  v[2] = 3;
+  EXPECT_FALSE(Decode(v));
+  v[2] = 0;
   EXPECT_FALSE(Decode(v));
   std::string t = b;
   t[3] = 9;
   EXPECT_FALSE(Decode(t));
+}
+
+TEST(LeaderWire, VersionOneAliveParsesWithoutABeat) {
+  Message m = Sample(MsgType::kAlive);
+  m.beat = 0;
+  std::string b = Encode(m);
+  ASSERT_EQ(b[2], 2);
+  ASSERT_EQ(b.back(), 0);  // beat varint 0, last byte of the unkeyed v2 body
+  std::string v1 = b.substr(0, b.size() - 1);
+  v1[2] = 1;
+  auto d = Decode(v1);
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->msg, m);
+  EXPECT_FALSE(Decode(b.substr(0, b.size() - 1)));  // v2 without the beat is short
+  std::string v1long = b;
+  v1long[2] = 1;
+  EXPECT_FALSE(Decode(v1long));  // v1 with a beat has a trailing byte
+}
+
+RC_GTEST_PROP(LeaderWire, AliveRoundTripsForAnyBeatAndSequence, (uint64_t beat, uint64_t sequence, uint32_t interval)) {
+  Message m = Sample(MsgType::kAlive);
+  m.beat = beat;
+  m.sequence = sequence;
+  m.interval_us = interval;
+  auto d = Decode(Encode(m));
+  RC_ASSERT(d.has_value());
+  RC_ASSERT(d->msg == m);
 }
 
 RC_GTEST_PROP(LeaderWire, RegisterRoundTripsForAnyFields, (uint64_t sender, uint64_t epoch, std::string name)) {
