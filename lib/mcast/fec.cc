@@ -26,29 +26,59 @@ bool RsCode::Decode(const std::vector<int>& esis, const std::vector<const uint8_
     if (e < 0 || e >= kMaxSymbols || seen[e]) return false;
     seen[e] = true;
   }
-  // Data symbols we hold are copied; the others are rebuilt from the inverse
-  // of the k x k submatrix of the rows we received.
+  // Data symbols we hold are copied. The m missing ones come from the m
+  // parity symbols: with A the parity rows, D the data we hold and M the
+  // missing columns, A[P][M] x = p - A[P][D] d. Only the m x m submatrix is
+  // inverted (any square submatrix of a Cauchy matrix is invertible), so a
+  // block missing a tenth of its frames costs m^3 instead of k^3.
   std::vector<int> missing;
   for (int j = 0; j < k_; ++j)
     if (!seen[j]) missing.push_back(j);
-  for (size_t i = 0; i < esis.size(); ++i)
-    if (esis[i] < k_ && data[esis[i]] != symbols[i]) std::memmove(data[esis[i]], symbols[i], len);
-  if (missing.empty()) return true;
+  std::vector<const uint8_t*> have_data, parity;
+  std::vector<int> have_cols, parity_rows;
+  for (size_t i = 0; i < esis.size(); ++i) {
+    if (esis[i] < k_) {
+      if (data[esis[i]] != symbols[i]) std::memmove(data[esis[i]], symbols[i], len);
+      have_data.push_back(symbols[i]);
+      have_cols.push_back(esis[i]);
+    } else {
+      parity.push_back(symbols[i]);
+      parity_rows.push_back(esis[i]);
+    }
+  }
+  const size_t m = missing.size();
+  if (m == 0) return true;
+  if (parity.size() != m) return false;
   const size_t k = static_cast<size_t>(k_);
-  std::vector<uint8_t> sub(k * k), inv(k * k);
-  for (size_t i = 0; i < k; ++i) std::memcpy(&sub[i * k], &matrix_[static_cast<size_t>(esis[i]) * k], k);
-  if (gf_invert_matrix(sub.data(), inv.data(), k_) != 0) return false;
-  std::vector<uint8_t> rows(missing.size() * k);
-  for (size_t m = 0; m < missing.size(); ++m) std::memcpy(&rows[m * k], &inv[static_cast<size_t>(missing[m]) * k], k);
-  std::vector<uint8_t> tables(32 * k * missing.size());
-  ec_init_tables(k_, static_cast<int>(missing.size()), rows.data(), tables.data());
-  // Inputs must not alias outputs: rebuilt rows go to scratch first.
-  std::vector<uint8_t> scratch(missing.size() * len);
-  std::vector<uint8_t*> outs(missing.size());
-  for (size_t m = 0; m < missing.size(); ++m) outs[m] = &scratch[m * len];
-  ec_encode_data(static_cast<int>(len), k_, static_cast<int>(missing.size()), tables.data(),
-                 const_cast<uint8_t**>(symbols.data()), outs.data());
-  for (size_t m = 0; m < missing.size(); ++m) std::memcpy(data[missing[m]], outs[m], len);
+  auto coef = [&](int row, int col) { return matrix_[static_cast<size_t>(row) * k + static_cast<size_t>(col)]; };
+  // Syndromes: s = p - A[P][D] d (subtraction is XOR in GF(2^8)).
+  std::vector<uint8_t> syn(m * len);
+  for (size_t r = 0; r < m; ++r) std::memcpy(&syn[r * len], parity[r], len);
+  const size_t nd = have_data.size();
+  if (nd > 0) {
+    std::vector<uint8_t> rows(m * nd), tables(32 * m * nd), part(m * len);
+    for (size_t r = 0; r < m; ++r)
+      for (size_t c = 0; c < nd; ++c) rows[r * nd + c] = coef(parity_rows[r], have_cols[c]);
+    ec_init_tables(static_cast<int>(nd), static_cast<int>(m), rows.data(), tables.data());
+    std::vector<uint8_t*> outs(m);
+    for (size_t r = 0; r < m; ++r) outs[r] = &part[r * len];
+    ec_encode_data(static_cast<int>(len), static_cast<int>(nd), static_cast<int>(m), tables.data(),
+                   const_cast<uint8_t**>(have_data.data()), outs.data());
+    for (size_t i = 0; i < m * len; ++i) syn[i] ^= part[i];
+  }
+  std::vector<uint8_t> sub(m * m), inv(m * m);
+  for (size_t r = 0; r < m; ++r)
+    for (size_t c = 0; c < m; ++c) sub[r * m + c] = coef(parity_rows[r], missing[c]);
+  if (gf_invert_matrix(sub.data(), inv.data(), static_cast<int>(m)) != 0) return false;
+  std::vector<uint8_t> tables(32 * m * m);
+  ec_init_tables(static_cast<int>(m), static_cast<int>(m), inv.data(), tables.data());
+  std::vector<uint8_t*> ins(m), outs(m);
+  for (size_t r = 0; r < m; ++r) {
+    ins[r] = &syn[r * len];
+    outs[r] = data[missing[r]];
+  }
+  ec_encode_data(static_cast<int>(len), static_cast<int>(m), static_cast<int>(m), tables.data(), ins.data(),
+                 outs.data());
   return true;
 }
 

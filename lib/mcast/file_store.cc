@@ -4,6 +4,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <map>
+#include <vector>
+
 namespace cm::mcast {
 
 Result<std::unique_ptr<FileSource>> FileSource::Open(const std::string& path) {
@@ -26,28 +30,152 @@ Status FileSource::Read(uint64_t offset, size_t n, uint8_t* out) {
 
 namespace {
 
+// A partial object lives at DIR/.NAME.tmp.cm-part with a sidecar
+// .NAME.tmp.cm-part.map: a header (magic, hash, size) and one 16-byte record
+// (offset, length) per block written. A receiver killed or dropped mid-session
+// leaves both; the next session for the same object resumes from them.
+// Commit renames the part into place and removes the map; a hash mismatch
+// removes both, so a retry starts clean.
+//
+// Hashes as it writes: the contiguous prefix is hashed from the bytes being
+// written, ranges that land ahead of it (or come from the resumed part) are
+// read back from the file once the prefix reaches them. Commit then only
+// finishes the hash instead of reading the whole object back.
+constexpr char kPartMagic[8] = {'C', 'M', 'P', 'A', 'R', 'T', '1', '\n'};
+constexpr size_t kPartHeader = sizeof kPartMagic + 32 + 8;
+
 class FileSink : public ObjectSink {
  public:
-  Status Open(const std::string& path, uint64_t size) {
-    CM_RETURN_IF_ERROR(file_.Open(path));
-    if (ftruncate(file_.fd(), static_cast<off_t>(size)) != 0) return ErrnoError(path, errno);
-    return Status::Ok();
-  }
-  Status Write(uint64_t offset, const uint8_t* data, size_t n) override {
-    return PwriteFull(file_.fd(), data, n, offset);
-  }
-  Status Commit(const Hash256& expected) override {
-    // The temporary file is open write-only: hash it through a fresh descriptor.
-    UniqueFd rd(open(file_.temp_path().c_str(), O_RDONLY | O_CLOEXEC));
-    if (!rd) return ErrnoError(file_.temp_path(), errno);
-    auto h = HashFile(rd.get());
-    if (!h.ok()) return h.status();
-    if (*h != expected) return Error(Code::kCorrupt, "hash mismatch");
-    return file_.Commit();
+  ~FileSink() override = default;  // an unfinished part and its map stay for a resume
+
+  Status Open(const std::string& final_path, const Hash256& hash, uint64_t size) {
+    final_ = final_path;
+    part_ = DirName(final_path) + "/." + BaseName(final_path) + ".tmp.cm-part";
+    map_ = part_ + ".map";
+    size_ = size;
+    std::string header(kPartMagic, sizeof kPartMagic);
+    header.append(reinterpret_cast<const char*>(hash.data()), hash.size());
+    for (int i = 0; i < 8; ++i) header += static_cast<char>(size >> (8 * i));
+    if (TryResume(header)) return Status::Ok();
+    resumed_.clear();
+    part_fd_ = UniqueFd(open(part_.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    if (!part_fd_) return ErrnoError(part_, errno);
+    if (ftruncate(part_fd_.get(), static_cast<off_t>(size)) != 0) return ErrnoError(part_, errno);
+    map_fd_ = UniqueFd(open(map_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644));
+    if (!map_fd_) return ErrnoError(map_, errno);
+    return WriteFull(map_fd_.get(), header.data(), header.size());
   }
 
+  Status Write(uint64_t offset, const uint8_t* data, size_t n) override {
+    CM_RETURN_IF_ERROR(PwriteFull(part_fd_.get(), data, n, offset));
+    uint8_t rec[16];
+    for (int i = 0; i < 8; ++i) {
+      rec[i] = static_cast<uint8_t>(offset >> (8 * i));
+      rec[8 + i] = static_cast<uint8_t>(uint64_t(n) >> (8 * i));
+    }
+    CM_RETURN_IF_ERROR(WriteFull(map_fd_.get(), rec, sizeof rec));
+    if (offset < hashed_) {
+      rewritten_ = true;  // hashed bytes changed: Commit hashes the whole file
+    } else if (offset == hashed_) {
+      hasher_.Update(data, n);
+      hashed_ += n;
+      return CatchUp();
+    } else {
+      auto& end = ahead_[offset];
+      end = std::max<uint64_t>(end, offset + n);
+    }
+    return Status::Ok();
+  }
+
+  Status Commit(const Hash256& expected) override {
+    CM_RETURN_IF_ERROR(CatchUp());
+    Hash256 h;
+    if (rewritten_ || hashed_ != size_) {
+      auto full = HashFile(part_fd_.get());
+      if (!full.ok()) return full.status();
+      h = *full;
+    } else {
+      h = hasher_.Finish();
+    }
+    if (h != expected) {
+      unlink(part_.c_str());
+      unlink(map_.c_str());
+      return Error(Code::kCorrupt, "hash mismatch");
+    }
+    if (fsync(part_fd_.get()) != 0) return ErrnoError(part_, errno);
+    if (rename(part_.c_str(), final_.c_str()) != 0) return ErrnoError(final_, errno);
+    unlink(map_.c_str());
+    UniqueFd dir(open(DirName(final_).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (dir) fsync(dir.get());
+    return Status::Ok();
+  }
+
+  std::vector<std::pair<uint64_t, uint64_t>> Resumed() const override { return resumed_; }
+
  private:
-  AtomicFile file_;
+  bool TryResume(const std::string& header) {
+    UniqueFd m(open(map_.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!m) return false;
+    std::string body;
+    char buf[65536];
+    for (;;) {
+      ssize_t r = read(m.get(), buf, sizeof buf);
+      if (r <= 0) break;
+      body.append(buf, static_cast<size_t>(r));
+    }
+    if (body.size() < kPartHeader || body.compare(0, kPartHeader, header) != 0) return false;
+    part_fd_ = UniqueFd(open(part_.c_str(), O_RDWR | O_CLOEXEC));
+    struct stat st;
+    if (!part_fd_ || fstat(part_fd_.get(), &st) != 0 || static_cast<uint64_t>(st.st_size) != size_) return false;
+    // Whole records only: a torn last record (killed mid-append) is dropped.
+    size_t records = (body.size() - kPartHeader) / 16;
+    for (size_t i = 0; i < records; ++i) {
+      const auto* p = reinterpret_cast<const uint8_t*>(body.data() + kPartHeader + i * 16);
+      uint64_t off = 0, len = 0;
+      for (int j = 0; j < 8; ++j) {
+        off |= uint64_t(p[j]) << (8 * j);
+        len |= uint64_t(p[8 + j]) << (8 * j);
+      }
+      if (len == 0 || off > size_ || len > size_ - off) return false;
+      resumed_.emplace_back(off, len);
+      auto& end = ahead_[off];
+      end = std::max(end, off + len);
+    }
+    map_fd_ = UniqueFd(open(map_.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC));
+    if (!map_fd_) return false;
+    // Keep the map to whole records, so appends stay aligned.
+    if (ftruncate(map_fd_.get(), static_cast<off_t>(kPartHeader + records * 16)) != 0) return false;
+    return true;
+  }
+
+  // Hashes ranges ahead of the prefix once the prefix reaches them, reading
+  // them back from the file (the page cache, normally).
+  Status CatchUp() {
+    while (!ahead_.empty() && ahead_.begin()->first <= hashed_) {
+      uint64_t end = ahead_.begin()->second;
+      ahead_.erase(ahead_.begin());
+      if (end <= hashed_) continue;
+      buf_.resize(1 << 20);
+      while (hashed_ < end) {
+        size_t want = static_cast<size_t>(std::min<uint64_t>(buf_.size(), end - hashed_));
+        auto r = PreadFull(part_fd_.get(), buf_.data(), want, hashed_);
+        if (!r.ok()) return r.status();
+        if (*r != want) return Error(Code::kIo, part_ + ": short read");
+        hasher_.Update(buf_.data(), want);
+        hashed_ += want;
+      }
+    }
+    return Status::Ok();
+  }
+
+  std::string final_, part_, map_;
+  UniqueFd part_fd_, map_fd_;
+  uint64_t size_ = 0, hashed_ = 0;
+  Hasher hasher_;
+  bool rewritten_ = false;
+  std::map<uint64_t, uint64_t> ahead_;  // offset -> end of ranges written past hashed_
+  std::vector<std::pair<uint64_t, uint64_t>> resumed_;
+  std::vector<uint8_t> buf_;
 };
 
 }  // namespace
@@ -57,9 +185,9 @@ bool FileStore::Has(const std::string& name, const Hash256& hash) {
   return h.ok() && *h == hash;
 }
 
-Result<std::unique_ptr<ObjectSink>> FileStore::Create(const std::string& name, const Hash256&, uint64_t size) {
+Result<std::unique_ptr<ObjectSink>> FileStore::Create(const std::string& name, const Hash256& hash, uint64_t size) {
   auto sink = std::make_unique<FileSink>();
-  CM_RETURN_IF_ERROR(sink->Open(PathOf(name), size));
+  CM_RETURN_IF_ERROR(sink->Open(PathOf(name), hash, size));
   return std::unique_ptr<ObjectSink>(std::move(sink));
 }
 

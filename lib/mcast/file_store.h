@@ -1,6 +1,7 @@
 // File-backed ObjectSource and ObjectStore for the tools. A received object
 // is written under a temporary name in the directory (AtomicFile), hashed
-// from disk, and renamed into place only when the hash matches.
+// as it is written (blocks that land out of order are read back from the
+// file), and renamed into place only when the whole-object hash matches.
 #pragma once
 
 #include <memory>

@@ -190,6 +190,22 @@ void Receiver::OnAnnounce(Micros now, const proto::Address& from, const Message&
   ref.sink = std::move(*sink);
   ref.blocks.resize(ref.geo.blocks());
   if (ref.blocks.empty()) return Complete(now, ref, out);
+  // Resume: whole blocks an interrupted session already wrote are done.
+  uint64_t block_bytes = uint64_t(ref.geo.k) * ref.geo.frame_size;
+  for (auto [off, len] : ref.sink->Resumed()) {
+    if (off % block_bytes != 0) continue;
+    uint64_t b = off / block_bytes;
+    if (b >= ref.blocks.size() || ref.blocks[b].done) continue;
+    uint64_t want = std::min<uint64_t>(block_bytes, a.size - off);
+    if (len != want) continue;
+    ref.blocks[b].done = true;
+    ++ref.done_blocks;
+    ref.have_bytes += len;
+    ref.result.resumed_bytes += len;
+  }
+  if (ref.result.resumed_bytes)
+    out->events.push_back("resumed " + a.name + ": " + std::to_string(ref.result.resumed_bytes) + " bytes on disk");
+  if (ref.done_blocks == ref.blocks.size()) return Complete(now, ref, out);
   ref.next_report = now + Jitter(ref.nack_period);
 }
 

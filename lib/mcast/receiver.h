@@ -43,6 +43,7 @@ struct SessionResult {
   std::string reason;
   bool already_had = false;
   uint64_t unicast_frames = 0;
+  uint64_t resumed_bytes = 0;  // taken from an earlier, interrupted session's partial file
 };
 
 class Receiver {

@@ -11,7 +11,10 @@ using proto::kNever;
 using proto::Transport;
 
 namespace {
-constexpr Micros kBurst = 2 * kMillis;          // pacing credit that may accumulate
+// Pacing credit that may accumulate: a sender woken late (2 cores shared
+// with the kernel's forwarding) catches up instead of losing the time. 8 ms
+// at the rate fits a switch port's buffer or a tbf's burst plus queue.
+constexpr Micros kBurst = 8 * kMillis;
 constexpr size_t kWireOverhead = 14 + 20 + 8;   // Ethernet + IPv4 + UDP
 constexpr Micros kRateCheck = 500 * kMillis;
 constexpr Micros kUnicastRepeat = 5 * proto::kSeconds;
@@ -72,8 +75,13 @@ Micros Sender::NackPeriod() const {
   return cfg_.nack_period * static_cast<Micros>(1 + recv_.size() / 32);
 }
 
-Micros Sender::FrameCost(size_t bytes) const {
-  return static_cast<Micros>((bytes + kWireOverhead) * 8 * 1'000'000 / std::max<uint64_t>(rate_, 1000));
+Micros Sender::FrameCost(size_t bytes) {
+  // In nanoseconds with the remainder carried: truncating to whole
+  // microseconds would pace ~1.6% above the rate at 200 Mbit/s, and a tbf
+  // set to the rate then drops the excess once its queue fills.
+  uint64_t ns = (bytes + kWireOverhead) * 8 * 1'000'000'000ull / std::max<uint64_t>(rate_, 1000) + pace_carry_ns_;
+  pace_carry_ns_ = ns % 1000;
+  return static_cast<Micros>(ns / 1000);
 }
 
 void Sender::Start(Micros now, proto::Effects* out) {
@@ -85,7 +93,7 @@ void Sender::Start(Micros now, proto::Effects* out) {
     active_ = false;
     primary_heard_ = now;  // assume alive until shown otherwise
     out->events.push_back("backup: standing by for " + cfg_.backup_for);
-    out->wake_at = kNever;
+    out->wake_at = now + cfg_.primary_timeout;
     return;
   }
   next_announce_ = now;
@@ -129,6 +137,13 @@ bool Sender::LoadBlock(uint32_t b, std::vector<uint8_t>* buf) {
   return source_->Read(off, n, buf->data()).ok();
 }
 
+int Sender::NextParityEsi(uint32_t b) const {
+  int k = static_cast<int>(geo_.BlockK(b));
+  int used = blocks_[b].used;
+  int esi = cfg_.backup_for.empty() ? k + used : kMaxSymbols - 1 - used;
+  return esi < k || esi >= kMaxSymbols ? -1 : esi;
+}
+
 bool Sender::SendOneFrame(Micros now, proto::Effects* out) {
   Message m = Base(Type::kData);
   if (!repairs_.empty()) {
@@ -136,11 +151,11 @@ bool Sender::SendOneFrame(Micros now, proto::Effects* out) {
     BlockState& bs = blocks_[b];
     int& count = pending_[b];
     int k = static_cast<int>(geo_.BlockK(b));
-    int esi = cfg_.backup_for.empty() ? k + bs.used : kMaxSymbols - 1 - bs.used;
-    if (count <= 0 || esi < k || esi >= kMaxSymbols) {
+    int esi = NextParityEsi(b);
+    if (count <= 0 || esi < 0) {
       // Nothing left to send, or the symbol space is used up (the pass cap
       // sends later NACKs for this block over unicast).
-      if (esi < k || esi >= kMaxSymbols) bs.pass = static_cast<uint8_t>(std::max(cfg_.max_passes, 1));
+      if (esi < 0) bs.pass = static_cast<uint8_t>(std::max(cfg_.max_passes, 1));
       pending_.erase(b);
       repairs_.pop_front();
       return true;
@@ -149,13 +164,22 @@ bool Sender::SendOneFrame(Micros now, proto::Effects* out) {
       if (!LoadBlock(b, &block_buf_)) return false;
       cached_block_ = b;
     }
-    std::vector<const uint8_t*> ptrs(k);
-    for (int i = 0; i < k; ++i) ptrs[i] = &block_buf_[static_cast<size_t>(i) * cfg_.frame_size];
-    Code(k).Encode(esi, ptrs.data(), cfg_.frame_size, frame_buf_.data());
+    int fresh = kMaxSymbols - k - bs.used;
+    if (count > fresh && bs.data_resent < k) {
+      // More symbols wanted than fresh parity can give (a receiver holds
+      // almost nothing of the block, e.g. after a backup took over with no
+      // data pass of its own): the data frames themselves go again first.
+      esi = bs.data_resent++;
+      std::memcpy(frame_buf_.data(), &block_buf_[static_cast<size_t>(esi) * cfg_.frame_size], cfg_.frame_size);
+    } else {
+      std::vector<const uint8_t*> ptrs(k);
+      for (int i = 0; i < k; ++i) ptrs[i] = &block_buf_[static_cast<size_t>(i) * cfg_.frame_size];
+      Code(k).Encode(esi, ptrs.data(), cfg_.frame_size, frame_buf_.data());
+      ++bs.used;
+    }
     m.data.block = b;
     m.data.esi = static_cast<uint8_t>(esi);
     m.data.pass = bs.pass;
-    ++bs.used;
     bs.last_repair = now;
     if (--count <= 0) {
       pending_.erase(b);
@@ -164,13 +188,18 @@ bool Sender::SendOneFrame(Micros now, proto::Effects* out) {
     ++stats_.repair_frames;
   } else if (!tail_) {
     uint32_t b = next_block_, esi = next_esi_;
-    size_t n = geo_.FrameBytes(b, esi);
-    if (!source_->Read(geo_.FrameOffset(b, esi), n, frame_buf_.data()).ok()) {
-      out->events.push_back("error: cannot read the object");
-      Finish(now, Outcome::kFailed, out);
-      return false;
+    // One read per block rather than a pread per frame; its own buffer, so
+    // repairs of older blocks in between do not evict it.
+    if (data_block_ != b) {
+      data_block_ = UINT32_MAX;
+      if (!LoadBlock(b, &data_buf_)) {
+        out->events.push_back("error: cannot read the object");
+        Finish(now, Outcome::kFailed, out);
+        return false;
+      }
+      data_block_ = b;
     }
-    std::memset(frame_buf_.data() + n, 0, cfg_.frame_size - n);
+    std::memcpy(frame_buf_.data(), &data_buf_[static_cast<size_t>(esi) * cfg_.frame_size], cfg_.frame_size);
     m.data.block = b;
     m.data.esi = static_cast<uint8_t>(esi);
     m.data.pass = 0;
@@ -202,18 +231,34 @@ void Sender::SendUnicast(Micros now, proto::Effects* out) {
     auto it = recv_.find(j.id);
     if (it == recv_.end() || !LoadBlock(j.block, &buf)) continue;
     uint32_t k = geo_.BlockK(j.block);
-    for (uint32_t esi = 0; esi < k; ++esi) {
+    std::vector<const uint8_t*> ptrs(k);
+    for (uint32_t i = 0; i < k; ++i) ptrs[i] = &buf[static_cast<size_t>(i) * cfg_.frame_size];
+    // The stream is reliable: `need` fresh parity symbols complete the block.
+    // Only when the symbol space is spent does the whole block go.
+    BlockState& bs = blocks_[j.block];
+    int fresh = kMaxSymbols - static_cast<int>(k) - bs.used;
+    bool parity = j.need > 0 && j.need <= fresh;
+    uint32_t count = parity ? static_cast<uint32_t>(j.need) : k;
+    std::vector<uint8_t> sym(cfg_.frame_size);
+    for (uint32_t n = 0; n < count; ++n) {
       Message m = Base(Type::kData);
       m.flags |= kFlagUnicast;
       m.data.block = j.block;
-      m.data.esi = static_cast<uint8_t>(esi);
-      m.data.pass = blocks_[j.block].pass;
-      m.data.payload = std::string_view(reinterpret_cast<const char*>(&buf[static_cast<size_t>(esi) * cfg_.frame_size]),
-                                        cfg_.frame_size);
+      m.data.pass = bs.pass;
+      if (parity) {
+        int esi = NextParityEsi(j.block);
+        Code(static_cast<int>(k)).Encode(esi, ptrs.data(), cfg_.frame_size, sym.data());
+        ++bs.used;
+        m.data.esi = static_cast<uint8_t>(esi);
+        m.data.payload = std::string_view(reinterpret_cast<const char*>(sym.data()), cfg_.frame_size);
+      } else {
+        m.data.esi = static_cast<uint8_t>(n);
+        m.data.payload = std::string_view(reinterpret_cast<const char*>(ptrs[n]), cfg_.frame_size);
+      }
       Emit(m, it->second.addr, Transport::kStream, out);
     }
-    it->second.unicast_frames += k;
-    stats_.unicast_frames += k;
+    it->second.unicast_frames += count;
+    stats_.unicast_frames += count;
   }
 }
 
@@ -298,7 +343,11 @@ void Sender::Evaluate(Micros now, proto::Effects* out) {
 void Sender::Finish(Micros now, Outcome o, proto::Effects* out) {
   if (outcome_ != Outcome::kRunning) return;
   outcome_ = o;
-  finish_at_ = now + cfg_.linger;
+  // Linger answers late NACKs by unicast; when every receiver has the object
+  // nobody can send one, so waiting would only lengthen the session.
+  bool all_settled = std::all_of(recv_.begin(), recv_.end(),
+                                 [](const auto& e) { return e.second.state == RecvState::kComplete; });
+  finish_at_ = o == Outcome::kAllDone && all_settled && !cfg_.receivers.empty() ? now : now + cfg_.linger;
   repairs_.clear();
   pending_.clear();
   Message m = Base(Type::kClose);
@@ -348,7 +397,7 @@ void Sender::OnNack(Micros now, ReceiverInfo& r, uint32_t b, int need, uint8_t s
     auto done = unicast_done_.find(key);
     if (it != unicast_.end() || (done != unicast_done_.end() && now - done->second < kUnicastRepeat)) return;
     unicast_done_[key] = now;
-    unicast_.push_back({r.id, b});
+    unicast_.push_back({r.id, b, need});
     return;
   }
   // Margin for the receiver's own loss rate so the repair usually lands in one round.
@@ -387,15 +436,7 @@ void Sender::OnStatus(Micros now, const proto::Address& from, const Message& msg
       Emit(a, from, Transport::kDatagram, out);
       return;
     }
-    if (probe_deadline_ == kNever) {
-      probe_nonce_ = static_cast<uint32_t>(rng_());
-      Message p = Base(Type::kProbe);
-      p.probe.nonce = probe_nonce_;
-      p.probe.sender_id = cfg_.backup_for;
-      Emit(p, cfg_.group, Transport::kDatagram, out);
-      probe_deadline_ = now + cfg_.probe_timeout;
-      out->events.push_back("probing primary " + cfg_.backup_for);
-    }
+    if (probe_deadline_ == kNever) SendProbe(now, true, out);
     return;
   }
   ReceiverInfo& r = Info(s.id);
@@ -455,12 +496,27 @@ void Sender::TakeOver(Micros now, proto::Effects* out) {
   last_progress_ = now;
 }
 
+void Sender::SendProbe(Micros now, bool for_nack, proto::Effects* out) {
+  probe_nonce_ = static_cast<uint32_t>(rng_());
+  probe_for_nack_ = for_nack;
+  Message p = Base(Type::kProbe);
+  p.probe.nonce = probe_nonce_;
+  p.probe.sender_id = cfg_.backup_for;
+  Emit(p, cfg_.group, Transport::kDatagram, out);
+  probe_deadline_ = now + cfg_.probe_timeout;
+  out->events.push_back("probing primary " + cfg_.backup_for);
+}
+
 void Sender::BackupTick(Micros now, proto::Effects* out) {
   if (probe_deadline_ != kNever && now >= probe_deadline_) {
     probe_deadline_ = kNever;
     if (now - primary_heard_ >= cfg_.primary_timeout) return TakeOver(now, out), Pump(now, out);
   }
-  out->wake_at = probe_deadline_;
+  // A primary silent for primary_timeout is probed even without NACKs: it
+  // may have died after the last data frame, with receivers that need only
+  // to be asked (or finished) and so never NACK.
+  if (probe_deadline_ == kNever && now - primary_heard_ >= cfg_.primary_timeout) SendProbe(now, false, out);
+  out->wake_at = probe_deadline_ != kNever ? probe_deadline_ : primary_heard_ + cfg_.primary_timeout;
 }
 
 void Sender::OnDatagram(Micros now, const proto::Address& from, std::string_view bytes, proto::Effects* out) {
@@ -482,7 +538,8 @@ void Sender::OnDatagram(Micros now, const proto::Address& from, std::string_view
       if (!cfg_.backup_for.empty() && m.probe.sender_id == cfg_.backup_for && m.probe.nonce == probe_nonce_) {
         primary_heard_ = now;
         probe_deadline_ = kNever;
-        out->events.push_back("alert: receivers miss answers but primary " + cfg_.backup_for + " is alive");
+        if (probe_for_nack_)
+          out->events.push_back("alert: receivers miss answers but primary " + cfg_.backup_for + " is alive");
       }
       break;
     case Type::kAnnounce:
@@ -501,6 +558,8 @@ void Sender::OnDatagram(Micros now, const proto::Address& from, std::string_view
     case Type::kClose:
       if (!cfg_.backup_for.empty() && !from_backup && m.session == session_ && !active_ && !finished_) {
         finished_ = true;
+        // The session's outcome is the primary's.
+        outcome_ = m.close.outcome == 0 ? Outcome::kAllDone : m.close.outcome == 1 ? Outcome::kQuorum : Outcome::kFailed;
         out->events.push_back("primary finished");
       }
       break;

@@ -40,7 +40,7 @@ struct SenderConfig {
   std::string backup_for;      // non-empty: be a backup for the sender with this id
   std::optional<GroupKey> key;
   uint64_t seed = 1;
-  Micros announce_lead = 100 * proto::kMillis;  // announce before the first data frame
+  Micros announce_lead = 40 * proto::kMillis;  // announce (4 times) before the first data frame
   Micros announce_interval = 250 * proto::kMillis;
   Micros nack_period = 100 * proto::kMillis;    // base advice; grows with receivers
   Micros query_interval = 300 * proto::kMillis;
@@ -98,11 +98,13 @@ class Sender {
   struct BlockState {
     uint8_t pass = 0;
     uint8_t used = 0;      // parity symbols sent so far (fresh ones only)
+    int data_resent = 0;   // data frames sent again in repair rounds (when parity runs short)
     Micros last_repair = 0;
   };
   struct UnicastJob {
     std::string id;
     uint32_t block;
+    int need = 0;  // symbols the receiver lacks (0: unknown, send the whole block)
   };
 
   void Pump(Micros now, proto::Effects* out);
@@ -119,10 +121,14 @@ class Sender {
   void AdjustRate(Micros now, proto::Effects* out);
   void BackupTick(Micros now, proto::Effects* out);
   void TakeOver(Micros now, proto::Effects* out);
+  void SendProbe(Micros now, bool for_nack, proto::Effects* out);
   bool LoadBlock(uint32_t b, std::vector<uint8_t>* buf);
+  // The next fresh parity symbol of block b (primary from the bottom, backup
+  // from the top of the symbol space); -1 when the space is used up.
+  int NextParityEsi(uint32_t b) const;
   const RsCode& Code(int k);
   Micros NackPeriod() const;
-  Micros FrameCost(size_t bytes) const;
+  Micros FrameCost(size_t bytes);  // pacing cost of one datagram of `bytes`
   ReceiverInfo& Info(const std::string& id);
 
   SenderConfig cfg_;
@@ -139,6 +145,7 @@ class Sender {
   Micros next_announce_ = 0, next_send_ = 0, next_query_ = proto::kNever, next_rate_check_ = 0;
   uint32_t epoch_ = 0, query_seq_ = 0;
   uint64_t rate_;
+  uint64_t pace_carry_ns_ = 0;  // pacing remainder below a microsecond
   // Data pass position.
   uint32_t next_block_ = 0;
   uint32_t next_esi_ = 0;
@@ -150,7 +157,9 @@ class Sender {
   std::map<std::string, ReceiverInfo> recv_;
   std::map<int, std::unique_ptr<RsCode>> codes_;
   uint32_t cached_block_ = UINT32_MAX;
-  std::vector<uint8_t> block_buf_;
+  std::vector<uint8_t> block_buf_;  // block being repaired
+  uint32_t data_block_ = UINT32_MAX;
+  std::vector<uint8_t> data_buf_;   // block of the data pass
   std::vector<uint8_t> frame_buf_;
   uint64_t progress_sum_ = 0;
   SenderStats stats_;
@@ -158,6 +167,7 @@ class Sender {
   Micros primary_heard_ = 0;
   Micros probe_deadline_ = proto::kNever;
   uint32_t probe_nonce_ = 0;
+  bool probe_for_nack_ = false;  // the pending probe answers NACKs sent to us
   Micros last_alert_ = -proto::kSeconds * 100;
 };
 

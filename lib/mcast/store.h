@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "util/hash.h"
 #include "util/status.h"
@@ -28,6 +30,10 @@ class ObjectSink {
   virtual ~ObjectSink() = default;
   virtual Status Write(uint64_t offset, const uint8_t* data, size_t n) = 0;
   virtual Status Commit(const Hash256& expected) = 0;
+  // Byte ranges (offset, length) already written by an earlier, interrupted
+  // session for the same object (same name, hash and size): the receiver
+  // skips those blocks. Whole-object hash at Commit still decides.
+  virtual std::vector<std::pair<uint64_t, uint64_t>> Resumed() const { return {}; }
 };
 
 // Where a receiver keeps objects.

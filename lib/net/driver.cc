@@ -1,6 +1,7 @@
 #include "net/driver.h"
 
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <boost/asio.hpp>
@@ -68,17 +69,41 @@ struct Driver::Impl {
   proto::Micros epoch = 0;
   Status result;
   bool stopping = false;
-  std::array<char, 65536> gbuf, ubuf;
-  udp::endpoint gfrom, ufrom;
+  std::array<char, 65536> ubuf;
+  udp::endpoint ufrom;
+  // recvmmsg batch for the group socket (multicast data is the bulk of all
+  // traffic): one wake-up drains up to kBatch datagrams and the core's
+  // effects are applied once for the lot.
+  static constexpr int kBatch = 64;
+  static constexpr size_t kSlot = 2048;  // > any datagram of ours (1472)
+  std::vector<char> gbufs = std::vector<char>(kBatch * kSlot);
+  std::array<mmsghdr, kBatch> gmsgs{};
+  std::array<iovec, kBatch> giov{};
+  std::array<sockaddr_in, kBatch> gaddr{};
+  proto::Micros armed_at = proto::kNever;  // the timer's current deadline
+  std::vector<const proto::Send*> dgrams;  // sendmmsg batch being built
 
   proto::Micros Now() const { return MonotonicMicros() - epoch; }
 
   void Apply() {
-    for (proto::Send& s : fx.sends) Send(s);
+    for (proto::Send& s : fx.sends) {
+      if (s.transport == proto::Transport::kStream) {
+        FlushDatagrams();
+        SendStream(s);
+      } else {
+        dgrams.push_back(&s);
+        if (dgrams.size() == kBatch) FlushDatagrams();
+      }
+    }
+    FlushDatagrams();
     if (after) after(fx);
     proto::Micros wake = fx.wake_at;
     fx.Clear();
     if (done && done()) return Stop(Status::Ok());
+    // Re-arming a timer costs a cancelled handler and a timerfd update; per
+    // datagram that is most of a receiver's work, so only when it moved.
+    if (wake == armed_at) return;
+    armed_at = wake;
     if (wake == proto::kNever) {
       timer.cancel();
       return;
@@ -87,6 +112,7 @@ struct Driver::Impl {
     timer.expires_after(std::chrono::microseconds(delay));
     timer.async_wait([this](const boost::system::error_code& ec) {
       if (ec || stopping) return;
+      armed_at = proto::kNever;
       core->OnTimer(Now(), &fx);
       Apply();
     });
@@ -99,16 +125,41 @@ struct Driver::Impl {
     io.stop();
   }
 
-  void Send(const proto::Send& s) {
-    if (s.transport == proto::Transport::kStream) return SendStream(s);
-    boost::system::error_code ec;
-    uni_sock.send_to(asio::buffer(s.bytes), udp::endpoint(V4(s.to.ip), s.to.port), 0, ec);
-    if (ec) {
-      ++stats.send_errors;
-    } else {
-      ++stats.datagrams_out;
-      stats.bytes_out += s.bytes.size();
+  // Sends the queued datagrams with sendmmsg, waiting for buffer space like
+  // a blocking send would (asio keeps the descriptor non-blocking).
+  void FlushDatagrams() {
+    size_t n = dgrams.size(), done_n = 0;
+    if (n == 0) return;
+    std::array<mmsghdr, kBatch> msgs{};
+    std::array<iovec, kBatch> iov{};
+    std::array<sockaddr_in, kBatch> to{};
+    for (size_t i = 0; i < n; ++i) {
+      const proto::Send& s = *dgrams[i];
+      to[i].sin_family = AF_INET;
+      to[i].sin_addr.s_addr = htonl(s.to.ip);
+      to[i].sin_port = htons(s.to.port);
+      iov[i] = {const_cast<char*>(s.bytes.data()), s.bytes.size()};
+      msgs[i].msg_hdr.msg_name = &to[i];
+      msgs[i].msg_hdr.msg_namelen = sizeof to[i];
+      msgs[i].msg_hdr.msg_iov = &iov[i];
+      msgs[i].msg_hdr.msg_iovlen = 1;
     }
+    int fd = uni_sock.native_handle();
+    while (done_n < n) {
+      int r = sendmmsg(fd, &msgs[done_n], static_cast<unsigned>(n - done_n), 0);
+      if (r > 0) {
+        for (int i = 0; i < r; ++i) stats.bytes_out += dgrams[done_n + i]->bytes.size();
+        stats.datagrams_out += r;
+        done_n += r;
+      } else if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ENOBUFS)) {
+        pollfd p{fd, POLLOUT, 0};
+        poll(&p, 1, 100);
+      } else {
+        ++stats.send_errors;  // this datagram (e.g. no route): skip it, keep the rest
+        ++done_n;
+      }
+    }
+    dgrams.clear();
   }
 
   void SendStream(const proto::Send& s) {
@@ -153,11 +204,57 @@ struct Driver::Impl {
   }
 
   void ReadGroup() {
-    group_sock.async_receive_from(asio::buffer(gbuf), gfrom, [this](const boost::system::error_code& ec, size_t n) {
+    group_sock.async_wait(udp::socket::wait_read, [this](const boost::system::error_code& ec) {
       if (ec == asio::error::operation_aborted || stopping) return;
-      if (!ec) Deliver(ToAddr(gfrom), std::string_view(gbuf.data(), n));
-      ReadGroup();
+      if (ec || stopping) return;
+      DrainGroup();
     });
+  }
+
+  // Reads up to 4 batches, then yields to the other handlers (timers, the
+  // unicast socket). asio's epoll is edge-triggered: when datagrams may be
+  // left, come back through post() instead of waiting for a new edge.
+  void DrainGroup() {
+    bool more = DrainBatches();
+    if (stopping) return;
+    if (more)
+      asio::post(io, [this] {
+        if (!stopping) DrainGroup();
+      });
+    else
+      ReadGroup();
+  }
+
+  bool DrainBatches() {
+    int fd = group_sock.native_handle();
+    for (int round = 0; round < 4; ++round) {
+      if (stopping) return false;
+      for (int i = 0; i < kBatch; ++i) {
+        giov[i] = {&gbufs[i * kSlot], kSlot};
+        gmsgs[i].msg_hdr = {};
+        gmsgs[i].msg_hdr.msg_name = &gaddr[i];
+        gmsgs[i].msg_hdr.msg_namelen = sizeof gaddr[i];
+        gmsgs[i].msg_hdr.msg_iov = &giov[i];
+        gmsgs[i].msg_hdr.msg_iovlen = 1;
+      }
+      int r = recvmmsg(fd, gmsgs.data(), kBatch, MSG_DONTWAIT, nullptr);
+      if (r <= 0) return false;
+      proto::Micros now = Now();
+      int delivered = 0;
+      for (int i = 0; i < r; ++i) {
+        if (gmsgs[i].msg_hdr.msg_flags & MSG_TRUNC) continue;  // not one of ours
+        proto::Address from{ntohl(gaddr[i].sin_addr.s_addr), ntohs(gaddr[i].sin_port)};
+        if (from == local) continue;  // our own multicast, looped back
+        ++stats.datagrams_in;
+        ++delivered;
+        core->OnDatagram(now, from, std::string_view(&gbufs[i * kSlot], gmsgs[i].msg_len), &fx);
+      }
+      // Only after the core ran: fx.wake_at is its answer (an empty fx would
+      // read as "no wake-up" and cancel the timer).
+      if (delivered) Apply();
+      if (r < kBatch) return false;
+    }
+    return true;
   }
 
   void ReadUnicast() {
@@ -306,6 +403,8 @@ Status Driver::Run(CoreHandle& core, const std::function<bool()>& done,
   d.result = Status::Ok();
   d.epoch = MonotonicMicros();
   d.io.restart();
+  d.timer.cancel();  // a wait left from an earlier Run
+  d.armed_at = proto::kNever;
   d.signals.async_wait([&d](const boost::system::error_code& ec, int) {
     if (!ec) d.Stop(Error(Code::kFailure, "interrupted"));
   });

@@ -271,6 +271,7 @@ int RunRecv(const Options& o) {
       if (o.json)
         std::cout << JsonObject().Str("file", path).Str("state", ok ? "complete" : "failed").Str("reason", r.reason)
                          .Bool("already_had", r.already_had).Uint("size", r.size).Uint("unicast_frames", r.unicast_frames)
+                         .Uint("resumed_bytes", r.resumed_bytes)
                          .Build() << "\n";
       else
         std::cout << path << " " << (ok ? "complete" : "failed") << (r.reason.empty() ? "" : ": " + r.reason) << "\n";
