@@ -6,12 +6,8 @@ set -euo pipefail
 source "$(dirname "$0")/bed.inc"
 bed_require_root
 source "$(dirname "$0")/leader_lib.inc"
-WORK=$(mktemp -d)
-bed_init
-trap 'bed_cleanup; rm -rf "$WORK"' EXIT
-HOSTS=(h1 h2 h3 h4 h5)
-for i in 1 2 3 4 5; do bed_host h$i 198.18.0.$i; bed_loss h$i 20; done
-leader_start h1 250; leader_start h2 200; leader_start h3 150; leader_start h4 100; leader_start h5 50
+leader_bed_five 20
+leader_start_five
 wait_agreed h1 20
 echo "ok: h1 leads under 20% loss"
 

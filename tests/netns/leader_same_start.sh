@@ -6,11 +6,7 @@ set -euo pipefail
 source "$(dirname "$0")/bed.inc"
 bed_require_root
 source "$(dirname "$0")/leader_lib.inc"
-WORK=$(mktemp -d)
-bed_init
-trap 'bed_cleanup; rm -rf "$WORK"' EXIT
-HOSTS=(h1 h2 h3 h4 h5)
-for i in 1 2 3 4 5; do bed_host h$i 198.18.0.$i; done
+leader_bed_five
 cat >"$WORK/segment.toml" <<TOML
 group = "$GROUP"
 priority = 100
