@@ -1,0 +1,129 @@
+#include "util/subprocess.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+extern char** environ;
+
+namespace cm {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+void Drain(int fd, std::string* into, bool* open) {
+  char buf[65536];
+  ssize_t n = read(fd, buf, sizeof buf);
+  if (n > 0) {
+    into->append(buf, static_cast<size_t>(n));
+  } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+    *open = false;
+  }
+}
+
+}  // namespace
+
+Result<ProcessResult> RunProcess(const std::vector<std::string>& argv, const ProcessOptions& opts) {
+  if (argv.empty()) return Error(Code::kUsage, "no command");
+  int out_pipe[2], err_pipe[2] = {-1, -1};
+  if (pipe2(out_pipe, O_CLOEXEC) != 0) return ErrnoError("pipe", errno);
+  if (opts.capture_stderr && pipe2(err_pipe, O_CLOEXEC) != 0) {
+    int e = errno;
+    close(out_pipe[0]);
+    close(out_pipe[1]);
+    return ErrnoError("pipe", e);
+  }
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, out_pipe[1], 1);
+  if (opts.capture_stderr) posix_spawn_file_actions_adddup2(&fa, err_pipe[1], 2);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  // A fresh process group so a timeout can stop the child and its children.
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK);
+  posix_spawnattr_setpgroup(&attr, 0);
+  sigset_t none;
+  sigemptyset(&none);
+  posix_spawnattr_setsigmask(&attr, &none);
+
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  std::vector<std::string> env_store;
+  std::vector<char*> envp;
+  for (char** e = environ; e && *e; ++e) envp.push_back(*e);
+  for (const auto& e : opts.env) envp.push_back(const_cast<char*>(e.c_str()));
+  envp.push_back(nullptr);
+
+  pid_t pid = 0;
+  int rc = posix_spawnp(&pid, argv[0].c_str(), &fa, &attr, args.data(), envp.data());
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  close(out_pipe[1]);
+  if (opts.capture_stderr) close(err_pipe[1]);
+  if (rc != 0) {
+    close(out_pipe[0]);
+    if (opts.capture_stderr) close(err_pipe[0]);
+    return ErrnoError(argv[0], rc);
+  }
+
+  ProcessResult res;
+  bool out_open = true, err_open = opts.capture_stderr;
+  auto start = Clock::now();
+  int signals_sent = 0;
+  Clock::time_point term_at{};
+  while (out_open || err_open) {
+    pollfd fds[2];
+    int n = 0;
+    if (out_open) fds[n++] = {out_pipe[0], POLLIN, 0};
+    if (err_open) fds[n++] = {err_pipe[0], POLLIN, 0};
+    int pr = poll(fds, static_cast<nfds_t>(n), 100);
+    if (pr > 0) {
+      for (int i = 0; i < n; ++i) {
+        if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+        if (fds[i].fd == out_pipe[0]) Drain(out_pipe[0], &res.out, &out_open);
+        else Drain(err_pipe[0], &res.err, &err_open);
+      }
+    }
+    bool cancel = opts.cancel && opts.cancel->load();
+    bool late = opts.timeout.count() > 0 && Clock::now() - start > opts.timeout;
+    if ((cancel || late) && signals_sent == 0) {
+      res.timed_out = late;
+      kill(-pid, SIGTERM);
+      signals_sent = 1;
+      term_at = Clock::now();
+    } else if (signals_sent == 1 && Clock::now() - term_at > std::chrono::seconds(3)) {
+      kill(-pid, SIGKILL);
+      signals_sent = 2;
+    }
+  }
+  close(out_pipe[0]);
+  if (opts.capture_stderr) close(err_pipe[0]);
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFEXITED(status)) res.exit_code = WEXITSTATUS(status);
+  else if (WIFSIGNALED(status)) res.exit_code = 128 + WTERMSIG(status);
+  return res;
+}
+
+std::string LastLine(const std::string& text) {
+  size_t end = text.size();
+  while (end > 0) {
+    size_t nl = text.rfind('\n', end - 1);
+    size_t begin = nl == std::string::npos ? 0 : nl + 1;
+    if (end > begin) return text.substr(begin, end - begin);
+    if (nl == std::string::npos) break;
+    end = nl;
+  }
+  return {};
+}
+
+}  // namespace cm

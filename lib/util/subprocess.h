@@ -1,0 +1,38 @@
+// Running another Content Mover tool (cm-apply, cm-mcast) as a child process:
+// argv only (no shell), stdout captured, stderr passed through or captured,
+// a time limit after which the child gets SIGTERM, then SIGKILL.
+// Thread-safe: each call owns its child; children are reaped before return.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "util/status.h"
+
+namespace cm {
+
+struct ProcessResult {
+  int exit_code = -1;   // the child's exit status; 128+N when killed by signal N
+  bool timed_out = false;
+  std::string out;      // captured stdout
+  std::string err;      // captured stderr (when capture_stderr)
+};
+
+struct ProcessOptions {
+  std::chrono::milliseconds timeout{0};  // 0 = none
+  bool capture_stderr = true;
+  const std::atomic<bool>* cancel = nullptr;  // polled; true = terminate the child
+  std::vector<std::string> env;               // extra NAME=VALUE entries
+};
+
+// Runs argv[0] (looked up in PATH when it has no '/'). An error Status only
+// when the child could not be started; a failing child is a result with its
+// exit code.
+Result<ProcessResult> RunProcess(const std::vector<std::string>& argv, const ProcessOptions& opts = {});
+
+// The last non-empty line of a child's stderr, for one-line error reports.
+std::string LastLine(const std::string& text);
+
+}  // namespace cm
