@@ -17,6 +17,17 @@ void RsCode::Encode(int esi, const uint8_t* const* data, size_t len, uint8_t* ou
   ec_encode_data(static_cast<int>(len), k_, 1, tables.data(), const_cast<uint8_t**>(data), outs);
 }
 
+void RsCode::EncodeMany(const std::vector<int>& esis, const uint8_t* const* data, size_t len,
+                        uint8_t* const* outs) const {
+  const size_t k = static_cast<size_t>(k_), n = esis.size();
+  if (n == 0) return;
+  std::vector<uint8_t> rows(n * k), tables(32 * k * n);
+  for (size_t r = 0; r < n; ++r) std::memcpy(&rows[r * k], &matrix_[static_cast<size_t>(esis[r]) * k], k);
+  ec_init_tables(k_, static_cast<int>(n), rows.data(), tables.data());
+  ec_encode_data(static_cast<int>(len), k_, static_cast<int>(n), tables.data(), const_cast<uint8_t**>(data),
+                 const_cast<uint8_t**>(outs));
+}
+
 bool RsCode::Decode(const std::vector<int>& esis, const std::vector<const uint8_t*>& symbols, size_t len,
                     const std::vector<uint8_t*>& data) const {
   if (esis.size() != static_cast<size_t>(k_) || symbols.size() != esis.size() || data.size() != esis.size())

@@ -23,6 +23,9 @@ class RsCode {
   // Parity symbol esi (k <= esi < kMaxSymbols) of `data` (k pointers to
   // `len` bytes each) into out (len bytes).
   void Encode(int esi, const uint8_t* const* data, size_t len, uint8_t* out) const;
+  // Several parity symbols in one pass over the data (ISA-L reads the k
+  // inputs once per group of output rows): esis[i] into outs[i].
+  void EncodeMany(const std::vector<int>& esis, const uint8_t* const* data, size_t len, uint8_t* const* outs) const;
 
   // Rebuilds every data symbol from k distinct symbols. esis[i] names
   // symbols[i]; data[j] (j < k) receives data symbol j (may alias a symbol

@@ -1,10 +1,12 @@
 #include "mcast/file_store.h"
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <map>
 #include <vector>
 
@@ -18,14 +20,116 @@ Result<std::unique_ptr<FileSource>> FileSource::Open(const std::string& path) {
   if (fstat(s->fd_.get(), &st) != 0) return ErrnoError(path, errno);
   if (!S_ISREG(st.st_mode)) return Error(Code::kUsage, path + ": not a regular file");
   s->size_ = static_cast<uint64_t>(st.st_size);
+  s->available_ = s->size_;
   return s;
 }
 
+Result<std::unique_ptr<FileSource>> FileSource::OpenGrowing(const std::string& path, uint64_t final_size) {
+  auto s = std::unique_ptr<FileSource>(new FileSource);
+  s->fd_ = UniqueFd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!s->fd_) return ErrnoError(path, errno);
+  struct stat st;
+  if (fstat(s->fd_.get(), &st) != 0) return ErrnoError(path, errno);
+  if (!S_ISREG(st.st_mode)) return Error(Code::kUsage, path + ": not a regular file");
+  s->size_ = final_size;
+  s->growing_ = true;
+  s->Probe();
+  return s;
+}
+
+FileSource::~FileSource() {
+  stop_ = true;
+  if (hasher_.joinable()) hasher_.join();
+}
+
+uint64_t FileSource::Probe() {
+  struct stat st;
+  if (fstat(fd_.get(), &st) == 0) Grow(std::min<uint64_t>(static_cast<uint64_t>(st.st_size), size_));
+  return available_.load();
+}
+
+void FileSource::Grow(uint64_t n) {
+  n = std::min(n, size_);
+  uint64_t cur = available_.load();
+  while (cur < n && !available_.compare_exchange_weak(cur, n)) {
+  }
+}
+
+void FileSource::SetHash(const Hash256& h) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (hash_known_) return;
+  hash_ = h;
+  hash_known_ = true;
+}
+
+std::optional<Hash256> FileSource::Hash() {
+  if (!hash_known_) return std::nullopt;
+  std::lock_guard<std::mutex> lock(mu_);
+  return hash_;
+}
+
+std::string FileSource::hash_error() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return hash_error_;
+}
+
+Status FileSource::Fault() {
+  std::string e = hash_error();
+  return e.empty() ? Status::Ok() : Error(Code::kIo, e);
+}
+
+uint64_t FileSource::Available() {
+  uint64_t a = available_.load();
+  return a < size_ && growing_ ? Probe() : a;
+}
+
 Status FileSource::Read(uint64_t offset, size_t n, uint8_t* out) {
+  if (offset > size_ || n > size_ - offset) return Error(Code::kIo, "read past the end of the object");
   auto r = PreadFull(fd_.get(), out, n, offset);
   if (!r.ok()) return r.status();
   if (*r != n) return Error(Code::kIo, "short read: the file changed while being sent");
   return Status::Ok();
+}
+
+void FileSource::StartHashing() {
+  if (hasher_.joinable() || hash_known_) return;
+  hasher_ = std::thread([this] { HashLoop(); });
+}
+
+void FileSource::HashLoop() {
+  // Below the sender's own thread: on a busy host the hash may take longer,
+  // but the pacing thread must not lose its slot to it (the session does not
+  // wait for the hash until its very end).
+  setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 10);
+  Hasher h;
+  std::vector<uint8_t> buf(1 << 20);
+  uint64_t off = 0;
+  while (off < size_ && !stop_) {
+    uint64_t avail = growing_ ? Probe() : size_;
+    if (avail <= off) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      continue;
+    }
+    size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), avail - off));
+    auto r = PreadFull(fd_.get(), buf.data(), want, off);
+    if (!r.ok() || *r != want) {
+      std::lock_guard<std::mutex> lock(mu_);
+      hash_error_ = r.ok() ? "short read: the file shrank while being hashed" : r.status().ToString();
+      return;
+    }
+    h.Update(buf.data(), want);
+    off += want;
+  }
+  if (stop_) return;
+  if (growing_) {
+    struct stat st;
+    if (fstat(fd_.get(), &st) == 0 && static_cast<uint64_t>(st.st_size) > size_) {
+      std::lock_guard<std::mutex> lock(mu_);
+      hash_error_ = "the file grew past its announced size";
+      return;
+    }
+  }
+  SetHash(h.Finish());
 }
 
 namespace {
@@ -41,20 +145,24 @@ namespace {
 // written, ranges that land ahead of it (or come from the resumed part) are
 // read back from the file once the prefix reaches them. Commit then only
 // finishes the hash instead of reading the whole object back.
-constexpr char kPartMagic[8] = {'C', 'M', 'P', 'A', 'R', 'T', '1', '\n'};
-constexpr size_t kPartHeader = sizeof kPartMagic + 32 + 8;
+constexpr char kPartMagic[8] = {'C', 'M', 'P', 'A', 'R', 'T', '2', '\n'};
+constexpr size_t kPartHeader = sizeof kPartMagic + 4 + 8;
+// Written blocks are pushed to the disk in the background every this many
+// bytes (sync_file_range), so the fsync before the rename has little left
+// to write and does not sit between the last frame and the "complete".
+constexpr uint64_t kWritebackEvery = 4 << 20;
 
 class FileSink : public ObjectSink {
  public:
   ~FileSink() override = default;  // an unfinished part and its map stay for a resume
 
-  Status Open(const std::string& final_path, const Hash256& hash, uint64_t size) {
+  Status Open(const std::string& final_path, uint32_t object_id, uint64_t size) {
     final_ = final_path;
     part_ = DirName(final_path) + "/." + BaseName(final_path) + ".tmp.cm-part";
     map_ = part_ + ".map";
     size_ = size;
     std::string header(kPartMagic, sizeof kPartMagic);
-    header.append(reinterpret_cast<const char*>(hash.data()), hash.size());
+    for (int i = 0; i < 4; ++i) header += static_cast<char>(object_id >> (8 * i));
     for (int i = 0; i < 8; ++i) header += static_cast<char>(size >> (8 * i));
     if (TryResume(header)) return Status::Ok();
     resumed_.clear();
@@ -74,6 +182,10 @@ class FileSink : public ObjectSink {
       rec[8 + i] = static_cast<uint8_t>(uint64_t(n) >> (8 * i));
     }
     CM_RETURN_IF_ERROR(WriteFull(map_fd_.get(), rec, sizeof rec));
+    if ((unsynced_ += n) >= kWritebackEvery) {
+      unsynced_ = 0;
+      sync_file_range(part_fd_.get(), 0, 0, SYNC_FILE_RANGE_WRITE);  // start writeback, do not wait
+    }
     if (offset < hashed_) {
       rewritten_ = true;  // hashed bytes changed: Commit hashes the whole file
     } else if (offset == hashed_) {
@@ -111,6 +223,13 @@ class FileSink : public ObjectSink {
   }
 
   std::vector<std::pair<uint64_t, uint64_t>> Resumed() const override { return resumed_; }
+
+  void Discard() override {
+    part_fd_.reset();
+    map_fd_.reset();
+    unlink(part_.c_str());
+    unlink(map_.c_str());
+  }
 
  private:
   bool TryResume(const std::string& header) {
@@ -170,7 +289,7 @@ class FileSink : public ObjectSink {
 
   std::string final_, part_, map_;
   UniqueFd part_fd_, map_fd_;
-  uint64_t size_ = 0, hashed_ = 0;
+  uint64_t size_ = 0, hashed_ = 0, unsynced_ = 0;
   Hasher hasher_;
   bool rewritten_ = false;
   std::map<uint64_t, uint64_t> ahead_;  // offset -> end of ranges written past hashed_
@@ -181,13 +300,32 @@ class FileSink : public ObjectSink {
 }  // namespace
 
 bool FileStore::Has(const std::string& name, const Hash256& hash) {
-  auto h = HashPath(PathOf(name));
-  return h.ok() && *h == hash;
+  std::string path = PathOf(name);
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+    known_.erase(name);
+    return false;
+  }
+  Known k;
+  k.dev = st.st_dev;
+  k.ino = st.st_ino;
+  k.size = static_cast<uint64_t>(st.st_size);
+  k.mtime_ns = int64_t(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
+  k.ctime_ns = int64_t(st.st_ctim.tv_sec) * 1'000'000'000 + st.st_ctim.tv_nsec;
+  auto it = known_.find(name);
+  if (it != known_.end() && it->second.dev == k.dev && it->second.ino == k.ino && it->second.size == k.size &&
+      it->second.mtime_ns == k.mtime_ns && it->second.ctime_ns == k.ctime_ns)
+    return it->second.hash == hash;
+  auto h = HashPath(path);
+  if (!h.ok()) return false;
+  k.hash = *h;
+  known_[name] = k;
+  return *h == hash;
 }
 
-Result<std::unique_ptr<ObjectSink>> FileStore::Create(const std::string& name, const Hash256& hash, uint64_t size) {
+Result<std::unique_ptr<ObjectSink>> FileStore::Create(const std::string& name, uint32_t object_id, uint64_t size) {
   auto sink = std::make_unique<FileSink>();
-  CM_RETURN_IF_ERROR(sink->Open(PathOf(name), hash, size));
+  CM_RETURN_IF_ERROR(sink->Open(PathOf(name), object_id, size));
   return std::unique_ptr<ObjectSink>(std::move(sink));
 }
 

@@ -4,8 +4,13 @@
 
 namespace cm::mcast {
 
+MemorySource::MemorySource(std::string bytes)
+    : bytes_(std::move(bytes)), available_(bytes_.size()), full_hash_(HashBytes(bytes_.data(), bytes_.size())),
+      hash_(full_hash_) {}
+
 Status MemorySource::Read(uint64_t offset, size_t n, uint8_t* out) {
   if (offset > bytes_.size() || n > bytes_.size() - offset) return Error(Code::kIo, "read past end");
+  if (offset + n > available_) return Error(Code::kIo, "read past the available bytes");
   std::memcpy(out, bytes_.data() + offset, n);
   return Status::Ok();
 }
@@ -42,8 +47,10 @@ bool MemoryStore::Has(const std::string& name, const Hash256& hash) {
   return it != objects_.end() && HashBytes(it->second.data(), it->second.size()) == hash;
 }
 
-Result<std::unique_ptr<ObjectSink>> MemoryStore::Create(const std::string& name, const Hash256&, uint64_t size) {
+Result<std::unique_ptr<ObjectSink>> MemoryStore::Create(const std::string& name, uint32_t, uint64_t size) {
   if (size > (1ull << 32)) return Error(Code::kNoSpace, "too big for memory");
+  ++creates;
+  ++created[name];
   return std::unique_ptr<ObjectSink>(new MemorySink(this, name, size, corrupt_offset_plus1));
 }
 

@@ -19,6 +19,8 @@ struct Receiver::Session {
   Geometry geo;
   proto::Address sender, backup;
   bool via_backup = false;
+  bool hash_known = false;  // a.hash is the whole-object hash
+  uint32_t last_epoch = 0;  // of the last announcement heard (a new sender run starts again at 1)
   std::unique_ptr<ObjectSink> sink;
   struct Block {
     std::vector<uint8_t> esis;
@@ -62,7 +64,66 @@ std::pair<uint64_t, uint64_t> Receiver::progress() const {
 
 void Receiver::Start(Micros now, proto::Effects* out) {
   started_ = now;
-  out->wake_at = kNever;
+  if (!cfg_.wants.empty() && !cfg_.one_session)
+    next_want_ = now + static_cast<Micros>(rng_() % static_cast<uint64_t>(std::max<Micros>(cfg_.want_period / 4, 1)));
+  out->wake_at = next_want_;
+}
+
+void Receiver::SetWants(Micros now, std::vector<WantEntry> wants, proto::Effects* out) {
+  cfg_.wants = std::move(wants);
+  want_backoff_ = 0;
+  want_hold_until_ = 0;
+  next_want_ = cfg_.wants.empty() || cfg_.one_session ? kNever : now;
+  Pump(now, out);
+}
+
+std::vector<WantEntry> Receiver::Missing() {
+  std::vector<WantEntry> missing;
+  for (const WantEntry& w : cfg_.wants) {
+    bool arriving = false;
+    for (auto& [id, sp] : sessions_) {
+      const Session& s = *sp;
+      if (s.result.state == RecvState::kIncomplete && s.a.name == w.name && s.a.size == w.size &&
+          (!s.hash_known || s.a.hash == w.hash))
+        arriving = true;
+    }
+    if (!arriving && !store_->Has(w.name, w.hash)) missing.push_back(w);
+  }
+  return missing;
+}
+
+void Receiver::CheckWants(Micros now, proto::Effects* out) {
+  std::vector<WantEntry> missing = Missing();
+  if (missing.empty()) {
+    want_backoff_ = 0;
+    wanting_.clear();
+    next_want_ = now + Jitter(cfg_.want_period);
+    return;
+  }
+  if (now >= want_hold_until_) {
+    for (const WantEntry& w : missing)
+      if (std::find(wanting_.begin(), wanting_.end(), w.name) == wanting_.end())
+        out->events.push_back("want " + w.name);
+    wanting_.clear();
+    for (const WantEntry& w : missing) wanting_.push_back(w.name);
+    // As many datagrams as the list needs (each names what fits).
+    for (size_t i = 0; i < missing.size();) {
+      size_t n = std::max<size_t>(1, WantEntriesThatFit(missing, i, cfg_.id.size()));
+      Message m;
+      m.type = Type::kWant;
+      m.session = 0;
+      m.want.id = cfg_.id;
+      m.want.entries.assign(missing.begin() + static_cast<ptrdiff_t>(i),
+                            missing.begin() + static_cast<ptrdiff_t>(std::min(missing.size(), i + n)));
+      i += n;
+      m.want.more = i < missing.size();
+      out->sends.push_back({cfg_.group, Encode(m, key_), Transport::kDatagram});
+      ++wants_sent_;
+    }
+  }
+  // Unanswered wants back off (a missing object nobody serves costs little).
+  Micros period = cfg_.want_period << std::min(want_backoff_++, 3);
+  next_want_ = now + Jitter(period);
 }
 
 void Receiver::OnTimer(Micros now, proto::Effects* out) { Pump(now, out); }
@@ -82,11 +143,24 @@ void Receiver::End(Micros now, Session& s, RecvState st, const std::string& reas
 }
 
 void Receiver::Complete(Micros now, Session& s, proto::Effects* out) {
+  if (!s.hash_known) return;  // every block is here; the hash comes with a later announcement
   Status st = s.sink ? s.sink->Commit(s.a.hash) : Error(Code::kIo, "no sink");
   if (!st.ok())
     End(now, s, RecvState::kFailed, st.code() == Code::kCorrupt ? "hash mismatch" : st.ToString(), out);
   else
     End(now, s, RecvState::kComplete, "", out);
+}
+
+void Receiver::OnHashKnown(Micros now, Session& s, proto::Effects* out) {
+  if (s.result.state != RecvState::kIncomplete) return;
+  if (store_->Has(s.a.name, s.a.hash)) {
+    // We held it all along (the first announcements had no hash yet).
+    if (s.sink) s.sink->Discard();
+    s.result.already_had = true;
+    s.last_complete_answer = now;
+    return End(now, s, RecvState::kComplete, "", out);
+  }
+  if (s.done_blocks == s.blocks.size()) Complete(now, s, out);
 }
 
 void Receiver::SendStatus(Micros now, Session& s, proto::Effects* out) {
@@ -106,7 +180,8 @@ void Receiver::SendStatus(Micros now, Session& s, proto::Effects* out) {
   if (s.result.state == RecvState::kIncomplete) {
     // Blocks behind the newest one heard are overdue; once all data has been
     // sent (or the sender is gone) every incomplete block is.
-    uint32_t horizon = (s.a.phase >= 1 || s.via_backup || silent || s.close_deadline != kNever)
+    bool last_heard_of = s.highest_seen + 1 >= static_cast<int64_t>(s.blocks.size());  // the pass reached the end
+    uint32_t horizon = (s.a.phase >= 1 || s.via_backup || silent || s.close_deadline != kNever || last_heard_of)
                            ? static_cast<uint32_t>(s.blocks.size())
                            : static_cast<uint32_t>(std::max<int64_t>(s.highest_seen, 0));
     for (uint32_t b = 0; b < horizon && st.nacks.size() <= kMaxRuns; ++b) {
@@ -138,11 +213,31 @@ void Receiver::SendStatus(Micros now, Session& s, proto::Effects* out) {
 void Receiver::OnAnnounce(Micros now, const proto::Address& from, const Message& m, proto::Effects* out) {
   const Announce& a = m.announce;
   bool from_backup = m.flags & kFlagBackup;
+  bool known = a.flags & kAnnounceHashKnown;
   auto it = sessions_.find(m.session);
   if (it != sessions_.end()) {
     Session& s = *it->second;
-    if (a.hash != s.a.hash || a.size != s.a.size || a.frame_size != s.a.frame_size || a.block_k != s.a.block_k)
-      return;  // a different object under a colliding id: ignore
+    bool other = a.size != s.a.size || a.frame_size != s.a.frame_size || a.block_k != s.a.block_k ||
+                 a.name != s.a.name || (known && s.hash_known && a.hash != s.a.hash);
+    if (other && s.result.state == RecvState::kIncomplete) return;  // a different object under a colliding id: ignore
+    // The same object sent again (a server answering wants, a restarted
+    // sender): a session we failed is tried again, and one we completed is
+    // received again if the object is no longer in the store; answering
+    // "complete" from memory would be a false complete.
+    // A failed one is retried when a new sender run announces it (its epoch
+    // starts again) or a second after the failure, not at every announcement
+    // of the run it failed in (a full disk would loop).
+    bool new_run = a.epoch < s.last_epoch;
+    bool again = !other && a.phase < 2 && s.result.state != RecvState::kIncomplete && !cfg_.one_session &&
+                 ((s.result.state == RecvState::kFailed && (new_run || now - s.ended_at >= proto::kSeconds)) ||
+                  (s.result.state == RecvState::kComplete && !store_->Has(s.a.name, s.a.hash)));
+    if (other || again) {
+      sessions_.erase(it);  // a new version under an id we used before (same name, size and first bytes)
+      it = sessions_.end();
+    }
+  }
+  if (it != sessions_.end()) {
+    Session& s = *it->second;
     if (from_backup) {
       s.via_backup = true;
       s.backup = from;
@@ -151,9 +246,22 @@ void Receiver::OnAnnounce(Micros now, const proto::Address& from, const Message&
       s.sender = from;
     }
     s.last_heard = now;
+    s.last_epoch = std::max(s.last_epoch, a.epoch);
+    bool tail_began = s.a.phase == 0 && a.phase >= 1;
     s.a.phase = a.phase;
     s.nack_period = std::max<Micros>(a.nack_period_ms * kMillis, 10 * kMillis);
     if (s.result.state == RecvState::kIncomplete && s.next_report == kNever) s.next_report = now + Jitter(s.nack_period);
+    // All data is out: what we lack now is known; report it soon (after a
+    // short random back-off) rather than at the end of the period.
+    if (tail_began && s.result.state == RecvState::kIncomplete)
+      s.next_report = std::min(s.next_report, now + 1 + static_cast<Micros>(rng_() % static_cast<uint64_t>(std::max<Micros>(s.nack_period / 4, 1))));
+    if (known && !s.hash_known) {
+      s.hash_known = true;
+      s.a.hash = a.hash;
+      s.a.flags |= kAnnounceHashKnown;
+      s.result.hash = a.hash;
+      OnHashKnown(now, s, out);
+    }
     // A (re)started sender announcing what we hold hears "complete" at once.
     if (s.result.state == RecvState::kComplete && a.phase == 0 && now - s.last_complete_answer > proto::kSeconds) {
       s.last_complete_answer = now;
@@ -167,6 +275,8 @@ void Receiver::OnAnnounce(Micros now, const proto::Address& from, const Message&
   auto s = std::make_unique<Session>();
   s->id = m.session;
   s->a = a;
+  s->last_epoch = a.epoch;
+  s->hash_known = known;
   s->geo = Geometry{a.size, a.frame_size, a.block_k};
   (from_backup ? s->backup : s->sender) = from;
   s->sender = from;
@@ -179,13 +289,28 @@ void Receiver::OnAnnounce(Micros now, const proto::Address& from, const Message&
   s->result.size = a.size;
   Session& ref = *s;
   sessions_[m.session] = std::move(s);
+  want_backoff_ = 0;
   out->events.push_back("session " + std::to_string(m.session) + " " + a.name + " size " + std::to_string(a.size));
-  if (store_->Has(a.name, a.hash)) {
+  if (known && store_->Has(a.name, a.hash)) {
     ref.result.already_had = true;
     ref.last_complete_answer = now;
     return End(now, ref, RecvState::kComplete, "", out);
   }
-  auto sink = store_->Create(a.name, a.hash, a.size);
+  // A daemon joining a session for an object on its want list asks to be
+  // waited for: the sender may not know it (it was not listed).
+  if (!cfg_.one_session) {
+    for (const WantEntry& w : cfg_.wants) {
+      if (w.name != a.name || w.size != a.size || (known && w.hash != a.hash)) continue;
+      Message wm;
+      wm.type = Type::kWant;
+      wm.want.id = cfg_.id;
+      wm.want.entries = {w};
+      out->sends.push_back({from, Encode(wm, key_), Transport::kDatagram});
+      ++wants_sent_;
+      break;
+    }
+  }
+  auto sink = store_->Create(a.name, m.session, a.size);
   if (!sink.ok()) return End(now, ref, RecvState::kFailed, sink.status().ToString(), out);
   ref.sink = std::move(*sink);
   ref.blocks.resize(ref.geo.blocks());
@@ -205,8 +330,8 @@ void Receiver::OnAnnounce(Micros now, const proto::Address& from, const Message&
   }
   if (ref.result.resumed_bytes)
     out->events.push_back("resumed " + a.name + ": " + std::to_string(ref.result.resumed_bytes) + " bytes on disk");
-  if (ref.done_blocks == ref.blocks.size()) return Complete(now, ref, out);
   ref.next_report = now + Jitter(ref.nack_period);
+  if (ref.done_blocks == ref.blocks.size()) Complete(now, ref, out);
 }
 
 void Receiver::OnData(Micros now, const proto::Address& from, const Message& m, proto::Effects* out) {
@@ -297,7 +422,12 @@ void Receiver::OnDatagram(Micros now, const proto::Address& from, std::string_vi
       }
       case Type::kAnswer: {
         auto it = sessions_.find(m.session);
-        if (it == sessions_.end()) break;
+        if (it == sessions_.end()) {
+          // An answer to our want: a session for it is coming. Ask again
+          // only if it has not started after a while.
+          if (m.answer.code == AnswerCode::kWait && next_want_ != kNever) want_hold_until_ = now + cfg_.want_period;
+          break;
+        }
         Session& s = *it->second;
         if (m.answer.nack_period_ms) s.nack_period = std::max<Micros>(m.answer.nack_period_ms * kMillis, 10 * kMillis);
         if (m.answer.code == AnswerCode::kWait || m.answer.code == AnswerCode::kUnicast)
@@ -326,7 +456,8 @@ void Receiver::OnDatagram(Micros now, const proto::Address& from, std::string_vi
 }
 
 void Receiver::Pump(Micros now, proto::Effects* out) {
-  Micros wake = kNever;
+  if (next_want_ != kNever && now >= next_want_) CheckWants(now, out);
+  Micros wake = next_want_;
   bool all_over = !sessions_.empty();
   for (auto& [id, sp] : sessions_) {
     Session& s = *sp;

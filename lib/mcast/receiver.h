@@ -5,6 +5,17 @@
 // good so far) every NACK period with jitter and when queried after a random
 // back-off, and verifies the whole-object hash before it reports complete.
 // When the sender goes silent it addresses its reports to a backup sender.
+//
+// The whole-object hash may come after the data (a sender that starts before
+// it has hashed, or sends a file still arriving): a receiver holding every
+// block waits for an announcement with the hash, and only then verifies,
+// commits and reports complete.
+//
+// A daemon (one_session false) may hold a want list: the objects it should
+// hold. Every want_period (doubling, up to 8x, while nothing changes) it
+// compares the list with its store and with the sessions under way, and
+// multicasts a want message naming what is missing; a sender or server that
+// holds one of them starts (or widens) a session for it.
 #pragma once
 
 #include <map>
@@ -32,6 +43,8 @@ struct ReceiverConfig {
   Micros sender_timeout = 1500 * proto::kMillis;  // then NACK the backup
   Micros close_grace = 2 * proto::kSeconds;       // after a Close while incomplete
   Micros give_up = 30 * proto::kSeconds;          // no sender at all for this long -> failed
+  std::vector<WantEntry> wants;                   // daemon: objects this receiver should hold
+  Micros want_period = 2 * proto::kSeconds;       // how often the want list is compared
 };
 
 struct SessionResult {
@@ -63,6 +76,13 @@ class Receiver {
   // Progress of the current session: bytes held, total.
   std::pair<uint64_t, uint64_t> progress() const;
 
+  // Replaces the want list (e.g. its file was rewritten); compared at once.
+  void SetWants(Micros now, std::vector<WantEntry> wants, proto::Effects* out);
+  // Wanted objects neither held in the store nor arriving in a session now.
+  std::vector<WantEntry> Missing();
+  // Want messages sent so far.
+  uint64_t wants_sent() const { return wants_sent_; }
+
  private:
   struct Session;
   void Pump(Micros now, proto::Effects* out);
@@ -70,6 +90,8 @@ class Receiver {
   void OnData(Micros now, const proto::Address& from, const Message& m, proto::Effects* out);
   void SendStatus(Micros now, Session& s, proto::Effects* out);
   void Complete(Micros now, Session& s, proto::Effects* out);
+  void OnHashKnown(Micros now, Session& s, proto::Effects* out);
+  void CheckWants(Micros now, proto::Effects* out);
   void End(Micros now, Session& s, RecvState st, const std::string& reason, proto::Effects* out);
   const RsCode& Code(int k);
   Micros Jitter(Micros period);
@@ -84,6 +106,11 @@ class Receiver {
   std::map<int, std::unique_ptr<RsCode>> codes_;
   bool finished_ = false;
   Micros started_ = 0;
+  // Want list.
+  Micros next_want_ = proto::kNever, want_hold_until_ = 0;
+  int want_backoff_ = 0;
+  uint64_t wants_sent_ = 0;
+  std::vector<std::string> wanting_;  // names in the last want sent (for events)
 };
 
 }  // namespace cm::mcast

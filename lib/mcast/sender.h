@@ -5,6 +5,17 @@
 // stragglers over the unicast stream. As a backup (backup_for set) it stays
 // silent until receivers' NACKs go unanswered and a probe of the primary
 // fails; it hands back when the primary is heard again.
+//
+// When the data pass ends it sends at once the parity the lossiest receiver
+// is expected to need for the blocks whose NACKs cannot have arrived yet
+// (tail parity), so a session does not end with a round trip per block.
+//
+// It starts before the whole-object hash is known (the session id covers the
+// name, size and first 64 KiB only) and announces the hash when the source
+// gives it; it sends from a source that is still growing as bytes become
+// available (ObjectSource::Available), polling the source every
+// kSourcePoll while it waits. A receiver that wants the object (a want
+// message) during the session is added to the receivers it waits for.
 #pragma once
 
 #include <deque>
@@ -27,8 +38,8 @@ using proto::Micros;
 struct SenderConfig {
   std::string id = "sender";  // this sender's name (a backup names its primary by it)
   std::string name;           // object name as receivers will store it
-  Hash256 hash{};
-  uint64_t size = 0;
+  std::optional<Hash256> hash;  // known up front; else asked from the source until it gives it
+  uint64_t size = 0;            // the object's (final) size
   uint16_t frame_size = 1440;  // payload bytes per frame
   int block_k = 128;           // data frames per FEC block
   uint64_t rate_bps = 500'000'000;  // wire bits per second (headers included)
@@ -40,7 +51,7 @@ struct SenderConfig {
   std::string backup_for;      // non-empty: be a backup for the sender with this id
   std::optional<GroupKey> key;
   uint64_t seed = 1;
-  Micros announce_lead = 40 * proto::kMillis;  // announce (4 times) before the first data frame
+  Micros announce_lead = 10 * proto::kMillis;  // announce (4 times) before the first data frame
   Micros announce_interval = 250 * proto::kMillis;
   Micros nack_period = 100 * proto::kMillis;    // base advice; grows with receivers
   Micros query_interval = 300 * proto::kMillis;
@@ -74,6 +85,8 @@ struct SenderStats {
   uint64_t data_frames = 0, repair_frames = 0, unicast_frames = 0, announces = 0, queries = 0;
   uint64_t bytes = 0;  // multicast datagram bytes sent
   uint64_t nack_runs = 0;
+  uint64_t tail_parity = 0;   // repair frames sent at the end of the data pass before any NACK (of repair_frames)
+  Micros pacing_lost = 0;     // sending time lost to late wake-ups beyond the burst credit
 };
 
 class Sender {
@@ -92,7 +105,14 @@ class Sender {
   uint64_t rate_bps() const { return rate_; }
   const std::map<std::string, ReceiverInfo>& receivers() const { return recv_; }
   const SenderStats& stats() const { return stats_; }
-  uint32_t session() const { return session_; }
+  uint32_t session() const { return session_; }  // 0 until the first bytes are available
+  bool hash_known() const { return hash_.has_value(); }
+
+  // Adds a receiver to wait for (a want from it during the session).
+  void AddReceiver(Micros now, const std::string& id, const proto::Address& addr, proto::Effects* out);
+
+  // How often a sender waiting for its source (bytes or hash) looks again.
+  static constexpr Micros kSourcePoll = 2 * proto::kMillis;
 
  private:
   struct BlockState {
@@ -100,6 +120,7 @@ class Sender {
     uint8_t used = 0;      // parity symbols sent so far (fresh ones only)
     int data_resent = 0;   // data frames sent again in repair rounds (when parity runs short)
     Micros last_repair = 0;
+    Micros sent_at = 0;    // when its data pass ended
   };
   struct UnicastJob {
     std::string id;
@@ -108,9 +129,15 @@ class Sender {
   };
 
   void Pump(Micros now, proto::Effects* out);
+  void PumpActive(Micros now, proto::Effects* out);
+  bool Prepare(Micros now, proto::Effects* out);  // session id from the first bytes; false: not yet
+  void BeginSession(Micros now, proto::Effects* out);
+  void RefreshSource(Micros now, proto::Effects* out);
+  uint64_t Avail();
+  void OnWant(Micros now, const proto::Address& from, const Message& m, proto::Effects* out);
   void Emit(const Message& m, const proto::Address& to, proto::Transport t, proto::Effects* out);
   Message Base(Type t) const;
-  void SendAnnounce(Micros now, proto::Effects* out);
+  void SendAnnounce(Micros now, proto::Effects* out, const proto::Address* to = nullptr);
   bool SendOneFrame(Micros now, proto::Effects* out);
   void SendUnicast(Micros now, proto::Effects* out);
   void SendQuery(Micros now, proto::Effects* out);
@@ -126,6 +153,10 @@ class Sender {
   // The next fresh parity symbol of block b (primary from the bottom, backup
   // from the top of the symbol space); -1 when the space is used up.
   int NextParityEsi(uint32_t b) const;
+  // Parity symbol `esi` of block b (whose data is in block_buf_), computed
+  // with the next few in one pass when it is not among those computed last.
+  const uint8_t* Parity(uint32_t b, int esi, int ahead);
+  void QueueTailParity(Micros now, proto::Effects* out);
   const RsCode& Code(int k);
   Micros NackPeriod() const;
   Micros FrameCost(size_t bytes);  // pacing cost of one datagram of `bytes`
@@ -134,7 +165,11 @@ class Sender {
   SenderConfig cfg_;
   ObjectSource* source_;
   Geometry geo_;
-  uint32_t session_;
+  uint32_t session_ = 0;
+  bool ready_ = false;            // session id known (the first bytes were available)
+  std::optional<Hash256> hash_;
+  uint64_t avail_ = 0;            // bytes of the source known to be available
+  bool source_wait_ = false;      // the data pass waits for the source to grow
   const GroupKey* key_;
   proto::Rng rng_;
   Outcome outcome_ = Outcome::kRunning;
@@ -161,6 +196,10 @@ class Sender {
   uint32_t data_block_ = UINT32_MAX;
   std::vector<uint8_t> data_buf_;   // block of the data pass
   std::vector<uint8_t> frame_buf_;
+  uint32_t parity_block_ = UINT32_MAX;  // parity computed ahead (Parity)
+  std::vector<int> parity_esis_;
+  std::vector<uint8_t> parity_buf_;
+  size_t parity_next_ = 0;
   uint64_t progress_sum_ = 0;
   SenderStats stats_;
   // Backup.
@@ -169,6 +208,7 @@ class Sender {
   uint32_t probe_nonce_ = 0;
   bool probe_for_nack_ = false;  // the pending probe answers NACKs sent to us
   Micros last_alert_ = -proto::kSeconds * 100;
+  std::map<std::string, Micros> hash_pushed_;  // receiver -> when it was last sent the hash by unicast
 };
 
 }  // namespace cm::mcast

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -15,12 +16,31 @@
 
 namespace cm::mcast {
 
-// The object a sender multicasts. Read() fills exactly n bytes at offset
-// (offset + n <= size()).
+// The object a sender multicasts. It may still be arriving (a relay sends a
+// file to its LAN while the file still comes in from upstream): the sender
+// knows the final size up front, sends bytes as Available() reaches them, and
+// announces the whole-object hash once Hash() gives it. Receivers never
+// report complete before they have that hash and it matches.
+//
+// Called only from the sender's thread; an implementation fed by another
+// thread (file_store.h's FileSource) synchronises inside.
 class ObjectSource {
  public:
   virtual ~ObjectSource() = default;
+  // Fills exactly n bytes at offset (offset + n <= Available() and <= size).
   virtual Status Read(uint64_t offset, size_t n, uint8_t* out) = 0;
+  // Bytes readable now, from offset 0: a watermark that only rises. A
+  // complete source (the default) returns at least its size. Called for
+  // every block the sender is about to send: keep it cheap.
+  virtual uint64_t Available() { return UINT64_MAX; }
+  // The whole-object hash once known; nullopt while it is being computed or
+  // the object is still arriving. Once given it never changes. (A sender
+  // whose SenderConfig carries the hash does not ask.)
+  virtual std::optional<Hash256> Hash() { return std::nullopt; }
+  // Not OK once the object can never be complete (a growing file that
+  // shrank or outgrew its size, a failed read while hashing): the sender
+  // then fails the session instead of waiting for a hash that will not come.
+  virtual Status Fault() { return Status::Ok(); }
 };
 
 // An object being received. Commit() checks the whole-object hash and only
@@ -30,8 +50,11 @@ class ObjectSink {
   virtual ~ObjectSink() = default;
   virtual Status Write(uint64_t offset, const uint8_t* data, size_t n) = 0;
   virtual Status Commit(const Hash256& expected) = 0;
+  // The object turned out to be held already (or is not wanted): drop what
+  // was written, partial files included.
+  virtual void Discard() {}
   // Byte ranges (offset, length) already written by an earlier, interrupted
-  // session for the same object (same name, hash and size): the receiver
+  // session for the same object (same name, object id and size): the receiver
   // skips those blocks. Whole-object hash at Commit still decides.
   virtual std::vector<std::pair<uint64_t, uint64_t>> Resumed() const { return {}; }
 };
@@ -40,9 +63,15 @@ class ObjectSink {
 class ObjectStore {
  public:
   virtual ~ObjectStore() = default;
-  // True when an object with this name and hash is already held.
+  // True when an object with this name and hash is already held. Asked
+  // again periodically by a receiver with a want list: keep it cheap (the
+  // file store caches hashes by inode, size and times).
   virtual bool Has(const std::string& name, const Hash256& hash) = 0;
-  virtual Result<std::unique_ptr<ObjectSink>> Create(const std::string& name, const Hash256& hash, uint64_t size) = 0;
+  // A sink for `size` bytes to be stored as `name`. object_id is the
+  // session id (wire.h SessionId: name, size and first bytes), which keys a
+  // partial object an interrupted session left behind, so the next session
+  // for the same object resumes it; the whole-object hash at Commit decides.
+  virtual Result<std::unique_ptr<ObjectSink>> Create(const std::string& name, uint32_t object_id, uint64_t size) = 0;
 };
 
 // Frame/block geometry shared by sender and receiver.

@@ -18,6 +18,7 @@ void EncodeBody(const Message& m, ByteWriter* w) {
     case Type::kAnnounce: {
       const Announce& a = m.announce;
       w->Bytes(a.hash.data(), a.hash.size());
+      w->U8(a.flags);
       w->U64(a.size);
       w->U16(a.frame_size);
       w->U8(a.block_k);
@@ -81,24 +82,44 @@ void EncodeBody(const Message& m, ByteWriter* w) {
       w->U32(m.probe.nonce);
       w->Str(m.probe.sender_id.substr(0, kMaxIdLen));
       break;
+    case Type::kWant: {
+      const Want& wt = m.want;
+      std::string id = wt.id.substr(0, kMaxIdLen);
+      size_t n = std::min(wt.entries.size(), kMaxWantEntries);
+      w->Str(id);
+      w->U8(wt.more || n < wt.entries.size());
+      w->Varint(n);
+      for (size_t i = 0; i < n; ++i) {
+        const WantEntry& e = wt.entries[i];
+        w->Bytes(e.hash.data(), e.hash.size());
+        w->U64(e.size);
+        w->Str(e.name.substr(0, kMaxNameLen));
+      }
+      break;
+    }
   }
+}
+
+bool PlainName(const std::string& name) {
+  return !name.empty() && name != "." && name != ".." && name.find('/') == std::string::npos &&
+         name.find('\0') == std::string::npos;
 }
 
 bool ParseBody(ByteReader* r, Message* m) {
   switch (m->type) {
     case Type::kAnnounce: {
       Announce& a = m->announce;
-      if (!r->Bytes(a.hash.data(), a.hash.size()) || !r->U64(&a.size) || !r->U16(&a.frame_size) ||
+      if (!r->Bytes(a.hash.data(), a.hash.size()) || !r->U8(&a.flags) || !r->U64(&a.size) || !r->U16(&a.frame_size) ||
           !r->U8(&a.block_k) || !r->U8(&a.max_passes) || !r->U32(&a.rate_kbps) || !r->U16(&a.nack_period_ms) ||
           !r->U8(&a.phase) || !r->U32(&a.epoch) || !r->Str(&a.name, kMaxNameLen) || !r->Str(&a.sender_id, kMaxIdLen))
         return false;
       // Sanity: a frame fits a datagram, a block fits the code, the name is a plain file name.
-      if (a.frame_size == 0 || a.frame_size > kMaxDatagram || a.block_k == 0 || a.block_k > 128 || a.phase > 2)
+      if (a.frame_size == 0 || a.frame_size > kMaxDatagram || a.block_k == 0 || a.block_k > 128 || a.phase > 2 ||
+          a.flags > 3)
         return false;
-      if (a.name.empty() || a.name == "." || a.name == ".." || a.name.find('/') != std::string::npos ||
-          a.name.find('\0') != std::string::npos)
-        return false;
-      return true;
+      // An unknown hash is sent as zeros, so a re-encoding is byte-identical.
+      if (!(a.flags & kAnnounceHashKnown) && a.hash != Hash256{}) return false;
+      return PlainName(a.name);
     }
     case Type::kData: {
       uint16_t len;
@@ -159,6 +180,22 @@ bool ParseBody(ByteReader* r, Message* m) {
     case Type::kProbe:
     case Type::kProbeReply:
       return r->U32(&m->probe.nonce) && r->Str(&m->probe.sender_id, kMaxIdLen);
+    case Type::kWant: {
+      Want& wt = m->want;
+      uint8_t more;
+      uint64_t n;
+      if (!r->Str(&wt.id, kMaxIdLen) || !r->U8(&more) || !r->Varint(&n)) return false;
+      if (more > 1 || n > kMaxWantEntries) return false;
+      wt.more = more;
+      wt.entries.clear();
+      for (uint64_t i = 0; i < n; ++i) {
+        WantEntry e;
+        if (!r->Bytes(e.hash.data(), e.hash.size()) || !r->U64(&e.size) || !r->Str(&e.name, kMaxNameLen)) return false;
+        if (!PlainName(e.name)) return false;
+        wt.entries.push_back(std::move(e));
+      }
+      return true;
+    }
   }
   return false;
 }
@@ -189,7 +226,7 @@ ParseResult Parse(std::string_view bytes, const GroupKey* key, Message* m) {
   uint8_t version, type;
   if (!r.U16(&magic) || !r.U8(&version) || !r.U8(&type) || !r.U8(&m->flags) || !r.U32(&m->session))
     return ParseResult::kBad;
-  if (magic != kMagic || version != kVersion || type < 1 || type > 8) return ParseResult::kBad;
+  if (magic != kMagic || version != kVersion || type < 1 || type > 9) return ParseResult::kBad;
   m->type = static_cast<Type>(type);
   bool tagged = m->flags & kFlagTag;
   if (tagged != (key != nullptr)) return ParseResult::kUnauthenticated;
@@ -206,14 +243,29 @@ ParseResult Parse(std::string_view bytes, const GroupKey* key, Message* m) {
   return ParseResult::kOk;
 }
 
-uint32_t SessionId(const Hash256& hash, std::string_view name) {
+uint32_t SessionId(std::string_view name, uint64_t size, std::string_view prefix) {
   Hasher h;
-  h.Update(hash.data(), hash.size());
-  h.Update(name);
+  std::string head = "cm-mcast-session-v2";
+  ByteWriter w(&head);
+  w.U64(size);
+  w.Str(name);
+  h.Update(head);
+  h.Update(prefix.substr(0, kSessionPrefix));
   Hash256 d = h.Finish();
   uint32_t id;
   std::memcpy(&id, d.data(), 4);
   return id == 0 ? 1 : id;
+}
+
+size_t WantEntriesThatFit(const std::vector<WantEntry>& entries, size_t first, size_t id_len) {
+  // Header, tag, id (varint + bytes), more, count; each entry hash + size + name.
+  size_t used = kHeaderSize + kTagSize + 2 + std::min(id_len, kMaxIdLen) + 1 + 2, n = 0;
+  for (size_t i = first; i < entries.size() && n < kMaxWantEntries; ++i, ++n) {
+    size_t e = 32 + 8 + 2 + std::min(entries[i].name.size(), kMaxNameLen);
+    if (used + e > kMaxDatagram) break;
+    used += e;
+  }
+  return n;
 }
 
 }  // namespace cm::mcast

@@ -1,4 +1,4 @@
-// cm-mcast wire format v1 (docs/protocol/mcast.md). Pure encode/decode: every
+// cm-mcast wire format v2 (docs/protocol/mcast.md). Pure encode/decode: every
 // datagram is a 9-byte header, a body by type, and with a group key a 16-byte
 // tag (HMAC-SHA-512-256, truncated) over everything before it. Parse() is
 // total: it never reads past its input nor allocates from an unchecked length.
@@ -16,7 +16,7 @@
 namespace cm::mcast {
 
 constexpr uint16_t kMagic = 0x4d43;  // "CM" little-endian
-constexpr uint8_t kVersion = 1;
+constexpr uint8_t kVersion = 2;  // 2: late hash in announce, want (type 9), session id from the prefix
 constexpr size_t kHeaderSize = 9;
 constexpr size_t kTagSize = 16;
 constexpr size_t kDataHeaderSize = kHeaderSize + 8;  // + block, esi, pass, len
@@ -24,6 +24,8 @@ constexpr size_t kMaxDatagram = 1472;                // 1500-byte MTU minus IP/U
 constexpr size_t kMaxIdLen = 64;
 constexpr size_t kMaxNameLen = 255;
 constexpr size_t kMaxListEntries = 256;
+constexpr size_t kSessionPrefix = 65536;  // object bytes the session id covers
+constexpr size_t kMaxWantEntries = 32;     // entries in one want message
 
 enum class Type : uint8_t {
   kAnnounce = 1,
@@ -34,6 +36,7 @@ enum class Type : uint8_t {
   kClose = 6,
   kProbe = 7,
   kProbeReply = 8,
+  kWant = 9,
 };
 
 // Header flags.
@@ -41,8 +44,13 @@ constexpr uint8_t kFlagTag = 1;      // a kTagSize tag ends the datagram
 constexpr uint8_t kFlagBackup = 2;   // sent by (or, on a status, addressed to) a backup sender
 constexpr uint8_t kFlagUnicast = 4;  // came over the unicast stream
 
+// Announce flags.
+constexpr uint8_t kAnnounceHashKnown = 1;  // `hash` is the whole-object hash (else zero: not known yet)
+constexpr uint8_t kAnnounceGrowing = 2;    // the sender's copy is still arriving (advisory)
+
 struct Announce {
   Hash256 hash{};
+  uint8_t flags = 0;        // kAnnounce*
   uint64_t size = 0;
   uint16_t frame_size = 0;  // payload bytes per data frame
   uint8_t block_k = 0;      // data frames per block (the last block may be shorter)
@@ -108,6 +116,20 @@ struct Probe {
   std::string sender_id;  // who answers (the primary's id)
 };
 
+// One object a receiver should hold (its want list).
+struct WantEntry {
+  Hash256 hash{};
+  uint64_t size = 0;
+  std::string name;  // plain file name, as in Announce
+};
+
+// Receiver -> group: objects it should hold and does not (header session 0).
+struct Want {
+  std::string id;                 // receiver name
+  std::vector<WantEntry> entries;
+  bool more = false;              // more follow in another datagram
+};
+
 struct Message {
   Type type = Type::kAnnounce;
   uint8_t flags = 0;
@@ -119,6 +141,7 @@ struct Message {
   Answer answer;
   Close close;
   Probe probe;  // kProbe and kProbeReply
+  Want want;
 };
 
 // 32-byte group key; empty optional = no authentication.
@@ -134,8 +157,14 @@ enum class ParseResult { kOk, kBad, kUnauthenticated };
 // m->data.payload points into `bytes`.
 ParseResult Parse(std::string_view bytes, const GroupKey* key, Message* m);
 
-// The session id for an object: derived from its hash and name, so a backup
-// sender or a restarted primary uses the same id with no shared state.
-uint32_t SessionId(const Hash256& hash, std::string_view name);
+// The session id for an object: derived from its name, its size and its
+// first min(size, kSessionPrefix) bytes (`prefix`), so a backup sender or a
+// restarted primary uses the same id with no shared state, and a sender can
+// start before the whole-object hash is known. Never 0.
+uint32_t SessionId(std::string_view name, uint64_t size, std::string_view prefix);
+
+// Want entries that fit one datagram beside a header, an id and a tag.
+// Encode() writes at most this many (sets `more` when it cuts).
+size_t WantEntriesThatFit(const std::vector<WantEntry>& entries, size_t first, size_t id_len);
 
 }  // namespace cm::mcast

@@ -321,6 +321,13 @@ proto::Address Driver::local() const { return impl_->local; }
 const std::vector<std::string>& Driver::warnings() const { return impl_->warnings; }
 const DriverStats& Driver::stats() const { return impl_->stats; }
 
+void Driver::Call(const std::function<void(proto::Micros now, proto::Effects* out)>& f) {
+  Impl& d = *impl_;
+  if (d.stopping || !d.core) return;
+  f(d.Now(), &d.fx);
+  d.Apply();
+}
+
 namespace {
 
 int ReadSysctl(const char* path) {

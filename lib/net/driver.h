@@ -74,6 +74,14 @@ class Driver {
              const std::function<void()>& tick = nullptr);
   const DriverStats& stats() const;
 
+  // Calls f(now, effects) and applies the effects as for any event (sends,
+  // wake-up, after()). Only from tick() during Run (the loop thread, outside
+  // any other core call). f calls one core entry point that, like every
+  // entry point, leaves the core's next wake-up in out->wake_at (kNever
+  // cancels it). Used to hand a core something new from outside, e.g. a
+  // want list re-read from its file.
+  void Call(const std::function<void(proto::Micros now, proto::Effects* out)>& f);
+
  private:
   struct Impl;
   explicit Driver(std::unique_ptr<Impl> impl);

@@ -32,7 +32,7 @@ kill_midway() {
   $B send "$T/a.bin" --group "$G" --receivers r1 --rate 16M > /dev/null 2>&1 & PIDS+=($!)
   local sp=$!
   local deadline=$((SECONDS + 20))
-  until [[ -f $PART.map ]] && (( $(stat -c %s "$PART.map") > 48 + 20 * 16 )); do
+  until [[ -f $PART.map ]] && (( $(stat -c %s "$PART.map") > 20 + 20 * 16 )); do
     (( SECONDS > deadline )) && fail "the receiver never wrote 20 blocks"
     sleep 0.05
   done

@@ -50,3 +50,30 @@ TEST(RsCode, DuplicateSymbolsAreRefused) {
 
 }  // namespace
 }  // namespace cm::mcast
+
+namespace cm::mcast {
+namespace {
+
+TEST(RsCode, EncodeManyMatchesOneAtATime) {
+  const int k = 40;
+  const size_t len = 100;
+  RsCode code(k);
+  std::vector<std::vector<uint8_t>> data(k, std::vector<uint8_t>(len));
+  for (int i = 0; i < k; ++i)
+    for (size_t j = 0; j < len; ++j) data[i][j] = static_cast<uint8_t>(i * 31 + j * 7 + 1);
+  std::vector<const uint8_t*> ptrs;
+  for (auto& d : data) ptrs.push_back(d.data());
+  std::vector<int> esis = {k, k + 5, 254, 200, k + 1};
+  std::vector<std::vector<uint8_t>> many(esis.size(), std::vector<uint8_t>(len));
+  std::vector<uint8_t*> outs;
+  for (auto& m : many) outs.push_back(m.data());
+  code.EncodeMany(esis, ptrs.data(), len, outs.data());
+  for (size_t i = 0; i < esis.size(); ++i) {
+    std::vector<uint8_t> one(len);
+    code.Encode(esis[i], ptrs.data(), len, one.data());
+    EXPECT_EQ(one, many[i]) << esis[i];
+  }
+}
+
+}  // namespace
+}  // namespace cm::mcast

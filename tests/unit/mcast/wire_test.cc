@@ -28,6 +28,7 @@ Message SampleAnnounce() {
   m.type = Type::kAnnounce;
   m.session = 9;
   m.announce.hash.fill(3);
+  m.announce.flags = kAnnounceHashKnown;
   m.announce.size = 1 << 30;
   m.announce.frame_size = 1440;
   m.announce.block_k = 128;
@@ -49,6 +50,20 @@ TEST(McastWire, StatusRoundTrips) {
   EXPECT_EQ(out.status.have_bytes, 123456u);
 }
 
+Message SampleWant() {
+  Message m;
+  m.type = Type::kWant;
+  m.want.id = "web7";
+  for (int i = 0; i < 3; ++i) {
+    WantEntry e;
+    e.hash.fill(static_cast<uint8_t>(i + 1));
+    e.size = 1000u * static_cast<uint64_t>(i + 1);
+    e.name = "obj" + std::to_string(i) + ".cma";
+    m.want.entries.push_back(e);
+  }
+  return m;
+}
+
 TEST(McastWire, AnnounceRoundTripsAndCarriesVersion) {
   std::string b = Encode(SampleAnnounce());
   EXPECT_EQ(static_cast<uint8_t>(b[2]), kVersion);
@@ -56,8 +71,86 @@ TEST(McastWire, AnnounceRoundTripsAndCarriesVersion) {
   ASSERT_EQ(Parse(b, nullptr, &out), ParseResult::kOk);
   EXPECT_EQ(out.announce.name, "a.cma");
   EXPECT_EQ(out.announce.size, 1u << 30);
-  b[2] = 2;  // a future version is refused, not misread
+  b[2] = kVersion + 1;  // a future version is refused, not misread
   EXPECT_EQ(Parse(b, nullptr, &out), ParseResult::kBad);
+  b[2] = 1;  // and so is version 1 (its announce had no flags byte)
+  EXPECT_EQ(Parse(b, nullptr, &out), ParseResult::kBad);
+}
+
+TEST(McastWire, AnnounceWithoutHashYetRoundTrips) {
+  Message m = SampleAnnounce(), out;
+  m.announce.hash = Hash256{};
+  m.announce.flags = kAnnounceGrowing;
+  ASSERT_EQ(Parse(Encode(m), nullptr, &out), ParseResult::kOk);
+  EXPECT_EQ(out.announce.flags, kAnnounceGrowing);
+  EXPECT_EQ(out.announce.hash, Hash256{});
+}
+
+TEST(McastWire, AnnounceWithAHashButNoHashFlagIsRejected) {
+  // An unknown hash travels as zeros, so every accepted datagram re-encodes identically.
+  Message m = SampleAnnounce(), out;
+  m.announce.flags = 0;
+  EXPECT_EQ(Parse(Encode(m), nullptr, &out), ParseResult::kBad);
+  m.announce.flags = 4;  // an unknown flag
+  EXPECT_EQ(Parse(Encode(m), nullptr, &out), ParseResult::kBad);
+}
+
+TEST(McastWire, WantRoundTrips) {
+  Message m = SampleWant(), out;
+  ASSERT_EQ(Parse(Encode(m), nullptr, &out), ParseResult::kOk);
+  EXPECT_EQ(out.type, Type::kWant);
+  EXPECT_EQ(out.session, 0u);
+  EXPECT_EQ(out.want.id, "web7");
+  ASSERT_EQ(out.want.entries.size(), 3u);
+  EXPECT_EQ(out.want.entries[2].name, "obj2.cma");
+  EXPECT_EQ(out.want.entries[2].size, 3000u);
+  EXPECT_EQ(out.want.entries[2].hash, m.want.entries[2].hash);
+  EXPECT_FALSE(out.want.more);
+}
+
+TEST(McastWire, WantWithPathInNameIsRejected) {
+  Message m = SampleWant(), out;
+  m.want.entries[1].name = "../../etc/shadow";
+  EXPECT_EQ(Parse(Encode(m), nullptr, &out), ParseResult::kBad);
+}
+
+TEST(McastWire, WantEntriesThatFitStayInOneDatagram) {
+  GroupKey key{};
+  std::vector<WantEntry> entries(100);
+  for (size_t i = 0; i < entries.size(); ++i) {
+    entries[i].name = std::string(40 + i * 7 % 215, 'a' + static_cast<char>(i % 26));
+    entries[i].size = i * 1'000'000'007ull;
+  }
+  std::string id(kMaxIdLen, 'r');
+  size_t total = 0;
+  for (size_t i = 0; i < entries.size();) {
+    size_t n = WantEntriesThatFit(entries, i, id.size());
+    ASSERT_GT(n, 0u);
+    Message m;
+    m.type = Type::kWant;
+    m.want.id = id;
+    m.want.entries.assign(entries.begin() + static_cast<ptrdiff_t>(i), entries.begin() + static_cast<ptrdiff_t>(i + n));
+    std::string b = Encode(m, &key);
+    EXPECT_LE(b.size(), kMaxDatagram);
+    Message out;
+    ASSERT_EQ(Parse(b, &key, &out), ParseResult::kOk);
+    EXPECT_EQ(out.want.entries.size(), n);
+    i += n;
+    total += n;
+  }
+  EXPECT_EQ(total, entries.size());
+}
+
+TEST(McastWire, SessionIdCoversNameSizeAndFirstBytesOnly) {
+  std::string a(100000, 'x'), b = a;
+  b[kSessionPrefix + 10] = 'y';  // past the prefix: the same session
+  EXPECT_EQ(SessionId("f", a.size(), a), SessionId("f", b.size(), b));
+  std::string c = a;
+  c[10] = 'y';
+  EXPECT_NE(SessionId("f", a.size(), a), SessionId("f", c.size(), c));
+  EXPECT_NE(SessionId("f", a.size(), a), SessionId("g", a.size(), a));
+  EXPECT_NE(SessionId("f", a.size(), a), SessionId("f", a.size() + 1, a));
+  EXPECT_NE(SessionId("", 0, ""), 0u);
 }
 
 TEST(McastWire, AnnounceWithPathInNameIsRejected) {
@@ -67,7 +160,7 @@ TEST(McastWire, AnnounceWithPathInNameIsRejected) {
 }
 
 TEST(McastWire, EveryTruncationIsRejected) {
-  for (const Message& m : {SampleStatus(), SampleAnnounce()}) {
+  for (const Message& m : {SampleStatus(), SampleAnnounce(), SampleWant()}) {
     std::string b = Encode(m);
     for (size_t n = 0; n < b.size(); ++n) {
       Message out;
@@ -135,7 +228,8 @@ RC_GTEST_PROP(McastWire, StatusRoundTripProperty, (uint32_t seq, std::string id,
 TEST(McastWire, FuzzBodyOnRandomMutations) {
   std::mt19937_64 rng(1);
   GroupKey key{};
-  std::vector<std::string> seeds = {Encode(SampleStatus()), Encode(SampleAnnounce()), Encode(SampleStatus(), &key)};
+  std::vector<std::string> seeds = {Encode(SampleStatus()), Encode(SampleAnnounce()), Encode(SampleStatus(), &key),
+                                    Encode(SampleWant()), Encode(SampleWant(), &key)};
   int parsed = 0;
   for (int i = 0; i < 20000; ++i) {
     std::string b = seeds[i % seeds.size()];

@@ -184,5 +184,42 @@ TEST(Driver, StopsCleanlyWhenDoneAndCanRunAgain) {
   }
 }
 
+// Idle until poked from outside the loop (Driver::Call from tick): the poke
+// asks for a wake-up, and the timer it arms must fire.
+struct Pokeable {
+  std::atomic<int> pokes{0}, timers{0};
+  void Start(Micros, Effects* out) { out->wake_at = proto::kNever; }
+  void OnDatagram(Micros, const Address&, std::string_view, Effects*) {}
+  void OnTimer(Micros, Effects* out) {
+    ++timers;
+    out->wake_at = proto::kNever;
+  }
+  void Poke(Micros now, Effects* out) {
+    ++pokes;
+    out->wake_at = now + proto::kMillis;
+  }
+};
+
+TEST(Driver, CallFromTickAppliesTheCoresEffects) {
+  Address g = RandomGroup();
+  auto a = Open(g);
+  ASSERT_TRUE(a);
+  Pokeable p;
+  CoreRef<Pokeable> ra(&p);
+  Driver* d = a.get();
+  auto fut = std::async(std::launch::async, [&] {
+    return d->Run(
+        ra, [&] { return p.timers >= 1; }, nullptr,
+        [&] {
+          if (p.pokes == 0) d->Call([&](Micros now, Effects* out) { p.Poke(now, out); });
+        });
+  });
+  if (fut.wait_for(std::chrono::seconds(5)) != std::future_status::ready) kill(getpid(), SIGTERM);
+  Status s = fut.get();
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(p.pokes.load(), 1);
+  EXPECT_EQ(p.timers.load(), 1);
+}
+
 }  // namespace
 }  // namespace cm::net
