@@ -58,11 +58,21 @@ bool IsValidJobId(std::string_view id) {
 //  56 u64 created_unix | 64 u64 data_size | 72 u64 body_size |
 //  80 u64 space_needed | 88 u64 command_count | 96 data_hash[32] |
 // 128 key_id[8] | 136 zero[88] | 224 header_hash[32]
+// v2 uses 136..208 of the zero bytes:
+// 136 u32 chunk_size | 140 u32 chunk_count | 144 table_hash[32] |
+// 176 trailer_hash[32] | 208 zero[16]
+namespace {
+constexpr size_t kChunkFieldsBegin = 136;
+constexpr size_t kChunkFieldsEnd = 208;
+// Bounds sizes so that layout arithmetic cannot overflow.
+constexpr uint64_t kMaxPartSize = uint64_t{1} << 62;
+}  // namespace
+
 std::string EncodeHeader(const Header& h) {
   std::string out;
   ByteWriter w(&out);
   w.Bytes(kMagic, 4);
-  w.U16(kVersion);
+  w.U16(h.version());
   w.U16(kHeaderSize);
   w.U8(static_cast<uint8_t>(h.type));
   w.U8(h.flags);
@@ -79,6 +89,12 @@ std::string EncodeHeader(const Header& h) {
   w.U64(h.command_count);
   w.Bytes(h.data_hash.data(), 32);
   w.Bytes(h.key_id.data(), 8);
+  if (h.has_chunk_table()) {
+    w.U32(h.chunk_size);
+    w.U32(h.chunk_count);
+    w.Bytes(h.table_hash.data(), 32);
+    w.Bytes(h.trailer_hash.data(), 32);
+  }
   out.resize(kHeaderHashedSize, '\0');
   Hash256 hh = HashBytes(out.data(), out.size());
   w.Bytes(hh.data(), 32);
@@ -94,7 +110,7 @@ Status DecodeHeader(std::string_view bytes, Header* h) {
   uint8_t type;
   r.U16(&version);
   r.U16(&hsize);
-  if (version != kVersion)
+  if (version != kVersion1 && version != kVersion2)
     return Error(Code::kCorrupt, "unsupported assignment version " + std::to_string(version));
   if (hsize != kHeaderSize) return Error(Code::kCorrupt, "bad header size");
   Hash256 want = HashBytes(bytes.data(), kHeaderHashedSize);
@@ -108,6 +124,8 @@ Status DecodeHeader(std::string_view bytes, Header* h) {
   char job[kJobIdMax];
   r.Bytes(job, kJobIdMax);
   h->job_id.assign(job, strnlen(job, kJobIdMax));
+  for (size_t i = h->job_id.size(); i < kJobIdMax; ++i)
+    if (job[i] != 0) return Error(Code::kCorrupt, "job id in header is not NUL-padded");
   r.U64(&h->created_unix);
   r.U64(&h->data_size);
   r.U64(&h->body_size);
@@ -115,18 +133,45 @@ Status DecodeHeader(std::string_view bytes, Header* h) {
   r.U64(&h->command_count);
   r.Bytes(h->data_hash.data(), 32);
   r.Bytes(h->key_id.data(), 8);
+  r.U32(&h->chunk_size);
+  r.U32(&h->chunk_count);
+  r.Bytes(h->table_hash.data(), 32);
+  r.Bytes(h->trailer_hash.data(), 32);
   if (!r.ok()) return Error(Code::kCorrupt, "truncated header");
   if (type < 1 || type > 8) return Error(Code::kCorrupt, "unknown assignment type " + std::to_string(type));
   h->type = static_cast<Type>(type);
-  if (h->flags & ~(kFlagSigned | kFlagEncrypted | kFlagLastPart))
+  if (h->flags & ~(kFlagSigned | kFlagEncrypted | kFlagLastPart | kFlagChunkTable))
     return Error(Code::kCorrupt, "unknown header flags");
   if (reserved != 0) return Error(Code::kCorrupt, "nonzero reserved header field");
-  for (size_t i = 136; i < kHeaderHashedSize; ++i)
+  const bool chunked = version == kVersion2;
+  if (chunked != h->has_chunk_table())
+    return Error(Code::kCorrupt, chunked ? "assignment version 2 without the chunk table flag"
+                                         : "chunk table flag in an assignment of version 1");
+  for (size_t i = chunked ? kChunkFieldsEnd : kChunkFieldsBegin; i < kHeaderHashedSize; ++i)
     if (bytes[i] != 0) return Error(Code::kCorrupt, "nonzero reserved header bytes");
   if (!IsValidJobId(h->job_id)) return Error(Code::kCorrupt, "invalid job id in header");
   if (h->serial == 0) return Error(Code::kCorrupt, "serial number 0 in header");
   if (h->part == 0) return Error(Code::kCorrupt, "part number 0 in header");
+  if (h->data_size > kMaxPartSize || h->body_size > kMaxPartSize)
+    return Error(Code::kCorrupt, "data or body size out of range in header");
+  if (chunked) {
+    if (!IsValidChunkSize(h->chunk_size))
+      return Error(Code::kCorrupt, "bad chunk size " + std::to_string(h->chunk_size) + " in header");
+    if (h->chunk_count > kMaxChunkCount ||
+        h->chunk_count != ChunkCountFor(h->data_size + h->body_size, h->chunk_size))
+      return Error(Code::kCorrupt, "chunk count in header does not match the sizes");
+  }
   return Status::Ok();
+}
+
+Layout LayoutOf(const Header& h) {
+  Layout l;
+  l.covered_begin = kHeaderSize;
+  l.body_begin = l.covered_begin + h.data_size;
+  l.covered_end = l.body_begin + h.body_size;
+  l.table_begin = l.covered_end + kTrailerSize;
+  l.file_size = l.table_begin + (h.has_chunk_table() ? uint64_t{h.chunk_count} * kChunkHashSize : 0);
+  return l;
 }
 
 std::string EncodeTrailer(const Trailer& t) {
@@ -156,6 +201,11 @@ std::string SignedMessage(std::string_view header_bytes, std::string_view traile
   std::string m(header_bytes.substr(0, kHeaderSize));
   m.append(trailer_bytes.substr(0, kSignedTrailerPrefix));
   return m;
+}
+
+Hash256 TrailerHash(std::string_view trailer_bytes) {
+  std::string_view p = trailer_bytes.substr(0, kSignedTrailerPrefix);
+  return HashBytes(p.data(), p.size());
 }
 
 namespace {

@@ -1,8 +1,9 @@
-// Assignment format v1: the unit that travels (docs/FORMATS.md, "Assignment").
-// Constants and pure encode/decode shared by the writer (cm-pack) and the
-// reader (cm-apply). No I/O here.
+// Assignment format v1 and v2: the unit that travels (docs/FORMATS.md,
+// "Assignment"). Constants and pure encode/decode shared by the writer
+// (cm-pack), the reader (cm-apply) and the relays (lib/push). No I/O here.
 //
 //   file    := header[256] | data part[data_size] | body[body_size] | trailer[128]
+//              | chunk table[32 * chunk_count]      (v2 only: kFlagChunkTable)
 //   header  := fixed fields (below) ending in header_hash = H(header[0..224))
 //   data    := segment*            (stored encrypted when kFlagEncrypted)
 //   segment := u8 codec | varint raw_size | payload
@@ -16,6 +17,13 @@
 // keeping the (small) body in memory and writing it last. H = BLAKE2b-256.
 // The Ed25519 signature covers header[0..256) || trailer[0..40), which covers
 // the data (data_hash in the header) and the commands (body_hash).
+//
+// v2 adds the chunk table (pack/chunk_table.h): hashes of the chunks of
+// [kHeaderSize, covered_end), covered_end = kHeaderSize + data_size + body_size,
+// so a relay can check each chunk as it arrives. The header carries
+// chunk_size, chunk_count, H(table) and H(trailer[0..40)); the header hash and
+// the signature therefore bind the table and the trailer. The trailer is not
+// chunked: the signature it holds signs the header that holds the table.
 #pragma once
 
 #include <array>
@@ -25,6 +33,7 @@
 #include <string_view>
 #include <vector>
 
+#include "pack/chunk_table.h"
 #include "util/hash.h"
 #include "util/status.h"
 
@@ -32,7 +41,8 @@ namespace cm::pack {
 
 constexpr char kMagic[4] = {'C', 'M', 'A', 'S'};
 constexpr char kTrailerMagic[4] = {'C', 'M', 'A', 'T'};
-constexpr uint16_t kVersion = 1;
+constexpr uint16_t kVersion1 = 1;  // no chunk table
+constexpr uint16_t kVersion2 = 2;  // chunk table after the trailer
 constexpr size_t kHeaderSize = 256;
 constexpr size_t kHeaderHashedSize = 224;
 constexpr size_t kTrailerSize = 128;
@@ -68,6 +78,7 @@ enum Flags : uint8_t {
   kFlagSigned = 1,
   kFlagEncrypted = 2,
   kFlagLastPart = 4,  // the last assignment of its job (a commit may follow)
+  kFlagChunkTable = 8,  // v2: a chunk table follows the trailer
 };
 
 struct Header {
@@ -83,19 +94,43 @@ struct Header {
   uint64_t command_count = 0;
   Hash256 data_hash{};       // H(stored data part)
   std::array<uint8_t, 8> key_id{};  // first 8 bytes of H(signer public key); zero if unsigned
+  // v2 (kFlagChunkTable) only; zero in v1.
+  uint32_t chunk_size = 0;   // bytes per chunk: a power of two, 64 KiB..64 MiB
+  uint32_t chunk_count = 0;  // = ceil((data_size + body_size) / chunk_size)
+  Hash256 table_hash{};      // H(chunk table)
+  Hash256 trailer_hash{};    // H(trailer[0..40)): magic, reserved, body hash
+
+  bool has_chunk_table() const { return (flags & kFlagChunkTable) != 0; }
+  uint16_t version() const { return has_chunk_table() ? kVersion2 : kVersion1; }
 };
+
+// Where everything is, from a decoded header. Offsets are file offsets.
+struct Layout {
+  uint64_t covered_begin = 0;  // kHeaderSize: start of the data part
+  uint64_t body_begin = 0;
+  uint64_t covered_end = 0;    // end of the body = start of the trailer
+  uint64_t table_begin = 0;    // covered_end + kTrailerSize
+  uint64_t file_size = 0;      // table_begin + 32 * chunk_count
+};
+// Only for headers DecodeHeader accepted (sizes are bounded there).
+Layout LayoutOf(const Header& h);
 
 struct Trailer {
   Hash256 body_hash{};
   std::array<uint8_t, 64> signature{};  // zero when unsigned
 };
 
-std::string EncodeHeader(const Header& h);        // exactly kHeaderSize bytes
-Status DecodeHeader(std::string_view bytes, Header* h);  // checks magic, version, hash, fields
+// Exactly kHeaderSize bytes; version 2 when h.flags has kFlagChunkTable.
+std::string EncodeHeader(const Header& h);
+// Checks magic, version (1 or 2; others are refused), hash and fields; for v2
+// the chunk size and that chunk_count matches the sizes. Errors: kCorrupt.
+Status DecodeHeader(std::string_view bytes, Header* h);
 std::string EncodeTrailer(const Trailer& t);      // exactly kTrailerSize bytes
 Status DecodeTrailer(std::string_view bytes, Trailer* t);
 // The bytes an Ed25519 signature covers.
 std::string SignedMessage(std::string_view header_bytes, std::string_view trailer_bytes);
+// H(trailer[0..40)), the v2 header's trailer_hash.
+Hash256 TrailerHash(std::string_view trailer_bytes);
 bool IsValidJobId(std::string_view id);
 
 // ---- data part -----------------------------------------------------------

@@ -1,9 +1,10 @@
 // libFuzzer target for the assignment reader: header, trailer, command and
 // segment parsers. Build with -DCM_FUZZ=ON and clang (see docs/FORMATS.md);
 // run: build-fuzz/fuzz/assignment_fuzz corpus/ -max_total_time=60
-// Inputs are taken as a whole assignment file; to reach the inner parsers
-// past the hash checks, the hashes are recomputed before reading (the
-// fuzzer's mutations then land in the command and segment parsers).
+// Inputs are taken as a whole assignment file (format v1 or v2); to reach the
+// inner parsers past the hash checks, the sizes, chunk table and hashes are
+// recomputed before reading (pack/rehash.h; the fuzzer's mutations then land
+// in the command and segment parsers).
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -13,40 +14,15 @@
 
 #include "pack/assignment_format.h"
 #include "pack/assignment_reader.h"
+#include "pack/rehash.h"
 #include "util/file_util.h"
 #include "util/hash.h"
-
-namespace {
-
-// Makes the hashes of a would-be assignment consistent with its bytes.
-void Rehash(std::string* f) {
-  using namespace cm::pack;
-  if (f->size() < kHeaderSize + kTrailerSize) return;
-  Header h;
-  // Patch sizes so the layout matches the file, then recompute every hash.
-  uint64_t data_size = 0, body_size = 0;
-  std::memcpy(&data_size, f->data() + 64, 8);
-  uint64_t payload = f->size() - kHeaderSize - kTrailerSize;
-  if (data_size > payload) data_size = payload / 2;
-  body_size = payload - data_size;
-  std::memcpy(f->data() + 64, &data_size, 8);
-  std::memcpy(f->data() + 72, &body_size, 8);
-  cm::Hash256 dh = cm::HashBytes(f->data() + kHeaderSize, data_size);
-  std::memcpy(f->data() + 96, dh.data(), 32);
-  cm::Hash256 hh = cm::HashBytes(f->data(), kHeaderHashedSize);
-  std::memcpy(f->data() + kHeaderHashedSize, hh.data(), 32);
-  cm::Hash256 bh = cm::HashBytes(f->data() + kHeaderSize + data_size, body_size);
-  std::memcpy(f->data() + f->size() - kTrailerSize + 8, bh.data(), 32);
-  (void)h;
-}
-
-}  // namespace
 
 // Exposed for the unit test that runs the same checks on random mutations.
 // Returns 1 when the input passed Verify (so the inner parsers ran), else 0.
 int CmFuzzAssignment(const uint8_t* data, size_t size, bool rehash) {
   std::string bytes(reinterpret_cast<const char*>(data), size);
-  if (rehash) Rehash(&bytes);
+  if (rehash) cm::pack::RehashForFuzzing(&bytes);
   char path[] = "/tmp/cm-fuzz-XXXXXX";
   int fd = mkstemp(path);
   if (fd < 0) return 0;

@@ -5,7 +5,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
+#include <optional>
 #include <vector>
 
 #include "util/path_util.h"
@@ -51,16 +53,18 @@ Result<std::unique_ptr<AssignmentReader>> AssignmentReader::Open(const std::stri
   Status s = DecodeHeader(hb, &r->header_);
   if (!s.ok()) return Status(s.code(), path + ": " + s.message());
   const Header& h = r->header_;
-  if (h.data_size > r->file_size_ || h.body_size > r->file_size_ ||
-      kHeaderSize + h.data_size + h.body_size + kTrailerSize != r->file_size_) {
+  const Layout l = LayoutOf(h);  // DecodeHeader bounded the sizes: no overflow
+  if (l.file_size != r->file_size_) {
     return Error(Code::kCorrupt, path + ": truncated assignment (sizes in header do not match the file size)");
   }
   std::string& tb = r->impl_->trailer_bytes;
   tb.resize(kTrailerSize);
-  got = PreadFull(r->impl_->fd.get(), tb.data(), kTrailerSize, r->file_size_ - kTrailerSize);
+  got = PreadFull(r->impl_->fd.get(), tb.data(), kTrailerSize, l.covered_end);
   if (!got.ok()) return Status(got.status().code(), path + ": " + got.status().message());
   s = DecodeTrailer(tb, &r->trailer_);
   if (!s.ok()) return Status(s.code(), path + ": " + s.message());
+  if (h.has_chunk_table() && TrailerHash(tb) != h.trailer_hash)
+    return Error(Code::kCorrupt, path + ": trailer hash mismatch");
   return r;
 }
 
@@ -83,6 +87,50 @@ Result<Hash256> HashRange(int fd, uint64_t off, uint64_t len) {
     len -= n;
   }
   return h.Finish();
+}
+
+// One pass over the data part and the body: their hashes and, for v2, every
+// chunk's hash against the chunk table (read from the file as it goes).
+Status HashMiddle(int fd, const Header& h, Hash256* data_hash, Hash256* body_hash) {
+  const Layout l = LayoutOf(h);
+  Hasher data, body;
+  std::optional<ChunkHasher> chunks;
+  std::optional<FileRangeSource> table;
+  if (h.has_chunk_table()) {
+    chunks.emplace(h.chunk_size);
+    table.emplace(fd, l.table_begin, uint64_t{h.chunk_count} * kChunkHashSize);
+  }
+  uint64_t checked = 0;
+  std::vector<char> buf(1 << 20);
+  for (uint64_t off = l.covered_begin; off < l.covered_end;) {
+    size_t n = static_cast<size_t>(std::min<uint64_t>(l.covered_end - off, buf.size()));
+    auto r = PreadFull(fd, buf.data(), n, off);
+    if (!r.ok()) return r.status();
+    if (*r != n) return Error(Code::kCorrupt, "truncated assignment");
+    // The part of this buffer that lies in the data part, and the rest (body).
+    size_t in_data = off < l.body_begin ? static_cast<size_t>(std::min<uint64_t>(n, l.body_begin - off)) : 0;
+    data.Update(buf.data(), in_data);
+    body.Update(buf.data() + in_data, n - in_data);
+    if (chunks) {
+      chunks->Update(buf.data(), n);
+      if (off + n == l.covered_end) chunks->Finish();
+      for (const Hash256& got : chunks->completed()) {
+        Hash256 want;
+        CM_RETURN_IF_ERROR(table->ReadExact(want.data(), want.size(), "chunk table"));
+        if (got != want) {
+          uint64_t begin = l.covered_begin + checked * h.chunk_size;
+          return Error(Code::kCorrupt, "chunk " + std::to_string(checked) + " (bytes " + std::to_string(begin) +
+                                           "..) does not match its hash in the chunk table");
+        }
+        ++checked;
+      }
+      chunks->completed().clear();
+    }
+    off += n;
+  }
+  *data_hash = data.Finish();
+  *body_hash = body.Finish();
+  return Status::Ok();
 }
 
 bool AllZero(const uint8_t* p, size_t n) {
@@ -129,9 +177,14 @@ Status AssignmentReader::Verify() {
   if ((h.flags & kFlagEncrypted) && !opts_.group_key)
     return Error(Code::kAuth, "assignment is encrypted; a group key is needed");
 
-  CM_ASSIGN_OR_RETURN(Hash256 dh, HashRange(fd, kHeaderSize, h.data_size));
+  if (h.has_chunk_table()) {
+    const Layout l = LayoutOf(h);
+    CM_ASSIGN_OR_RETURN(Hash256 th, HashRange(fd, l.table_begin, l.file_size - l.table_begin));
+    if (th != h.table_hash) return Error(Code::kCorrupt, "chunk table hash mismatch");
+  }
+  Hash256 dh, bh;
+  CM_RETURN_IF_ERROR(HashMiddle(fd, h, &dh, &bh));
   if (dh != h.data_hash) return Error(Code::kCorrupt, "data part hash mismatch");
-  CM_ASSIGN_OR_RETURN(Hash256 bh, HashRange(fd, kHeaderSize + h.data_size, h.body_size));
   if (bh != trailer_.body_hash) return Error(Code::kCorrupt, "command sequence hash mismatch");
   if (opts_.pub_key) {
     std::string msg = SignedMessage(impl_->header_bytes, impl_->trailer_bytes);

@@ -1,9 +1,11 @@
 // Opens an assignment file, verifies it completely before anyone acts on it,
 // then yields its commands in order and the data each one refers to.
 //
-// Verify() reads the file once: header (magic, version, header hash, sizes
-// against the file size), trailer, H(data part) against the header,
-// H(body) against the trailer, and the signature. Only after Verify() succeeds
+// Reads format v1 and v2. Open() checks header (magic, version, header hash,
+// sizes against the file size), trailer and, for v2, the trailer hash.
+// Verify() reads the file once more: for v2 the chunk table against its hash
+// in the header and every chunk against the table; H(data part) against the
+// header, H(body) against the trailer, and the signature. Only after Verify() succeeds
 // may NextCommand()/OpenData() be called. Memory stays bounded (a few MiB plus
 // one buffered segment of at most kMaxBufferedSegment) whatever the file size.
 #pragma once
@@ -36,6 +38,7 @@ class AssignmentReader {
   const Header& header() const { return header_; }
   const Trailer& trailer() const { return trailer_; }
   uint64_t file_size() const { return file_size_; }
+  Layout layout() const { return LayoutOf(header_); }
   // The assignment's identity: H(header[0..256) || trailer[0..40)), the bytes
   // a signature covers (so it binds header, data hash and command sequence).
   Hash256 Id() const;

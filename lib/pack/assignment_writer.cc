@@ -12,12 +12,14 @@
 
 namespace cm::pack {
 namespace {
-// Writes to the file and hashes what it writes.
+// Writes to the file and hashes what it writes (and feeds the chunk hasher,
+// which sees the data part and then the body).
 class HashingFileSink : public ByteSink {
  public:
-  explicit HashingFileSink(int fd) : fd_(fd) {}
+  HashingFileSink(int fd, ChunkHasher* chunks) : fd_(fd), chunks_(chunks) {}
   Status Write(const void* buf, size_t n) override {
     hasher_.Update(buf, n);
+    if (chunks_) chunks_->Update(buf, n);
     bytes_ += n;
     return WriteFull(fd_, buf, n);
   }
@@ -26,6 +28,7 @@ class HashingFileSink : public ByteSink {
 
  private:
   int fd_;
+  ChunkHasher* chunks_;
   Hasher hasher_;
   uint64_t bytes_ = 0;
 };
@@ -33,6 +36,7 @@ class HashingFileSink : public ByteSink {
 
 struct AssignmentWriter::Impl {
   AtomicFile file;
+  std::unique_ptr<ChunkHasher> chunks;  // format v2 only
   std::unique_ptr<HashingFileSink> raw;
   std::unique_ptr<EncryptSink> enc;
   std::unique_ptr<SegmentWriter> segments;
@@ -45,12 +49,14 @@ Status AssignmentWriter::Open(const std::string& path, const WriterOptions& opts
   if (!IsValidJobId(opts.job_id))
     return Error(Code::kUsage, "invalid job id '" + opts.job_id + "' (1-32 of A-Z a-z 0-9 . _ -)");
   if (opts.serial == 0) return Error(Code::kUsage, "serial number must be > 0");
+  CM_RETURN_IF_ERROR(CheckChunkSizeOption(opts.chunk_size));
   opts_ = opts;
   impl_ = std::make_unique<Impl>();
+  if (opts_.chunk_size) impl_->chunks = std::make_unique<ChunkHasher>(opts_.chunk_size);
   CM_RETURN_IF_ERROR(impl_->file.Open(path, 0644));
   std::string zero(kHeaderSize, '\0');
   CM_RETURN_IF_ERROR(WriteFull(impl_->file.fd(), zero.data(), zero.size()));
-  impl_->raw = std::make_unique<HashingFileSink>(impl_->file.fd());
+  impl_->raw = std::make_unique<HashingFileSink>(impl_->file.fd(), impl_->chunks.get());
   ByteSink* data = impl_->raw.get();
   if (opts_.encrypt) {
     impl_->enc = std::make_unique<EncryptSink>(*opts_.encrypt, impl_->raw.get());
@@ -113,6 +119,21 @@ Status AssignmentWriter::Finish() {
 
   Trailer t;
   t.body_hash = HashBytes(stored_body.data(), stored_body.size());
+  std::string table;
+  if (impl_->chunks) {
+    impl_->chunks->Update(stored_body.data(), stored_body.size());
+    impl_->chunks->Finish();
+    const auto& hashes = impl_->chunks->completed();
+    if (hashes.size() > kMaxChunkCount)
+      return Error(Code::kUsage, "too many chunks (" + std::to_string(hashes.size()) +
+                                     "); use a larger chunk size");
+    table = EncodeChunkTable(hashes);
+    h.flags |= kFlagChunkTable;
+    h.chunk_size = opts_.chunk_size;
+    h.chunk_count = static_cast<uint32_t>(hashes.size());
+    h.table_hash = HashBytes(table.data(), table.size());
+    h.trailer_hash = TrailerHash(EncodeTrailer(t));  // the signature is not part of it
+  }
   std::string header_bytes = EncodeHeader(h);
   if (opts_.sign) {
     std::string msg = SignedMessage(header_bytes, EncodeTrailer(t));
@@ -121,6 +142,7 @@ Status AssignmentWriter::Finish() {
   }
   std::string trailer_bytes = EncodeTrailer(t);
   CM_RETURN_IF_ERROR(WriteFull(fd, trailer_bytes.data(), trailer_bytes.size()));
+  CM_RETURN_IF_ERROR(WriteFull(fd, table.data(), table.size()));
   CM_RETURN_IF_ERROR(PwriteFull(fd, header_bytes.data(), header_bytes.size(), 0));
   return impl_->file.Commit();
 }

@@ -1,7 +1,7 @@
 // Writes one assignment file: data segments stream to disk as they are
-// added, commands collect in memory, and Finish() appends body and trailer,
-// fills in the header and renames the file into place (a killed packer never
-// leaves a half assignment under the final name).
+// added, commands collect in memory, and Finish() appends body, trailer and
+// (format v2) the chunk table, fills in the header and renames the file into
+// place (a killed packer never leaves a half assignment under the final name).
 #pragma once
 
 #include <memory>
@@ -26,12 +26,16 @@ struct WriterOptions {
   int shared_level = 19;  // the shared segments of small blobs (small: cheap to squeeze)
   std::optional<SigningKey> sign;
   std::optional<GroupKey> encrypt;
+  // Format v2 with a chunk table of this chunk size (IsValidChunkSize);
+  // 0 writes format v1 (no table).
+  uint32_t chunk_size = kDefaultChunkSize;
 };
 
 class AssignmentWriter {
  public:
   AssignmentWriter();
   ~AssignmentWriter();
+  // Errors: kUsage for a bad job id, serial or chunk size; I/O errors.
   Status Open(const std::string& path, const WriterOptions& opts);
 
   // Data: small blobs share a zstd segment (compress=true) or go alone.

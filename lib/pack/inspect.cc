@@ -10,7 +10,8 @@ namespace cm::pack {
 namespace {
 std::string HeaderJson(const Header& h) {
   JsonObject o;
-  o.Str("type", TypeName(h.type))
+  o.Uint("version", h.version())
+      .Str("type", TypeName(h.type))
       .Uint("serial", h.serial)
       .Str("job", h.job_id)
       .Uint("part", h.part)
@@ -24,7 +25,16 @@ std::string HeaderJson(const Header& h) {
       .Uint("commands", h.command_count)
       .Str("data_hash", ToHex(h.data_hash));
   if (h.flags & kFlagSigned) o.Str("key_id", ToHex(h.key_id.data(), 8));
+  // 0 and 0 in version 1 (no chunk table).
+  o.Uint("chunk_size", h.chunk_size).Uint("chunk_count", h.chunk_count);
+  if (h.has_chunk_table()) o.Str("table_hash", ToHex(h.table_hash));
   return o.Build();
+}
+
+std::string ChunkLine(const Header& h) {
+  if (!h.has_chunk_table()) return "1 (no chunk table)";
+  return "2, chunk table: " + std::to_string(h.chunk_count) + (h.chunk_count == 1 ? " chunk" : " chunks") +
+         " of " + HumanBytes(h.chunk_size);
 }
 
 std::string CommandJson(const Command& c) {
@@ -98,6 +108,7 @@ Status DescribeAssignment(const std::string& path, const ReaderOptions& opts, bo
     if (gmtime_r(&t, &tm)) strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
     std::string s;
     s += "assignment " + path + "\n";
+    s += "  version   " + ChunkLine(h) + "\n";
     s += "  type      " + std::string(TypeName(h.type)) + "\n";
     s += "  job       " + h.job_id + "  part " + std::to_string(h.part) +
          ((h.flags & kFlagLastPart) ? " (last)" : " (more follow)") + "\n";

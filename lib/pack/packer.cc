@@ -105,6 +105,7 @@ class PartWriter {
     w.shared_level = opts_.delta_level;
     w.sign = opts_.sign;
     w.encrypt = opts_.encrypt;
+    w.chunk_size = opts_.chunk_size;
     return writer_->Open(PartPath(opts_.output, part_), w);
   }
   // Called before an item with `incoming` data bytes is added.
@@ -250,6 +251,7 @@ Result<uint64_t> AllocateSerials(const PackOptions& opts, uint64_t count) {
 
 Result<PackResult> PackDeltaTable(ByteSource* table_src, const std::string& source_root, const PackOptions& opts) {
   if (IsControl(opts.type)) return Error(Code::kUsage, "commit/rollback assignments carry no delta");
+  CM_RETURN_IF_ERROR(CheckChunkSizeOption(opts.chunk_size));
   delta::DeltaTableReader table(table_src);
   CM_RETURN_IF_ERROR(table.Begin());
   // Serials: reserve one now; parts beyond the first are reserved as they come
@@ -300,6 +302,7 @@ Result<PackResult> PackDeltaTable(ByteSource* table_src, const std::string& sour
 Result<PackResult> PackControl(const PackOptions& opts) {
   if (!IsControl(opts.type)) return Error(Code::kUsage, "not a control assignment type");
   if (opts.job_id.empty()) return Error(Code::kUsage, "--job is required");
+  CM_RETURN_IF_ERROR(CheckChunkSizeOption(opts.chunk_size));
   CM_ASSIGN_OR_RETURN(uint64_t serial, AllocateSerials(opts, 1));
   AssignmentWriter w;
   WriterOptions wo;
@@ -308,6 +311,7 @@ Result<PackResult> PackControl(const PackOptions& opts) {
   wo.job_id = opts.job_id;
   wo.sign = opts.sign;
   wo.encrypt = opts.encrypt;
+  wo.chunk_size = opts.chunk_size;
   CM_RETURN_IF_ERROR(w.Open(opts.output, wo));
   CM_RETURN_IF_ERROR(w.Finish());
   PackResult r;

@@ -29,6 +29,8 @@ struct PackOptions {
   CompressPolicy policy = CompressPolicy::Default();
   std::optional<SigningKey> sign;
   std::optional<GroupKey> encrypt;
+  // Chunk table (format v2) with chunks of this size; 0 writes format v1.
+  uint32_t chunk_size = kDefaultChunkSize;
 };
 
 struct PackedFile {

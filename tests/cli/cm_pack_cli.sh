@@ -31,6 +31,9 @@ expect_rc 0 cm-pack keygen --group -o group.key
 expect_rc 0 cm-pack commit --job rel-1 --serial 10 --sign-key ccm.key -o c.cma
 expect_rc 0 cm-pack inspect c.cma --json
 python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["header"]["type"]=="commit" and d["header"]["serial"]==10 and d["header"]["job"]=="rel-1" and d["verified"]' out
+# Control assignments are format 2 too; nothing lies between header and trailer, so the table is empty.
+python3 -c 'import json,sys; h=json.load(open(sys.argv[1]))["header"]; assert h["version"]==2 and h["chunk_size"]==1048576 and h["chunk_count"]==0, h' out
+[[ $(stat -c %s c.cma) == 384 ]] || fail "commit assignment size"
 expect_rc 0 cm-pack verify c.cma --pub-key ccm.key.pub
 expect_rc 5 cm-pack verify c.cma --pub-key other.key.pub
 one_error_line cm-pack
@@ -58,15 +61,55 @@ grep -q "numbers.txt" out || fail "inspect lists the commands"
 cm-delta old new | cm-pack - --source new > s.cma
 expect_rc 0 cm-pack verify s.cma
 
-# Tampering: a flipped byte anywhere is refused with exit 4 (or 5 for the signature).
-cm-delta old new | cm-pack - --source new --sign-key ccm.key -o t.cma
+# Chunk table (format 2, the default): version, chunk size and count in inspect and the pack summary.
+cm-delta old new | cm-pack - --source new --json -o v2.cma >out
+python3 -c 'import json,sys; f=json.load(open(sys.argv[1]))["files"][0]; assert f["version"]==2 and f["chunk_size"]==1048576 and f["chunk_count"]==1, f' out
+expect_rc 0 cm-pack inspect v2.cma
+grep -q "^  version   2, chunk table: 1 chunk of 1.0 MiB$" out || fail "inspect shows version and chunks: $(cat out)"
+cm-delta old new | cm-pack - --source new --chunk-size 64K --json -o small.cma >out
+expect_rc 0 cm-pack inspect small.cma --json
+python3 - out small.cma <<'PY'
+import json, os, sys
+h = json.load(open(sys.argv[1]))["header"]
+covered = h["data_size"] + h["body_size"]
+assert h["version"] == 2 and h["chunk_size"] == 65536, h
+assert h["chunk_count"] == (covered + 65535) // 65536 and h["chunk_count"] >= 2, h
+assert os.path.getsize(sys.argv[2]) == 256 + covered + 128 + 32 * h["chunk_count"], h
+PY
+# --chunk-size 0 writes format 1, which every reader still accepts.
+cm-delta old new | cm-pack - --source new --chunk-size 0 -o v1.cma
+expect_rc 0 cm-pack inspect v1.cma --json
+python3 - out v1.cma <<'PY'
+import json, os, sys
+d = json.load(open(sys.argv[1]))
+h = d["header"]
+assert d["verified"] and h["version"] == 1 and h["chunk_size"] == 0 and h["chunk_count"] == 0, h
+assert os.path.getsize(sys.argv[2]) == 256 + h["data_size"] + h["body_size"] + 128, h
+PY
+expect_rc 0 cm-pack inspect v1.cma
+grep -q "^  version   1 (no chunk table)$" out || fail "inspect of format 1"
+for bad in 1000 32K 128M 3M x; do
+  expect_rc 2 cm-pack commit --job j --chunk-size "$bad" -o bad.cma
+  one_error_line cm-pack
+  grep -q -- "--chunk-size" err || fail "chunk size error names the option"
+done
+[[ ! -e bad.cma ]] || fail "no output on a bad chunk size"
+
+# Tampering: a flipped byte anywhere is refused with exit 4 (or 5 for the signature):
+# header, data, body, trailer (body hash, signature) and chunk table; in both formats.
+for cs in 1M 0; do
+cm-delta old new | cm-pack - --source new --sign-key ccm.key --chunk-size $cs -o t.cma
 size=$(stat -c %s t.cma)
-for off in 0 20 100 230 300 $((size / 2)) $((size - 120)) $((size - 60)) $((size - 1)); do
+cm-pack inspect t.cma --json >out
+chunks=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["header"]["chunk_count"])' out)
+trailer=$((size - 128 - 32 * chunks))
+for off in 0 20 100 140 180 230 300 $((size / 2)) $((trailer + 8)) $((trailer + 60)) $((size - 1)); do
   cp t.cma bad.cma
   printf '\xff' | dd of=bad.cma bs=1 seek=$off conv=notrunc status=none
   cmp -s t.cma bad.cma && printf '\x00' | dd of=bad.cma bs=1 seek=$off conv=notrunc status=none
   set +e; cm-pack verify bad.cma --pub-key ccm.key.pub 2>err; rc=$?; set -e
-  [[ $rc == 4 || $rc == 5 ]] || fail "flip at $off: exit $rc"
+  [[ $rc == 4 || $rc == 5 ]] || fail "chunk size $cs: flip at $off: exit $rc"
+done
 done
 # Truncation
 head -c $((size - 1)) t.cma >trunc.cma

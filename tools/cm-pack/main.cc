@@ -32,6 +32,7 @@ struct Options {
   uint64_t serial = 0;
   std::string serial_file;
   std::string max_size = "4G";
+  std::string chunk_size = "1M";  // chunk table (format v2); "0" = format v1
   int level = 3;
   int delta_level = 9;
   bool no_owner = false;
@@ -62,6 +63,8 @@ Status LoadConfig(const std::string& path, bool explicit_path, Options* o, CLI::
   if (auto v = t["group_key"].value<std::string>(); v && unset("--group-key")) o->group_key = *v;
   if (auto v = t["serial_file"].value<std::string>(); v && unset("--serial-file")) o->serial_file = *v;
   if (auto v = t["max_size"].value<std::string>(); v && unset("--max-size")) o->max_size = *v;
+  if (auto v = t["chunk_size"].value<std::string>(); v && unset("--chunk-size")) o->chunk_size = *v;
+  if (auto v = t["chunk_size"].value<int64_t>(); v && unset("--chunk-size")) o->chunk_size = std::to_string(*v);
   if (auto v = t["level"].value<int64_t>(); v && unset("--level")) o->level = static_cast<int>(*v);
   if (auto v = t["delta_level"].value<int64_t>(); v && unset("--delta-level")) o->delta_level = static_cast<int>(*v);
   return Status::Ok();
@@ -81,6 +84,10 @@ Result<PackOptions> MakePackOptions(const Options& o, Type type) {
   auto ms = ParseSize(o.max_size);
   if (!ms || *ms == 0) return Error(Code::kUsage, "--max-size: not a size: " + o.max_size);
   p.max_size = *ms;
+  auto cs = ParseSize(o.chunk_size);
+  if (!cs || CheckChunkSizeOption(*cs).code() != Code::kOk)
+    return Error(Code::kUsage, "--chunk-size: not 0 or a power of two from 64K to 64M: " + o.chunk_size);
+  p.chunk_size = static_cast<uint32_t>(*cs);
   p.level = o.level;
   p.delta_level = o.delta_level;
   p.owners = !o.no_owner;
@@ -137,6 +144,7 @@ void Report(const PackResult& r, const Options& o) {
     for (const auto& f : r.files) {
       files.Raw(JsonObject()
                     .Str("path", f.path)
+                    .Uint("version", f.header.version())
                     .Str("type", TypeName(f.header.type))
                     .Uint("serial", f.header.serial)
                     .Str("job", f.header.job_id)
@@ -146,6 +154,8 @@ void Report(const PackResult& r, const Options& o) {
                     .Uint("commands", f.header.command_count)
                     .Bool("signed", f.header.flags & kFlagSigned)
                     .Bool("encrypted", f.header.flags & kFlagEncrypted)
+                    .Uint("chunk_size", f.header.chunk_size)
+                    .Uint("chunk_count", f.header.chunk_count)
                     .Build());
     }
     std::cout << JsonObject().Raw("files", files.Build()).Uint("entries", r.entries).Uint("raw_bytes", r.raw_bytes).Build()
@@ -212,6 +222,9 @@ int main(int argc, char** argv) {
     a->add_option("--sign-key", o.sign_key, "Ed25519 signing key (from cm-pack keygen)");
     a->add_option("--group-key", o.group_key, "Encrypt with this group key (from cm-pack keygen --group)");
     a->add_flag("--json", o.json, "Print a JSON summary on stdout");
+    a->add_option("--chunk-size", o.chunk_size,
+                  "Chunk table (format 2) with chunks of this size, a power of two 64K..64M (default 1M); "
+                  "0 writes format 1 without a table");
   };
   auto add_data = [&](CLI::App* a) {
     a->add_option("--max-size", o.max_size, "Split the job into parts above this much data (default 4G)");

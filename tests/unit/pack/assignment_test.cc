@@ -85,27 +85,34 @@ void RoundTrip(const std::vector<Blob>& blobs, const WriterOptions& wo, const Re
   EXPECT_FALSE(*more);
 }
 
-WriterOptions BasicOptions() {
+WriterOptions BasicOptions(uint32_t chunk_size = kDefaultChunkSize) {
   WriterOptions wo;
   wo.serial = 7;
   wo.job_id = "job-7";
+  wo.chunk_size = chunk_size;
   return wo;
 }
 
-TEST(Assignment, MixedBlobsRoundTrip) {
+// Format v1 (no chunk table), v2 with the default and with the smallest chunks.
+const uint32_t kChunkSizes[] = {0, kDefaultChunkSize, kMinChunkSize};
+
+TEST(Assignment, MixedBlobsRoundTripInEveryFormat) {
   std::string big(3 << 20, 'x');
   for (size_t i = 0; i < big.size(); i += 7) big[i] = static_cast<char>(i * 31);
   std::string huge(kMaxBufferedSegment + 12345, 'y');
-  RoundTrip({{"hello", true, false},
-             {"", true, false},
-             {std::string(70000, 'a'), true, false},
-             {"raw bytes", false, false},
-             {big, true, true},
-             {"after big", true, false},
-             {huge, true, true},
-             {huge, false, true},
-             {"tail", true, false}},
-            BasicOptions(), {});
+  for (uint32_t cs : kChunkSizes) {
+    SCOPED_TRACE("chunk size " + std::to_string(cs));
+    RoundTrip({{"hello", true, false},
+               {"", true, false},
+               {std::string(70000, 'a'), true, false},
+               {"raw bytes", false, false},
+               {big, true, true},
+               {"after big", true, false},
+               {huge, true, true},
+               {huge, false, true},
+               {"tail", true, false}},
+              BasicOptions(cs), {});
+  }
 }
 
 TEST(Assignment, SignedAndEncryptedRoundTrip) {
@@ -117,13 +124,15 @@ TEST(Assignment, SignedAndEncryptedRoundTrip) {
   auto gk = LoadGroupKey(d / "g");
   ASSERT_TRUE(sk.ok() && pk.ok() && gk.ok());
   EXPECT_EQ(sk->pub.bytes, pk->bytes);
-  WriterOptions wo = BasicOptions();
-  wo.sign = *sk;
-  wo.encrypt = *gk;
-  ReaderOptions ro;
-  ro.pub_key = *pk;
-  ro.group_key = *gk;
-  RoundTrip({{"secret", true, false}, {std::string(200000, 'q'), true, true}, {"z", false, false}}, wo, ro);
+  for (uint32_t cs : kChunkSizes) {
+    WriterOptions wo = BasicOptions(cs);
+    wo.sign = *sk;
+    wo.encrypt = *gk;
+    ReaderOptions ro;
+    ro.pub_key = *pk;
+    ro.group_key = *gk;
+    RoundTrip({{"secret", true, false}, {std::string(200000, 'q'), true, true}, {"z", false, false}}, wo, ro);
+  }
 }
 
 TEST(Assignment, KeygenRefusesToOverwrite) {
@@ -143,9 +152,11 @@ class Tamper : public ::testing::Test {
     pk_ = *LoadPublicKey(dir_ / "k.pub");
     other_ = *LoadPublicKey(dir_ / "other.pub");
   }
-  std::string Write(bool sign) {
+  // A small assignment; chunk_size 0 writes format v1. With kMinChunkSize
+  // and `big`, the data spans several chunks (the last one shorter).
+  std::string Write(bool sign, uint32_t chunk_size = kDefaultChunkSize, bool big = false) {
     std::string path = dir_ / (sign ? "s.cma" : "u.cma");
-    WriterOptions wo = BasicOptions();
+    WriterOptions wo = BasicOptions(chunk_size);
     if (sign) wo.sign = sk_;
     AssignmentWriter w;
     EXPECT_TRUE(w.Open(path, wo).ok());
@@ -157,6 +168,17 @@ class Tamper : public ::testing::Test {
       c.size = data.size();
       c.hash = HashBytes(data.data(), data.size());
       c.data = *w.AddBlob(data.data(), data.size(), i != 1);
+      w.AddCommand(c);
+    }
+    if (big) {
+      std::string data(150000, '\0');
+      for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>((i * 2654435761u) >> 13);
+      Command c;
+      c.op = Opcode::kCreate;
+      c.path = "big";
+      c.size = data.size();
+      c.hash = HashBytes(data.data(), data.size());
+      c.data = *w.AddBlob(data.data(), data.size(), false);
       w.AddCommand(c);
     }
     EXPECT_TRUE(w.Finish().ok());
@@ -183,33 +205,66 @@ class Tamper : public ::testing::Test {
   PublicKey pk_, other_;
 };
 
+// Every byte of header, data, body, trailer and (v2) chunk table matters.
 TEST_F(Tamper, EveryFlippedByteIsDetected) {
   for (bool sign : {false, true}) {
-    std::string path = Write(sign);
-    std::string orig = test::ReadFile(path);
-    ReaderOptions ro;
-    if (sign) ro.pub_key = pk_;
-    ASSERT_TRUE(Check(path, ro).ok());
-    for (size_t i = 0; i < orig.size(); ++i) {
-      std::string bad = orig;
-      bad[i] ^= 0x01;
-      test::WriteFile(path, bad);
-      Status st = Check(path, ro);
-      EXPECT_FALSE(st.ok()) << "flip at byte " << i << " of " << orig.size() << " not detected";
-      if (!st.ok()) {
-        EXPECT_TRUE(st.code() == Code::kCorrupt || st.code() == Code::kAuth) << st.message();
+    for (uint32_t cs : {0u, kDefaultChunkSize}) {
+      SCOPED_TRACE(std::string(sign ? "signed" : "unsigned") + ", chunk size " + std::to_string(cs));
+      std::string path = Write(sign, cs);
+      std::string orig = test::ReadFile(path);
+      ReaderOptions ro;
+      if (sign) ro.pub_key = pk_;
+      ASSERT_TRUE(Check(path, ro).ok());
+      for (size_t i = 0; i < orig.size(); ++i) {
+        std::string bad = orig;
+        bad[i] ^= 0x01;
+        test::WriteFile(path, bad);
+        Status st = Check(path, ro);
+        EXPECT_FALSE(st.ok()) << "flip at byte " << i << " of " << orig.size() << " not detected";
+        if (!st.ok()) {
+          EXPECT_TRUE(st.code() == Code::kCorrupt || st.code() == Code::kAuth) << st.message();
+        }
       }
     }
   }
 }
 
-TEST_F(Tamper, EveryTruncationIsDetected) {
-  std::string path = Write(false);
+// Several chunks, the last one shorter: a flip in any chunk or table entry is caught.
+TEST_F(Tamper, EveryFlippedByteOfAManyChunkFileIsDetected) {
+  std::string path = Write(true, kMinChunkSize, true);
   std::string orig = test::ReadFile(path);
-  for (size_t n = 0; n < orig.size(); ++n) {
-    test::WriteFile(path, orig.substr(0, n));
-    Status st = Check(path, {});
-    EXPECT_EQ(st.code(), Code::kCorrupt) << "truncated to " << n;
+  auto r = AssignmentReader::Open(path, {});
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ((*r)->header().chunk_count, 3u);
+  ReaderOptions ro;
+  ro.pub_key = pk_;
+  ASSERT_TRUE(Check(path, ro).ok());
+  for (size_t i = 0; i < orig.size(); i += 97) {
+    std::string bad = orig;
+    bad[i] ^= 0x40;
+    test::WriteFile(path, bad);
+    Status st = Check(path, ro);
+    EXPECT_TRUE(st.code() == Code::kCorrupt || st.code() == Code::kAuth) << "flip at " << i << ": " << st.message();
+  }
+}
+
+TEST_F(Tamper, EveryTruncationIsDetected) {
+  for (uint32_t cs : {0u, kDefaultChunkSize}) {
+    std::string path = Write(false, cs);
+    std::string orig = test::ReadFile(path);
+    for (size_t n = 0; n < orig.size(); ++n) {
+      test::WriteFile(path, orig.substr(0, n));
+      Status st = Check(path, {});
+      EXPECT_EQ(st.code(), Code::kCorrupt) << "chunk size " << cs << ", truncated to " << n;
+    }
+  }
+}
+
+TEST_F(Tamper, AppendedBytesAreDetected) {
+  for (uint32_t cs : {0u, kDefaultChunkSize}) {
+    std::string path = Write(false, cs);
+    test::WriteFile(path, test::ReadFile(path) + std::string(32, '\0'));
+    EXPECT_EQ(Check(path, {}).code(), Code::kCorrupt) << "chunk size " << cs;
   }
 }
 
@@ -284,7 +339,7 @@ RC_GTEST_PROP(AssignmentProp, RandomBlobsRoundTrip, ()) {
     for (size_t k = 0; k < len; ++k) data[k] = static_cast<char>(kind == 0 ? (k * 7919) >> 5 : (k % 13) + 'a');
     blobs.push_back({data, *rc::gen::arbitrary<bool>(), *rc::gen::arbitrary<bool>()});
   }
-  RoundTrip(blobs, BasicOptions(), {});
+  RoundTrip(blobs, BasicOptions(*rc::gen::element(0u, kDefaultChunkSize, kMinChunkSize)), {});
 }
 
 }  // namespace
