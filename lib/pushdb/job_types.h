@@ -1,0 +1,111 @@
+// The values the CCM's state database stores about push jobs and servers
+// (docs/STATE.md), and their names as stored in the database and printed by
+// `cm-push status` / `cm-push history`. Plain data: no I/O.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace cm::pushdb {
+
+enum class JobKind { kPublish, kCommit, kRollback, kReplicate };
+
+// queued -> running -> done | partial | failed | aborted.
+// A queued job may also end as aborted (it gave up waiting, or its controller died).
+enum class JobState { kQueued, kRunning, kDone, kPartial, kFailed, kAborted };
+
+// A server's progress within one job:
+// pending -> fetching -> received -> staged -> committed, or failed at any
+// step; rolled-back after a rollback job switched it back.
+enum class ServerState { kPending, kFetching, kReceived, kStaged, kCommitted, kFailed, kRolledBack };
+
+const char* JobKindName(JobKind k);
+const char* JobStateName(JobState s);
+const char* ServerStateName(ServerState s);
+std::optional<JobKind> ParseJobKind(std::string_view name);
+std::optional<JobState> ParseJobState(std::string_view name);
+std::optional<ServerState> ParseServerState(std::string_view name);
+
+// queued and running jobs hold their targets; the others are finished.
+inline bool IsActive(JobState s) { return s == JobState::kQueued || s == JobState::kRunning; }
+// staged, committed and rolled-back are a server's successful outcomes.
+inline bool IsServerOk(ServerState s) {
+  return s == ServerState::kStaged || s == ServerState::kCommitted || s == ServerState::kRolledBack;
+}
+
+// The process that runs a job. start_ticks (field 22 of /proc/PID/stat) tells
+// a live controller from an unrelated process that reused its pid; 0 = unknown.
+struct Controller {
+  int64_t pid = 0;
+  uint64_t start_ticks = 0;
+};
+
+// One (site, server) pair a job touches. Server names are unique across sites.
+struct Target {
+  std::string site;
+  std::string server;
+};
+
+// What BeginJob records.
+struct JobSpec {
+  std::string name;               // the assignment's job id (may repeat across jobs)
+  JobKind kind = JobKind::kPublish;
+  std::vector<uint64_t> serials;  // the assignment serials the job carries (ascending)
+  std::vector<Target> targets;    // at least one; no server twice
+  std::string options;            // free text for the operator (e.g. the command line)
+  std::optional<Controller> controller;  // default: this process
+};
+
+// A job as BeginJob returned it. state is kRunning or kQueued.
+struct JobHandle {
+  int64_t id = 0;
+  JobState state = JobState::kRunning;
+};
+
+// Times are Unix milliseconds; 0 = not yet (never for queued_ms).
+struct JobRecord {
+  int64_t id = 0;
+  std::string name;
+  JobKind kind = JobKind::kPublish;
+  std::vector<uint64_t> serials;
+  JobState state = JobState::kQueued;
+  int64_t queued_ms = 0, started_ms = 0, finished_ms = 0;
+  Controller controller;
+  std::string options, summary;
+  int servers = 0;         // targets
+  int servers_ok = 0;      // of them staged, committed or rolled-back
+  int servers_failed = 0;  // of them failed
+};
+
+struct ServerStatusRow {
+  std::string site, server;
+  ServerState state = ServerState::kPending;
+  uint64_t serial = 0;  // the serial this state refers to; 0 = none yet
+  std::string error;    // why it failed; "" otherwise
+  int64_t updated_ms = 0;
+};
+
+struct JobStatusView {
+  JobRecord job;
+  std::vector<ServerStatusRow> servers;  // ordered by site, then server
+};
+
+// A row of the server table: which serial a server runs.
+struct ServerRow {
+  std::string server, site;
+  uint64_t live_serial = 0;  // 0 = no commit recorded by this CCM
+  int64_t live_job = 0;      // the job that switched it; 0 = none
+  int64_t last_seen_ms = 0;  // the last report about it; 0 = never
+};
+
+// "41-43" for a contiguous run, "41,43,47" otherwise, "-" when empty.
+std::string FormatSerials(const std::vector<uint64_t>& serials);
+// Stored form: decimal serials separated by single spaces.
+std::string EncodeSerials(const std::vector<uint64_t>& serials);
+// Inverse of EncodeSerials; nullopt on anything else.
+std::optional<std::vector<uint64_t>> DecodeSerials(std::string_view text);
+
+}  // namespace cm::pushdb

@@ -1,0 +1,59 @@
+// The cm-push controller: one push job run on the CCM, from the assignment
+// files to the final per-server report.
+//
+//   1. Load the sites file; record the job in the state database (refusing,
+//      or queueing with `wait`, when a running job touches the same servers).
+//   2. Serve the assignment over HTTP and listen for relays' reports (and for
+//      cm-leader's segment reports, to know each site's current leader).
+//   3. For each assignment part: order the site leaders, run the tree
+//      scheduler (lib/push/scheduler.h) until every site has sent its report
+//      or failed; a dead leader is replaced by the site's next leader and the
+//      relays it fed are re-parented.
+//   4. If enough servers staged (`require`), send the commit assignment the
+//      same way to the servers that staged; then update the shadow copy.
+//   5. Record every server's state; print the table / JSON; run on_fail.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "util/status.h"
+
+namespace cm::pushrun {
+
+struct PushOptions {
+  std::vector<std::string> assignments;  // one job's parts, in order
+  std::string sites_file;
+  std::string state_dir;                 // "" = no state database
+  std::string require = "all";           // all | quorum | N% | N
+  bool commit = true;
+  std::string commit_file;               // a ready commit assignment ("" = make one with cm-pack)
+  std::string sign_key;                  // signs the commit assignment cm-push makes
+  std::string serial_file;               // cm-pack --serial-file for it (else the clock)
+  std::string cm_pack = "cm-pack";
+  std::string on_fail;                   // shell command per failed server
+  double wait_s = -1;                    // < 0: refuse a conflicting job; else wait this long
+  std::string report_file;
+  std::string listen;                    // overrides [ccm] listen
+  std::string shadow;                    // content root brought up to date after a commit
+  std::string cm_apply = "cm-apply";     // for the shadow copy
+  size_t star_max = 3;
+  bool pipeline = true;
+  bool sequential = false;               // baseline: unicast to every server in turn
+  double timeout_s = 3600;
+  bool json = false;                     // JSON events on stdout
+  bool live_view = false;                // per-site progress on stderr (a terminal)
+  int verbosity = 1;                     // 0 quiet, 1 normal, 2+ verbose
+  std::string command_line;              // recorded with the job
+};
+
+struct PushOutcome {
+  int exit_code = 0;        // 0 all done, 11 partial, 1 failed (util/exit_codes.h)
+  size_t servers = 0, ok = 0, failed = 0;
+  std::string summary;      // one line
+};
+
+Result<PushOutcome> RunPush(const PushOptions& opts);
+
+}  // namespace cm::pushrun

@@ -1,0 +1,56 @@
+// Fetching one assignment over HTTP into a checked holding file: the header
+// and the tail (trailer + chunk table) first, then the middle from the
+// verified watermark on, every chunk checked before it counts. Shared by
+// relays (from a source leader or the CCM) and members (from their leader).
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "push/chunked_file.h"
+#include "push/held_content.h"
+#include "util/status.h"
+
+namespace cm::pushrun {
+
+struct FetchTarget {
+  uint64_t serial = 0;
+  std::string path;      // final file name (<spool>/<serial>.cma)
+  std::string pub_key;   // "" = no signature check here (cm-apply checks later)
+  double idle_timeout_s = 10;
+};
+
+// The content URL of `serial` at a node's base URL.
+std::string ContentUrl(const std::string& base, uint64_t serial);
+
+class Fetcher {
+ public:
+  explicit Fetcher(FetchTarget t) : t_(std::move(t)) {}
+  // What is held so far (null before the chunk table is known, or when the
+  // file is already complete on disk: then after Open()).
+  std::shared_ptr<push::HeldContent> held() const;
+  // Checked bytes of the chunked range (after the header, through the
+  // trailer): what the scheduler counts; equals covered() when complete.
+  uint64_t verified() const;
+  uint64_t size() const;       // the whole file's size (0 until known)
+  bool complete() const;
+  // Uses a complete file already on disk, if there is one.
+  bool OpenExisting();
+  // One attempt from `source_base`: fetches until complete, an error, or
+  // `cancel`. Progress callbacks come from this thread.
+  Status FetchFrom(const std::string& source_base, const std::atomic<bool>* cancel,
+                   const std::function<void()>& on_progress = nullptr);
+
+ private:
+  Status Begin(const std::string& url, const std::atomic<bool>* cancel);
+  FetchTarget t_;
+  mutable std::mutex mu_;
+  std::shared_ptr<push::HeldContent> held_;
+  std::shared_ptr<push::ChunkedFile> file_;
+  uint64_t covered_ = 0;
+};
+
+}  // namespace cm::pushrun

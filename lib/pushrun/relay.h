@@ -1,0 +1,57 @@
+// The cm-push relay: the daemon on every server that may lead a site.
+//
+// As a site leader (told by a POST /v1/fetch from the CCM or another leader)
+// it fetches an assignment chunk by chunk from its source, checks each chunk
+// against the signed chunk table, serves the checked bytes onward at once
+// (GET /v1/content/<serial>), asks the CCM whom to serve next, and when it
+// holds the whole file: stages it with cm-apply, multicasts it to its members
+// with cm-mcast, collects their results and sends one site report to the CCM.
+// As a member (POST /v1/expect from its leader) it receives the multicast (or
+// fetches over HTTP from the leader when the multicast fails), runs cm-apply
+// and reports to the leader. A commit assignment travels the same way.
+//
+// Files live in the spool directory as <serial>.cma (<serial>.cma.part while
+// arriving), so a restarted relay resumes where it stopped.
+// Thread-safe; every transfer runs in threads of its own.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "util/status.h"
+
+namespace cm::pushrun {
+
+struct RelayOptions {
+  std::string name;                 // this server's name (as in the CCM's sites file)
+  std::string listen = "0.0.0.0:7710";
+  std::string url;                  // how others reach us; default http://<listen>
+  std::string spool;                // where assignments are kept
+  std::string root;                 // the content root cm-apply stages into ("" = receive only)
+  std::string iface;                // multicast interface address (default: the listen address)
+  std::string cm_apply = "cm-apply";
+  std::string cm_mcast = "cm-mcast";
+  std::string pub_key;              // checks the chunk table's signature; passed to cm-apply
+  std::string group_key;            // cm-mcast --key
+  std::string mcast_rate;           // cm-mcast --rate ("" = its default)
+  double member_wait_s = 300;       // how long a leader waits for its members' results
+  double idle_timeout_s = 10;       // a source silent this long is given up
+  bool verbose = false;
+};
+
+class Relay {
+ public:
+  static Result<std::unique_ptr<Relay>> Start(const RelayOptions& opts);
+  ~Relay();
+  std::string url() const;
+  // Stops serving and cancels transfers; idempotent.
+  void Stop();
+
+  struct Impl;
+
+ private:
+  explicit Relay(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace cm::pushrun

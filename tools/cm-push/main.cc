@@ -1,0 +1,205 @@
+// cm-push: the push through the group-leader tree (controller on the CCM),
+// the relay daemon on every server, and the CCM's job history. Options and
+// configuration only: the work is in lib/pushrun.
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <csignal>
+#include <cstdio>
+#include <string>
+#include <toml++/toml.h>
+#include <vector>
+
+#include "pushdb/render.h"
+#include "pushdb/state_db.h"
+#include "pushrun/controller.h"
+#include "pushrun/relay.h"
+#include "util/exit_codes.h"
+#include "util/log.h"
+
+namespace {
+
+using namespace cm;
+
+int Fail(const Status& st) {
+  log::Error(st.message());
+  return ExitCodeFor(st);
+}
+
+Status LoadRelayToml(const std::string& path, pushrun::RelayOptions* r) {
+  toml::table t;
+  try {
+    t = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    return Error(Code::kUsage, path + ":" + std::to_string(e.source().begin.line) + ": " +
+                                   std::string(e.description()));
+  }
+  auto str = [&](const char* k, std::string* v) {
+    if (auto x = t[k].value<std::string>(); x && v->empty()) *v = *x;
+  };
+  str("name", &r->name);
+  str("listen", &r->listen);
+  str("url", &r->url);
+  str("spool", &r->spool);
+  str("root", &r->root);
+  str("iface", &r->iface);
+  str("cm_apply", &r->cm_apply);
+  str("cm_mcast", &r->cm_mcast);
+  str("pub_key", &r->pub_key);
+  str("group_key", &r->group_key);
+  str("mcast_rate", &r->mcast_rate);
+  if (auto x = t["member_wait"].value<double>()) r->member_wait_s = *x;
+  return Status::Ok();
+}
+
+// Sibling tools: the copy installed beside cm-push, else PATH.
+std::string ToolPath(const std::string& name) {
+  char self[4096];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n > 0) {
+    std::string dir(self, static_cast<size_t>(n));
+    dir.resize(dir.rfind('/') + 1);
+    if (access((dir + name).c_str(), X_OK) == 0) return dir + name;
+  }
+  return name;
+}
+
+int RunRelay(pushrun::RelayOptions r, const std::string& config) {
+  if (!config.empty())
+    if (Status st = LoadRelayToml(config, &r); !st.ok()) return Fail(st);
+  if (r.name.empty()) {
+    char host[256] = {};
+    gethostname(host, sizeof host - 1);
+    r.name = host;
+  }
+  if (r.spool.empty()) return Fail(Error(Code::kUsage, "relay: --spool DIR is required (or spool = in the config)"));
+  auto relay = pushrun::Relay::Start(r);
+  if (!relay.ok()) return Fail(relay.status());
+  log::Info("relay " + r.name + " listening at " + (*relay)->url());
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  int sig = 0;
+  sigwait(&set, &sig);
+  (*relay)->Stop();
+  return kExitOk;
+}
+
+int Status_(const std::string& state_dir, const std::string& job, bool json) {
+  auto db = pushdb::StateDb::Open(state_dir);
+  if (!db.ok()) return Fail(db.status());
+  auto rec = job.empty() ? (*db)->LatestJob() : (*db)->FindJob(job);
+  if (!rec.ok()) return Fail(rec.status());
+  auto view = (*db)->JobStatus(rec->id);
+  if (!view.ok()) return Fail(view.status());
+  std::fputs((json ? pushdb::RenderStatusJson(*view) : pushdb::RenderStatusHuman(*view)).c_str(), stdout);
+  return kExitOk;
+}
+
+int History(const std::string& state_dir, int limit, bool json) {
+  auto db = pushdb::StateDb::Open(state_dir);
+  if (!db.ok()) return Fail(db.status());
+  auto h = (*db)->History(limit);
+  if (!h.ok()) return Fail(h.status());
+  std::fputs((json ? pushdb::RenderHistoryJson(*h) : pushdb::RenderHistoryHuman(*h)).c_str(), stdout);
+  return kExitOk;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  pushrun::PushOptions p;
+  pushrun::RelayOptions r;
+  p.cm_pack = ToolPath("cm-pack");
+  p.cm_apply = r.cm_apply = ToolPath("cm-apply");
+  r.cm_mcast = ToolPath("cm-mcast");
+  std::string relay_config, job;
+  std::string wait_arg;
+  bool quiet = false, no_commit = false, no_pipeline = false;
+  int verbose = 0, limit = 20;
+  CLI::App app{"cm-push: pushes an assignment through the tree of site leaders to every server, then commits.\n"
+               "  cm-push ASSIGNMENT... --to sites.toml [--state DIR] [--require all|quorum|N%]\n"
+               "  cm-push relay --config relay.toml        (on every server)\n"
+               "  cm-push status [JOB] --state DIR [--json]\n"
+               "  cm-push history --state DIR [--json]",
+               "cm-push"};
+  app.set_version_flag("--version", std::string("cm-push ") + CM_VERSION);
+  app.add_flag("-q,--quiet", quiet, "Errors only");
+  app.add_flag("-v,--verbose", verbose, "More messages (repeat for debug)");
+  app.add_option("assignments", p.assignments, "Assignment files of one job, in order (cm-pack output)");
+  app.add_option("--to", p.sites_file, "Sites file (TOML): the CCM's address, the sites and their servers");
+  app.add_option("--state", p.state_dir, "CCM state directory (SQLite job history and server status)");
+  app.add_option("--require", p.require, "Commit only if this many servers staged: all (default), quorum, N% or N");
+  app.add_flag("--no-commit", no_commit, "Stage only; do not send the commit");
+  app.add_option("--commit-file", p.commit_file, "Use this commit assignment (default: made with cm-pack commit)");
+  app.add_option("--sign-key", p.sign_key, "Sign the commit assignment cm-push makes with this key");
+  app.add_option("--serial-file", p.serial_file, "Serial file for the commit assignment (as given to cm-pack)");
+  app.add_option("--on-fail", p.on_fail,
+                 "Shell command run for each failed server (env CM_SERVER, CM_SITE, CM_JOB, CM_ERROR)");
+  app.add_option("--wait", wait_arg, "Queue behind a running job that touches the same servers (seconds, default 3600)")
+      ->expected(0, 1);
+  app.add_flag("--json", p.json, "JSON events on stdout, one per line");
+  app.add_option("--report", p.report_file, "Write the final report (JSON) to FILE");
+  app.add_option("--listen", p.listen, "HTTP ADDR:PORT relays reach the CCM at (default: [ccm] listen)");
+  app.add_option("--shadow", p.shadow, "Content root of the CCM's shadow copy, updated after a commit");
+  app.add_option("--star-max", p.star_max, "Up to this many sites fetch from the CCM directly (default 3)");
+  app.add_flag("--no-pipeline", no_pipeline, "Store and forward: a leader serves others only once it holds all");
+  app.add_flag("--sequential", p.sequential, "Baseline: send to every server in turn from the CCM (no tree)");
+  app.add_option("--timeout", p.timeout_s, "Give up after this many seconds (default 3600)");
+  app.add_option("--cm-pack", p.cm_pack, "cm-pack program (default: beside cm-push, else PATH)");
+  app.add_option("--cm-apply", p.cm_apply, "cm-apply program for --shadow (default: beside cm-push, else PATH)");
+
+  CLI::App* relay = app.add_subcommand("relay", "Run the relay daemon of this server");
+  relay->add_option("--config", relay_config, "TOML configuration (flags override it)");
+  relay->add_option("--name", r.name, "This server's name, as in the sites file (default: host name)");
+  relay->add_option("--listen", r.listen, "HTTP ADDR:PORT (default 0.0.0.0:7710)");
+  relay->add_option("--url", r.url, "URL others reach this relay at (default http://LISTEN)");
+  relay->add_option("--spool", r.spool, "Directory for assignments (resumes from here)");
+  relay->add_option("--root", r.root, "Content root cm-apply stages into");
+  relay->add_option("--iface", r.iface, "Multicast interface address (default: the listen address)");
+  relay->add_option("--pub-key", r.pub_key, "Accept only assignments signed by this key");
+  relay->add_option("--group-key", r.group_key, "cm-mcast group key (authenticates every packet)");
+  relay->add_option("--mcast-rate", r.mcast_rate, "cm-mcast --rate for the site multicast");
+  relay->add_option("--cm-apply", r.cm_apply, "cm-apply program (default: beside cm-push, else PATH)");
+  relay->add_option("--cm-mcast", r.cm_mcast, "cm-mcast program (default: beside cm-push, else PATH)");
+  relay->add_option("--member-wait", r.member_wait_s, "Seconds a leader waits for its members (default 300)");
+
+  CLI::App* status = app.add_subcommand("status", "Show a job's per-server status (default: the latest)");
+  status->add_option("job", job, "Job id or name");
+  status->add_option("--state", p.state_dir, "CCM state directory")->required();
+  status->add_flag("--json", p.json, "One JSON object");
+  CLI::App* history = app.add_subcommand("history", "List recent jobs");
+  history->add_option("--state", p.state_dir, "CCM state directory")->required();
+  history->add_option("--limit", limit, "How many (default 20)");
+  history->add_flag("--json", p.json, "One JSON array");
+  app.require_subcommand(0, 1);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);
+    log::Init("cm-push", 1);
+    log::Error(e.what());
+    return kExitUsage;
+  }
+  log::Init("cm-push", quiet ? 0 : 1 + verbose);
+  if (relay->parsed()) {
+    r.verbose = verbose > 0;
+    return RunRelay(r, relay_config);
+  }
+  if (status->parsed()) return Status_(p.state_dir, job, p.json);
+  if (history->parsed()) return History(p.state_dir, limit, p.json);
+
+  if (p.assignments.empty()) return Fail(Error(Code::kUsage, "no assignment given (cm-push --help)"));
+  if (p.sites_file.empty()) return Fail(Error(Code::kUsage, "--to SITES.toml is required"));
+  p.commit = !no_commit;
+  p.pipeline = !no_pipeline;
+  if (app.count("--wait")) p.wait_s = wait_arg.empty() ? 3600 : std::stod(wait_arg);
+  p.verbosity = quiet ? 0 : 1 + verbose;
+  p.live_view = !quiet && !p.json && isatty(2);
+  for (int i = 0; i < argc; ++i) p.command_line += (i ? " " : "") + std::string(argv[i]);
+  auto out = pushrun::RunPush(p);
+  if (!out.ok()) return Fail(out.status());
+  return out->exit_code;
+}
