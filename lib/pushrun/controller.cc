@@ -301,6 +301,15 @@ void Job::ReplaceLeader(const std::string& site, const std::string& reason) {
       if (moved.ok()) orders = std::move(*moved);
       else log::Warn(site + ": " + moved.status().message());
       Event("leader-changed", JsonObject().Str("site", site).Str("old", old).Str("new", next).Str("why", reason));
+      for (const auto& o : orders) {
+        if (o.relay == next) continue;
+        const push::RelayState* rs = ph.sched->Find(o.relay);
+        Event("reparent", JsonObject()
+                              .Str("relay", o.relay)
+                              .Str("from", old)
+                              .Str("to", o.source.empty() ? "ccm" : o.source)
+                              .Uint("resume_at", rs ? rs->verified : 0));
+      }
       if (opts_.verbosity > 1) log::Info(site + ": leader " + old + " -> " + next + " (" + reason + ")");
     }
     Record(failed, ph.info.serial);
