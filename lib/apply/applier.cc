@@ -68,6 +68,7 @@ Status StageCommands(ContentRoot* root, pack::AssignmentReader* reader, const Ap
   CM_ASSIGN_OR_RETURN(std::unique_ptr<PartStage> stage, PartStage::Begin(root, info));
   pack::Command c;
   uint64_t done = 0;
+  const bool progress = log::ProgressEnabled();  // isatty once, not per command
   for (;;) {
     CM_ASSIGN_OR_RETURN(bool more, reader->NextCommand(&c));
     if (!more) break;
@@ -78,7 +79,7 @@ Status StageCommands(ContentRoot* root, pack::AssignmentReader* reader, const Ap
     Status st = stage->stager().Apply(c, data);
     report->stats = stage->stager().stats();
     if (!st.ok()) return st;
-    if (log::ProgressEnabled() && (++done % 64 == 0 || done == h.command_count))
+    if (progress && (++done % 64 == 0 || done == h.command_count))
       log::Progress("staging " + std::to_string(done) + "/" + std::to_string(h.command_count));
   }
   log::ProgressDone();

@@ -147,7 +147,19 @@ Result<DirMetaMap> ReplayDirMeta(const std::string& log_path) {
   return m;
 }
 
-Status ApplyDirMeta(int tree_fd, const DirMetaMap& dirs, bool include_root) {
+namespace {
+// Whether an entry already carries `m` (what ApplyMetaFd would set).
+bool HasMeta(const struct stat& st, const pack::Meta& m) {
+  if ((st.st_mode & 07777) != (m.mode & 07777)) return false;
+  if (m.has_owner && RunningAsRoot() && (st.st_uid != m.uid || st.st_gid != m.gid)) return false;
+  if (m.mtime_ns != 0 &&
+      static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec != m.mtime_ns)
+    return false;
+  return true;
+}
+}  // namespace
+
+Status ApplyDirMeta(int tree_fd, const DirMetaMap& dirs, bool include_root, bool fsync_each) {
   std::vector<const DirMetaMap::value_type*> order;
   for (const auto& e : dirs)
     if (include_root || !e.first.empty()) order.push_back(&e);
@@ -157,6 +169,7 @@ Status ApplyDirMeta(int tree_fd, const DirMetaMap& dirs, bool include_root) {
   for (const auto* e : order) {
     if (e->first.empty()) {
       CM_RETURN_IF_ERROR(ApplyMetaFd(tree_fd, e->second, "."));
+      if (fsync_each && ::fsync(tree_fd) != 0) return ErrnoError(".", errno);
       continue;
     }
     auto parent = OpenParentBeneath(tree_fd, e->first);
@@ -171,7 +184,15 @@ Status ApplyDirMeta(int tree_fd, const DirMetaMap& dirs, bool include_root) {
       return st.status();
     }
     if (!S_ISDIR(st->st_mode)) continue;
-    CM_RETURN_IF_ERROR(ApplyMetaAt(parent->dir.get(), parent->leaf, e->second, false, e->first));
+    if (HasMeta(*st, e->second)) continue;  // staged with it already (durable since the stage's syncfs)
+    if (!fsync_each) {
+      CM_RETURN_IF_ERROR(ApplyMetaAt(parent->dir.get(), parent->leaf, e->second, false, e->first));
+      continue;
+    }
+    UniqueFd fd(::openat(parent->dir.get(), parent->leaf.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd) return ErrnoError(e->first, errno);
+    CM_RETURN_IF_ERROR(ApplyMetaFd(fd.get(), e->second, e->first));
+    if (::fsync(fd.get()) != 0) return ErrnoError(e->first, errno);
   }
   return Status::Ok();
 }

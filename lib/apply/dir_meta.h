@@ -1,10 +1,14 @@
 // The desired metadata of a staged tree's directories.
 //
 // While a tree is staged its directories stay owner-writable (mode | 0700) so
-// entries can be added under any of them, and their mtimes change with every
-// entry written. The true mode, mtime and owner of each directory are kept in
-// an append-only log beside the stage (ROOT/.cm/stage/<name>.dirmeta) and
-// applied bottom-up when the tree is committed.
+// entries can be added under any of them. Most directories already have their
+// true metadata while staged (the clone gives it to them, the stager keeps
+// their mtimes: tree_clone.h, stager.h). The exceptions are kept in an
+// append-only log beside the stage (ROOT/.cm/stage/<name>.dirmeta) and
+// applied bottom-up when the tree is committed: the root directory, a
+// directory whose true mode lacks owner rwx, one made or changed by MKDIR or
+// SET_META. (A log written by an older cm-apply names every directory; it is
+// applied the same way.)
 //
 // Log format (text, one record per line, paths percent-encoded, "." = the
 // tree's root directory):
@@ -54,7 +58,9 @@ Result<DirMetaMap> ReplayDirMetaText(const std::string& text);
 // directory are skipped. The root entry ("") is applied only when
 // include_root is set (it is applied after the tree has been moved into
 // releases/, because moving a directory needs write access to it).
-Status ApplyDirMeta(int tree_fd, const DirMetaMap& dirs, bool include_root);
+// A directory that already carries its record is left alone.
+// fsync_each: fsync every directory changed (instead of a syncfs afterwards).
+Status ApplyDirMeta(int tree_fd, const DirMetaMap& dirs, bool include_root, bool fsync_each = false);
 
 // Mode a directory has while staged.
 inline uint32_t StagingDirMode(uint32_t mode) { return (mode & 07777) | 0700; }

@@ -14,7 +14,10 @@
 
 namespace cm::apply {
 
-bool RunningAsRoot() { return ::geteuid() == 0; }
+bool RunningAsRoot() {
+  static const bool root = ::geteuid() == 0;
+  return root;
+}
 
 Result<struct stat> LstatAt(int dir_fd, const std::string& name) {
   struct stat st;

@@ -1,13 +1,16 @@
 #include "apply/part_stage.h"
 
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <ctime>
 
 #include "apply/fs_ops.h"
 #include "apply/tree_clone.h"
 #include "util/crash_point.h"
+#include "util/hash.h"
 #include "util/log.h"
 
 namespace cm::apply {
@@ -44,7 +47,28 @@ Status PartStage::Build() {
   const std::string dir = l.StageDir(name_), meta = l.DirMetaPath(name_);
   CM_RETURN_IF_ERROR(RemoveTree(dir));  // leftovers of an interrupted run
   if (::unlink(meta.c_str()) != 0 && errno != ENOENT) return ErrnoError(meta, errno);
-  if (::mkdir(dir.c_str(), 0700) != 0) return ErrnoError(dir, errno);
+  {
+    // Each staged tree as an independent hierarchy for the allocator (see
+    // MarkTopDir; done here, so that roots made by older versions get it
+    // too). The directory is made under a random name and then renamed: the
+    // allocator seeds its choice with the name, and the same name (the same
+    // job applied again) would start in the same place as the tree that was
+    // deleted a moment ago. A crash in between leaves an entry that is not
+    // named by the state, which recovery removes.
+    auto stage = OpenDir(l.stage);
+    if (stage.ok() && !MarkTopDir(stage->get())) log::Debug(l.stage + ": FS_TOPDIR_FL not supported");
+    uint64_t r = 0;
+    if (::getrandom(&r, sizeof r, GRND_NONBLOCK) != static_cast<ssize_t>(sizeof r))
+      r = static_cast<uint64_t>(::getpid()) * 0x9E3779B97F4A7C15ull ^ static_cast<uint64_t>(::time(nullptr));
+    const std::string fresh = l.stage + "/.mk-" + ToHex(reinterpret_cast<const uint8_t*>(&r), sizeof r);
+    if (::mkdir(fresh.c_str(), 0700) != 0) return ErrnoError(fresh, errno);
+    CrashPoint("stage.dir-made");
+    if (::rename(fresh.c_str(), dir.c_str()) != 0) {
+      const int e = errno;
+      ::rmdir(fresh.c_str());
+      return ErrnoError(dir, e);
+    }
+  }
   CM_ASSIGN_OR_RETURN(work_fd_, OpenDir(dir));
 
   CloneStats cs;

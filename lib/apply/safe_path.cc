@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 
 namespace cm::apply {
@@ -72,6 +73,39 @@ Result<ParentRef> OpenParentBeneath(int dir_fd, std::string_view path) {
   if (!dir.ok()) return dir.status();
   ref.dir = std::move(dir).value();
   return ref;
+}
+
+Result<int> ParentWalker::Parent(std::string_view path, std::string* leaf) {
+  CM_RETURN_IF_ERROR(ValidateRelPath(path));
+  std::vector<std::string> comps = SplitPath(path);
+  *leaf = std::move(comps.back());
+  comps.pop_back();
+  deep_.reset();
+  size_t keep = 0;
+  while (keep < chain_.size() && keep < comps.size() && chain_[keep].first == comps[keep]) ++keep;
+  chain_.erase(chain_.begin() + static_cast<std::ptrdiff_t>(keep), chain_.end());
+  const size_t cached = std::min(comps.size(), kMaxCached);
+  for (size_t i = keep; i < cached; ++i) {
+    const int cur = i == 0 ? root_ : chain_.back().second.get();
+    UniqueFd next(::openat(cur, comps[i].c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!next) {
+      const int err = errno;
+      std::string so_far;
+      for (size_t j = 0; j <= i; ++j) so_far += (j ? "/" : "") + comps[j];
+      return WalkError(cur, so_far, comps[i], err);
+    }
+    chain_.emplace_back(comps[i], std::move(next));
+  }
+  if (comps.empty()) return root_;
+  if (cached == comps.size()) return chain_.back().second.get();
+  // Deeper than the cache goes: the rest is walked without keeping it.
+  std::string rest, so_far;
+  for (size_t j = 0; j < cached; ++j) so_far += (j ? "/" : "") + comps[j];
+  for (size_t j = cached; j < comps.size(); ++j) rest += (j > cached ? "/" : "") + comps[j];
+  auto fd = OpenDirBeneath(chain_.back().second.get(), rest);
+  if (!fd.ok()) return Status(fd.status().code(), so_far + "/" + fd.status().message());
+  deep_ = std::move(fd).value();
+  return deep_.get();
 }
 
 }  // namespace cm::apply

@@ -11,6 +11,7 @@
 
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "util/file_util.h"
@@ -36,5 +37,29 @@ struct ParentRef {
 };
 // Validates `path` and opens its parent beneath dir_fd (see OpenDirBeneath).
 Result<ParentRef> OpenParentBeneath(int dir_fd, std::string_view path);
+
+// OpenParentBeneath with a memory: the directories of the last path resolved
+// stay open, so consecutive paths in one directory (an assignment's commands
+// come in path order) resolve with no system call, and a neighbouring
+// directory with one openat per component that differs. Same checks and
+// errors as OpenDirBeneath. The fd returned is borrowed: valid until the next
+// Parent() or Forget(). Call Forget() after anything that removes, renames or
+// replaces a directory beneath the root.
+class ParentWalker {
+ public:
+  explicit ParentWalker(int root_fd) : root_(root_fd) {}
+  // Validates `path`, opens its parent and sets *leaf to its last component.
+  Result<int> Parent(std::string_view path, std::string* leaf);
+  void Forget() {
+    chain_.clear();
+    deep_.reset();
+  }
+
+ private:
+  static constexpr size_t kMaxCached = 64;  // directories kept open at most
+  int root_;
+  std::vector<std::pair<std::string, UniqueFd>> chain_;  // component, its directory
+  UniqueFd deep_;                                        // parent below kMaxCached levels
+};
 
 }  // namespace cm::apply

@@ -4,8 +4,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <condition_variable>
 #include <cstring>
+#include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -19,7 +24,8 @@ namespace cm::apply {
 namespace {
 
 constexpr size_t kIoChunk = 256 * 1024;
-// Bases at least this big are hashed in a second thread while patching.
+// Bases at least this big are hashed in a second thread while patching (or,
+// when the base's hash is remembered, the output is).
 constexpr uint64_t kParallelHashMin = 4 << 20;
 
 // Parent of a command's path; a missing parent means the tree is not the one
@@ -59,6 +65,113 @@ Result<UniqueFd> OpenRegular(int dir_fd, const std::string& leaf, const std::str
   if (!S_ISREG(st->st_mode)) return Error(Code::kUnsafePath, path + ": not a regular file");
   return fd;
 }
+
+// The mtime of a directory whose entries a command is about to change.
+// Staged directories already carry their final metadata (tree_clone.h), so
+// every command that adds, replaces or removes an entry puts the parent's
+// mtime back afterwards (directories with a logged record get theirs at
+// commit anyway). A command that fails leaves a stage that is discarded.
+class KeepMtime {
+ public:
+  explicit KeepMtime(int dir_fd) : fd_(dir_fd) { have_ = ::fstat(fd_, &st_) == 0; }
+  Status Restore(const std::string& path) const {
+    if (!have_) return ErrnoError(path + ": parent directory", EBADF);
+    const timespec ts[2] = {{0, UTIME_OMIT}, st_.st_mtim};
+    if (::futimens(fd_, ts) != 0) return ErrnoError(path + ": parent directory", errno);
+    return Status::Ok();
+  }
+
+ private:
+  int fd_;
+  bool have_ = false;
+  struct stat st_;
+};
+
+// Hashes a file that this thread is appending to, from a second thread: it
+// reads behind the writer with pread (the bytes are in the page cache) and
+// hashes them while the writer builds the rest, so on two cores the hash of
+// a large patched file costs little wall time. It hashes what the file holds,
+// not the writer's buffers. Poke() after writing; Finish() once the file is
+// complete. Destroying it without Finish() abandons the hash.
+class TrailingHasher {
+ public:
+  explicit TrailingHasher(int fd) : fd_(fd), thread_([this] { Run(); }) {}
+  ~TrailingHasher() {
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      stop_ = true;
+    }
+    cv_.notify_one();
+    if (thread_.joinable()) thread_.join();
+  }
+  TrailingHasher(const TrailingHasher&) = delete;
+  TrailingHasher& operator=(const TrailingHasher&) = delete;
+
+  void Poke() {
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      ++pokes_;
+    }
+    cv_.notify_one();
+  }
+  // The hash of the first `size` bytes; kCorrupt if the file is shorter.
+  Result<Hash256> Finish(uint64_t size) {
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      end_ = size;
+      done_ = true;
+    }
+    cv_.notify_one();
+    thread_.join();
+    return result_;
+  }
+
+ private:
+  void Run() {
+    std::vector<char> buf(1 << 20);
+    Hasher h;
+    uint64_t pos = 0, seen = 0;
+    for (;;) {
+      bool done, stop;
+      uint64_t end;
+      {
+        std::lock_guard<std::mutex> g(mu_);
+        done = done_, stop = stop_, end = end_;
+      }
+      if (stop) return;
+      size_t want = buf.size();
+      if (done) want = static_cast<size_t>(std::min<uint64_t>(want, end - pos));
+      ssize_t n = want ? ::pread(fd_, buf.data(), want, static_cast<off_t>(pos)) : 0;
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        result_ = ErrnoError("hash of the patched file", errno);
+        return;
+      }
+      if (n > 0) {
+        h.Update(buf.data(), static_cast<size_t>(n));
+        pos += static_cast<uint64_t>(n);
+        continue;
+      }
+      if (done) {  // all there is
+        result_ = pos == end ? Result<Hash256>(h.Finish()) : Error(Code::kCorrupt, "patched file shorter than written");
+        return;
+      }
+      // Caught up with the writer: wait for more (it pokes after each step;
+      // the timeout covers bytes written during a long step).
+      std::unique_lock<std::mutex> l(mu_);
+      cv_.wait_for(l, std::chrono::microseconds(500), [&] { return pokes_ != seen || done_ || stop_; });
+      seen = pokes_;
+    }
+  }
+
+  int fd_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  uint64_t pokes_ = 0, end_ = 0;
+  bool done_ = false, stop_ = false;
+  Result<Hash256> result_ = Error(Code::kFailure, "hash not finished");
+  std::thread thread_;  // last: starts after the members it uses exist
+};
 
 // A new file under a temporary name in dir_fd, removed unless installed.
 struct NewFile {
@@ -107,26 +220,56 @@ Status Stager::Apply(const pack::Command& c, ByteSource* data) {
 }
 
 Status Stager::Mkdir(const pack::Command& c) {
-  CM_ASSIGN_OR_RETURN(ParentRef p, Parent(tree_fd_, c.path));
-  if (::mkdirat(p.dir.get(), p.leaf.c_str(), 0700) != 0) {
+  CM_ASSIGN_OR_RETURN(Place p, Locate(c.path));
+  KeepMtime parent(p.dir);
+  if (::mkdirat(p.dir, p.leaf.c_str(), 0700) != 0) {
     if (errno != EEXIST) return ErrnoError(c.path, errno);
-    CM_ASSIGN_OR_RETURN(struct stat st, LstatAt(p.dir.get(), p.leaf));
+    CM_ASSIGN_OR_RETURN(struct stat st, LstatAt(p.dir, p.leaf));
     if (!S_ISDIR(st.st_mode)) return Mismatch(c.path, "exists and is not a directory");
+  } else {
+    CM_RETURN_IF_ERROR(parent.Restore(c.path));
   }
-  if (::fchmodat(p.dir.get(), p.leaf.c_str(), StagingDirMode(c.meta.mode), 0) != 0) return ErrnoError(c.path, errno);
-  CM_RETURN_IF_ERROR(log_->Set(c.path, c.meta));
+  CM_RETURN_IF_ERROR(DirMeta(p, c));
   ++stats_.dirs;
   return Status::Ok();
 }
 
+Result<Stager::Place> Stager::Locate(const std::string& path) {
+  Place p;
+  auto dir = walker_.Parent(path, &p.leaf);
+  if (!dir.ok() && dir.status().code() == Code::kNotFound)
+    return Error(Code::kBaseMismatch, path + ": parent directory missing (" + dir.status().message() + ")");
+  if (!dir.ok()) return dir.status();
+  p.dir = *dir;
+  return p;
+}
+
+std::vector<char>& Stager::IoBuffer() {
+  if (io_buf_.size() != kIoChunk) io_buf_.resize(kIoChunk);  // once, not zeroed per command
+  return io_buf_;
+}
+
+Status Stager::DirMeta(const Place& p, const pack::Command& c) {
+  // Logged in any case (the last record wins at commit, and the commit skips
+  // a directory that already has it). Applied now too unless the mode would
+  // take owner rwx away while the tree is staged.
+  CM_RETURN_IF_ERROR(log_->Set(c.path, c.meta));
+  if ((c.meta.mode & 0700) == 0700) return ApplyMetaAt(p.dir, p.leaf, c.meta, /*is_symlink=*/false, c.path);
+  if (c.op == pack::Opcode::kMkdir &&  // a new directory gets the staging mode; others keep theirs
+      ::fchmodat(p.dir, p.leaf.c_str(), StagingDirMode(c.meta.mode), 0) != 0)
+    return ErrnoError(c.path, errno);
+  return Status::Ok();
+}
+
 Status Stager::Create(const pack::Command& c, ByteSource* data) {
-  CM_ASSIGN_OR_RETURN(ParentRef p, Parent(tree_fd_, c.path));
-  NewFile f(p.dir.get());
+  CM_ASSIGN_OR_RETURN(Place p, Locate(c.path));
+  KeepMtime parent(p.dir);
+  NewFile f(p.dir);
   CM_RETURN_IF_ERROR(f.Open(c.path));
   Hasher h;
   uint64_t total = 0;
   if (data) {
-    std::vector<char> buf(kIoChunk);
+    std::vector<char>& buf = IoBuffer();
     for (;;) {
       CM_ASSIGN_OR_RETURN(size_t n, data->Read(buf.data(), buf.size()));
       if (n == 0) break;
@@ -142,15 +285,16 @@ Status Stager::Create(const pack::Command& c, ByteSource* data) {
   CM_RETURN_IF_ERROR(ApplyMetaFd(f.fd.get(), c.meta, c.path));
   RememberHash(f.fd.get(), c.hash);
   CM_RETURN_IF_ERROR(f.Install(p.leaf, c.path));
+  CM_RETURN_IF_ERROR(parent.Restore(c.path));
   ++stats_.created;
   stats_.bytes_written += total;
   return Status::Ok();
 }
 
 Status Stager::Patch(const pack::Command& c, ByteSource* data) {
-  CM_ASSIGN_OR_RETURN(ParentRef p, Parent(tree_fd_, c.path));
+  CM_ASSIGN_OR_RETURN(Place p, Locate(c.path));
   struct stat st;
-  CM_ASSIGN_OR_RETURN(UniqueFd base, OpenRegular(p.dir.get(), p.leaf, c.path, &st));
+  CM_ASSIGN_OR_RETURN(UniqueFd base, OpenRegular(p.dir, p.leaf, c.path, &st));
   if (static_cast<uint64_t>(st.st_size) != c.base_size)
     return Mismatch(c.path, "base size " + std::to_string(st.st_size) + ", expected " + std::to_string(c.base_size));
   if (!data) return Error(Code::kCorrupt, c.path + ": patch without instructions");
@@ -178,16 +322,23 @@ Status Stager::Patch(const pack::Command& c, ByteSource* data) {
   };
   if (!parallel) CM_RETURN_IF_ERROR(check_base());
 
-  NewFile f(p.dir.get());
+  KeepMtime parent(p.dir);
+  NewFile f(p.dir);
   Status s = f.Open(c.path);
   if (!s.ok()) {
     (void)check_base();
     return s;
   }
   delta::PatchApplier applier(base.get(), c.base_size, f.fd.get(), c.size);
+  // The output is hashed as it is written: inline, or by a second thread
+  // reading behind the writer when that thread is not busy with the base.
   Hasher out_hasher;
-  applier.set_output_hasher(&out_hasher);
-  std::vector<char> buf(kIoChunk);
+  std::optional<TrailingHasher> trailing;
+  if (!parallel && c.size >= kParallelHashMin && std::thread::hardware_concurrency() > 1)
+    trailing.emplace(f.fd.get());
+  else
+    applier.set_output_hasher(&out_hasher);
+  std::vector<char>& buf = IoBuffer();
   for (;;) {
     auto n = data->Read(buf.data(), buf.size());
     if (!n.ok()) {
@@ -200,34 +351,49 @@ Status Stager::Patch(const pack::Command& c, ByteSource* data) {
     }
     s = applier.Feed(buf.data(), *n);
     if (!s.ok()) break;
+    if (trailing) trailing->Poke();
   }
   // A wrong base explains a failed patch better than the patch's own error.
   CM_RETURN_IF_ERROR(check_base());
   if (!s.ok()) return Status(s.code(), c.path + ": " + s.message());
-  if (out_hasher.Finish() != c.hash) return Error(Code::kCorrupt, c.path + ": patched content hash mismatch");
+  Hash256 out_hash;
+  if (trailing) {
+    auto h = trailing->Finish(c.size);
+    if (!h.ok()) return Status(h.status().code(), c.path + ": " + h.status().message());
+    out_hash = *h;
+  } else {
+    out_hash = out_hasher.Finish();
+  }
+  if (out_hash != c.hash) return Error(Code::kCorrupt, c.path + ": patched content hash mismatch");
   CM_RETURN_IF_ERROR(ApplyMetaFd(f.fd.get(), c.meta, c.path));
   RememberHash(f.fd.get(), c.hash);
   CM_RETURN_IF_ERROR(f.Install(p.leaf, c.path));
+  CM_RETURN_IF_ERROR(parent.Restore(c.path));
   ++stats_.patched;
   stats_.bytes_written += applier.written();
   return Status::Ok();
 }
 
 Status Stager::Remove(const pack::Command& c) {
-  auto p = OpenParentBeneath(tree_fd_, c.path);
-  if (!p.ok()) {
-    if (p.status().code() == Code::kNotFound) return Status::Ok();  // already gone
-    return p.status();
+  std::string leaf;
+  auto dir = walker_.Parent(c.path, &leaf);
+  if (!dir.ok()) {
+    if (dir.status().code() == Code::kNotFound) return Status::Ok();  // already gone
+    return dir.status();
   }
-  auto st = LstatAt(p->dir.get(), p->leaf);
+  const int pdir = *dir;
+  auto st = LstatAt(pdir, leaf);
   if (!st.ok()) return st.status().code() == Code::kNotFound ? Status::Ok() : st.status();
+  KeepMtime parent(pdir);
   if (S_ISDIR(st->st_mode)) {
     CM_RETURN_IF_ERROR(log_->Removed(c.path));
-    Status s = RemoveTreeAt(p->dir.get(), p->leaf);
+    Status s = RemoveTreeAt(pdir, leaf);
     if (!s.ok()) return Status(s.code(), c.path + ": " + s.message());
-  } else if (::unlinkat(p->dir.get(), p->leaf.c_str(), 0) != 0 && errno != ENOENT) {
+  } else if (::unlinkat(pdir, leaf.c_str(), 0) != 0 && errno != ENOENT) {
     return ErrnoError(c.path, errno);
   }
+  CM_RETURN_IF_ERROR(parent.Restore(c.path));
+  if (S_ISDIR(st->st_mode)) walker_.Forget();  // it may hold removed directories open (pdir too: last use above)
   ++stats_.removed;
   return Status::Ok();
 }
@@ -238,8 +404,16 @@ Status Stager::Rename(const pack::Command& c) {
   auto st = LstatAt(from.dir.get(), from.leaf);
   if (!st.ok()) return st.status().code() == Code::kNotFound ? Mismatch(c.path, "rename source missing") : st.status();
   if (S_ISDIR(st->st_mode)) CM_RETURN_IF_ERROR(log_->Renamed(c.path, c.path2));
+  walker_.Forget();  // a directory it holds open may move
+  KeepMtime from_parent(from.dir.get()), to_parent(to.dir.get());
   if (::renameat(from.dir.get(), from.leaf.c_str(), to.dir.get(), to.leaf.c_str()) != 0)
     return ShapeError(c.path2, errno);
+  if (S_ISDIR(st->st_mode)) {  // a moved directory's ".." entry changes
+    const timespec ts[2] = {{0, UTIME_OMIT}, st->st_mtim};
+    if (::utimensat(to.dir.get(), to.leaf.c_str(), ts, AT_SYMLINK_NOFOLLOW) != 0) return ErrnoError(c.path2, errno);
+  }
+  CM_RETURN_IF_ERROR(to_parent.Restore(c.path2));
+  CM_RETURN_IF_ERROR(from_parent.Restore(c.path));
   ++stats_.renamed;
   return Status::Ok();
 }
@@ -249,6 +423,7 @@ Status Stager::Copy(const pack::Command& c) {
   CM_ASSIGN_OR_RETURN(ParentRef to, Parent(tree_fd_, c.path2));
   struct stat st;
   CM_ASSIGN_OR_RETURN(UniqueFd src, OpenRegular(from.dir.get(), from.leaf, c.path, &st));
+  KeepMtime parent(to.dir.get());
   NewFile f(to.dir.get());
   CM_RETURN_IF_ERROR(f.Open(c.path2));
   Status s = CopyFileData(src.get(), f.fd.get());
@@ -256,25 +431,27 @@ Status Stager::Copy(const pack::Command& c) {
   // A copy keeps the source's metadata (like cp -p).
   CM_RETURN_IF_ERROR(ApplyMetaFd(f.fd.get(), MetaFromStat(st), c.path2));
   CM_RETURN_IF_ERROR(f.Install(to.leaf, c.path2));
+  CM_RETURN_IF_ERROR(parent.Restore(c.path2));
   ++stats_.copied;
   stats_.bytes_written += static_cast<uint64_t>(st.st_size);
   return Status::Ok();
 }
 
 Status Stager::SetMeta(const pack::Command& c) {
-  CM_ASSIGN_OR_RETURN(ParentRef p, Parent(tree_fd_, c.path));
-  auto st = LstatAt(p.dir.get(), p.leaf);
+  CM_ASSIGN_OR_RETURN(Place p, Locate(c.path));
+  auto st = LstatAt(p.dir, p.leaf);
   if (!st.ok()) return st.status().code() == Code::kNotFound ? Mismatch(c.path, "missing") : st.status();
   ++stats_.meta;
-  if (S_ISDIR(st->st_mode)) return log_->Set(c.path, c.meta);
-  if (S_ISLNK(st->st_mode)) return ApplyMetaAt(p.dir.get(), p.leaf, c.meta, /*is_symlink=*/true, c.path);
+  if (S_ISDIR(st->st_mode)) return DirMeta(p, c);
+  if (S_ISLNK(st->st_mode)) return ApplyMetaAt(p.dir, p.leaf, c.meta, /*is_symlink=*/true, c.path);
   if (!S_ISREG(st->st_mode)) return Error(Code::kUnsafePath, c.path + ": special file");
   // A file with one link was written by this stage: nobody else sees it.
-  if (st->st_nlink == 1) return ApplyMetaAt(p.dir.get(), p.leaf, c.meta, false, c.path);
+  if (st->st_nlink == 1) return ApplyMetaAt(p.dir, p.leaf, c.meta, false, c.path);
   // Shared with live or a release: copy, change the copy, rename over.
   struct stat sst;
-  CM_ASSIGN_OR_RETURN(UniqueFd src, OpenRegular(p.dir.get(), p.leaf, c.path, &sst));
-  NewFile f(p.dir.get());
+  CM_ASSIGN_OR_RETURN(UniqueFd src, OpenRegular(p.dir, p.leaf, c.path, &sst));
+  KeepMtime parent(p.dir);
+  NewFile f(p.dir);
   CM_RETURN_IF_ERROR(f.Open(c.path));
   Status s = CopyFileData(src.get(), f.fd.get());
   if (!s.ok()) return Status(s.code(), c.path + ": " + s.message());
@@ -287,6 +464,7 @@ Status Stager::SetMeta(const pack::Command& c) {
   }
   CM_RETURN_IF_ERROR(ApplyMetaFd(f.fd.get(), m, c.path));
   CM_RETURN_IF_ERROR(f.Install(p.leaf, c.path));
+  CM_RETURN_IF_ERROR(parent.Restore(c.path));
   stats_.bytes_written += static_cast<uint64_t>(sst.st_size);
   return Status::Ok();
 }
@@ -294,17 +472,19 @@ Status Stager::SetMeta(const pack::Command& c) {
 Status Stager::Symlink(const pack::Command& c) {
   if (c.path2.empty() || c.path2.find('\0') != std::string::npos)
     return Error(Code::kCorrupt, c.path + ": bad symlink target");
-  CM_ASSIGN_OR_RETURN(ParentRef p, Parent(tree_fd_, c.path));
-  TempEntry tmp(p.dir.get(), TempLeaf());
-  if (::symlinkat(c.path2.c_str(), p.dir.get(), tmp.name().c_str()) != 0) {
+  CM_ASSIGN_OR_RETURN(Place p, Locate(c.path));
+  KeepMtime parent(p.dir);
+  TempEntry tmp(p.dir, TempLeaf());
+  if (::symlinkat(c.path2.c_str(), p.dir, tmp.name().c_str()) != 0) {
     int e = errno;
     tmp.Release();
     return ErrnoError(c.path, e);
   }
   pack::Meta m = c.meta;
-  CM_RETURN_IF_ERROR(ApplyMetaAt(p.dir.get(), tmp.name(), m, /*is_symlink=*/true, c.path));
-  if (::renameat(p.dir.get(), tmp.name().c_str(), p.dir.get(), p.leaf.c_str()) != 0) return ShapeError(c.path, errno);
+  CM_RETURN_IF_ERROR(ApplyMetaAt(p.dir, tmp.name(), m, /*is_symlink=*/true, c.path));
+  if (::renameat(p.dir, tmp.name().c_str(), p.dir, p.leaf.c_str()) != 0) return ShapeError(c.path, errno);
   tmp.Release();
+  CM_RETURN_IF_ERROR(parent.Restore(c.path));
   ++stats_.symlinks;
   return Status::Ok();
 }

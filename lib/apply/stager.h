@@ -6,7 +6,11 @@
 // inode under a temporary name in the same directory and renames it over the
 // path; a SET_META on a shared file copies it first. Paths are validated and
 // resolved with safe_path.h (no '..', no symlink followed, no special file
-// read). Directory metadata goes to the DirMetaLog and is applied at commit.
+// read). Directories keep their final metadata while staged wherever that
+// leaves them owner-rwx (tree_clone.h): MKDIR and SET_META on a directory
+// apply it at once and log it (dir_meta.h; a mode without owner rwx is only
+// logged and waits for the commit), and a command that changes a directory's
+// entries puts that directory's mtime back.
 //
 // Errors: kUnsafePath (path escapes, goes through a symlink, or names a
 // device/fifo), kBaseMismatch (a patch base or an expected entry differs),
@@ -16,8 +20,11 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "apply/dir_meta.h"
+#include "apply/safe_path.h"
 #include "pack/assignment_format.h"
 #include "util/byte_source.h"
 #include "util/status.h"
@@ -32,7 +39,7 @@ struct StageStats {
 class Stager {
  public:
   // tree_fd: the stage's root directory (not owned). log: its dirmeta log.
-  Stager(int tree_fd, DirMetaLog* log) : tree_fd_(tree_fd), log_(log) {}
+  Stager(int tree_fd, DirMetaLog* log) : tree_fd_(tree_fd), log_(log), walker_(tree_fd) {}
 
   // data: the command's data (CREATE: file bytes, PATCH: instructions);
   // nullptr for commands without data.
@@ -41,6 +48,14 @@ class Stager {
 
  private:
   Status Mkdir(const pack::Command& c);
+  // A command's parent directory (borrowed from walker_: valid until the
+  // next Locate) and last component. A missing parent is kBaseMismatch.
+  struct Place {
+    int dir = -1;
+    std::string leaf;
+  };
+  Result<Place> Locate(const std::string& path);
+  Status DirMeta(const Place& p, const pack::Command& c);
   Status Create(const pack::Command& c, ByteSource* data);
   Status Patch(const pack::Command& c, ByteSource* data);
   Status Remove(const pack::Command& c);
@@ -49,9 +64,13 @@ class Stager {
   Status SetMeta(const pack::Command& c);
   Status Symlink(const pack::Command& c);
 
+  std::vector<char>& IoBuffer();
+
   int tree_fd_;
   DirMetaLog* log_;
+  ParentWalker walker_;
   StageStats stats_;
+  std::vector<char> io_buf_;
 };
 
 }  // namespace cm::apply

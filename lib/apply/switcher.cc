@@ -39,15 +39,16 @@ Status SwapCurrent(const Layout& l, const std::string& to) {
   return Status::Ok();
 }
 
-// Moves the stage into releases/ if that has not happened yet.
-Status InstallRelease(const Layout& l, const Journal& j) {
+// Moves the stage into releases/ if that has not happened yet. stage_final:
+// the caller (Commit) has just applied the directories' metadata and made it
+// durable; recovery passes false and everything is applied again.
+Status InstallRelease(const Layout& l, const Journal& j, bool stage_final) {
   const std::string release = l.Release(j.to), stage = l.StageDir(j.stage);
   const bool moved_now = !Exists(release);
   if (moved_now) {
     if (!Exists(stage)) return Error(Code::kNotFound, "neither " + stage + " nor " + release + " exists");
-    // Idempotent: the directories' metadata is applied again after a crash.
-    CM_ASSIGN_OR_RETURN(DirMetaMap dirs, ReplayDirMeta(l.DirMetaPath(j.stage)));
-    {
+    if (!stage_final) {  // idempotent: applied again after a crash
+      CM_ASSIGN_OR_RETURN(DirMetaMap dirs, ReplayDirMeta(l.DirMetaPath(j.stage)));
       CM_ASSIGN_OR_RETURN(UniqueFd fd, OpenDir(stage));
       CM_RETURN_IF_ERROR(ApplyDirMeta(fd.get(), dirs, /*include_root=*/false));
       CM_RETURN_IF_ERROR(SyncFs(fd.get(), stage));
@@ -77,9 +78,9 @@ Status InstallRelease(const Layout& l, const Journal& j) {
 
 }  // namespace
 
-Status RunSwitch(ContentRoot* root, const Journal& j) {
+Status RunSwitch(ContentRoot* root, const Journal& j, bool stage_final) {
   const Layout& l = root->layout();
-  if (!j.stage.empty()) CM_RETURN_IF_ERROR(InstallRelease(l, j));
+  if (!j.stage.empty()) CM_RETURN_IF_ERROR(InstallRelease(l, j, stage_final));
   if (!Exists(l.Release(j.to))) return Error(Code::kNotFound, l.Release(j.to) + ": release missing");
   CM_ASSIGN_OR_RETURN(std::string cur, ReadCurrent(l));
   if (cur != j.to) CM_RETURN_IF_ERROR(SwapCurrent(l, j.to));
@@ -142,17 +143,18 @@ Result<SwitchResult> Commit(ContentRoot* root, const std::string& job, const std
   if (j.to != s.previous && Exists(l.Release(j.to))) CM_RETURN_IF_ERROR(RemoveTree(l.Release(j.to)));
 
   // Directories get their true metadata before the journal so that the
-  // stage is final when the switch starts.
+  // stage is final when the switch starts. The stage itself was made durable
+  // when its last part was staged (syncfs), so fsyncing the directories
+  // changed here is enough.
   {
     CM_ASSIGN_OR_RETURN(DirMetaMap dirs, ReplayDirMeta(l.DirMetaPath(j.stage)));
     CM_ASSIGN_OR_RETURN(UniqueFd fd, OpenDir(l.StageDir(j.stage)));
-    CM_RETURN_IF_ERROR(ApplyDirMeta(fd.get(), dirs, /*include_root=*/false));
-    CM_RETURN_IF_ERROR(SyncFs(fd.get(), l.StageDir(j.stage)));
+    CM_RETURN_IF_ERROR(ApplyDirMeta(fd.get(), dirs, /*include_root=*/false, /*fsync_each=*/true));
   }
   CrashPoint("commit.dirmeta-applied");
   CM_RETURN_IF_ERROR(WriteJournal(l, j));
   CrashPoint("commit.journal-written");
-  CM_RETURN_IF_ERROR(RunSwitch(root, j));
+  CM_RETURN_IF_ERROR(RunSwitch(root, j, /*stage_final=*/true));
   r.to = j.to;
   return r;
 }

@@ -44,7 +44,10 @@ Result<SwitchResult> Commit(ContentRoot* root, const std::string& job, const std
 Result<SwitchResult> Rollback(ContentRoot* root, const std::optional<AppliedId>& applied);
 
 // Carries out (or finishes) the switch a journal describes; see above.
-Status RunSwitch(ContentRoot* root, const Journal& j);
+// stage_final: the stage's directory metadata was applied and made durable
+// just before the journal was written (Commit); recovery leaves it false and
+// applies it again before the move (idempotent).
+Status RunSwitch(ContentRoot* root, const Journal& j, bool stage_final = false);
 
 // Deletes releases beyond the retention count; never current or previous.
 Status ApplyRetention(ContentRoot* root);

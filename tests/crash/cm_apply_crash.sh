@@ -93,7 +93,14 @@ kills=0
 for t in $(seq 1 "$TRIALS"); do
   fresh_root "$R"
   delay=$(printf '0.%03d' $((RANDOM % 40)))
-  (timeout -s KILL "$delay" "$APPLY" "$W/pub.cma" --root "$R" --commit; exit $?) 2>/dev/null
+  # Not `timeout -s KILL`: timeout sends the KILL to its own process group
+  # too and can die before cm-apply is reaped, so the rerun below could find
+  # the lock still held. Kill and reap it here.
+  "$APPLY" "$W/pub.cma" --root "$R" --commit 2>/dev/null &
+  pid=$!
+  sleep "$delay"
+  kill -KILL "$pid" 2>/dev/null
+  wait "$pid"
   [ $? = 137 ] && kills=$((kills + 1))
   live_is_old_or_new "random kill after ${delay}s" >/dev/null
   must_end_new "$APPLY" "$W/pub.cma" --root "$R" --commit

@@ -132,6 +132,7 @@ TEST_F(RecoveryTest, InterruptedRollbackIsFinished) {
 TEST_F(RecoveryTest, HalfBuiltStagesAndTempFilesAreCleaned) {
   test::WriteFile(L().StageDir("j3.p1") + "/half", "x");
   test::WriteFile(L().DirMetaPath("j3.p1"), "M . 755 0 0 0 0\n");
+  test::MakeDirs(L().StageDir(".mk-0123456789abcdef"));  // made, not yet renamed to its name
   test::WriteFile(L().meta + "/.state.tmp-123-0", "junk");
   test::WriteFile(L().meta + "/spool-999", "junk");
   test::WriteFile(L().trash + "/s000000000000-old/f", "x");
@@ -139,6 +140,7 @@ TEST_F(RecoveryTest, HalfBuiltStagesAndTempFilesAreCleaned) {
   auto root = OpenRoot(d_.path());
   EXPECT_FALSE(Exists(L().StageDir("j3.p1")));
   EXPECT_FALSE(Exists(L().DirMetaPath("j3.p1")));
+  EXPECT_FALSE(Exists(L().StageDir(".mk-0123456789abcdef")));
   EXPECT_FALSE(Exists(L().meta + "/.state.tmp-123-0"));
   EXPECT_FALSE(Exists(L().meta + "/spool-999"));
   EXPECT_FALSE(Exists(L().trash + "/s000000000000-old"));

@@ -124,6 +124,32 @@ TEST_F(StagerTest, PatchMakesANewInodeAndLeavesSharedBaseUntouched) {
   EXPECT_EQ(stager_->stats().patched, 1u);
 }
 
+// A base of several MiB whose hash cm-apply remembers (it was CREATEd): the
+// output is hashed by a second thread reading behind the writer.
+TEST_F(StagerTest, LargePatchOnARememberedBaseIsCheckedBehindTheWriter) {
+  std::string base(6 << 20, '\0');
+  uint64_t x = 88172645463325252ull;
+  for (char& ch : base) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    ch = static_cast<char>(x);
+  }
+  ASSERT_TRUE(Do(Create("big.bin", base)).ok());
+  std::string target = base;
+  target.replace(5 << 20, 4, "EDIT");
+  target += "tail";
+  Op bad = PatchOp("big.bin", base, target);
+  bad.c.hash[0] ^= 1;
+  EXPECT_EQ(Do(bad).code(), Code::kCorrupt);
+  EXPECT_EQ(ReadFile(S("big.bin")), base);
+  EXPECT_EQ(test::Manifest(d_ / "stage").find(".cmtmp"), std::string::npos);
+  ASSERT_TRUE(Do(PatchOp("big.bin", base, target)).ok());
+  EXPECT_EQ(ReadFile(S("big.bin")), target);
+  // The new file remembers its hash too: a second patch needs no full hash.
+  const std::string again = target + "more";
+  ASSERT_TRUE(Do(PatchOp("big.bin", target, again)).ok());
+  EXPECT_EQ(ReadFile(S("big.bin")), again);
+}
+
 TEST_F(StagerTest, PatchOnChangedBaseIsBaseMismatch) {
   WriteFile(S("f.txt"), "hello WORLD");
   EXPECT_EQ(Do(PatchOp("f.txt", "hello world", "hello")).code(), Code::kBaseMismatch);
@@ -172,6 +198,79 @@ TEST_F(StagerTest, RenameMovesFilesAndDirsAndTheirDirMeta) {
   EXPECT_EQ(m->count("a"), 0u);
   EXPECT_EQ(m->at("b").mode, 0750u);
   EXPECT_EQ(Do(Simple(pack::Opcode::kRename, "missing", "x")).code(), Code::kBaseMismatch);
+}
+
+// Parents are resolved through a cache of open directories; a directory
+// removed and replaced by a symlink must not be reached through a stale fd.
+TEST_F(StagerTest, ARemovedDirectoryIsNotReachedThroughTheParentCache) {
+  test::MakeDirs(d_ / "outside");
+  ASSERT_TRUE(Do(Mkdir("a")).ok());
+  ASSERT_TRUE(Do(Mkdir("a/b")).ok());
+  ASSERT_TRUE(Do(Create("a/b/f1", "1")).ok());
+  ASSERT_TRUE(Do(Simple(pack::Opcode::kRemove, "a/b")).ok());
+  Op link = Simple(pack::Opcode::kSymlink, "a/b", d_ / "outside");
+  ASSERT_TRUE(Do(link).ok());
+  EXPECT_EQ(Do(Create("a/b/evil", "x")).code(), Code::kUnsafePath);
+  EXPECT_FALSE(Exists(d_ / "outside/evil"));
+  // Renamed directories too: the old name is gone, the new one works.
+  ASSERT_TRUE(Do(Mkdir("c")).ok());
+  ASSERT_TRUE(Do(Create("c/f", "c")).ok());
+  ASSERT_TRUE(Do(Simple(pack::Opcode::kRename, "c", "e")).ok());
+  EXPECT_EQ(Do(Create("c/g", "x")).code(), Code::kBaseMismatch);
+  ASSERT_TRUE(Do(Create("e/g", "g")).ok());
+  EXPECT_EQ(ReadFile(S("e/f")), "c");
+  EXPECT_EQ(ReadFile(S("e/g")), "g");
+}
+
+// Paths deeper than the parent cache keeps open still resolve (and still
+// refuse a symlink on the way).
+TEST_F(StagerTest, VeryDeepPathsResolve) {
+  std::string path;
+  for (int i = 0; i < 80; ++i) {
+    path += (i ? "/d" : "d") + std::to_string(i);
+    ASSERT_TRUE(Do(Mkdir(path)).ok()) << path;
+  }
+  ASSERT_TRUE(Do(Create(path + "/f", "deep")).ok());
+  EXPECT_EQ(ReadFile(S(path + "/f")), "deep");
+  ASSERT_TRUE(Do(Create("d0/top", "top")).ok());
+  ASSERT_TRUE(Do(Create(path + "/g", "deep2")).ok());
+  const std::string mid = path.substr(0, path.find("/d70"));
+  ASSERT_TRUE(Do(Simple(pack::Opcode::kRemove, mid + "/d70")).ok());
+  ASSERT_TRUE(Do(Simple(pack::Opcode::kSymlink, mid + "/d70", "/")).ok());
+  EXPECT_EQ(Do(Create(path + "/h", "x")).code(), Code::kUnsafePath);
+}
+
+// Staged directories keep their final mtime through every kind of change of
+// their entries (the commit applies only logged records).
+TEST_F(StagerTest, ChangesOfEntriesKeepTheDirectoryMtime) {
+  WriteFile(S("d/f"), "x");
+  WriteFile(S("d/sub/g"), "y");
+  WriteFile(S("d/h"), "z");
+  const int64_t t = 1500000000123456789;
+  auto set = [&](const std::string& p) {
+    struct timespec ts[2] = {{0, UTIME_OMIT}, {t / 1000000000, t % 1000000000}};
+    ASSERT_EQ(::utimensat(AT_FDCWD, S(p).c_str(), ts, AT_SYMLINK_NOFOLLOW), 0);
+  };
+  set("d");
+  set("d/sub");
+  auto mtime = [&](const std::string& p) {
+    struct stat st;
+    EXPECT_EQ(::lstat(S(p).c_str(), &st), 0);
+    return static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  };
+  ASSERT_TRUE(Do(Create("d/new", "n")).ok());
+  ASSERT_TRUE(Do(Create("d/f", "replaced")).ok());
+  ASSERT_TRUE(Do(PatchOp("d/h", "z", "zz")).ok());
+  ASSERT_TRUE(Do(Simple(pack::Opcode::kRemove, "d/new")).ok());
+  ASSERT_TRUE(Do(Simple(pack::Opcode::kSymlink, "d/l", "f")).ok());
+  ASSERT_TRUE(Do(Simple(pack::Opcode::kCopy, "d/f", "d/f2")).ok());
+  ASSERT_TRUE(Do(Mkdir("d/m")).ok());
+  ASSERT_TRUE(Do(Simple(pack::Opcode::kRename, "d/sub", "d/sub2")).ok());
+  EXPECT_EQ(mtime("d"), t);
+  EXPECT_EQ(mtime("d/sub2"), t);
+  ASSERT_TRUE(Do(SetMeta("d", 0750, t + 1)).ok());  // applied at once (keeps owner rwx)
+  EXPECT_EQ(mtime("d"), t + 1);
+  EXPECT_EQ(ModeOf(S("d")), 0750u);
 }
 
 TEST_F(StagerTest, CopyMakesAnIndependentFile) {
@@ -233,6 +332,21 @@ TEST_F(StagerTest, UnsafePathsInAnyCommandAreRefused) {
   EXPECT_FALSE(Exists(d_ / "x"));
 }
 
+// d/live cloned into a new d/stage with its dirmeta log at d/stage.dirmeta.
+struct StagedClone {
+  explicit StagedClone(const TempDir& d) {
+    test::MakeDirs(d / "stage");
+    src = UniqueFd(::open((d / "live").c_str(), O_RDONLY | O_DIRECTORY));
+    dst = UniqueFd(::open((d / "stage").c_str(), O_RDONLY | O_DIRECTORY));
+    status = log.Open(d / "stage.dirmeta");
+    if (status.ok()) status = CloneTree(src.get(), dst.get(), &log, &stats);
+  }
+  UniqueFd src, dst;
+  DirMetaLog log;
+  CloneStats stats;
+  Status status = Status::Ok();
+};
+
 // The staging invariant end to end: clone a "live" tree, change it through
 // the stager, and check live is byte- and mode-identical afterwards.
 TEST(StagingInvariantTest, CloneSharesInodesAndChangesNeverReachLive) {
@@ -243,13 +357,11 @@ TEST(StagingInvariantTest, CloneSharesInodesAndChangesNeverReachLive) {
   ASSERT_EQ(::symlink("a.txt", (d / "live/ln").c_str()), 0);
   ::chmod((d / "live/sub").c_str(), 0555);
   const std::string before = test::Manifest(d / "live");
-  test::MakeDirs(d / "stage");
-  int src = ::open((d / "live").c_str(), O_RDONLY | O_DIRECTORY);
-  int dst = ::open((d / "stage").c_str(), O_RDONLY | O_DIRECTORY);
-  DirMetaLog log;
-  ASSERT_TRUE(log.Open(d / "stage.dirmeta").ok());
-  CloneStats cs;
-  ASSERT_TRUE(CloneTree(src, dst, &log, &cs).ok());
+  StagedClone c(d);
+  ASSERT_TRUE(c.status.ok()) << c.status.message();
+  DirMetaLog& log = c.log;
+  const CloneStats& cs = c.stats;
+  const int dst = c.dst.get();
   EXPECT_EQ(cs.linked, 3u);
   EXPECT_EQ(cs.symlinks, 1u);
   EXPECT_EQ(Ino(d / "stage/a.txt"), Ino(d / "live/a.txt"));
@@ -269,8 +381,37 @@ TEST(StagingInvariantTest, CloneSharesInodesAndChangesNeverReachLive) {
   ASSERT_TRUE(m.ok());
   EXPECT_EQ(m->at("sub").mode, 0555u);
   EXPECT_EQ(m->count(""), 1u);
-  ::close(src);
-  ::close(dst);
+}
+
+// The clone gives directories their final metadata at once and logs only the
+// root and the directories whose mode it had to widen.
+TEST(StagingInvariantTest, CloneGivesDirectoriesTheirMetadataAndLogsOnlyExceptions) {
+  TempDir d;
+  WriteFile(d / "live/a/f", "1");
+  WriteFile(d / "live/a/b/g", "2");
+  WriteFile(d / "live/ro/h", "3");
+  ASSERT_EQ(::chmod((d / "live/a").c_str(), 02750), 0);
+  ASSERT_EQ(::chmod((d / "live/ro").c_str(), 0555), 0);
+  struct timespec ts[2] = {{0, UTIME_OMIT}, {1400000000, 42}};
+  for (const char* p : {"live/a/b", "live/a", "live/ro"}) ASSERT_EQ(::utimensat(AT_FDCWD, (d / p).c_str(), ts, 0), 0);
+  StagedClone c(d);
+  ASSERT_TRUE(c.status.ok()) << c.status.message();
+  DirMetaLog& log = c.log;
+  const CloneStats& cs = c.stats;
+  EXPECT_EQ(cs.dirs, 3u);
+  EXPECT_EQ(cs.linked, 3u);
+  for (const char* p : {"stage/a/b", "stage/a", "stage/ro"}) {
+    struct stat st;
+    ASSERT_EQ(::lstat((d / p).c_str(), &st), 0);
+    EXPECT_EQ(st.st_mtim.tv_sec, 1400000000) << p;
+    EXPECT_EQ(st.st_mtim.tv_nsec, 42) << p;
+  }
+  EXPECT_EQ(ModeOf(d / "stage/a"), 02750u);
+  EXPECT_EQ(ModeOf(d / "stage/ro"), 0755u);  // widened while staged
+  auto m = ReplayDirMeta(log.path());
+  ASSERT_TRUE(m.ok());
+  EXPECT_EQ(m->size(), 2u);  // "" and ro
+  EXPECT_EQ(m->at("ro").mode, 0555u);
 }
 
 }  // namespace
