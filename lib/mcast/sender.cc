@@ -138,6 +138,8 @@ void Sender::Start(Micros now, proto::Effects* out) {
 
 void Sender::BeginSession(Micros now, proto::Effects* out) {
   last_progress_ = now;
+  last_growth_ = now;
+  growth_watched_ = true;
   next_announce_ = now;
   data_start_ = now + cfg_.announce_lead;
   next_send_ = data_start_;
@@ -152,7 +154,17 @@ void Sender::BeginSession(Micros now, proto::Effects* out) {
 void Sender::RefreshSource(Micros now, proto::Effects* out) {
   if (avail_ < cfg_.size) {
     uint64_t before = avail_;
-    if (Avail() > before) last_progress_ = now;  // the source growing is progress too
+    if (Avail() > before) last_progress_ = last_growth_ = now;  // the source growing is progress too
+    if (growth_watched_ && now - last_growth_ > cfg_.stall_timeout && outcome_ == Outcome::kRunning) {
+      // Its writer is gone (a relay that died while receiving): receivers
+      // that keep hearing our announcements would otherwise wait forever.
+      std::string why = cfg_.name + " stopped growing at " + std::to_string(avail_) + " of " +
+                        std::to_string(cfg_.size) + " bytes for " +
+                        std::to_string(cfg_.stall_timeout / proto::kSeconds) + " s";
+      FailIncomplete("the source " + why, out);
+      out->events.push_back("error: " + why);
+      return Finish(now, Outcome::kFailed, out);
+    }
   }
   if (!hash_) {
     if (Status e = source_->Fault(); !e.ok() && outcome_ == Outcome::kRunning) {
@@ -477,6 +489,15 @@ void Sender::SendQuery(Micros now, proto::Effects* out) {
   }
 }
 
+void Sender::FailIncomplete(const std::string& why, proto::Effects* out) {
+  for (auto& [id, r] : recv_) {
+    if (r.state != RecvState::kIncomplete) continue;
+    r.state = RecvState::kFailed;
+    r.reason = why;
+    out->events.push_back("failed " + id + ": " + why);
+  }
+}
+
 void Sender::Evaluate(Micros now, proto::Effects* out) {
   bool stalled = now - last_progress_ > cfg_.stall_timeout;
   for (auto& [id, r] : recv_) {
@@ -763,8 +784,9 @@ void Sender::Pump(Micros now, proto::Effects* out) {
     if (!Prepare(now, out)) {
       if (outcome_ == Outcome::kRunning) {
         if (now - last_progress_ > cfg_.stall_timeout) {
-          out->events.push_back("error: no bytes of " + cfg_.name + " for " +
-                                std::to_string(cfg_.stall_timeout / proto::kSeconds) + " s");
+          std::string why = "no bytes of " + cfg_.name + " for " + std::to_string(cfg_.stall_timeout / proto::kSeconds) + " s";
+          FailIncomplete(why, out);
+          out->events.push_back("error: " + why);
           Finish(now, Outcome::kFailed, out);
           return Pump(now, out);
         }
@@ -791,6 +813,7 @@ void Sender::Pump(Micros now, proto::Effects* out) {
     return;
   }
   RefreshSource(now, out);
+  if (outcome_ != Outcome::kRunning) return Pump(now, out);
   if (now >= next_announce_) {
     SendAnnounce(now, out);
     // Several announcements before the first data frame, so one lost
@@ -822,7 +845,14 @@ void Sender::Pump(Micros now, proto::Effects* out) {
   Micros w = std::min(next_announce_, next_rate_check_);
   // Wake when the next frame is due and send then all those due in the next
   // kPaceAhead: a batch per wake-up, not one frame.
-  if (!repairs_.empty() || !tail_) w = std::min(w, std::max(next_send_, data_start_));
+  if (!repairs_.empty() || !tail_) {
+    Micros due = std::max(next_send_, data_start_);
+    // Stopped because a growing source has not the next block yet: look
+    // again after kSourcePoll, not at the (past) pacing slot -- that would
+    // spin on the source until its writer catches up.
+    if (source_wait_) due = std::max(due, now + kSourcePoll);
+    w = std::min(w, due);
+  }
   if (!unicast_.empty()) w = now;
   if (tail_) w = std::min(w, next_query_);
   if (source_wait_ || !hash_) w = std::min(w, now + kSourcePoll);  // a growing source, a hash to come

@@ -141,6 +141,8 @@ class Sender {
   bool SendOneFrame(Micros now, proto::Effects* out);
   void SendUnicast(Micros now, proto::Effects* out);
   void SendQuery(Micros now, proto::Effects* out);
+  // Marks every receiver still incomplete failed (the session cannot finish).
+  void FailIncomplete(const std::string& why, proto::Effects* out);
   void Evaluate(Micros now, proto::Effects* out);
   void Finish(Micros now, Outcome o, proto::Effects* out);
   void OnStatus(Micros now, const proto::Address& from, const Message& m, proto::Effects* out);
@@ -177,6 +179,8 @@ class Sender {
   bool active_ = true;
   bool tail_ = false;             // all data frames sent once
   Micros started_ = 0, data_start_ = 0, finish_at_ = 0, last_progress_ = 0;
+  Micros last_growth_ = 0;  // a growing source last grew (or our session began)
+  bool growth_watched_ = false;  // set once our session began
   Micros next_announce_ = 0, next_send_ = 0, next_query_ = proto::kNever, next_rate_check_ = 0;
   uint32_t epoch_ = 0, query_seq_ = 0;
   uint64_t rate_;

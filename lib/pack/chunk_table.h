@@ -18,8 +18,13 @@ namespace cm::pack {
 
 constexpr uint32_t kMinChunkSize = 64 * 1024;
 constexpr uint32_t kMaxChunkSize = 64 * 1024 * 1024;
-constexpr uint32_t kDefaultChunkSize = 1024 * 1024;
-// At most this many chunks (a table of at most 128 MiB; 4 TiB of 1 MiB chunks).
+// Small by default: a relay forwards a chunk only once it checks, so the
+// chunk is the unit in which bytes move on. With 1 MiB chunks each hop of the
+// relay chain sent bursts of 1 MiB every ~0.2 s at 40 Mbit/s, and the queues
+// they built on the uplinks delayed the ACKs of the opposite stream
+// (docs/BENCHMARKS.md, cm-push). The table costs 32 bytes per 64 KiB (0.05%).
+constexpr uint32_t kDefaultChunkSize = 64 * 1024;
+// At most this many chunks (a table of at most 128 MiB; 256 GiB of 64 KiB chunks).
 constexpr uint64_t kMaxChunkCount = uint64_t{1} << 22;
 constexpr size_t kChunkHashSize = 32;
 

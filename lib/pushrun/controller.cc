@@ -232,6 +232,7 @@ FetchOrder Job::OrderFor(const Phase& ph, const std::string& relay, const std::s
     }
   }
   o.serve = !opts_.sequential;
+  o.stream = opts_.pipeline;
   return o;
 }
 

@@ -36,6 +36,7 @@ std::string Encode(const FetchOrder& o) {
       .Str("group", o.group)
       .Raw("members", members.Build())
       .Bool("serve", o.serve)
+      .Bool("stream", o.stream)
       .Build();
 }
 
@@ -60,6 +61,7 @@ Result<FetchOrder> FetchOrderFromJson(const JsonValue& json) {
   o.site = v->Str("site");
   o.group = v->Str("group");
   o.serve = v->Bool("serve", true);
+  o.stream = v->Bool("stream", true);
   for (const auto& m : (*v)["members"].items()) {
     Member mem{m.Str("name"), m.Str("url")};
     CM_RETURN_IF_ERROR(Need(!mem.name.empty() && !mem.url.empty(), "fetch order", "members"));

@@ -34,6 +34,8 @@ struct FetchOrder {
   std::string group;           // the site's multicast group ADDR:PORT ("" = unicast only)
   std::vector<Member> members;  // the other servers of the site to hand it to
   bool serve = true;           // ask the CCM for next leaders to serve
+  bool stream = true;          // multicast to the members while the file still arrives
+                               // (false: once it is complete, as store-and-forward does)
 };
 std::string Encode(const FetchOrder& o);
 Result<FetchOrder> ParseFetchOrder(std::string_view json);

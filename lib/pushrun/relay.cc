@@ -1,12 +1,16 @@
 #include "pushrun/relay.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <condition_variable>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "http/client.h"
@@ -14,6 +18,7 @@
 #include "pushrun/content_body.h"
 #include "pushrun/fetch.h"
 #include "pushrun/messages.h"
+#include "util/file_util.h"
 #include "util/json.h"
 #include "util/log.h"
 #include "util/subprocess.h"
@@ -74,6 +79,15 @@ struct Transfer {
   std::atomic<bool> switch_source{false};
   std::unique_ptr<Fetcher> fetcher;
   bool leader_started = false, member_started = false, none_left = false;
+  bool fetch_done = false, fetch_ok = false;  // leader role: our own fetch ended (how)
+  std::atomic<bool> site_cancel{false};       // stops the site phase's multicast
+  // Member role: each /v1/expect bumps expect_gen; one from another leader
+  // (the site's leader was replaced) or our own promotion to leader cancels
+  // the receive in progress. member_done: what we applied, reported again to
+  // a new leader without receiving again.
+  uint64_t expect_gen = 0;
+  std::atomic<bool> member_cancel{false};
+  std::optional<ServerResult> member_done;
   std::map<std::string, ServerResult> results;  // members' (and our own) results
   std::string state = "new";                     // for /v1/status
   std::vector<std::thread> threads;
@@ -173,6 +187,7 @@ struct Relay::Impl {
       t->source_name = o->source_name;
       start = !t->leader_started;
       t->leader_started = true;
+      if (start && t->member_started) t->member_cancel = true;  // we lead the site now
       if (start) t->state = "fetching";
     }
     if (start) Spawn(t, [this, t] { LeaderRun(t); });
@@ -190,7 +205,9 @@ struct Relay::Impl {
     bool start = false;
     {
       std::lock_guard<std::mutex> l(t->mu);
+      if (t->expect && t->expect->leader != e->leader) t->member_cancel = true;
       t->expect = *e;
+      ++t->expect_gen;
       start = !t->member_started;
       t->member_started = true;
       if (start) t->state = "receiving";
@@ -379,21 +396,40 @@ struct Relay::Impl {
 
   void LeaderRun(const std::shared_ptr<Transfer>& t) {
     std::thread serve([this, t] { ServeLoop(t); });
-    Status st = FetchAsLeader(t);
     FetchOrder order;
     {
       std::lock_guard<std::mutex> l(t->mu);
       order = t->order;
-      t->state = st.ok() ? "complete" : "failed";
     }
+    // Streaming: the site phase starts now and multicasts each chunk to the
+    // members as soon as it is checked; otherwise once we hold the file.
+    SiteReport rep;
+    std::thread site;
+    if (order.stream) site = std::thread([&] { rep = SitePhase(t, order); });
+    Status st = FetchAsLeader(t);
+    {
+      std::lock_guard<std::mutex> l(t->mu);
+      order = t->order;
+      t->state = st.ok() ? "complete" : "failed";
+      t->fetch_done = true;
+      t->fetch_ok = st.ok();
+    }
+    t->cv.notify_all();
     if (st.ok()) ReportProgress(t, true);
     if (!st.ok()) {
-      // Our own failure: the CCM will notice (no progress, no report).
+      // Our own failure: the CCM will notice (no progress, no report) and
+      // give the site another leader. Our members fall back to HTTP from us
+      // and fail too; their reports go nowhere.
       log::Error(opts.name + ": serial " + std::to_string(t->serial) + ": " + st.message());
+      t->site_cancel = true;
+      if (site.joinable()) site.join();
       serve.join();
       return;
     }
-    SiteReport rep = SitePhase(t, order);
+    if (site.joinable())
+      site.join();
+    else
+      rep = SitePhase(t, order);
     Post(order.ccm, "/v1/site-report", Encode(rep), 10);
     {
       std::lock_guard<std::mutex> l(t->mu);
@@ -402,13 +438,62 @@ struct Relay::Impl {
     serve.join();
   }
 
-  // Stage here, hand the file to the members, collect their results.
+  // Waits until our own fetch has ended; true when it completed.
+  bool AwaitFetch(const std::shared_ptr<Transfer>& t) {
+    std::unique_lock<std::mutex> l(t->mu);
+    t->cv.wait(l, [&] { return t->fetch_done || stopping; });
+    return t->fetch_ok;
+  }
+
+  // Copies the held bytes of the assignment, in order, into `fd` as they
+  // become held (header and middle as chunks check, then the tail): the
+  // growing file cm-mcast sends while we still receive. Checked bytes only.
+  Status Mirror(const std::shared_ptr<Transfer>& t, int fd) {
+    std::shared_ptr<push::HeldContent> held = t->fetcher->held();
+    if (!held) return Error(Code::kFailure, "nothing held");
+    std::vector<char> buf(1 << 20);
+    uint64_t pos = 0;
+    const uint64_t size = held->size();
+    while (pos < size) {
+      if (stopping || t->site_cancel) return Error(Code::kFailure, "cancelled");
+      auto w = held->WaitFor(pos, Clock::now() + milliseconds(200));
+      if (!w.ok()) return w.status();
+      if (!*w) continue;
+      auto n = held->ReadAt(pos, std::span<char>(buf.data(), buf.size()));
+      if (!n.ok()) return n.status();
+      for (size_t done = 0; done < *n;) {
+        ssize_t k = ::pwrite(fd, buf.data() + done, *n - done, static_cast<off_t>(pos + done));
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0) return ErrnoError("site copy", errno);
+        done += static_cast<size_t>(k);
+      }
+      pos += *n;
+    }
+    return Status::Ok();
+  }
+
+  // Stage here, hand the file to the members, collect their results. With
+  // order.stream it runs beside the fetch: it starts as soon as the chunk
+  // table is known and multicasts a copy that grows with the checked bytes
+  // (<spool>/site/<serial>.cma, same name for the receivers), so the members
+  // hold the file moments after we do.
   SiteReport SitePhase(const std::shared_ptr<Transfer>& t, const FetchOrder& order) {
     const std::string file = SpoolPath(t->serial);
     SiteReport rep;
     rep.serial = t->serial;
     rep.site = order.site;
     rep.leader = opts.name;
+    if (order.stream) {
+      while (!t->fetcher->held() && !stopping && !t->site_cancel) {
+        {
+          std::lock_guard<std::mutex> l(t->mu);
+          if (t->fetch_done) break;
+        }
+        std::this_thread::sleep_for(milliseconds(20));
+      }
+      if (!t->fetcher->held()) return rep;  // our fetch failed: LeaderRun sends nothing
+    }
+    const bool streaming = order.stream && !t->fetcher->complete();
     std::vector<std::string> receivers;
     std::map<std::string, ServerResult> unreachable;
     for (const auto& m : order.members) {
@@ -428,11 +513,42 @@ struct Relay::Impl {
         unreachable[m.name] = ServerResult{m.name, "failed", "unreachable: " + r.status().message(), ""};
       }
     }
-    // Our own copy is staged while the multicast runs.
+    // Our own copy is staged (once we hold it) while the multicast runs.
     ServerResult own;
-    std::thread self([&] { own = ApplyHere(file, order.kind, "leader"); });
+    std::thread self([&] {
+      if (AwaitFetch(t))
+        own = ApplyHere(file, order.kind, "leader");
+      else
+        own = ServerResult{opts.name, "failed", "the leader's own fetch failed", "leader"};
+    });
     if (!receivers.empty() && !order.group.empty()) {
-      std::vector<std::string> argv{opts.cm_mcast, "send", file, "--group", order.group, "--id", opts.name, "-q"};
+      std::string send_path = file;
+      UniqueFd copy;
+      std::thread mirror;
+      if (streaming) {
+        std::error_code ec;
+        fs::create_directories(opts.spool + "/site", ec);
+        send_path = opts.spool + "/site/" + std::to_string(t->serial) + ".cma";
+        copy = UniqueFd(::open(send_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+        if (!copy) {
+          log::Warn(opts.name + ": " + send_path + ": " + std::strerror(errno) + "; multicasting once complete");
+          send_path = file;
+        } else {
+          mirror = std::thread([&] {
+            Status ms = Mirror(t, copy.get());
+            if (!ms.ok()) {
+              if (!stopping) log::Warn(opts.name + ": site copy: " + ms.message());
+              t->site_cancel = true;  // the multicast can never complete
+            }
+          });
+        }
+      }
+      if (send_path == file && !AwaitFetch(t)) t->site_cancel = true;
+      std::vector<std::string> argv{opts.cm_mcast, "send", send_path, "--group", order.group, "--id", opts.name, "-q"};
+      if (send_path != file) {
+        argv.push_back("--final-size");
+        argv.push_back(std::to_string(t->fetcher->size()));
+      }
       if (!Iface().empty()) {
         argv.push_back("--iface");
         argv.push_back(Iface());
@@ -447,20 +563,28 @@ struct Relay::Impl {
       }
       argv.push_back("--receivers");
       for (const auto& r : receivers) argv.push_back(r);
-      ProcessOptions po;
-      po.timeout = milliseconds(static_cast<int64_t>(opts.member_wait_s * 1000));
-      po.cancel = &stopping;
-      auto res = RunProcess(argv, po);
-      if (!res.ok() || (res->exit_code != 0 && opts.verbose))
-        log::Warn(opts.name + ": cm-mcast send: " +
-                  (res.ok() ? LastLine(res->err) + " (exit " + std::to_string(res->exit_code) + ")"
-                            : res.status().message()));
+      if (!t->site_cancel) {
+        ProcessOptions po;
+        po.timeout = milliseconds(static_cast<int64_t>(opts.member_wait_s * 1000));
+        po.cancel = &t->site_cancel;
+        auto res = RunProcess(argv, po);
+        if (!res.ok() || (res->exit_code != 0 && opts.verbose))
+          log::Warn(opts.name + ": cm-mcast send: " +
+                    (res.ok() ? LastLine(res->err) + " (exit " + std::to_string(res->exit_code) + ")"
+                              : res.status().message()));
+      }
+      if (mirror.joinable()) {
+        t->site_cancel = true;  // the copy is no longer needed whatever happened
+        mirror.join();
+        ::unlink(send_path.c_str());
+      }
     }
     // Members report when they have applied (multicast or, failing that, HTTP).
     auto deadline = Clock::now() + milliseconds(static_cast<int64_t>(opts.member_wait_s * 1000));
     {
       std::unique_lock<std::mutex> l(t->mu);
       t->cv.wait_until(l, deadline, [&] {
+        if (t->fetch_done && !t->fetch_ok) return true;  // nobody will get it from us
         for (const auto& r : receivers)
           if (!t->results.count(r)) return false;
         return true;
@@ -485,12 +609,45 @@ struct Relay::Impl {
 
   // ---- member role ---------------------------------------------------------
 
+  // Works for the site's current leader until it has reported to it: a new
+  // /v1/expect (another leader) while we work or report starts over with it.
   void MemberRun(const std::shared_ptr<Transfer>& t) {
-    Expect e;
-    {
+    for (;;) {
+      Expect e;
+      uint64_t gen;
+      std::optional<ServerResult> prior;
+      {
+        std::lock_guard<std::mutex> l(t->mu);
+        e = *t->expect;
+        gen = t->expect_gen;
+        t->member_cancel = false;
+        prior = t->member_done;
+      }
+      ServerResult r = prior ? *prior : ReceiveAndApply(t, e);
+      {
+        std::lock_guard<std::mutex> l(t->mu);
+        if (r.state != "failed") t->member_done = r;
+        if (t->expect_gen != gen) continue;  // another leader asked meanwhile
+        if (t->member_cancel || stopping) {  // we lead the site now (or stop): nobody to report to
+          t->member_started = false;
+          return;
+        }
+        t->state = r.state;
+      }
+      MemberReport rep{t->serial, r};
+      auto p = Post(e.leader_url, "/v1/member-report", Encode(rep), 10);
+      if (!p.ok()) log::Warn(opts.name + ": report to leader: " + p.status().message());
       std::lock_guard<std::mutex> l(t->mu);
-      e = *t->expect;
+      if (t->expect_gen == gen) {
+        t->member_started = false;
+        return;
+      }
     }
+  }
+
+  // Receives the assignment (multicast, else HTTP from the leader) and
+  // applies it. Failed with "superseded" when member_cancel was set.
+  ServerResult ReceiveAndApply(const std::shared_ptr<Transfer>& t, const Expect& e) {
     const std::string file = SpoolPath(t->serial);
     std::string via = "multicast";
     if (!t->fetcher->complete() && !e.group.empty()) {
@@ -506,8 +663,9 @@ struct Relay::Impl {
       }
       ProcessOptions po;
       po.timeout = milliseconds(static_cast<int64_t>(opts.member_wait_s * 1000));
-      po.cancel = &stopping;
+      po.cancel = &t->member_cancel;
       auto res = RunProcess(argv, po);
+      if (t->member_cancel) return ServerResult{opts.name, "failed", "superseded", via};
       if (!res.ok() || res->exit_code != 0)
         log::Warn(opts.name + ": multicast receive failed (" +
                   (res.ok() ? LastLine(res->err) : res.status().message()) + "); fetching from the leader");
@@ -516,24 +674,14 @@ struct Relay::Impl {
     Status st = Status::Ok();
     if (!t->fetcher->complete()) {
       via = "unicast";
-      for (int i = 0; i < 5 && !stopping && !t->fetcher->complete(); ++i) {
-        st = t->fetcher->FetchFrom(e.leader_url, nullptr);
-        if (!t->fetcher->complete()) std::this_thread::sleep_for(milliseconds(500 * (i + 1)));
+      for (int i = 0; i < 5 && !t->member_cancel && !t->fetcher->complete(); ++i) {
+        st = t->fetcher->FetchFrom(e.leader_url, &t->member_cancel);
+        if (!t->fetcher->complete() && !t->member_cancel) std::this_thread::sleep_for(milliseconds(500 * (i + 1)));
       }
     }
-    ServerResult r;
-    if (!t->fetcher->complete()) {
-      r = ServerResult{opts.name, "failed", "could not receive: " + st.message(), via};
-    } else {
-      r = ApplyHere(file, e.kind, via);
-    }
-    {
-      std::lock_guard<std::mutex> l(t->mu);
-      t->state = r.state;
-    }
-    MemberReport rep{t->serial, r};
-    auto p = Post(e.leader_url, "/v1/member-report", Encode(rep), 10);
-    if (!p.ok()) log::Warn(opts.name + ": report to leader: " + p.status().message());
+    if (t->member_cancel) return ServerResult{opts.name, "failed", "superseded", via};
+    if (!t->fetcher->complete()) return ServerResult{opts.name, "failed", "could not receive: " + st.message(), via};
+    return ApplyHere(file, e.kind, via);
   }
 };
 
@@ -568,6 +716,8 @@ void Relay::Stop() {
   }
   for (auto& [s, t] : all) {
     t->switch_source = true;
+    t->site_cancel = true;
+    t->member_cancel = true;
     t->cv.notify_all();
     std::vector<std::thread> threads;
     {

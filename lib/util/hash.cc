@@ -16,18 +16,13 @@ void InitCrypto() {
   if (!ok) std::abort();
 }
 
-Hasher::Hasher() {
-  InitCrypto();
-  crypto_generichash_init(&st_, nullptr, 0, 32);
-}
+Hasher::Hasher() : st_(32) {}
 
-void Hasher::Update(const void* data, size_t n) {
-  crypto_generichash_update(&st_, static_cast<const unsigned char*>(data), n);
-}
+void Hasher::Update(const void* data, size_t n) { st_.Update(data, n); }
 
 Hash256 Hasher::Finish() {
   Hash256 h;
-  crypto_generichash_final(&st_, h.data(), h.size());
+  st_.Final(h.data());
   return h;
 }
 

@@ -1,5 +1,6 @@
-// BLAKE2b-256 (libsodium crypto_generichash), the one content hash of the
-// project: file contents, data parts, command sequences.
+// BLAKE2b-256 (the function of libsodium's crypto_generichash, computed by
+// util/blake2b.h), the one content hash of the project: file contents, data
+// parts, command sequences, chunks.
 #pragma once
 
 #include <array>
@@ -10,6 +11,7 @@
 
 #include <sodium.h>
 
+#include "util/blake2b.h"
 #include "util/status.h"
 
 namespace cm {
@@ -24,7 +26,7 @@ class Hasher {
   Hash256 Finish();
 
  private:
-  crypto_generichash_state st_;
+  Blake2b st_;
 };
 
 Hash256 HashBytes(const void* data, size_t n);

@@ -32,7 +32,7 @@ expect_rc 0 cm-pack commit --job rel-1 --serial 10 --sign-key ccm.key -o c.cma
 expect_rc 0 cm-pack inspect c.cma --json
 python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["header"]["type"]=="commit" and d["header"]["serial"]==10 and d["header"]["job"]=="rel-1" and d["verified"]' out
 # Control assignments are format 2 too; nothing lies between header and trailer, so the table is empty.
-python3 -c 'import json,sys; h=json.load(open(sys.argv[1]))["header"]; assert h["version"]==2 and h["chunk_size"]==1048576 and h["chunk_count"]==0, h' out
+python3 -c 'import json,sys; h=json.load(open(sys.argv[1]))["header"]; assert h["version"]==2 and h["chunk_size"]==65536 and h["chunk_count"]==0, h' out
 [[ $(stat -c %s c.cma) == 384 ]] || fail "commit assignment size"
 expect_rc 0 cm-pack verify c.cma --pub-key ccm.key.pub
 expect_rc 5 cm-pack verify c.cma --pub-key other.key.pub
@@ -62,11 +62,11 @@ cm-delta old new | cm-pack - --source new > s.cma
 expect_rc 0 cm-pack verify s.cma
 
 # Chunk table (format 2, the default): version, chunk size and count in inspect and the pack summary.
-cm-delta old new | cm-pack - --source new --json -o v2.cma >out
+cm-delta old new | cm-pack - --source new --chunk-size 1M --json -o v2.cma >out
 python3 -c 'import json,sys; f=json.load(open(sys.argv[1]))["files"][0]; assert f["version"]==2 and f["chunk_size"]==1048576 and f["chunk_count"]==1, f' out
 expect_rc 0 cm-pack inspect v2.cma
 grep -q "^  version   2, chunk table: 1 chunk of 1.0 MiB$" out || fail "inspect shows version and chunks: $(cat out)"
-cm-delta old new | cm-pack - --source new --chunk-size 64K --json -o small.cma >out
+cm-delta old new | cm-pack - --source new --json -o small.cma >out   # the default: 64 KiB chunks
 expect_rc 0 cm-pack inspect small.cma --json
 python3 - out small.cma <<'PY'
 import json, os, sys

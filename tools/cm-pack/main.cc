@@ -32,7 +32,7 @@ struct Options {
   uint64_t serial = 0;
   std::string serial_file;
   std::string max_size = "4G";
-  std::string chunk_size = "1M";  // chunk table (format v2); "0" = format v1
+  std::string chunk_size = "64K";  // chunk table (format v2; pack::kDefaultChunkSize); "0" = format v1
   int level = 3;
   int delta_level = 9;
   bool no_owner = false;
@@ -223,7 +223,7 @@ int main(int argc, char** argv) {
     a->add_option("--group-key", o.group_key, "Encrypt with this group key (from cm-pack keygen --group)");
     a->add_flag("--json", o.json, "Print a JSON summary on stdout");
     a->add_option("--chunk-size", o.chunk_size,
-                  "Chunk table (format 2) with chunks of this size, a power of two 64K..64M (default 1M); "
+                  "Chunk table (format 2) with chunks of this size, a power of two 64K..64M (default 64K); "
                   "0 writes format 1 without a table");
   };
   auto add_data = [&](CLI::App* a) {

@@ -128,6 +128,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("cm-push ") + CM_VERSION);
   app.add_flag("-q,--quiet", quiet, "Errors only");
   app.add_flag("-v,--verbose", verbose, "More messages (repeat for debug)");
+  app.fallthrough();  // -q/-v also after a subcommand: cm-push relay -v ...
   app.add_option("assignments", p.assignments, "Assignment files of one job, in order (cm-pack output)");
   app.add_option("--to", p.sites_file, "Sites file (TOML): the CCM's address, the sites and their servers");
   app.add_option("--state", p.state_dir, "CCM state directory (SQLite job history and server status)");

@@ -36,6 +36,7 @@ struct Scenario {
   bool auth = false;
   bool hash_late = false;       // the sender learns the hash at a random time in the session
   bool growing = false;         // the source grows over the session (a relay); hash at the end
+  bool stops_growing = false;   // ... and its writer dies halfway (the relay crashed)
 };
 
 struct Outcome2 {
@@ -138,7 +139,7 @@ std::string Run(uint64_t seed, const Scenario& sc, Outcome* final_outcome = null
     proto::Micros next = sim.now() + 5 * kMillis;
     sim.RunUntil(next, check_step);
     if (!err.empty()) return err;
-    if (sc.growing && source.Available() < size) {
+    if (sc.growing && source.Available() < size && !(sc.stops_growing && source.Available() >= size / 2)) {
       source.set_available(std::min<uint64_t>(size, source.Available() + grow_step));
       if (source.Available() == size) source.set_hash(hash);
     }
@@ -278,6 +279,23 @@ TEST(McastSim, GrowingSourceIsSentAsItArrives) {
   sc.loss = 0.05;
   sc.growing = true;
   RunMany(sc, Seeds(300), 10000, true);
+}
+
+TEST(McastSim, GrowingSourceThatStopsGrowingFailsInsteadOfWaitingForever) {
+  // The relay writing the source died: after the stall timeout the sender
+  // gives up (its receivers would otherwise wait for it as long as it
+  // announces), and nobody is counted complete with half a file.
+  Scenario sc;
+  sc.loss = 0.05;
+  sc.growing = true;
+  sc.stops_growing = true;
+  sc.size = 200000;  // past the session prefix (64 KiB) at half size, so a session starts
+  for (uint64_t seed = 11500; seed < 11500 + static_cast<uint64_t>(Seeds(20)); ++seed) {
+    Outcome o;
+    std::string err = mcast::Run(seed, sc, &o);
+    EXPECT_EQ(err, "") << "seed " << seed;
+    EXPECT_EQ(o, Outcome::kFailed) << "seed " << seed << ": " << OutcomeName(o);
+  }
 }
 
 TEST(McastSim, GrowingSourceWithBackupTakeover) {

@@ -92,7 +92,7 @@ TEST(ChunkTable, HasherSplitsAtChunkBoundariesWhateverTheFeedSizes) {
   EXPECT_EQ(one.completed()[3], HashBytes(data.data() + 3 * kMinChunkSize, 17));
 }
 
-TEST(ChunkTable, WriterDefaultsToVersion2WithOneMiBChunks) {
+TEST(ChunkTable, WriterDefaultsToVersion2With64KiBChunks) {
   TempDir d;
   std::string f = test::ReadFile(WriteWithData(d, 3 << 20, kDefaultChunkSize));
   Header h = HeaderOf(f);
@@ -102,7 +102,8 @@ TEST(ChunkTable, WriterDefaultsToVersion2WithOneMiBChunks) {
   EXPECT_EQ(h.chunk_size, kDefaultChunkSize);
   const uint64_t covered = h.data_size + h.body_size;
   EXPECT_EQ(h.chunk_count, ChunkCountFor(covered, kDefaultChunkSize));
-  EXPECT_EQ(h.chunk_count, 4u);  // 3 MiB of data plus segment and command framing
+  EXPECT_EQ(kDefaultChunkSize, 64u * 1024);
+  EXPECT_EQ(h.chunk_count, 49u);  // 3 MiB of data (48 chunks) plus segment and command framing
   EXPECT_EQ(f.size(), kHeaderSize + covered + kTrailerSize + 32 * h.chunk_count);
   EXPECT_EQ(WriterOptions().chunk_size, kDefaultChunkSize);
 }
