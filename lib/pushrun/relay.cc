@@ -494,9 +494,7 @@ struct Relay::Impl {
       if (!t->fetcher->held()) return rep;  // our fetch failed: LeaderRun sends nothing
     }
     const bool streaming = order.stream && !t->fetcher->complete();
-    std::vector<std::string> receivers;
-    std::map<std::string, ServerResult> unreachable;
-    for (const auto& m : order.members) {
+    auto expect = [&](const Member& m) {
       Expect e;
       e.serial = t->serial;
       e.job = order.job;
@@ -506,13 +504,45 @@ struct Relay::Impl {
       e.leader = opts.name;
       e.leader_url = url;
       e.group = order.group;
-      auto r = Post(m.url, "/v1/expect", Encode(e), 3, milliseconds(3000));
+      return Post(m.url, "/v1/expect", Encode(e), 1, milliseconds(3000));
+    };
+    std::vector<std::string> receivers;  // answered at once: the multicast waits for them
+    std::map<std::string, ServerResult> unreachable;
+    std::vector<Member> retry;
+    for (const auto& m : order.members) {
+      auto r = expect(m);
       if (r.ok()) {
         receivers.push_back(m.name);
       } else {
+        retry.push_back(m);
         unreachable[m.name] = ServerResult{m.name, "failed", "unreachable: " + r.status().message(), ""};
       }
     }
+    // The retry policy (--member-retry): members that did not answer are
+    // tried again, backing off, while the others are served. One reached
+    // later joins the multicast under way or fetches from us over HTTP.
+    std::vector<std::string> late;  // reached by the retries (read after the join)
+    std::thread retrier([&] {
+      auto deadline = Clock::now() + milliseconds(static_cast<int64_t>(opts.member_retry_s * 1000));
+      milliseconds pause{300};
+      while (!retry.empty() && !stopping && !t->site_cancel) {
+        auto now = Clock::now();
+        if (now >= deadline) break;
+        std::this_thread::sleep_for(std::min<Clock::duration>(pause, deadline - now));
+        pause = std::min(pause * 2, milliseconds(2000));
+        for (auto it = retry.begin(); it != retry.end();) {
+          auto r = expect(*it);
+          if (r.ok()) {
+            late.push_back(it->name);
+            unreachable.erase(it->name);
+            it = retry.erase(it);
+          } else {
+            unreachable[it->name].error = "unreachable: " + r.status().message();
+            ++it;
+          }
+        }
+      }
+    });
     // Our own copy is staged (once we hold it) while the multicast runs.
     ServerResult own;
     std::thread self([&] {
@@ -579,6 +609,8 @@ struct Relay::Impl {
         ::unlink(send_path.c_str());
       }
     }
+    retrier.join();
+    receivers.insert(receivers.end(), late.begin(), late.end());
     // Members report when they have applied (multicast or, failing that, HTTP).
     auto deadline = Clock::now() + milliseconds(static_cast<int64_t>(opts.member_wait_s * 1000));
     {

@@ -35,6 +35,7 @@ struct RelayOptions {
   std::string group_key;            // cm-mcast --key
   std::string mcast_rate;           // cm-mcast --rate ("" = its default)
   double member_wait_s = 300;       // how long a leader waits for its members' results
+  double member_retry_s = 5;        // how long a leader keeps trying a member it cannot reach
   double idle_timeout_s = 10;       // a source silent this long is given up
   bool verbose = false;
 };

@@ -5,12 +5,7 @@
 set -euo pipefail
 source "$(dirname "$0")/bed.inc"
 source "$(dirname "$0")/push_lib.inc"
-bed_require_root
-WORK=$(mktemp -d)
-push_bed 40mbit
-trap 'bed_cleanup; rm -rf "$WORK"' EXIT
-push_content 50
-push_start_all
+push_setup
 
 rc=0
 bed_bg ccm "$BIN/cm-push" "$WORK/a.cma" --to "$WORK/sites.toml" --state "$WORK/ccm" --require 75% \

@@ -4,12 +4,7 @@
 set -euo pipefail
 source "$(dirname "$0")/bed.inc"
 source "$(dirname "$0")/push_lib.inc"
-bed_require_root
-WORK=$(mktemp -d)
-push_bed 40mbit
-trap 'bed_cleanup; rm -rf "$WORK"' EXIT
-push_content 50
-push_start_all
+push_setup
 down=s3c
 eval "kill -KILL \$PID_$down \$LPID_$down"
 sleep 1

@@ -49,6 +49,7 @@ Status LoadRelayToml(const std::string& path, pushrun::RelayOptions* r) {
   str("group_key", &r->group_key);
   str("mcast_rate", &r->mcast_rate);
   if (auto x = t["member_wait"].value<double>()) r->member_wait_s = *x;
+  if (auto x = t["member_retry"].value<double>()) r->member_retry_s = *x;
   return Status::Ok();
 }
 
@@ -166,6 +167,8 @@ int main(int argc, char** argv) {
   relay->add_option("--cm-apply", r.cm_apply, "cm-apply program (default: beside cm-push, else PATH)");
   relay->add_option("--cm-mcast", r.cm_mcast, "cm-mcast program (default: beside cm-push, else PATH)");
   relay->add_option("--member-wait", r.member_wait_s, "Seconds a leader waits for its members (default 300)");
+  relay->add_option("--member-retry", r.member_retry_s,
+                    "Seconds a leader keeps trying a member it cannot reach before reporting it failed (default 5)");
 
   CLI::App* status = app.add_subcommand("status", "Show a job's per-server status (default: the latest)");
   status->add_option("job", job, "Job id or name");
