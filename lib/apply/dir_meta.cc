@@ -185,14 +185,10 @@ Status ApplyDirMeta(int tree_fd, const DirMetaMap& dirs, bool include_root, bool
     }
     if (!S_ISDIR(st->st_mode)) continue;
     if (HasMeta(*st, e->second)) continue;  // staged with it already (durable since the stage's syncfs)
-    if (!fsync_each) {
-      CM_RETURN_IF_ERROR(ApplyMetaAt(parent->dir.get(), parent->leaf, e->second, false, e->first));
-      continue;
-    }
     UniqueFd fd(::openat(parent->dir.get(), parent->leaf.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!fd) return ErrnoError(e->first, errno);
     CM_RETURN_IF_ERROR(ApplyMetaFd(fd.get(), e->second, e->first));
-    if (::fsync(fd.get()) != 0) return ErrnoError(e->first, errno);
+    if (fsync_each && ::fsync(fd.get()) != 0) return ErrnoError(e->first, errno);
   }
   return Status::Ok();
 }

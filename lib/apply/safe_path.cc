@@ -75,6 +75,15 @@ Result<ParentRef> OpenParentBeneath(int dir_fd, std::string_view path) {
   return ref;
 }
 
+namespace {
+// comps[begin, end) joined with '/'.
+std::string JoinComps(const std::vector<std::string>& comps, size_t begin, size_t end) {
+  std::string out;
+  for (size_t j = begin; j < end; ++j) out += (j > begin ? "/" : "") + comps[j];
+  return out;
+}
+}  // namespace
+
 Result<int> ParentWalker::Parent(std::string_view path, std::string* leaf) {
   CM_RETURN_IF_ERROR(ValidateRelPath(path));
   std::vector<std::string> comps = SplitPath(path);
@@ -90,20 +99,15 @@ Result<int> ParentWalker::Parent(std::string_view path, std::string* leaf) {
     UniqueFd next(::openat(cur, comps[i].c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!next) {
       const int err = errno;
-      std::string so_far;
-      for (size_t j = 0; j <= i; ++j) so_far += (j ? "/" : "") + comps[j];
-      return WalkError(cur, so_far, comps[i], err);
+      return WalkError(cur, JoinComps(comps, 0, i + 1), comps[i], err);
     }
     chain_.emplace_back(comps[i], std::move(next));
   }
   if (comps.empty()) return root_;
   if (cached == comps.size()) return chain_.back().second.get();
   // Deeper than the cache goes: the rest is walked without keeping it.
-  std::string rest, so_far;
-  for (size_t j = 0; j < cached; ++j) so_far += (j ? "/" : "") + comps[j];
-  for (size_t j = cached; j < comps.size(); ++j) rest += (j > cached ? "/" : "") + comps[j];
-  auto fd = OpenDirBeneath(chain_.back().second.get(), rest);
-  if (!fd.ok()) return Status(fd.status().code(), so_far + "/" + fd.status().message());
+  auto fd = OpenDirBeneath(chain_.back().second.get(), JoinComps(comps, cached, comps.size()));
+  if (!fd.ok()) return Status(fd.status().code(), JoinComps(comps, 0, cached) + "/" + fd.status().message());
   deep_ = std::move(fd).value();
   return deep_.get();
 }

@@ -30,10 +30,14 @@ constexpr uint64_t kParallelHashMin = 4 << 20;
 
 // Parent of a command's path; a missing parent means the tree is not the one
 // the assignment was made against.
+Status MissingParent(const std::string& path, const Status& s) {
+  if (s.code() != Code::kNotFound) return s;
+  return Error(Code::kBaseMismatch, path + ": parent directory missing (" + s.message() + ")");
+}
+
 Result<ParentRef> Parent(int tree_fd, const std::string& path) {
   auto p = OpenParentBeneath(tree_fd, path);
-  if (!p.ok() && p.status().code() == Code::kNotFound)
-    return Error(Code::kBaseMismatch, path + ": parent directory missing (" + p.status().message() + ")");
+  if (!p.ok()) return MissingParent(path, p.status());
   return p;
 }
 
@@ -237,9 +241,7 @@ Status Stager::Mkdir(const pack::Command& c) {
 Result<Stager::Place> Stager::Locate(const std::string& path) {
   Place p;
   auto dir = walker_.Parent(path, &p.leaf);
-  if (!dir.ok() && dir.status().code() == Code::kNotFound)
-    return Error(Code::kBaseMismatch, path + ": parent directory missing (" + dir.status().message() + ")");
-  if (!dir.ok()) return dir.status();
+  if (!dir.ok()) return MissingParent(path, dir.status());
   p.dir = *dir;
   return p;
 }

@@ -83,6 +83,15 @@ class Cloner {
     }
   }
 
+  // The entry's lstat: `known` when List had to stat it already.
+  static Result<struct stat> StatOf(int src_fd, const std::string& name, const std::string& child,
+                                    const struct stat* known) {
+    if (known) return *known;
+    auto s = LstatAt(src_fd, name);
+    if (!s.ok()) return Status(s.status().code(), child + ": " + s.status().message());
+    return s;
+  }
+
   Status SubDir(int src_fd, int dst_fd, const std::string& name, const std::string& child) {
     UniqueFd s(::openat(src_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!s) return ErrnoError(child, errno);
@@ -111,12 +120,7 @@ class Cloner {
       return Status::Ok();
     }
     if (errno != EPERM && errno != EMLINK) return ErrnoError(child, errno);
-    struct stat st;
-    if (known) {
-      st = *known;
-    } else {
-      CM_ASSIGN_OR_RETURN(st, LstatAt(src_fd, name));
-    }
+    CM_ASSIGN_OR_RETURN(struct stat st, StatOf(src_fd, name, child, known));
     if (!S_ISREG(st.st_mode)) return Error(Code::kFailure, child + ": changed type while being staged");
     CM_RETURN_IF_ERROR(CopyOne(src_fd, dst_fd, name, st, child));
     ++stats_->copied;
@@ -124,14 +128,7 @@ class Cloner {
   }
 
   Status Symlink(int src_fd, int dst_fd, const std::string& name, const std::string& child, const struct stat* known) {
-    struct stat st;
-    if (known) {
-      st = *known;
-    } else {
-      auto s = LstatAt(src_fd, name);
-      if (!s.ok()) return Status(s.status().code(), child + ": " + s.status().message());
-      st = *s;
-    }
+    CM_ASSIGN_OR_RETURN(struct stat st, StatOf(src_fd, name, child, known));
     std::vector<char> target(static_cast<size_t>(st.st_size) + 1);
     ssize_t n = ::readlinkat(src_fd, name.c_str(), target.data(), target.size());
     if (n < 0) return ErrnoError(child, errno);

@@ -551,64 +551,7 @@ struct Relay::Impl {
       else
         own = ServerResult{opts.name, "failed", "the leader's own fetch failed", "leader"};
     });
-    if (!receivers.empty() && !order.group.empty()) {
-      std::string send_path = file;
-      UniqueFd copy;
-      std::thread mirror;
-      if (streaming) {
-        std::error_code ec;
-        fs::create_directories(opts.spool + "/site", ec);
-        send_path = opts.spool + "/site/" + std::to_string(t->serial) + ".cma";
-        copy = UniqueFd(::open(send_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-        if (!copy) {
-          log::Warn(opts.name + ": " + send_path + ": " + std::strerror(errno) + "; multicasting once complete");
-          send_path = file;
-        } else {
-          mirror = std::thread([&] {
-            Status ms = Mirror(t, copy.get());
-            if (!ms.ok()) {
-              if (!stopping) log::Warn(opts.name + ": site copy: " + ms.message());
-              t->site_cancel = true;  // the multicast can never complete
-            }
-          });
-        }
-      }
-      if (send_path == file && !AwaitFetch(t)) t->site_cancel = true;
-      std::vector<std::string> argv{opts.cm_mcast, "send", send_path, "--group", order.group, "--id", opts.name, "-q"};
-      if (send_path != file) {
-        argv.push_back("--final-size");
-        argv.push_back(std::to_string(t->fetcher->size()));
-      }
-      if (!Iface().empty()) {
-        argv.push_back("--iface");
-        argv.push_back(Iface());
-      }
-      if (!opts.mcast_rate.empty()) {
-        argv.push_back("--rate");
-        argv.push_back(opts.mcast_rate);
-      }
-      if (!opts.group_key.empty()) {
-        argv.push_back("--key");
-        argv.push_back(opts.group_key);
-      }
-      argv.push_back("--receivers");
-      for (const auto& r : receivers) argv.push_back(r);
-      if (!t->site_cancel) {
-        ProcessOptions po;
-        po.timeout = milliseconds(static_cast<int64_t>(opts.member_wait_s * 1000));
-        po.cancel = &t->site_cancel;
-        auto res = RunProcess(argv, po);
-        if (!res.ok() || (res->exit_code != 0 && opts.verbose))
-          log::Warn(opts.name + ": cm-mcast send: " +
-                    (res.ok() ? LastLine(res->err) + " (exit " + std::to_string(res->exit_code) + ")"
-                              : res.status().message()));
-      }
-      if (mirror.joinable()) {
-        t->site_cancel = true;  // the copy is no longer needed whatever happened
-        mirror.join();
-        ::unlink(send_path.c_str());
-      }
-    }
+    if (!receivers.empty() && !order.group.empty()) Multicast(t, order, receivers, streaming);
     retrier.join();
     receivers.insert(receivers.end(), late.begin(), late.end());
     // Members report when they have applied (multicast or, failing that, HTTP).
@@ -631,6 +574,70 @@ struct Relay::Impl {
     rep.servers.push_back(own);
     for (auto& [name, r] : unreachable) rep.servers.push_back(r);
     return rep;
+  }
+
+  // Multicasts the assignment to `receivers` with cm-mcast send: while it
+  // still arrives (streaming: a copy in <spool>/site/ grown with checked
+  // bytes, same name for the receivers) or, else, once we hold it.
+  void Multicast(const std::shared_ptr<Transfer>& t, const FetchOrder& order,
+                 const std::vector<std::string>& receivers, bool streaming) {
+    const std::string file = SpoolPath(t->serial);
+    std::string send_path = file;
+    UniqueFd copy;
+    std::thread mirror;
+    if (streaming) {
+      std::error_code ec;
+      fs::create_directories(opts.spool + "/site", ec);
+      send_path = opts.spool + "/site/" + std::to_string(t->serial) + ".cma";
+      copy = UniqueFd(::open(send_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+      if (!copy) {
+        log::Warn(opts.name + ": " + send_path + ": " + std::strerror(errno) + "; multicasting once complete");
+        send_path = file;
+      } else {
+        mirror = std::thread([&] {
+          Status ms = Mirror(t, copy.get());
+          if (!ms.ok()) {
+            if (!stopping) log::Warn(opts.name + ": site copy: " + ms.message());
+            t->site_cancel = true;  // the multicast can never complete
+          }
+        });
+      }
+    }
+    if (send_path == file && !AwaitFetch(t)) t->site_cancel = true;
+    std::vector<std::string> argv{opts.cm_mcast, "send", send_path, "--group", order.group, "--id", opts.name, "-q"};
+    if (send_path != file) {
+      argv.push_back("--final-size");
+      argv.push_back(std::to_string(t->fetcher->size()));
+    }
+    if (!Iface().empty()) {
+      argv.push_back("--iface");
+      argv.push_back(Iface());
+    }
+    if (!opts.mcast_rate.empty()) {
+      argv.push_back("--rate");
+      argv.push_back(opts.mcast_rate);
+    }
+    if (!opts.group_key.empty()) {
+      argv.push_back("--key");
+      argv.push_back(opts.group_key);
+    }
+    argv.push_back("--receivers");
+    for (const auto& r : receivers) argv.push_back(r);
+    if (!t->site_cancel) {
+      ProcessOptions po;
+      po.timeout = milliseconds(static_cast<int64_t>(opts.member_wait_s * 1000));
+      po.cancel = &t->site_cancel;
+      auto res = RunProcess(argv, po);
+      if (!res.ok() || (res->exit_code != 0 && opts.verbose))
+        log::Warn(opts.name + ": cm-mcast send: " +
+                  (res.ok() ? LastLine(res->err) + " (exit " + std::to_string(res->exit_code) + ")"
+                            : res.status().message()));
+    }
+    if (mirror.joinable()) {
+      t->site_cancel = true;  // the copy is no longer needed whatever happened
+      mirror.join();
+      ::unlink(send_path.c_str());
+    }
   }
 
   std::string Iface() const {
