@@ -16,19 +16,13 @@ std::optional<E> ParseName(std::string_view name, const char* const (&names)[N])
 // Indexed by the enums' values; these strings are stored in the database.
 constexpr const char* kKindNames[] = {"publish", "commit", "rollback", "replicate"};
 constexpr const char* kJobStateNames[] = {"queued", "running", "done", "partial", "failed", "aborted"};
-constexpr const char* kServerStateNames[] = {"pending",   "fetching", "received",   "staged",
-                                             "committed", "failed",   "rolled-back"};
 
 }  // namespace
 
 const char* JobKindName(JobKind k) { return kKindNames[static_cast<int>(k)]; }
 const char* JobStateName(JobState s) { return kJobStateNames[static_cast<int>(s)]; }
-const char* ServerStateName(ServerState s) { return kServerStateNames[static_cast<int>(s)]; }
 std::optional<JobKind> ParseJobKind(std::string_view n) { return ParseName<JobKind>(n, kKindNames); }
 std::optional<JobState> ParseJobState(std::string_view n) { return ParseName<JobState>(n, kJobStateNames); }
-std::optional<ServerState> ParseServerState(std::string_view n) {
-  return ParseName<ServerState>(n, kServerStateNames);
-}
 
 std::string FormatSerials(const std::vector<uint64_t>& serials) {
   if (serials.empty()) return "-";

@@ -9,6 +9,8 @@
 #include <string_view>
 #include <vector>
 
+#include "push/messages.h"
+
 namespace cm::pushdb {
 
 enum class JobKind { kPublish, kCommit, kRollback, kReplicate };
@@ -17,24 +19,19 @@ enum class JobKind { kPublish, kCommit, kRollback, kReplicate };
 // A queued job may also end as aborted (it gave up waiting, or its controller died).
 enum class JobState { kQueued, kRunning, kDone, kPartial, kFailed, kAborted };
 
-// A server's progress within one job:
-// pending -> fetching -> received -> staged -> committed, or failed at any
-// step; rolled-back after a rollback job switched it back.
-enum class ServerState { kPending, kFetching, kReceived, kStaged, kCommitted, kFailed, kRolledBack };
+// A server's progress within one job: one vocabulary with the push cores
+// and their messages (push/messages.h).
+using push::ServerState;
+using push::ServerStateName;
+using push::ParseServerState;
 
 const char* JobKindName(JobKind k);
 const char* JobStateName(JobState s);
-const char* ServerStateName(ServerState s);
 std::optional<JobKind> ParseJobKind(std::string_view name);
 std::optional<JobState> ParseJobState(std::string_view name);
-std::optional<ServerState> ParseServerState(std::string_view name);
 
 // queued and running jobs hold their targets; the others are finished.
 inline bool IsActive(JobState s) { return s == JobState::kQueued || s == JobState::kRunning; }
-// staged, committed and rolled-back are a server's successful outcomes.
-inline bool IsServerOk(ServerState s) {
-  return s == ServerState::kStaged || s == ServerState::kCommitted || s == ServerState::kRolledBack;
-}
 
 // The process that runs a job. start_ticks (field 22 of /proc/PID/stat) tells
 // a live controller from an unrelated process that reused its pid; 0 = unknown.

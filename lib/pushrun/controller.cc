@@ -25,13 +25,21 @@
 #include "pushrun/content_body.h"
 #include "pushrun/leader_reports.h"
 #include "pushrun/live_view.h"
-#include "pushrun/messages.h"
+#include "push/messages.h"
 #include "util/exit_codes.h"
 #include "util/json.h"
 #include "util/log.h"
 #include "util/subprocess.h"
 
 namespace cm::pushrun {
+
+using push::Encode;
+using push::FetchOrder;
+using push::ServerResult;
+using push::ServerState;
+using push::TransferKind;
+using push::Via;
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -55,7 +63,7 @@ http::Response JsonError(int status, const std::string& msg) {
 struct Phase {
   AssignmentInfo info;
   std::string file;
-  std::string kind;  // stage | commit
+  TransferKind kind = TransferKind::kStage;
   std::unique_ptr<push::Scheduler> sched;
   std::map<std::string, std::vector<std::string>> site_targets;  // site -> servers, in file order
   std::map<std::string, std::string> site_leader;                // site -> leader server
@@ -76,7 +84,7 @@ class Job {
   Status Setup();
   Status BeginInDb();
   // Phases
-  Status RunPhase(const std::string& file, const std::string& kind,
+  Status RunPhase(const std::string& file, TransferKind kind,
                   const std::map<std::string, std::vector<std::string>>& targets);
   void SendOrders(const std::vector<push::Order>& orders);
   bool SendOrder(const push::Order& order);
@@ -227,7 +235,7 @@ FetchOrder Job::OrderFor(const Phase& ph, const std::string& relay, const std::s
     for (const auto& s : it->second) {
       if (s == relay) continue;
       auto r = ph.results.find(s);
-      if (r != ph.results.end() && r->second.state == "failed") continue;
+      if (r != ph.results.end() && r->second.state == ServerState::kFailed) continue;
       o.members.push_back({s, UrlOf(s)});
     }
   }
@@ -275,13 +283,13 @@ void Job::ReplaceLeader(const std::string& site, const std::string& reason) {
     if (!phase_ || phase_->sites_done.count(site)) return;
     Phase& ph = *phase_;
     std::string old = ph.site_leader[site];
-    if (ph.results.count(old) && ph.results[old].state == "failed") return;  // already replaced
-    ServerResult failed{old, "failed", reason, ""};
+    if (ph.results.count(old) && ph.results[old].state == ServerState::kFailed) return;  // already replaced
+    ServerResult failed{old, ServerState::kFailed, reason, Via::kNone};
     ph.results[old] = failed;
     final_[old] = failed;
     std::vector<std::string> candidates;
     for (const auto& s : ph.site_targets[site])
-      if (!ph.results.count(s) || ph.results[s].state != "failed") candidates.push_back(s);
+      if (!ph.results.count(s) || ph.results[s].state != ServerState::kFailed) candidates.push_back(s);
     std::string next;
     if (reports_) {
       if (auto rep = reports_->Latest(site)) {
@@ -494,7 +502,7 @@ http::Response Job::OnSourceFailed(const JsonValue& v) {
 }
 
 http::Response Job::OnSiteReport(const std::string& body) {
-  auto rep = ParseSiteReport(body);
+  auto rep = push::ParseSiteReport(body);
   if (!rep.ok()) return JsonError(400, rep.status().message());
   {
     std::lock_guard<std::mutex> l(mu_);
@@ -505,12 +513,12 @@ http::Response Job::OnSiteReport(const std::string& body) {
       auto& targets = ph.site_targets[rep->site];
       if (std::find(targets.begin(), targets.end(), r.name) == targets.end()) continue;
       // A server already failed by the CCM (a replaced leader) keeps that verdict.
-      if (ph.results.count(r.name) && ph.results[r.name].state == "failed" && r.name == rep->leader) continue;
+      if (ph.results.count(r.name) && ph.results[r.name].state == ServerState::kFailed && r.name == rep->leader) continue;
       ph.results[r.name] = r;
       final_[r.name] = r;
       Record(r, ph.info.serial);
-      Event("server", JsonObject().Str("server", r.name).Str("site", rep->site).Str("state", r.state).Str("error", r.error).Str("via", r.via));
-      if (view_) view_->SetServer(rep->site, r.name, r.state);
+      Event("server", JsonObject().Str("server", r.name).Str("site", rep->site).Str("state", push::ServerStateName(r.state)).Str("error", r.error).Str("via", push::ViaName(r.via)));
+      if (view_) view_->SetServer(rep->site, r.name, push::ServerStateName(r.state));
     }
     // Only the current leader's report closes the site.
     if (rep->leader == ph.site_leader[rep->site]) {
@@ -523,18 +531,15 @@ http::Response Job::OnSiteReport(const std::string& body) {
 }
 
 void Job::Record(const ServerResult& r, uint64_t serial) {
-  if (r.state != "failed") final_serial_[r.name] = serial;
+  if (r.state != ServerState::kFailed) final_serial_[r.name] = serial;
   if (!db_) return;
-  pushdb::ServerState st = r.state == "staged"      ? pushdb::ServerState::kStaged
-                           : r.state == "committed" ? pushdb::ServerState::kCommitted
-                                                    : pushdb::ServerState::kFailed;
-  Status s = db_->UpdateServer(job_id_, r.name, st, serial, r.error);
+  Status s = db_->UpdateServer(job_id_, r.name, r.state, serial, r.error);
   if (!s.ok()) log::Warn("state: " + s.message());
 }
 
 // ---- phases -------------------------------------------------------------------
 
-Status Job::RunPhase(const std::string& file, const std::string& kind,
+Status Job::RunPhase(const std::string& file, TransferKind kind,
                      const std::map<std::string, std::vector<std::string>>& targets) {
   auto info = ReadAssignmentInfo(file);
   if (!info.ok()) return info.status();
@@ -592,7 +597,7 @@ Status Job::RunPhase(const std::string& file, const std::string& kind,
     phase_ = std::move(ph);
     orders = phase_->sched->Start(NowMicros());
   }
-  Event("phase", JsonObject().Uint("serial", info->serial).Str("kind", kind).Uint("size", info->size).Uint(
+  Event("phase", JsonObject().Uint("serial", info->serial).Str("kind", push::TransferKindName(kind)).Uint("size", info->size).Uint(
                      "sites", targets.size()));
   std::thread watchdog([this] { Watchdog(); });
   SendOrders(orders);
@@ -607,7 +612,7 @@ Status Job::RunPhase(const std::string& file, const std::string& kind,
     for (const auto& [site, servers] : phase_->site_targets)
       for (const auto& s : servers)
         if (!phase_->results.count(s)) {
-          ServerResult r{s, "failed", phase_->finished() ? "no report" : "timed out", ""};
+          ServerResult r{s, ServerState::kFailed, phase_->finished() ? "no report" : "timed out", Via::kNone};
           phase_->results[s] = r;
           final_[s] = r;
           Record(r, phase_->info.serial);
@@ -640,7 +645,7 @@ Result<std::string> Job::MakeCommitAssignment() {
 
 PushOutcome Job::Finish() {
   PushOutcome out;
-  std::string want = opts_.commit ? "committed" : "staged";
+  ServerState want = opts_.commit ? ServerState::kCommitted : ServerState::kStaged;
   JsonArray servers;
   std::string table;
   char line[512];
@@ -648,7 +653,7 @@ PushOutcome Job::Finish() {
   table += line;
   for (const auto& site : sites_.sites) {
     for (const auto& s : site.servers) {
-      ServerResult r = final_.count(s.name) ? final_[s.name] : ServerResult{s.name, "failed", "not reached", ""};
+      ServerResult r = final_.count(s.name) ? final_[s.name] : ServerResult{s.name, ServerState::kFailed, "not reached", Via::kNone};
       ++out.servers;
       bool ok = r.state == want;
       if (ok) ++out.ok;
@@ -657,19 +662,19 @@ PushOutcome Job::Finish() {
       servers.Raw(JsonObject()
                       .Str("name", s.name)
                       .Str("site", site.name)
-                      .Str("state", r.state)
+                      .Str("state", push::ServerStateName(r.state))
                       .Uint("serial", serial)
                       .Str("error", r.error)
                       .Build());
       std::snprintf(line, sizeof line, "%-16s %-12s %-10s %-20s %s\n", s.name.c_str(), site.name.c_str(),
-                    r.state.c_str(), serial ? std::to_string(serial).c_str() : "-", r.error.c_str());
+                    push::ServerStateName(r.state), serial ? std::to_string(serial).c_str() : "-", r.error.c_str());
       table += line;
       if (!ok && !opts_.on_fail.empty()) {
         ProcessOptions po;
         po.capture_stderr = false;
         po.timeout = std::chrono::minutes(5);
         po.env = {"CM_SERVER=" + s.name, "CM_SITE=" + site.name, "CM_JOB=" + parts_.front().job,
-                  "CM_ERROR=" + r.error, "CM_STATE=" + r.state};
+                  "CM_ERROR=" + r.error, "CM_STATE=" + std::string(push::ServerStateName(r.state))};
         auto res = RunProcess({"/bin/sh", "-c", opts_.on_fail}, po);
         if (!res.ok() || res->exit_code != 0) log::Warn("--on-fail for " + s.name + " failed");
       }
@@ -679,7 +684,7 @@ PushOutcome Job::Finish() {
   double secs = std::chrono::duration<double>(Clock::now() - started_).count();
   char sum[256];
   std::snprintf(sum, sizeof sum, "job %s: %zu of %zu servers %s in %.1f s", parts_.front().job.c_str(), out.ok,
-                out.servers, want.c_str(), secs);
+                out.servers, push::ServerStateName(want), secs);
   out.summary = sum;
   std::string report = JsonObject()
                            .Str("job", parts_.front().job)
@@ -721,7 +726,7 @@ Result<PushOutcome> Job::Run() {
   std::map<std::string, std::vector<std::string>> targets;
   for (const auto& site : sites_.sites)
     for (const auto& s : site.servers) targets[site.name].push_back(s.name);
-  auto ok_servers = [&](const std::string& state) {
+  auto ok_servers = [&](ServerState state) {
     std::map<std::string, std::vector<std::string>> t;
     for (const auto& [site, servers] : targets)
       for (const auto& s : servers)
@@ -731,11 +736,11 @@ Result<PushOutcome> Job::Run() {
   for (const auto& part : parts_) {
     if (opts_.sequential) {
       for (const auto& [site, servers] : targets)
-        for (const auto& s : servers) CM_RETURN_IF_ERROR(RunPhase(files_[part.serial], "stage", {{site, {s}}}));
+        for (const auto& s : servers) CM_RETURN_IF_ERROR(RunPhase(files_[part.serial], TransferKind::kStage, {{site, {s}}}));
     } else {
-      CM_RETURN_IF_ERROR(RunPhase(files_[part.serial], "stage", targets));
+      CM_RETURN_IF_ERROR(RunPhase(files_[part.serial], TransferKind::kStage, targets));
     }
-    targets = ok_servers("staged");
+    targets = ok_servers(ServerState::kStaged);
   }
   size_t staged = 0, total = 0;
   for (const auto& site : sites_.sites) total += site.servers.size();
@@ -747,7 +752,7 @@ Result<PushOutcome> Job::Run() {
       auto commit = MakeCommitAssignment();
       if (!commit.ok()) return commit.status();
       Event("commit", JsonObject().Uint("staged", staged).Uint("servers", total));
-      CM_RETURN_IF_ERROR(RunPhase(*commit, "commit", targets));
+      CM_RETURN_IF_ERROR(RunPhase(*commit, TransferKind::kCommit, targets));
       if (!opts_.shadow.empty()) {
         std::vector<std::string> argv{opts_.cm_apply};
         for (const auto& f : opts_.assignments) argv.push_back(f);
@@ -760,7 +765,7 @@ Result<PushOutcome> Job::Run() {
       log::Error("commit not sent: " + std::to_string(staged) + " of " + std::to_string(total) +
                  " servers staged, --require " + opts_.require);
       for (auto& [name, r] : final_)
-        if (r.state == "staged") r.error = "staged, not committed (--require " + opts_.require + ")";
+        if (r.state == ServerState::kStaged) r.error = "staged, not committed (--require " + opts_.require + ")";
     }
   }
   {

@@ -17,13 +17,25 @@
 #include "http/server.h"
 #include "pushrun/content_body.h"
 #include "pushrun/fetch.h"
-#include "pushrun/messages.h"
+#include "push/messages.h"
 #include "util/file_util.h"
 #include "util/json.h"
 #include "util/log.h"
 #include "util/subprocess.h"
 
 namespace cm::pushrun {
+
+using push::Encode;
+using push::Expect;
+using push::FetchOrder;
+using push::Member;
+using push::MemberReport;
+using push::ServerResult;
+using push::ServerState;
+using push::SiteReport;
+using push::TransferKind;
+using push::Via;
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -175,7 +187,7 @@ struct Relay::Impl {
   }
 
   http::Response OnFetch(const std::string& body) {
-    auto o = ParseFetchOrder(body);
+    auto o = push::ParseFetchOrder(body);
     if (!o.ok()) return JsonError(400, o.status().message());
     auto t = Get(o->serial, true);
     bool start = false;
@@ -199,7 +211,7 @@ struct Relay::Impl {
   }
 
   http::Response OnExpect(const std::string& body) {
-    auto e = ParseExpect(body);
+    auto e = push::ParseExpect(body);
     if (!e.ok()) return JsonError(400, e.status().message());
     auto t = Get(e->serial, true);
     bool start = false;
@@ -217,7 +229,7 @@ struct Relay::Impl {
   }
 
   http::Response OnMemberReport(const std::string& body) {
-    auto r = ParseMemberReport(body);
+    auto r = push::ParseMemberReport(body);
     if (!r.ok()) return JsonError(400, r.status().message());
     auto t = Get(r->serial, false);
     if (!t) return JsonError(404, "no transfer " + std::to_string(r->serial));
@@ -338,7 +350,7 @@ struct Relay::Impl {
       if (next.is_object()) {
         // Tell the next leader to fetch from us; the CCM wrote its order.
         std::string to_url = next.Str("url"), to = next.Str("relay");
-        auto parsed = FetchOrderFromJson(next["order"]);
+        auto parsed = push::FetchOrderFromJson(next["order"]);
         if (!parsed.ok()) {
           log::Warn(opts.name + ": bad next order from the CCM: " + parsed.status().message());
           std::this_thread::sleep_for(milliseconds(500));
@@ -365,12 +377,12 @@ struct Relay::Impl {
     }
   }
 
-  ServerResult ApplyHere(const std::string& file, const std::string& kind, const std::string& via) {
+  ServerResult ApplyHere(const std::string& file, TransferKind kind, Via via) {
     ServerResult r;
     r.name = opts.name;
     r.via = via;
     if (opts.root.empty()) {
-      r.state = kind == "commit" ? "committed" : "staged";
+      r.state = push::SuccessState(kind);
       return r;
     }
     std::vector<std::string> argv{opts.cm_apply, file, "--root", opts.root, "-q"};
@@ -382,14 +394,14 @@ struct Relay::Impl {
     po.timeout = std::chrono::minutes(30);
     auto res = RunProcess(argv, po);
     if (!res.ok()) {
-      r.state = "failed";
+      r.state = ServerState::kFailed;
       r.error = "cm-apply: " + res.status().message();
     } else if (res->exit_code != 0) {
-      r.state = "failed";
+      r.state = ServerState::kFailed;
       std::string line = LastLine(res->err);
       r.error = line.empty() ? "cm-apply exit " + std::to_string(res->exit_code) : line;
     } else {
-      r.state = kind == "commit" ? "committed" : "staged";
+      r.state = push::SuccessState(kind);
     }
     return r;
   }
@@ -515,7 +527,7 @@ struct Relay::Impl {
         receivers.push_back(m.name);
       } else {
         retry.push_back(m);
-        unreachable[m.name] = ServerResult{m.name, "failed", "unreachable: " + r.status().message(), ""};
+        unreachable[m.name] = ServerResult{m.name, ServerState::kFailed, "unreachable: " + r.status().message(), Via::kNone};
       }
     }
     // The retry policy (--member-retry): members that did not answer are
@@ -547,9 +559,9 @@ struct Relay::Impl {
     ServerResult own;
     std::thread self([&] {
       if (AwaitFetch(t))
-        own = ApplyHere(file, order.kind, "leader");
+        own = ApplyHere(file, order.kind, Via::kLeader);
       else
-        own = ServerResult{opts.name, "failed", "the leader's own fetch failed", "leader"};
+        own = ServerResult{opts.name, ServerState::kFailed, "the leader's own fetch failed", Via::kLeader};
     });
     if (!receivers.empty() && !order.group.empty()) Multicast(t, order, receivers, streaming);
     retrier.join();
@@ -567,7 +579,7 @@ struct Relay::Impl {
       for (const auto& r : receivers) {
         auto it = t->results.find(r);
         rep.servers.push_back(it != t->results.end() ? it->second
-                                                     : ServerResult{r, "failed", "no report from the member", ""});
+                                                     : ServerResult{r, ServerState::kFailed, "no report from the member", Via::kNone});
       }
     }
     self.join();
@@ -665,13 +677,13 @@ struct Relay::Impl {
       ServerResult r = prior ? *prior : ReceiveAndApply(t, e);
       {
         std::lock_guard<std::mutex> l(t->mu);
-        if (r.state != "failed") t->member_done = r;
+        if (r.state != ServerState::kFailed) t->member_done = r;
         if (t->expect_gen != gen) continue;  // another leader asked meanwhile
         if (t->member_cancel || stopping) {  // we lead the site now (or stop): nobody to report to
           t->member_started = false;
           return;
         }
-        t->state = r.state;
+        t->state = push::ServerStateName(r.state);
       }
       MemberReport rep{t->serial, r};
       auto p = Post(e.leader_url, "/v1/member-report", Encode(rep), 10);
@@ -688,7 +700,7 @@ struct Relay::Impl {
   // applies it. Failed with "superseded" when member_cancel was set.
   ServerResult ReceiveAndApply(const std::shared_ptr<Transfer>& t, const Expect& e) {
     const std::string file = SpoolPath(t->serial);
-    std::string via = "multicast";
+    Via via = Via::kMulticast;
     if (!t->fetcher->complete() && !e.group.empty()) {
       std::vector<std::string> argv{opts.cm_mcast, "recv",   "--group", e.group, "--id", opts.name,
                                     "-o",          opts.spool, "--timeout", "15", "-q"};
@@ -704,7 +716,7 @@ struct Relay::Impl {
       po.timeout = milliseconds(static_cast<int64_t>(opts.member_wait_s * 1000));
       po.cancel = &t->member_cancel;
       auto res = RunProcess(argv, po);
-      if (t->member_cancel) return ServerResult{opts.name, "failed", "superseded", via};
+      if (t->member_cancel) return ServerResult{opts.name, ServerState::kFailed, "superseded", via};
       if (!res.ok() || res->exit_code != 0)
         log::Warn(opts.name + ": multicast receive failed (" +
                   (res.ok() ? LastLine(res->err) : res.status().message()) + "); fetching from the leader");
@@ -712,14 +724,14 @@ struct Relay::Impl {
     }
     Status st = Status::Ok();
     if (!t->fetcher->complete()) {
-      via = "unicast";
+      via = Via::kUnicast;
       for (int i = 0; i < 5 && !t->member_cancel && !t->fetcher->complete(); ++i) {
         st = t->fetcher->FetchFrom(e.leader_url, &t->member_cancel);
         if (!t->fetcher->complete() && !t->member_cancel) std::this_thread::sleep_for(milliseconds(500 * (i + 1)));
       }
     }
-    if (t->member_cancel) return ServerResult{opts.name, "failed", "superseded", via};
-    if (!t->fetcher->complete()) return ServerResult{opts.name, "failed", "could not receive: " + st.message(), via};
+    if (t->member_cancel) return ServerResult{opts.name, ServerState::kFailed, "superseded", via};
+    if (!t->fetcher->complete()) return ServerResult{opts.name, ServerState::kFailed, "could not receive: " + st.message(), via};
     return ApplyHere(file, e.kind, via);
   }
 };

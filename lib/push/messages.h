@@ -1,0 +1,190 @@
+// The messages cm-push's CCM and relays exchange (docs/protocol/push.md), as
+// typed values, and their JSON bodies. One vocabulary for the cores
+// (relay_core.h, job_core.h), the HTTP edge (lib/pushrun), the state
+// database (ServerState) and the simulator. Encode gives one JSON object;
+// every Parse is total (bad input -> error Status, Code::kCorrupt) and fills
+// defaults for missing optional fields. Pure: no I/O.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "util/json_value.h"
+#include "util/status.h"
+
+namespace cm::push {
+
+constexpr int kProtocolVersion = 1;
+
+// A server's progress within one job (also what the state database stores):
+// pending -> fetching -> received -> staged -> committed, or failed at any
+// step; rolled-back after a rollback job switched it back.
+enum class ServerState : uint8_t { kPending, kFetching, kReceived, kStaged, kCommitted, kFailed, kRolledBack };
+const char* ServerStateName(ServerState s);  // "pending", ..., "rolled-back"
+std::optional<ServerState> ParseServerState(std::string_view name);
+
+// What an assignment does on a server: staged (a content assignment) or
+// switched (a commit or rollback assignment).
+enum class TransferKind : uint8_t { kStage, kCommit };
+const char* TransferKindName(TransferKind k);  // "stage", "commit"
+std::optional<TransferKind> ParseTransferKind(std::string_view name);
+// The state a server reaches when `kind` succeeds there.
+inline ServerState SuccessState(TransferKind k) {
+  return k == TransferKind::kCommit ? ServerState::kCommitted : ServerState::kStaged;
+}
+
+// How a server got the assignment.
+enum class Via : uint8_t { kNone, kMulticast, kUnicast, kLeader, kCcm };
+const char* ViaName(Via v);  // "", "multicast", "unicast", "leader", "ccm"
+Via ParseVia(std::string_view name);  // unknown -> kNone
+
+struct Member {
+  std::string name;
+  std::string url;  // the member relay's base URL, http://ip:port
+  bool operator==(const Member&) const = default;
+};
+
+// POST /v1/fetch: the receiving relay fetches `serial` from `source` and,
+// as a site leader, distributes it to `members`.
+struct FetchOrder {
+  uint64_t serial = 0;
+  std::string job;
+  TransferKind kind = TransferKind::kStage;
+  uint64_t size = 0;
+  std::string source;          // base URL of the node to fetch from
+  std::string source_name;     // its name ("" = the CCM)
+  std::string ccm;             // the CCM's base URL (reports, next, source-failed)
+  std::string relay;           // the recipient's own name
+  std::string site;
+  std::string group;           // the site's multicast group ADDR:PORT ("" = unicast only)
+  std::vector<Member> members;  // the other servers of the site to hand it to
+  bool serve = true;           // ask the CCM for next leaders to serve
+  bool stream = true;          // multicast to the members while the file still arrives
+                               // (false: once it is complete, as store-and-forward does)
+  bool operator==(const FetchOrder&) const = default;
+};
+std::string Encode(const FetchOrder& o);
+Result<FetchOrder> ParseFetchOrder(std::string_view json);
+Result<FetchOrder> FetchOrderFromJson(const JsonValue& v);
+
+// POST /v1/expect: a leader tells a member an assignment is coming.
+struct Expect {
+  uint64_t serial = 0;
+  std::string job;
+  TransferKind kind = TransferKind::kStage;
+  uint64_t size = 0;
+  std::string name;        // the member's own name
+  std::string leader;      // leader name (cm-mcast sender id)
+  std::string leader_url;  // fallback: fetch over HTTP from here
+  std::string group;       // "" = fetch over HTTP at once
+  bool operator==(const Expect&) const = default;
+};
+std::string Encode(const Expect& e);
+Result<Expect> ParseExpect(std::string_view json);
+
+// One server's outcome for one assignment. state is kStaged, kCommitted or
+// kFailed. apply_exit: cm-apply's exit code when cm-apply ran and failed
+// (util/exit_codes.h), else 0.
+struct ServerResult {
+  std::string name;
+  ServerState state = ServerState::kFailed;
+  std::string error;  // why, when failed
+  Via via = Via::kNone;
+  int apply_exit = 0;
+  bool operator==(const ServerResult&) const = default;
+};
+std::string Encode(const ServerResult& r);
+Result<ServerResult> ParseServerResult(const JsonValue& v);
+
+// POST /v1/member-report (member -> leader).
+struct MemberReport {
+  uint64_t serial = 0;
+  ServerResult result;
+  bool operator==(const MemberReport&) const = default;
+};
+std::string Encode(const MemberReport& r);
+Result<MemberReport> ParseMemberReport(std::string_view json);
+
+// POST /v1/site-report (leader -> CCM).
+struct SiteReport {
+  uint64_t serial = 0;
+  std::string site, leader;
+  std::vector<ServerResult> servers;
+  bool operator==(const SiteReport&) const = default;
+};
+std::string Encode(const SiteReport& r);
+Result<SiteReport> ParseSiteReport(std::string_view json);
+
+// POST /v1/progress (leader -> CCM): verified bytes of the chunked range.
+struct Progress {
+  uint64_t serial = 0;
+  std::string relay;
+  uint64_t verified = 0, size = 0;
+  bool complete = false;
+  bool operator==(const Progress&) const = default;
+};
+std::string Encode(const Progress& p);
+Result<Progress> ParseProgress(std::string_view json);
+
+// POST /v1/next (leader -> CCM): whom shall I serve? Also a progress report.
+struct NextAsk {
+  uint64_t serial = 0;
+  std::string relay;
+  uint64_t verified = 0;
+  bool complete = false;
+  bool operator==(const NextAsk&) const = default;
+};
+std::string Encode(const NextAsk& a);
+Result<NextAsk> ParseNextAsk(std::string_view json);
+
+// The CCM's answer to /v1/next: serve `relay` (POST `order` to url/v1/fetch
+// with yourself as the source), ask again after retry_ms, or none left.
+struct NextAnswer {
+  enum class Kind : uint8_t { kNext, kRetry, kNoneLeft } kind = Kind::kNoneLeft;
+  std::string relay, url;  // kNext
+  FetchOrder order;        // kNext
+  int64_t retry_ms = 0;    // kRetry
+  bool operator==(const NextAnswer&) const = default;
+};
+std::string Encode(const NextAnswer& a);
+Result<NextAnswer> ParseNextAnswer(std::string_view json);
+
+// POST /v1/source-failed (leader -> CCM): my source stopped answering.
+struct SourceFailed {
+  uint64_t serial = 0;
+  std::string relay;
+  std::string source;      // its name ("" = the CCM)
+  std::string source_url;
+  uint64_t verified = 0;
+  std::string error;
+  bool operator==(const SourceFailed&) const = default;
+};
+std::string Encode(const SourceFailed& s);
+Result<SourceFailed> ParseSourceFailed(std::string_view json);
+
+// The CCM's answer: fetch from here now ("" name = the CCM).
+struct SourceAnswer {
+  std::string source_url, source_name;
+  bool operator==(const SourceAnswer&) const = default;
+};
+std::string Encode(const SourceAnswer& a);
+Result<SourceAnswer> ParseSourceAnswer(std::string_view json);
+
+// POST /v1/notify-failed (leader -> CCM): I could not reach `to`.
+struct NotifyFailed {
+  uint64_t serial = 0;
+  std::string from, to, error;
+  bool operator==(const NotifyFailed&) const = default;
+};
+std::string Encode(const NotifyFailed& n);
+Result<NotifyFailed> ParseNotifyFailed(std::string_view json);
+
+// The body of a refusal ({"error": "..."}) and of a plain acknowledgement.
+std::string EncodeError(std::string_view message);
+std::string EncodeAck();
+
+}  // namespace cm::push

@@ -1,0 +1,144 @@
+#include "push/messages.h"
+
+#include <gtest/gtest.h>
+#include <rapidcheck/gtest.h>
+
+namespace cm::push {
+namespace {
+
+TEST(Messages, FetchOrderRoundTrips) {
+  FetchOrder o;
+  o.serial = 123456789012345ull;
+  o.job = "rel-7";
+  o.kind = TransferKind::kCommit;
+  o.size = 52428800;
+  o.source = "http://198.18.1.10:7710";
+  o.source_name = "s1a";
+  o.ccm = "http://198.18.0.10:7700";
+  o.relay = "s2a";
+  o.site = "site2";
+  o.group = "239.192.0.2:7800";
+  o.members = {{"s2b", "http://198.18.2.11:7710"}, {"s2c", "http://198.18.2.12:7710"}};
+  o.serve = false;
+  auto p = ParseFetchOrder(Encode(o));
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  EXPECT_EQ(*p, o);
+  EXPECT_NE(Encode(o).find(R"("kind":"commit")"), std::string::npos);
+}
+
+TEST(Messages, FetchOrderWithoutSerialOrSourceIsRejected) {
+  EXPECT_FALSE(ParseFetchOrder(R"({"source":"http://x:1"})").ok());
+  EXPECT_FALSE(ParseFetchOrder(R"({"serial":5})").ok());
+  EXPECT_FALSE(ParseFetchOrder(R"({"serial":5,"source":"http://x:1","kind":"explode"})").ok());
+  EXPECT_FALSE(ParseFetchOrder(R"([1,2])").ok());
+  EXPECT_FALSE(ParseFetchOrder("not json").ok());
+}
+
+TEST(Messages, SiteReportCarriesEveryServer) {
+  SiteReport r;
+  r.serial = 9;
+  r.site = "ams";
+  r.leader = "ams-1";
+  r.servers = {{"ams-1", ServerState::kStaged, "", Via::kLeader, 0},
+               {"ams-2", ServerState::kFailed, "cm-apply: error: no space", Via::kMulticast, 9}};
+  auto p = ParseSiteReport(Encode(r));
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  EXPECT_EQ(*p, r);
+  EXPECT_EQ(p->servers[1].apply_exit, 9);
+  EXPECT_FALSE(ParseSiteReport(R"({"serial":9,"servers":[{"name":"x","state":"weird"}]})").ok());
+  EXPECT_FALSE(ParseSiteReport(R"({"serial":9,"servers":[{"name":"x","state":"pending"}]})").ok());
+}
+
+TEST(Messages, MemberReportAndExpectRoundTrip) {
+  MemberReport m{7, {"b", ServerState::kCommitted, "", Via::kUnicast, 0}};
+  auto pm = ParseMemberReport(Encode(m));
+  ASSERT_TRUE(pm.ok());
+  EXPECT_EQ(*pm, m);
+  Expect e;
+  e.serial = 7;
+  e.leader_url = "http://a:1";
+  e.group = "239.1.1.1:5000";
+  auto pe = ParseExpect(Encode(e));
+  ASSERT_TRUE(pe.ok());
+  EXPECT_EQ(*pe, e);
+  EXPECT_FALSE(ParseExpect(R"({"serial":7})").ok());
+}
+
+TEST(Messages, NextAnswersRoundTrip) {
+  NextAnswer none;
+  EXPECT_EQ(*ParseNextAnswer(Encode(none)), none);
+  NextAnswer retry;
+  retry.kind = NextAnswer::Kind::kRetry;
+  retry.retry_ms = 250;
+  EXPECT_EQ(*ParseNextAnswer(Encode(retry)), retry);
+  NextAnswer next;
+  next.kind = NextAnswer::Kind::kNext;
+  next.relay = "s3a";
+  next.url = "http://198.18.3.10:7710";
+  next.order.serial = 4;
+  next.order.source = "http://198.18.0.10:7700";
+  next.order.relay = "s3a";
+  EXPECT_EQ(*ParseNextAnswer(Encode(next)), next);
+}
+
+// Arbitrary strings (any bytes, quotes, escapes) in every text field.
+std::string AnyText() { return *rc::gen::arbitrary<std::string>(); }
+uint64_t AnyU64() { return *rc::gen::arbitrary<uint64_t>(); }
+
+RC_GTEST_PROP(Messages, EveryMessageRoundTripsThroughItsJson, ()) {
+  FetchOrder o;
+  o.serial = *rc::gen::inRange<uint64_t>(1, UINT64_MAX);
+  o.job = AnyText();
+  o.kind = *rc::gen::element(TransferKind::kStage, TransferKind::kCommit);
+  o.size = AnyU64();
+  o.source = *rc::gen::nonEmpty<std::string>();
+  o.source_name = AnyText();
+  o.ccm = AnyText();
+  o.relay = AnyText();
+  o.site = AnyText();
+  o.group = AnyText();
+  int n = *rc::gen::inRange(0, 4);
+  for (int i = 0; i < n; ++i)
+    o.members.push_back({*rc::gen::nonEmpty<std::string>(), *rc::gen::nonEmpty<std::string>()});
+  o.serve = *rc::gen::arbitrary<bool>();
+  o.stream = *rc::gen::arbitrary<bool>();
+  RC_ASSERT(*ParseFetchOrder(Encode(o)) == o);
+
+  ServerResult r;
+  r.name = *rc::gen::nonEmpty<std::string>();
+  r.state = *rc::gen::element(ServerState::kStaged, ServerState::kCommitted, ServerState::kFailed);
+  r.error = AnyText();
+  r.via = *rc::gen::element(Via::kNone, Via::kMulticast, Via::kUnicast, Via::kLeader, Via::kCcm);
+  r.apply_exit = *rc::gen::inRange(0, 256);
+  MemberReport m{o.serial, r};
+  RC_ASSERT(*ParseMemberReport(Encode(m)) == m);
+  SiteReport s{o.serial, AnyText(), AnyText(), {r, r}};
+  RC_ASSERT(*ParseSiteReport(Encode(s)) == s);
+
+  Expect e{o.serial, AnyText(), o.kind, AnyU64(), AnyText(), AnyText(), o.source, AnyText()};
+  RC_ASSERT(*ParseExpect(Encode(e)) == e);
+  Progress p{o.serial, r.name, AnyU64(), AnyU64(), *rc::gen::arbitrary<bool>()};
+  RC_ASSERT(*ParseProgress(Encode(p)) == p);
+  NextAsk a{o.serial, r.name, AnyU64(), *rc::gen::arbitrary<bool>()};
+  RC_ASSERT(*ParseNextAsk(Encode(a)) == a);
+  SourceFailed f{o.serial, r.name, AnyText(), AnyText(), AnyU64(), AnyText()};
+  RC_ASSERT(*ParseSourceFailed(Encode(f)) == f);
+  SourceAnswer sa{o.source, AnyText()};
+  RC_ASSERT(*ParseSourceAnswer(Encode(sa)) == sa);
+  NotifyFailed nf{o.serial, AnyText(), r.name, AnyText()};
+  RC_ASSERT(*ParseNotifyFailed(Encode(nf)) == nf);
+}
+
+// A parser either rejects a body or accepts one that re-encodes to a body it
+// accepts again, with the same value (parse . encode is the identity on
+// everything a parser ever accepts).
+RC_GTEST_PROP(Messages, WhatAParserAcceptsIsStableUnderReencoding, (std::string s)) {
+  if (auto o = ParseFetchOrder(s); o.ok()) RC_ASSERT(*ParseFetchOrder(Encode(*o)) == *o);
+  if (auto e = ParseExpect(s); e.ok()) RC_ASSERT(*ParseExpect(Encode(*e)) == *e);
+  if (auto m = ParseMemberReport(s); m.ok()) RC_ASSERT(*ParseMemberReport(Encode(*m)) == *m);
+  if (auto r = ParseSiteReport(s); r.ok()) RC_ASSERT(*ParseSiteReport(Encode(*r)) == *r);
+  if (auto n = ParseNextAnswer(s); n.ok()) RC_ASSERT(*ParseNextAnswer(Encode(*n)) == *n);
+}
+
+}  // namespace
+}  // namespace cm::push
