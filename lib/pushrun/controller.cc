@@ -1,31 +1,35 @@
+// The controller is the edge of push::JobCore (lib/push/job_core.h): it
+// loads the sites file and the assignments, records the job in the state
+// database, serves the content and the relays' requests over HTTP, and runs
+// what the core decides. Every event reaches the core on one EdgeLoop
+// thread; HTTP handlers wait only for the core's immediate Reply; Calls run
+// on CallRunner's workers; the database is written by its own thread; cm-pack
+// runs off the loop and posts its result back.
 #include "pushrun/controller.h"
 
 #include <unistd.h>
 
-#include <algorithm>
-#include <chrono>
+#include <atomic>
 #include <condition_variable>
 #include <cstdio>
+#include <deque>
 #include <fstream>
 #include <map>
 #include <mutex>
-#include <set>
-#include <variant>
 #include <thread>
 
-#include "http/client.h"
 #include "http/server.h"
-#include "push/ordering.h"
+#include "push/job_core.h"
+#include "push/messages.h"
 #include "push/require.h"
-#include "push/scheduler.h"
 #include "push/sites.h"
 #include "pushdb/state_db.h"
 #include "pushdb/wait.h"
 #include "pushrun/assignment_info.h"
 #include "pushrun/content_body.h"
+#include "pushrun/edge_loop.h"
 #include "pushrun/leader_reports.h"
 #include "pushrun/live_view.h"
-#include "push/messages.h"
 #include "util/exit_codes.h"
 #include "util/json.h"
 #include "util/log.h"
@@ -33,122 +37,124 @@
 
 namespace cm::pushrun {
 
-using push::Encode;
-using push::FetchOrder;
-using push::ServerResult;
+using push::JobEvent;
 using push::ServerState;
-using push::TransferKind;
-using push::Via;
+using std::chrono::milliseconds;
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-using std::chrono::milliseconds;
+http::Response ToHttp(const push::Reply& r) { return http::Response::Json(r.status, r.body); }
+http::Response JsonError(int status, const std::string& msg) { return http::Response::Json(status, push::EncodeError(msg)); }
 
-proto::Micros NowMicros() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now().time_since_epoch()).count();
-}
+push::JobPart PartOf(const AssignmentInfo& a) { return {a.serial, a.job, a.size, a.covered, a.chunk_size}; }
 
-http::Response JsonResp(int status, std::string body) {
-  http::Response r;
-  r.status = status;
-  r.body = std::move(body);
-  return r;
-}
-http::Response JsonError(int status, const std::string& msg) {
-  return JsonResp(status, JsonObject().Str("error", msg).Build());
-}
+// Writes the core's state records to the database on its own thread, so
+// that no handler ever waits for SQLite.
+class DbWriter {
+ public:
+  DbWriter(pushdb::StateDb* db, int64_t job) : db_(db), job_(job), thread_([this] { Loop(); }) {}
+  ~DbWriter() { Drain(); }
+  void Add(const push::StateRecord& r) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      queue_.push_back(r);
+    }
+    cv_.notify_one();
+  }
+  // Writes what is queued and ends the thread.
+  void Drain() {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      stop_ = true;
+    }
+    cv_.notify_one();
+    if (thread_.joinable()) thread_.join();
+  }
 
-// One assignment on its way to a set of servers.
-struct Phase {
-  AssignmentInfo info;
-  std::string file;
-  TransferKind kind = TransferKind::kStage;
-  std::unique_ptr<push::Scheduler> sched;
-  std::map<std::string, std::vector<std::string>> site_targets;  // site -> servers, in file order
-  std::map<std::string, std::string> site_leader;                // site -> leader server
-  std::map<std::string, ServerResult> results;                   // server -> result
-  std::set<std::string> sites_done;
-  std::map<std::string, uint64_t> verified;  // leader -> bytes held
-  std::map<std::string, int> probe_failures;
-  bool finished() const { return sites_done.size() == site_targets.size(); }
+ private:
+  void Loop() {
+    std::unique_lock<std::mutex> l(mu_);
+    for (;;) {
+      cv_.wait(l, [&] { return stop_ || !queue_.empty(); });
+      if (queue_.empty()) return;
+      push::StateRecord r = std::move(queue_.front());
+      queue_.pop_front();
+      l.unlock();
+      Status s = db_->UpdateServer(job_, r.server, r.state, r.serial, r.error);
+      if (!s.ok()) log::Warn("state: " + s.message());
+      l.lock();
+    }
+  }
+  pushdb::StateDb* db_;
+  int64_t job_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<push::StateRecord> queue_;
+  bool stop_ = false;
+  std::thread thread_;
 };
 
-class Job {
+class Controller {
  public:
-  explicit Job(const PushOptions& o) : opts_(o) {}
+  explicit Controller(const PushOptions& o) : opts_(o) {}
+  ~Controller() { Shutdown(); }
   Result<PushOutcome> Run();
 
  private:
-  // Setup
   Status Setup();
   Status BeginInDb();
-  // Phases
-  Status RunPhase(const std::string& file, TransferKind kind,
-                  const std::map<std::string, std::vector<std::string>>& targets);
-  void SendOrders(const std::vector<push::Order>& orders);
-  bool SendOrder(const push::Order& order);
-  FetchOrder OrderFor(const Phase& ph, const std::string& relay, const std::string& source) const;
-  void ReplaceLeader(const std::string& site, const std::string& reason);
-  bool Alive(const std::string& server);
-  void Watchdog();
-  // HTTP
+  Result<push::JobPlan> Plan() const;
   http::Response Handle(const http::Request& req);
-  http::Response OnProgress(const JsonValue& v);
-  http::Response OnNext(const JsonValue& v);
-  http::Response OnNotifyFailed(const JsonValue& v);
-  http::Response OnSourceFailed(const JsonValue& v);
-  http::Response OnSiteReport(const std::string& body);
-  // Output
+  template <typename Parse, typename On>
+  http::Response Dispatch(const std::string& body, Parse parse, On on);
+  void Apply(push::JobActions& a);  // on the loop thread
+  void Emit(const JobEvent& e);
   void Event(const std::string& name, JsonObject fields);
-  void Record(const ServerResult& r, uint64_t serial);
-  std::string UrlOf(const std::string& server) const;
-  std::string SiteOf(const std::string& server) const;
+  void MakeCommit();
   Result<std::string> MakeCommitAssignment();
+  void UpdateShadow();
   PushOutcome Finish();
+  void Shutdown();
 
   PushOptions opts_;
   push::SitesConfig sites_;
   std::string ccm_url_;
+  std::vector<AssignmentInfo> parts_;
   std::unique_ptr<http::Server> server_;
   std::unique_ptr<LeaderReports> reports_;
   std::unique_ptr<pushdb::StateDb> db_;
+  std::unique_ptr<DbWriter> writer_;
   int64_t job_id_ = 0;
-  std::vector<AssignmentInfo> parts_;
-  std::map<uint64_t, std::string> files_;  // serial -> path served
-  std::unique_ptr<LiveView> view_;
+  std::unique_ptr<LiveView> view_;  // loop thread only
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::unique_ptr<Phase> phase_;
-  std::map<std::string, ServerResult> final_;  // server -> last result
-  std::map<std::string, uint64_t> final_serial_;
+  std::mutex files_mu_;
+  std::map<uint64_t, std::string> files_;  // serial -> path served
+
+  std::unique_ptr<push::JobCore> core_;    // loop thread only
+  std::unique_ptr<EdgeLoop> loop_;
+  std::atomic<EdgeLoop*> live_loop_{nullptr};  // loop_ once the core runs (for handler threads)
+  std::unique_ptr<CallRunner> runner_;
+  std::thread commit_thread_;
+
+  std::mutex done_mu_;
+  std::condition_variable done_cv_;
+  bool done_ = false;
+  bool shadow_ = false;
+  std::vector<push::FinalVerdict> verdicts_;
   std::mutex out_mu_;
-  Clock::time_point started_ = Clock::now();
 };
 
-// ---------------------------------------------------------------------------
-
-std::string Job::UrlOf(const std::string& server) const {
-  const push::Server* s = sites_.FindServer(server);
-  return s ? s->url : "";
-}
-
-std::string Job::SiteOf(const std::string& server) const {
-  const push::Site* s = sites_.SiteOf(server);
-  return s ? s->name : "";
-}
-
-void Job::Event(const std::string& name, JsonObject fields) {
+void Controller::Event(const std::string& name, JsonObject fields) {
   if (!opts_.json) return;
-  fields.Str("event", name).Double("t", std::chrono::duration<double>(Clock::now() - started_).count());
+  fields.Str("event", name).Double("t", std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count());
   std::lock_guard<std::mutex> l(out_mu_);
   std::string line = fields.Build();
   std::fprintf(stdout, "%s\n", line.c_str());
   std::fflush(stdout);
 }
 
-Status Job::Setup() {
+Status Controller::Setup() {
   auto sites = push::LoadSites(opts_.sites_file);
   if (!sites.ok()) return sites.status();
   sites_ = std::move(*sites);
@@ -162,8 +168,26 @@ Status Job::Setup() {
     parts_.push_back(*info);
     files_[info->serial] = f;
   }
+  if (opts_.commit) CM_RETURN_IF_ERROR(push::ParseRequire(opts_.require).status());
   std::string listen = opts_.listen.empty() ? sites_.ccm.listen.ToString() : opts_.listen;
   if (listen.empty()) return Error(Code::kUsage, opts_.sites_file + ": [ccm] listen is required (or --listen)");
+  // Leader reports: by POST /v1/leader-report, and on the old listener.
+  reports_ = std::make_unique<LeaderReports>();
+  if (!opts_.sequential) {
+    reports_->SetOnReport([this](const LeaderReport& rep) {
+      const push::Server* s = sites_.ServerByAddress(rep.leader_ip);
+      EdgeLoop* loop = live_loop_.load();
+      if (!s || !loop) return;
+      std::string site = rep.segment, server = s->name;
+      loop->Post([this, site, server] {
+        push::JobActions a;
+        core_->OnLeaderReport(SteadyNow(), site, server, &a);
+        Apply(a);
+      });
+    });
+    if (sites_.ccm.leader_reports) CM_RETURN_IF_ERROR(reports_->Listen(sites_.ccm.leader_reports->ToString()));
+  }
+  if (opts_.live_view) view_ = std::make_unique<LiveView>();
   http::ServerOptions so;
   so.listen = listen;
   so.max_connections = 256;
@@ -174,16 +198,10 @@ Status Job::Setup() {
   std::string host = listen.substr(0, listen.rfind(':'));
   ccm_url_ = !sites_.ccm.url.empty() && opts_.listen.empty() ? sites_.ccm.url
                                                               : "http://" + host + ":" + std::to_string(server_->port());
-  if (sites_.ccm.leader_reports && !opts_.sequential) {
-    auto lr = LeaderReports::Start(sites_.ccm.leader_reports->ToString());
-    if (!lr.ok()) return lr.status();
-    reports_ = std::move(*lr);
-  }
-  if (opts_.live_view) view_ = std::make_unique<LiveView>();
   return Status::Ok();
 }
 
-Status Job::BeginInDb() {
+Status Controller::BeginInDb() {
   if (opts_.state_dir.empty()) return Status::Ok();
   auto db = pushdb::StateDb::Open(opts_.state_dir);
   if (!db.ok()) return db.status();
@@ -212,170 +230,75 @@ Status Job::BeginInDb() {
     if (!h.ok()) return h.status();
     job_id_ = h->id;
   }
+  writer_ = std::make_unique<DbWriter>(db_.get(), job_id_);
   return Status::Ok();
 }
 
-// ---- orders -----------------------------------------------------------------
-
-FetchOrder Job::OrderFor(const Phase& ph, const std::string& relay, const std::string& source) const {
-  FetchOrder o;
-  o.serial = ph.info.serial;
-  o.job = ph.info.job;
-  o.kind = ph.kind;
-  o.size = ph.info.size;
-  o.source_name = source;
-  o.source = source.empty() ? ccm_url_ : UrlOf(source);
-  o.ccm = ccm_url_;
-  o.relay = relay;
-  o.site = SiteOf(relay);
-  const push::Site* site = sites_.FindSite(o.site);
-  if (site && site->group.ip) o.group = site->group.ToString();
-  auto it = ph.site_targets.find(o.site);
-  if (it != ph.site_targets.end()) {
-    for (const auto& s : it->second) {
-      if (s == relay) continue;
-      auto r = ph.results.find(s);
-      if (r != ph.results.end() && r->second.state == ServerState::kFailed) continue;
-      o.members.push_back({s, UrlOf(s)});
-    }
-  }
-  o.serve = !opts_.sequential;
-  o.stream = opts_.pipeline;
-  return o;
-}
-
-bool Job::SendOrder(const push::Order& order) {
-  FetchOrder o;
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    if (!phase_) return false;
-    o = OrderFor(*phase_, order.relay, order.source);
-  }
-  Event("order", JsonObject().Uint("serial", o.serial).Str("relay", o.relay).Str("site", o.site).Str(
-                     "source", o.source_name.empty() ? "ccm" : o.source_name));
-  Status last;
-  for (int i = 0; i < 3; ++i) {
-    auto r = http::Call("POST", UrlOf(order.relay) + "/v1/fetch", Encode(o), milliseconds(3000));
-    if (r.ok() && r->status / 100 == 2) return true;
-    last = r.ok() ? Error(Code::kFailure, "HTTP " + std::to_string(r->status)) : r.status();
-    std::this_thread::sleep_for(milliseconds(300 * (i + 1)));
-  }
-  ReplaceLeader(o.site, "unreachable: " + last.message());
-  return false;
-}
-
-void Job::SendOrders(const std::vector<push::Order>& orders) {
-  for (const auto& o : orders) SendOrder(o);
-}
-
-bool Job::Alive(const std::string& server) {
-  auto r = http::Call("GET", UrlOf(server) + "/v1/status", "", milliseconds(1500));
-  return r.ok() && r->status == 200;
-}
-
-// The site's leader is gone: mark it failed, pick the next leader (the one
-// cm-leader elected, when it reported one, else the next server in the sites
-// file), and let the scheduler move the transfer.
-void Job::ReplaceLeader(const std::string& site, const std::string& reason) {
-  std::vector<push::Order> orders;
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    if (!phase_ || phase_->sites_done.count(site)) return;
-    Phase& ph = *phase_;
-    std::string old = ph.site_leader[site];
-    if (ph.results.count(old) && ph.results[old].state == ServerState::kFailed) return;  // already replaced
-    ServerResult failed{old, ServerState::kFailed, reason, Via::kNone};
-    ph.results[old] = failed;
-    final_[old] = failed;
-    std::vector<std::string> candidates;
-    for (const auto& s : ph.site_targets[site])
-      if (!ph.results.count(s) || ph.results[s].state != ServerState::kFailed) candidates.push_back(s);
-    std::string next;
-    if (reports_) {
-      if (auto rep = reports_->Latest(site)) {
+Result<push::JobPlan> Controller::Plan() const {
+  push::JobPlan plan;
+  for (const auto& site : sites_.sites) {
+    push::JobSite js;
+    js.name = site.name;
+    if (site.group.ip) js.group = site.group.ToString();
+    js.preferred_leader = site.leader;
+    for (const auto& s : site.servers) js.servers.push_back({s.name, s.url});
+    if (!opts_.sequential) {
+      if (auto rep = reports_->Latest(site.name)) {
         const push::Server* s = sites_.ServerByAddress(rep->leader_ip);
-        if (s && s->name != old && std::find(candidates.begin(), candidates.end(), s->name) != candidates.end())
-          next = s->name;
+        if (s && s->site == site.name) js.elected_leader = s->name;
+        if (rep->cpu_permille <= 1000) js.idle_cpu_permille = 1000 - static_cast<uint32_t>(rep->cpu_permille);
       }
     }
-    if (next.empty() && !candidates.empty()) next = candidates.front();
-    auto now = NowMicros();
-    if (next.empty()) {
-      ph.sites_done.insert(site);
-      orders = ph.sched->OnRelayFailed(now, old);
-      Event("site-failed", JsonObject().Str("site", site).Str("error", reason));
-    } else {
-      ph.site_leader[site] = next;
-      auto moved = ph.sched->ReplaceRelay(now, old, next);
-      if (moved.ok()) orders = std::move(*moved);
-      else log::Warn(site + ": " + moved.status().message());
-      Event("leader-changed", JsonObject().Str("site", site).Str("old", old).Str("new", next).Str("why", reason));
-      for (const auto& o : orders) {
-        if (o.relay == next) continue;
-        const push::RelayState* rs = ph.sched->Find(o.relay);
-        Event("reparent", JsonObject()
-                              .Str("relay", o.relay)
-                              .Str("from", old)
-                              .Str("to", o.source.empty() ? "ccm" : o.source)
-                              .Uint("resume_at", rs ? rs->verified : 0));
-      }
-      if (opts_.verbosity > 1) log::Info(site + ": leader " + old + " -> " + next + " (" + reason + ")");
-    }
-    Record(failed, ph.info.serial);
+    plan.sites.push_back(std::move(js));
   }
-  cv_.notify_all();
-  SendOrders(orders);
+  for (const auto& p : parts_) plan.parts.push_back(PartOf(p));
+  push::JobOptions& o = plan.options;
+  if (opts_.commit) {
+    auto req = push::ParseRequire(opts_.require);
+    if (!req.ok()) return req.status();
+    o.require = *req;
+  }
+  o.commit = opts_.commit;
+  o.star_max = opts_.star_max;
+  o.pipeline = opts_.pipeline;
+  o.sequential = opts_.sequential;
+  o.timeout = static_cast<push::Micros>(opts_.timeout_s * 1e6);
+  o.admin_order = sites_.ccm.order;
+  o.ccm_url = ccm_url_;
+  return plan;
 }
 
-// Every 200 ms: the scheduler's timers (stalled transfers); every 2 s: is
-// each unfinished site's leader still there?
-void Job::Watchdog() {
-  auto last_probe = Clock::now();
-  while (true) {
-    std::vector<push::Order> orders;
-    std::vector<std::pair<std::string, std::string>> probe;  // site, leader
-    std::vector<std::string> stalled;
-    {
-      std::unique_lock<std::mutex> l(mu_);
-      cv_.wait_for(l, milliseconds(200));
-      if (!phase_ || phase_->finished()) return;
-      Phase& ph = *phase_;
-      orders = ph.sched->OnTimer(NowMicros());
-      for (const auto& [site, leader] : ph.site_leader) {
-        if (ph.sites_done.count(site)) continue;
-        const push::RelayState* rs = ph.sched->Find(leader);
-        if (rs && rs->phase == push::RelayPhase::kFailed) stalled.push_back(site);
-        else probe.emplace_back(site, leader);
-      }
-    }
-    SendOrders(orders);
-    for (const auto& s : stalled) ReplaceLeader(s, "stalled");
-    if (Clock::now() - last_probe < milliseconds(2000)) continue;
-    last_probe = Clock::now();
-    for (const auto& [site, leader] : probe) {
-      bool alive = Alive(leader);
-      bool replace = false;
-      {
-        std::lock_guard<std::mutex> l(mu_);
-        if (!phase_) return;
-        int& f = phase_->probe_failures[leader];
-        f = alive ? 0 : f + 1;
-        replace = f >= 2;
-      }
-      if (replace) ReplaceLeader(site, "relay not answering");
-    }
-  }
+// ---- HTTP: decoded into core events on the loop ----------------------------
+
+template <typename Parse, typename On>
+http::Response Controller::Dispatch(const std::string& body, Parse parse, On on) {
+  auto msg = parse(body);
+  if (!msg.ok()) return JsonError(400, msg.status().message());
+  EdgeLoop* loop = live_loop_.load();
+  if (!loop) return JsonError(503, "the job has not started");
+  std::optional<push::Reply> reply = loop->Run([&]() -> std::optional<push::Reply> {
+    if (core_->finished()) return push::Reply{409, push::EncodeError("the job is over")};
+    push::JobActions a;
+    push::Reply r = on(*msg, &a);
+    Apply(a);
+    return r;
+  });
+  if (!reply) return JsonError(503, "the job is over");
+  return ToHttp(*reply);
 }
 
-// ---- HTTP handlers ------------------------------------------------------------
-
-http::Response Job::Handle(const http::Request& req) {
+http::Response Controller::Handle(const http::Request& req) {
   std::string path = req.target.substr(0, req.target.find('?'));
   if ((req.method == "GET" || req.method == "HEAD") && path.rfind("/v1/content/", 0) == 0) {
     uint64_t serial = std::strtoull(path.c_str() + 12, nullptr, 10);
-    auto it = files_.find(serial);
-    if (it == files_.end()) return JsonError(404, "serial not served here");
-    auto held = push::CompleteFile::Open(it->second);
+    std::string file;
+    {
+      std::lock_guard<std::mutex> l(files_mu_);
+      auto it = files_.find(serial);
+      if (it == files_.end()) return JsonError(404, "serial not served here");
+      file = it->second;
+    }
+    auto held = push::CompleteFile::Open(file);
     if (!held.ok()) return JsonError(500, held.status().message());
     http::Response r;
     r.content_type = "application/octet-stream";
@@ -383,248 +306,154 @@ http::Response Job::Handle(const http::Request& req) {
     return r;
   }
   if (req.method == "GET" && path == "/v1/status") {
-    std::lock_guard<std::mutex> l(mu_);
+    EdgeLoop* loop = live_loop_.load();
+    if (!loop) return http::Response::Json(200, JsonObject().Str("role", "ccm").Build());
+    auto status = loop->Run([this] { return std::make_pair(core_->serial(), core_->SiteStatus()); });
     JsonObject o;
     o.Str("role", "ccm");
-    if (phase_) {
+    if (status.first) {
       JsonArray sites;
-      for (const auto& [site, leader] : phase_->site_leader)
-        sites.Raw(JsonObject()
-                      .Str("site", site)
-                      .Str("leader", leader)
-                      .Uint("verified", phase_->verified[leader])
-                      .Bool("done", phase_->sites_done.count(site) > 0)
-                      .Build());
-      o.Uint("serial", phase_->info.serial).Raw("sites", sites.Build());
+      for (const auto& s : status.second)
+        sites.Raw(JsonObject().Str("site", s.site).Str("leader", s.leader).Uint("verified", s.verified).Bool("done", s.done).Build());
+      o.Uint("serial", status.first).Raw("sites", sites.Build());
     }
-    return JsonResp(200, o.Build());
+    return http::Response::Json(200, o.Build());
   }
   if (req.method != "POST") return JsonError(404, "no such resource");
-  if (path == "/v1/site-report") return OnSiteReport(req.body);
-  auto v = ParseJson(req.body);
-  if (!v.ok() || !v->is_object()) return JsonError(400, "body is not a JSON object");
-  if (path == "/v1/progress") return OnProgress(*v);
-  if (path == "/v1/next") return OnNext(*v);
-  if (path == "/v1/notify-failed") return OnNotifyFailed(*v);
-  if (path == "/v1/source-failed") return OnSourceFailed(*v);
+  if (path == "/v1/leader-report") {
+    auto rep = LeaderReports::Parse(req.body);
+    if (!rep) return JsonError(400, "not a cm-leader segment report");
+    reports_->Add(std::move(*rep));
+    return http::Response::Json(200, push::EncodeAck());
+  }
+  push::Micros now = 0;
+  auto at = [&now] { return now = SteadyNow(); };
+  if (path == "/v1/site-report")
+    return Dispatch(req.body, push::ParseSiteReport,
+                    [&](const push::SiteReport& m, push::JobActions* a) { return core_->OnSiteReport(at(), m, a); });
+  if (path == "/v1/progress")
+    return Dispatch(req.body, push::ParseProgress,
+                    [&](const push::Progress& m, push::JobActions* a) { return core_->OnProgress(at(), m, a); });
+  if (path == "/v1/next")
+    return Dispatch(req.body, push::ParseNextAsk,
+                    [&](const push::NextAsk& m, push::JobActions* a) { return core_->OnNext(at(), m, a); });
+  if (path == "/v1/notify-failed")
+    return Dispatch(req.body, push::ParseNotifyFailed,
+                    [&](const push::NotifyFailed& m, push::JobActions* a) { return core_->OnNotifyFailed(at(), m, a); });
+  if (path == "/v1/source-failed")
+    return Dispatch(req.body, push::ParseSourceFailed,
+                    [&](const push::SourceFailed& m, push::JobActions* a) { return core_->OnSourceFailed(at(), m, a); });
   return JsonError(404, "no such resource");
 }
 
-http::Response Job::OnProgress(const JsonValue& v) {
-  std::vector<push::Order> orders;
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    if (!phase_ || v.Uint("serial") != phase_->info.serial) return JsonResp(200, "{\"stale\":true}");
-    std::string relay = v.Str("relay");
-    uint64_t verified = v.Uint("verified");
-    bool complete = v.Bool("complete");
-    orders = phase_->sched->OnProgress(NowMicros(), relay, verified, complete);
-    phase_->verified[relay] = verified;
-    if (view_) view_->SetBytes(SiteOf(relay), relay, verified, phase_->info.covered);
-    if (complete) Event("received", JsonObject().Str("relay", relay).Str("site", SiteOf(relay)));
-  }
-  SendOrders(orders);
-  return JsonResp(200, "{\"ok\":true}");
-}
+// ---- the core's actions (loop thread) -----------------------------------------
 
-http::Response Job::OnNext(const JsonValue& v) {
-  std::vector<push::Order> orders;
-  http::Response resp;
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    if (!phase_ || v.Uint("serial") != phase_->info.serial) return JsonResp(200, "{\"none_left\":true}");
-    std::string relay = v.Str("relay");
-    uint64_t verified = v.Uint("verified");
-    orders = phase_->sched->OnProgress(NowMicros(), relay, verified, v.Bool("complete"));
-    push::Answer a = phase_->sched->OnNext(NowMicros(), relay, verified);
-    if (const auto* next = std::get_if<push::Next>(&a)) {
-      FetchOrder o = OrderFor(*phase_, next->relay, relay);
-      Event("order", JsonObject().Uint("serial", o.serial).Str("relay", next->relay).Str("site", o.site).Str("source", relay));
-      resp = JsonResp(200, JsonObject()
-                               .Raw("next", JsonObject()
-                                                .Str("relay", next->relay)
-                                                .Str("url", UrlOf(next->relay))
-                                                .Raw("order", Encode(o))
-                                                .Build())
-                               .Build());
-    } else if (std::holds_alternative<push::NoneLeft>(a)) {
-      resp = JsonResp(200, "{\"none_left\":true}");
-    } else {
-      int64_t ms = std::get<push::RetryIn>(a).delay / 1000;
-      resp = JsonResp(200, JsonObject().Int("retry_ms", std::max<int64_t>(20, ms)).Build());
-    }
-  }
-  SendOrders(orders);
-  return resp;
-}
-
-http::Response Job::OnNotifyFailed(const JsonValue& v) {
-  std::string to = v.Str("to"), from = v.Str("from");
-  std::vector<push::Order> orders;
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    if (!phase_ || v.Uint("serial") != phase_->info.serial) return JsonResp(200, "{}");
-    orders = phase_->sched->OnNotifyFailed(NowMicros(), from, to);
-  }
-  SendOrders(orders);
-  if (!Alive(to)) ReplaceLeader(SiteOf(to), "unreachable: " + v.Str("error"));
-  return JsonResp(200, "{\"ok\":true}");
-}
-
-http::Response Job::OnSourceFailed(const JsonValue& v) {
-  std::string relay = v.Str("relay"), source = v.Str("source");
-  uint64_t verified = v.Uint("verified");
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    if (!phase_ || v.Uint("serial") != phase_->info.serial) return JsonError(409, "no such transfer");
-  }
-  // A relay that lost its source: if the source itself is gone, its site
-  // gets a new leader first (and the scheduler re-parents its children).
-  if (!source.empty() && !Alive(source)) ReplaceLeader(SiteOf(source), "relay died mid-transfer");
-  std::lock_guard<std::mutex> l(mu_);
-  if (!phase_) return JsonError(409, "no such transfer");
-  auto moved = phase_->sched->OnSourceFailed(NowMicros(), relay, source, verified);
-  std::string next;
-  if (moved.ok()) {
-    next = moved->source;
-  } else {
-    // Already moved (e.g. its source's site got a new leader): its current placement.
-    const push::RelayState* rs = phase_->sched->Find(relay);
-    if (!rs || rs->phase != push::RelayPhase::kFetching) return JsonError(409, moved.status().message());
-    next = rs->source;
-  }
-  Event("reparent", JsonObject()
-                        .Str("relay", relay)
-                        .Str("from", source.empty() ? "ccm" : source)
-                        .Str("to", next.empty() ? "ccm" : next)
-                        .Uint("resume_at", verified));
-  return JsonResp(200, JsonObject().Str("source", next.empty() ? ccm_url_ : UrlOf(next)).Str("source_name", next).Build());
-}
-
-http::Response Job::OnSiteReport(const std::string& body) {
-  auto rep = push::ParseSiteReport(body);
-  if (!rep.ok()) return JsonError(400, rep.status().message());
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    if (!phase_ || rep->serial != phase_->info.serial) return JsonResp(200, "{\"stale\":true}");
-    Phase& ph = *phase_;
-    for (const auto& r : rep->servers) {
-      if (!ph.site_targets.count(rep->site)) break;
-      auto& targets = ph.site_targets[rep->site];
-      if (std::find(targets.begin(), targets.end(), r.name) == targets.end()) continue;
-      // A server already failed by the CCM (a replaced leader) keeps that verdict.
-      if (ph.results.count(r.name) && ph.results[r.name].state == ServerState::kFailed && r.name == rep->leader) continue;
-      ph.results[r.name] = r;
-      final_[r.name] = r;
-      Record(r, ph.info.serial);
-      Event("server", JsonObject().Str("server", r.name).Str("site", rep->site).Str("state", push::ServerStateName(r.state)).Str("error", r.error).Str("via", push::ViaName(r.via)));
-      if (view_) view_->SetServer(rep->site, r.name, push::ServerStateName(r.state));
-    }
-    // Only the current leader's report closes the site.
-    if (rep->leader == ph.site_leader[rep->site]) {
-      ph.sites_done.insert(rep->site);
-      Event("site-report", JsonObject().Str("site", rep->site).Str("leader", rep->leader).Uint("serial", rep->serial));
-    }
-  }
-  cv_.notify_all();
-  return JsonResp(200, "{\"ok\":true}");
-}
-
-void Job::Record(const ServerResult& r, uint64_t serial) {
-  if (r.state != ServerState::kFailed) final_serial_[r.name] = serial;
-  if (!db_) return;
-  Status s = db_->UpdateServer(job_id_, r.name, r.state, serial, r.error);
-  if (!s.ok()) log::Warn("state: " + s.message());
-}
-
-// ---- phases -------------------------------------------------------------------
-
-Status Job::RunPhase(const std::string& file, TransferKind kind,
-                     const std::map<std::string, std::vector<std::string>>& targets) {
-  auto info = ReadAssignmentInfo(file);
-  if (!info.ok()) return info.status();
-  files_[info->serial] = file;
-  auto ph = std::make_unique<Phase>();
-  ph->info = *info;
-  ph->file = file;
-  ph->kind = kind;
-  ph->site_targets = targets;
-  // Leaders: the one cm-leader reports, else the sites file's leader, else the first server.
-  std::vector<push::LeaderFacts> facts;
-  for (const auto& [site, servers] : targets) {
-    if (servers.empty()) continue;
-    std::string leader;
-    if (reports_) {
-      if (auto rep = reports_->Latest(site)) {
-        const push::Server* s = sites_.ServerByAddress(rep->leader_ip);
-        if (s && std::find(servers.begin(), servers.end(), s->name) != servers.end()) leader = s->name;
-      }
-    }
-    const push::Site* st = sites_.FindSite(site);
-    if (leader.empty() && st && !st->leader.empty() &&
-        std::find(servers.begin(), servers.end(), st->leader) != servers.end())
-      leader = st->leader;
-    if (leader.empty()) leader = servers.front();
-    ph->site_leader[site] = leader;
-    push::LeaderFacts f;
-    f.name = leader;
-    f.site = site;
-    if (reports_) {
-      if (auto rep = reports_->Latest(site); rep && rep->cpu_permille <= 1000)
-        f.cpu_permille = 1000 - static_cast<uint32_t>(rep->cpu_permille);
-    }
-    facts.push_back(f);
-    if (view_) view_->AddSite(site, leader, servers.size());
-  }
-  push::OrderingOptions oo;
-  oo.admin_order = sites_.ccm.order;
-  std::vector<std::string> ordered = push::OrderLeaders(facts, oo).names;
-  push::SchedulerOptions so;
-  so.star_max = opts_.sequential ? ordered.size() : opts_.star_max;
-  so.pipeline = opts_.pipeline;
-  // A control assignment (commit, rollback) has no chunks: one byte of
-  // "size" that a relay holds once it reports complete.
-  auto sched = push::Scheduler::Create(std::max<uint64_t>(info->covered, 1), std::max<uint64_t>(info->chunk_size, 1),
-                                       ordered, so);
-  if (!sched.ok()) return sched.status();
-  ph->sched = std::make_unique<push::Scheduler>(std::move(*sched));
-  for (const auto& [site, servers] : targets)
-    for (const auto& s : servers)
-      if (db_) db_->UpdateServer(job_id_, s, pushdb::ServerState::kFetching, info->serial);
-  std::vector<push::Order> orders;
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    phase_ = std::move(ph);
-    orders = phase_->sched->Start(NowMicros());
-  }
-  Event("phase", JsonObject().Uint("serial", info->serial).Str("kind", push::TransferKindName(kind)).Uint("size", info->size).Uint(
-                     "sites", targets.size()));
-  std::thread watchdog([this] { Watchdog(); });
-  SendOrders(orders);
-  auto deadline = Clock::now() + milliseconds(static_cast<int64_t>(opts_.timeout_s * 1000));
-  {
-    std::unique_lock<std::mutex> l(mu_);
-    while (!phase_->finished() && Clock::now() < deadline) {
-      cv_.wait_for(l, milliseconds(250));
-      if (view_) view_->Draw();
-    }
-    // Whoever has not answered by now failed.
-    for (const auto& [site, servers] : phase_->site_targets)
-      for (const auto& s : servers)
-        if (!phase_->results.count(s)) {
-          ServerResult r{s, ServerState::kFailed, phase_->finished() ? "no report" : "timed out", Via::kNone};
-          phase_->results[s] = r;
-          final_[s] = r;
-          Record(r, phase_->info.serial);
-        }
-  }
-  cv_.notify_all();
-  watchdog.join();
+void Controller::Apply(push::JobActions& a) {
+  for (auto& c : a.calls) runner_->Start(std::move(c));
+  if (writer_)
+    for (const auto& r : a.records) writer_->Add(r);
+  for (const auto& e : a.events) Emit(e);
   if (view_) view_->Draw();
-  return Status::Ok();
+  if (a.make_commit) MakeCommit();
+  if (a.update_shadow) shadow_ = true;
+  if (a.finished) {
+    {
+      std::lock_guard<std::mutex> l(done_mu_);
+      done_ = true;
+      verdicts_ = std::move(a.verdicts);
+    }
+    done_cv_.notify_all();
+    return;
+  }
+  loop_->SetTimer(a.wake_at);
 }
 
-Result<std::string> Job::MakeCommitAssignment() {
+void Controller::Emit(const JobEvent& e) {
+  auto ccm_or = [](const std::string& s) { return s.empty() ? std::string("ccm") : s; };
+  switch (e.kind) {
+    case JobEvent::Kind::kPhase:
+      Event("phase", JsonObject()
+                         .Uint("serial", e.serial)
+                         .Str("kind", push::TransferKindName(e.transfer))
+                         .Uint("size", e.bytes)
+                         .Uint("sites", e.count));
+      break;
+    case JobEvent::Kind::kSiteStarted:
+      if (view_) view_->AddSite(e.site, e.relay, e.count);
+      break;
+    case JobEvent::Kind::kOrder:
+      Event("order", JsonObject().Uint("serial", e.serial).Str("relay", e.relay).Str("site", e.site).Str("source", ccm_or(e.from)));
+      break;
+    case JobEvent::Kind::kProgress:
+      if (view_) view_->SetBytes(e.site, e.relay, e.bytes, e.size);
+      break;
+    case JobEvent::Kind::kReceived:
+      Event("received", JsonObject().Str("relay", e.relay).Str("site", e.site));
+      break;
+    case JobEvent::Kind::kServer: {
+      JsonObject o;
+      o.Str("server", e.server).Str("site", e.site).Str("state", push::ServerStateName(e.state)).Str("error", e.error).Str(
+          "via", push::ViaName(e.via));
+      if (e.apply_exit) o.Int("apply_exit", e.apply_exit);
+      Event("server", std::move(o));
+      if (view_) view_->SetServer(e.site, e.server, push::ServerStateName(e.state));
+      break;
+    }
+    case JobEvent::Kind::kSiteReport:
+      Event("site-report", JsonObject().Str("site", e.site).Str("leader", e.relay).Uint("serial", e.serial));
+      break;
+    case JobEvent::Kind::kSiteFailed:
+      Event("site-failed", JsonObject().Str("site", e.site).Str("error", e.error));
+      break;
+    case JobEvent::Kind::kLeaderChanged:
+      Event("leader-changed", JsonObject().Str("site", e.site).Str("old", e.from).Str("new", e.to).Str("why", e.error));
+      if (opts_.verbosity > 1) log::Info(e.site + ": leader " + e.from + " -> " + e.to + " (" + e.error + ")");
+      break;
+    case JobEvent::Kind::kReparent:
+      Event("reparent",
+            JsonObject().Str("relay", e.relay).Str("from", ccm_or(e.from)).Str("to", ccm_or(e.to)).Uint("resume_at", e.bytes));
+      break;
+    case JobEvent::Kind::kCommit:
+      Event("commit", JsonObject().Uint("staged", e.count).Uint("servers", e.total));
+      break;
+    case JobEvent::Kind::kCommitRefused:
+      log::Error("commit not sent: " + std::to_string(e.count) + " of " + std::to_string(e.total) +
+                 " servers staged, --require " + opts_.require);
+      break;
+    case JobEvent::Kind::kTimedOut:
+      log::Warn("serial " + std::to_string(e.serial) + ": timed out after " + std::to_string(opts_.timeout_s) + " s");
+      Event("timed-out", JsonObject().Uint("serial", e.serial));
+      break;
+  }
+}
+
+// cm-pack runs off the loop; its result comes back as an event.
+void Controller::MakeCommit() {
+  if (commit_thread_.joinable()) commit_thread_.join();
+  commit_thread_ = std::thread([this] {
+    Result<push::JobPart> part = Error(Code::kFailure, "no commit assignment");
+    auto file = MakeCommitAssignment();
+    if (!file.ok()) {
+      part = file.status();
+    } else if (auto info = ReadAssignmentInfo(*file); !info.ok()) {
+      part = info.status();
+    } else {
+      {
+        std::lock_guard<std::mutex> l(files_mu_);
+        files_[info->serial] = *file;
+      }
+      part = PartOf(*info);
+    }
+    if (!part.ok()) log::Error("commit: " + part.status().message());
+    loop_->Post([this, part] {
+      push::JobActions a;
+      core_->OnCommitReady(SteadyNow(), part, &a);
+      Apply(a);
+    });
+  });
+}
+
+Result<std::string> Controller::MakeCommitAssignment() {
   if (!opts_.commit_file.empty()) return opts_.commit_file;
   std::string dir = opts_.state_dir.empty() ? "/tmp" : opts_.state_dir;
   std::string out = dir + "/commit-" + parts_.back().job + "-" + std::to_string(getpid()) + ".cma";
@@ -643,7 +472,20 @@ Result<std::string> Job::MakeCommitAssignment() {
   return out;
 }
 
-PushOutcome Job::Finish() {
+void Controller::UpdateShadow() {
+  if (!shadow_ || opts_.shadow.empty()) return;
+  std::vector<std::string> argv{opts_.cm_apply};
+  for (const auto& f : opts_.assignments) argv.push_back(f);
+  for (const std::string& a : {std::string("--root"), opts_.shadow, std::string("--commit"), std::string("-q")})
+    argv.push_back(a);
+  auto r = RunProcess(argv);
+  if (!r.ok() || r->exit_code != 0)
+    log::Warn("shadow copy not updated: " + (r.ok() ? LastLine(r->err) : r.status().message()));
+}
+
+// ---- the end --------------------------------------------------------------------
+
+PushOutcome Controller::Finish() {
   PushOutcome out;
   ServerState want = opts_.commit ? ServerState::kCommitted : ServerState::kStaged;
   JsonArray servers;
@@ -651,37 +493,30 @@ PushOutcome Job::Finish() {
   char line[512];
   std::snprintf(line, sizeof line, "%-16s %-12s %-10s %-20s %s\n", "SERVER", "SITE", "STATE", "SERIAL", "ERROR");
   table += line;
-  for (const auto& site : sites_.sites) {
-    for (const auto& s : site.servers) {
-      ServerResult r = final_.count(s.name) ? final_[s.name] : ServerResult{s.name, ServerState::kFailed, "not reached", Via::kNone};
-      ++out.servers;
-      bool ok = r.state == want;
-      if (ok) ++out.ok;
-      else ++out.failed;
-      uint64_t serial = final_serial_.count(s.name) ? final_serial_[s.name] : 0;
-      servers.Raw(JsonObject()
-                      .Str("name", s.name)
-                      .Str("site", site.name)
-                      .Str("state", push::ServerStateName(r.state))
-                      .Uint("serial", serial)
-                      .Str("error", r.error)
-                      .Build());
-      std::snprintf(line, sizeof line, "%-16s %-12s %-10s %-20s %s\n", s.name.c_str(), site.name.c_str(),
-                    push::ServerStateName(r.state), serial ? std::to_string(serial).c_str() : "-", r.error.c_str());
-      table += line;
-      if (!ok && !opts_.on_fail.empty()) {
-        ProcessOptions po;
-        po.capture_stderr = false;
-        po.timeout = std::chrono::minutes(5);
-        po.env = {"CM_SERVER=" + s.name, "CM_SITE=" + site.name, "CM_JOB=" + parts_.front().job,
-                  "CM_ERROR=" + r.error, "CM_STATE=" + std::string(push::ServerStateName(r.state))};
-        auto res = RunProcess({"/bin/sh", "-c", opts_.on_fail}, po);
-        if (!res.ok() || res->exit_code != 0) log::Warn("--on-fail for " + s.name + " failed");
-      }
+  for (const auto& v : verdicts_) {
+    ++out.servers;
+    if (v.ok) ++out.ok;
+    else ++out.failed;
+    JsonObject o;
+    o.Str("name", v.server).Str("site", v.site).Str("state", push::ServerStateName(v.state)).Uint("serial", v.serial).Str(
+        "error", v.error);
+    if (v.apply_exit) o.Int("apply_exit", v.apply_exit);
+    servers.Raw(o.Build());
+    std::snprintf(line, sizeof line, "%-16s %-12s %-10s %-20s %s\n", v.server.c_str(), v.site.c_str(),
+                  push::ServerStateName(v.state), v.serial ? std::to_string(v.serial).c_str() : "-", v.error.c_str());
+    table += line;
+    if (!v.ok && !opts_.on_fail.empty()) {
+      ProcessOptions po;
+      po.capture_stderr = false;
+      po.timeout = std::chrono::minutes(5);
+      po.env = {"CM_SERVER=" + v.server, "CM_SITE=" + v.site, "CM_JOB=" + parts_.front().job, "CM_ERROR=" + v.error,
+                "CM_STATE=" + std::string(push::ServerStateName(v.state))};
+      auto res = RunProcess({"/bin/sh", "-c", opts_.on_fail}, po);
+      if (!res.ok() || res->exit_code != 0) log::Warn("--on-fail for " + v.server + " failed");
     }
   }
   out.exit_code = out.failed == 0 ? kExitOk : out.ok > 0 ? kExitPartial : kExitFailure;
-  double secs = std::chrono::duration<double>(Clock::now() - started_).count();
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
   char sum[256];
   std::snprintf(sum, sizeof sum, "job %s: %zu of %zu servers %s in %.1f s", parts_.front().job.c_str(), out.ok,
                 out.servers, push::ServerStateName(want), secs);
@@ -719,70 +554,63 @@ PushOutcome Job::Finish() {
   return out;
 }
 
-Result<PushOutcome> Job::Run() {
+void Controller::Shutdown() {
+  if (reports_) reports_->Stop();
+  if (runner_) runner_->Stop();
+  if (loop_) loop_->Stop();
+  if (commit_thread_.joinable()) commit_thread_.join();
+  if (server_) server_->Stop();
+  if (writer_) writer_->Drain();
+}
+
+Result<PushOutcome> Controller::Run() {
   CM_RETURN_IF_ERROR(Setup());
   CM_RETURN_IF_ERROR(BeginInDb());
-  // Targets: every server of every site.
-  std::map<std::string, std::vector<std::string>> targets;
-  for (const auto& site : sites_.sites)
-    for (const auto& s : site.servers) targets[site.name].push_back(s.name);
-  auto ok_servers = [&](ServerState state) {
-    std::map<std::string, std::vector<std::string>> t;
-    for (const auto& [site, servers] : targets)
-      for (const auto& s : servers)
-        if (final_.count(s) && final_[s].state == state) t[site].push_back(s);
-    return t;
-  };
-  for (const auto& part : parts_) {
-    if (opts_.sequential) {
-      for (const auto& [site, servers] : targets)
-        for (const auto& s : servers) CM_RETURN_IF_ERROR(RunPhase(files_[part.serial], TransferKind::kStage, {{site, {s}}}));
-    } else {
-      CM_RETURN_IF_ERROR(RunPhase(files_[part.serial], TransferKind::kStage, targets));
-    }
-    targets = ok_servers(ServerState::kStaged);
-  }
-  size_t staged = 0, total = 0;
-  for (const auto& site : sites_.sites) total += site.servers.size();
-  for (const auto& [site, servers] : targets) staged += servers.size();
-  if (opts_.commit) {
-    auto req = push::ParseRequire(opts_.require);
-    if (!req.ok()) return req.status();
-    if (staged > 0 && push::CommitAllowed(*req, staged, total)) {
-      auto commit = MakeCommitAssignment();
-      if (!commit.ok()) return commit.status();
-      Event("commit", JsonObject().Uint("staged", staged).Uint("servers", total));
-      CM_RETURN_IF_ERROR(RunPhase(*commit, TransferKind::kCommit, targets));
-      if (!opts_.shadow.empty()) {
-        std::vector<std::string> argv{opts_.cm_apply};
-        for (const auto& f : opts_.assignments) argv.push_back(f);
-        for (const std::string& a : {std::string("--root"), opts_.shadow, std::string("--commit"), std::string("-q")})
-          argv.push_back(a);
-        auto r = RunProcess(argv);
-        if (!r.ok() || r->exit_code != 0) log::Warn("shadow copy not updated: " + (r.ok() ? LastLine(r->err) : r.status().message()));
-      }
-    } else {
-      log::Error("commit not sent: " + std::to_string(staged) + " of " + std::to_string(total) +
-                 " servers staged, --require " + opts_.require);
-      for (auto& [name, r] : final_)
-        if (r.state == ServerState::kStaged) r.error = "staged, not committed (--require " + opts_.require + ")";
-    }
-  }
+  auto plan = Plan();
+  if (!plan.ok()) return plan.status();
+  auto core = push::JobCore::Create(std::move(*plan));
+  if (!core.ok()) return core.status();
+  core_ = std::move(*core);
+  loop_ = std::make_unique<EdgeLoop>([this](push::Micros now) {
+    push::JobActions a;
+    core_->OnTimer(now, &a);
+    Apply(a);
+  });
+  runner_ = std::make_unique<CallRunner>(loop_.get(), [this](const push::CallResult& r) {
+    push::JobActions a;
+    core_->OnCallDone(SteadyNow(), r, &a);
+    Apply(a);
+  }, 16);
+  live_loop_ = loop_.get();
+  loop_->Post([this] {
+    push::JobActions a;
+    core_->Start(SteadyNow(), &a);
+    Apply(a);
+  });
   {
-    std::lock_guard<std::mutex> l(mu_);
-    phase_.reset();
+    std::unique_lock<std::mutex> l(done_mu_);
+    done_cv_.wait(l, [&] { return done_; });
   }
+  // The core is finished; the loop answers every late request as over.
   if (reports_) reports_->Stop();
+  runner_->Stop();
+  if (commit_thread_.joinable()) commit_thread_.join();
+  loop_->Run([this] {
+    if (view_) view_->Draw();
+    return 0;
+  });
+  if (writer_) writer_->Drain();
+  UpdateShadow();
   PushOutcome out = Finish();
-  if (server_) server_->Stop();
+  Shutdown();
   return out;
 }
 
 }  // namespace
 
 Result<PushOutcome> RunPush(const PushOptions& opts) {
-  Job job(opts);
-  return job.Run();
+  Controller c(opts);
+  return c.Run();
 }
 
 }  // namespace cm::pushrun

@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
 
 #include "util/json_value.h"
 
@@ -37,12 +38,23 @@ std::optional<LeaderReport> LeaderReports::Parse(const std::string& line) {
 }
 
 Result<std::unique_ptr<LeaderReports>> LeaderReports::Start(const std::string& listen) {
+  auto r = std::make_unique<LeaderReports>();
+  CM_RETURN_IF_ERROR(r->Listen(listen));
+  return r;
+}
+
+Status LeaderReports::Listen(const std::string& listen) {
+  if (fd_ >= 0) return Error(Code::kUsage, "leader_reports: already listening");
   auto colon = listen.rfind(':');
   sockaddr_in sa{};
   sa.sin_family = AF_INET;
   if (colon == std::string::npos || inet_pton(AF_INET, listen.substr(0, colon).c_str(), &sa.sin_addr) != 1)
     return Error(Code::kUsage, "leader_reports: bad ADDR:PORT: " + listen);
-  sa.sin_port = htons(static_cast<uint16_t>(std::stoi(listen.substr(colon + 1))));
+  char* end = nullptr;
+  unsigned long port = std::strtoul(listen.c_str() + colon + 1, &end, 10);
+  if (end == listen.c_str() + colon + 1 || *end != '\0' || port > 65535)
+    return Error(Code::kUsage, "leader_reports: bad ADDR:PORT: " + listen);
+  sa.sin_port = htons(static_cast<uint16_t>(port));
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return ErrnoError("socket", errno);
   int one = 1;
@@ -52,10 +64,23 @@ Result<std::unique_ptr<LeaderReports>> LeaderReports::Start(const std::string& l
     close(fd);
     return ErrnoError("leader_reports " + listen, e);
   }
-  std::unique_ptr<LeaderReports> r(new LeaderReports());
-  r->fd_ = fd;
-  r->thread_ = std::thread([p = r.get()] { p->Loop(); });
-  return r;
+  fd_ = fd;
+  thread_ = std::thread([this] { Loop(); });
+  return Status::Ok();
+}
+
+bool LeaderReports::Add(LeaderReport rep) {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    rep.received_ms = NowMs();
+    rep.sequence = ++seq_;
+    auto& slot = latest_[rep.segment];
+    // A report from an older term never replaces a newer one.
+    if (!slot.segment.empty() && rep.epoch < slot.epoch) return false;
+    slot = rep;
+  }
+  if (on_report_) on_report_(rep);
+  return true;
 }
 
 void LeaderReports::Loop() {
@@ -77,14 +102,7 @@ void LeaderReports::Loop() {
     close(c);
     auto nl = line.find('\n');
     if (nl != std::string::npos) line.resize(nl);
-    if (auto rep = Parse(line)) {
-      std::lock_guard<std::mutex> l(mu_);
-      rep->received_ms = NowMs();
-      rep->sequence = ++seq_;
-      auto& slot = latest_[rep->segment];
-      // A report from an older term never replaces a newer one.
-      if (slot.segment.empty() || rep->epoch >= slot.epoch) slot = *rep;
-    }
+    if (auto rep = Parse(line)) Add(std::move(*rep));
   }
 }
 

@@ -1,11 +1,14 @@
-// The CCM's listener for cm-leader segment reports (docs/protocol/leader.md:
-// one JSON line per TCP connection, sent by `cm-leader run --ccm ADDR:PORT`).
-// Keeps the latest report per segment; the controller asks it who leads a
-// site. Runs one thread; plain sockets (no Asio needed for this).
+// The CCM's store of cm-leader segment reports (docs/protocol/leader.md):
+// the latest report per segment, so the controller knows who leads a site.
+// Reports arrive as the body of POST /v1/leader-report on the CCM's HTTP
+// server (Add), or on the old listener: one JSON line per TCP connection,
+// sent by `cm-leader run --ccm ADDR:PORT` (Start/Listen: one thread, plain
+// sockets). Thread-safe.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -29,17 +32,27 @@ struct LeaderReport {
 
 class LeaderReports {
  public:
+  LeaderReports() = default;  // a store without a listener
   // listen: "ip:port". Starts the accept thread.
   static Result<std::unique_ptr<LeaderReports>> Start(const std::string& listen);
+  // Starts the accept thread on this store (once).
+  Status Listen(const std::string& listen);
   ~LeaderReports();
+  // Records a report; a report from an older term than the segment's latest
+  // is dropped. Returns whether it became the segment's latest.
+  bool Add(LeaderReport report);
+  // Called after every report that became its segment's latest, on the
+  // thread that added it (the listener's, or an HTTP handler's). Set before
+  // reports arrive.
+  void SetOnReport(std::function<void(const LeaderReport&)> fn) { on_report_ = std::move(fn); }
   std::optional<LeaderReport> Latest(const std::string& segment) const;
   void Stop();
   // Parses one report line (exposed for tests).
   static std::optional<LeaderReport> Parse(const std::string& line);
 
  private:
-  LeaderReports() = default;
   void Loop();
+  std::function<void(const LeaderReport&)> on_report_;
   int fd_ = -1;
   std::atomic<bool> stop_{false};
   std::thread thread_;

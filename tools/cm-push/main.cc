@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 #include <csignal>
+#include <cstdlib>
 #include <cstdio>
 #include <string>
 #include <toml++/toml.h>
@@ -199,7 +200,16 @@ int main(int argc, char** argv) {
   if (p.sites_file.empty()) return Fail(Error(Code::kUsage, "--to SITES.toml is required"));
   p.commit = !no_commit;
   p.pipeline = !no_pipeline;
-  if (app.count("--wait")) p.wait_s = wait_arg.empty() ? 3600 : std::stod(wait_arg);
+  if (app.count("--wait")) {
+    if (wait_arg.empty()) {
+      p.wait_s = 3600;
+    } else {
+      char* end = nullptr;
+      p.wait_s = std::strtod(wait_arg.c_str(), &end);
+      if (end == wait_arg.c_str() || *end != '\0' || !(p.wait_s >= 0) || p.wait_s > 1e9)
+        return Fail(Error(Code::kUsage, "--wait: not a number of seconds: " + wait_arg));
+    }
+  }
   p.verbosity = quiet ? 0 : 1 + verbose;
   p.live_view = !quiet && !p.json && isatty(2);
   for (int i = 0; i < argc; ++i) p.command_line += (i ? " " : "") + std::string(argv[i]);

@@ -17,8 +17,8 @@ namespace {
 
 using proto::kSeconds;
 
-SiteReport Header(SitePhase phase = SitePhase::kStage) {
-  SiteReport h;
+SiteTally Header(SitePhase phase = SitePhase::kStage) {
+  SiteTally h;
   h.site = "paris";
   h.leader = "p1";
   h.job = "j42";
@@ -27,7 +27,7 @@ SiteReport Header(SitePhase phase = SitePhase::kStage) {
   return h;
 }
 
-TEST(SiteReport, ReadyWhenEveryMemberAnswered) {
+TEST(SiteTally, ReadyWhenEveryMemberAnswered) {
   SiteCollector c(Header(), {"p1", "p2", "p3"}, 10 * kSeconds);
   EXPECT_FALSE(c.Ready(0));
   EXPECT_EQ(c.OnResult(1, "p2", MemberState::kStaged), SiteCollector::Accept::kRecorded);
@@ -38,14 +38,14 @@ TEST(SiteReport, ReadyWhenEveryMemberAnswered) {
   EXPECT_EQ(c.OnResult(4, "p1", MemberState::kStaged), SiteCollector::Accept::kRecorded);
   EXPECT_TRUE(c.Ready(5));
   EXPECT_EQ(c.NextWake(), proto::kNever);
-  SiteReport r = c.Report(5);
+  SiteTally r = c.Report(5);
   EXPECT_TRUE(r.complete);
   EXPECT_EQ(r.Count(MemberState::kStaged), 2u);
   EXPECT_EQ(r.members[2].reason, "no space");
   EXPECT_EQ(r.members[0].name, "p1");  // the listed order, not the arrival order
 }
 
-TEST(SiteReport, DuplicatesStrangersAndWrongPhaseAreIgnored) {
+TEST(SiteTally, DuplicatesStrangersAndWrongPhaseAreIgnored) {
   SiteCollector c(Header(), {"a", "b", "a"}, 10 * kSeconds);
   EXPECT_EQ(c.members(), 2u);
   EXPECT_EQ(c.OnResult(1, "a", MemberState::kFailed, "x"), SiteCollector::Accept::kRecorded);
@@ -57,17 +57,17 @@ TEST(SiteReport, DuplicatesStrangersAndWrongPhaseAreIgnored) {
   EXPECT_EQ(c.Report(3).members[0].state, MemberState::kFailed);
 }
 
-TEST(SiteReport, DeadlineFailsTheSilentWithNoReport) {
+TEST(SiteTally, DeadlineFailsTheSilentWithNoReport) {
   SiteCollector c(Header(SitePhase::kCommit), {"a", "b", "c"}, 10 * kSeconds);
   c.OnResult(1, "b", MemberState::kCommitted);
-  SiteReport early = c.Report(5 * kSeconds);
+  SiteTally early = c.Report(5 * kSeconds);
   EXPECT_FALSE(early.complete);
   EXPECT_EQ(early.Count(MemberState::kPending), 2u);
   c.ExtendDeadline(20 * kSeconds);
   c.ExtendDeadline(15 * kSeconds);  // never shortens
   EXPECT_FALSE(c.Ready(19 * kSeconds));
   EXPECT_TRUE(c.Ready(20 * kSeconds));
-  SiteReport r = c.Report(20 * kSeconds);
+  SiteTally r = c.Report(20 * kSeconds);
   EXPECT_TRUE(r.complete);
   EXPECT_EQ(r.members[0].state, MemberState::kFailed);
   EXPECT_EQ(r.members[0].reason, kNoReport);
@@ -78,21 +78,21 @@ TEST(SiteReport, DeadlineFailsTheSilentWithNoReport) {
   EXPECT_EQ(c.Report(21 * kSeconds).Count(MemberState::kCommitted), 2u);
 }
 
-TEST(SiteReport, NoMembersIsReadyAtOnce) {
+TEST(SiteTally, NoMembersIsReadyAtOnce) {
   SiteCollector c(Header(), {}, 10 * kSeconds);
   EXPECT_TRUE(c.Ready(0));
   EXPECT_TRUE(c.Report(0).complete);
 }
 
-TEST(SiteReport, JsonRoundTrips) {
+TEST(SiteTally, JsonRoundTrips) {
   SiteCollector c(Header(), {"a", "b\"q", "c"}, 10 * kSeconds);
   c.OnResult(1, "a", MemberState::kStaged);
   c.OnResult(1, "b\"q", MemberState::kFailed, "disk\nfull");
-  SiteReport r = c.Report(11 * kSeconds);
+  SiteTally r = c.Report(11 * kSeconds);
   std::string json = r.ToJson();
   EXPECT_NE(json.find("\"phase\":\"stage\""), std::string::npos);
   EXPECT_NE(json.find("\"failed\":2"), std::string::npos);
-  auto back = ParseSiteReport(json);
+  auto back = ParseSiteTally(json);
   ASSERT_TRUE(back.ok()) << back.status().ToString();
   EXPECT_EQ(back->site, "paris");
   EXPECT_EQ(back->leader, "p1");
@@ -104,7 +104,7 @@ TEST(SiteReport, JsonRoundTrips) {
   EXPECT_EQ(back->ToJson(), json);
 }
 
-TEST(SiteReport, ParserRejectsMalformedReports) {
+TEST(SiteTally, ParserRejectsMalformedReports) {
   const char* bad[] = {
       "",
       "[]",
@@ -116,10 +116,10 @@ TEST(SiteReport, ParserRejectsMalformedReports) {
       R"({"site":"s","leader":"l","job":"j","serial":1,"phase":"stage","complete":true,"members":[{"name":"a","state":"staged"},{"name":"a","state":"failed"}]})",
       R"({"site":"s","leader":"l","job":"j","serial":1,"phase":"stage","complete":true,"members":[{"name":"a","state":"failed","reason":3}]})",
   };
-  for (const char* b : bad) EXPECT_EQ(ParseSiteReport(b).status().code(), Code::kCorrupt) << b;
+  for (const char* b : bad) EXPECT_EQ(ParseSiteTally(b).status().code(), Code::kCorrupt) << b;
 }
 
-TEST(SiteReport, ParserNeverCrashesOnMutations) {
+TEST(SiteTally, ParserNeverCrashesOnMutations) {
   SiteCollector c(Header(), {"a", "b"}, 0);
   c.OnResult(0, "a", MemberState::kStaged);
   const std::string good = c.Report(1).ToJson();
@@ -136,14 +136,14 @@ TEST(SiteReport, ParserNeverCrashesOnMutations) {
       }
       if (m.empty()) m = "{";
     }
-    auto r = ParseSiteReport(m);
+    auto r = ParseSiteTally(m);
     if (r.ok()) {
       // Bytes that are not UTF-8 come back as \u00XX code points once; from
       // then on the round trip is exact.
-      auto again = ParseSiteReport(r->ToJson());
+      auto again = ParseSiteTally(r->ToJson());
       ASSERT_TRUE(again.ok()) << m;
       ASSERT_EQ(again->members.size(), r->members.size());
-      auto third = ParseSiteReport(again->ToJson());
+      auto third = ParseSiteTally(again->ToJson());
       ASSERT_TRUE(third.ok()) << m;
       ASSERT_EQ(third->ToJson(), again->ToJson());
     }
