@@ -81,8 +81,16 @@ TEST(Messages, NextAnswersRoundTrip) {
   EXPECT_EQ(*ParseNextAnswer(Encode(next)), next);
 }
 
-// Arbitrary strings (any bytes, quotes, escapes) in every text field.
-std::string AnyText() { return *rc::gen::arbitrary<std::string>(); }
+// Arbitrary text in every field: any ASCII byte (control characters,
+// quotes, backslashes) and valid UTF-8 beyond it. JSON strings are Unicode:
+// a byte string that is not UTF-8 cannot round-trip, and names on the wire
+// never are.
+std::string AnyText() {
+  std::string s = *rc::gen::container<std::string>(rc::gen::inRange<char>(1, 127));
+  if (*rc::gen::arbitrary<bool>()) s += *rc::gen::element<std::string>("\xc3\xa9", "\xe6\x97\xa5", "\xf0\x9f\x93\xa6");
+  return s;
+}
+std::string NonEmptyText() { return "n" + AnyText(); }
 uint64_t AnyU64() { return *rc::gen::arbitrary<uint64_t>(); }
 
 RC_GTEST_PROP(Messages, EveryMessageRoundTripsThroughItsJson, ()) {
@@ -91,7 +99,7 @@ RC_GTEST_PROP(Messages, EveryMessageRoundTripsThroughItsJson, ()) {
   o.job = AnyText();
   o.kind = *rc::gen::element(TransferKind::kStage, TransferKind::kCommit);
   o.size = AnyU64();
-  o.source = *rc::gen::nonEmpty<std::string>();
+  o.source = NonEmptyText();
   o.source_name = AnyText();
   o.ccm = AnyText();
   o.relay = AnyText();
@@ -99,13 +107,13 @@ RC_GTEST_PROP(Messages, EveryMessageRoundTripsThroughItsJson, ()) {
   o.group = AnyText();
   int n = *rc::gen::inRange(0, 4);
   for (int i = 0; i < n; ++i)
-    o.members.push_back({*rc::gen::nonEmpty<std::string>(), *rc::gen::nonEmpty<std::string>()});
+    o.members.push_back({NonEmptyText(), NonEmptyText()});
   o.serve = *rc::gen::arbitrary<bool>();
   o.stream = *rc::gen::arbitrary<bool>();
   RC_ASSERT(*ParseFetchOrder(Encode(o)) == o);
 
   ServerResult r;
-  r.name = *rc::gen::nonEmpty<std::string>();
+  r.name = NonEmptyText();
   r.state = *rc::gen::element(ServerState::kStaged, ServerState::kCommitted, ServerState::kFailed);
   r.error = AnyText();
   r.via = *rc::gen::element(Via::kNone, Via::kMulticast, Via::kUnicast, Via::kLeader, Via::kCcm);
