@@ -6,7 +6,7 @@
 #include "util/json.h"
 #include "util/json_value.h"
 
-namespace cm::push {
+namespace cm::push::inline site_collector {
 
 const char* SitePhaseName(SitePhase p) { return p == SitePhase::kStage ? "stage" : "commit"; }
 
@@ -148,4 +148,4 @@ SiteReport SiteCollector::Report(Micros now) const {
   return r;
 }
 
-}  // namespace cm::push
+}  // namespace cm::push::inline site_collector

@@ -16,7 +16,9 @@
 #include "proto/core.h"
 #include "util/status.h"
 
-namespace cm::push {
+// In an inline namespace of its own: push/messages.h has the wire SiteReport
+// (and its ParseSiteReport) in cm::push; this is the collector's older model.
+namespace cm::push::inline site_collector {
 
 using proto::Micros;
 
@@ -93,4 +95,4 @@ class SiteCollector {
   Micros deadline_;
 };
 
-}  // namespace cm::push
+}  // namespace cm::push::inline site_collector
