@@ -1,6 +1,6 @@
 // The CCM's JobCore with simulated relays (job_sim.h) over many seeds: up to
 // 8 sites x 6 servers, one or two parts, star or tree, pipeline or
-// store-and-forward, commit or not, lost requests and calls, dead relays.
+// store-and-forward or sequential, commit or not, lost requests and calls, dead relays.
 // After every step: one verdict per server per serial, no order to a server
 // outside the job, no site closed by a replaced leader; at the end every
 // server has a verdict, a committed server staged every part, and the job
@@ -29,6 +29,7 @@ JobSimParams RandomParams(uint64_t seed, bool faults) {
   p.star_max = static_cast<size_t>(pick(1, 4));
   p.pipeline = pick(0, 3) > 0;
   p.commit = pick(0, 4) > 0;
+  p.sequential = pick(0, 7) == 0;
   const char* req[] = {"all", "quorum", "50%", "1"};
   p.require = req[pick(0, 3)];
   if (faults) {
@@ -53,7 +54,7 @@ void RunSeeds(bool faults, uint64_t dflt) {
     ok += o.ok_servers;
     servers += static_cast<uint64_t>(p.sites * p.servers);
     ASSERT_TRUE(o.ok) << "seed " << seed << " (CM_SIM_SEED=" << seed << "): " << o.why << " [" << p.sites << "x"
-                      << p.servers << " parts " << p.parts << " star_max " << p.star_max << " pipeline " << p.pipeline
+                      << p.servers << " parts " << p.parts << " star_max " << p.star_max << " pipeline " << p.pipeline << " sequential " << p.sequential
                       << " loss " << p.loss_rate << " crashes " << p.crashes << "]";
     if (!faults) {
       EXPECT_EQ(o.ok_servers, static_cast<size_t>(p.sites * p.servers)) << "seed " << seed;

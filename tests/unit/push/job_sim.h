@@ -45,6 +45,7 @@ struct JobSimParams {
   uint64_t chunk = 1000;
   size_t star_max = 3;
   bool pipeline = true;
+  bool sequential = false;
   bool commit = true;
   std::string require = "all";
   double loss_rate = 0;     // until fault_end
@@ -87,6 +88,7 @@ class JobSim {
     plan.options.ccm_url = "http://ccm";
     plan.options.star_max = p_.star_max;
     plan.options.pipeline = p_.pipeline;
+    plan.options.sequential = p_.sequential;
     plan.options.commit = p_.commit;
     plan.options.require = *ParseRequire(p_.require);
     plan.options.timeout = p_.timeout;
