@@ -38,6 +38,7 @@ struct JobCore::Phase {
   std::map<std::string, uint64_t> verified;                 // leader -> bytes held
   std::map<std::string, int> probe_failures;                // site -> failed probes of its leader in a row
   std::set<std::string> probing;                            // sites with a watchdog probe in flight
+  std::set<std::string> replaced;                           // leaders replaced: never lead or serve again
   std::unique_ptr<Scheduler> sched;
   Micros next_probe = proto::kNever;
   bool finished() const { return done.size() >= targets.size(); }
@@ -339,7 +340,7 @@ FetchOrder JobCore::OrderFor(const std::string& relay, const std::string& source
     auto it = phase_->targets.find(o.site);
     if (it != phase_->targets.end())
       for (const auto& s : it->second) {
-        if (s == relay || phase_->Failed(s)) continue;
+        if (s == relay || phase_->Failed(s) || phase_->replaced.count(s)) continue;
         if (const JobServer* m = FindServer(s)) o.members.push_back({s, m->url});
       }
   }
@@ -401,13 +402,15 @@ void JobCore::ReplaceLeader(Micros now, const std::string& site, ReplaceReason w
   if (!phase_ || !phase_->sched || phase_->done.count(site) || !phase_->leader.count(site)) return;
   Phase& ph = *phase_;
   std::string old = ph.leader[site];
-  if (ph.results.count(old)) return;  // already has its verdict (replaced, or reported)
+  if (!ph.replaced.insert(old).second) return;  // already replaced
   std::string text = ReplaceReasonText(why);
   if (!detail.empty()) text += ": " + detail;
+  // A leader that staged already (a replaced leader reported it) keeps that
+  // verdict; the site still needs a leader that reports.
   Verdict({old, ServerState::kFailed, text, Via::kNone, 0}, site, out);
   std::vector<std::string> candidates;
   for (const auto& s : ph.targets[site])
-    if (!ph.Failed(s)) candidates.push_back(s);
+    if (!ph.replaced.count(s) && !ph.Failed(s)) candidates.push_back(s);
   std::string next;
   if (auto e = elected_.find(site); e != elected_.end() && e->second != old && Contains(candidates, e->second))
     next = e->second;

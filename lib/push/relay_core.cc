@@ -721,16 +721,19 @@ struct RelayCore::Impl {
     return leader || t.member.running || t.attempt != 0;
   }
 
-  Micros NextWake() const {
+  // The earliest time a Step has something to do (deadlines already passed
+  // wait for events instead).
+  Micros NextWake(Micros now) const {
     Micros w = resends.empty() ? proto::kNever : resends.begin()->first;
     for (const auto& [serial, t] : transfers) {
       const LeaderRole& l = t.leader;
       if (l.active) {
         if (l.fetch == FetchState::kPausing) w = std::min(w, l.pause_until);
         if (l.serve == ServeState::kPausing) w = std::min(w, l.serve_at);
-        if (l.site.state == SiteState::kCollecting) w = std::min(w, l.site.collect_deadline);
+        if (l.site.state == SiteState::kCollecting && l.site.collect_deadline > now)
+          w = std::min(w, l.site.collect_deadline);
         for (const auto& slot : l.site.slots)
-          if (slot.state == SlotState::kRetryWait) w = std::min(w, slot.next_try);
+          if (l.site.state == SiteState::kRunning && slot.state == SlotState::kRetryWait) w = std::min(w, slot.next_try);
       }
       if (t.member.phase == MemberPhase::kFetchPause) w = std::min(w, t.member.pause_until);
     }
@@ -739,7 +742,7 @@ struct RelayCore::Impl {
 
   void Finish(Micros now, Transfer& t, RelayActions* out) {
     Step(now, t, out);
-    out->wake_at = NextWake();
+    out->wake_at = NextWake(now);
   }
 };
 
@@ -811,7 +814,10 @@ void RelayCore::OnFetchUpdate(Micros now, const FetchUpdate& u, RelayActions* ou
 void RelayCore::OnChildDone(Micros now, const ChildDone& d, RelayActions* out) {
   out->Clear();
   auto c = impl_->children.find(d.id);
-  if (c == impl_->children.end()) return;
+  if (c == impl_->children.end()) {
+    out->wake_at = impl_->NextWake(now);
+    return;
+  }
   Transfer& t = impl_->Get(c->second);
   impl_->children.erase(c);
   if (d.file_complete) t.held.complete = true;
@@ -845,7 +851,7 @@ void RelayCore::OnCallDone(Micros now, const CallResult& r, RelayActions* out) {
   out->Clear();
   auto p = impl_->Take(now, r);
   if (!p) {
-    out->wake_at = impl_->NextWake();
+    out->wake_at = impl_->NextWake(now);
     return;
   }
   Transfer& t = impl_->Get(p->serial);
@@ -872,7 +878,7 @@ void RelayCore::OnTimer(Micros now, RelayActions* out) {
   out->Clear();
   impl_->Resend(now, out);
   for (auto& [serial, t] : impl_->transfers) impl_->Step(now, t, out);
-  out->wake_at = impl_->NextWake();
+  out->wake_at = impl_->NextWake(now);
 }
 
 std::vector<TransferView> RelayCore::View() const {

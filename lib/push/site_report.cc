@@ -20,12 +20,12 @@ const char* MemberStateName(MemberState s) {
   return "?";
 }
 
-size_t SiteTally::Count(MemberState s) const {
+size_t SiteReport::Count(MemberState s) const {
   return static_cast<size_t>(
       std::count_if(members.begin(), members.end(), [s](const MemberResult& m) { return m.state == s; }));
 }
 
-std::string SiteTally::ToJson() const {
+std::string SiteReport::ToJson() const {
   JsonArray list;
   for (const MemberResult& m : members) {
     JsonObject o;
@@ -54,12 +54,12 @@ bool ReadString(const JsonValue& v, std::string_view key, std::string* out) {
 
 }  // namespace
 
-Result<SiteTally> ParseSiteTally(std::string_view json) {
+Result<SiteReport> ParseSiteReport(std::string_view json) {
   auto doc = ParseJson(json);
   if (!doc.ok()) return doc.status();
   const JsonValue& v = *doc;
   if (!v.is_object()) return Bad("not an object");
-  SiteTally r;
+  SiteReport r;
   std::string phase;
   if (!ReadString(v, "site", &r.site) || !ReadString(v, "leader", &r.leader) || !ReadString(v, "job", &r.job) ||
       !ReadString(v, "phase", &phase))
@@ -96,7 +96,7 @@ Result<SiteTally> ParseSiteTally(std::string_view json) {
   return r;
 }
 
-SiteCollector::SiteCollector(SiteTally header, const std::vector<std::string>& members, Micros deadline) :
+SiteCollector::SiteCollector(SiteReport header, const std::vector<std::string>& members, Micros deadline) :
     report_(std::move(header)), deadline_(deadline) {
   report_.members.clear();
   report_.complete = false;
@@ -135,8 +135,8 @@ std::vector<std::string> SiteCollector::Missing() const {
   return out;
 }
 
-SiteTally SiteCollector::Report(Micros now) const {
-  SiteTally r = report_;
+SiteReport SiteCollector::Report(Micros now) const {
+  SiteReport r = report_;
   r.complete = Ready(now);
   if (!r.complete) return r;
   for (MemberResult& m : r.members) {

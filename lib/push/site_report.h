@@ -39,7 +39,7 @@ struct MemberResult {
   }
 };
 
-struct SiteTally {
+struct SiteReport {
   std::string site;
   std::string leader;
   std::string job;
@@ -58,7 +58,7 @@ struct SiteTally {
 // Reads ToJson's output (the counts are recomputed, not trusted). Errors:
 // kCorrupt for malformed JSON, missing or mistyped fields, unknown states or
 // phases, empty or duplicate member names.
-Result<SiteTally> ParseSiteTally(std::string_view json);
+Result<SiteReport> ParseSiteReport(std::string_view json);
 
 class SiteCollector {
  public:
@@ -66,7 +66,7 @@ class SiteCollector {
 
   // `header` gives site, leader, job, serial and phase (its members and
   // complete are ignored). Duplicate member names count once.
-  SiteCollector(SiteTally header, const std::vector<std::string>& members, Micros deadline);
+  SiteCollector(SiteReport header, const std::vector<std::string>& members, Micros deadline);
 
   // A member's result: kStaged or kFailed in the stage phase, kCommitted or
   // kFailed in the commit phase. The first result per member counts; results
@@ -86,10 +86,10 @@ class SiteCollector {
 
   // The report as of `now`: before Ready, silent members are kPending; once
   // Ready, they are kFailed with reason kNoReport and complete is true.
-  SiteTally Report(Micros now) const;
+  SiteReport Report(Micros now) const;
 
  private:
-  SiteTally report_;
+  SiteReport report_;
   std::map<std::string, size_t, std::less<>> index_;
   size_t answered_ = 0;
   Micros deadline_;

@@ -115,8 +115,11 @@ Status Fetcher::FetchFrom(const std::string& source_base, const std::atomic<bool
   }
   if (!file) {
     CM_RETURN_IF_ERROR(Begin(url, cancel));
-    std::lock_guard<std::mutex> l(mu_);
-    file = file_;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      file = file_;
+    }
+    if (on_progress) on_progress();  // the chunk table is known: the bytes can be served and mirrored
   }
   if (file->complete()) return Status::Ok();
   uint64_t offset = file->watermark();

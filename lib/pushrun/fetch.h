@@ -40,7 +40,8 @@ class Fetcher {
   // Uses a complete file already on disk, if there is one.
   bool OpenExisting();
   // One attempt from `source_base`: fetches until complete, an error, or
-  // `cancel`. Progress callbacks come from this thread.
+  // `cancel`. Progress callbacks come from this thread: once the chunk table
+  // is known, whenever the verified bytes grow, and at completion.
   Status FetchFrom(const std::string& source_base, const std::atomic<bool>* cancel,
                    const std::function<void()>& on_progress = nullptr);
 

@@ -4,9 +4,12 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <csignal>
 #include <cstdlib>
 #include <cstdio>
+#include <functional>
+#include <map>
 #include <string>
 #include <toml++/toml.h>
 #include <vector>
@@ -27,7 +30,10 @@ int Fail(const Status& st) {
   return ExitCodeFor(st);
 }
 
-Status LoadRelayToml(const std::string& path, pushrun::RelayOptions* r) {
+// Fills the relay options the user did not give as flags (`given(flag)`)
+// from the TOML file at `path`. Unknown keys and mistyped values are errors.
+Status LoadRelayToml(const std::string& path, const std::function<bool(const std::string&)>& given,
+                     pushrun::RelayOptions* r) {
   toml::table t;
   try {
     t = toml::parse_file(path);
@@ -35,22 +41,32 @@ Status LoadRelayToml(const std::string& path, pushrun::RelayOptions* r) {
     return Error(Code::kUsage, path + ":" + std::to_string(e.source().begin.line) + ": " +
                                    std::string(e.description()));
   }
-  auto str = [&](const char* k, std::string* v) {
-    if (auto x = t[k].value<std::string>(); x && v->empty()) *v = *x;
-  };
-  str("name", &r->name);
-  str("listen", &r->listen);
-  str("url", &r->url);
-  str("spool", &r->spool);
-  str("root", &r->root);
-  str("iface", &r->iface);
-  str("cm_apply", &r->cm_apply);
-  str("cm_mcast", &r->cm_mcast);
-  str("pub_key", &r->pub_key);
-  str("group_key", &r->group_key);
-  str("mcast_rate", &r->mcast_rate);
-  if (auto x = t["member_wait"].value<double>()) r->member_wait_s = *x;
-  if (auto x = t["member_retry"].value<double>()) r->member_retry_s = *x;
+  const std::map<std::string, std::string*> strings{
+      {"name", &r->name},          {"listen", &r->listen},     {"url", &r->url},
+      {"spool", &r->spool},        {"root", &r->root},         {"iface", &r->iface},
+      {"cm_apply", &r->cm_apply},  {"cm_mcast", &r->cm_mcast}, {"pub_key", &r->pub_key},
+      {"group_key", &r->group_key}, {"mcast_rate", &r->mcast_rate}};
+  const std::map<std::string, double*> seconds{{"member_wait", &r->member_wait_s},
+                                               {"member_retry", &r->member_retry_s}};
+  for (const auto& [key, node] : t) {
+    const std::string k(key.str());
+    std::string flag = "--" + k;
+    std::replace(flag.begin(), flag.end(), '_', '-');
+    auto bad = [&](const char* want) {
+      return Error(Code::kUsage, path + ":" + std::to_string(node.source().begin.line) + ": " + k + ": " + want);
+    };
+    if (auto s = strings.find(k); s != strings.end()) {
+      auto v = node.value<std::string>();
+      if (!v) return bad("expected a string");
+      if (!given(flag)) *s->second = *v;
+    } else if (auto d = seconds.find(k); d != seconds.end()) {
+      auto v = node.value<double>();
+      if (!v || *v < 0) return bad("expected a number of seconds");
+      if (!given(flag)) *d->second = *v;
+    } else {
+      return bad("unknown key");
+    }
+  }
   return Status::Ok();
 }
 
@@ -66,9 +82,10 @@ std::string ToolPath(const std::string& name) {
   return name;
 }
 
-int RunRelay(pushrun::RelayOptions r, const std::string& config) {
+int RunRelay(pushrun::RelayOptions r, const std::string& config, const CLI::App& cmd) {
+  auto given = [&](const std::string& flag) { return cmd.count(flag) > 0; };
   if (!config.empty())
-    if (Status st = LoadRelayToml(config, &r); !st.ok()) return Fail(st);
+    if (Status st = LoadRelayToml(config, given, &r); !st.ok()) return Fail(st);
   if (r.name.empty()) {
     char host[256] = {};
     gethostname(host, sizeof host - 1);
@@ -191,7 +208,7 @@ int main(int argc, char** argv) {
   log::Init("cm-push", quiet ? 0 : 1 + verbose);
   if (relay->parsed()) {
     r.verbose = verbose > 0;
-    return RunRelay(r, relay_config);
+    return RunRelay(r, relay_config, *relay);
   }
   if (status->parsed()) return Status_(p.state_dir, job, p.json);
   if (history->parsed()) return History(p.state_dir, limit, p.json);

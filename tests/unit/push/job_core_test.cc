@@ -237,6 +237,29 @@ TEST_F(JobCoreTest, OnlyTheCurrentLeadersReportClosesItsSite) {
   EXPECT_NE(VerdictOf("a2")->error.find("not committed"), std::string::npos);
 }
 
+TEST_F(JobCoreTest, ANewLeaderThatAReplacedOneReportedStagedCanStillBeReplaced) {
+  Make(MakePlan(1, 3));
+  Start();
+  for (int attempt = 1; attempt <= 3; ++attempt) {
+    Done(TakeCalls(Endpoint::kFetch, Url("a1")).at(0), false);
+    AdvanceTo(now_ + 300 * kMillis * attempt);
+  }
+  ASSERT_EQ(core_->LeaderOf("a"), "a2");
+  Report("a", "a1", {{"a2", ServerState::kStaged}});  // the old leader's word for the new one
+  EXPECT_EQ(FinalRecords("a2", 10).at(0).state, ServerState::kStaged);
+  // The new leader dies before it reports: the site moves on to a3.
+  for (int attempt = 1; attempt <= 3; ++attempt) {
+    Done(TakeCalls(Endpoint::kFetch, Url("a2")).at(0), false);
+    AdvanceTo(now_ + 300 * kMillis * attempt);
+  }
+  EXPECT_EQ(core_->LeaderOf("a"), "a3");
+  EXPECT_EQ(FinalRecords("a2", 10).size(), 1u);  // it keeps its one verdict
+  AckOrders();
+  Report("a", "a3", {{"a3", ServerState::kStaged}});
+  EXPECT_EQ(EventsOf(JobEvent::Kind::kSiteReport).size(), 1u);
+  EXPECT_TRUE(finished_);  // --require all: a1 failed, no commit
+}
+
 TEST_F(JobCoreTest, TimeoutEndsTheJobWithEveryMissingServerFailed) {
   JobPlan p = MakePlan(2, 2, 2);
   p.options.timeout = 30 * kSeconds;

@@ -17,8 +17,8 @@ namespace {
 
 using proto::kSeconds;
 
-SiteTally Header(SitePhase phase = SitePhase::kStage) {
-  SiteTally h;
+SiteReport Header(SitePhase phase = SitePhase::kStage) {
+  SiteReport h;
   h.site = "paris";
   h.leader = "p1";
   h.job = "j42";
@@ -27,7 +27,7 @@ SiteTally Header(SitePhase phase = SitePhase::kStage) {
   return h;
 }
 
-TEST(SiteTally, ReadyWhenEveryMemberAnswered) {
+TEST(SiteReport, ReadyWhenEveryMemberAnswered) {
   SiteCollector c(Header(), {"p1", "p2", "p3"}, 10 * kSeconds);
   EXPECT_FALSE(c.Ready(0));
   EXPECT_EQ(c.OnResult(1, "p2", MemberState::kStaged), SiteCollector::Accept::kRecorded);
@@ -38,14 +38,14 @@ TEST(SiteTally, ReadyWhenEveryMemberAnswered) {
   EXPECT_EQ(c.OnResult(4, "p1", MemberState::kStaged), SiteCollector::Accept::kRecorded);
   EXPECT_TRUE(c.Ready(5));
   EXPECT_EQ(c.NextWake(), proto::kNever);
-  SiteTally r = c.Report(5);
+  SiteReport r = c.Report(5);
   EXPECT_TRUE(r.complete);
   EXPECT_EQ(r.Count(MemberState::kStaged), 2u);
   EXPECT_EQ(r.members[2].reason, "no space");
   EXPECT_EQ(r.members[0].name, "p1");  // the listed order, not the arrival order
 }
 
-TEST(SiteTally, DuplicatesStrangersAndWrongPhaseAreIgnored) {
+TEST(SiteReport, DuplicatesStrangersAndWrongPhaseAreIgnored) {
   SiteCollector c(Header(), {"a", "b", "a"}, 10 * kSeconds);
   EXPECT_EQ(c.members(), 2u);
   EXPECT_EQ(c.OnResult(1, "a", MemberState::kFailed, "x"), SiteCollector::Accept::kRecorded);
@@ -57,17 +57,17 @@ TEST(SiteTally, DuplicatesStrangersAndWrongPhaseAreIgnored) {
   EXPECT_EQ(c.Report(3).members[0].state, MemberState::kFailed);
 }
 
-TEST(SiteTally, DeadlineFailsTheSilentWithNoReport) {
+TEST(SiteReport, DeadlineFailsTheSilentWithNoReport) {
   SiteCollector c(Header(SitePhase::kCommit), {"a", "b", "c"}, 10 * kSeconds);
   c.OnResult(1, "b", MemberState::kCommitted);
-  SiteTally early = c.Report(5 * kSeconds);
+  SiteReport early = c.Report(5 * kSeconds);
   EXPECT_FALSE(early.complete);
   EXPECT_EQ(early.Count(MemberState::kPending), 2u);
   c.ExtendDeadline(20 * kSeconds);
   c.ExtendDeadline(15 * kSeconds);  // never shortens
   EXPECT_FALSE(c.Ready(19 * kSeconds));
   EXPECT_TRUE(c.Ready(20 * kSeconds));
-  SiteTally r = c.Report(20 * kSeconds);
+  SiteReport r = c.Report(20 * kSeconds);
   EXPECT_TRUE(r.complete);
   EXPECT_EQ(r.members[0].state, MemberState::kFailed);
   EXPECT_EQ(r.members[0].reason, kNoReport);
@@ -78,21 +78,21 @@ TEST(SiteTally, DeadlineFailsTheSilentWithNoReport) {
   EXPECT_EQ(c.Report(21 * kSeconds).Count(MemberState::kCommitted), 2u);
 }
 
-TEST(SiteTally, NoMembersIsReadyAtOnce) {
+TEST(SiteReport, NoMembersIsReadyAtOnce) {
   SiteCollector c(Header(), {}, 10 * kSeconds);
   EXPECT_TRUE(c.Ready(0));
   EXPECT_TRUE(c.Report(0).complete);
 }
 
-TEST(SiteTally, JsonRoundTrips) {
+TEST(SiteReport, JsonRoundTrips) {
   SiteCollector c(Header(), {"a", "b\"q", "c"}, 10 * kSeconds);
   c.OnResult(1, "a", MemberState::kStaged);
   c.OnResult(1, "b\"q", MemberState::kFailed, "disk\nfull");
-  SiteTally r = c.Report(11 * kSeconds);
+  SiteReport r = c.Report(11 * kSeconds);
   std::string json = r.ToJson();
   EXPECT_NE(json.find("\"phase\":\"stage\""), std::string::npos);
   EXPECT_NE(json.find("\"failed\":2"), std::string::npos);
-  auto back = ParseSiteTally(json);
+  auto back = ParseSiteReport(json);
   ASSERT_TRUE(back.ok()) << back.status().ToString();
   EXPECT_EQ(back->site, "paris");
   EXPECT_EQ(back->leader, "p1");
@@ -104,7 +104,7 @@ TEST(SiteTally, JsonRoundTrips) {
   EXPECT_EQ(back->ToJson(), json);
 }
 
-TEST(SiteTally, ParserRejectsMalformedReports) {
+TEST(SiteReport, ParserRejectsMalformedReports) {
   const char* bad[] = {
       "",
       "[]",
@@ -116,10 +116,10 @@ TEST(SiteTally, ParserRejectsMalformedReports) {
       R"({"site":"s","leader":"l","job":"j","serial":1,"phase":"stage","complete":true,"members":[{"name":"a","state":"staged"},{"name":"a","state":"failed"}]})",
       R"({"site":"s","leader":"l","job":"j","serial":1,"phase":"stage","complete":true,"members":[{"name":"a","state":"failed","reason":3}]})",
   };
-  for (const char* b : bad) EXPECT_EQ(ParseSiteTally(b).status().code(), Code::kCorrupt) << b;
+  for (const char* b : bad) EXPECT_EQ(ParseSiteReport(b).status().code(), Code::kCorrupt) << b;
 }
 
-TEST(SiteTally, ParserNeverCrashesOnMutations) {
+TEST(SiteReport, ParserNeverCrashesOnMutations) {
   SiteCollector c(Header(), {"a", "b"}, 0);
   c.OnResult(0, "a", MemberState::kStaged);
   const std::string good = c.Report(1).ToJson();
@@ -136,14 +136,14 @@ TEST(SiteTally, ParserNeverCrashesOnMutations) {
       }
       if (m.empty()) m = "{";
     }
-    auto r = ParseSiteTally(m);
+    auto r = ParseSiteReport(m);
     if (r.ok()) {
       // Bytes that are not UTF-8 come back as \u00XX code points once; from
       // then on the round trip is exact.
-      auto again = ParseSiteTally(r->ToJson());
+      auto again = ParseSiteReport(r->ToJson());
       ASSERT_TRUE(again.ok()) << m;
       ASSERT_EQ(again->members.size(), r->members.size());
-      auto third = ParseSiteTally(again->ToJson());
+      auto third = ParseSiteReport(again->ToJson());
       ASSERT_TRUE(third.ok()) << m;
       ASSERT_EQ(third->ToJson(), again->ToJson());
     }

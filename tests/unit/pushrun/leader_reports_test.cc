@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
+#include <vector>
+
 namespace cm::pushrun {
 namespace {
 
@@ -14,6 +17,30 @@ TEST(LeaderReports, ParsesCmLeaderSegmentReports) {
   EXPECT_EQ(r->epoch, 4u);
   EXPECT_EQ(r->cpu_permille, 250u);
   EXPECT_FALSE(LeaderReports::Parse(R"({"segment":"x"})").has_value());
+}
+
+TEST(LeaderReports, AnOlderTermNeverReplacesTheLatestAndNewOnesAreAnnounced) {
+  LeaderReports store;
+  std::vector<std::string> seen;
+  store.SetOnReport([&](const LeaderReport& r) { seen.push_back(r.leader_ip); });
+  LeaderReport a{"site1", "10.0.0.1", 5};
+  LeaderReport b{"site1", "10.0.0.2", 4};
+  LeaderReport c{"site1", "10.0.0.3", 5};
+  EXPECT_TRUE(store.Add(a));
+  EXPECT_FALSE(store.Add(b));
+  EXPECT_EQ(store.Latest("site1")->leader_ip, "10.0.0.1");
+  EXPECT_TRUE(store.Add(c));  // the same term: the later report wins
+  EXPECT_EQ(store.Latest("site1")->leader_ip, "10.0.0.3");
+  EXPECT_EQ(store.Latest("site1")->sequence, 3u);
+  EXPECT_FALSE(store.Latest("site2").has_value());
+  EXPECT_EQ(seen, (std::vector<std::string>{"10.0.0.1", "10.0.0.3"}));
+}
+
+TEST(LeaderReports, ListenRefusesABadAddress) {
+  LeaderReports store;
+  EXPECT_EQ(store.Listen("nowhere").code(), Code::kUsage);
+  EXPECT_EQ(store.Listen("127.0.0.1:99999").code(), Code::kUsage);
+  EXPECT_EQ(store.Listen("127.0.0.1:x").code(), Code::kUsage);
 }
 
 }  // namespace

@@ -1,0 +1,558 @@
+// The relay core (lib/push/relay_core.h), event by event on virtual time:
+// each test scripts what the edge and the network report and checks the
+// actions that come out.
+#include "push/relay_core.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+namespace cm::push {
+namespace {
+
+using proto::kMillis;
+using proto::kSeconds;
+
+constexpr uint64_t kSerial = 7;
+constexpr uint64_t kSize = 1000;
+
+class RelayCoreTest : public ::testing::Test {
+ protected:
+  RelayCoreTest() : core_(Options()) {}
+
+  static RelayCoreOptions Options() {
+    RelayCoreOptions o;
+    o.name = "r1";
+    o.url = "http://r1";
+    o.member_wait = 60 * kSeconds;
+    return o;
+  }
+
+  static FetchOrder Order(std::vector<std::string> members = {}, bool stream = true, bool serve = false) {
+    FetchOrder o;
+    o.serial = kSerial;
+    o.job = "j";
+    o.source = "http://ccm";
+    o.ccm = "http://ccm";
+    o.relay = "r1";
+    o.site = "s1";
+    o.group = members.empty() ? "" : "239.1.1.1:5000";
+    for (const auto& m : members) o.members.push_back({m, "http://" + m});
+    o.stream = stream;
+    o.serve = serve;
+    return o;
+  }
+
+  static Expect ExpectFrom(const std::string& leader, const std::string& group = "239.1.1.1:5000") {
+    Expect e;
+    e.serial = kSerial;
+    e.job = "j";
+    e.size = kSize;
+    e.name = "r1";
+    e.leader = leader;
+    e.leader_url = "http://" + leader;
+    e.group = group;
+    return e;
+  }
+
+  // Time passes; the timer fires when due.
+  void Advance(Micros d) {
+    Micros end = now_ + d;
+    for (int spins = 0; wake_ != proto::kNever && wake_ <= end; ++spins) {
+      if (spins > 100000) {
+        ADD_FAILURE() << "the timer does not advance: wake " << wake_ << " now " << now_;
+        break;
+      }
+      now_ = std::max(now_, wake_);
+      core_.OnTimer(now_, &a_);
+      Collect();
+    }
+    now_ = end;
+  }
+
+  void Collect() {
+    wake_ = a_.wake_at;
+    for (const auto& c : a_.calls) calls_.push_back(c);
+    for (const auto& f : a_.fetches) fetches_.push_back(f);
+    for (const auto& c : a_.children) children_.push_back(c);
+    for (auto id : a_.cancel_children) cancelled_.push_back(id);
+  }
+
+  Reply Fetch(const FetchOrder& o) {
+    Reply r = core_.OnFetchOrder(now_, o, &a_);
+    Collect();
+    return r;
+  }
+  void ExpectEv(const Expect& e) {
+    core_.OnExpect(now_, e, &a_);
+    Collect();
+  }
+  Reply Report(const std::string& name, ServerState st) {
+    Reply r = core_.OnMemberReport(now_, MemberReport{kSerial, ServerResult{name, st, "", Via::kMulticast}}, &a_);
+    Collect();
+    return r;
+  }
+  void Update(uint64_t attempt, bool table, uint64_t verified, bool complete, bool ended = false,
+              std::string error = "") {
+    core_.OnFetchUpdate(now_, FetchUpdate{kSerial, attempt, table, verified, table ? kSize : 0, complete, ended, error},
+                        &a_);
+    Collect();
+  }
+  void Done(ChildId id, int exit_code = 0, bool cancelled = false, bool file_complete = false, std::string line = "") {
+    core_.OnChildDone(now_, ChildDone{id, exit_code, line, cancelled, file_complete}, &a_);
+    Collect();
+  }
+  // Answers the oldest unanswered call to `ep` (at `url` when given).
+  Call Answer(Endpoint ep, int status = 200, std::string body = "{\"ok\":true}", const std::string& url = "") {
+    Call c = TakeCall(ep, url);
+    core_.OnCallDone(now_, CallResult{c.id, true, status, body}, &a_);
+    Collect();
+    return c;
+  }
+  Call Unreached(Endpoint ep, const std::string& url = "") {
+    Call c = TakeCall(ep, url);
+    core_.OnCallDone(now_, CallResult{c.id, false, 0, "connection refused"}, &a_);
+    Collect();
+    return c;
+  }
+  Call TakeCall(Endpoint ep, const std::string& url) {
+    auto it = std::find_if(calls_.begin(), calls_.end(), [&](const Call& c) {
+      return c.endpoint == ep && (url.empty() || c.base_url == url);
+    });
+    EXPECT_NE(it, calls_.end()) << "no call to " << EndpointPath(ep) << " " << url;
+    if (it == calls_.end()) return Call{};
+    Call c = *it;
+    calls_.erase(it);
+    return c;
+  }
+  size_t Pending(Endpoint ep) const {
+    return std::count_if(calls_.begin(), calls_.end(), [&](const Call& c) { return c.endpoint == ep; });
+  }
+  const StartChild* Child(ChildKind k) const {
+    for (auto it = children_.rbegin(); it != children_.rend(); ++it)
+      if (it->kind == k) return &*it;
+    return nullptr;
+  }
+  // Leader that holds the whole file at once.
+  uint64_t LeadAndComplete(const FetchOrder& o) {
+    Fetch(o);
+    uint64_t attempt = fetches_.back().attempt;
+    Update(attempt, true, kSize, true);
+    Update(attempt, true, kSize, true, true);
+    return attempt;
+  }
+  SiteReport TakeSiteReport() {
+    Call c = TakeCall(Endpoint::kSiteReport, "");
+    auto r = ParseSiteReport(c.body);
+    EXPECT_TRUE(r.ok()) << c.body;
+    return r.ok() ? *r : SiteReport{};
+  }
+
+  RelayCore core_;
+  RelayActions a_;
+  Micros now_ = 1000 * kSeconds;
+  Micros wake_ = proto::kNever;
+  std::vector<Call> calls_;
+  std::vector<StartFetch> fetches_;
+  std::vector<StartChild> children_;
+  std::vector<ChildId> cancelled_;
+};
+
+ServerState StateOf(const SiteReport& r, const std::string& name) {
+  for (const auto& s : r.servers)
+    if (s.name == name) return s.state;
+  ADD_FAILURE() << name << " not in the report";
+  return ServerState::kPending;
+}
+
+// ---- leader: fetching -------------------------------------------------------------
+
+TEST_F(RelayCoreTest, OrderStartsAFetchFromItsSourceAndRepliesWithTheWatermark) {
+  Reply r = Fetch(Order());
+  EXPECT_EQ(r.status, 200);
+  EXPECT_NE(r.body.find("\"verified\":0"), std::string::npos) << r.body;
+  ASSERT_EQ(fetches_.size(), 1u);
+  EXPECT_EQ(fetches_[0].source_url, "http://ccm");
+  EXPECT_EQ(fetches_[0].serial, kSerial);
+}
+
+TEST_F(RelayCoreTest, NewOrderFromAnotherSourceSwitchesAndResumes) {
+  Fetch(Order());
+  uint64_t first = fetches_.back().attempt;
+  Update(first, true, 300, false);
+  FetchOrder moved = Order();
+  moved.source = "http://r9";
+  moved.source_name = "r9";
+  Fetch(moved);
+  ASSERT_EQ(fetches_.size(), 2u);
+  EXPECT_EQ(fetches_[1].source_url, "http://r9");
+  EXPECT_GT(fetches_[1].attempt, first);
+  // The replaced attempt's end is not a failed source.
+  Update(first, true, 300, false, true, "cancelled");
+  EXPECT_EQ(Pending(Endpoint::kSourceFailed), 0u);
+  // The same source again changes nothing.
+  Fetch(moved);
+  EXPECT_EQ(fetches_.size(), 2u);
+}
+
+TEST_F(RelayCoreTest, FailedSourceAsksTheCcmAndResumesFromTheAnswer) {
+  Fetch(Order());
+  Update(fetches_.back().attempt, true, 400, false);
+  Update(fetches_.back().attempt, true, 400, false, true, "timeout");
+  Call c = Answer(Endpoint::kSourceFailed, 200, Encode(SourceAnswer{"http://r5", "r5"}));
+  auto sf = ParseSourceFailed(c.body);
+  ASSERT_TRUE(sf.ok());
+  EXPECT_EQ(sf->verified, 400u);
+  EXPECT_EQ(sf->source_url, "http://ccm");
+  EXPECT_EQ(sf->error, "timeout");
+  ASSERT_EQ(fetches_.size(), 2u);
+  EXPECT_EQ(fetches_.back().source_url, "http://r5");
+}
+
+TEST_F(RelayCoreTest, UnansweredSourceFailedRetriesTheSameSourceAfterAPause) {
+  Fetch(Order());
+  Update(fetches_.back().attempt, false, 0, false, true, "refused");
+  for (int i = 0; i < 3; ++i) {  // three tries, 300 ms * i apart
+    Unreached(Endpoint::kSourceFailed);
+    Advance(1 * kSeconds);
+  }
+  ASSERT_EQ(fetches_.size(), 2u);
+  EXPECT_EQ(fetches_.back().source_url, "http://ccm");
+}
+
+TEST_F(RelayCoreTest, GivesUpAfterThirtyFailedSourcesAndSendsNoReport) {
+  Fetch(Order({"m1"}, false));
+  for (int i = 0; i <= 30; ++i) {
+    Update(fetches_.back().attempt, false, 0, false, true, "refused");
+    if (i < 30) Answer(Endpoint::kSourceFailed, 200, Encode(SourceAnswer{"http://x", "x"}));
+  }
+  EXPECT_EQ(fetches_.size(), 31u);
+  EXPECT_EQ(Pending(Endpoint::kSourceFailed), 0u);
+  Advance(600 * kSeconds);
+  EXPECT_EQ(Pending(Endpoint::kSiteReport), 0u);
+  EXPECT_EQ(Pending(Endpoint::kExpect), 0u);
+  EXPECT_EQ(core_.View()[0].phase, TransferPhase::kFailed);
+}
+
+TEST_F(RelayCoreTest, ProgressIsThrottledAndSentOnceMoreOnCompletion) {
+  Fetch(Order());
+  uint64_t at = fetches_.back().attempt;
+  Update(at, true, 100, false);
+  EXPECT_EQ(Pending(Endpoint::kProgress), 1u);
+  Answer(Endpoint::kProgress);
+  Advance(100 * kMillis);
+  Update(at, true, 200, false);
+  EXPECT_EQ(Pending(Endpoint::kProgress), 0u);  // within 500 ms of the last
+  Advance(500 * kMillis);
+  Update(at, true, 300, false);
+  EXPECT_EQ(Pending(Endpoint::kProgress), 1u);
+  Answer(Endpoint::kProgress);
+  Update(at, true, kSize, true);
+  Call c = Answer(Endpoint::kProgress);
+  auto p = ParseProgress(c.body);
+  ASSERT_TRUE(p.ok());
+  EXPECT_TRUE(p->complete);
+  EXPECT_EQ(p->verified, kSize);
+}
+
+// ---- leader: serving the next leaders ------------------------------------------
+
+TEST_F(RelayCoreTest, ServeLoopAsksOnceBytesAreVerifiedAndForwardsWithItselfAsSource) {
+  Fetch(Order({}, true, true));
+  EXPECT_EQ(Pending(Endpoint::kNext), 0u);
+  Update(fetches_.back().attempt, true, 100, false);
+  NextAnswer next;
+  next.kind = NextAnswer::Kind::kNext;
+  next.relay = "r2";
+  next.url = "http://r2";
+  next.order = Order();
+  next.order.relay = "r2";
+  Answer(Endpoint::kNext, 200, Encode(next));
+  Call fwd = Answer(Endpoint::kFetch, 200, "{\"ok\":true}", "http://r2");
+  auto o = ParseFetchOrder(fwd.body);
+  ASSERT_TRUE(o.ok());
+  EXPECT_EQ(o->source, "http://r1");
+  EXPECT_EQ(o->source_name, "r1");
+  EXPECT_EQ(Pending(Endpoint::kNext), 1u);  // and asks again at once
+}
+
+TEST_F(RelayCoreTest, ForwardThatFailsIsReportedAsNotifyFailed) {
+  Fetch(Order({}, true, true));
+  Update(fetches_.back().attempt, true, 100, false);
+  NextAnswer next;
+  next.kind = NextAnswer::Kind::kNext;
+  next.relay = "r2";
+  next.url = "http://r2";
+  next.order = Order();
+  Answer(Endpoint::kNext, 200, Encode(next));
+  Unreached(Endpoint::kFetch);
+  Advance(1 * kSeconds);
+  Unreached(Endpoint::kFetch);  // two tries
+  Call n = Answer(Endpoint::kNotifyFailed);
+  auto nf = ParseNotifyFailed(n.body);
+  ASSERT_TRUE(nf.ok());
+  EXPECT_EQ(nf->to, "r2");
+  EXPECT_EQ(nf->from, "r1");
+  EXPECT_EQ(Pending(Endpoint::kNext), 1u);
+}
+
+TEST_F(RelayCoreTest, RetryAnswerIsClampedAndNoneLeftStopsAsking) {
+  Fetch(Order({}, true, true));
+  Update(fetches_.back().attempt, true, 100, false);
+  Answer(Endpoint::kNext, 200, "{\"retry_ms\":1}");
+  Advance(19 * kMillis);
+  EXPECT_EQ(Pending(Endpoint::kNext), 0u);
+  Advance(1 * kMillis);
+  EXPECT_EQ(Pending(Endpoint::kNext), 1u);
+  Answer(Endpoint::kNext, 200, "{\"retry_ms\":60000}");
+  Advance(4999 * kMillis);
+  EXPECT_EQ(Pending(Endpoint::kNext), 0u);
+  Advance(1 * kMillis);
+  Answer(Endpoint::kNext, 200, "{\"none_left\":true}");
+  Advance(60 * kSeconds);
+  EXPECT_EQ(Pending(Endpoint::kNext), 0u);
+}
+
+// ---- leader: the site phase ---------------------------------------------------------
+
+TEST_F(RelayCoreTest, StreamingSiteStartsAtTheChunkTableWithAGrowingMulticast) {
+  Fetch(Order({"m1", "m2"}));
+  EXPECT_EQ(Pending(Endpoint::kExpect), 0u);
+  Update(fetches_.back().attempt, true, 0, false);
+  EXPECT_EQ(Pending(Endpoint::kExpect), 2u);
+  Answer(Endpoint::kExpect, 200, "{}", "http://m1");
+  EXPECT_EQ(Child(ChildKind::kMcastSend), nullptr);  // waits for every first answer
+  Answer(Endpoint::kExpect, 200, "{}", "http://m2");
+  const StartChild* send = Child(ChildKind::kMcastSend);
+  ASSERT_NE(send, nullptr);
+  EXPECT_TRUE(send->growing);
+  EXPECT_EQ(send->final_size, kSize);
+  EXPECT_EQ(send->receivers, (std::vector<std::string>{"m1", "m2"}));
+  EXPECT_EQ(Child(ChildKind::kApply), nullptr);  // not before we hold it all
+}
+
+TEST_F(RelayCoreTest, StoreAndForwardSiteWaitsForTheWholeFile) {
+  Fetch(Order({"m1"}, false));
+  Update(fetches_.back().attempt, true, 500, false);
+  EXPECT_EQ(Pending(Endpoint::kExpect), 0u);
+  Update(fetches_.back().attempt, true, kSize, true);
+  Answer(Endpoint::kExpect);
+  ASSERT_NE(Child(ChildKind::kMcastSend), nullptr);
+  EXPECT_FALSE(Child(ChildKind::kMcastSend)->growing);
+  EXPECT_NE(Child(ChildKind::kApply), nullptr);
+}
+
+TEST_F(RelayCoreTest, MemberThatAnswersLateJoinsTheSite) {
+  LeadAndComplete(Order({"m1", "m2"}));
+  Answer(Endpoint::kExpect, 200, "{}", "http://m1");
+  Unreached(Endpoint::kExpect, "http://m2");
+  EXPECT_EQ(Child(ChildKind::kMcastSend)->receivers, std::vector<std::string>{"m1"});
+  Advance(300 * kMillis);
+  Unreached(Endpoint::kExpect, "http://m2");
+  Advance(600 * kMillis);
+  Answer(Endpoint::kExpect, 200, "{}", "http://m2");
+  Done(Child(ChildKind::kMcastSend)->id);
+  Done(Child(ChildKind::kApply)->id);
+  Report("m1", ServerState::kStaged);
+  EXPECT_EQ(Pending(Endpoint::kSiteReport), 0u);  // m2 joined: its report is awaited
+  Report("m2", ServerState::kStaged);
+  SiteReport r = TakeSiteReport();
+  EXPECT_EQ(r.servers.size(), 3u);
+  EXPECT_EQ(StateOf(r, "m2"), ServerState::kStaged);
+  EXPECT_EQ(StateOf(r, "r1"), ServerState::kStaged);
+}
+
+TEST_F(RelayCoreTest, MemberNeverReachedIsUnreachableAfterMemberRetryWithBackOff) {
+  LeadAndComplete(Order({"m1"}));
+  Unreached(Endpoint::kExpect);
+  std::vector<Micros> tries;
+  Micros start = now_;
+  for (int i = 0; i < 20 && now_ - start < 6 * kSeconds; ++i) {
+    Advance(10 * kMillis);
+    if (Pending(Endpoint::kExpect)) {
+      tries.push_back(now_ - start);
+      Unreached(Endpoint::kExpect);
+    }
+    if (wake_ != proto::kNever) Advance(wake_ - now_);
+  }
+  ASSERT_GE(tries.size(), 4u);
+  EXPECT_NEAR(tries[0], 300 * kMillis, 20 * kMillis);
+  EXPECT_NEAR(tries[1] - tries[0], 600 * kMillis, 20 * kMillis);
+  EXPECT_LE(tries.back(), 5 * kSeconds + 20 * kMillis);
+  Done(Child(ChildKind::kApply)->id);
+  SiteReport r = TakeSiteReport();
+  ASSERT_EQ(r.servers.size(), 2u);
+  EXPECT_EQ(StateOf(r, "m1"), ServerState::kFailed);
+  EXPECT_EQ(r.servers[1].error.rfind("unreachable: ", 0), 0u) << r.servers[1].error;
+}
+
+TEST_F(RelayCoreTest, ReportWaitsForEveryReceiverUntilMemberWait) {
+  LeadAndComplete(Order({"m1", "m2"}));
+  Answer(Endpoint::kExpect, 200, "{}", "http://m1");
+  Answer(Endpoint::kExpect, 200, "{}", "http://m2");
+  Done(Child(ChildKind::kMcastSend)->id);
+  Done(Child(ChildKind::kApply)->id);
+  Report("m1", ServerState::kStaged);
+  Advance(59 * kSeconds);
+  EXPECT_EQ(Pending(Endpoint::kSiteReport), 0u);
+  Advance(1 * kSeconds);
+  SiteReport r = TakeSiteReport();
+  EXPECT_EQ(StateOf(r, "m1"), ServerState::kStaged);
+  EXPECT_EQ(StateOf(r, "m2"), ServerState::kFailed);
+  EXPECT_EQ(r.site, "s1");
+  EXPECT_EQ(r.leader, "r1");
+}
+
+TEST_F(RelayCoreTest, SiteReportIsTriedTenTimes) {
+  LeadAndComplete(Order());
+  Done(Child(ChildKind::kApply)->id);
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_EQ(Pending(Endpoint::kSiteReport), 1u) << i;
+    Unreached(Endpoint::kSiteReport);
+    Advance(5 * kSeconds);
+  }
+  EXPECT_EQ(Pending(Endpoint::kSiteReport), 0u);
+  EXPECT_EQ(core_.View()[0].phase, TransferPhase::kReported);
+}
+
+TEST_F(RelayCoreTest, LeadersFailedApplyCarriesCmApplysExitCode) {
+  LeadAndComplete(Order());
+  Done(Child(ChildKind::kApply)->id, 4, false, false, "cm-apply: error: no space");
+  SiteReport r = TakeSiteReport();
+  ASSERT_EQ(r.servers.size(), 1u);
+  EXPECT_EQ(r.servers[0].state, ServerState::kFailed);
+  EXPECT_EQ(r.servers[0].apply_exit, 4);
+  EXPECT_EQ(r.servers[0].error, "cm-apply: error: no space");
+  EXPECT_EQ(r.servers[0].via, Via::kLeader);
+}
+
+TEST_F(RelayCoreTest, OwnFetchFailureCancelsTheMulticastAndSendsNoReport) {
+  Fetch(Order({"m1"}));
+  Update(fetches_.back().attempt, true, 10, false);
+  Answer(Endpoint::kExpect);
+  ASSERT_NE(Child(ChildKind::kMcastSend), nullptr);
+  RelayCoreOptions o = Options();
+  for (int i = 0; i <= o.max_source_failures; ++i) {
+    Update(fetches_.back().attempt, true, 10, false, true, "refused");
+    if (Pending(Endpoint::kSourceFailed)) Answer(Endpoint::kSourceFailed, 200, Encode(SourceAnswer{"http://x", "x"}));
+  }
+  ASSERT_EQ(cancelled_.size(), 1u);
+  EXPECT_EQ(cancelled_[0], Child(ChildKind::kMcastSend)->id);
+  Done(cancelled_[0], 143, true);
+  Report("m1", ServerState::kFailed);
+  Advance(120 * kSeconds);
+  EXPECT_EQ(Pending(Endpoint::kSiteReport), 0u);
+}
+
+// ---- member ----------------------------------------------------------------------
+
+TEST_F(RelayCoreTest, MemberReceivesByMulticastAppliesAndReports) {
+  ExpectEv(ExpectFrom("L"));
+  const StartChild* recv = Child(ChildKind::kMcastRecv);
+  ASSERT_NE(recv, nullptr);
+  EXPECT_EQ(recv->group, "239.1.1.1:5000");
+  EXPECT_EQ(recv->idle_timeout_s, 15);
+  Done(recv->id, 0, false, true);
+  Done(Child(ChildKind::kApply)->id);
+  Call c = Answer(Endpoint::kMemberReport, 200, "{}", "http://L");
+  auto r = ParseMemberReport(c.body);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->result.state, ServerState::kStaged);
+  EXPECT_EQ(r->result.via, Via::kMulticast);
+  EXPECT_EQ(core_.View()[0].phase, TransferPhase::kStaged);
+}
+
+TEST_F(RelayCoreTest, FailedMulticastFallsBackToFiveHttpAttemptsFromTheLeader) {
+  ExpectEv(ExpectFrom("L"));
+  Done(Child(ChildKind::kMcastRecv)->id, 1, false, false, "timeout");
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_EQ(fetches_.size(), static_cast<size_t>(i + 1));
+    EXPECT_EQ(fetches_.back().source_url, "http://L");
+    Update(fetches_.back().attempt, false, 0, false, true, "refused");
+    Advance(Micros(500 * kMillis) * (i + 1));
+  }
+  EXPECT_EQ(fetches_.size(), 5u);
+  Call c = Answer(Endpoint::kMemberReport);
+  auto r = ParseMemberReport(c.body);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->result.state, ServerState::kFailed);
+  EXPECT_EQ(r->result.via, Via::kUnicast);
+  EXPECT_EQ(r->result.error, "could not receive: refused");
+}
+
+TEST_F(RelayCoreTest, MemberWithoutAGroupFetchesOverHttpAtOnce) {
+  ExpectEv(ExpectFrom("L", ""));
+  EXPECT_EQ(Child(ChildKind::kMcastRecv), nullptr);
+  ASSERT_EQ(fetches_.size(), 1u);
+  Update(fetches_.back().attempt, true, kSize, true, true);
+  ASSERT_NE(Child(ChildKind::kApply), nullptr);
+}
+
+TEST_F(RelayCoreTest, ExpectFromAnotherLeaderCancelsTheReceiveAndStartsOver) {
+  ExpectEv(ExpectFrom("L1"));
+  ChildId first = Child(ChildKind::kMcastRecv)->id;
+  ExpectEv(ExpectFrom("L2"));
+  ASSERT_EQ(cancelled_, std::vector<ChildId>{first});
+  Done(first, 143, true);
+  const StartChild* again = Child(ChildKind::kMcastRecv);
+  ASSERT_NE(again->id, first);
+  EXPECT_EQ(Pending(Endpoint::kMemberReport), 0u);  // the superseded run is not reported
+  Done(again->id, 0, false, true);
+  Done(Child(ChildKind::kApply)->id);
+  Answer(Endpoint::kMemberReport, 200, "{}", "http://L2");
+}
+
+TEST_F(RelayCoreTest, AppliedMemberReportsAgainToANewLeaderWithoutReceiving) {
+  ExpectEv(ExpectFrom("L1"));
+  Done(Child(ChildKind::kMcastRecv)->id, 0, false, true);
+  Done(Child(ChildKind::kApply)->id);
+  Answer(Endpoint::kMemberReport, 200, "{}", "http://L1");
+  size_t children = children_.size();
+  ExpectEv(ExpectFrom("L2"));
+  EXPECT_EQ(children_.size(), children);
+  Call c = Answer(Endpoint::kMemberReport, 200, "{}", "http://L2");
+  EXPECT_EQ(ParseMemberReport(c.body)->result.state, ServerState::kStaged);
+}
+
+TEST_F(RelayCoreTest, NewLeaderDuringTheReportGetsItsOwnReport) {
+  ExpectEv(ExpectFrom("L1"));
+  Done(Child(ChildKind::kMcastRecv)->id, 0, false, true);
+  Done(Child(ChildKind::kApply)->id);
+  ExpectEv(ExpectFrom("L2"));  // while the report to L1 is in flight
+  Unreached(Endpoint::kMemberReport, "http://L1");
+  for (int i = 0; i < 9; ++i) {
+    Advance(3 * kSeconds);
+    Unreached(Endpoint::kMemberReport, "http://L1");
+  }
+  Answer(Endpoint::kMemberReport, 200, "{}", "http://L2");
+}
+
+TEST_F(RelayCoreTest, PromotedMemberStopsReceiving) {
+  ExpectEv(ExpectFrom("L1"));
+  ChildId recv = Child(ChildKind::kMcastRecv)->id;
+  Fetch(Order());
+  EXPECT_EQ(cancelled_, std::vector<ChildId>{recv});
+  ASSERT_EQ(fetches_.size(), 1u);  // as the leader now
+  EXPECT_EQ(fetches_[0].source_url, "http://ccm");
+  Done(recv, 143, true);
+  Advance(10 * kSeconds);
+  EXPECT_EQ(Pending(Endpoint::kMemberReport), 0u);
+}
+
+TEST_F(RelayCoreTest, MemberReportForAnUnknownSerialIsRefused) {
+  Reply r = core_.OnMemberReport(now_, MemberReport{99, ServerResult{"m", ServerState::kStaged}}, &a_);
+  EXPECT_EQ(r.status, 404);
+}
+
+TEST_F(RelayCoreTest, FileHeldFromAnEarlierRunIsServedAndAppliedWithoutFetching) {
+  core_.OnFetchUpdate(now_, FetchUpdate{kSerial, 0, true, kSize, kSize, true}, &a_);
+  Collect();
+  Reply r = Fetch(Order({}, true, true));
+  EXPECT_NE(r.body.find("\"complete\":true"), std::string::npos);
+  EXPECT_TRUE(fetches_.empty());
+  EXPECT_EQ(Pending(Endpoint::kNext), 1u);
+  EXPECT_NE(Child(ChildKind::kApply), nullptr);
+}
+
+}  // namespace
+}  // namespace cm::push
