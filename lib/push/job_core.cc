@@ -13,6 +13,7 @@ const char* ReplaceReasonText(ReplaceReason r) {
     case ReplaceReason::kStalled: return "stalled";
     case ReplaceReason::kNotAnswering: return "relay not answering";
     case ReplaceReason::kDiedMidTransfer: return "relay died mid-transfer";
+    case ReplaceReason::kNoReport: return "no site report";
   }
   return "?";
 }
@@ -39,6 +40,7 @@ struct JobCore::Phase {
   std::map<std::string, int> probe_failures;                // site -> failed probes of its leader in a row
   std::set<std::string> probing;                            // sites with a watchdog probe in flight
   std::set<std::string> replaced;                           // leaders replaced: never lead or serve again
+  std::map<std::string, Micros> report_due;                 // site -> its complete leader's report is overdue then
   std::unique_ptr<Scheduler> sched;
   Micros next_probe = proto::kNever;
   bool finished() const { return done.size() >= targets.size(); }
@@ -266,7 +268,7 @@ void JobCore::AfterStageParts(Micros now, JobActions* out) {
 }
 
 void JobCore::OnCommitReady(Micros now, const Result<JobPart>& part, JobActions* out) {
-  if (stage_ != JobStage::kAwaitCommit) return;
+  if (stage_ != JobStage::kAwaitCommit) return Settle(now, out);
   if (!part.ok()) {
     for (auto& [name, r] : final_)
       if (r.state == ServerState::kStaged) r.error = "commit not made: " + part.status().message();
@@ -427,6 +429,7 @@ void JobCore::ReplaceLeader(Micros now, const std::string& site, ReplaceReason w
     return;
   }
   ph.leader[site] = next;
+  ph.report_due.erase(site);
   ph.probe_failures[site] = 0;
   ev.kind = JobEvent::Kind::kLeaderChanged;
   ev.from = old;
@@ -463,12 +466,22 @@ void JobCore::Verdict(const ServerResult& r, const std::string& site, JobActions
 void JobCore::CheckStalls(Micros now, JobActions* out) {
   if (!phase_ || !phase_->sched) return;
   std::vector<std::pair<std::string, std::string>> failed;  // site, scheduler's reason
+  std::vector<std::string> silent;  // sites whose complete leader never reported
   for (const auto& [site, leader] : phase_->leader) {
     if (phase_->done.count(site)) continue;
     const RelayState* rs = phase_->sched->Find(leader);
     if (rs && rs->phase == RelayPhase::kFailed) failed.emplace_back(site, rs->failure == "stalled" ? "" : rs->failure);
+    if (rs && rs->phase == RelayPhase::kComplete) {
+      auto [due, fresh] = phase_->report_due.try_emplace(site, now + plan_.options.report_timeout);
+      if (!fresh && due->second <= now) silent.push_back(site);
+    }
   }
   for (const auto& [site, why] : failed) ReplaceLeader(now, site, ReplaceReason::kStalled, why, out);
+  for (const auto& site : silent) {
+    if (!phase_) break;
+    phase_->report_due.erase(site);
+    ReplaceLeader(now, site, ReplaceReason::kNoReport, "", out);
+  }
 }
 
 void JobCore::RunSchedulerTimer(Micros now, JobActions* out) {
@@ -501,10 +514,19 @@ void JobCore::Settle(Micros now, JobActions* out) {
   Micros w = deadline_;
   if (phase_) {
     w = std::min(w, phase_->next_probe);
+    for (const auto& [site, due] : phase_->report_due)
+      if (!phase_->done.count(site)) w = std::min(w, std::max(due, now + 1));
     if (phase_->sched) w = std::min(w, std::max(phase_->sched->NextWake(), now + 1));
   }
   for (const auto& [at, p] : retries_) w = std::min(w, at);
   out->wake_at = w;
+}
+
+// Every event ends here: its wake_at replaces the previous one, so even a
+// stale request must carry the next wake-up (else the deadline is lost).
+Reply JobCore::Settled(Micros now, JobActions* out, Reply r) {
+  Settle(now, out);
+  return r;
 }
 
 // ---- events -------------------------------------------------------------------
@@ -595,7 +617,7 @@ void JobCore::OnLeaderReport(Micros now, const std::string& site, const std::str
 }
 
 Reply JobCore::OnProgress(Micros now, const Progress& p, JobActions* out) {
-  if (stage_ != JobStage::kTransfer || !phase_ || !phase_->sched || p.serial != cur_part_.serial) return Stale();
+  if (stage_ != JobStage::kTransfer || !phase_ || !phase_->sched || p.serial != cur_part_.serial) return Settled(now, out, Stale());
   SendOrders(now, phase_->sched->OnProgress(now, p.relay, p.verified, p.complete), out);
   phase_->verified[p.relay] = p.verified;
   JobEvent ev;
@@ -617,7 +639,7 @@ Reply JobCore::OnProgress(Micros now, const Progress& p, JobActions* out) {
 Reply JobCore::OnNext(Micros now, const NextAsk& a, JobActions* out) {
   NextAnswer ans;  // none_left
   if (stage_ != JobStage::kTransfer || !phase_ || !phase_->sched || a.serial != cur_part_.serial)
-    return Reply{200, Encode(ans)};
+    return Settled(now, out, Reply{200, Encode(ans)});
   SendOrders(now, phase_->sched->OnProgress(now, a.relay, a.verified, a.complete), out);
   phase_->verified[a.relay] = std::max(phase_->verified[a.relay], a.verified);
   Answer next = phase_->sched->OnNext(now, a.relay, a.verified);
@@ -646,7 +668,7 @@ Reply JobCore::OnNext(Micros now, const NextAsk& a, JobActions* out) {
 
 Reply JobCore::OnSourceFailed(Micros now, const SourceFailed& s, JobActions* out) {
   if (stage_ != JobStage::kTransfer || !phase_ || !phase_->sched || s.serial != cur_part_.serial)
-    return Reply{409, EncodeError("no such transfer")};
+    return Settled(now, out, Reply{409, EncodeError("no such transfer")});
   // If the source itself is gone its site gets a new leader: find out
   // without waiting (the probe's failure replaces it).
   if (!s.source.empty()) {
@@ -685,7 +707,7 @@ Reply JobCore::OnSourceFailed(Micros now, const SourceFailed& s, JobActions* out
 
 Reply JobCore::OnNotifyFailed(Micros now, const NotifyFailed& n, JobActions* out) {
   if (stage_ != JobStage::kTransfer || !phase_ || !phase_->sched || n.serial != cur_part_.serial)
-    return Reply{200, "{}"};
+    return Settled(now, out, Reply{200, "{}"});
   SendOrders(now, phase_->sched->OnNotifyFailed(now, n.from, n.to), out);
   std::string site = SiteOf(n.to);
   if (LeaderOf(site) == n.to && !phase_->done.count(site))
@@ -695,9 +717,9 @@ Reply JobCore::OnNotifyFailed(Micros now, const NotifyFailed& n, JobActions* out
 }
 
 Reply JobCore::OnSiteReport(Micros now, const SiteReport& rep, JobActions* out) {
-  if (stage_ != JobStage::kTransfer || !phase_ || rep.serial != cur_part_.serial) return Stale();
+  if (stage_ != JobStage::kTransfer || !phase_ || rep.serial != cur_part_.serial) return Settled(now, out, Stale());
   auto t = phase_->targets.find(rep.site);
-  if (t == phase_->targets.end()) return Ack();
+  if (t == phase_->targets.end()) return Settled(now, out, Ack());
   bool current = phase_->leader[rep.site] == rep.leader && !phase_->done.count(rep.site);
   for (const ServerResult& r : rep.servers) {
     if (!Contains(t->second, r.name) || phase_->results.count(r.name)) continue;

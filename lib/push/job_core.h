@@ -87,6 +87,10 @@ struct JobOptions {
   Micros order_timeout = 3 * proto::kSeconds;    // one POST /v1/fetch
   int order_attempts = 3;                        // then the site's leader is replaced
   Micros order_backoff = 300 * proto::kMillis;   // times the attempt number, between attempts
+  // A leader that holds the whole part must send its site report within
+  // this (it waits for its members up to its --member-wait, 300 s by
+  // default); else the site gets another leader.
+  Micros report_timeout = 360 * proto::kSeconds;
 };
 
 struct JobPlan {
@@ -116,6 +120,7 @@ enum class ReplaceReason : uint8_t {
   kStalled,         // the scheduler failed it (no progress while its source was ahead)
   kNotAnswering,    // probe_failures probes of /v1/status in a row failed
   kDiedMidTransfer, // a relay's source failed and does not answer /v1/status
+  kNoReport,        // it held the whole part for report_timeout and sent no site report
 };
 const char* ReplaceReasonText(ReplaceReason r);  // "unreachable", "stalled", "relay not answering", ...
 
@@ -255,6 +260,7 @@ class JobCore {
   void RunSchedulerTimer(Micros now, JobActions* out);
   void Verdict(const ServerResult& r, const std::string& site, JobActions* out);
   void Settle(Micros now, JobActions* out);  // after every event: stalls, phase end, wake_at
+  Reply Settled(Micros now, JobActions* out, Reply r);  // Settle, then answer r
   const JobServer* FindServer(const std::string& name) const;
   std::string SiteOf(const std::string& server) const;
 

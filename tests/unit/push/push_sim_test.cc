@@ -89,6 +89,7 @@ PushSim::PushSim(uint64_t seed, PushSimParams p) : seed_(seed), p_(p), rng_(seed
   o.pipeline = p_.pipeline;
   o.timeout = 3600 * kSeconds;
   o.ccm_url = kCcmUrl;
+  o.report_timeout = p_.member_wait + 30 * kSeconds;
 }
 
 PushSim::~PushSim() = default;
@@ -212,6 +213,7 @@ void PushSim::RunJob(const JobActions& a) {
                                             std::to_string(relays_.size()) + " servers");
   }
   uint64_t gen = ++ccm_timer_gen_;
+  if (job_ && !job_->finished() && a.wake_at == proto::kNever) Fail("the job core left itself no wake-up before its end");
   if (a.wake_at != proto::kNever) {
     uint64_t life = ccm_life_;
     At(a.wake_at, [this, gen, life] {
