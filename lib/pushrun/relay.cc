@@ -130,9 +130,12 @@ struct Relay::Impl {
     Run();
   }
 
+  // Runs the core's actions; none once stopping (Stop() has collected the
+  // threads to join, so no new one may start).
   void Run() {
     RelayActions a = std::move(actions);
     actions.Clear();
+    if (stopping) return;
     for (auto& c : a.calls) runner->Start(std::move(c));
     for (uint64_t s : a.stop_fetches) StopFetch(s);
     for (auto& f : a.fetches) StartFetch(f);
@@ -219,6 +222,7 @@ struct Relay::Impl {
   }
 
   void FetchEnded(const push::FetchUpdate& u) {
+    if (stopping) return;
     FetchSlot& slot = fetch_slots[u.serial];
     slot.running = false;
     Event(u);
@@ -242,6 +246,7 @@ struct Relay::Impl {
   }
 
   void ChildEnded(push::ChildDone d) {
+    if (stopping) return;
     if (auto it = child_slots.find(d.id); it != child_slots.end()) {
       d.cancelled = it->second.cancelled_by_core;
       if (it->second.thread.joinable()) it->second.thread.join();
