@@ -780,7 +780,10 @@ Reply RelayCore::OnExpect(Micros now, const Expect& e, RelayActions* out) {
 Reply RelayCore::OnMemberReport(Micros now, const MemberReport& r, RelayActions* out) {
   out->Clear();
   auto it = impl_->transfers.find(r.serial);
-  if (it == impl_->transfers.end()) return Reply{404, EncodeError("no transfer " + std::to_string(r.serial))};
+  if (it == impl_->transfers.end()) {
+    out->wake_at = impl_->NextWake(now);
+    return Reply{404, EncodeError("no transfer " + std::to_string(r.serial))};
+  }
   it->second.results[r.result.name] = r.result;
   impl_->Finish(now, it->second, out);
   return Reply{200, EncodeAck()};

@@ -539,9 +539,15 @@ TEST_F(RelayCoreTest, PromotedMemberStopsReceiving) {
   EXPECT_EQ(Pending(Endpoint::kMemberReport), 0u);
 }
 
-TEST_F(RelayCoreTest, MemberReportForAnUnknownSerialIsRefused) {
+TEST_F(RelayCoreTest, MemberReportForAnUnknownSerialIsRefusedAndKeepsTheTimer) {
+  Fetch(Order({}, true, true));
+  Update(fetches_.back().attempt, true, 100, false);
+  Answer(Endpoint::kNext, 200, "{\"retry_ms\":100}");
+  ASSERT_NE(wake_, proto::kNever);
+  Micros wake = wake_;
   Reply r = core_.OnMemberReport(now_, MemberReport{99, ServerResult{"m", ServerState::kStaged}}, &a_);
   EXPECT_EQ(r.status, 404);
+  EXPECT_EQ(a_.wake_at, wake);  // every event's wake_at replaces the last one
 }
 
 TEST_F(RelayCoreTest, FileHeldFromAnEarlierRunIsServedAndAppliedWithoutFetching) {

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# cm-push relay --config: a flag the user gave wins, a TOML key fills what no
+# flag gave (also listen, cm_apply, cm_mcast), unknown keys and mistyped
+# values are usage errors (exit 2, one line).
+source "$(dirname "$0")/lib.inc"
+port=$((20000 + RANDOM % 20000))
+pid=
+trap '[[ -n $pid ]] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$T"' EXIT
+
+printf 'spool = "%s/spool"\nlisten = "127.0.0.1:1"\nbogus = 1\n' "$T" >unknown.toml
+expect_rc 2 cm-push relay --config unknown.toml
+one_error_line cm-push
+grep -q "bogus: unknown key" err || fail "unknown key not named: $(cat err)"
+
+printf 'spool = "%s/spool"\nmember_wait = "long"\n' "$T" >typed.toml
+expect_rc 2 cm-push relay --config typed.toml
+grep -q "member_wait" err || fail "mistyped key not named: $(cat err)"
+
+# listen from TOML is used when no flag is given ...
+printf 'spool = "%s/spool"\nname = "from-toml"\nlisten = "127.0.0.1:%d"\n' "$T" "$port" >relay.toml
+cm-push relay --config relay.toml -q & pid=$!
+for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$port/v1/status" >status 2>/dev/null && break; sleep 0.1; done
+grep -q '"name":"from-toml"' status || fail "TOML listen/name not used: $(cat status 2>/dev/null)"
+kill -TERM "$pid"; wait "$pid" || fail "relay did not stop cleanly on SIGTERM"
+# ... and a flag wins over it.
+cm-push relay --config relay.toml --listen "127.0.0.1:$((port + 1))" --name from-flag -q & pid=$!
+for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$((port + 1))/v1/status" >status 2>/dev/null && break; sleep 0.1; done
+grep -q '"name":"from-flag"' status || fail "flags did not win over the TOML: $(cat status 2>/dev/null)"
+kill -TERM "$pid"; wait "$pid" || fail "relay did not stop cleanly on SIGTERM"
+pid=
+echo ok
