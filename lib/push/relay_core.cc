@@ -255,17 +255,49 @@ struct RelayCore::Impl {
     }
   }
 
-  void MoveLeader(Transfer& t, const FetchOrder& order, RelayActions* out) {
+  void MoveLeader(Micros now, Transfer& t, const FetchOrder& order, RelayActions* out) {
     LeaderRole& l = t.leader;
     ++l.epoch;
     const bool moved = order.source != l.source;
     l.order = order;
+    if (l.fetch == FetchState::kFailed || l.site.state == SiteState::kReported ||
+        l.site.state == SiteState::kCancelled)
+      return Rerun(now, t, out);
     if (!moved) return;
     l.source = order.source;
     l.source_name = order.source_name;
     if (l.fetch == FetchState::kRunning || l.fetch == FetchState::kAskingSource || l.fetch == FetchState::kPausing) {
       NoteT(out, t, LogNote::Level::kInfo, "new source " + l.source + "; resuming at " + std::to_string(t.held.verified));
       l.fetch = FetchState::kRunning;
+      StartFetch_(t, FetchOwner::kLeader, l.source, out);
+    }
+  }
+
+  // An order for a transfer whose part here is over (reported, or our fetch
+  // gave up): the CCM runs the job again (a rerun after it died, or a retry).
+  // Everything is done again that can change the outcome: the fetch if it
+  // failed, the site phase with every member (those that applied report at
+  // once), and a fresh site report. Our own successful cm-apply and the
+  // members' successes stand (cm-apply is idempotent; doing it again proves
+  // nothing more).
+  void Rerun(Micros now, Transfer& t, RelayActions* out) {
+    LeaderRole& l = t.leader;
+    std::optional<ServerResult> own = l.site.own;
+    if (own && own->state == ServerState::kFailed) own.reset();
+    l.site = Site{};
+    l.site.own = own;
+    for (auto it = t.results.begin(); it != t.results.end();)
+      it = it->second.state == ServerState::kFailed ? t.results.erase(it) : std::next(it);
+    l.source = l.order.source;
+    l.source_name = l.order.source_name;
+    l.serve = l.order.serve ? ServeState::kWaitingForBytes : ServeState::kDone;
+    l.failures = 0;
+    NoteT(out, t, LogNote::Level::kInfo, "ordered again: the site phase runs again");
+    if (t.held.complete) {
+      FetchCompleted(now, t, out);
+    } else {
+      l.fetch = FetchState::kRunning;
+      t.phase = TransferPhase::kFetching;
       StartFetch_(t, FetchOwner::kLeader, l.source, out);
     }
   }
@@ -757,7 +789,7 @@ Reply RelayCore::OnFetchOrder(Micros now, const FetchOrder& order, RelayActions*
   if (!t.leader.active)
     impl_->StartLeader(now, t, order, out);
   else
-    impl_->MoveLeader(t, order, out);
+    impl_->MoveLeader(now, t, order, out);
   impl_->Finish(now, t, out);
   return Reply{200, JsonObject().Bool("ok", true).Uint("verified", t.held.verified).Bool("complete", t.held.complete).Build()};
 }
@@ -823,7 +855,14 @@ void RelayCore::OnChildDone(Micros now, const ChildDone& d, RelayActions* out) {
   }
   Transfer& t = impl_->Get(c->second);
   impl_->children.erase(c);
-  if (d.file_complete) t.held.complete = true;
+  if (d.file_complete) {
+    // A whole, checked file (cm-mcast recv checks it against the session's
+    // hash): its header and chunk table are known too, so a member promoted
+    // to lead this serial can serve it and start its site phase at once.
+    t.held.complete = true;
+    t.held.table_known = true;
+    if (t.member.expect) t.held.size = std::max(t.held.size, t.member.expect->size);
+  }
   Site& s = t.leader.site;
   MemberRole& m = t.member;
   if (d.id == s.mcast) {
