@@ -5,7 +5,6 @@
 #include <chrono>
 #include <cstdio>
 #include <string>
-#include <toml++/toml.h>
 #include <vector>
 
 #include "edge.h"
@@ -15,6 +14,7 @@
 #include "util/file_util.h"
 #include "util/hash.h"
 #include "util/log.h"
+#include "util/toml_flags.h"
 
 namespace {
 
@@ -30,39 +30,6 @@ struct Options {
   bool json = false, members = false, quiet = false;
   int verbose = 0;
 };
-
-Status LoadToml(const std::string& path, Options* o) {
-  toml::table t;
-  try {
-    t = toml::parse_file(path);
-  } catch (const toml::parse_error& e) {
-    return Error(Code::kUsage, path + ": " + std::string(e.description()));
-  }
-  auto str = [&](const char* k, std::string* v) {
-    if (auto x = t[k].value<std::string>(); x && v->empty()) *v = *x;
-  };
-  str("group", &o->group);
-  str("address", &o->address);
-  str("segment", &o->segment);
-  str("name", &o->name);
-  str("location", &o->location);
-  str("timers", &o->timers);
-  str("key_file", &o->key_file);
-  str("ccm", &o->ccm);
-  str("on_elected", &o->on_elected);
-  str("on_demoted", &o->on_demoted);
-  str("on_member_change", &o->on_member_change);
-  str("content_root", &o->content_root);
-  if (auto x = t["replay_window"].value<double>(); x && o->replay_window < 0) o->replay_window = *x;
-  if (auto x = t["priority"].value<int64_t>(); x && o->priority < 0) o->priority = *x;
-  if (auto x = t["id"].value<int64_t>(); x && !o->id) o->id = static_cast<uint64_t>(*x);
-  if (auto x = t["static_leader"].value<int64_t>(); x && !o->static_leader) o->static_leader = static_cast<uint64_t>(*x);
-  if (auto x = t["heartbeat"].value<double>(); x && o->heartbeat == 0) o->heartbeat = *x;
-  if (auto* arr = t["leaders"].as_array(); arr && o->leaders.empty())
-    for (auto& e : *arr)
-      if (auto v = e.value<int64_t>()) o->leaders.push_back(static_cast<uint64_t>(*v));
-  return Status::Ok();
-}
 
 Status LoadKey(const std::string& path, std::optional<leader::GroupKey>* out) {
   if (path.empty()) return Status::Ok();
@@ -98,28 +65,35 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("cm-leader ") + CM_VERSION);
   app.add_flag("-q,--quiet", o.quiet, "Errors only");
   app.add_flag("-v,--verbose", o.verbose, "More messages (repeat for debug)");
+  TomlFlags toml;  // run's keys, bound to the variables its flags write
   CLI::App* run = app.add_subcommand("run", "Take part in the election of the segment");
   run->add_option("--config", o.config, "TOML configuration (flags override it)");
-  run->add_option("--group", o.group, "Control channel ADDR:PORT (multicast)");
-  run->add_option("--address", o.address, "This host's address (default: the route to the group)");
-  run->add_option("--id", o.id, "Unique node id (default: the address as a number)");
-  run->add_option("--priority", o.priority, "Administrative priority 0..255 (0 = never leader; default 100)")
+  // A run flag and its TOML key write the same variable; the flag wins.
+  auto opt = [&](const char* flag, const char* key, auto& var, const char* help) {
+    CLI::Option* op = run->add_option(flag, var, help);
+    toml.Bind(key, &var, op);
+    return op;
+  };
+  opt("--group", "group", o.group, "Control channel ADDR:PORT (multicast)");
+  opt("--address", "address", o.address, "This host's address (default: the route to the group)");
+  opt("--id", "id", o.id, "Unique node id (default: the address as a number)");
+  opt("--priority", "priority", o.priority, "Administrative priority 0..255 (0 = never leader; default 100)")
       ->check(CLI::Range(0, 255));
-  run->add_option("--segment", o.segment, "Segment name for reports");
-  run->add_option("--name", o.name, "This server's name (registration)");
-  run->add_option("--location", o.location, "Location / time zone for reports");
-  run->add_option("--heartbeat", o.heartbeat, "Leader Alive interval in seconds (default 1)");
-  run->add_option("--timers", o.timers, "'default' or 'source' (5 s / 10 s / 10-15 s)");
-  run->add_option("--key-file", o.key_file, "Group key (cm-group-key-v1): authenticate every message");
-  run->add_option("--ccm", o.ccm, "Send segment reports to ADDR:PORT over TCP");
-  run->add_option("--leaders", o.leaders, "Pre-assigned leader ids (only they may lead)");
-  run->add_option("--static-leader", o.static_leader, "Static override: this id leads, no election");
-  run->add_option("--on-elected", o.on_elected, "Command run on becoming leader");
-  run->add_option("--on-demoted", o.on_demoted, "Command run on ceasing to be leader");
-  run->add_option("--on-member-change", o.on_member_change, "Command run when the membership changes");
-  run->add_option("--content-root", o.content_root, "Directory whose free space is measured (default /)");
-  run->add_option("--replay-window", o.replay_window,
-                  "Seconds a keyed message's timestamp may differ from this host's clock (default 10; 0 = off)");
+  opt("--segment", "segment", o.segment, "Segment name for reports");
+  opt("--name", "name", o.name, "This server's name (registration)");
+  opt("--location", "location", o.location, "Location / time zone for reports");
+  opt("--heartbeat", "heartbeat", o.heartbeat, "Leader Alive interval in seconds (default 1)");
+  opt("--timers", "timers", o.timers, "'default' or 'source' (5 s / 10 s / 10-15 s)");
+  opt("--key-file", "key_file", o.key_file, "Group key (cm-group-key-v1): authenticate every message");
+  opt("--ccm", "ccm", o.ccm, "Send segment reports to ADDR:PORT over TCP");
+  opt("--leaders", "leaders", o.leaders, "Pre-assigned leader ids (only they may lead)");
+  opt("--static-leader", "static_leader", o.static_leader, "Static override: this id leads, no election");
+  opt("--on-elected", "on_elected", o.on_elected, "Command run on becoming leader");
+  opt("--on-demoted", "on_demoted", o.on_demoted, "Command run on ceasing to be leader");
+  opt("--on-member-change", "on_member_change", o.on_member_change, "Command run when the membership changes");
+  opt("--content-root", "content_root", o.content_root, "Directory whose free space is measured (default /)");
+  opt("--replay-window", "replay_window", o.replay_window,
+      "Seconds a keyed message's timestamp may differ from this host's clock (default 10; 0 = off)");
   run->add_flag("--json", o.json, "Print state changes as JSON lines on stdout");
   CLI::App* who = app.add_subcommand("who", "Print the current leader (exit 3 if none)");
   who->add_option("--group", o.group, "Control channel ADDR:PORT")->required();
@@ -160,7 +134,7 @@ int main(int argc, char** argv) {
   }
 
   if (!o.config.empty())
-    if (Status st = LoadToml(o.config, &o); !st.ok()) return Fail(st);
+    if (Status st = toml.Apply(o.config); !st.ok()) return Fail(st);
   leader_tool::RunOptions r;
   leader::Config& c = r.cfg;
   if (!proto::ParseAddress(o.group, &c.control) || !c.control.IsMulticast())

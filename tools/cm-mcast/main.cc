@@ -10,7 +10,6 @@
 #include <iostream>
 #include <random>
 #include <sstream>
-#include <toml++/toml.h>
 
 #include "mcast/file_store.h"
 #include "mcast/receiver.h"
@@ -23,6 +22,7 @@
 #include "util/json.h"
 #include "util/log.h"
 #include "util/strings.h"
+#include "util/toml_flags.h"
 
 namespace {
 
@@ -62,34 +62,26 @@ std::optional<uint64_t> ParseRate(std::string s) {
   }
 }
 
+// TOML defaults under the flags of the subcommand given (flags win; a key
+// whose flag that subcommand lacks is always filled).
 Status LoadConfig(Options* o, CLI::App& app, bool explicit_path) {
   if (access(o->config.c_str(), R_OK) != 0)
     return explicit_path ? ErrnoError(o->config, errno) : Status::Ok();
-  toml::table t;
-  try {
-    t = toml::parse_file(o->config);
-  } catch (const toml::parse_error& e) {
-    return Error(Code::kUsage, o->config + ": " + std::string(e.description()));
-  }
-  auto unset = [&](const char* opt) {
-    for (auto* sub : app.get_subcommands())
-      if (auto* op = sub->get_option_no_throw(opt); op && op->count()) return false;
-    return true;
-  };
-  if (auto v = t["group"].value<std::string>(); v && unset("--group")) o->group = *v;
-  if (auto v = t["iface"].value<std::string>(); v && unset("--iface")) o->iface = *v;
-  if (auto v = t["rate"].value<std::string>(); v && unset("--rate")) o->rate = *v;
-  if (auto v = t["id"].value<std::string>(); v && unset("--id")) o->id = *v;
-  if (auto v = t["key"].value<std::string>(); v && unset("--key")) o->key_file = *v;
-  if (auto v = t["quorum"].value<int64_t>(); v && unset("--quorum")) o->quorum = static_cast<int>(*v);
-  if (auto v = t["max_passes"].value<int64_t>(); v && unset("--max-passes")) o->max_passes = static_cast<int>(*v);
-  if (auto v = t["backup_for"].value<std::string>(); v && unset("--backup-for")) o->backup_for = *v;
-  if (auto v = t["exec"].value<std::string>(); v && unset("--exec")) o->exec = *v;
-  if (auto v = t["want"].value<std::string>(); v && unset("--want")) o->want_file = *v;
-  if (auto* arr = t["receivers"].as_array(); arr && unset("--receivers"))
-    for (auto& e : *arr)
-      if (auto s = e.value<std::string>()) o->receivers.push_back(*s);
-  return Status::Ok();
+  CLI::App* sub = app.get_subcommands().empty() ? &app : app.get_subcommands().front();
+  auto flag = [&](const char* name) { return sub->get_option_no_throw(name); };
+  TomlFlags t;
+  t.Bind("group", &o->group, flag("--group"))
+      .Bind("iface", &o->iface, flag("--iface"))
+      .Bind("rate", &o->rate, flag("--rate"))
+      .Bind("id", &o->id, flag("--id"))
+      .Bind("key", &o->key_file, flag("--key"))
+      .Bind("quorum", &o->quorum, flag("--quorum"))
+      .Bind("max_passes", &o->max_passes, flag("--max-passes"))
+      .Bind("backup_for", &o->backup_for, flag("--backup-for"))
+      .Bind("exec", &o->exec, flag("--exec"))
+      .Bind("want", &o->want_file, flag("--want"))
+      .Bind("receivers", &o->receivers, flag("--receivers"));
+  return t.Apply(o->config);
 }
 
 struct Common {
