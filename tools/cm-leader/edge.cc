@@ -280,7 +280,7 @@ int Who(const WhoOptions& o) {
     std::vector<uint64_t> members;
     bool have_members = false;
     std::array<char, 65536> buf{};
-    const leader::GroupKey* key = o.key ? &*o.key : nullptr;
+    const GroupKey* key = o.key ? &*o.key : nullptr;
     while (Now() < deadline) {
       pollfd pfd{s.native_handle(), POLLIN, 0};
       int ms = static_cast<int>(std::max<Micros>(1, (deadline - Now()) / 1000));

@@ -22,7 +22,7 @@ int RunNode(RunOptions o);
 struct WhoOptions {
   proto::Address group;
   std::optional<uint32_t> interface;  // listen on this interface (default: the route to the group)
-  std::optional<leader::GroupKey> key;
+  std::optional<GroupKey> key;
   proto::Micros timeout = 4 * proto::kSeconds;
   bool members = false, json = false;
 };

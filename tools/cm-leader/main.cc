@@ -9,9 +9,9 @@
 
 #include "edge.h"
 #include "leader/timers.h"
-#include <sodium.h>
 #include "util/exit_codes.h"
 #include "util/file_util.h"
+#include "util/group_key.h"
 #include "util/hash.h"
 #include "util/log.h"
 #include "util/toml_flags.h"
@@ -31,20 +31,11 @@ struct Options {
   int verbose = 0;
 };
 
-Status LoadKey(const std::string& path, std::optional<leader::GroupKey>* out) {
+Status LoadKey(const std::string& path, std::optional<GroupKey>* out) {
   if (path.empty()) return Status::Ok();
-  // The cm-group-key-v1 format of lib/pack/keys.h: "cm-group-key-v1 <base64 of 32 bytes>".
-  auto text = ReadFileToString(path);
-  if (!text.ok()) return Error(Code::kUsage, path + ": " + text.status().message());
-  const std::string tag = "cm-group-key-v1 ";
-  std::string body = text->rfind(tag, 0) == 0 ? text->substr(tag.size()) : "";
-  while (!body.empty() && (body.back() == '\n' || body.back() == '\r' || body.back() == ' ')) body.pop_back();
-  leader::GroupKey k{};
-  size_t n = 0;
-  if (body.empty() || sodium_base642bin(k.data(), k.size(), body.data(), body.size(), nullptr, &n, nullptr,
-                                        sodium_base64_VARIANT_ORIGINAL) != 0 || n != k.size())
-    return Error(Code::kUsage, path + ": not a cm-group-key-v1 key file");
-  *out = k;
+  auto k = LoadGroupKey(path);
+  if (!k.ok()) return k.status();
+  *out = *k;
   return Status::Ok();
 }
 

@@ -16,7 +16,7 @@
 #include "mcast/sender.h"
 #include "mcast/server.h"
 #include "net/driver.h"
-#include "pack/keys.h"
+#include "util/group_key.h"
 #include "util/exit_codes.h"
 #include "util/file_util.h"
 #include "util/json.h"
@@ -103,9 +103,9 @@ Result<Common> Resolve(const Options& o) {
   // LAN interface the copies would only cost the sender a receive per frame.
   c.loop = o.loop || (a.ip >> 24) == 127;
   if (!o.key_file.empty()) {
-    auto k = pack::LoadGroupKey(o.key_file);
+    auto k = LoadGroupKey(o.key_file);
     if (!k.ok()) return k.status();
-    c.key = k->bytes;
+    c.key = *k;
   }
   return c;
 }
