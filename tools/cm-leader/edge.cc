@@ -118,18 +118,15 @@ class Node {
   }
 
   void Apply(proto::Effects& fx) {
-    for (const std::string& ev : fx.events) {
-      log::Debug(ev);
-      if (ev.rfind("channel ", 0) == 0) {
-        proto::Address ch;
-        if (proto::ParseAddress(ev.substr(8), &ch) && ch.port == joined_.port) {
-          boost::system::error_code ec;
-          sock_.set_option(asio::ip::multicast::join_group(V4(ch.ip), V4(o_.cfg.self.ip)), ec);
-        }
+    for (const std::string& ev : fx.events) log::Debug(ev);
+    for (const proto::GroupChange& g : fx.groups) {
+      if (g.kind == proto::GroupChange::Kind::kJoin && g.group.port == joined_.port) {
+        boost::system::error_code ec;
+        sock_.set_option(asio::ip::multicast::join_group(V4(g.group.ip), V4(o_.cfg.self.ip)), ec);
       }
     }
     for (const proto::Send& s : fx.sends) {
-      if (s.transport == proto::Transport::kStream) {
+      if (s.transport != proto::Transport::kDatagram) {
         SendStream(s);
       } else {
         boost::system::error_code ec;
