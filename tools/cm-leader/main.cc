@@ -1,13 +1,14 @@
 // cm-leader: group-leader election, membership and reports for one LAN
 // segment. Options and configuration only: the protocol is in lib/leader,
-// the sockets in edge.cc.
+// its run on the sockets in lib/leaderrun.
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
 #include <string>
 #include <vector>
 
-#include "edge.h"
+#include "leaderrun/run.h"
+#include "net/route.h"
 #include "leader/timers.h"
 #include "util/exit_codes.h"
 #include "util/file_util.h"
@@ -107,9 +108,13 @@ int main(int argc, char** argv) {
   log::Init("cm-leader", o.quiet ? 0 : 1 + o.verbose);
   InitCrypto();
 
-  if (sink->parsed()) return leader_tool::ReportSink(o.listen);
+  if (sink->parsed()) {
+    proto::Address a;
+    if (!proto::ParseAddress(o.listen, &a)) return Fail(Error(Code::kUsage, "report-sink: bad --listen address: " + o.listen));
+    return ExitCodeFor(leaderrun::ReportSink(a));
+  }
   if (who->parsed()) {
-    leader_tool::WhoOptions w;
+    leaderrun::WhoOptions w;
     if (!proto::ParseAddress(o.group, &w.group) || !w.group.IsMulticast())
       return Fail(Error(Code::kUsage, "--group must be a multicast ADDR:PORT"));
     if (Status st = LoadKey(o.key_file, &w.key); !st.ok()) return Fail(st);
@@ -121,19 +126,19 @@ int main(int argc, char** argv) {
     if (o.timeout > 0) w.timeout = static_cast<proto::Micros>(o.timeout * 1e6);
     w.members = o.members;
     w.json = o.json;
-    return leader_tool::Who(w);
+    return ExitCodeFor(leaderrun::Who(w));
   }
 
   if (!o.config.empty())
     if (Status st = toml.Apply(o.config); !st.ok()) return Fail(st);
-  leader_tool::RunOptions r;
+  leaderrun::NodeOptions r;
   leader::Config& c = r.cfg;
   if (!proto::ParseAddress(o.group, &c.control) || !c.control.IsMulticast())
     return Fail(Error(Code::kUsage, "group must be a multicast ADDR:PORT (--group or group = in the config)"));
   if (!o.address.empty()) {
     if (!proto::ParseAddress(o.address + ":" + std::to_string(c.control.port), &c.self))
       return Fail(Error(Code::kUsage, "bad --address: " + o.address));
-  } else if (auto a = leader_tool::LocalAddressFor(c.control)) {
+  } else if (auto a = net::LocalAddressFor(c.control)) {
     c.self = *a;
   } else {
     return Fail(Error(Code::kUsage, "cannot find this host's address; give --address"));
@@ -151,12 +156,8 @@ int main(int argc, char** argv) {
     return Fail(Error(Code::kUsage, "--timers must be 'default' or 'source'"));
   }
   if (Status st = LoadKey(o.key_file, &c.key); !st.ok()) return Fail(st);
-  // The core runs on the steady clock (edge.cc); auth counters are wall-clock
-  // timestamps, so it is told the offset between the two.
   using std::chrono::duration_cast, std::chrono::microseconds;
   const int64_t wall = duration_cast<microseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-  const int64_t steady = duration_cast<microseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
-  c.wall_offset = wall - steady;
   if (o.replay_window >= 0) c.replay_window = static_cast<proto::Micros>(o.replay_window * 1e6);
   c.rng_seed = static_cast<uint64_t>(wall) ^ (c.id * 0x9e3779b97f4a7c15ull);
   if (!o.ccm.empty()) {
@@ -171,5 +172,5 @@ int main(int argc, char** argv) {
   r.on_member_change = o.on_member_change;
   if (!o.content_root.empty()) r.content_root = o.content_root;
   r.json = o.json;
-  return leader_tool::RunNode(std::move(r));
+  return ExitCodeFor(leaderrun::RunNode(std::move(r)));
 }
