@@ -25,18 +25,6 @@ bool GetU32Varint(ByteReader* r, uint32_t* v) {
 
 }  // namespace
 
-const char* MsgTypeName(MsgType t) {
-  switch (t) {
-    case MsgType::kAlive: return "alive";
-    case MsgType::kClaim: return "claim";
-    case MsgType::kResign: return "resign";
-    case MsgType::kRegister: return "register";
-    case MsgType::kMembers: return "members";
-    case MsgType::kMove: return "move";
-  }
-  return "?";
-}
-
 std::string Encode(const Message& m, const GroupKey* key, uint64_t counter) {
   std::string out;
   ByteWriter w(&out);

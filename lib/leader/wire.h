@@ -32,7 +32,6 @@ enum class MsgType : uint8_t {
   kMembers = 5,   // the leader's member list
   kMove = 6,      // the leader moves the group to another control channel
 };
-const char* MsgTypeName(MsgType t);
 
 // Fields common to every message: who sends, the epoch it knows, its priority.
 struct Message {
