@@ -7,11 +7,10 @@
 #include <string>
 #include <vector>
 
+#include "leader/timers.h"
 #include "leaderrun/run.h"
 #include "net/route.h"
-#include "leader/timers.h"
 #include "util/exit_codes.h"
-#include "util/file_util.h"
 #include "util/group_key.h"
 #include "util/hash.h"
 #include "util/log.h"
