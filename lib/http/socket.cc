@@ -176,11 +176,6 @@ Result<size_t> Socket::ReadSome(char* buf, size_t n, Clock::time_point deadline,
   }
 }
 
-size_t Socket::WriteNow(std::string_view data) {
-  ssize_t r = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-  return r > 0 ? static_cast<size_t>(r) : 0;
-}
-
 Status Socket::WriteAll(std::string_view data, Clock::time_point deadline, const Interrupt& intr) {
   while (!data.empty()) {
     if (intr.cancel && intr.cancel->load(std::memory_order_relaxed)) return Error(Code::kFailure, "cancelled");

@@ -69,8 +69,6 @@ class Socket {
   Result<size_t> ReadSome(char* buf, size_t n, Clock::time_point deadline, const Interrupt& intr = {});
   // Writes all of data (never raises SIGPIPE); the deadline bounds the whole.
   Status WriteAll(std::string_view data, Clock::time_point deadline, const Interrupt& intr = {});
-  // Writes what fits without waiting; returns how much was written.
-  size_t WriteNow(std::string_view data);
 
   // shutdown(2) in both directions: blocked or later operations on this
   // socket (from any thread) fail or see end of stream; the descriptor stays

@@ -215,6 +215,7 @@ void Election::OnDatagram(Micros now, const proto::Address& from, std::string_vi
     case MsgType::kMove:
       if (state_ == State::kKnown && m.sender == leader_ && m.channel.IsMulticast() && m.channel != control_) {
         control_ = m.channel;
+        out->groups.push_back({proto::GroupChange::Kind::kJoin, control_});
         out->events.push_back("channel " + control_.ToString());
       }
       break;
@@ -451,6 +452,7 @@ void Election::SendAlive(Micros now, proto::Effects* out) {
     Send(mv, out);
     if (move_repeats_ == 0) {
       control_ = move_to_;
+      out->groups.push_back({proto::GroupChange::Kind::kJoin, control_});
       out->events.push_back("channel " + control_.ToString());
     }
   }
@@ -566,7 +568,7 @@ void Election::Tick(Micros now, proto::Effects* out) {
       }
       if (now >= report_at_) {
         report_at_ = kNever;
-        out->sends.push_back({*cfg_.ccm, ReportJson() + "\n", proto::Transport::kStream});
+        out->sends.push_back({*cfg_.ccm, ReportJson() + "\n", proto::Transport::kReport});
       }
       break;
   }

@@ -98,7 +98,6 @@ class Election {
   proto::Address control() const { return control_; }
   // The member ids: the leader's list, or the last list a member heard.
   std::vector<uint64_t> members() const;
-  const std::map<uint64_t, Member>& member_table() const { return table_; }
   bool registered() const { return registered_; }
   // The report the leader sends to the CCM (one JSON line).
   std::string ReportJson() const;

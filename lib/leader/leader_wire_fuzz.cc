@@ -10,7 +10,7 @@
 
 int CmFuzzLeaderWire(const uint8_t* data, size_t size) {
   std::string_view bytes(reinterpret_cast<const char*>(data), size);
-  cm::leader::GroupKey key{};
+  cm::GroupKey key{};
   key[0] = 7;
   (void)cm::leader::Decode(bytes, &key);
   auto d = cm::leader::Decode(bytes);

@@ -1,7 +1,5 @@
 #include "leader/wire.h"
 
-#include <sodium.h>
-
 #include <algorithm>
 
 #include "util/byte_io.h"
@@ -10,11 +8,6 @@ namespace cm::leader {
 namespace {
 
 constexpr uint8_t kFlagAuth = 1;
-
-void Mac(std::string_view data, const GroupKey& key, uint8_t out[kMacSize]) {
-  crypto_generichash(out, kMacSize, reinterpret_cast<const unsigned char*>(data.data()), data.size(), key.data(),
-                     key.size());
-}
 
 void PutAddr(ByteWriter* w, const proto::Address& a) {
   w->U32(a.ip);
@@ -31,18 +24,6 @@ bool GetU32Varint(ByteReader* r, uint32_t* v) {
 }
 
 }  // namespace
-
-const char* MsgTypeName(MsgType t) {
-  switch (t) {
-    case MsgType::kAlive: return "alive";
-    case MsgType::kClaim: return "claim";
-    case MsgType::kResign: return "resign";
-    case MsgType::kRegister: return "register";
-    case MsgType::kMembers: return "members";
-    case MsgType::kMove: return "move";
-  }
-  return "?";
-}
 
 std::string Encode(const Message& m, const GroupKey* key, uint64_t counter) {
   std::string out;
@@ -84,9 +65,8 @@ std::string Encode(const Message& m, const GroupKey* key, uint64_t counter) {
   }
   if (key) {
     w.U64(counter);
-    uint8_t mac[kMacSize];
-    Mac(out, *key, mac);
-    w.Bytes(mac, kMacSize);
+    Mac mac = ComputeMac(*key, out);
+    w.Bytes(mac.data(), mac.size());
   }
   return out;
 }
@@ -135,9 +115,8 @@ std::optional<Decoded> Decode(std::string_view bytes, const GroupKey* key) {
     std::string_view mac;
     if (!r.View(kMacSize, &mac)) return std::nullopt;
     if (key) {
-      uint8_t want[kMacSize];
-      Mac(bytes.substr(0, signed_len + 8), *key, want);
-      if (sodium_memcmp(want, mac.data(), kMacSize) != 0) return std::nullopt;
+      if (!MacMatches(*key, bytes.substr(0, signed_len + 8), reinterpret_cast<const uint8_t*>(mac.data())))
+        return std::nullopt;
       d.authenticated = true;
     }
   } else if (key) {

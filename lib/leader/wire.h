@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "proto/core.h"
+#include "util/group_key.h"  // GroupKey, the MAC (keyed BLAKE2b-128)
 
 namespace cm::leader {
 
@@ -22,7 +23,6 @@ constexpr uint8_t kWireVersion = 2;     // sent
 constexpr uint8_t kWireVersionMin = 1;  // oldest parsed (no beat)
 constexpr size_t kMaxMembersOnWire = 4096;
 constexpr size_t kMaxNameLen = 255;
-constexpr size_t kMacSize = 16;  // keyed BLAKE2b, truncated
 
 enum class MsgType : uint8_t {
   kAlive = 1,     // Leader Alive (LA): the leader's heartbeat
@@ -32,7 +32,6 @@ enum class MsgType : uint8_t {
   kMembers = 5,   // the leader's member list
   kMove = 6,      // the leader moves the group to another control channel
 };
-const char* MsgTypeName(MsgType t);
 
 // Fields common to every message: who sends, the epoch it knows, its priority.
 struct Message {
@@ -60,8 +59,6 @@ struct Message {
   proto::Address channel;
   bool operator==(const Message&) const = default;
 };
-
-using GroupKey = std::array<uint8_t, 32>;
 
 // Encodes a message; with a key, appends counter u64 + MAC over everything before.
 std::string Encode(const Message& m, const GroupKey* key = nullptr, uint64_t counter = 0);

@@ -13,6 +13,7 @@
 // the input parsed.
 int CmFuzzMcastWire(const uint8_t* data, size_t size) {
   using namespace cm::mcast;
+  using cm::GroupKey;
   std::string_view in(reinterpret_cast<const char*>(data), size);
   GroupKey key{};
   int parsed = 0;

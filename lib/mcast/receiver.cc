@@ -128,10 +128,12 @@ void Receiver::CheckWants(Micros now, proto::Effects* out) {
 
 void Receiver::OnTimer(Micros now, proto::Effects* out) { Pump(now, out); }
 
-void Receiver::End(Micros now, Session& s, RecvState st, const std::string& reason, proto::Effects* out) {
+void Receiver::End(Micros now, Session& s, RecvState st, const std::string& reason, proto::Effects* out,
+                   cm::Code error) {
   if (s.result.state != RecvState::kIncomplete) return;
   s.result.state = st;
   s.result.reason = reason;
+  s.result.error = st == RecvState::kFailed ? error : cm::Code::kOk;
   s.ended_at = now;
   s.blocks.clear();
   s.blocks.shrink_to_fit();
@@ -146,7 +148,7 @@ void Receiver::Complete(Micros now, Session& s, proto::Effects* out) {
   if (!s.hash_known) return;  // every block is here; the hash comes with a later announcement
   Status st = s.sink ? s.sink->Commit(s.a.hash) : Error(Code::kIo, "no sink");
   if (!st.ok())
-    End(now, s, RecvState::kFailed, st.code() == Code::kCorrupt ? "hash mismatch" : st.ToString(), out);
+    End(now, s, RecvState::kFailed, st.code() == cm::Code::kCorrupt ? "hash mismatch" : st.ToString(), out, st.code());
   else
     End(now, s, RecvState::kComplete, "", out);
 }
@@ -311,7 +313,7 @@ void Receiver::OnAnnounce(Micros now, const proto::Address& from, const Message&
     }
   }
   auto sink = store_->Create(a.name, m.session, a.size);
-  if (!sink.ok()) return End(now, ref, RecvState::kFailed, sink.status().ToString(), out);
+  if (!sink.ok()) return End(now, ref, RecvState::kFailed, sink.status().ToString(), out, sink.status().code());
   ref.sink = std::move(*sink);
   ref.blocks.resize(ref.geo.blocks());
   if (ref.blocks.empty()) return Complete(now, ref, out);
@@ -390,7 +392,7 @@ void Receiver::OnData(Micros now, const proto::Address& from, const Message& m, 
   uint64_t off = s.geo.FrameOffset(d.block, 0);
   size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), s.a.size - off));
   Status st = s.sink->Write(off, reinterpret_cast<const uint8_t*>(buf.data()), n);
-  if (!st.ok()) return End(now, s, RecvState::kFailed, st.ToString(), out);
+  if (!st.ok()) return End(now, s, RecvState::kFailed, st.ToString(), out, st.code());
   bl.done = true;
   bl.esis.clear();
   bl.esis.shrink_to_fit();

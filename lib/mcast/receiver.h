@@ -53,7 +53,8 @@ struct SessionResult {
   Hash256 hash{};
   uint64_t size = 0;
   RecvState state = RecvState::kIncomplete;
-  std::string reason;
+  std::string reason;           // for people; decide on `error`
+  Code error = Code::kOk;       // kFailed: kCorrupt for a hash mismatch, kIo, ... (kFailure otherwise)
   bool already_had = false;
   uint64_t unicast_frames = 0;
   uint64_t resumed_bytes = 0;  // taken from an earlier, interrupted session's partial file
@@ -92,7 +93,9 @@ class Receiver {
   void Complete(Micros now, Session& s, proto::Effects* out);
   void OnHashKnown(Micros now, Session& s, proto::Effects* out);
   void CheckWants(Micros now, proto::Effects* out);
-  void End(Micros now, Session& s, RecvState st, const std::string& reason, proto::Effects* out);
+  // error: why a failed session failed (kFailure when no Status said more).
+  void End(Micros now, Session& s, RecvState st, const std::string& reason, proto::Effects* out,
+           cm::Code error = cm::Code::kFailure);
   const RsCode& Code(int k);
   Micros Jitter(Micros period);
 

@@ -105,7 +105,7 @@ bool Sender::Prepare(Micros now, proto::Effects* out) {
   if (Avail() < need) return false;
   std::string prefix(need, '\0');
   if (need && !source_->Read(0, need, reinterpret_cast<uint8_t*>(prefix.data())).ok()) {
-    out->events.push_back("error: cannot read the object");
+    out->alerts.push_back("error: cannot read the object");
     Finish(now, Outcome::kFailed, out);
     return false;
   }
@@ -162,13 +162,13 @@ void Sender::RefreshSource(Micros now, proto::Effects* out) {
                         std::to_string(cfg_.size) + " bytes for " +
                         std::to_string(cfg_.stall_timeout / proto::kSeconds) + " s";
       FailIncomplete("the source " + why, out);
-      out->events.push_back("error: " + why);
+      out->alerts.push_back("error: " + why);
       return Finish(now, Outcome::kFailed, out);
     }
   }
   if (!hash_) {
     if (Status e = source_->Fault(); !e.ok() && outcome_ == Outcome::kRunning) {
-      out->events.push_back("error: " + e.message());
+      out->alerts.push_back("error: " + e.message());
       return Finish(now, Outcome::kFailed, out);
     }
     hash_ = source_->Hash();
@@ -361,7 +361,7 @@ bool Sender::SendOneFrame(Micros now, proto::Effects* out) {
       }
       data_block_ = UINT32_MAX;
       if (!LoadBlock(b, &data_buf_)) {
-        out->events.push_back("error: cannot read the object");
+        out->alerts.push_back("error: cannot read the object");
         Finish(now, Outcome::kFailed, out);
         return false;
       }
@@ -621,7 +621,7 @@ void Sender::OnStatus(Micros now, const proto::Address& from, const Message& msg
     if (now - primary_heard_ < cfg_.primary_timeout) {
       if (now - last_alert_ > proto::kSeconds) {
         last_alert_ = now;
-        out->events.push_back("alert: NACK from " + s.id + " while primary " + cfg_.backup_for + " is alive");
+        out->alerts.push_back("alert: NACK from " + s.id + " while primary " + cfg_.backup_for + " is alive");
       }
       Message a = Base(Type::kAnswer);
       a.answer.code = AnswerCode::kWait;
@@ -744,7 +744,7 @@ void Sender::OnDatagram(Micros now, const proto::Address& from, std::string_view
         primary_heard_ = now;
         probe_deadline_ = kNever;
         if (probe_for_nack_)
-          out->events.push_back("alert: receivers miss answers but primary " + cfg_.backup_for + " is alive");
+          out->alerts.push_back("alert: receivers miss answers but primary " + cfg_.backup_for + " is alive");
       }
       break;
     case Type::kAnnounce:
@@ -786,7 +786,7 @@ void Sender::Pump(Micros now, proto::Effects* out) {
         if (now - last_progress_ > cfg_.stall_timeout) {
           std::string why = "no bytes of " + cfg_.name + " for " + std::to_string(cfg_.stall_timeout / proto::kSeconds) + " s";
           FailIncomplete(why, out);
-          out->events.push_back("error: " + why);
+          out->alerts.push_back("error: " + why);
           Finish(now, Outcome::kFailed, out);
           return Pump(now, out);
         }

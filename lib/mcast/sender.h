@@ -129,7 +129,6 @@ class Sender {
   };
 
   void Pump(Micros now, proto::Effects* out);
-  void PumpActive(Micros now, proto::Effects* out);
   bool Prepare(Micros now, proto::Effects* out);  // session id from the first bytes; false: not yet
   void BeginSession(Micros now, proto::Effects* out);
   void RefreshSource(Micros now, proto::Effects* out);

@@ -88,11 +88,6 @@ struct Geometry {
     return static_cast<uint32_t>(left < k ? left : k);
   }
   uint64_t FrameOffset(uint32_t b, uint32_t esi) const { return (static_cast<uint64_t>(b) * k + esi) * frame_size; }
-  // Real bytes in data frame (b, esi): frame_size except for the file's last frame.
-  size_t FrameBytes(uint32_t b, uint32_t esi) const {
-    uint64_t off = FrameOffset(b, esi);
-    return static_cast<size_t>(size - off < frame_size ? size - off : frame_size);
-  }
 };
 
 }  // namespace cm::mcast

@@ -1,17 +1,11 @@
 #include "mcast/wire.h"
 
-#include <sodium.h>
-
 #include <cstring>
 
 #include "util/byte_io.h"
 
 namespace cm::mcast {
 namespace {
-
-void Tag(std::string_view bytes, const GroupKey& key, uint8_t out[crypto_auth_BYTES]) {
-  crypto_auth(out, reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), key.data());
-}
 
 void EncodeBody(const Message& m, ByteWriter* w) {
   switch (m.type) {
@@ -213,9 +207,8 @@ std::string Encode(const Message& m, const GroupKey* key) {
   w.U32(m.session);
   EncodeBody(m, &w);
   if (key) {
-    uint8_t tag[crypto_auth_BYTES];
-    Tag(out, *key, tag);
-    w.Bytes(tag, kTagSize);
+    Mac tag = ComputeMac(*key, out);
+    w.Bytes(tag.data(), kTagSize);
   }
   return out;
 }
@@ -233,9 +226,8 @@ ParseResult Parse(std::string_view bytes, const GroupKey* key, Message* m) {
   if (key) {
     if (bytes.size() < kHeaderSize + kTagSize) return ParseResult::kBad;
     std::string_view signed_part = bytes.substr(0, bytes.size() - kTagSize);
-    uint8_t tag[crypto_auth_BYTES];
-    Tag(signed_part, *key, tag);
-    if (sodium_memcmp(tag, bytes.data() + signed_part.size(), kTagSize) != 0) return ParseResult::kUnauthenticated;
+    if (!MacMatches(*key, signed_part, reinterpret_cast<const uint8_t*>(bytes.data()) + signed_part.size()))
+      return ParseResult::kUnauthenticated;
     r = ByteReader(signed_part);
     r.Skip(kHeaderSize);
   }

@@ -1,7 +1,8 @@
-// cm-mcast wire format v2 (docs/protocol/mcast.md). Pure encode/decode: every
+// cm-mcast wire format v3 (docs/protocol/mcast.md). Pure encode/decode: every
 // datagram is a 9-byte header, a body by type, and with a group key a 16-byte
-// tag (HMAC-SHA-512-256, truncated) over everything before it. Parse() is
-// total: it never reads past its input nor allocates from an unchecked length.
+// tag (the group MAC of util/group_key.h: keyed BLAKE2b-128) over everything
+// before it. Parse() is total: it never reads past its input nor allocates
+// from an unchecked length.
 #pragma once
 
 #include <array>
@@ -11,14 +12,17 @@
 #include <string_view>
 #include <vector>
 
+#include "util/group_key.h"  // GroupKey, the MAC
 #include "util/hash.h"
 
 namespace cm::mcast {
 
 constexpr uint16_t kMagic = 0x4d43;  // "CM" little-endian
-constexpr uint8_t kVersion = 2;  // 2: late hash in announce, want (type 9), session id from the prefix
+// 2: late hash in announce, want (type 9), session id from the prefix;
+// 3: the tag is the group MAC (keyed BLAKE2b-128) instead of HMAC-SHA-512-256.
+constexpr uint8_t kVersion = 3;
 constexpr size_t kHeaderSize = 9;
-constexpr size_t kTagSize = 16;
+constexpr size_t kTagSize = kMacSize;
 constexpr size_t kDataHeaderSize = kHeaderSize + 8;  // + block, esi, pass, len
 constexpr size_t kMaxDatagram = 1472;                // 1500-byte MTU minus IP/UDP
 constexpr size_t kMaxIdLen = 64;
@@ -143,9 +147,6 @@ struct Message {
   Probe probe;  // kProbe and kProbeReply
   Want want;
 };
-
-// 32-byte group key; empty optional = no authentication.
-using GroupKey = std::array<uint8_t, 32>;
 
 // Encodes m (type, flags, session and the body for m.type). With a key the
 // tag flag is set and the tag appended.

@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <boost/asio.hpp>
 #include <chrono>
 #include <cstring>
@@ -36,6 +37,13 @@ struct OutStream {
   bool connecting = false, connected = false, writing = false, broken = false;
 };
 
+// One joined multicast group: its own socket, bound to the group's address.
+struct GroupSock {
+  explicit GroupSock(asio::io_context& io) : sock(io) {}
+  udp::socket sock;
+  proto::Address group;
+};
+
 // One accepted TCP connection being read.
 struct InStream {
   explicit InStream(asio::io_context& io) : sock(io) {}
@@ -45,12 +53,33 @@ struct InStream {
   std::string body;
 };
 
+
+int ReadSysctl(const char* path) {
+  std::ifstream f(path);
+  long v = 0;
+  f >> v;
+  return static_cast<int>(v);
+}
+
+void SizeBuffer(int fd, int opt, int force_opt, int want, const char* sysctl, std::vector<std::string>* warnings) {
+  // Root may exceed rmem_max/wmem_max; others get what the cap allows.
+  if (setsockopt(fd, SOL_SOCKET, force_opt, &want, sizeof want) != 0) setsockopt(fd, SOL_SOCKET, opt, &want, sizeof want);
+  int got = 0;
+  socklen_t len = sizeof got;
+  getsockopt(fd, SOL_SOCKET, opt, &got, &len);
+  if (got / 2 < want / 2 && opt == SO_RCVBUF) {  // the kernel reports double what it grants
+    warnings->push_back("receive buffer capped at " + std::to_string(got / 2) + " bytes by " + sysctl + " (" +
+                        std::to_string(ReadSysctl(sysctl)) + "); losses under load are likelier: sysctl -w " +
+                        std::string(sysctl + 10) + "=" + std::to_string(want));
+  }
+}
+
 }  // namespace
 
 struct Driver::Impl {
   DriverConfig cfg;
   asio::io_context io;
-  udp::socket group_sock{io};
+  std::vector<std::shared_ptr<GroupSock>> groups;
   udp::socket uni_sock{io};
   tcp::acceptor acceptor{io};
   asio::steady_timer timer{io};
@@ -62,12 +91,10 @@ struct Driver::Impl {
   std::map<proto::Address, std::shared_ptr<OutStream>> out_streams;
   // Run state.
   CoreHandle* core = nullptr;
-  std::function<bool()> done;
-  std::function<void(const proto::Effects&)> after;
-  std::function<void()> tick;
+  RunHooks hooks;
   proto::Effects fx;
-  proto::Micros epoch = 0;
-  Status result;
+  proto::Micros epoch = 0;  // set by Open: the core's clock runs across Runs
+  RunEnd result = RunEnd::kDone;
   bool stopping = false;
   std::array<char, 65536> ubuf;
   udp::endpoint ufrom;
@@ -86,20 +113,23 @@ struct Driver::Impl {
   proto::Micros Now() const { return MonotonicMicros() - epoch; }
 
   void Apply() {
+    for (const proto::GroupChange& g : fx.groups) ChangeGroup(g);
     for (proto::Send& s : fx.sends) {
       if (s.transport == proto::Transport::kStream) {
         FlushDatagrams();
         SendStream(s);
+      } else if (s.transport == proto::Transport::kReport) {
+        SendReport(s);
       } else {
         dgrams.push_back(&s);
         if (dgrams.size() == kBatch) FlushDatagrams();
       }
     }
     FlushDatagrams();
-    if (after) after(fx);
+    if (hooks.after) hooks.after(fx);
     proto::Micros wake = fx.wake_at;
     fx.Clear();
-    if (done && done()) return Stop(Status::Ok());
+    if (hooks.done && hooks.done()) return Stop(RunEnd::kDone);
     // Re-arming a timer costs a cancelled handler and a timerfd update; per
     // datagram that is most of a receiver's work, so only when it moved.
     if (wake == armed_at) return;
@@ -118,11 +148,47 @@ struct Driver::Impl {
     });
   }
 
-  void Stop(Status st) {
+  void Stop(RunEnd end) {
     if (stopping) return;
     stopping = true;
-    result = std::move(st);
+    result = end;
     io.stop();
+  }
+
+  // Opens, binds and joins one group's socket; SO_REUSEADDR so several
+  // processes on one host can share the group.
+  boost::system::error_code OpenGroup(proto::Address group, std::shared_ptr<GroupSock>* out) {
+    boost::system::error_code ec;
+    auto g = std::make_shared<GroupSock>(io);
+    g->group = group;
+    g->sock.open(udp::v4(), ec);
+    if (!ec) g->sock.set_option(udp::socket::reuse_address(true), ec);
+    if (!ec) g->sock.bind(udp::endpoint(V4(group.ip), group.port), ec);
+    if (!ec) g->sock.set_option(asio::ip::multicast::join_group(V4(group.ip), V4(cfg.iface)), ec);
+    if (ec) return ec;
+    SizeBuffer(g->sock.native_handle(), SO_RCVBUF, SO_RCVBUFFORCE, cfg.rcvbuf, "/proc/sys/net/core/rmem_max",
+               &warnings);
+    *out = std::move(g);
+    return ec;
+  }
+
+  void ChangeGroup(const proto::GroupChange& c) {
+    auto it = std::find_if(groups.begin(), groups.end(), [&](const auto& g) { return g->group == c.group; });
+    if (c.kind == proto::GroupChange::Kind::kLeave) {
+      if (it == groups.end()) return;
+      boost::system::error_code ec;
+      (*it)->sock.close(ec);  // a pending wait ends with operation_aborted
+      groups.erase(it);
+      return;
+    }
+    if (it != groups.end() || !c.group.IsMulticast()) return;
+    std::shared_ptr<GroupSock> g;
+    if (OpenGroup(c.group, &g)) {
+      ++stats.group_errors;
+      return;
+    }
+    groups.push_back(g);
+    ReadGroup(g);
   }
 
   // Sends the queued datagrams with sendmmsg, waiting for buffer space like
@@ -203,30 +269,28 @@ struct Driver::Impl {
                       });
   }
 
-  void ReadGroup() {
-    group_sock.async_wait(udp::socket::wait_read, [this](const boost::system::error_code& ec) {
-      if (ec == asio::error::operation_aborted || stopping) return;
-      if (ec || stopping) return;
-      DrainGroup();
+  void ReadGroup(const std::shared_ptr<GroupSock>& g) {
+    g->sock.async_wait(udp::socket::wait_read, [this, g](const boost::system::error_code& ec) {
+      if (ec || stopping || !g->sock.is_open()) return;
+      DrainGroup(g);
     });
   }
 
   // Reads up to 4 batches, then yields to the other handlers (timers, the
   // unicast socket). asio's epoll is edge-triggered: when datagrams may be
   // left, come back through post() instead of waiting for a new edge.
-  void DrainGroup() {
-    bool more = DrainBatches();
-    if (stopping) return;
+  void DrainGroup(const std::shared_ptr<GroupSock>& g) {
+    bool more = DrainBatches(g->sock.native_handle());
+    if (stopping || !g->sock.is_open()) return;  // left during the batch
     if (more)
-      asio::post(io, [this] {
-        if (!stopping) DrainGroup();
+      asio::post(io, [this, g] {
+        if (!stopping && g->sock.is_open()) DrainGroup(g);
       });
     else
-      ReadGroup();
+      ReadGroup(g);
   }
 
-  bool DrainBatches() {
-    int fd = group_sock.native_handle();
+  bool DrainBatches(int fd) {
     for (int round = 0; round < 4; ++round) {
       if (stopping) return false;
       for (int i = 0; i < kBatch; ++i) {
@@ -251,10 +315,35 @@ struct Driver::Impl {
       }
       // Only after the core ran: fx.wake_at is its answer (an empty fx would
       // read as "no wake-up" and cancel the timer).
-      if (delivered) Apply();
-      if (r < kBatch) return false;
+      if (delivered) Apply();  // may leave this very group: the caller checks
+      if (r < kBatch || !IsGroupFd(fd)) return false;
     }
     return true;
+  }
+
+  bool IsGroupFd(int fd) const {
+    for (const auto& g : groups)
+      if (g->sock.is_open() && g->sock.native_handle() == fd) return true;
+    return false;
+  }
+
+  // One connection per report: connect, write, close (the reader reads to EOF).
+  void SendReport(const proto::Send& s) {
+    auto sock = std::make_shared<tcp::socket>(io);
+    auto data = std::make_shared<std::string>(s.bytes);
+    ++stats.reports_out;
+    sock->async_connect(tcp::endpoint(V4(s.to.ip), s.to.port), [this, sock, data](const boost::system::error_code& ec) {
+      if (ec) {
+        ++stats.report_errors;
+        return;
+      }
+      asio::async_write(*sock, asio::buffer(*data), [this, sock, data](const boost::system::error_code& ec2, size_t) {
+        if (ec2) ++stats.report_errors;
+        boost::system::error_code ignored;
+        sock->shutdown(tcp::socket::shutdown_both, ignored);
+        sock->close(ignored);
+      });
+    });
   }
 
   void ReadUnicast() {
@@ -308,8 +397,9 @@ struct Driver::Impl {
     ticker.expires_after(std::chrono::milliseconds(200));
     ticker.async_wait([this](const boost::system::error_code& ec) {
       if (ec || stopping) return;
-      if (tick) tick();
-      if (done && done()) return Stop(Status::Ok());
+      if (hooks.tick) hooks.tick();
+      if (stopping) return;
+      if (hooks.done && hooks.done()) return Stop(RunEnd::kDone);
       Tick();
     });
   }
@@ -320,6 +410,7 @@ Driver::~Driver() = default;
 proto::Address Driver::local() const { return impl_->local; }
 const std::vector<std::string>& Driver::warnings() const { return impl_->warnings; }
 const DriverStats& Driver::stats() const { return impl_->stats; }
+proto::Micros Driver::now() const { return impl_->Now(); }
 
 void Driver::Call(const std::function<void(proto::Micros now, proto::Effects* out)>& f) {
   Impl& d = *impl_;
@@ -328,29 +419,6 @@ void Driver::Call(const std::function<void(proto::Micros now, proto::Effects* ou
   d.Apply();
 }
 
-namespace {
-
-int ReadSysctl(const char* path) {
-  std::ifstream f(path);
-  long v = 0;
-  f >> v;
-  return static_cast<int>(v);
-}
-
-void SizeBuffer(int fd, int opt, int force_opt, int want, const char* sysctl, std::vector<std::string>* warnings) {
-  // Root may exceed rmem_max/wmem_max; others get what the cap allows.
-  if (setsockopt(fd, SOL_SOCKET, force_opt, &want, sizeof want) != 0) setsockopt(fd, SOL_SOCKET, opt, &want, sizeof want);
-  int got = 0;
-  socklen_t len = sizeof got;
-  getsockopt(fd, SOL_SOCKET, opt, &got, &len);
-  if (got / 2 < want / 2 && opt == SO_RCVBUF) {  // the kernel reports double what it grants
-    warnings->push_back("receive buffer capped at " + std::to_string(got / 2) + " bytes by " + sysctl + " (" +
-                        std::to_string(ReadSysctl(sysctl)) + "); losses under load are likelier: sysctl -w " +
-                        std::string(sysctl + 10) + "=" + std::to_string(want));
-  }
-}
-
-}  // namespace
 
 Result<std::unique_ptr<Driver>> Driver::Open(const DriverConfig& cfg) {
   auto impl = std::make_unique<Impl>();
@@ -386,36 +454,31 @@ Result<std::unique_ptr<Driver>> Driver::Open(const DriverConfig& cfg) {
   SizeBuffer(us.native_handle(), SO_RCVBUF, SO_RCVBUFFORCE, cfg.rcvbuf / 4, "/proc/sys/net/core/rmem_max",
              &impl->warnings);
   if (cfg.group.ip != 0) {
-    udp::socket& gs = impl->group_sock;
-    gs.open(udp::v4(), ec);
-    gs.set_option(udp::socket::reuse_address(true), ec);
-    gs.bind(udp::endpoint(V4(cfg.group.ip), cfg.group.port), ec);
-    if (ec) return fail("bind " + cfg.group.ToString());
-    gs.set_option(asio::ip::multicast::join_group(V4(cfg.group.ip), V4(cfg.iface)), ec);
+    std::shared_ptr<GroupSock> g;
+    ec = impl->OpenGroup(cfg.group, &g);
     if (ec) return fail("join " + cfg.group.ToString());
-    SizeBuffer(gs.native_handle(), SO_RCVBUF, SO_RCVBUFFORCE, cfg.rcvbuf, "/proc/sys/net/core/rmem_max",
-               &impl->warnings);
+    impl->groups.push_back(std::move(g));
   }
+  impl->epoch = MonotonicMicros();
   return std::unique_ptr<Driver>(new Driver(std::move(impl)));
 }
 
-Status Driver::Run(CoreHandle& core, const std::function<bool()>& done,
-                   const std::function<void(const proto::Effects&)>& after, const std::function<void()>& tick) {
+RunEnd Driver::Run(CoreHandle& core, const RunHooks& hooks) {
   Impl& d = *impl_;
   d.core = &core;
-  d.done = done;
-  d.after = after;
-  d.tick = tick;
+  d.hooks = hooks;
   d.stopping = false;
-  d.result = Status::Ok();
-  d.epoch = MonotonicMicros();
+  d.result = RunEnd::kDone;
   d.io.restart();
   d.timer.cancel();  // a wait left from an earlier Run
   d.armed_at = proto::kNever;
   d.signals.async_wait([&d](const boost::system::error_code& ec, int) {
-    if (!ec) d.Stop(Error(Code::kFailure, "interrupted"));
+    if (ec || d.stopping) return;
+    if (d.hooks.on_signal) d.hooks.on_signal();
+    d.stopping = false;  // on_signal's effects may have met done(): the signal still decides
+    d.Stop(RunEnd::kInterrupted);
   });
-  if (d.cfg.group.ip != 0) d.ReadGroup();
+  for (const auto& g : d.groups) d.ReadGroup(g);
   d.ReadUnicast();
   d.Accept();
   d.Tick();

@@ -1,8 +1,11 @@
 // The Boost.Asio edge that runs one protocol core (proto/core.h) on real
-// sockets: a UDP socket bound to a multicast group's port and joined on one
-// interface, a UDP unicast socket (also the source of every datagram we
-// send, multicast included), and TCP on the unicast port number for
-// Transport::kStream messages (each framed by a 4-byte little-endian length).
+// sockets, for every UDP tool (cm-mcast, cm-leader): a UDP socket per joined
+// multicast group (bound to the group's address and port, joined on one
+// interface; the first from the config, more by Effects::groups), a UDP
+// unicast socket (also the source of every datagram we send, multicast
+// included), and TCP on the unicast port number for Transport::kStream
+// messages (each framed by a 4-byte little-endian length: the one stream
+// framing). Transport::kReport bytes go alone on a fresh TCP connection.
 // Asio stays inside driver.cc; this header is free of it.
 #pragma once
 
@@ -53,6 +56,24 @@ class CoreRef : public CoreHandle {
 
 struct DriverStats {
   uint64_t datagrams_in = 0, datagrams_out = 0, bytes_out = 0, send_errors = 0, streams_out = 0, streams_in = 0;
+  uint64_t reports_out = 0, report_errors = 0;  // Transport::kReport
+  uint64_t group_errors = 0;                    // a join asked by Effects::groups that failed
+};
+
+// Why Run returned.
+enum class RunEnd : uint8_t {
+  kDone,         // done() became true
+  kInterrupted,  // SIGINT or SIGTERM (after on_signal ran)
+};
+
+// What Run calls besides the core, all on the loop thread.
+struct RunHooks {
+  std::function<bool()> done;                       // checked after every call into the core; null: never
+  std::function<void(const proto::Effects&)> after;  // sees every call's effects (events, for logs and progress)
+  std::function<void()> tick;                        // about every 200 ms
+  // Once, on SIGINT/SIGTERM, before Run returns kInterrupted: may hand the
+  // core a last event with Call() (e.g. a leader resigns); its sends go out.
+  std::function<void()> on_signal;
 };
 
 class Driver {
@@ -65,18 +86,18 @@ class Driver {
   // Warnings from Open (e.g. a capped receive buffer), one line each.
   const std::vector<std::string>& warnings() const;
 
-  // Runs the core until done() is true (checked after every call into the
-  // core), SIGINT/SIGTERM arrives (kFailure "interrupted"), or a socket
-  // fails. after() sees every call's effects (events, for logs and progress);
-  // tick() runs about every 200 ms.
-  Status Run(CoreHandle& core, const std::function<bool()>& done,
-             const std::function<void(const proto::Effects&)>& after = nullptr,
-             const std::function<void()>& tick = nullptr);
+  // Runs the core until hooks.done() is true or SIGINT/SIGTERM arrives. A
+  // socket error does not end it: a datagram that cannot be sent is counted
+  // (stats), a broken stream is reopened by the next message to that peer.
+  // Queued stream messages get up to 2 s to leave before Run returns.
+  RunEnd Run(CoreHandle& core, const RunHooks& hooks);
   const DriverStats& stats() const;
+  // The clock the core sees (microseconds since Open), also between Runs.
+  proto::Micros now() const;
 
   // Calls f(now, effects) and applies the effects as for any event (sends,
-  // wake-up, after()). Only from tick() during Run (the loop thread, outside
-  // any other core call). f calls one core entry point that, like every
+  // wake-up, after()). Only from tick() or on_signal() during Run (the loop
+  // thread, outside any other core call). f calls one core entry point that, like every
   // entry point, leaves the core's next wake-up in out->wake_at (kNever
   // cancels it). Used to hand a core something new from outside, e.g. a
   // want list re-read from its file.

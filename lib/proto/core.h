@@ -45,7 +45,14 @@ bool ParseAddress(std::string_view s, Address* out);
 
 enum class Transport : uint8_t {
   kDatagram,  // UDP: may be lost, duplicated, reordered (to a group or a host)
-  kStream,    // a reliable, ordered message to one host (TCP in the tools)
+  // A reliable, ordered message to another driver's core (TCP in the tools,
+  // one connection per peer, each message framed by a 4-byte little-endian
+  // length: the one stream framing, lib/net/driver.h).
+  kStream,
+  // A report to a collector that is not a core (the CCM's listener for
+  // cm-leader reports): the bytes alone on a fresh TCP connection, closed
+  // after writing, so the connection delimits the message.
+  kReport,
 };
 
 struct Send {
@@ -54,17 +61,34 @@ struct Send {
   Transport transport = Transport::kDatagram;
 };
 
+// A change of the multicast groups a core receives: the driver joins (binds
+// and subscribes, on its interface) or leaves `group`. Datagrams to every
+// joined group reach OnDatagram alike.
+struct GroupChange {
+  enum class Kind : uint8_t { kJoin, kLeave };
+  Kind kind = Kind::kJoin;
+  Address group;
+  bool operator==(const GroupChange&) const = default;
+};
+
 struct Effects {
   std::vector<Send> sends;
+  std::vector<GroupChange> groups;  // applied in order, before the sends
   // Absolute time of the next OnTimer call; kNever for none. Each call's
   // value replaces the previous one (a core has a single wake-up).
   Micros wake_at = kNever;
   // Things that happened, for logs, JSON events and test invariants
-  // (e.g. "elected", "delivered <id>"). Free-form, one line each.
+  // (e.g. "elected", "delivered <id>"). Free-form, one line each: for people
+  // and tests only; a driver never acts on their text (typed effects above).
   std::vector<std::string> events;
+  // The same for lines that need an operator's attention (an alert, an
+  // error the core worked around): drivers log them as warnings.
+  std::vector<std::string> alerts;
   void Clear() {
     sends.clear();
+    groups.clear();
     events.clear();
+    alerts.clear();
     wake_at = kNever;
   }
 };

@@ -10,13 +10,15 @@
 //  - Loss = net.loss, plus SetLoss(receiver); each surviving datagram is
 //    duplicated with probability net.duplicate; each copy gets its own delay
 //    drawn uniformly from [min_delay, max_delay] (hence reordering).
-//  - A stream message (Transport::kStream) is never lost, duplicated or
+//  - A stream message (Transport::kStream, kReport) is never lost, duplicated or
 //    reordered between one sender and one receiver; it is dropped when the
 //    receiver is crashed at delivery time or the pair is blocked at send time
 //    (a broken TCP connection).
 //  - Blocks are checked when a message is sent; a crash is checked when it is
 //    delivered. A restarted node keeps its address and group memberships and
 //    may receive datagrams sent before the restart.
+//  - A core's Effects::groups join and leave groups for its node, as Join()
+//    and Leave() do.
 //
 // Not thread-safe. Cores are owned by the simulator.
 #pragma once
@@ -130,7 +132,8 @@ class Simulator {
   const C& core(int node) const { return *nodes_.at(node).core; }
   bool alive(int node) const { return nodes_.at(node).alive; }
   proto::Address address(int node) const { return nodes_.at(node).addr; }
-  // Every Effects::events line the node's cores produced, in order.
+  // Every Effects::events and ::alerts line the node's cores produced (each
+  // call's events, then its alerts).
   const std::vector<std::string>& events(int node) const { return nodes_.at(node).events; }
   uint64_t seed() const { return seed_; }
   uint64_t delivered() const { return delivered_; }
@@ -178,6 +181,11 @@ class Simulator {
   void Apply(int id) {
     Node& n = nodes_[id];
     for (std::string& ev : effects_.events) n.events.push_back(std::move(ev));
+    for (std::string& ev : effects_.alerts) n.events.push_back(std::move(ev));
+    for (const proto::GroupChange& g : effects_.groups) {
+      if (g.kind == proto::GroupChange::Kind::kJoin) n.groups.insert(g.group);
+      else n.groups.erase(g.group);
+    }
     for (proto::Send& s : effects_.sends) {
       if (s.to.IsMulticast()) {
         for (int r = 0; r < size(); ++r) {
@@ -199,7 +207,7 @@ class Simulator {
   void SendTo(int from, int to, const proto::Send& s) {
     if (blocked(from, to)) return;
     const proto::Address src = nodes_[from].addr;
-    if (s.transport == proto::Transport::kStream) {
+    if (s.transport != proto::Transport::kDatagram) {  // kStream, kReport
       proto::Micros& last = nodes_[from].stream_last[to];
       proto::Micros at = std::max(now_ + Delay(), last);
       last = at;

@@ -36,3 +36,16 @@ Result<ProcessResult> RunProcess(const std::vector<std::string>& argv, const Pro
 std::string LastLine(const std::string& text);
 
 }  // namespace cm
+
+namespace cm {
+
+// Starts argv (looked up in PATH) without waiting for it, for hooks that must
+// not stall their caller: stdin is /dev/null, its stdout goes to our stderr
+// (our stdout may carry data), its stderr is ours; `env` adds NAME=VALUE
+// entries. Returns the child's pid, which the caller reaps with ReapExited.
+Result<int> StartProcess(const std::vector<std::string>& argv, const std::vector<std::string>& env = {});
+// Reaps, without blocking, the children in *pids that have exited and
+// removes them from it. Returns how many were reaped.
+size_t ReapExited(std::vector<int>* pids);
+
+}  // namespace cm

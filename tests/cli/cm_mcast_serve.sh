@@ -24,10 +24,11 @@ head -c 3000000 /dev/urandom > "$T/a.bin"
 head -c 1000000 /dev/urandom > "$T/b.bin"
 
 # 1. The daemon receives every session into DIR and runs --exec once per
-#    completed file, with {} replaced by the file's path.
+#    completed file, with {} replaced by the file's path (no shell: one
+#    that wants one runs sh itself and takes the path as "$1").
 G=$(group)
 mkdir -p "$T/srv"
-$B recv --group "$G" --id d1 --serve "$T/srv" --exec "echo done {} >> '$T/exec.log'" > "$T/srv.out" 2>&1 &
+$B recv --group "$G" --id d1 --serve "$T/srv" --exec "sh -c 'echo done \"\$1\" >> $T/exec.log' sh {}" > "$T/srv.out" 2>&1 &
 DPID=$!; PIDS+=($DPID)
 sleep 0.3
 $B send "$T/a.bin" "$T/b.bin" --group "$G" --receivers d1 --rate 300M > "$T/send.out" 2>&1 || fail "send to daemon: $(cat "$T/send.out")"

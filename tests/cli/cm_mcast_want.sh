@@ -37,7 +37,7 @@ echo "not-a-hash 12 x" > "$T/bad.list"
 mkdir -p "$T/d"
 cp "$T/b.bin" "$T/d/b.bin"
 "$B" recv --group "$G" --id d1 --serve "$T/d" --want "$T/want.list" --want-period 0.3 \
-  --exec "echo done {} >> '$T/exec.txt'" --json > "$T/d.log" 2>&1 &
+  --exec "sh -c 'echo done \"\$1\" >> $T/exec.txt' sh {}" --json > "$T/d.log" 2>&1 &
 DPID=$!; PIDS+=($DPID)
 "$B" serve "$T/a.bin" "$T/b.bin" --group "$G" --id srv --rate 300M --json > "$T/srv.log" 2>&1 &
 SPID=$!; PIDS+=($SPID)

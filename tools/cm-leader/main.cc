@@ -1,20 +1,20 @@
 // cm-leader: group-leader election, membership and reports for one LAN
 // segment. Options and configuration only: the protocol is in lib/leader,
-// the sockets in edge.cc.
+// its run on the sockets in lib/leaderrun.
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
 #include <string>
-#include <toml++/toml.h>
 #include <vector>
 
-#include "edge.h"
 #include "leader/timers.h"
-#include <sodium.h>
+#include "leaderrun/run.h"
+#include "net/route.h"
 #include "util/exit_codes.h"
-#include "util/file_util.h"
+#include "util/group_key.h"
 #include "util/hash.h"
 #include "util/log.h"
+#include "util/toml_flags.h"
 
 namespace {
 
@@ -31,53 +31,11 @@ struct Options {
   int verbose = 0;
 };
 
-Status LoadToml(const std::string& path, Options* o) {
-  toml::table t;
-  try {
-    t = toml::parse_file(path);
-  } catch (const toml::parse_error& e) {
-    return Error(Code::kUsage, path + ": " + std::string(e.description()));
-  }
-  auto str = [&](const char* k, std::string* v) {
-    if (auto x = t[k].value<std::string>(); x && v->empty()) *v = *x;
-  };
-  str("group", &o->group);
-  str("address", &o->address);
-  str("segment", &o->segment);
-  str("name", &o->name);
-  str("location", &o->location);
-  str("timers", &o->timers);
-  str("key_file", &o->key_file);
-  str("ccm", &o->ccm);
-  str("on_elected", &o->on_elected);
-  str("on_demoted", &o->on_demoted);
-  str("on_member_change", &o->on_member_change);
-  str("content_root", &o->content_root);
-  if (auto x = t["replay_window"].value<double>(); x && o->replay_window < 0) o->replay_window = *x;
-  if (auto x = t["priority"].value<int64_t>(); x && o->priority < 0) o->priority = *x;
-  if (auto x = t["id"].value<int64_t>(); x && !o->id) o->id = static_cast<uint64_t>(*x);
-  if (auto x = t["static_leader"].value<int64_t>(); x && !o->static_leader) o->static_leader = static_cast<uint64_t>(*x);
-  if (auto x = t["heartbeat"].value<double>(); x && o->heartbeat == 0) o->heartbeat = *x;
-  if (auto* arr = t["leaders"].as_array(); arr && o->leaders.empty())
-    for (auto& e : *arr)
-      if (auto v = e.value<int64_t>()) o->leaders.push_back(static_cast<uint64_t>(*v));
-  return Status::Ok();
-}
-
-Status LoadKey(const std::string& path, std::optional<leader::GroupKey>* out) {
+Status LoadKey(const std::string& path, std::optional<GroupKey>* out) {
   if (path.empty()) return Status::Ok();
-  // The cm-group-key-v1 format of lib/pack/keys.h: "cm-group-key-v1 <base64 of 32 bytes>".
-  auto text = ReadFileToString(path);
-  if (!text.ok()) return Error(Code::kUsage, path + ": " + text.status().message());
-  const std::string tag = "cm-group-key-v1 ";
-  std::string body = text->rfind(tag, 0) == 0 ? text->substr(tag.size()) : "";
-  while (!body.empty() && (body.back() == '\n' || body.back() == '\r' || body.back() == ' ')) body.pop_back();
-  leader::GroupKey k{};
-  size_t n = 0;
-  if (body.empty() || sodium_base642bin(k.data(), k.size(), body.data(), body.size(), nullptr, &n, nullptr,
-                                        sodium_base64_VARIANT_ORIGINAL) != 0 || n != k.size())
-    return Error(Code::kUsage, path + ": not a cm-group-key-v1 key file");
-  *out = k;
+  auto k = LoadGroupKey(path);
+  if (!k.ok()) return k.status();
+  *out = *k;
   return Status::Ok();
 }
 
@@ -98,28 +56,35 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("cm-leader ") + CM_VERSION);
   app.add_flag("-q,--quiet", o.quiet, "Errors only");
   app.add_flag("-v,--verbose", o.verbose, "More messages (repeat for debug)");
+  TomlFlags toml;  // run's keys, bound to the variables its flags write
   CLI::App* run = app.add_subcommand("run", "Take part in the election of the segment");
   run->add_option("--config", o.config, "TOML configuration (flags override it)");
-  run->add_option("--group", o.group, "Control channel ADDR:PORT (multicast)");
-  run->add_option("--address", o.address, "This host's address (default: the route to the group)");
-  run->add_option("--id", o.id, "Unique node id (default: the address as a number)");
-  run->add_option("--priority", o.priority, "Administrative priority 0..255 (0 = never leader; default 100)")
+  // A run flag and its TOML key write the same variable; the flag wins.
+  auto opt = [&](const char* flag, const char* key, auto& var, const char* help) {
+    CLI::Option* op = run->add_option(flag, var, help);
+    toml.Bind(key, &var, op);
+    return op;
+  };
+  opt("--group", "group", o.group, "Control channel ADDR:PORT (multicast)");
+  opt("--address", "address", o.address, "This host's address (default: the route to the group)");
+  opt("--id", "id", o.id, "Unique node id (default: the address as a number)");
+  opt("--priority", "priority", o.priority, "Administrative priority 0..255 (0 = never leader; default 100)")
       ->check(CLI::Range(0, 255));
-  run->add_option("--segment", o.segment, "Segment name for reports");
-  run->add_option("--name", o.name, "This server's name (registration)");
-  run->add_option("--location", o.location, "Location / time zone for reports");
-  run->add_option("--heartbeat", o.heartbeat, "Leader Alive interval in seconds (default 1)");
-  run->add_option("--timers", o.timers, "'default' or 'source' (5 s / 10 s / 10-15 s)");
-  run->add_option("--key-file", o.key_file, "Group key (cm-group-key-v1): authenticate every message");
-  run->add_option("--ccm", o.ccm, "Send segment reports to ADDR:PORT over TCP");
-  run->add_option("--leaders", o.leaders, "Pre-assigned leader ids (only they may lead)");
-  run->add_option("--static-leader", o.static_leader, "Static override: this id leads, no election");
-  run->add_option("--on-elected", o.on_elected, "Command run on becoming leader");
-  run->add_option("--on-demoted", o.on_demoted, "Command run on ceasing to be leader");
-  run->add_option("--on-member-change", o.on_member_change, "Command run when the membership changes");
-  run->add_option("--content-root", o.content_root, "Directory whose free space is measured (default /)");
-  run->add_option("--replay-window", o.replay_window,
-                  "Seconds a keyed message's timestamp may differ from this host's clock (default 10; 0 = off)");
+  opt("--segment", "segment", o.segment, "Segment name for reports");
+  opt("--name", "name", o.name, "This server's name (registration)");
+  opt("--location", "location", o.location, "Location / time zone for reports");
+  opt("--heartbeat", "heartbeat", o.heartbeat, "Leader Alive interval in seconds (default 1)");
+  opt("--timers", "timers", o.timers, "'default' or 'source' (5 s / 10 s / 10-15 s)");
+  opt("--key-file", "key_file", o.key_file, "Group key (cm-group-key-v1): authenticate every message");
+  opt("--ccm", "ccm", o.ccm, "Send segment reports to ADDR:PORT over TCP");
+  opt("--leaders", "leaders", o.leaders, "Pre-assigned leader ids (only they may lead)");
+  opt("--static-leader", "static_leader", o.static_leader, "Static override: this id leads, no election");
+  opt("--on-elected", "on_elected", o.on_elected, "Command run on becoming leader");
+  opt("--on-demoted", "on_demoted", o.on_demoted, "Command run on ceasing to be leader");
+  opt("--on-member-change", "on_member_change", o.on_member_change, "Command run when the membership changes");
+  opt("--content-root", "content_root", o.content_root, "Directory whose free space is measured (default /)");
+  opt("--replay-window", "replay_window", o.replay_window,
+      "Seconds a keyed message's timestamp may differ from this host's clock (default 10; 0 = off)");
   run->add_flag("--json", o.json, "Print state changes as JSON lines on stdout");
   CLI::App* who = app.add_subcommand("who", "Print the current leader (exit 3 if none)");
   who->add_option("--group", o.group, "Control channel ADDR:PORT")->required();
@@ -142,9 +107,13 @@ int main(int argc, char** argv) {
   log::Init("cm-leader", o.quiet ? 0 : 1 + o.verbose);
   InitCrypto();
 
-  if (sink->parsed()) return leader_tool::ReportSink(o.listen);
+  if (sink->parsed()) {
+    proto::Address a;
+    if (!proto::ParseAddress(o.listen, &a)) return Fail(Error(Code::kUsage, "report-sink: bad --listen address: " + o.listen));
+    return ExitCodeFor(leaderrun::ReportSink(a));
+  }
   if (who->parsed()) {
-    leader_tool::WhoOptions w;
+    leaderrun::WhoOptions w;
     if (!proto::ParseAddress(o.group, &w.group) || !w.group.IsMulticast())
       return Fail(Error(Code::kUsage, "--group must be a multicast ADDR:PORT"));
     if (Status st = LoadKey(o.key_file, &w.key); !st.ok()) return Fail(st);
@@ -156,19 +125,19 @@ int main(int argc, char** argv) {
     if (o.timeout > 0) w.timeout = static_cast<proto::Micros>(o.timeout * 1e6);
     w.members = o.members;
     w.json = o.json;
-    return leader_tool::Who(w);
+    return ExitCodeFor(leaderrun::Who(w));
   }
 
   if (!o.config.empty())
-    if (Status st = LoadToml(o.config, &o); !st.ok()) return Fail(st);
-  leader_tool::RunOptions r;
+    if (Status st = toml.Apply(o.config); !st.ok()) return Fail(st);
+  leaderrun::NodeOptions r;
   leader::Config& c = r.cfg;
   if (!proto::ParseAddress(o.group, &c.control) || !c.control.IsMulticast())
     return Fail(Error(Code::kUsage, "group must be a multicast ADDR:PORT (--group or group = in the config)"));
   if (!o.address.empty()) {
     if (!proto::ParseAddress(o.address + ":" + std::to_string(c.control.port), &c.self))
       return Fail(Error(Code::kUsage, "bad --address: " + o.address));
-  } else if (auto a = leader_tool::LocalAddressFor(c.control)) {
+  } else if (auto a = net::LocalAddressFor(c.control)) {
     c.self = *a;
   } else {
     return Fail(Error(Code::kUsage, "cannot find this host's address; give --address"));
@@ -186,12 +155,8 @@ int main(int argc, char** argv) {
     return Fail(Error(Code::kUsage, "--timers must be 'default' or 'source'"));
   }
   if (Status st = LoadKey(o.key_file, &c.key); !st.ok()) return Fail(st);
-  // The core runs on the steady clock (edge.cc); auth counters are wall-clock
-  // timestamps, so it is told the offset between the two.
   using std::chrono::duration_cast, std::chrono::microseconds;
   const int64_t wall = duration_cast<microseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-  const int64_t steady = duration_cast<microseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
-  c.wall_offset = wall - steady;
   if (o.replay_window >= 0) c.replay_window = static_cast<proto::Micros>(o.replay_window * 1e6);
   c.rng_seed = static_cast<uint64_t>(wall) ^ (c.id * 0x9e3779b97f4a7c15ull);
   if (!o.ccm.empty()) {
@@ -206,5 +171,5 @@ int main(int argc, char** argv) {
   r.on_member_change = o.on_member_change;
   if (!o.content_root.empty()) r.content_root = o.content_root;
   r.json = o.json;
-  return leader_tool::RunNode(std::move(r));
+  return ExitCodeFor(leaderrun::RunNode(std::move(r)));
 }

@@ -258,6 +258,38 @@ TEST(Election, LeaderMovesTheGroupToANewChannel) {
   EXPECT_EQ(LeaderOf(s), 0);
 }
 
+// No node joins the new channel by hand: the Move makes each core ask its
+// driver (here the simulator) to join it, with a typed effect.
+TEST(Election, MoveAsksTheDriverToJoinTheNewChannel) {
+  Sim s(13, sim::NetParams{});
+  AddSegment(&s, {150, 100, 90}, 13);
+  const proto::Address next{0xefff0009, 7400};
+  ASSERT_GT(RunUntilLeader(s, 0, 20 * kSeconds), 0);
+  // A follower that hears the Move asks to join at once.
+  proto::Effects fx;
+  Message mv;
+  mv.type = MsgType::kMove;
+  mv.sender = NodeId(0);
+  mv.epoch = s.core(0).epoch();
+  mv.priority = s.core(0).priority();
+  mv.addr = s.core(0).leader_addr();
+  mv.channel = next;
+  s.core(1).OnDatagram(s.now(), mv.addr, Encode(mv), &fx);
+  ASSERT_EQ(fx.groups.size(), 1u);
+  EXPECT_EQ(fx.groups[0], (proto::GroupChange{proto::GroupChange::Kind::kJoin, next}));
+  // The whole segment follows the leader's move through the simulator.
+  fx.Clear();
+  s.core(0).MoveChannel(s.now(), next, &fx);
+  s.RunUntil(s.now() + 5 * kSeconds);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(s.core(i).control(), next) << i;
+  EXPECT_EQ(LeaderOf(s), 0);
+  // And it still elects on the new channel alone once the old one is gone.
+  for (int i = 0; i < 3; ++i) s.Leave(i, kControl);
+  s.Crash(0);
+  s.RunUntil(s.now() + 20 * kSeconds);
+  EXPECT_EQ(LeaderOf(s), 1);
+}
+
 TEST(Election, LeaderReportsToTheCcmOverTheStreamWithEpochAndMembers) {
   Config c = NodeConfig(0, 100, 14);
   c.ccm = proto::Address{0x7f000001, 9999};
@@ -273,7 +305,7 @@ TEST(Election, LeaderReportsToTheCcmOverTheStreamWithEpochAndMembers) {
     fx.Clear();
     e.OnTimer(t, &fx);
     for (auto& snd : fx.sends)
-      if (snd.transport == proto::Transport::kStream && snd.to == *c.ccm) report = snd.bytes;
+      if (snd.transport == proto::Transport::kReport && snd.to == *c.ccm) report = snd.bytes;
   }
   ASSERT_FALSE(report.empty());
   EXPECT_NE(report.find("\"epoch\":1"), std::string::npos) << report;

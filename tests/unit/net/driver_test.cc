@@ -41,8 +41,8 @@ std::unique_ptr<Driver> Open(const Address& group) {
 class Runner {
  public:
   Runner(Driver* d, CoreHandle* core, std::function<bool()> done)
-      : fut_(std::async(std::launch::async, [=] { return d->Run(*core, done); })) {}
-  Status Wait(std::chrono::seconds deadline = std::chrono::seconds(10)) {
+      : fut_(std::async(std::launch::async, [=] { return d->Run(*core, {.done = done}); })) {}
+  RunEnd Wait(std::chrono::seconds deadline = std::chrono::seconds(10)) {
     if (fut_.wait_for(deadline) != std::future_status::ready) {
       timed_out_ = true;
       kill(getpid(), SIGTERM);
@@ -52,7 +52,7 @@ class Runner {
   bool timed_out() const { return timed_out_; }
 
  private:
-  std::future<Status> fut_;
+  std::future<RunEnd> fut_;
   bool timed_out_ = false;
 };
 
@@ -110,9 +110,9 @@ TEST(Driver, DeliversMulticastAndUnicastDatagramsBetweenTwoCores) {
   CoreRef<Ponger> rb(&pong);
   Runner rub(b.get(), &rb, [&] { return ping.got_pong.load(); });
   Runner rua(a.get(), &ra, [&] { return ping.got_pong.load(); });
-  EXPECT_TRUE(rua.Wait().ok());
+  EXPECT_TRUE(rua.Wait() == RunEnd::kDone);
   // The ponger's done() is checked after its own calls: one more ping ends it.
-  EXPECT_TRUE(rub.Wait(std::chrono::seconds(2)).ok() || rub.timed_out());
+  EXPECT_TRUE(rub.Wait(std::chrono::seconds(2)) == RunEnd::kDone || rub.timed_out());
   EXPECT_TRUE(ping.got_pong);
   EXPECT_GE(pong.pings.load(), 1);
   EXPECT_GE(a->stats().datagrams_out, 1u);
@@ -132,10 +132,10 @@ TEST(Driver, CarriesALargeMessageOverTheStream) {
   std::atomic<bool> stop_b{false};
   Runner rub(b.get(), &rb, [&] { return stop_b.load(); });
   Runner rua(a.get(), &ra, [&] { return ping.done.load(); });
-  Status sa = rua.Wait();
+  RunEnd sa = rua.Wait();
   stop_b = true;
   rub.Wait(std::chrono::seconds(2));
-  EXPECT_TRUE(sa.ok()) << sa.ToString();
+  EXPECT_EQ(sa, RunEnd::kDone);
   EXPECT_EQ(ping.got, pong.stream_reply);
 }
 
@@ -162,9 +162,9 @@ TEST(Driver, TimerKeepsFiringWhileOwnMulticastLoopsBack) {
   t.group = g;
   CoreRef<Ticker> ra(&t);
   Runner ru(a.get(), &ra, [&] { return t.ticks >= 100; });
-  Status s = ru.Wait(std::chrono::seconds(5));
+  RunEnd s = ru.Wait(std::chrono::seconds(5));
   EXPECT_FALSE(ru.timed_out()) << "only " << t.ticks << " ticks";
-  EXPECT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(s, RunEnd::kDone);
   EXPECT_EQ(a->stats().datagrams_in, 0u) << "our own multicast reached the core";
 }
 
@@ -178,7 +178,7 @@ TEST(Driver, StopsCleanlyWhenDoneAndCanRunAgain) {
     CoreRef<Ticker> ra(&t);
     auto start = std::chrono::steady_clock::now();
     Runner ru(a.get(), &ra, [&] { return t.ticks >= 5; });
-    EXPECT_TRUE(ru.Wait(std::chrono::seconds(5)).ok());
+    EXPECT_TRUE(ru.Wait(std::chrono::seconds(5)) == RunEnd::kDone);
     EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
     EXPECT_GE(t.ticks.load(), 5);
   }
@@ -208,17 +208,57 @@ TEST(Driver, CallFromTickAppliesTheCoresEffects) {
   CoreRef<Pokeable> ra(&p);
   Driver* d = a.get();
   auto fut = std::async(std::launch::async, [&] {
-    return d->Run(
-        ra, [&] { return p.timers >= 1; }, nullptr,
-        [&] {
-          if (p.pokes == 0) d->Call([&](Micros now, Effects* out) { p.Poke(now, out); });
-        });
+    return d->Run(ra, {.done = [&] { return p.timers >= 1; },
+                       .tick = [&] {
+                         if (p.pokes == 0) d->Call([&](Micros now, Effects* out) { p.Poke(now, out); });
+                       }});
   });
   if (fut.wait_for(std::chrono::seconds(5)) != std::future_status::ready) kill(getpid(), SIGTERM);
-  Status s = fut.get();
-  EXPECT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(fut.get(), RunEnd::kDone);
   EXPECT_EQ(p.pokes.load(), 1);
   EXPECT_EQ(p.timers.load(), 1);
+}
+
+// Opened without a group, the core asks to join one (a typed effect) and
+// then hears what is multicast there.
+struct Joiner {
+  Address group;
+  std::atomic<int> heard{0};
+  void Start(Micros, Effects* out) { out->groups.push_back({proto::GroupChange::Kind::kJoin, group}); }
+  void OnDatagram(Micros, const Address&, std::string_view bytes, Effects*) {
+    if (bytes == "hello") ++heard;
+  }
+  void OnTimer(Micros, Effects*) {}
+};
+
+// Multicasts "hello" to its group every 10 ms.
+struct Hello {
+  Address group;
+  void Start(Micros now, Effects* out) { OnTimer(now, out); }
+  void OnDatagram(Micros, const Address&, std::string_view, Effects*) {}
+  void OnTimer(Micros now, Effects* out) {
+    out->sends.push_back({group, "hello"});
+    out->wake_at = now + 10 * proto::kMillis;
+  }
+};
+
+TEST(Driver, JoinEffectSubscribesToAnotherGroup) {
+  Address g = RandomGroup();
+  auto a = Open(Address{});  // unicast only
+  auto b = Open(Address{});
+  ASSERT_TRUE(a && b);
+  Joiner j{g};
+  Hello h{g};
+  CoreRef<Joiner> rj(&j);
+  CoreRef<Hello> rh(&h);
+  Runner ra(a.get(), &rj, [&] { return j.heard >= 1; });
+  std::atomic<bool> stop{false};
+  Runner rb(b.get(), &rh, [&] { return stop.load(); });
+  EXPECT_EQ(ra.Wait(std::chrono::seconds(5)), RunEnd::kDone);
+  stop = true;
+  rb.Wait(std::chrono::seconds(2));
+  EXPECT_GE(j.heard.load(), 1);
+  EXPECT_EQ(a->stats().group_errors, 0u);
 }
 
 }  // namespace

@@ -1,0 +1,43 @@
+// cm-leader on real sockets: the election core (lib/leader) on net::Driver,
+// with the host's measurements, JSON state lines, hooks, `who` and the
+// report sink. Each entry point logs its own diagnostics and returns a Code
+// that the tool maps one-to-one to its exit code.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "leader/election.h"
+#include "util/group_key.h"
+#include "util/status.h"
+
+namespace cm::leaderrun {
+
+struct NodeOptions {
+  leader::Config cfg;  // cfg.wall_offset is set here, from the driver's clock
+  leader::Facts facts;
+  // Hooks: shell commands from the configuration (run as sh -c COMMAND with
+  // the CM_LEADER_* environment, without waiting; their stdout goes to our
+  // stderr, since stdout carries only the --json lines).
+  std::string on_elected, on_demoted, on_member_change;
+  std::string content_root = "/";  // free disk is measured here
+  bool json = false;
+};
+// Runs the node until SIGTERM/SIGINT, then resigns (kOk).
+Code RunNode(NodeOptions o);
+
+struct WhoOptions {
+  proto::Address group;
+  std::optional<uint32_t> interface;  // listen on this interface (default: the route to the group)
+  std::optional<GroupKey> key;
+  proto::Micros timeout = 4 * proto::kSeconds;
+  bool members = false, json = false;
+};
+// Listens on the control channel and prints the leader; kNotFound if none.
+Code Who(const WhoOptions& o);
+
+// Accepts TCP connections on `listen` and prints every report received
+// (Transport::kReport: one per connection), until killed.
+Code ReportSink(proto::Address listen);
+
+}  // namespace cm::leaderrun

@@ -1,0 +1,58 @@
+#include "mcastrun/output.h"
+
+#include <iostream>
+#include <random>
+
+#include "util/json.h"
+#include "util/log.h"
+
+namespace cm::mcastrun {
+namespace {
+const proto::Micros g_start = net::MonotonicMicros();
+}  // namespace
+
+Result<std::unique_ptr<net::Driver>> OpenDriver(const Net& n) {
+  net::DriverConfig dc;
+  dc.group = n.group;
+  dc.iface = n.iface;
+  dc.loop = n.loop;
+  auto drv = net::Driver::Open(dc);
+  if (!drv.ok()) return drv.status();
+  for (auto& w : (*drv)->warnings()) log::Warn(w);
+  return drv;
+}
+
+void PrintEvents(const proto::Effects& fx, bool json, const char* role) {
+  auto print = [&](const std::vector<std::string>& lines, void (*to_log)(const std::string&)) {
+    for (const auto& e : lines) {
+      if (json)
+        std::cout << JsonObject().Str("event", e).Str("role", role)
+                         .Double("t", double(net::MonotonicMicros() - g_start) / 1e6).Build() << "\n";
+      else
+        to_log(e);
+    }
+  };
+  print(fx.events, &log::Info);
+  print(fx.alerts, &log::Warn);
+  if (json && !(fx.events.empty() && fx.alerts.empty())) std::cout.flush();
+}
+
+void ReportReceivers(bool json, const std::string& name, const std::map<std::string, mcast::ReceiverInfo>& rs) {
+  using mcast::RecvState;
+  for (auto& [id, r] : rs) {
+    const char* state = r.state == RecvState::kComplete ? "complete" : r.state == RecvState::kFailed ? "failed" : "unknown";
+    if (json)
+      std::cout << JsonObject().Str("file", name).Str("receiver", id).Str("state", state).Str("reason", r.reason)
+                       .Uint("unicast_frames", r.unicast_frames).Build() << "\n";
+    else
+      std::cout << name << " " << id << " " << state << (r.reason.empty() ? "" : ": " + r.reason) << "\n";
+  }
+  std::cout.flush();
+}
+
+uint64_t RandomSeed() {
+  std::random_device rd;
+  return (uint64_t(rd()) << 32) ^ rd();
+}
+
+}  // namespace cm::mcastrun

@@ -1,0 +1,23 @@
+// What the session loops of lib/mcastrun share: the driver, the core's
+// events on stdout/stderr, per-receiver lines.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "mcast/sender.h"
+#include "mcastrun/run.h"
+#include "net/driver.h"
+
+namespace cm::mcastrun {
+
+Result<std::unique_ptr<net::Driver>> OpenDriver(const Net& n);
+// Logs the events of one call into a core (JSON records with --json).
+void PrintEvents(const proto::Effects& fx, bool json, const char* role);
+// One line (or JSON record) per receiver of a finished session.
+void ReportReceivers(bool json, const std::string& name, const std::map<std::string, mcast::ReceiverInfo>& rs);
+// A seed for a core's Rng from the OS.
+uint64_t RandomSeed();
+
+}  // namespace cm::mcastrun
