@@ -90,6 +90,8 @@ uint64_t NowMicros() {
 // Packs entries into numbered parts, splitting at the size cap.
 class PartWriter {
  public:
+  // Bytes of one command besides its path (meta, sizes, hashes, reference).
+  static constexpr uint64_t kCommandBound = 160;
   PartWriter(const PackOptions& o, uint64_t first_serial, std::string job)
       : opts_(o), serial_(first_serial), job_(std::move(job)) {}
 
@@ -106,11 +108,15 @@ class PartWriter {
     w.sign = opts_.sign;
     w.encrypt = opts_.encrypt;
     w.chunk_size = opts_.chunk_size;
+    w.version = opts_.version;
     return writer_->Open(PartPath(opts_.output, part_), w);
   }
-  // Called before an item with `incoming` data bytes is added.
-  Status MaybeSplit(uint64_t incoming) {
-    if (writer_->commands() == 0 || writer_->data_bytes() + incoming <= opts_.max_size) return Status::Ok();
+  // Called before an item with at most `incoming` data bytes (raw: a bound
+  // of what it stores) and its command are added: the part stays within
+  // max_size as a whole unless the item alone exceeds it.
+  Status MaybeSplit(uint64_t incoming, size_t path_bytes) {
+    const uint64_t item = incoming + incoming / 128 + 64 + path_bytes + kCommandBound;
+    if (writer_->commands() == 0 || writer_->part_bytes_bound() + item <= opts_.max_size) return Status::Ok();
     writer_->set_last_part(false);
     CM_RETURN_IF_ERROR(FinishPart());
     ++part_;
@@ -157,7 +163,7 @@ Status AddWholeFile(PartWriter* pw, const PackOptions& opts, const std::string& 
   auto got = PreadFull(fd.get(), sample, sizeof sample, 0);
   if (!got.ok()) return Status(got.status().code(), full + ": " + got.status().message());
   bool compress = ShouldCompress(opts.policy, e.path, sample, *got);
-  CM_RETURN_IF_ERROR(pw->MaybeSplit(compress ? e.size / 2 : e.size));
+  CM_RETURN_IF_ERROR(pw->MaybeSplit(e.size, e.path.size()));
   Hash256 h;
   DataRef ref;
   if (e.size <= kShareableMax) {
@@ -192,7 +198,7 @@ Status AddDelta(PartWriter* pw, const PackOptions& opts, delta::DeltaTableReader
     CM_RETURN_IF_ERROR(spool.Write(buf.data(), *r));
   }
   *raw += spool.size();
-  CM_RETURN_IF_ERROR(pw->MaybeSplit(spool.size() / 2));
+  CM_RETURN_IF_ERROR(pw->MaybeSplit(spool.size(), e.path.size()));
   DataRef ref;
   if (spool.in_memory() && spool.size() <= kShareableMax) {
     CM_ASSIGN_OR_RETURN(ref, pw->w()->AddBlob(spool.mem().data(), spool.mem().size(), true));
@@ -252,6 +258,7 @@ Result<uint64_t> AllocateSerials(const PackOptions& opts, uint64_t count) {
 Result<PackResult> PackDeltaTable(ByteSource* table_src, const std::string& source_root, const PackOptions& opts) {
   if (IsControl(opts.type)) return Error(Code::kUsage, "commit/rollback assignments carry no delta");
   CM_RETURN_IF_ERROR(CheckChunkSizeOption(opts.chunk_size));
+  CM_RETURN_IF_ERROR(CheckFormatOption(opts.version, opts.chunk_size));
   delta::DeltaTableReader table(table_src);
   CM_RETURN_IF_ERROR(table.Begin());
   // Serials: reserve one now; parts beyond the first are reserved as they come
@@ -270,6 +277,8 @@ Result<PackResult> PackDeltaTable(ByteSource* table_src, const std::string& sour
     Command c;
     c.path = e.path;
     c.meta = MetaOf(e, opts.owners);
+    if (e.op == delta::Op::kRemove || e.op == delta::Op::kMeta || e.kind != delta::Kind::kFile)
+      CM_RETURN_IF_ERROR(pw.MaybeSplit(e.link_target.size(), e.path.size()));
     switch (e.op) {
       case delta::Op::kRemove:
         c.op = Opcode::kRemove;
@@ -312,6 +321,7 @@ Result<PackResult> PackControl(const PackOptions& opts) {
   wo.sign = opts.sign;
   wo.encrypt = opts.encrypt;
   wo.chunk_size = opts.chunk_size;
+  wo.version = opts.version;
   CM_RETURN_IF_ERROR(w.Open(opts.output, wo));
   CM_RETURN_IF_ERROR(w.Finish());
   PackResult r;
