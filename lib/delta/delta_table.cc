@@ -170,7 +170,7 @@ Status DeltaTableReader::Begin() {
   r.U16(&flags_);
   r.U32(&reserved);
   if (version != kTableVersion) return Corrupt("unsupported version " + std::to_string(version));
-  if ((flags_ & ~kTableFlagChecksum) != 0) return Corrupt("unknown flags");
+  if ((flags_ & ~(kTableFlagChecksum | kTableFlagNoTimes)) != 0) return Corrupt("unknown flags");
   if (reserved != 0) return Corrupt("nonzero reserved field");
   hasher_.Update(h, sizeof h);
   return Status::Ok();

@@ -40,6 +40,9 @@ namespace cm::delta {
 constexpr char kTableMagic[4] = {'C', 'M', 'D', 'T'};
 constexpr uint16_t kTableVersion = 1;
 constexpr uint16_t kTableFlagChecksum = 1;  // change detection by content hash
+// Modification times are not carried (--no-times): every entry's mtime_ns is
+// 0 ("leave as is") and a change of mtime alone is no change.
+constexpr uint16_t kTableFlagNoTimes = 2;
 constexpr uint32_t kMaxRecord = 16 << 20;
 
 enum RecordType : uint8_t { kRecEntry = 1, kRecDeltaChunk = 2, kRecEnd = 3 };

@@ -141,11 +141,11 @@ class SpillSink : public ByteSink {
   uint64_t size_ = 0;
 };
 
-bool MetaDiffers(const WalkEntry& a, const WalkEntry& b) {
-  return a.mode != b.mode || a.uid != b.uid || a.gid != b.gid || a.mtime_ns != b.mtime_ns;
+bool MetaDiffers(const WalkEntry& a, const WalkEntry& b, bool times) {
+  return a.mode != b.mode || a.uid != b.uid || a.gid != b.gid || (times && a.mtime_ns != b.mtime_ns);
 }
 
-DeltaEntry EntryFrom(Op op, const WalkEntry& w) {
+DeltaEntry EntryFrom(Op op, const WalkEntry& w, bool times = true) {
   DeltaEntry e;
   e.op = op;
   e.kind = w.kind;
@@ -153,7 +153,7 @@ DeltaEntry EntryFrom(Op op, const WalkEntry& w) {
   e.mode = w.mode;
   e.uid = w.uid;
   e.gid = w.gid;
-  e.mtime_ns = w.mtime_ns;
+  e.mtime_ns = times ? w.mtime_ns : 0;
   e.size = w.kind == Kind::kFile ? w.size : 0;
   return e;
 }
@@ -169,7 +169,9 @@ class Differ {
   Result<DiffSummary> Run() {
     CM_RETURN_IF_ERROR(new_.Start(false));
     CM_RETURN_IF_ERROR(old_.Start(opts_.old_may_be_missing));
-    if (table_ != nullptr) CM_RETURN_IF_ERROR(table_->Begin(opts_.checksum ? kTableFlagChecksum : 0));
+    if (table_ != nullptr)
+      CM_RETURN_IF_ERROR(table_->Begin((opts_.checksum ? kTableFlagChecksum : 0) |
+                                       (opts_.times ? 0 : kTableFlagNoTimes)));
 
     WalkEntry o, n;
     CM_ASSIGN_OR_RETURN(bool have_o, old_.Next(&o));
@@ -185,10 +187,10 @@ class Differ {
         CM_RETURN_IF_ERROR(Remove(o));
         CM_RETURN_IF_ERROR(Add(n));
       } else if (n.kind == Kind::kDir) {
-        if (MetaDiffers(o, n)) CM_RETURN_IF_ERROR(Emit(EntryFrom(Op::kMeta, n), {}));
+        if (MetaDiffers(o, n, opts_.times)) CM_RETURN_IF_ERROR(Emit(Entry(Op::kMeta, n), {}));
       } else if (n.kind == Kind::kSymlink) {
         if (o.link_target != n.link_target) {
-          DeltaEntry e = EntryFrom(Op::kModify, n);
+          DeltaEntry e = Entry(Op::kModify, n);
           e.link_target = n.link_target;
           CM_RETURN_IF_ERROR(Emit(e, {}));
         }
@@ -209,6 +211,8 @@ class Differ {
   }
 
  private:
+  DeltaEntry Entry(Op op, const WalkEntry& w) const { return EntryFrom(op, w, opts_.times); }
+
   void Warn(const std::string& path, const std::string& what) {
     if (obs_ != nullptr) obs_->OnWarning(path, what);
   }
@@ -216,11 +220,11 @@ class Differ {
   // A REMOVE of a directory stands for its whole subtree.
   Status Remove(const WalkEntry& o) {
     if (o.kind == Kind::kDir) old_.SkipChildren();
-    return Emit(EntryFrom(Op::kRemove, o), {});
+    return Emit(Entry(Op::kRemove, o), {});
   }
 
   Status Add(const WalkEntry& n) {
-    DeltaEntry e = EntryFrom(Op::kAdd, n);
+    DeltaEntry e = Entry(Op::kAdd, n);
     if (n.kind == Kind::kSymlink) e.link_target = n.link_target;
     if (n.kind == Kind::kFile && !opts_.listing_only) {
       std::string path = new_.FullPath(n.path);
@@ -239,9 +243,9 @@ class Differ {
   }
 
   Status CompareFiles(const WalkEntry& o, const WalkEntry& n) {
-    bool meta = MetaDiffers(o, n);
+    bool meta = MetaDiffers(o, n, opts_.times);
     if (!opts_.checksum && o.size == n.size && o.mtime_ns == n.mtime_ns) {
-      return meta ? Emit(EntryFrom(Op::kMeta, n), {}) : Status::Ok();
+      return meta ? Emit(Entry(Op::kMeta, n), {}) : Status::Ok();
     }
     MappedFile nf, of;
     CM_RETURN_IF_ERROR(nf.Open(new_.FullPath(n.path)));
@@ -250,12 +254,12 @@ class Differ {
     if (nf.size() == of.size() && std::memcmp(nf.data(), of.data(), nf.size()) == 0) {
       // Same bytes after all: at most a metadata change.
       if (!meta) return Status::Ok();
-      DeltaEntry e = EntryFrom(Op::kMeta, n);
+      DeltaEntry e = Entry(Op::kMeta, n);
       e.size = nf.size();
       return Emit(e, {});
     }
 
-    DeltaEntry e = EntryFrom(Op::kModify, n);
+    DeltaEntry e = Entry(Op::kModify, n);
     e.size = nf.size();
     e.encoding = Encoding::kWhole;
     EntryDetails d;

@@ -11,7 +11,8 @@
 //     differs (checksum): MODIFY, encoded DELTA or WHOLE. If the content is in
 //     fact identical, only its metadata changed: META;
 //   - a file or directory with the same content but another mode, uid, gid
-//     or mtime: META;
+//     or mtime: META (carrying the new metadata; with times off, mtime
+//     differences alone are ignored);
 //   - a symlink with another target: MODIFY.
 // Output is deterministic: the same trees give byte-identical tables.
 #pragma once
@@ -29,6 +30,11 @@ namespace cm::delta {
 struct TreeDiffOptions {
   bool checksum = false;            // detect changes by content hash, not size+mtime
   bool old_may_be_missing = false;  // a missing old tree is an empty one (--empty-old)
+  // Carry modification times (default). Without (--no-times, like rsync
+  // without -t): entries carry mtime 0 ("leave as is"), a file or directory
+  // whose mtime alone changed is no change, and a file whose mtime changed is
+  // still compared byte by byte (its mtime says nothing then).
+  bool times = true;
   // Listing only (no table): no byte-level deltas and no content hashes are
   // computed (entries keep encoding WHOLE and a zero hash); which entries
   // come out is unchanged (same-size files are still compared byte by byte).

@@ -122,6 +122,33 @@ TEST_F(TreeDiffTest, SameContentNewMtimeIsMetaOnly) {
   EXPECT_EQ(collector_.entries[0].mtime_ns, 1700000000ll * 1000000000 + 5);
 }
 
+TEST_F(TreeDiffTest, NoTimesIgnoresMtimeOnlyChangesButStillComparesBytes) {
+  WriteFile(Old("same"), "identical bytes");
+  WriteFile(New("same"), "identical bytes");
+  WriteFile(Old("edited"), "old bytes, same size");
+  WriteFile(New("edited"), "new bytes, same size");
+  WriteFile(Old("chmod"), "x");
+  WriteFile(New("chmod"), "x", 0600);
+  MakeDirs(Old("d"));
+  MakeDirs(New("d"));
+  PinMtimes(Old());
+  PinMtimes(New());
+  SetMtime(New("same"), 1700000000);
+  SetMtime(New("edited"), 1700000000);
+  SetMtime(New("d"), 1700000000);
+  TreeDiffOptions o;
+  o.times = false;
+  EXPECT_EQ(Diff(o), (std::vector<std::string>{"m chmod", "M edited"}));
+  for (const auto& e : collector_.entries) EXPECT_EQ(e.mtime_ns, 0) << e.path;
+  // The table says so.
+  StringSource src(table_);
+  DeltaTableReader r(&src);
+  ASSERT_TRUE(r.Begin().ok());
+  EXPECT_EQ(r.flags() & kTableFlagNoTimes, kTableFlagNoTimes);
+  // With times (the default) the same trees give three more META entries.
+  EXPECT_EQ(Diff(), (std::vector<std::string>{"m chmod", "m d/", "M edited", "m same"}));
+}
+
 TEST_F(TreeDiffTest, ChecksumCatchesSameSizeSameMtimeChange) {
   WriteFile(Old("f"), "aaaa");
   WriteFile(New("f"), "bbbb");
