@@ -86,8 +86,9 @@ Status ListingObserver::OnEntry(const DeltaEntry& e, const EntryDetails& d) {
   bool content = e.op == Op::kAdd || e.op == Op::kModify;
   if (e.kind == Kind::kFile && content) o.Str("hash", ToHex(e.hash));
   if (e.kind == Kind::kSymlink && content) o.Str("target", e.link_target);
-  if (e.kind == Kind::kFile && e.op == Op::kModify) {
+  if (e.kind == Kind::kFile && (e.op == Op::kModify || (e.op == Op::kAdd && e.encoding == Encoding::kDelta))) {
     o.Str("encoding", e.encoding == Encoding::kDelta ? "delta" : "whole");
+    if (!e.base_path.empty()) o.Str("base_path", e.base_path);
     if (e.encoding == Encoding::kDelta) {
       o.Uint("delta_bytes", d.delta_bytes).Uint("copied", d.copied).Uint("inserted", d.inserted);
       o.Uint("base_size", e.base_size).Str("base_hash", ToHex(e.base_hash));
@@ -114,7 +115,7 @@ std::string SummaryJson(const DiffSummary& s, bool checksum, const uint64_t* tab
   JsonObject j;
   j.Str("type", "summary").Uint("entries", s.entries).Uint("added", s.added).Uint("removed", s.removed);
   j.Uint("modified", s.modified).Uint("meta", s.meta).Uint("delta_files", s.delta_files);
-  j.Uint("whole_files", s.whole_files).Uint("delta_bytes", s.delta_bytes).Uint("scanned", s.scanned);
+  j.Uint("whole_files", s.whole_files).Uint("moved_files", s.moved_files).Uint("delta_bytes", s.delta_bytes).Uint("scanned", s.scanned);
   j.Uint("bytes_read", s.bytes_read).Bool("checksum", checksum);
   if (table_bytes_or_null) j.Uint("table_bytes", *table_bytes_or_null);
   return j.Build();

@@ -10,6 +10,8 @@
 #include <cstring>
 #include <optional>
 #include <thread>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "delta/tree_walk.h"
 #include "util/file_util.h"
@@ -28,6 +30,8 @@ constexpr size_t kSpillBytes = 64u << 20;
 constexpr uint64_t kEntropyProbeBytes = 8u << 20;
 
 constexpr uint64_t kPopulateMax = 1ull << 30;
+// Added files smaller than this are not worth a delta against a moved base.
+constexpr uint64_t kMinMoveDelta = 256;
 
 const uint8_t kEmpty[1] = {0};
 
@@ -162,13 +166,14 @@ class Differ {
  public:
   Differ(const std::string& old_root, const std::string& new_root, const TreeDiffOptions& opts,
          DeltaTableWriter* table, DiffObserver* obs)
-      : opts_(opts), table_(table), obs_(obs), filter_(opts.excludes),
+      : opts_(opts), table_(table), obs_(obs), old_root_(old_root), new_root_(new_root), filter_(opts.excludes),
         old_(old_root, &filter_, [this](const std::string& p, const std::string& w) { Warn(old_.FullPath(p), w); }),
         new_(new_root, &filter_, [this](const std::string& p, const std::string& w) { Warn(new_.FullPath(p), w); }) {}
 
   Result<DiffSummary> Run() {
     CM_RETURN_IF_ERROR(new_.Start(false));
     CM_RETURN_IF_ERROR(old_.Start(opts_.old_may_be_missing));
+    if (opts_.moves) CM_RETURN_IF_ERROR(FindMoveCandidates());
     if (table_ != nullptr)
       CM_RETURN_IF_ERROR(table_->Begin((opts_.checksum ? kTableFlagChecksum : 0) |
                                        (opts_.times ? 0 : kTableFlagNoTimes)));
@@ -206,6 +211,8 @@ class Differ {
         CM_ASSIGN_OR_RETURN(have_o, old_.Next(&o));
       }
     }
+    // The removals held back for moved files' bases (see FindMoveCandidates).
+    for (const DeltaEntry& e : deferred_removes_) CM_RETURN_IF_ERROR(Emit(e, {}));
     if (table_ != nullptr) CM_RETURN_IF_ERROR(table_->End());
     return summary_;
   }
@@ -217,15 +224,112 @@ class Differ {
     if (obs_ != nullptr) obs_->OnWarning(path, what);
   }
 
+  static std::string BaseName(const std::string& path) {
+    auto slash = path.rfind('/');
+    return slash == std::string::npos ? path : path.substr(slash + 1);
+  }
+
+  // A names-only merge walk of both trees before the real one: the files
+  // removed one by one (their directory stays) that share their name with
+  // an added file are candidate bases for it (a moved or renamed file).
+  // Their REMOVEs are held back to the end of the table, so that the server
+  // still has them when the added file is built from one of them.
+  Status FindMoveCandidates() {
+    auto quiet = [](const std::string&, const std::string&) {};
+    TreeWalker o(old_root_, &filter_, quiet);
+    TreeWalker n(new_root_, &filter_, quiet);
+    CM_RETURN_IF_ERROR(n.Start(false));
+    CM_RETURN_IF_ERROR(o.Start(opts_.old_may_be_missing));
+    std::vector<std::pair<std::string, uint64_t>> removed;
+    std::unordered_set<std::string> added_names;
+    WalkEntry a, b;
+    CM_ASSIGN_OR_RETURN(bool have_o, o.Next(&a));
+    CM_ASSIGN_OR_RETURN(bool have_n, n.Next(&b));
+    while (have_o || have_n) {
+      int c = !have_o ? 1 : !have_n ? -1 : ComparePaths(a.path, b.path);
+      if (c < 0) {
+        if (a.kind == Kind::kDir) o.SkipChildren();
+        if (a.kind == Kind::kFile) removed.emplace_back(a.path, a.size);
+      } else if (c > 0) {
+        if (b.kind == Kind::kFile) added_names.insert(BaseName(b.path));
+      } else if (a.kind != b.kind) {
+        if (a.kind == Kind::kDir) o.SkipChildren();
+        if (b.kind == Kind::kFile) added_names.insert(BaseName(b.path));
+      }
+      if (c <= 0) {
+        CM_ASSIGN_OR_RETURN(have_o, o.Next(&a));
+      }
+      if (c >= 0) {
+        CM_ASSIGN_OR_RETURN(have_n, n.Next(&b));
+      }
+    }
+    for (auto& [path, size] : removed) {
+      std::string name = BaseName(path);
+      if (!added_names.count(name)) continue;
+      held_back_.insert(path);
+      move_bases_[name].emplace_back(path, size);
+    }
+    return Status::Ok();
+  }
+
   // A REMOVE of a directory stands for its whole subtree.
   Status Remove(const WalkEntry& o) {
     if (o.kind == Kind::kDir) old_.SkipChildren();
+    if (o.kind == Kind::kFile && held_back_.count(o.path)) {
+      deferred_removes_.push_back(Entry(Op::kRemove, o));
+      return Status::Ok();
+    }
     return Emit(Entry(Op::kRemove, o), {});
+  }
+
+  // An added file that a removed file of the same name (the closest in
+  // size) gives a delta of at most half its size is sent as that delta.
+  Status TryMoveDelta(const MappedFile& nf, DeltaEntry* e, EntryDetails* d, SpillSink* stream, bool* used) {
+    *used = false;
+    auto it = move_bases_.find(BaseName(e->path));
+    if (it == move_bases_.end() || nf.size() < kMinMoveDelta) return Status::Ok();
+    const std::pair<std::string, uint64_t>* best = nullptr;
+    for (const auto& cand : it->second) {
+      auto dist = [&](uint64_t s) { return s > nf.size() ? s - nf.size() : nf.size() - s; };
+      if (best == nullptr || dist(cand.second) < dist(best->second)) best = &cand;
+    }
+    MappedFile of;
+    CM_RETURN_IF_ERROR(of.Open(old_.FullPath(best->first)));
+    if (of.size() == 0) return Status::Ok();
+    summary_.bytes_read += of.size();
+    DeltaOptions dopts = opts_.delta;
+    dopts.max_stream_bytes = std::min(dopts.max_stream_bytes, nf.size() / 2);
+    InstructionWriter iw(stream);
+    DeltaStats st;
+    CM_RETURN_IF_ERROR(ComputeDelta(of.data(), of.size(), nf.data(), nf.size(), dopts, &iw, &st));
+    if (st.exceeded || st.copied < nf.size() / 2) return Status::Ok();
+    e->encoding = Encoding::kDelta;
+    e->base_path = best->first;
+    e->base_size = of.size();
+    e->base_hash = HashBytes(of.data(), of.size());
+    d->delta_bytes = st.stream_bytes;
+    d->copied = st.copied;
+    d->inserted = st.inserted;
+    *used = true;
+    return Status::Ok();
   }
 
   Status Add(const WalkEntry& n) {
     DeltaEntry e = Entry(Op::kAdd, n);
     if (n.kind == Kind::kSymlink) e.link_target = n.link_target;
+    if (n.kind == Kind::kFile && !opts_.listing_only && move_bases_.count(BaseName(n.path))) {
+      MappedFile nf;
+      CM_RETURN_IF_ERROR(nf.Open(new_.FullPath(n.path)));
+      e.size = nf.size();
+      e.hash = HashBytes(nf.data(), nf.size());
+      summary_.bytes_read += nf.size();
+      EntryDetails d;
+      SpillSink stream;
+      bool used = false;
+      CM_RETURN_IF_ERROR(TryMoveDelta(nf, &e, &d, &stream, &used));
+      if (used) ++summary_.moved_files;
+      return Emit(e, d, used ? &stream : nullptr);
+    }
     if (n.kind == Kind::kFile && !opts_.listing_only) {
       std::string path = new_.FullPath(n.path);
       UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
@@ -322,9 +426,14 @@ class Differ {
   const TreeDiffOptions& opts_;
   DeltaTableWriter* table_;
   DiffObserver* obs_;
+  std::string old_root_, new_root_;
   PathFilter filter_;
   TreeWalker old_, new_;
   DiffSummary summary_;
+  // Moves (FindMoveCandidates): removed files by name, and those held back.
+  std::unordered_map<std::string, std::vector<std::pair<std::string, uint64_t>>> move_bases_;
+  std::unordered_set<std::string> held_back_;
+  std::vector<DeltaEntry> deferred_removes_;
 };
 
 }  // namespace

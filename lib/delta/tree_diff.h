@@ -14,6 +14,8 @@
 //     or mtime: META (carrying the new metadata; with times off, mtime
 //     differences alone are ignored);
 //   - a symlink with another target: MODIFY.
+// An added file may be a DELTA against a removed file of the same name
+// (TreeDiffOptions::moves); such removals are held back to the end.
 // Output is deterministic: the same trees give byte-identical tables.
 #pragma once
 
@@ -35,6 +37,10 @@ struct TreeDiffOptions {
   // whose mtime alone changed is no change, and a file whose mtime changed is
   // still compared byte by byte (its mtime says nothing then).
   bool times = true;
+  // Send an added file as a delta against a removed file of the same name
+  // (a move or rename) when that is at most half its size; those removals
+  // then come at the end of the table. Needs table version 2.
+  bool moves = true;
   // Listing only (no table): no byte-level deltas and no content hashes are
   // computed (entries keep encoding WHOLE and a zero hash); which entries
   // come out is unchanged (same-size files are still compared byte by byte).
@@ -54,6 +60,7 @@ struct DiffSummary {
   uint64_t entries = 0;
   uint64_t added = 0, removed = 0, modified = 0, meta = 0;
   uint64_t delta_files = 0, whole_files = 0;  // MODIFY files by encoding
+  uint64_t moved_files = 0;                   // ADD files sent as deltas against a moved base
   uint64_t delta_bytes = 0;                   // all instruction streams
   uint64_t scanned = 0;                       // entries walked in the new tree
   uint64_t bytes_read = 0;                    // file content bytes read (both trees)

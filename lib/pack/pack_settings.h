@@ -20,7 +20,7 @@ struct PackSettings {
   int format = 0;                  // 0 = newest (3; 1 with chunk size 0)
   std::string chunk_size = "64K";  // "0" = format 1 (no chunk table)
   int level = 3;
-  int delta_level = 9;
+  int delta_level = 17;
   bool no_owner = false;
   std::string sign_key, group_key;
 };

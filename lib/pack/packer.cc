@@ -11,6 +11,7 @@
 #include <memory>
 #include <vector>
 
+#include "delta/binary_delta.h"
 #include "delta/delta_table.h"
 #include "pack/assignment_writer.h"
 #include "pack/segments.h"
@@ -104,7 +105,7 @@ class PartWriter {
     w.part = part_;
     w.last_part = true;
     w.zstd_level = opts_.level;
-    w.shared_level = opts_.delta_level;
+    w.shared_level = opts_.small_level;
     w.sign = opts_.sign;
     w.encrypt = opts_.encrypt;
     w.chunk_size = opts_.chunk_size;
@@ -203,8 +204,14 @@ Status AddDelta(PartWriter* pw, const PackOptions& opts, delta::DeltaTableReader
   if (spool.in_memory() && spool.size() <= kShareableMax) {
     CM_ASSIGN_OR_RETURN(ref, pw->w()->AddBlob(spool.mem().data(), spool.mem().size(), true));
   } else {
+    // Literals of random-looking data (media, encrypted blobs) gain nothing
+    // from a strong level and cost the most time there: the fast level.
+    int level = opts.delta_level;
+    if (spool.in_memory() &&
+        delta::LooksHighEntropy(reinterpret_cast<const uint8_t*>(spool.mem().data()), spool.mem().size()))
+      level = std::min(level, opts.level);
     auto src = spool.Source();
-    CM_ASSIGN_OR_RETURN(ref, pw->w()->AddStream(src.get(), spool.size(), true, opts.delta_level));
+    CM_ASSIGN_OR_RETURN(ref, pw->w()->AddStream(src.get(), spool.size(), true, level));
   }
   c->op = Opcode::kPatch;
   c->size = e.size;
@@ -295,6 +302,15 @@ Result<PackResult> PackDeltaTable(ByteSource* table_src, const std::string& sour
           c.op = Opcode::kSymlink;
           c.path2 = e.link_target;
         } else if (e.op == delta::Op::kModify && e.encoding == delta::Encoding::kDelta) {
+          CM_RETURN_IF_ERROR(AddDelta(&pw, opts, &table, e, &c, &res.raw_bytes));
+        } else if (e.encoding == delta::Encoding::kDelta) {
+          // An added file made from a moved one: copy the base (still on
+          // the server: cm-delta holds its removal back), then patch it.
+          Command copy;
+          copy.op = Opcode::kCopy;
+          copy.path = e.base_path;
+          copy.path2 = e.path;
+          pw.w()->AddCommand(copy);
           CM_RETURN_IF_ERROR(AddDelta(&pw, opts, &table, e, &c, &res.raw_bytes));
         } else {
           CM_RETURN_IF_ERROR(AddWholeFile(&pw, opts, source_root, e, &c));

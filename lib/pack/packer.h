@@ -27,7 +27,12 @@ struct PackOptions {
   // of its own.
   uint64_t max_size = 4ull << 30;
   int level = 3;                   // zstd level for whole files
-  int delta_level = 9;             // zstd level for delta streams and small shared blobs
+  // zstd level for delta streams of their own (> 64 KiB); random-looking
+  // ones get `level` instead.
+  int delta_level = 17;
+  // zstd level of the shared frames of small blobs (deltas and files up to
+  // 64 KiB; the frames are at most 1 MiB, so a high level stays cheap).
+  int small_level = 17;
   bool owners = true;              // carry uid/gid (applied by cm-apply when root)
   CompressPolicy policy = CompressPolicy::Default();
   std::optional<SigningKey> sign;

@@ -122,7 +122,7 @@ int main(int argc, char** argv) {
   auto add_data = [&](CLI::App* a) {
     a->add_option("--max-size", o.pack.max_size, "Split the job into parts of at most this many bytes (default 4G)");
     a->add_option("--level", o.pack.level, "zstd level for whole files (default 3)")->check(CLI::Range(1, 22));
-    a->add_option("--delta-level", o.pack.delta_level, "zstd level for deltas and small files (default 9)")
+    a->add_option("--delta-level", o.pack.delta_level, "zstd level for delta streams over 64K (default 17; random-looking ones get --level)")
         ->check(CLI::Range(1, 22));
     a->add_flag("--no-owner", o.pack.no_owner, "Do not carry file owners");
   };

@@ -149,6 +149,30 @@ TEST_F(TreeDiffTest, NoTimesIgnoresMtimeOnlyChangesButStillComparesBytes) {
   EXPECT_EQ(Diff(), (std::vector<std::string>{"m chmod", "m d/", "M edited", "m same"}));
 }
 
+TEST_F(TreeDiffTest, AMovedFileIsADeltaAgainstItsOldPlaceWhoseRemovalComesLast) {
+  std::string body;
+  for (int i = 0; i < 400; ++i) body += "export function f" + std::to_string(i) + "() { return " + std::to_string(i) + "; }\n";
+  WriteFile(Old("src/nodes/Moved.js"), body);
+  WriteFile(Old("src/nodes/Stays.js"), "stays");
+  WriteFile(Old("src/nodes/Gone.js"), body + "unrelated");
+  WriteFile(New("examples/tsl/Moved.js"), "// moved\n" + body);
+  WriteFile(New("src/nodes/Stays.js"), "stays");
+  PinMtimes(Old());
+  PinMtimes(New());
+  EXPECT_EQ(Diff(), (std::vector<std::string>{"A examples/", "A examples/tsl/", "A examples/tsl/Moved.js",
+                                              "D src/nodes/Gone.js", "D src/nodes/Moved.js"}));
+  const DeltaEntry& moved = collector_.entries[2];
+  EXPECT_EQ(moved.encoding, Encoding::kDelta);
+  EXPECT_EQ(moved.base_path, "src/nodes/Moved.js");
+  EXPECT_EQ(moved.base_hash, HashBytes(body.data(), body.size()));
+  EXPECT_LT(collector_.details[2].delta_bytes, 100u);
+  // Without moves the file is whole and the removals keep their place.
+  TreeDiffOptions o;
+  o.moves = false;
+  Diff(o);
+  EXPECT_EQ(collector_.entries[2].encoding, Encoding::kWhole);
+}
+
 TEST_F(TreeDiffTest, ChecksumCatchesSameSizeSameMtimeChange) {
   WriteFile(Old("f"), "aaaa");
   WriteFile(New("f"), "bbbb");
