@@ -41,6 +41,10 @@ struct TreeDiffOptions {
   // (a move or rename) when that is at most half its size; those removals
   // then come at the end of the table. Needs table version 2.
   bool moves = true;
+  // A changed file of at most 1 MiB (base at most 8 MiB) may be one zstd
+  // frame with its old version as prefix (delta instruction ZSTD) when that
+  // beats COPY/INSERT. Off for servers whose cm-apply predates it.
+  bool zstd_deltas = true;
   // Listing only (no table): no byte-level deltas and no content hashes are
   // computed (entries keep encoding WHOLE and a zero hash); which entries
   // come out is unchanged (same-size files are still compared byte by byte).

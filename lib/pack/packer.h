@@ -31,8 +31,9 @@ struct PackOptions {
   // ones get `level` instead.
   int delta_level = 17;
   // zstd level of the shared frames of small blobs (deltas and files up to
-  // 64 KiB; the frames are at most 1 MiB, so a high level stays cheap).
-  int small_level = 17;
+  // 64 KiB, frames of at most 1 MiB). 17 saved 4% on three 0.169 -> 0.170
+  // before cm-delta's zstd deltas, 4% more after them, for 4x the CPU.
+  int small_level = 9;
   bool owners = true;              // carry uid/gid (applied by cm-apply when root)
   CompressPolicy policy = CompressPolicy::Default();
   std::optional<SigningKey> sign;

@@ -31,6 +31,7 @@ struct Options {
   bool no_checksum = false;
   bool empty_old = false;
   bool no_times = false;
+  bool no_zstd_deltas = false;
   std::vector<std::string> excludes;
   std::vector<std::string> exclude_from;
   std::string config;
@@ -99,6 +100,7 @@ Status BuildDiffOptions(Options& o, TreeDiffOptions* d) {
   if (o.no_checksum) d->checksum = false;
   d->old_may_be_missing = o.empty_old;
   d->times = !o.no_times;
+  d->zstd_deltas = !o.no_zstd_deltas;
   for (const auto& f : o.exclude_from) CM_RETURN_IF_ERROR(ReadGlobFile(f, &d->excludes));
   for (const auto& g : o.excludes) d->excludes.push_back(g);
   if (!o.block_size.empty()) {
@@ -194,6 +196,8 @@ int main(int argc, char** argv) {
   cs->excludes(ncs);
   app.add_flag("--no-times", o.no_times, "do not carry modification times (like rsync without -t): an mtime "
                                           "change alone is no change; written files get the time they are written");
+  app.add_flag("--no-zstd-deltas", o.no_zstd_deltas, "only COPY/INSERT deltas, for servers whose cm-apply "
+                                                      "predates the ZSTD delta instruction");
   app.add_flag("--empty-old", o.empty_old, "treat a missing OLD as an empty tree (everything is new)");
   app.add_option("--exclude", o.excludes, "skip paths matching GLOB (repeatable; matches the relative path "
                                           "or the base name; a directory takes its subtree)")

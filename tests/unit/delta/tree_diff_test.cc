@@ -173,6 +173,52 @@ TEST_F(TreeDiffTest, AMovedFileIsADeltaAgainstItsOldPlaceWhoseRemovalComesLast) 
   EXPECT_EQ(collector_.entries[2].encoding, Encoding::kWhole);
 }
 
+// A rebuilt binary: the same words, many of them shifted by a little.
+TEST_F(TreeDiffTest, ARebuiltBinaryIsAZstdDeltaThatApplies) {
+  std::string old_bin, new_bin;
+  std::mt19937 rng(5);
+  for (int i = 0; i < 20000; ++i) {
+    uint32_t w = rng() % 4096;
+    old_bin.append(reinterpret_cast<const char*>(&w), 4);
+    w += (i % 3 == 0) ? 16 : 0;  // a relocation every third word
+    new_bin.append(reinterpret_cast<const char*>(&w), 4);
+  }
+  WriteFile(Old("lib.so"), old_bin);
+  WriteFile(New("lib.so"), new_bin);
+  PinMtimes(Old());
+  PinMtimes(New());
+  SetMtime(New("lib.so"), 1700000000);
+  EXPECT_EQ(Diff(), std::vector<std::string>{"M lib.so"});
+  ASSERT_EQ(collector_.entries[0].encoding, Encoding::kDelta);
+  // The stream is one ZSTD instruction; applying it gives the new bytes.
+  StringSource src(table_);
+  DeltaTableReader r(&src);
+  ASSERT_TRUE(r.Begin().ok());
+  DeltaEntry e;
+  ASSERT_TRUE(*r.Next(&e));
+  std::string stream(1 << 20, '\0');
+  auto n = r.ReadDeltaBytes(stream.data(), stream.size());
+  ASSERT_TRUE(n.ok());
+  stream.resize(*n);
+  EXPECT_EQ(static_cast<uint8_t>(stream[0]), kOpZstd);
+  auto out = testing::Apply(old_bin, stream, new_bin.size());
+  ASSERT_TRUE(out.ok()) << out.status().message();
+  EXPECT_EQ(*out, new_bin);
+  // Without zstd deltas it is COPY/INSERT again.
+  TreeDiffOptions o;
+  o.zstd_deltas = false;
+  Diff(o);
+  StringSource src2(table_);
+  DeltaTableReader r2(&src2);
+  ASSERT_TRUE(r2.Begin().ok());
+  ASSERT_TRUE(*r2.Next(&e));
+  char first;
+  if (e.encoding == Encoding::kDelta) {
+    ASSERT_TRUE(r2.ReadDeltaBytes(&first, 1).ok());
+    EXPECT_NE(static_cast<uint8_t>(first), kOpZstd);
+  }
+}
+
 TEST_F(TreeDiffTest, ChecksumCatchesSameSizeSameMtimeChange) {
   WriteFile(Old("f"), "aaaa");
   WriteFile(New("f"), "bbbb");
