@@ -26,14 +26,18 @@ def main():
             "apply_s": float(f[6] or 0), "apply_kb": int(f[7] or 0), "apply_cpu": float(f[8] or 0),
             "result": f[9], "note": f[10], "ok": f[9].startswith("OK"),
         })
-    what = "every 4th package of " if t["small"] else "all of "
-    print("trees: old = %s%s + data/blob.bin (%d MiB random): %d files, %.1f MiB; "
-          "new: %d files, %.1f MiB" % (what, t["src"], t["blob_bytes"] >> 20, t["old_files"],
-                                       mib(t["old_bytes"]), t["new_files"], mib(t["new_bytes"])))
-    print("edits (seed %d): %d text files edited (lines inserted/removed), %d files added, %d removed; "
-          "blob: %d scattered 4 KiB rewrites + %d insertions (%d bytes)" % (
-              t["seed"], t["edited"], t["added"], t["removed"], t["blob_rewrites_4k"],
-              t["blob_inserts"], t["blob_inserted_bytes"]))
+    if "pair" in t:
+        print("pair %s: old %d files, %.1f MiB; new %d files, %.1f MiB" % (
+            t["pair"], t["old_files"], mib(t["old_bytes"]), t["new_files"], mib(t["new_bytes"])))
+    else:
+        what = "every 4th package of " if t["small"] else "all of "
+        print("trees: old = %s%s + data/blob.bin (%d MiB random): %d files, %.1f MiB; "
+              "new: %d files, %.1f MiB" % (what, t["src"], t["blob_bytes"] >> 20, t["old_files"],
+                                           mib(t["old_bytes"]), t["new_files"], mib(t["new_bytes"])))
+        print("edits (seed %d): %d text files edited (lines inserted/removed), %d files added, %d removed; "
+              "blob: %d scattered 4 KiB rewrites + %d insertions (%d bytes)" % (
+                  t["seed"], t["edited"], t["added"], t["removed"], t["blob_rewrites_4k"],
+                  t["blob_inserts"], t["blob_inserted_bytes"]))
     print()
     peers = [r for r in rows if r["peer"] and r["ok"]]
     smallest = min(peers, key=lambda r: r["bytes"]) if peers else None
@@ -77,6 +81,15 @@ def main():
           if peers else "- (no peer OK)")
     print("- apply RSS under 64 MiB: %.1f MiB -> %s" % (
         o["apply_kb"] / 1024, "MET" if o["apply_kb"] < 64 * 1024 and o["ok"] else "MISSED"))
+    # Issue 14: bytes against per-file zstd, for every cm row.
+    z3 = [r for r in peers if r["tool"].startswith("zstd -3")]
+    z19 = [r for r in peers if r["tool"].startswith("zstd -19")]
+    for o in ours:
+        for ref, lim in ((z3, 1.0), (z19, 1.15)):
+            if ref and ref[0]["bytes"]:
+                q = o["bytes"] / ref[0]["bytes"]
+                print("- %s: bytes %.2fx %s (target <= %.2fx) -> %s" % (
+                    o["tool"], q, ref[0]["tool"], lim, "MET" if q <= lim and o["ok"] else "MISSED"))
 
 
 if __name__ == "__main__":

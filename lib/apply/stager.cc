@@ -283,9 +283,12 @@ Status Stager::Create(const pack::Command& c, ByteSource* data) {
     }
   }
   if (total != c.size) return Error(Code::kCorrupt, c.path + ": data shorter than the file size");
-  if (h.Finish() != c.hash) return Error(Code::kCorrupt, c.path + ": content hash mismatch");
+  // v3 carries no content hash: the data hash and chunk table covered the
+  // bytes; the hash computed here is still remembered for a later patch.
+  const Hash256 got = h.Finish();
+  if (c.has_hash && got != c.hash) return Error(Code::kCorrupt, c.path + ": content hash mismatch");
   CM_RETURN_IF_ERROR(ApplyMetaFd(f.fd.get(), c.meta, c.path));
-  RememberHash(f.fd.get(), c.hash);
+  RememberHash(f.fd.get(), got);
   CM_RETURN_IF_ERROR(f.Install(p.leaf, c.path));
   CM_RETURN_IF_ERROR(parent.Restore(c.path));
   ++stats_.created;
@@ -366,9 +369,9 @@ Status Stager::Patch(const pack::Command& c, ByteSource* data) {
   } else {
     out_hash = out_hasher.Finish();
   }
-  if (out_hash != c.hash) return Error(Code::kCorrupt, c.path + ": patched content hash mismatch");
+  if (c.has_hash && out_hash != c.hash) return Error(Code::kCorrupt, c.path + ": patched content hash mismatch");
   CM_RETURN_IF_ERROR(ApplyMetaFd(f.fd.get(), c.meta, c.path));
-  RememberHash(f.fd.get(), c.hash);
+  RememberHash(f.fd.get(), out_hash);
   CM_RETURN_IF_ERROR(f.Install(p.leaf, c.path));
   CM_RETURN_IF_ERROR(parent.Restore(c.path));
   ++stats_.patched;

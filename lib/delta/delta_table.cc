@@ -27,7 +27,11 @@ bool HasHash(const DeltaEntry& e) {
 bool HasTarget(const DeltaEntry& e) {
   return e.kind == Kind::kSymlink && (e.op == Op::kAdd || e.op == Op::kModify);
 }
-bool HasEncoding(const DeltaEntry& e) { return e.kind == Kind::kFile && e.op == Op::kModify; }
+// Version 1: MODIFY files only; version 2 also ADD files (a delta against a
+// base elsewhere in the old tree: base_path).
+bool HasEncoding(const DeltaEntry& e, uint16_t version = kTableVersion) {
+  return e.kind == Kind::kFile && (e.op == Op::kModify || (version >= 2 && e.op == Op::kAdd));
+}
 
 // Semantic checks shared by writer and reader (the reader maps a failure to
 // kCorrupt, the writer to kFailure since it means a caller bug).
@@ -41,6 +45,9 @@ const char* ValidateEntry(const DeltaEntry& e) {
     return "bad symlink target";
   if (HasEncoding(e) && e.encoding != Encoding::kWhole && e.encoding != Encoding::kDelta)
     return "bad encoding";
+  const bool cross = e.op == Op::kAdd && e.kind == Kind::kFile && e.encoding == Encoding::kDelta;
+  if (cross ? !IsSafeRelativePath(e.base_path) || e.base_path == e.path : !e.base_path.empty())
+    return "bad base path";
   return nullptr;
 }
 
@@ -114,6 +121,7 @@ Status DeltaTableWriter::AddEntry(const DeltaEntry& e) {
   if (HasEncoding(e)) {
     w.U8(static_cast<uint8_t>(e.encoding));
     if (e.encoding == Encoding::kDelta) {
+      w.Str(e.base_path);
       w.Varint(e.base_size);
       w.Bytes(e.base_hash.data(), e.base_hash.size());
     }
@@ -169,8 +177,9 @@ Status DeltaTableReader::Begin() {
   r.U16(&version);
   r.U16(&flags_);
   r.U32(&reserved);
-  if (version != kTableVersion) return Corrupt("unsupported version " + std::to_string(version));
-  if ((flags_ & ~kTableFlagChecksum) != 0) return Corrupt("unknown flags");
+  if (version != 1 && version != kTableVersion) return Corrupt("unsupported version " + std::to_string(version));
+  version_ = version;
+  if ((flags_ & ~(kTableFlagChecksum | kTableFlagNoTimes)) != 0) return Corrupt("unknown flags");
   if (reserved != 0) return Corrupt("nonzero reserved field");
   hasher_.Update(h, sizeof h);
   return Status::Ok();
@@ -265,18 +274,19 @@ Result<bool> DeltaTableReader::Next(DeltaEntry* e) {
   out.gid = static_cast<uint32_t>(gid);
   if (HasHash(out) && !r.Bytes(out.hash.data(), out.hash.size())) return Corrupt("malformed entry");
   if (HasTarget(out) && !r.Str(&out.link_target, kMaxPathBytes)) return Corrupt("malformed entry");
-  if (HasEncoding(out)) {
+  if (HasEncoding(out, version_)) {
     uint8_t enc = 0;
     if (!r.U8(&enc) || enc > 1) return Corrupt("bad encoding");
     out.encoding = static_cast<Encoding>(enc);
     if (out.encoding == Encoding::kDelta &&
-        (!r.Varint(&out.base_size) || !r.Bytes(out.base_hash.data(), out.base_hash.size())))
+        ((version_ >= 2 && !r.Str(&out.base_path, kMaxPathBytes)) || !r.Varint(&out.base_size) ||
+         !r.Bytes(out.base_hash.data(), out.base_hash.size())))
       return Corrupt("malformed entry");
   }
   if (!r.AtEnd()) return Corrupt("trailing bytes in entry");
   if (const char* why = ValidateEntry(out)) return Corrupt(out.path + ": " + why);
   ++entries_;
-  in_delta_ = HasEncoding(out) && out.encoding == Encoding::kDelta;
+  in_delta_ = HasEncoding(out, version_) && out.encoding == Encoding::kDelta;
   delta_seen_ = 0;
   chunk_left_ = 0;
   *e = std::move(out);

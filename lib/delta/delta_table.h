@@ -1,7 +1,7 @@
 // The delta table: cm-delta's versioned binary output and cm-pack's input.
-// Format v1 in docs/FORMATS.md ("Delta table"):
+// Format v2 (v1 still read) in docs/FORMATS.md ("Delta table"):
 //
-//   header  "CMDT" | u16 version=1 | u16 flags | u32 reserved(0)      12 bytes
+//   header  "CMDT" | u16 version=2 | u16 flags | u32 reserved(0)      12 bytes
 //   record  u8 type | varint length (<= kMaxRecord) | payload[length]
 //     kRecEntry       one DeltaEntry (payload layout below)
 //     kRecDeltaChunk  instruction-stream bytes of the preceding DELTA entry
@@ -17,7 +17,8 @@
 //     varint gid | svarint mtime_ns | varint size
 //     + file with op ADD/MODIFY:     hash[32]
 //     + symlink with op ADD/MODIFY:  str target
-//     + file with op MODIFY:         u8 encoding; if DELTA: varint base_size | base_hash[32]
+//     + file with op MODIFY (v1), ADD or MODIFY (v2): u8 encoding; if DELTA:
+//       [v2: str base_path] | varint base_size | base_hash[32]
 //   A DELTA entry is followed by kRecDeltaChunk records carrying one
 //   instruction stream (delta/instructions.h) that ends with its END opcode.
 //
@@ -38,8 +39,14 @@
 namespace cm::delta {
 
 constexpr char kTableMagic[4] = {'C', 'M', 'D', 'T'};
-constexpr uint16_t kTableVersion = 1;
+// Version 2 (written): ADD files carry an encoding too, and a DELTA entry
+// names its base path (empty: the entry's own path in the old tree).
+// Version 1 is still read.
+constexpr uint16_t kTableVersion = 2;
 constexpr uint16_t kTableFlagChecksum = 1;  // change detection by content hash
+// Modification times are not carried (--no-times): every entry's mtime_ns is
+// 0 ("leave as is") and a change of mtime alone is no change.
+constexpr uint16_t kTableFlagNoTimes = 2;
 constexpr uint32_t kMaxRecord = 16 << 20;
 
 enum RecordType : uint8_t { kRecEntry = 1, kRecDeltaChunk = 2, kRecEnd = 3 };
@@ -58,6 +65,9 @@ struct DeltaEntry {
   Hash256 hash{};           // new content hash (files, ADD/MODIFY)
   std::string link_target;  // symlinks, ADD/MODIFY
   Encoding encoding = Encoding::kWhole;  // files, MODIFY
+  // DELTA of an ADD file (version 2): the old tree's file the delta is
+  // against (a moved or renamed file); empty for MODIFY (the same path).
+  std::string base_path;
   uint64_t base_size = 0;   // DELTA: size of the old file
   Hash256 base_hash{};      // DELTA: hash of the old file
 };
@@ -109,6 +119,7 @@ class DeltaTableReader {
   ByteSource* src_;
   Hasher hasher_;
   uint16_t flags_ = 0;
+  uint16_t version_ = 0;
   uint64_t entries_ = 0;
   // Pending record state
   bool have_peek_ = false;

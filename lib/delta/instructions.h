@@ -24,6 +24,12 @@ namespace cm::delta {
 constexpr uint8_t kOpEnd = 0x00;
 constexpr uint8_t kOpCopy = 0x01;
 constexpr uint8_t kOpInsert = 0x02;
+// ZSTD: varint len | one zstd frame of len bytes whose content, decoded with
+// the whole base as its prefix (ZSTD_DCtx_refPrefix), is the next output.
+// Only for bases of at most kMaxZstdBase bytes (the applier maps the base).
+constexpr uint8_t kOpZstd = 0x03;
+constexpr uint64_t kMaxZstdBase = 8 << 20;
+constexpr uint64_t kMaxZstdFrame = 16 << 20;
 
 // Appends instructions to a sink. Adjacent inserts are merged. Not thread-safe.
 class InstructionWriter {
@@ -31,6 +37,9 @@ class InstructionWriter {
   explicit InstructionWriter(ByteSink* sink) : sink_(sink) {}
   Status Copy(uint64_t offset, uint64_t length);
   Status Insert(const void* data, size_t n);
+  // A ZSTD instruction: frame (compressed with the base as prefix) decodes to
+  // decoded_size bytes of output.
+  Status Zstd(const void* frame, size_t n, uint64_t decoded_size);
   Status Finish();  // writes END; no calls after it
   uint64_t output_size() const { return out_bytes_; }
   uint64_t target_size() const { return target_; }
@@ -65,6 +74,8 @@ class PatchApplier {
  private:
   Status Step(bool* progressed);
   Status FlushOut();
+  Status TakeFrameBytes(const char* p, size_t n);
+  Status DecodeFrame();
   int base_fd_;
   uint64_t base_size_;
   int out_fd_;
@@ -73,6 +84,8 @@ class PatchApplier {
   uint64_t prev_end_ = 0;
   bool ended_ = false;
   uint64_t insert_left_ = 0;  // bytes of a literal still to come
+  uint64_t frame_left_ = 0;   // bytes of a ZSTD frame still to come
+  std::string frame_;         // the ZSTD frame so far
   std::string in_;            // unparsed instruction bytes (bounded)
   std::string out_;           // output buffer
   Hasher* out_hasher_ = nullptr;

@@ -11,8 +11,11 @@
 //     differs (checksum): MODIFY, encoded DELTA or WHOLE. If the content is in
 //     fact identical, only its metadata changed: META;
 //   - a file or directory with the same content but another mode, uid, gid
-//     or mtime: META;
+//     or mtime: META (carrying the new metadata; with times off, mtime
+//     differences alone are ignored);
 //   - a symlink with another target: MODIFY.
+// An added file may be a DELTA against a removed file of the same name
+// (TreeDiffOptions::moves); such removals are held back to the end.
 // Output is deterministic: the same trees give byte-identical tables.
 #pragma once
 
@@ -29,6 +32,19 @@ namespace cm::delta {
 struct TreeDiffOptions {
   bool checksum = false;            // detect changes by content hash, not size+mtime
   bool old_may_be_missing = false;  // a missing old tree is an empty one (--empty-old)
+  // Carry modification times (default). Without (--no-times, like rsync
+  // without -t): entries carry mtime 0 ("leave as is"), a file or directory
+  // whose mtime alone changed is no change, and a file whose mtime changed is
+  // still compared byte by byte (its mtime says nothing then).
+  bool times = true;
+  // Send an added file as a delta against a removed file of the same name
+  // (a move or rename) when that is at most half its size; those removals
+  // then come at the end of the table. Needs table version 2.
+  bool moves = true;
+  // A changed file of at most 1 MiB (base at most 8 MiB) may be one zstd
+  // frame with its old version as prefix (delta instruction ZSTD) when that
+  // beats COPY/INSERT. Off for servers whose cm-apply predates it.
+  bool zstd_deltas = true;
   // Listing only (no table): no byte-level deltas and no content hashes are
   // computed (entries keep encoding WHOLE and a zero hash); which entries
   // come out is unchanged (same-size files are still compared byte by byte).
@@ -48,6 +64,7 @@ struct DiffSummary {
   uint64_t entries = 0;
   uint64_t added = 0, removed = 0, modified = 0, meta = 0;
   uint64_t delta_files = 0, whole_files = 0;  // MODIFY files by encoding
+  uint64_t moved_files = 0;                   // ADD files sent as deltas against a moved base
   uint64_t delta_bytes = 0;                   // all instruction streams
   uint64_t scanned = 0;                       // entries walked in the new tree
   uint64_t bytes_read = 0;                    // file content bytes read (both trees)

@@ -110,7 +110,7 @@ Status DecodeHeader(std::string_view bytes, Header* h) {
   uint8_t type;
   r.U16(&version);
   r.U16(&hsize);
-  if (version != kVersion1 && version != kVersion2)
+  if (version != kVersion1 && version != kVersion2 && version != kVersion3)
     return Error(Code::kCorrupt, "unsupported assignment version " + std::to_string(version));
   if (hsize != kHeaderSize) return Error(Code::kCorrupt, "bad header size");
   Hash256 want = HashBytes(bytes.data(), kHeaderHashedSize);
@@ -143,9 +143,11 @@ Status DecodeHeader(std::string_view bytes, Header* h) {
   if (h->flags & ~(kFlagSigned | kFlagEncrypted | kFlagLastPart | kFlagChunkTable))
     return Error(Code::kCorrupt, "unknown header flags");
   if (reserved != 0) return Error(Code::kCorrupt, "nonzero reserved header field");
-  const bool chunked = version == kVersion2;
+  const bool chunked = version != kVersion1;
+  h->compact_body = version == kVersion3;
   if (chunked != h->has_chunk_table())
-    return Error(Code::kCorrupt, chunked ? "assignment version 2 without the chunk table flag"
+    return Error(Code::kCorrupt, chunked ? "assignment version " + std::to_string(version) +
+                                               " without the chunk table flag"
                                          : "chunk table flag in an assignment of version 1");
   for (size_t i = chunked ? kChunkFieldsEnd : kChunkFieldsBegin; i < kHeaderHashedSize; ++i)
     if (bytes[i] != 0) return Error(Code::kCorrupt, "nonzero reserved header bytes");

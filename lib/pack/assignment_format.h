@@ -1,4 +1,4 @@
-// Assignment format v1 and v2: the unit that travels (docs/FORMATS.md,
+// Assignment format v1, v2 and v3: the unit that travels (docs/FORMATS.md,
 // "Assignment"). Constants and pure encode/decode shared by the writer
 // (cm-pack), the reader (cm-apply) and the relays (lib/push). No I/O here.
 //
@@ -43,6 +43,9 @@ constexpr char kMagic[4] = {'C', 'M', 'A', 'S'};
 constexpr char kTrailerMagic[4] = {'C', 'M', 'A', 'T'};
 constexpr uint16_t kVersion1 = 1;  // no chunk table
 constexpr uint16_t kVersion2 = 2;  // chunk table after the trailer
+// v3: v2's header, chunk table and trailer; the body is the compact command
+// encoding (pack/command_codec.h) in one segment (codec raw or zstd).
+constexpr uint16_t kVersion3 = 3;
 constexpr size_t kHeaderSize = 256;
 constexpr size_t kHeaderHashedSize = 224;
 constexpr size_t kTrailerSize = 128;
@@ -99,9 +102,13 @@ struct Header {
   uint32_t chunk_count = 0;  // = ceil((data_size + body_size) / chunk_size)
   Hash256 table_hash{};      // H(chunk table)
   Hash256 trailer_hash{};    // H(trailer[0..40)): magic, reserved, body hash
+  // v3: the body is compact (command_codec.h); requires the chunk table.
+  bool compact_body = false;
 
   bool has_chunk_table() const { return (flags & kFlagChunkTable) != 0; }
-  uint16_t version() const { return has_chunk_table() ? kVersion2 : kVersion1; }
+  uint16_t version() const {
+    return compact_body ? kVersion3 : has_chunk_table() ? kVersion2 : kVersion1;
+  }
 };
 
 // Where everything is, from a decoded header. Offsets are file offsets.
@@ -120,9 +127,9 @@ struct Trailer {
   std::array<uint8_t, 64> signature{};  // zero when unsigned
 };
 
-// Exactly kHeaderSize bytes; version 2 when h.flags has kFlagChunkTable.
+// Exactly kHeaderSize bytes; version h.version().
 std::string EncodeHeader(const Header& h);
-// Checks magic, version (1 or 2; others are refused), hash and fields; for v2
+// Checks magic, version (1, 2 or 3; others are refused), hash and fields; for v2/v3
 // the chunk size and that chunk_count matches the sizes. Errors: kCorrupt.
 Status DecodeHeader(std::string_view bytes, Header* h);
 std::string EncodeTrailer(const Trailer& t);      // exactly kTrailerSize bytes
@@ -172,6 +179,10 @@ struct Command {
   uint64_t base_size = 0;
   Hash256 base_hash{};
   DataRef data;       // create/patch
+  // create/patch: whether `hash` is carried. v3 carries none: the data is
+  // covered by the data hash, the chunk table and the signature, and a patch's
+  // result is determined by its (checked) base and its (covered) instructions.
+  bool has_hash = true;
 };
 
 // Encodes one command (opcode, length, payload) and appends it to *out.

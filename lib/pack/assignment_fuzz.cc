@@ -1,7 +1,7 @@
 // libFuzzer target for the assignment reader: header, trailer, command and
 // segment parsers. Build with -DCM_FUZZ=ON and clang (see docs/FORMATS.md);
 // run: build-fuzz/fuzz/assignment_fuzz corpus/ -max_total_time=60
-// Inputs are taken as a whole assignment file (format v1 or v2); to reach the
+// Inputs are taken as a whole assignment file (format v1, v2 or v3); to reach the
 // inner parsers past the hash checks, the sizes, chunk table and hashes are
 // recomputed before reading (pack/rehash.h; the fuzzer's mutations then land
 // in the command and segment parsers).

@@ -11,11 +11,54 @@
 #include <vector>
 
 #include "util/path_util.h"
+#include "pack/command_codec.h"
 #include "pack/crypto_stream.h"
 #include "pack/segments.h"
 #include "util/byte_io.h"
 
 namespace cm::pack {
+namespace {
+// Reads ahead in blocks so that commands can be read a few bytes at a time.
+class BufferedSource : public ByteSource {
+ public:
+  explicit BufferedSource(ByteSource* in) : in_(in) {}
+  Result<size_t> Read(void* out, size_t n) override {
+    if (pos_ == buf_.size()) {
+      CM_RETURN_IF_ERROR(Refill());
+      if (buf_.empty()) return size_t{0};
+    }
+    size_t take = std::min(n, buf_.size() - pos_);
+    std::memcpy(out, buf_.data() + pos_, take);
+    pos_ += take;
+    return take;
+  }
+
+  // True when the input has no more bytes.
+  Result<bool> AtEnd() {
+    if (pos_ == buf_.size()) CM_RETURN_IF_ERROR(Refill());
+    return buf_.empty();
+  }
+
+ private:
+  Status Refill() {
+    buf_.resize(kBlock);
+    auto r = in_->Read(buf_.data(), buf_.size());
+    if (!r.ok()) {
+      buf_.clear();
+      pos_ = 0;
+      return r.status();
+    }
+    buf_.resize(*r);
+    pos_ = 0;
+    return Status::Ok();
+  }
+  static constexpr size_t kBlock = 64 * 1024;
+  ByteSource* in_;
+  std::string buf_;
+  size_t pos_ = 0;
+};
+
+}  // namespace
 
 struct AssignmentReader::Impl {
   UniqueFd fd;
@@ -24,6 +67,11 @@ struct AssignmentReader::Impl {
   std::unique_ptr<FileRangeSource> body_raw;
   std::unique_ptr<DecryptSource> body_dec;
   ByteSource* body = nullptr;
+  // v3: the body's one segment, read through a buffer, decoded in context.
+  std::unique_ptr<BufferedSource> body_plain;  // before the segment header
+  std::unique_ptr<SegmentReader> body_segment;
+  std::unique_ptr<ByteSource> body_buffered;
+  std::optional<CommandDecoder> decoder;
   uint64_t commands_read = 0;
   // Data
   std::unique_ptr<FileRangeSource> data_raw;
@@ -139,8 +187,9 @@ bool AllZero(const uint8_t* p, size_t n) {
   return true;
 }
 
-// Reads one command: u8 opcode | varint length | payload. false at end of stream.
-Result<bool> ReadCommand(ByteSource* src, Command* c) {
+// Reads one command: u8 opcode | varint length | payload. false at end of
+// stream. decoder: the v3 context, or null for v1/v2 payloads.
+Result<bool> ReadCommand(ByteSource* src, CommandDecoder* decoder, Command* c) {
   uint8_t op;
   auto r = src->Read(&op, 1);
   if (!r.ok()) return r.status();
@@ -156,7 +205,10 @@ Result<bool> ReadCommand(ByteSource* src, Command* c) {
   if (len > kMaxCommandPayload) return Error(Code::kCorrupt, "command too long");
   std::string payload(static_cast<size_t>(len), '\0');
   CM_RETURN_IF_ERROR(src->ReadExact(payload.data(), payload.size(), "command"));
-  CM_RETURN_IF_ERROR(DecodeCommandPayload(static_cast<Opcode>(op), payload, c));
+  if (decoder)
+    CM_RETURN_IF_ERROR(decoder->Decode(static_cast<Opcode>(op), payload, c));
+  else
+    CM_RETURN_IF_ERROR(DecodeCommandPayload(static_cast<Opcode>(op), payload, c));
   return true;
 }
 }  // namespace
@@ -174,8 +226,8 @@ Status AssignmentReader::Verify() {
   if (opts_.pub_key && std::memcmp(h.key_id.data(), opts_.pub_key->Id().data(), 8) != 0)
     return Error(Code::kAuth, "signed with another key (key id " + ToHex(h.key_id.data(), 8) + ", expected " +
                                   ToHex(opts_.pub_key->Id().data(), 8) + ")");
-  if ((h.flags & kFlagEncrypted) && !opts_.group_key)
-    return Error(Code::kAuth, "assignment is encrypted; a group key is needed");
+  const bool sealed = (h.flags & kFlagEncrypted) && !opts_.group_key;
+  if (sealed && !opts_.allow_sealed) return Error(Code::kAuth, "assignment is encrypted; a group key is needed");
 
   if (h.has_chunk_table()) {
     const Layout l = LayoutOf(h);
@@ -194,8 +246,17 @@ Status AssignmentReader::Verify() {
       return Error(Code::kAuth, "bad signature");
   }
 
+  if (sealed) {
+    // Integrity and origin are checked; only key holders can read further.
+    verified_ = sealed_ = true;
+    return Status::Ok();
+  }
+
   // Parse every command before anyone acts on one: structure, count, paths.
-  auto Reset = [&]() {
+  auto Reset = [&]() -> Status {
+    impl_->body_buffered.reset();
+    impl_->body_segment.reset();
+    impl_->body_plain.reset();
     impl_->body_dec.reset();
     impl_->body_raw = std::make_unique<FileRangeSource>(fd, kHeaderSize + h.data_size, h.body_size);
     impl_->body = impl_->body_raw.get();
@@ -203,14 +264,29 @@ Status AssignmentReader::Verify() {
       impl_->body_dec = std::make_unique<DecryptSource>(*opts_.group_key, impl_->body_raw.get());
       impl_->body = impl_->body_dec.get();
     }
+    impl_->decoder.reset();
+    if (h.compact_body) {
+      // An empty plaintext body (no commands) has no segment either.
+      impl_->body_plain = std::make_unique<BufferedSource>(impl_->body);
+      impl_->body = impl_->body_plain.get();
+      CM_ASSIGN_OR_RETURN(bool empty, impl_->body_plain->AtEnd());
+      if (!empty) {
+        impl_->body_segment = std::make_unique<SegmentReader>(impl_->body_plain.get());
+        CM_ASSIGN_OR_RETURN(ByteSource * cmds, impl_->body_segment->OpenNextStreamed());
+        impl_->body_buffered = std::make_unique<BufferedSource>(cmds);
+        impl_->body = impl_->body_buffered.get();
+      }
+      impl_->decoder.emplace();
+    }
     impl_->commands_read = 0;
+    return Status::Ok();
   };
-  Reset();
+  CM_RETURN_IF_ERROR(Reset());
   uint64_t count = 0;
   Command c;
   uint64_t last_segment = 0;
   for (;;) {
-    auto more = ReadCommand(impl_->body, &c);
+    auto more = ReadCommand(impl_->body, impl_->decoder ? &*impl_->decoder : nullptr, &c);
     if (!more.ok()) return more.status();
     if (!*more) break;
     ++count;
@@ -223,9 +299,10 @@ Status AssignmentReader::Verify() {
       last_segment = c.data.segment;
     }
   }
+  if (impl_->body_segment) CM_RETURN_IF_ERROR(impl_->body_segment->ExpectEnd());
   if (count != h.command_count) return Error(Code::kCorrupt, "command count differs from header");
   if (IsControl(h.type) && count != 0) return Error(Code::kCorrupt, "control assignment carries commands");
-  Reset();
+  CM_RETURN_IF_ERROR(Reset());
 
   impl_->data_raw = std::make_unique<FileRangeSource>(fd, kHeaderSize, h.data_size);
   ByteSource* data = impl_->data_raw.get();
@@ -240,13 +317,15 @@ Status AssignmentReader::Verify() {
 
 Result<bool> AssignmentReader::NextCommand(Command* c) {
   if (!verified_) return Error(Code::kFailure, "NextCommand before Verify");
-  auto r = ReadCommand(impl_->body, c);
+  if (sealed_) return Error(Code::kAuth, "assignment is encrypted; a group key is needed");
+  auto r = ReadCommand(impl_->body, impl_->decoder ? &*impl_->decoder : nullptr, c);
   if (r.ok() && *r) ++impl_->commands_read;
   return r;
 }
 
 Result<ByteSource*> AssignmentReader::OpenData(const DataRef& ref) {
   if (!verified_) return Error(Code::kFailure, "OpenData before Verify");
+  if (sealed_) return Error(Code::kAuth, "assignment is encrypted; a group key is needed");
   return impl_->segments->Open(ref);
 }
 

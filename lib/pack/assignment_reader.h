@@ -1,7 +1,7 @@
 // Opens an assignment file, verifies it completely before anyone acts on it,
 // then yields its commands in order and the data each one refers to.
 //
-// Reads format v1 and v2. Open() checks header (magic, version, header hash,
+// Reads formats v1, v2 and v3 (v3: the compact body, pack/command_codec.h). Open() checks header (magic, version, header hash,
 // sizes against the file size), trailer and, for v2, the trailer hash.
 // Verify() reads the file once more: for v2 the chunk table against its hash
 // in the header and every chunk against the table; H(data part) against the
@@ -27,6 +27,11 @@ struct ReaderOptions {
   std::optional<PublicKey> pub_key;
   // Needed to read an encrypted assignment's body and data (kAuth without it).
   std::optional<GroupKey> group_key;
+  // Without the group key, let Verify() check an encrypted assignment's
+  // integrity and signature (everything but the commands, which only key
+  // holders can read) and succeed; NextCommand/OpenData then give kAuth.
+  // For `cm-pack verify/inspect`; cm-apply leaves it off.
+  bool allow_sealed = false;
 };
 
 class AssignmentReader {
@@ -53,6 +58,9 @@ class AssignmentReader {
   // Valid until the next call to NextCommand or OpenData. References must
   // not go backwards (segments are read in order).
   Result<ByteSource*> OpenData(const DataRef& ref);
+  // True after Verify() of an encrypted assignment without its key
+  // (ReaderOptions::allow_sealed): verified, but the commands are unreadable.
+  bool sealed() const { return sealed_; }
 
  private:
   AssignmentReader() = default;
@@ -62,6 +70,7 @@ class AssignmentReader {
   Trailer trailer_;
   uint64_t file_size_ = 0;
   bool verified_ = false;
+  bool sealed_ = false;
   ReaderOptions opts_;
 };
 

@@ -3,10 +3,13 @@
 #include <sodium.h>
 #include <unistd.h>
 
+#include <zstd.h>
+
 #include <ctime>
 
 #include "pack/crypto_stream.h"
 #include "pack/segments.h"
+#include "util/byte_io.h"
 #include "util/file_util.h"
 #include "util/hash.h"
 
@@ -34,6 +37,37 @@ class HashingFileSink : public ByteSink {
 };
 }  // namespace
 
+Status CheckFormatOption(uint16_t version, uint32_t chunk_size) {
+  if (version > kVersion3) return Error(Code::kUsage, "--format: unknown assignment format " + std::to_string(version));
+  if (version == kVersion1 && chunk_size != 0)
+    return Error(Code::kUsage, "--format 1 has no chunk table (use --chunk-size 0)");
+  if (version >= kVersion2 && chunk_size == 0)
+    return Error(Code::kUsage, "--format " + std::to_string(version) + " needs a chunk table (--chunk-size)");
+  return Status::Ok();
+}
+
+Status SealBody(int level, std::string* body) {
+  std::string out;
+  ByteWriter w(&out);
+  if (!body->empty()) {
+    std::string z(ZSTD_compressBound(body->size()), '\0');
+    size_t n = ZSTD_compress(z.data(), z.size(), body->data(), body->size(), level);
+    if (ZSTD_isError(n)) return Error(Code::kFailure, std::string("zstd: ") + ZSTD_getErrorName(n));
+    if (n < body->size()) {
+      w.U8(static_cast<uint8_t>(Codec::kZstd));
+      w.Varint(body->size());
+      w.Bytes(z.data(), n);
+      *body = std::move(out);
+      return Status::Ok();
+    }
+  }
+  w.U8(static_cast<uint8_t>(Codec::kRaw));
+  w.Varint(body->size());
+  w.Bytes(*body);
+  *body = std::move(out);
+  return Status::Ok();
+}
+
 struct AssignmentWriter::Impl {
   AtomicFile file;
   std::unique_ptr<ChunkHasher> chunks;  // format v2 only
@@ -50,7 +84,9 @@ Status AssignmentWriter::Open(const std::string& path, const WriterOptions& opts
     return Error(Code::kUsage, "invalid job id '" + opts.job_id + "' (1-32 of A-Z a-z 0-9 . _ -)");
   if (opts.serial == 0) return Error(Code::kUsage, "serial number must be > 0");
   CM_RETURN_IF_ERROR(CheckChunkSizeOption(opts.chunk_size));
+  CM_RETURN_IF_ERROR(CheckFormatOption(opts.version, opts.chunk_size));
   opts_ = opts;
+  version_ = opts.version ? opts.version : opts.chunk_size ? kVersion3 : kVersion1;
   impl_ = std::make_unique<Impl>();
   if (opts_.chunk_size) impl_->chunks = std::make_unique<ChunkHasher>(opts_.chunk_size);
   CM_RETURN_IF_ERROR(impl_->file.Open(path, 0644));
@@ -77,8 +113,22 @@ Result<DataRef> AssignmentWriter::AddStream(ByteSource* src, uint64_t raw_size, 
 }
 
 void AssignmentWriter::AddCommand(const Command& c) {
-  EncodeCommand(c, &body_);
+  if (version_ == kVersion3)
+    encoder_.Encode(c, &body_);
+  else
+    EncodeCommand(c, &body_);
   ++commands_;
+}
+
+uint64_t AssignmentWriter::part_bytes_bound() const {
+  if (!impl_) return 0;
+  // zstd may grow incompressible input by a little (ZSTD_compressBound).
+  const uint64_t pending = impl_->segments->pending_shared();
+  const uint64_t body = body_.size() + body_.size() / 128 + 64;
+  uint64_t covered = impl_->segments->stored_bytes() + pending + pending / 128 + 64 + body;
+  if (opts_.encrypt) covered += (covered / kCryptChunk + 2) * (17 + 24);
+  const uint64_t table = opts_.chunk_size ? (covered / opts_.chunk_size + 2) * kChunkHashSize : 0;
+  return kHeaderSize + covered + kTrailerSize + table;
 }
 
 uint64_t AssignmentWriter::data_bytes() const {
@@ -103,7 +153,10 @@ Status AssignmentWriter::Finish() {
   h.command_count = commands_;
   if (opts_.sign) h.key_id = opts_.sign->pub.Id();
 
-  // Body, stored encrypted when asked.
+  // Body: v3 puts the compact commands in one segment (one zstd frame when
+  // that is smaller); stored encrypted when asked.
+  if (version_ == kVersion3 && !body_.empty()) CM_RETURN_IF_ERROR(SealBody(opts_.body_level, &body_));
+  h.compact_body = version_ == kVersion3;
   std::string stored_body;
   if (opts_.encrypt) {
     StringSink s;
@@ -120,7 +173,7 @@ Status AssignmentWriter::Finish() {
   Trailer t;
   t.body_hash = HashBytes(stored_body.data(), stored_body.size());
   std::string table;
-  if (impl_->chunks) {
+  if (version_ != kVersion1) {
     impl_->chunks->Update(stored_body.data(), stored_body.size());
     impl_->chunks->Finish();
     const auto& hashes = impl_->chunks->completed();

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "pack/assignment_format.h"
+#include "pack/command_codec.h"
 #include "pack/keys.h"
 #include "util/byte_source.h"
 #include "util/status.h"
@@ -26,10 +27,22 @@ struct WriterOptions {
   int shared_level = 19;  // the shared segments of small blobs (small: cheap to squeeze)
   std::optional<SigningKey> sign;
   std::optional<GroupKey> encrypt;
-  // Format v2 with a chunk table of this chunk size (IsValidChunkSize);
-  // 0 writes format v1 (no table).
+  // A chunk table of this chunk size (IsValidChunkSize); 0 writes format v1
+  // (no table).
   uint32_t chunk_size = kDefaultChunkSize;
+  // Format version: 0 = the newest that fits (3 with a chunk table, else 1);
+  // 2 = a chunk table with the v1/v2 body, for servers that read no v3.
+  uint16_t version = 0;
+  // zstd level of the v3 body (the compact command list).
+  int body_level = 19;
 };
+
+// kUsage unless the format version (0 = default) and chunk size fit together.
+Status CheckFormatOption(uint16_t version, uint32_t chunk_size);
+
+// The v3 body's plaintext from encoded commands: one segment (codec zstd at
+// `level` when that is smaller, else raw) holding them all.
+Status SealBody(int level, std::string* body);
 
 class AssignmentWriter {
  public:
@@ -48,6 +61,10 @@ class AssignmentWriter {
 
   // Stored bytes of the data part so far (for size caps).
   uint64_t data_bytes() const;
+  // An upper bound of the part's file size if it were finished now: header,
+  // stored data, pending shared data and commands uncompressed, trailer,
+  // chunk table and encryption overhead (for --max-size).
+  uint64_t part_bytes_bound() const;
   uint64_t commands() const { return commands_; }
   void set_last_part(bool last) { opts_.last_part = last; }
 
@@ -58,9 +75,11 @@ class AssignmentWriter {
   struct Impl;
   std::unique_ptr<Impl> impl_;
   WriterOptions opts_;
-  std::string body_;
+  std::string body_;  // encoded commands (plaintext, uncompressed)
   uint64_t commands_ = 0;
+  uint16_t version_ = 1;
   uint64_t space_needed_ = 0;
+  CommandEncoder encoder_;  // v3
   Header header_;
 };
 

@@ -33,7 +33,7 @@ std::string HeaderJson(const Header& h) {
 
 std::string ChunkLine(const Header& h) {
   if (!h.has_chunk_table()) return "1 (no chunk table)";
-  return "2, chunk table: " + std::to_string(h.chunk_count) + (h.chunk_count == 1 ? " chunk" : " chunks") +
+  return std::to_string(h.version()) + (h.compact_body ? " (compact commands)" : "") + ", chunk table: " + std::to_string(h.chunk_count) + (h.chunk_count == 1 ? " chunk" : " chunks") +
          " of " + HumanBytes(h.chunk_size);
 }
 
@@ -48,7 +48,8 @@ std::string CommandJson(const Command& c) {
     o.Str("mode", mode);
   }
   if (c.op == Opcode::kCreate || c.op == Opcode::kPatch) {
-    o.Uint("size", c.size).Str("hash", ToHex(c.hash)).Uint("data_bytes", c.data.length);
+    o.Uint("size", c.size).Uint("data_bytes", c.data.length);
+    if (c.has_hash) o.Str("hash", ToHex(c.hash));
   }
   if (c.op == Opcode::kPatch) o.Uint("base_size", c.base_size).Str("base_hash", ToHex(c.base_hash));
   return o.Build();
@@ -80,7 +81,8 @@ Status DescribeAssignment(const std::string& path, const ReaderOptions& opts, bo
   Status verified = reader->Verify();
   JsonArray cmds;
   std::string lines;
-  if (verified.ok()) {
+  const bool sealed = verified.ok() && reader->sealed();
+  if (verified.ok() && !sealed) {
     Command c;
     for (;;) {
       auto more = reader->NextCommand(&c);
@@ -98,6 +100,7 @@ Status DescribeAssignment(const std::string& path, const ReaderOptions& opts, bo
   if (json) {
     JsonObject o;
     o.Str("file", path).Raw("header", HeaderJson(h)).Bool("verified", verified.ok());
+    if (sealed) o.Bool("commands_sealed", true);
     if (!verified.ok()) o.Str("error", verified.message());
     o.Raw("commands", cmds.Build());
     *out = o.Build() + "\n";
@@ -119,7 +122,8 @@ Status DescribeAssignment(const std::string& path, const ReaderOptions& opts, bo
     s += "  data      " + HumanBytes(h.data_size) + " stored, " + HumanBytes(h.space_needed) + " of files\n";
     s += "  commands  " + std::to_string(h.command_count) + "\n";
     s += "  verified  " + std::string(verified.ok() ? "hashes ok" : "NO: " + verified.message()) +
-         (verified.ok() && opts.pub_key ? ", signature ok" : "") + "\n";
+         (verified.ok() && opts.pub_key ? ", signature ok" : "") +
+         (sealed ? "; commands encrypted (no group key given)" : "") + "\n";
     *out = s + lines;
   }
   return verified;

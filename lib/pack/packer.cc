@@ -11,6 +11,7 @@
 #include <memory>
 #include <vector>
 
+#include "delta/binary_delta.h"
 #include "delta/delta_table.h"
 #include "pack/assignment_writer.h"
 #include "pack/segments.h"
@@ -90,6 +91,8 @@ uint64_t NowMicros() {
 // Packs entries into numbered parts, splitting at the size cap.
 class PartWriter {
  public:
+  // Bytes of one command besides its path (meta, sizes, hashes, reference).
+  static constexpr uint64_t kCommandBound = 160;
   PartWriter(const PackOptions& o, uint64_t first_serial, std::string job)
       : opts_(o), serial_(first_serial), job_(std::move(job)) {}
 
@@ -102,15 +105,19 @@ class PartWriter {
     w.part = part_;
     w.last_part = true;
     w.zstd_level = opts_.level;
-    w.shared_level = opts_.delta_level;
+    w.shared_level = opts_.small_level;
     w.sign = opts_.sign;
     w.encrypt = opts_.encrypt;
     w.chunk_size = opts_.chunk_size;
+    w.version = opts_.version;
     return writer_->Open(PartPath(opts_.output, part_), w);
   }
-  // Called before an item with `incoming` data bytes is added.
-  Status MaybeSplit(uint64_t incoming) {
-    if (writer_->commands() == 0 || writer_->data_bytes() + incoming <= opts_.max_size) return Status::Ok();
+  // Called before an item with at most `incoming` data bytes (raw: a bound
+  // of what it stores) and its command are added: the part stays within
+  // max_size as a whole unless the item alone exceeds it.
+  Status MaybeSplit(uint64_t incoming, size_t path_bytes) {
+    const uint64_t item = incoming + incoming / 128 + 64 + path_bytes + kCommandBound;
+    if (writer_->commands() == 0 || writer_->part_bytes_bound() + item <= opts_.max_size) return Status::Ok();
     writer_->set_last_part(false);
     CM_RETURN_IF_ERROR(FinishPart());
     ++part_;
@@ -157,7 +164,7 @@ Status AddWholeFile(PartWriter* pw, const PackOptions& opts, const std::string& 
   auto got = PreadFull(fd.get(), sample, sizeof sample, 0);
   if (!got.ok()) return Status(got.status().code(), full + ": " + got.status().message());
   bool compress = ShouldCompress(opts.policy, e.path, sample, *got);
-  CM_RETURN_IF_ERROR(pw->MaybeSplit(compress ? e.size / 2 : e.size));
+  CM_RETURN_IF_ERROR(pw->MaybeSplit(e.size, e.path.size()));
   Hash256 h;
   DataRef ref;
   if (e.size <= kShareableMax) {
@@ -192,13 +199,19 @@ Status AddDelta(PartWriter* pw, const PackOptions& opts, delta::DeltaTableReader
     CM_RETURN_IF_ERROR(spool.Write(buf.data(), *r));
   }
   *raw += spool.size();
-  CM_RETURN_IF_ERROR(pw->MaybeSplit(spool.size() / 2));
+  CM_RETURN_IF_ERROR(pw->MaybeSplit(spool.size(), e.path.size()));
   DataRef ref;
   if (spool.in_memory() && spool.size() <= kShareableMax) {
     CM_ASSIGN_OR_RETURN(ref, pw->w()->AddBlob(spool.mem().data(), spool.mem().size(), true));
   } else {
+    // Literals of random-looking data (media, encrypted blobs) gain nothing
+    // from a strong level and cost the most time there: the fast level.
+    int level = opts.delta_level;
+    if (spool.in_memory() &&
+        delta::LooksHighEntropy(reinterpret_cast<const uint8_t*>(spool.mem().data()), spool.mem().size()))
+      level = std::min(level, opts.level);
     auto src = spool.Source();
-    CM_ASSIGN_OR_RETURN(ref, pw->w()->AddStream(src.get(), spool.size(), true, opts.delta_level));
+    CM_ASSIGN_OR_RETURN(ref, pw->w()->AddStream(src.get(), spool.size(), true, level));
   }
   c->op = Opcode::kPatch;
   c->size = e.size;
@@ -252,6 +265,7 @@ Result<uint64_t> AllocateSerials(const PackOptions& opts, uint64_t count) {
 Result<PackResult> PackDeltaTable(ByteSource* table_src, const std::string& source_root, const PackOptions& opts) {
   if (IsControl(opts.type)) return Error(Code::kUsage, "commit/rollback assignments carry no delta");
   CM_RETURN_IF_ERROR(CheckChunkSizeOption(opts.chunk_size));
+  CM_RETURN_IF_ERROR(CheckFormatOption(opts.version, opts.chunk_size));
   delta::DeltaTableReader table(table_src);
   CM_RETURN_IF_ERROR(table.Begin());
   // Serials: reserve one now; parts beyond the first are reserved as they come
@@ -270,6 +284,8 @@ Result<PackResult> PackDeltaTable(ByteSource* table_src, const std::string& sour
     Command c;
     c.path = e.path;
     c.meta = MetaOf(e, opts.owners);
+    if (e.op == delta::Op::kRemove || e.op == delta::Op::kMeta || e.kind != delta::Kind::kFile)
+      CM_RETURN_IF_ERROR(pw.MaybeSplit(e.link_target.size(), e.path.size()));
     switch (e.op) {
       case delta::Op::kRemove:
         c.op = Opcode::kRemove;
@@ -286,6 +302,15 @@ Result<PackResult> PackDeltaTable(ByteSource* table_src, const std::string& sour
           c.op = Opcode::kSymlink;
           c.path2 = e.link_target;
         } else if (e.op == delta::Op::kModify && e.encoding == delta::Encoding::kDelta) {
+          CM_RETURN_IF_ERROR(AddDelta(&pw, opts, &table, e, &c, &res.raw_bytes));
+        } else if (e.encoding == delta::Encoding::kDelta) {
+          // An added file made from a moved one: copy the base (still on
+          // the server: cm-delta holds its removal back), then patch it.
+          Command copy;
+          copy.op = Opcode::kCopy;
+          copy.path = e.base_path;
+          copy.path2 = e.path;
+          pw.w()->AddCommand(copy);
           CM_RETURN_IF_ERROR(AddDelta(&pw, opts, &table, e, &c, &res.raw_bytes));
         } else {
           CM_RETURN_IF_ERROR(AddWholeFile(&pw, opts, source_root, e, &c));
@@ -312,6 +337,7 @@ Result<PackResult> PackControl(const PackOptions& opts) {
   wo.sign = opts.sign;
   wo.encrypt = opts.encrypt;
   wo.chunk_size = opts.chunk_size;
+  wo.version = opts.version;
   CM_RETURN_IF_ERROR(w.Open(opts.output, wo));
   CM_RETURN_IF_ERROR(w.Finish());
   PackResult r;

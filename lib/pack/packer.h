@@ -22,15 +22,26 @@ struct PackOptions {
   std::string serial_file;         // holds the last serial used; locked, read, advanced, rewritten
   std::string job_id;              // default: "job-<serial>"
   std::string output;              // first part's path; later parts "<stem>.part<N>.cma"
-  uint64_t max_size = 4ull << 30;  // data bytes per assignment before a split
+  // Bytes per assignment file (everything: header, data, commands, trailer,
+  // chunk table) before a split; a single item larger than this gets a part
+  // of its own.
+  uint64_t max_size = 4ull << 30;
   int level = 3;                   // zstd level for whole files
-  int delta_level = 9;             // zstd level for delta streams and small shared blobs
+  // zstd level for delta streams of their own (> 64 KiB); random-looking
+  // ones get `level` instead.
+  int delta_level = 17;
+  // zstd level of the shared frames of small blobs (deltas and files up to
+  // 64 KiB, frames of at most 1 MiB). 17 saved 4% on three 0.169 -> 0.170
+  // before cm-delta's zstd deltas, 4% more after them, for 4x the CPU.
+  int small_level = 9;
   bool owners = true;              // carry uid/gid (applied by cm-apply when root)
   CompressPolicy policy = CompressPolicy::Default();
   std::optional<SigningKey> sign;
   std::optional<GroupKey> encrypt;
   // Chunk table (format v2) with chunks of this size; 0 writes format v1.
   uint32_t chunk_size = kDefaultChunkSize;
+  // Assignment format (WriterOptions::version): 0 = newest that fits.
+  uint16_t version = 0;
 };
 
 struct PackedFile {

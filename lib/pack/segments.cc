@@ -299,3 +299,23 @@ Status SegmentReader::Drain() {
 }
 
 }  // namespace cm::pack
+
+namespace cm::pack {
+
+Result<ByteSource*> SegmentReader::OpenNextStreamed() {
+  view_.reset();
+  CM_RETURN_IF_ERROR(SkipCurrent());
+  CM_RETURN_IF_ERROR(ReadHeader());
+  view_ = std::make_unique<StreamSource>(this);
+  return view_.get();
+}
+
+Status SegmentReader::ExpectEnd() {
+  view_.reset();
+  CM_RETURN_IF_ERROR(SkipCurrent());
+  while (buf_.size() == pos_ && !eof_) CM_RETURN_IF_ERROR(Fill());
+  if (buf_.size() != pos_) return Error(Code::kCorrupt, "bytes after the last segment");
+  return Status::Ok();
+}
+
+}  // namespace cm::pack

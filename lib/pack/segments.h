@@ -60,6 +60,12 @@ class SegmentReader {
   // Reads the rest of the stream, checking every segment decodes; kCorrupt
   // if trailing garbage or a malformed segment.
   Status Drain();
+  // The next segment whole and streamed, however small (the v3 body: one
+  // segment). Valid until the next Open*. kCorrupt when there is none.
+  Result<ByteSource*> OpenNextStreamed();
+  // kCorrupt unless nothing follows the current segment (call after its
+  // source returned 0).
+  Status ExpectEnd();
 
  private:
   class StreamSource;

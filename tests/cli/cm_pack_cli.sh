@@ -31,8 +31,8 @@ expect_rc 0 cm-pack keygen --group -o group.key
 expect_rc 0 cm-pack commit --job rel-1 --serial 10 --sign-key ccm.key -o c.cma
 expect_rc 0 cm-pack inspect c.cma --json
 python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["header"]["type"]=="commit" and d["header"]["serial"]==10 and d["header"]["job"]=="rel-1" and d["verified"]' out
-# Control assignments are format 2 too; nothing lies between header and trailer, so the table is empty.
-python3 -c 'import json,sys; h=json.load(open(sys.argv[1]))["header"]; assert h["version"]==2 and h["chunk_size"]==65536 and h["chunk_count"]==0, h' out
+# Control assignments are format 3 too; nothing lies between header and trailer, so the table is empty.
+python3 -c 'import json,sys; h=json.load(open(sys.argv[1]))["header"]; assert h["version"]==3 and h["chunk_size"]==65536 and h["chunk_count"]==0, h' out
 [[ $(stat -c %s c.cma) == 384 ]] || fail "commit assignment size"
 expect_rc 0 cm-pack verify c.cma --pub-key ccm.key.pub
 expect_rc 5 cm-pack verify c.cma --pub-key other.key.pub
@@ -52,7 +52,11 @@ head -c 100000 /dev/urandom >new/sub/blob.bin
 ln -s a.txt new/link
 cm-delta old new | cm-pack - --source new --sign-key ccm.key --group-key group.key --json -o p.cma >out
 python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); f=d["files"][0]; assert f["signed"] and f["encrypted"] and f["commands"]==5, d' out
-expect_rc 5 cm-pack verify p.cma --pub-key ccm.key.pub    # encrypted: needs the group key
+# Encrypted: integrity and signature verify without the group key; only the commands stay unread.
+expect_rc 0 cm-pack verify p.cma --pub-key ccm.key.pub
+expect_rc 0 cm-pack inspect p.cma --pub-key ccm.key.pub --json
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["verified"] and d["commands_sealed"] and d["commands"]==[], d' out
+expect_rc 5 cm-pack verify p.cma --pub-key other.key.pub
 expect_rc 0 cm-pack verify p.cma --pub-key ccm.key.pub --group-key group.key
 expect_rc 0 cm-pack inspect p.cma --group-key group.key
 grep -q "numbers.txt" out || fail "inspect lists the commands"
@@ -61,18 +65,25 @@ grep -q "numbers.txt" out || fail "inspect lists the commands"
 cm-delta old new | cm-pack - --source new > s.cma
 expect_rc 0 cm-pack verify s.cma
 
-# Chunk table (format 2, the default): version, chunk size and count in inspect and the pack summary.
-cm-delta old new | cm-pack - --source new --chunk-size 1M --json -o v2.cma >out
-python3 -c 'import json,sys; f=json.load(open(sys.argv[1]))["files"][0]; assert f["version"]==2 and f["chunk_size"]==1048576 and f["chunk_count"]==1, f' out
+# Chunk table (format 3, the default): version, chunk size and count in inspect and the pack summary.
+cm-delta old new | cm-pack - --source new --chunk-size 1M --json -o v3.cma >out
+python3 -c 'import json,sys; f=json.load(open(sys.argv[1]))["files"][0]; assert f["version"]==3 and f["chunk_size"]==1048576 and f["chunk_count"]==1, f' out
+expect_rc 0 cm-pack inspect v3.cma
+grep -q "^  version   3 (compact commands), chunk table: 1 chunk of 1.0 MiB$" out || fail "inspect shows version and chunks: $(cat out)"
+# --format 2: the chunk table with the v2 body, for servers that read no format 3.
+cm-delta old new | cm-pack - --source new --format 2 --json -o v2.cma >out
+python3 -c 'import json,sys; f=json.load(open(sys.argv[1]))["files"][0]; assert f["version"]==2, f' out
 expect_rc 0 cm-pack inspect v2.cma
-grep -q "^  version   2, chunk table: 1 chunk of 1.0 MiB$" out || fail "inspect shows version and chunks: $(cat out)"
+grep -q "^  version   2, chunk table: [0-9]* chunks of 64.0 KiB$" out || fail "inspect of format 2: $(cat out)"
+expect_rc 2 cm-pack - --source new --format 2 --chunk-size 0 -o bad.cma <v2.cma
+expect_rc 2 cm-pack - --source new --format 4 -o bad.cma <v2.cma
 cm-delta old new | cm-pack - --source new --json -o small.cma >out   # the default: 64 KiB chunks
 expect_rc 0 cm-pack inspect small.cma --json
 python3 - out small.cma <<'PY'
 import json, os, sys
 h = json.load(open(sys.argv[1]))["header"]
 covered = h["data_size"] + h["body_size"]
-assert h["version"] == 2 and h["chunk_size"] == 65536, h
+assert h["version"] == 3 and h["chunk_size"] == 65536, h
 assert h["chunk_count"] == (covered + 65535) // 65536 and h["chunk_count"] >= 2, h
 assert os.path.getsize(sys.argv[2]) == 256 + covered + 128 + 32 * h["chunk_count"], h
 PY
@@ -128,5 +139,7 @@ assert len(f) >= 3, f
 assert [x["serial"] for x in f] == list(range(100, 100 + len(f))), f
 assert [x["last_part"] for x in f] == [False] * (len(f) - 1) + [True], f
 assert f[1]["path"] == "split.part2.cma", f
+# --max-size counts the whole file (header, data, commands, trailer, chunk table).
+assert all(x["file_size"] <= 400 * 1024 for x in f), [x["file_size"] for x in f]
 PY
 echo "cm_pack_cli: ok"

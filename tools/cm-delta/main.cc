@@ -4,11 +4,11 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
-#include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <toml++/toml.h>
 
+#include "delta/listing.h"
 #include "delta/tree_diff.h"
 #include "util/exit_codes.h"
 #include "util/file_util.h"
@@ -30,6 +30,8 @@ struct Options {
   bool checksum = false;
   bool no_checksum = false;
   bool empty_old = false;
+  bool no_times = false;
+  bool no_zstd_deltas = false;
   std::vector<std::string> excludes;
   std::vector<std::string> exclude_from;
   std::string config;
@@ -59,139 +61,6 @@ std::string OneLine(std::string s) {
     if (c == '\n' || c == '\r') c = ' ';
   while (!s.empty() && s.back() == ' ') s.pop_back();
   return s;
-}
-
-// Listing names are printed with control bytes and backslashes escaped so
-// one change is always one line.
-std::string Escape(const std::string& s) {
-  std::string out;
-  out.reserve(s.size());
-  for (unsigned char c : s) {
-    if (c == '\\') {
-      out += "\\\\";
-    } else if (c == '\n') {
-      out += "\\n";
-    } else if (c == '\t') {
-      out += "\\t";
-    } else if (c < 0x20 || c == 0x7f) {
-      char b[8];
-      std::snprintf(b, sizeof b, "\\%03o", c);
-      out += b;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out;
-}
-
-// Buffers writes to a file descriptor (the table's records are small).
-class BufferedFdSink : public ByteSink {
- public:
-  explicit BufferedFdSink(int fd) : fd_(fd) {}
-  Status Write(const void* buf, size_t n) override {
-    if (buf_.size() + n > kSize) CM_RETURN_IF_ERROR(Flush());
-    if (n >= kSize) return WriteFull(fd_, buf, n);
-    buf_.append(static_cast<const char*>(buf), n);
-    return Status::Ok();
-  }
-  Status Flush() {
-    Status st = WriteFull(fd_, buf_.data(), buf_.size());
-    buf_.clear();
-    return st;
-  }
-
- private:
-  static constexpr size_t kSize = 1 << 16;
-  int fd_;
-  std::string buf_;
-};
-
-class CountingSink : public ByteSink {
- public:
-  explicit CountingSink(ByteSink* next) : next_(next) {}
-  Status Write(const void* buf, size_t n) override {
-    bytes_ += n;
-    return next_->Write(buf, n);
-  }
-  uint64_t bytes() const { return bytes_; }
-
- private:
-  ByteSink* next_;
-  uint64_t bytes_ = 0;
-};
-
-std::string OctalMode(uint32_t m) {
-  char b[8];
-  std::snprintf(b, sizeof b, "%04o", m);
-  return b;
-}
-
-// Turns entries into --list / --json lines and progress on a terminal.
-class Reporter : public DiffObserver {
- public:
-  Reporter(bool list, bool json, ByteSink* out) : list_(list), json_(json), out_(out) {}
-
-  Status OnEntry(const DeltaEntry& e, const EntryDetails& d) override {
-    if (list_) {
-      char tag = e.op == Op::kAdd ? 'A' : e.op == Op::kRemove ? 'D' : e.op == Op::kModify ? 'M' : 'm';
-      std::string line = std::string(1, tag) + " " + Escape(e.path) + (e.kind == Kind::kDir ? "/" : "") + "\n";
-      return out_->Write(line.data(), line.size());
-    }
-    if (json_) {
-      JsonObject o;
-      o.Str("type", "entry").Str("op", OpName(e.op)).Str("kind", KindName(e.kind)).Str("path", e.path);
-      o.Str("mode", OctalMode(e.mode)).Uint("uid", e.uid).Uint("gid", e.gid).Int("mtime_ns", e.mtime_ns);
-      if (e.kind == Kind::kFile) o.Uint("size", e.size);
-      bool content = e.op == Op::kAdd || e.op == Op::kModify;
-      if (e.kind == Kind::kFile && content) o.Str("hash", ToHex(e.hash));
-      if (e.kind == Kind::kSymlink && content) o.Str("target", e.link_target);
-      if (e.kind == Kind::kFile && e.op == Op::kModify) {
-        o.Str("encoding", e.encoding == Encoding::kDelta ? "delta" : "whole");
-        if (e.encoding == Encoding::kDelta) {
-          o.Uint("delta_bytes", d.delta_bytes).Uint("copied", d.copied).Uint("inserted", d.inserted);
-          o.Uint("base_size", e.base_size).Str("base_hash", ToHex(e.base_hash));
-        }
-      }
-      std::string line = o.Build() + "\n";
-      return out_->Write(line.data(), line.size());
-    }
-    return Status::Ok();
-  }
-
-  void OnWarning(const std::string& path, const std::string& what) override {
-    log::Warn(Escape(path) + ": " + what);
-  }
-
-  void OnProgress(const DiffSummary& s) override {
-    if (!progress_) return;
-    auto now = std::chrono::steady_clock::now();
-    if (now - last_ < std::chrono::milliseconds(100)) return;
-    last_ = now;
-    log::Progress("scanned " + std::to_string(s.scanned) + " entries, read " + HumanBytes(s.bytes_read) +
-                  ", " + std::to_string(s.entries) + " changes");
-  }
-
- private:
-  bool list_, json_;
-  ByteSink* out_;
-  bool progress_ = log::ProgressEnabled();
-  std::chrono::steady_clock::time_point last_{};
-};
-
-Status ReadExcludeFile(const std::string& path, std::vector<std::string>* out) {
-  auto text = ReadFileToString(path);
-  if (!text.ok()) return text.status();
-  size_t start = 0;
-  const std::string& t = *text;
-  while (start < t.size()) {
-    size_t end = t.find('\n', start);
-    if (end == std::string::npos) end = t.size();
-    std::string line = t.substr(start, end - start);
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (!line.empty() && line[0] != '#') out->push_back(line);
-    start = end + 1;
-  }
-  return Status::Ok();
 }
 
 // TOML: exclude = ["glob", ...], checksum = bool. Flags win over the file;
@@ -230,7 +99,9 @@ Status BuildDiffOptions(Options& o, TreeDiffOptions* d) {
   if (o.checksum) d->checksum = true;
   if (o.no_checksum) d->checksum = false;
   d->old_may_be_missing = o.empty_old;
-  for (const auto& f : o.exclude_from) CM_RETURN_IF_ERROR(ReadExcludeFile(f, &d->excludes));
+  d->times = !o.no_times;
+  d->zstd_deltas = !o.no_zstd_deltas;
+  for (const auto& f : o.exclude_from) CM_RETURN_IF_ERROR(ReadGlobFile(f, &d->excludes));
   for (const auto& g : o.excludes) d->excludes.push_back(g);
   if (!o.block_size.empty()) {
     auto v = ParseSize(o.block_size);
@@ -282,19 +153,14 @@ int Run(Options& o) {
     table.emplace(&*counter);
   }
 
-  Reporter reporter(o.list, o.json, &stdout_sink);
+  ListingObserver reporter(o.list, o.json, &stdout_sink);
   auto res = DiffTrees(o.old_root, o.new_root, dopts, table ? &*table : nullptr, &reporter);
   log::ProgressDone();
   if (!res.ok()) return Fail(res.status());
   const DiffSummary& s = *res;
   if (o.json) {
-    JsonObject j;
-    j.Str("type", "summary").Uint("entries", s.entries).Uint("added", s.added).Uint("removed", s.removed);
-    j.Uint("modified", s.modified).Uint("meta", s.meta).Uint("delta_files", s.delta_files);
-    j.Uint("whole_files", s.whole_files).Uint("delta_bytes", s.delta_bytes).Uint("scanned", s.scanned);
-    j.Uint("bytes_read", s.bytes_read).Bool("checksum", dopts.checksum);
-    if (counter) j.Uint("table_bytes", counter->bytes());
-    std::string line = j.Build() + "\n";
+    const uint64_t table_bytes = counter ? counter->bytes() : 0;
+    std::string line = SummaryJson(s, dopts.checksum, counter ? &table_bytes : nullptr) + "\n";
     st = stdout_sink.Write(line.data(), line.size());
     if (!st.ok()) return Fail(Status(st.code(), "stdout: " + st.message()));
   }
@@ -305,10 +171,7 @@ int Run(Options& o) {
   }
   st = stdout_sink.Flush();
   if (!st.ok()) return Fail(Status(st.code(), "stdout: " + st.message()));
-  log::Info(std::to_string(s.entries) + " changes (" + std::to_string(s.added) + " added, " +
-            std::to_string(s.removed) + " removed, " + std::to_string(s.modified) + " modified, " +
-            std::to_string(s.meta) + " metadata); " + std::to_string(s.delta_files) + " deltas (" +
-            HumanBytes(s.delta_bytes) + "), " + std::to_string(s.whole_files) + " whole");
+  log::Info(SummaryLine(s));
   return kExitOk;
 }
 
@@ -331,6 +194,10 @@ int main(int argc, char** argv) {
   auto* cs = app.add_flag("-c,--checksum", o.checksum, "detect changes by content hash, not size+mtime");
   auto* ncs = app.add_flag("--no-checksum", o.no_checksum, "detect changes by size+mtime (overrides the config)");
   cs->excludes(ncs);
+  app.add_flag("--no-times", o.no_times, "do not carry modification times (like rsync without -t): an mtime "
+                                          "change alone is no change; written files get the time they are written");
+  app.add_flag("--no-zstd-deltas", o.no_zstd_deltas, "only COPY/INSERT deltas, for servers whose cm-apply "
+                                                      "predates the ZSTD delta instruction");
   app.add_flag("--empty-old", o.empty_old, "treat a missing OLD as an empty tree (everything is new)");
   app.add_option("--exclude", o.excludes, "skip paths matching GLOB (repeatable; matches the relative path "
                                           "or the base name; a directory takes its subtree)")

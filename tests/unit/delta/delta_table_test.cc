@@ -138,7 +138,7 @@ TEST(DeltaTable, HeaderLayout) {
   std::string t = Write({}, kTableFlagChecksum);
   ASSERT_GE(t.size(), 12u);
   EXPECT_EQ(t.substr(0, 4), "CMDT");
-  EXPECT_EQ(t.substr(4, 2), std::string("\x01\x00", 2));
+  EXPECT_EQ(t.substr(4, 2), std::string("\x02\x00", 2));
   EXPECT_EQ(t.substr(6, 2), std::string("\x01\x00", 2));
   EXPECT_EQ(t.substr(8, 4), std::string(4, '\0'));
   EXPECT_EQ(static_cast<uint8_t>(t[12]), kRecEnd);
@@ -248,7 +248,7 @@ TEST(DeltaTableReader, BadMagicVersionFlagsReserved) {
   bad[0] = 'X';
   EXPECT_EQ(ReadCode(bad), Code::kCorrupt);
   bad = t;
-  bad[4] = 2;
+  bad[4] = 3;
   EXPECT_EQ(ReadCode(bad), Code::kCorrupt);
   bad = t;
   bad[7] = 1;  // unknown flag bit
@@ -256,6 +256,113 @@ TEST(DeltaTableReader, BadMagicVersionFlagsReserved) {
   bad = t;
   bad[9] = 1;
   EXPECT_EQ(ReadCode(bad), Code::kCorrupt);
+}
+
+TEST(DeltaTable, AnAddedFileMayBeADeltaAgainstAnotherPath) {
+  DeltaEntry a;
+  a.op = Op::kAdd;
+  a.path = "new/place/x.js";
+  a.mode = 0644;
+  a.size = 100;
+  a.hash = H(7);
+  a.encoding = Encoding::kDelta;
+  a.base_path = "old/place/x.js";
+  a.base_size = 90;
+  a.base_hash = H(8);
+  StringSink sink;
+  DeltaTableWriter w(&sink);
+  ASSERT_TRUE(w.Begin(0).ok());
+  ASSERT_TRUE(w.AddEntry(a).ok());
+  ASSERT_TRUE(w.AddDeltaBytes("\x02\x01z\x00", 4).ok());
+  ASSERT_TRUE(w.End().ok());
+  StringSource src(sink.data());
+  DeltaTableReader r(&src);
+  ASSERT_TRUE(r.Begin().ok());
+  DeltaEntry got;
+  auto more = r.Next(&got);
+  ASSERT_TRUE(more.ok() && *more) << more.status().message();
+  EXPECT_EQ(got.base_path, a.base_path);
+  EXPECT_EQ(got.encoding, Encoding::kDelta);
+  EXPECT_EQ(got.base_hash, a.base_hash);
+  char buf[8];
+  auto n = r.ReadDeltaBytes(buf, sizeof buf);
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, 4u);
+  // A base path equal to the path, or unsafe, is refused by the writer.
+  for (std::string bad : {std::string("new/place/x.js"), std::string("../x"), std::string()}) {
+    DeltaEntry b = a;
+    b.base_path = bad;
+    StringSink s2;
+    DeltaTableWriter w2(&s2);
+    ASSERT_TRUE(w2.Begin(0).ok());
+    EXPECT_FALSE(w2.AddEntry(b).ok()) << bad;
+  }
+}
+
+// A version 1 table (before ADD entries had an encoding) is still read.
+TEST(DeltaTableReader, ReadsVersion1) {
+  std::string t;
+  ByteWriter w(&t);
+  w.Bytes(kTableMagic, 4);
+  w.U16(1);
+  w.U16(0);
+  w.U32(0);
+  auto record = [&](uint8_t type, const std::string& payload) {
+    w.U8(type);
+    w.Varint(payload.size());
+    w.Bytes(payload);
+  };
+  std::string e;
+  ByteWriter ew(&e);
+  ew.U8(3);  // MODIFY
+  ew.U8(1);  // file
+  ew.Str("f");
+  ew.Varint(0644);
+  ew.Varint(0);
+  ew.Varint(0);
+  ew.SVarint(5);
+  ew.Varint(1);
+  Hash256 h = H(1);
+  ew.Bytes(h.data(), 32);
+  ew.U8(1);  // DELTA, v1: no base path
+  ew.Varint(3);
+  ew.Bytes(h.data(), 32);
+  record(kRecEntry, e);
+  record(kRecDeltaChunk, std::string("\x02\x01z\x00", 4));
+  std::string add;
+  ByteWriter aw(&add);
+  aw.U8(1);  // ADD file: v1 has no encoding byte
+  aw.U8(1);
+  aw.Str("g");
+  aw.Varint(0644);
+  aw.Varint(0);
+  aw.Varint(0);
+  aw.SVarint(5);
+  aw.Varint(1);
+  aw.Bytes(h.data(), 32);
+  record(kRecEntry, add);
+  Hash256 all = HashBytes(t.data(), t.size());
+  std::string end;
+  ByteWriter endw(&end);
+  endw.Varint(2);
+  endw.Bytes(all.data(), 32);
+  record(kRecEnd, end);
+  StringSource src(t);
+  DeltaTableReader r(&src);
+  ASSERT_TRUE(r.Begin().ok());
+  DeltaEntry got;
+  auto more = r.Next(&got);
+  ASSERT_TRUE(more.ok() && *more) << more.status().message();
+  EXPECT_EQ(got.encoding, Encoding::kDelta);
+  EXPECT_EQ(got.base_size, 3u);
+  EXPECT_TRUE(got.base_path.empty());
+  more = r.Next(&got);
+  ASSERT_TRUE(more.ok() && *more) << more.status().message();
+  EXPECT_EQ(got.path, "g");
+  EXPECT_EQ(got.encoding, Encoding::kWhole);
+  more = r.Next(&got);
+  ASSERT_TRUE(more.ok()) << more.status().message();
+  EXPECT_FALSE(*more);
 }
 
 TEST(DeltaTableReader, EveryFlippedByteIsCorrupt) {

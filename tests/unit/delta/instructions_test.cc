@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <rapidcheck/gtest.h>
 
+#include <zstd.h>
+
 #include <random>
 
 #include "patch_helpers.h"
@@ -77,6 +79,57 @@ TEST(InstructionWriter, LongLiteralIsSplitAndReassembled) {
   auto out = Apply("", sink.data(), lit.size(), 4096);
   ASSERT_TRUE(out.ok()) << out.status().message();
   EXPECT_EQ(*out, lit);
+}
+
+// A ZSTD instruction: new compressed with base as its prefix, then END.
+std::string ZstdStream(const std::string& base, const std::string& now, int level = 6) {
+  ZSTD_CCtx* c = ZSTD_createCCtx();
+  ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, level);
+  ZSTD_CCtx_setParameter(c, ZSTD_c_windowLog, 20);
+  ZSTD_CCtx_refPrefix(c, base.data(), base.size());
+  std::string frame(ZSTD_compressBound(now.size()), '\0');
+  size_t n = ZSTD_compress2(c, frame.data(), frame.size(), now.data(), now.size());
+  ZSTD_freeCCtx(c);
+  EXPECT_FALSE(ZSTD_isError(n));
+  frame.resize(n);
+  StringSink sink;
+  InstructionWriter w(&sink);
+  EXPECT_TRUE(w.Zstd(frame.data(), frame.size(), now.size()).ok());
+  EXPECT_TRUE(w.Finish().ok());
+  return sink.data();
+}
+
+TEST(PatchApplier, ZstdFrameWithTheBaseAsPrefixDecodesInAnyPieces) {
+  std::string base, now;
+  for (int i = 0; i < 5000; ++i) base += "word" + std::to_string(i * 7 % 1000) + " ";
+  now = base;
+  for (size_t i = 100; i < now.size(); i += 997) now[i] = '#';
+  std::string s = ZstdStream(base, now);
+  EXPECT_LT(s.size(), now.size() / 10);
+  for (size_t piece : {size_t{0}, size_t{1}, size_t{7}, size_t{4096}}) {
+    auto out = Apply(base, s, now.size(), piece);
+    ASSERT_TRUE(out.ok()) << out.status().message();
+    EXPECT_EQ(*out, now) << "piece " << piece;
+  }
+  // With a wrong expected size, or truncated, it is corrupt. (A wrong base
+  // is the base hash's business: cm-apply checks it before installing.)
+  EXPECT_EQ(Apply(base, s, now.size() - 1).status().code(), Code::kCorrupt);
+  EXPECT_EQ(Apply(base, s.substr(0, s.size() - 3), now.size()).status().code(), Code::kCorrupt);
+}
+
+TEST(PatchApplier, ZstdBytesThatAreNoFrameAreCorrupt) {
+  std::string s;
+  ByteWriter w(&s);
+  w.U8(kOpZstd);
+  w.Varint(5);
+  w.Bytes("hello", 5);
+  w.U8(kOpEnd);
+  EXPECT_EQ(Apply("base", s, 5).status().code(), Code::kCorrupt);
+  std::string zero;
+  ByteWriter z(&zero);
+  z.U8(kOpZstd);
+  z.Varint(0);
+  EXPECT_EQ(Apply("base", zero, 0).status().code(), Code::kCorrupt);
 }
 
 TEST(PatchApplier, BackwardCopiesUseNegativeOffsets) {

@@ -122,6 +122,103 @@ TEST_F(TreeDiffTest, SameContentNewMtimeIsMetaOnly) {
   EXPECT_EQ(collector_.entries[0].mtime_ns, 1700000000ll * 1000000000 + 5);
 }
 
+TEST_F(TreeDiffTest, NoTimesIgnoresMtimeOnlyChangesButStillComparesBytes) {
+  WriteFile(Old("same"), "identical bytes");
+  WriteFile(New("same"), "identical bytes");
+  WriteFile(Old("edited"), "old bytes, same size");
+  WriteFile(New("edited"), "new bytes, same size");
+  WriteFile(Old("chmod"), "x");
+  WriteFile(New("chmod"), "x", 0600);
+  MakeDirs(Old("d"));
+  MakeDirs(New("d"));
+  PinMtimes(Old());
+  PinMtimes(New());
+  SetMtime(New("same"), 1700000000);
+  SetMtime(New("edited"), 1700000000);
+  SetMtime(New("d"), 1700000000);
+  TreeDiffOptions o;
+  o.times = false;
+  EXPECT_EQ(Diff(o), (std::vector<std::string>{"m chmod", "M edited"}));
+  for (const auto& e : collector_.entries) EXPECT_EQ(e.mtime_ns, 0) << e.path;
+  // The table says so.
+  StringSource src(table_);
+  DeltaTableReader r(&src);
+  ASSERT_TRUE(r.Begin().ok());
+  EXPECT_EQ(r.flags() & kTableFlagNoTimes, kTableFlagNoTimes);
+  // With times (the default) the same trees give three more META entries.
+  EXPECT_EQ(Diff(), (std::vector<std::string>{"m chmod", "m d/", "M edited", "m same"}));
+}
+
+TEST_F(TreeDiffTest, AMovedFileIsADeltaAgainstItsOldPlaceWhoseRemovalComesLast) {
+  std::string body;
+  for (int i = 0; i < 400; ++i) body += "export function f" + std::to_string(i) + "() { return " + std::to_string(i) + "; }\n";
+  WriteFile(Old("src/nodes/Moved.js"), body);
+  WriteFile(Old("src/nodes/Stays.js"), "stays");
+  WriteFile(Old("src/nodes/Gone.js"), body + "unrelated");
+  WriteFile(New("examples/tsl/Moved.js"), "// moved\n" + body);
+  WriteFile(New("src/nodes/Stays.js"), "stays");
+  PinMtimes(Old());
+  PinMtimes(New());
+  EXPECT_EQ(Diff(), (std::vector<std::string>{"A examples/", "A examples/tsl/", "A examples/tsl/Moved.js",
+                                              "D src/nodes/Gone.js", "D src/nodes/Moved.js"}));
+  const DeltaEntry& moved = collector_.entries[2];
+  EXPECT_EQ(moved.encoding, Encoding::kDelta);
+  EXPECT_EQ(moved.base_path, "src/nodes/Moved.js");
+  EXPECT_EQ(moved.base_hash, HashBytes(body.data(), body.size()));
+  EXPECT_LT(collector_.details[2].delta_bytes, 100u);
+  // Without moves the file is whole and the removals keep their place.
+  TreeDiffOptions o;
+  o.moves = false;
+  Diff(o);
+  EXPECT_EQ(collector_.entries[2].encoding, Encoding::kWhole);
+}
+
+// A rebuilt binary: the same words, many of them shifted by a little.
+TEST_F(TreeDiffTest, ARebuiltBinaryIsAZstdDeltaThatApplies) {
+  std::string old_bin, new_bin;
+  std::mt19937 rng(5);
+  for (int i = 0; i < 20000; ++i) {
+    uint32_t w = rng() % 4096;
+    old_bin.append(reinterpret_cast<const char*>(&w), 4);
+    w += (i % 3 == 0) ? 16 : 0;  // a relocation every third word
+    new_bin.append(reinterpret_cast<const char*>(&w), 4);
+  }
+  WriteFile(Old("lib.so"), old_bin);
+  WriteFile(New("lib.so"), new_bin);
+  PinMtimes(Old());
+  PinMtimes(New());
+  SetMtime(New("lib.so"), 1700000000);
+  EXPECT_EQ(Diff(), std::vector<std::string>{"M lib.so"});
+  ASSERT_EQ(collector_.entries[0].encoding, Encoding::kDelta);
+  // The stream is one ZSTD instruction; applying it gives the new bytes.
+  StringSource src(table_);
+  DeltaTableReader r(&src);
+  ASSERT_TRUE(r.Begin().ok());
+  DeltaEntry e;
+  ASSERT_TRUE(*r.Next(&e));
+  std::string stream(1 << 20, '\0');
+  auto n = r.ReadDeltaBytes(stream.data(), stream.size());
+  ASSERT_TRUE(n.ok());
+  stream.resize(*n);
+  EXPECT_EQ(static_cast<uint8_t>(stream[0]), kOpZstd);
+  auto out = testing::Apply(old_bin, stream, new_bin.size());
+  ASSERT_TRUE(out.ok()) << out.status().message();
+  EXPECT_EQ(*out, new_bin);
+  // Without zstd deltas it is COPY/INSERT again.
+  TreeDiffOptions o;
+  o.zstd_deltas = false;
+  Diff(o);
+  StringSource src2(table_);
+  DeltaTableReader r2(&src2);
+  ASSERT_TRUE(r2.Begin().ok());
+  ASSERT_TRUE(*r2.Next(&e));
+  char first;
+  if (e.encoding == Encoding::kDelta) {
+    ASSERT_TRUE(r2.ReadDeltaBytes(&first, 1).ok());
+    EXPECT_NE(static_cast<uint8_t>(first), kOpZstd);
+  }
+}
+
 TEST_F(TreeDiffTest, ChecksumCatchesSameSizeSameMtimeChange) {
   WriteFile(Old("f"), "aaaa");
   WriteFile(New("f"), "bbbb");

@@ -74,7 +74,11 @@ void RoundTrip(const std::vector<Blob>& blobs, const WriterOptions& wo, const Re
     auto more = (*r)->NextCommand(&c);
     ASSERT_TRUE(more.ok() && *more);
     EXPECT_EQ(c.path, cmds[i].path);
-    EXPECT_EQ(c.hash, cmds[i].hash);
+    // v3 carries no content hash (the data hash and chunk table cover the bytes).
+    EXPECT_EQ(c.has_hash, (*r)->header().version() != kVersion3);
+    if (c.has_hash) {
+      EXPECT_EQ(c.hash, cmds[i].hash);
+    }
     auto src = (*r)->OpenData(c.data);
     ASSERT_TRUE(src.ok()) << src.status().message();
     EXPECT_EQ(ReadAll(*src), blobs[i].data) << "blob " << i;
@@ -85,22 +89,25 @@ void RoundTrip(const std::vector<Blob>& blobs, const WriterOptions& wo, const Re
   EXPECT_FALSE(*more);
 }
 
-WriterOptions BasicOptions(uint32_t chunk_size = kDefaultChunkSize) {
+// chunk_size | version << 32: a format to write (version 0 = the default).
+WriterOptions BasicOptions(uint64_t format = kDefaultChunkSize) {
   WriterOptions wo;
   wo.serial = 7;
   wo.job_id = "job-7";
-  wo.chunk_size = chunk_size;
+  wo.chunk_size = static_cast<uint32_t>(format);
+  wo.version = static_cast<uint16_t>(format >> 32);
   return wo;
 }
 
-// Format v1 (no chunk table), v2 with the default and with the smallest chunks.
-const uint32_t kChunkSizes[] = {0, kDefaultChunkSize, kMinChunkSize};
+// Format v1 (no chunk table), v3 (the default) with the default and with the
+// smallest chunks, and v2.
+const uint64_t kChunkSizes[] = {0, kDefaultChunkSize, kMinChunkSize, kDefaultChunkSize | (uint64_t{2} << 32)};
 
 TEST(Assignment, MixedBlobsRoundTripInEveryFormat) {
   std::string big(3 << 20, 'x');
   for (size_t i = 0; i < big.size(); i += 7) big[i] = static_cast<char>(i * 31);
   std::string huge(kMaxBufferedSegment + 12345, 'y');
-  for (uint32_t cs : kChunkSizes) {
+  for (uint64_t cs : kChunkSizes) {
     SCOPED_TRACE("chunk size " + std::to_string(cs));
     RoundTrip({{"hello", true, false},
                {"", true, false},
@@ -124,7 +131,7 @@ TEST(Assignment, SignedAndEncryptedRoundTrip) {
   auto gk = LoadGroupKey(d / "g");
   ASSERT_TRUE(sk.ok() && pk.ok() && gk.ok());
   EXPECT_EQ(sk->pub.bytes, pk->bytes);
-  for (uint32_t cs : kChunkSizes) {
+  for (uint64_t cs : kChunkSizes) {
     WriterOptions wo = BasicOptions(cs);
     wo.sign = *sk;
     wo.encrypt = *gk;
@@ -313,6 +320,42 @@ TEST(Assignment, EncryptedNeedsTheRightGroupKey) {
   EXPECT_EQ(test::ReadFile(d / "a.cma").find("abc"), std::string::npos);
 }
 
+TEST(Assignment, EncryptedVerifiesWithoutTheGroupKeyWhenSealedIsAllowed) {
+  TempDir d;
+  ASSERT_TRUE(GenerateGroupKey(d / "g").ok());
+  ASSERT_TRUE(GenerateSigningKey(d / "k").ok());
+  for (uint64_t cs : kChunkSizes) {
+    WriterOptions wo = BasicOptions(cs);
+    wo.encrypt = *LoadGroupKey(d / "g");
+    wo.sign = *LoadSigningKey(d / "k");
+    AssignmentWriter w;
+    ASSERT_TRUE(w.Open(d / "a.cma", wo).ok());
+    Command c;
+    c.op = Opcode::kCreate;
+    c.path = "x";
+    c.size = 3;
+    c.data = *w.AddBlob("abc", 3, true);
+    w.AddCommand(c);
+    ASSERT_TRUE(w.Finish().ok());
+    ReaderOptions ro;
+    ro.allow_sealed = true;
+    ro.pub_key = *LoadPublicKey(d / "k.pub");
+    auto r = AssignmentReader::Open(d / "a.cma", ro);
+    ASSERT_TRUE(r.ok());
+    ASSERT_TRUE((*r)->Verify().ok());
+    EXPECT_TRUE((*r)->sealed());
+    Command got;
+    EXPECT_EQ((*r)->NextCommand(&got).status().code(), Code::kAuth);
+    // Integrity is still checked without the key: a flipped byte is caught.
+    std::string bytes = test::ReadFile(d / "a.cma");
+    bytes[kHeaderSize + 5] ^= 1;
+    ASSERT_TRUE(WriteFileAtomic(d / "b.cma", bytes).ok());
+    r = AssignmentReader::Open(d / "b.cma", ro);
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ((*r)->Verify().code(), Code::kCorrupt);
+  }
+}
+
 TEST(Assignment, UnsafePathsAreRefusedAtVerify) {
   for (std::string bad : {"../etc/passwd", "/abs", "a/../../b", "a//b", "", "./x", "a/."}) {
     TempDir d;
@@ -339,7 +382,7 @@ RC_GTEST_PROP(AssignmentProp, RandomBlobsRoundTrip, ()) {
     for (size_t k = 0; k < len; ++k) data[k] = static_cast<char>(kind == 0 ? (k * 7919) >> 5 : (k % 13) + 'a');
     blobs.push_back({data, *rc::gen::arbitrary<bool>(), *rc::gen::arbitrary<bool>()});
   }
-  RoundTrip(blobs, BasicOptions(*rc::gen::element(0u, kDefaultChunkSize, kMinChunkSize)), {});
+  RoundTrip(blobs, BasicOptions(*rc::gen::elementOf(std::vector<uint64_t>(std::begin(kChunkSizes), std::end(kChunkSizes)))), {});
 }
 
 }  // namespace

@@ -92,12 +92,13 @@ TEST(ChunkTable, HasherSplitsAtChunkBoundariesWhateverTheFeedSizes) {
   EXPECT_EQ(one.completed()[3], HashBytes(data.data() + 3 * kMinChunkSize, 17));
 }
 
-TEST(ChunkTable, WriterDefaultsToVersion2With64KiBChunks) {
+TEST(ChunkTable, WriterDefaultsToVersion3With64KiBChunks) {
   TempDir d;
   std::string f = test::ReadFile(WriteWithData(d, 3 << 20, kDefaultChunkSize));
   Header h = HeaderOf(f);
-  EXPECT_EQ(h.version(), 2);
-  EXPECT_EQ(f[4], 2);  // the version field itself
+  EXPECT_EQ(h.version(), 3);
+  EXPECT_EQ(f[4], 3);  // the version field itself
+  EXPECT_TRUE(h.compact_body);
   EXPECT_TRUE(h.flags & kFlagChunkTable);
   EXPECT_EQ(h.chunk_size, kDefaultChunkSize);
   const uint64_t covered = h.data_size + h.body_size;
@@ -154,11 +155,11 @@ TEST(ChunkTable, WriterRefusesABadChunkSize) {
 TEST(ChunkTable, ReaderRefusesVersionsItDoesNotKnow) {
   TempDir d;
   std::string f = test::ReadFile(WriteWithData(d, 1000, kDefaultChunkSize));
-  f[4] = 3;
+  f[4] = 4;
   Reseal(&f);
   Status st = VerifyFile(d, f);
   EXPECT_EQ(st.code(), Code::kCorrupt);
-  EXPECT_NE(st.message().find("unsupported assignment version 3"), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find("unsupported assignment version 4"), std::string::npos) << st.message();
 }
 
 TEST(ChunkTable, VersionAndChunkTableFlagMustAgree) {
@@ -171,6 +172,9 @@ TEST(ChunkTable, VersionAndChunkTableFlagMustAgree) {
   std::string v1 = test::ReadFile(WriteWithData(d, 1000, 0));
   bad = v1;
   bad[4] = 2;  // v2 without the flag
+  Reseal(&bad);
+  EXPECT_EQ(VerifyFile(d, bad).code(), Code::kCorrupt);
+  bad[4] = 3;  // v3 without the flag
   Reseal(&bad);
   EXPECT_EQ(VerifyFile(d, bad).code(), Code::kCorrupt);
 }
@@ -232,8 +236,8 @@ TEST(ChunkTable, ControlAssignmentsCarryAnEmptyTable) {
   ASSERT_TRUE(r.ok()) << r.status().message();
   std::string f = test::ReadFile(d / "c.cma");
   Header h = HeaderOf(f);
-  EXPECT_EQ(h.version(), 2);
-  EXPECT_EQ(h.chunk_count, 0u);  // nothing between header and trailer
+  EXPECT_EQ(h.version(), 3);
+  EXPECT_EQ(h.chunk_count, 0u);  // nothing between header and trailer (no commands: an empty body)
   EXPECT_EQ(f.size(), kHeaderSize + kTrailerSize);
   EXPECT_EQ(h.table_hash, HashBytes("", 0));
   EXPECT_TRUE(VerifyFile(d, f).ok());

@@ -236,6 +236,25 @@ RC_GTEST_PROP(Pipeline, ApplyingThePackedDeltaToOldYieldsNew, ()) {
   if (!err.empty()) RC_FAIL(err);
 }
 
+// Moves (an added file made from a removed one of the same name), one base
+// used twice, and files whose mtime alone changed; both ways.
+TEST(Pipeline, MovedFilesAndMtimeOnlyChanges) {
+  TempDir d;
+  std::string body;
+  for (int i = 0; i < 300; ++i) body += "line " + std::to_string(i) + " of a source file that moves\n";
+  test::WriteFile(d / "old/src/display/Node.js", body);
+  test::WriteFile(d / "old/src/display/keep.txt", "keep");
+  test::WriteFile(d / "old/src/other/Gone.js", body + "gone");
+  test::WriteFile(d / "new/examples/display/Node.js", "// moved\n" + body);
+  test::WriteFile(d / "new/examples/copy/Node.js", body + "// and copied\n");
+  test::WriteFile(d / "new/src/display/keep.txt", "keep");
+  test::MakeDirs(d / "new/src/other");
+  std::string out;
+  test::Run("find '" + d / "old" + "' -depth -exec touch -h -d @1600000000 {} +", &out);
+  test::Run("find '" + d / "new" + "' -depth -exec touch -h -d @1700000000 {} +", &out);
+  EXPECT_EQ(CheckPipeline(d / "old", d / "new", false, d), "");
+}
+
 TEST(Pipeline, EmptyToEmptyAndBack) {
   TempDir d;
   test::MakeDirs(d / "old");

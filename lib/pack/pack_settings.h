@@ -1,0 +1,41 @@
+// cm-pack's settings as the user gives them (flags and the TOML file
+// /etc/content-mover/pack.toml), turned into PackOptions / ReaderOptions.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "pack/assignment_reader.h"
+#include "pack/packer.h"
+#include "util/status.h"
+
+namespace cm::pack {
+
+struct PackSettings {
+  std::string job;
+  uint64_t serial = 0;  // 0 = from serial_file or the clock
+  std::string serial_file;
+  std::string max_size = "4G";
+  int format = 0;                  // 0 = newest (3; 1 with chunk size 0)
+  std::string chunk_size = "64K";  // "0" = format 1 (no chunk table)
+  int level = 3;
+  int delta_level = 17;
+  bool no_owner = false;
+  std::string sign_key, group_key;
+};
+
+// Reads TOML defaults (sign_key, group_key, serial_file, max_size,
+// chunk_size, level, delta_level) into *s, except for the settings whose flag
+// given("--flag") says was on the command line. A missing file is no error
+// unless explicit_path. Errors: kUsage (bad TOML), I/O errors.
+Status LoadPackConfig(const std::string& path, bool explicit_path,
+                      const std::function<bool(const char*)>& given, PackSettings* s);
+
+// Parses sizes and loads keys. Errors: kUsage, key file errors.
+Result<PackOptions> MakePackOptions(const PackSettings& s, Type type);
+
+// For inspect/verify: optional keys; allow_sealed (no group key needed).
+Result<ReaderOptions> MakeReaderOptions(const std::string& pub_key, const std::string& group_key);
+
+}  // namespace cm::pack
