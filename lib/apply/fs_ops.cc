@@ -34,7 +34,6 @@ std::string TempLeaf() {
   return std::string(kTempPrefix) + std::to_string(::getpid()) + "-" + std::to_string(g_temp_counter++);
 }
 
-bool IsTempLeaf(const std::string& name) { return name.rfind(kTempPrefix, 0) == 0; }
 
 void TempEntry::Unlink() {
   if (::unlinkat(dir_fd_, name_.c_str(), 0) != 0 && errno == EISDIR) RemoveTreeAt(dir_fd_, name_);

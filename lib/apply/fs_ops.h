@@ -25,7 +25,6 @@ Result<struct stat> LstatAt(int dir_fd, const std::string& name);
 // A fresh name for a temporary entry in a directory: ".cmtmp-<pid>-<n>".
 // Short, so it fits beside any leaf of up to NAME_MAX bytes.
 std::string TempLeaf();
-bool IsTempLeaf(const std::string& name);
 
 // Unlinks dir_fd/name on destruction unless Release()d. Not thread-safe.
 class TempEntry {

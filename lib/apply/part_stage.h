@@ -43,7 +43,6 @@ class PartStage {
   // Makes the work tree durable (syncfs) and records it (and `applied`) in the
   // state: from then on it is the job's staged tree.
   Status Finish(const AppliedId& applied);
-  const std::string& work_name() const { return name_; }
 
  private:
   PartStage(ContentRoot* root, PartInfo info) : root_(root), info_(std::move(info)) {}

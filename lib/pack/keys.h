@@ -1,13 +1,15 @@
 // Key files (text, one line each, base64 of the raw key):
 //   cm-ed25519-secret-v1 <64 bytes>   signing key (mode 0600), with the public key in <file>.pub
 //   cm-ed25519-public-v1 <32 bytes>   verification key for cm-apply / cm-pack verify
-//   cm-group-key-v1 <32 bytes>        symmetric group key (encryption; packet auth later)
+//   cm-group-key-v1 <32 bytes>        symmetric group key: encrypts assignments here; the same file
+//                                     authenticates cm-leader and cm-mcast traffic (util/group_key.h)
 #pragma once
 
 #include <array>
 #include <cstdint>
 #include <string>
 
+#include "util/group_key.h"
 #include "util/status.h"
 
 namespace cm::pack {
@@ -23,8 +25,9 @@ struct SigningKey {
   PublicKey pub;
 };
 
+// The bytes are util/group_key.h's cm::GroupKey (the one type the wires use).
 struct GroupKey {
-  std::array<uint8_t, 32> bytes{};
+  cm::GroupKey bytes{};
 };
 
 // Writes <path> (secret, 0600) and <path>.pub; refuses to overwrite.

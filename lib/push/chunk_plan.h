@@ -28,7 +28,6 @@ struct ByteRange {
   uint64_t begin = 0;
   uint64_t end = 0;
   uint64_t size() const { return end - begin; }
-  bool contains(uint64_t offset) const { return offset >= begin && offset < end; }
   bool operator==(const ByteRange&) const = default;
 };
 

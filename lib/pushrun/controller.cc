@@ -13,7 +13,6 @@
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
-#include <fstream>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -31,6 +30,7 @@
 #include "pushrun/leader_reports.h"
 #include "pushrun/live_view.h"
 #include "util/exit_codes.h"
+#include "util/file_util.h"
 #include "util/json.h"
 #include "util/log.h"
 #include "util/subprocess.h"
@@ -531,11 +531,9 @@ PushOutcome Controller::Finish() {
                            .Raw("table", servers.Build())
                            .Build();
   if (!opts_.report_file.empty()) {
-    std::string tmp = opts_.report_file + ".tmp";
-    std::ofstream f(tmp);
-    f << report << "\n";
-    f.close();
-    if (!f || std::rename(tmp.c_str(), opts_.report_file.c_str()) != 0) log::Warn(opts_.report_file + ": cannot write");
+    // The one atomic writer (a temporary name, then rename): a killed run never leaves half a report.
+    Status w = WriteFileAtomic(opts_.report_file, report + "\n", 0644);
+    if (!w.ok()) log::Warn(opts_.report_file + ": cannot write: " + w.message());
   }
   if (opts_.json) {
     std::lock_guard<std::mutex> l(out_mu_);

@@ -49,7 +49,7 @@
 #include "push/job_core.h"
 #include "push/relay_core.h"
 
-namespace cm::push::testing {
+namespace cm::push::whole {
 
 using proto::kMillis;
 using proto::kSeconds;
@@ -201,4 +201,4 @@ class PushSim {
   PushSimResult res_;
 };
 
-}  // namespace cm::push::testing
+}  // namespace cm::push::whole

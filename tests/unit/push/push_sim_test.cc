@@ -10,7 +10,7 @@
 
 #include "sim/simulator.h"
 
-namespace cm::push::testing {
+namespace cm::push::whole {
 
 PushSimParams DrawParams(uint64_t seed) {
   std::mt19937_64 r(seed * 0x9e3779b97f4a7c15ull + 1);
@@ -765,4 +765,4 @@ TEST(PushSim, InvariantsHoldUnderFaultsAcrossSeeds) {
 }
 
 }  // namespace
-}  // namespace cm::push::testing
+}  // namespace cm::push::whole
