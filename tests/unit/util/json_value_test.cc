@@ -60,9 +60,19 @@ RC_GTEST_PROP(JsonValue, WhatJsonObjectWritesReadsBack, (std::string s, int64_t 
   if (ascii) RC_ASSERT(v->Str("s") == s);
 }
 
-RC_GTEST_PROP(JsonValue, AnyBytesParseOrFailWithoutCrashing, (std::string s)) {
-  auto v = ParseJson(s);
-  (void)v;
+// A document is all or nothing: no strict prefix of a valid object parses
+// (a truncated body is never taken for a shorter one), and a valid document
+// followed by anything but whitespace is refused.
+RC_GTEST_PROP(JsonValue, TruncatedOrTrailedDocumentsAreRefused, (std::string s, int64_t i, std::string tail)) {
+  std::string ascii;
+  for (char c : s) ascii += static_cast<char>(c & 0x7f);
+  std::string doc = JsonObject().Str("s", ascii).Int("i", i).Raw("a", "[1,{\"x\":null}]").Build();
+  RC_ASSERT(ParseJson(doc).ok());
+  size_t cut = *rc::gen::inRange<size_t>(0, doc.size());
+  RC_ASSERT(!ParseJson(std::string_view(doc).substr(0, cut)).ok());
+  bool blank = true;
+  for (char c : tail) blank &= c == ' ' || c == '\t' || c == '\n' || c == '\r';
+  RC_ASSERT(ParseJson(doc + tail).ok() == blank);
 }
 
 }  // namespace
