@@ -54,6 +54,10 @@ std::string CallError(const CallResult& r) {
 
 }  // namespace
 
+// The state types are the core's own: in a namespace of their own, as
+// cm::push already has a Site (sites.h) and one binary may hold both.
+namespace relay_state {
+
 // ---- state -------------------------------------------------------------------
 
 // What a call is for; its result goes back to the role that made it.
@@ -145,6 +149,9 @@ struct Transfer {
   std::map<std::string, ServerResult> results;  // member reports, by name
   bool busy = false;
 };
+
+}  // namespace relay_state
+using namespace relay_state;
 
 struct RelayCore::Impl {
   const RelayCoreOptions& o;
