@@ -44,6 +44,8 @@ struct Call {
   Endpoint endpoint = Endpoint::kStatus;
   std::string body;      // JSON (push/messages.h); empty for kStatus
   Micros timeout = 5 * proto::kSeconds;
+  std::string to;        // the callee's name: `to` of the CM-Auth stamp the edge adds ("" = none)
+  std::string auth;      // a CM-Auth value made by the CCM (a sealed order passed on): sent as is
 };
 
 struct CallResult {

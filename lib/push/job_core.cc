@@ -335,6 +335,7 @@ FetchOrder JobCore::OrderFor(const std::string& relay, const std::string& source
   const JobServer* src = source.empty() ? nullptr : FindServer(source);
   o.source = src ? src->url : plan_.options.ccm_url;
   o.ccm = plan_.options.ccm_url;
+  o.ccm_id = plan_.options.ccm_id;
   o.relay = relay;
   o.site = SiteOf(relay);
   if (auto it = server_index_.find(relay); it != server_index_.end()) o.group = plan_.sites[it->second].group;
@@ -343,8 +344,23 @@ FetchOrder JobCore::OrderFor(const std::string& relay, const std::string& source
     if (it != phase_->targets.end())
       for (const auto& s : it->second) {
         if (s == relay || phase_->Failed(s) || phase_->replaced.count(s)) continue;
-        if (const JobServer* m = FindServer(s)) o.members.push_back({s, m->url});
+        if (const JobServer* m = FindServer(s)) o.members.push_back({s, m->url, {}});
       }
+  }
+  if (plan_.options.seal) {
+    const JobServer* self = FindServer(relay);
+    for (Member& m : o.members) {
+      Expect e;
+      e.serial = o.serial;
+      e.job = o.job;
+      e.kind = o.kind;
+      e.size = o.size;
+      e.name = m.name;
+      e.leader = relay;
+      e.leader_url = self ? self->url : "";
+      e.group = o.group;
+      m.expect = plan_.options.seal(m.name, Endpoint::kExpect, Encode(e));
+    }
   }
   o.serve = !plan_.options.sequential;
   o.stream = plan_.options.pipeline;
@@ -377,7 +393,13 @@ void JobCore::SendOrder(Micros now, const Order& order, int attempt, JobActions*
   p.attempt = attempt;
   CallId id = next_call_++;
   calls_[id] = p;
-  out->calls.push_back(Call{id, to->url, Endpoint::kFetch, Encode(o), plan_.options.order_timeout});
+  Call call{id, to->url, Endpoint::kFetch, Encode(o), plan_.options.order_timeout, order.relay, ""};
+  if (plan_.options.seal) {
+    Sealed sealed = plan_.options.seal(order.relay, Endpoint::kFetch, call.body);
+    call.body = std::move(sealed.body);
+    call.auth = std::move(sealed.auth);
+  }
+  out->calls.push_back(std::move(call));
 }
 
 void JobCore::SendProbe(Micros now, const std::string& server, Pending::Probe why, const std::string& detail,
@@ -393,7 +415,7 @@ void JobCore::SendProbe(Micros now, const std::string& server, Pending::Probe wh
   p.detail = detail;
   CallId id = next_call_++;
   calls_[id] = p;
-  out->calls.push_back(Call{id, to->url, Endpoint::kStatus, "", plan_.options.probe_timeout});
+  out->calls.push_back(Call{id, to->url, Endpoint::kStatus, "", plan_.options.probe_timeout, server, ""});
 }
 
 // The site's leader is gone: it fails; the next leader is the one cm-leader
@@ -650,6 +672,7 @@ Reply JobCore::OnNext(Micros now, const NextAsk& a, JobActions* out) {
       ans.relay = n->relay;
       ans.url = to->url;
       ans.order = OrderFor(n->relay, a.relay);
+      if (plan_.options.seal) ans.sealed = plan_.options.seal(n->relay, Endpoint::kFetch, Encode(ans.order));
       JobEvent ev;
       ev.kind = JobEvent::Kind::kOrder;
       ev.serial = a.serial;

@@ -28,6 +28,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -79,6 +80,10 @@ struct JobOptions {
   Micros timeout = 3600 * proto::kSeconds;  // after Start, the job ends by then
   std::vector<std::string> admin_order;     // the sites file's [ccm] order
   std::string ccm_url;          // where relays reach the CCM (orders carry it)
+  std::string ccm_id;           // this CCM run's name: `to` of the relays' report stamps (orders carry it)
+  // Seals a message for its recipient (push/auth.h: the edge signs with the
+  // CCM's key, with its clock and nonces). Unset: orders go unsealed (tests).
+  std::function<Sealed(const std::string& to, Endpoint endpoint, const std::string& body)> seal;
   // The watchdog.
   Micros stall_timeout = 15 * proto::kSeconds;   // scheduler: no progress while the source is ahead
   Micros probe_interval = 2 * proto::kSeconds;   // GET /v1/status of each unfinished site's leader

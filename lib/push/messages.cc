@@ -37,6 +37,13 @@ Status Kind(const JsonValue& v, const char* what, TransferKind* out) {
   return Status::Ok();
 }
 
+std::string EncodeSealed(const Sealed& x) { return JsonObject().Str("body", x.body).Str("auth", x.auth).Build(); }
+
+Sealed SealedFromJson(const JsonValue& v) {
+  if (!v.is_object()) return {};
+  return Sealed{v.Str("body"), v.Str("auth")};
+}
+
 }  // namespace
 
 const char* ServerStateName(ServerState s) { return kServerStateNames[static_cast<int>(s)]; }
@@ -49,11 +56,24 @@ const char* ViaName(Via v) { return kViaNames[static_cast<int>(v)]; }
 Via ParseVia(std::string_view n) { return ParseName<Via>(n, kViaNames).value_or(Via::kNone); }
 
 std::string EncodeError(std::string_view message) { return JsonObject().Str("error", message).Build(); }
+std::string EncodeDuplicate(std::string_view message) {
+  return JsonObject().Str("error", message).Bool("duplicate", true).Build();
+}
+bool IsDuplicateAnswer(int status, std::string_view body) {
+  if (status != 409) return false;
+  auto v = ParseJson(body);
+  return v.ok() && v->is_object() && v->Bool("duplicate");
+}
 std::string EncodeAck() { return JsonObject().Bool("ok", true).Build(); }
 
 std::string Encode(const FetchOrder& o) {
   JsonArray members;
-  for (const auto& m : o.members) members.Raw(JsonObject().Str("name", m.name).Str("url", m.url).Build());
+  for (const auto& m : o.members) {
+    JsonObject mo;
+    mo.Str("name", m.name).Str("url", m.url);
+    if (!m.expect.empty()) mo.Raw("expect", EncodeSealed(m.expect));
+    members.Raw(mo.Build());
+  }
   return JsonObject()
       .Int("v", kProtocolVersion)
       .Uint("serial", o.serial)
@@ -63,6 +83,7 @@ std::string Encode(const FetchOrder& o) {
       .Str("source", o.source)
       .Str("source_name", o.source_name)
       .Str("ccm", o.ccm)
+      .Str("ccm_id", o.ccm_id)
       .Str("relay", o.relay)
       .Str("site", o.site)
       .Str("group", o.group)
@@ -89,13 +110,14 @@ Result<FetchOrder> FetchOrderFromJson(const JsonValue& json) {
   o.source = v->Str("source");
   o.source_name = v->Str("source_name");
   o.ccm = v->Str("ccm");
+  o.ccm_id = v->Str("ccm_id");
   o.relay = v->Str("relay");
   o.site = v->Str("site");
   o.group = v->Str("group");
   o.serve = v->Bool("serve", true);
   o.stream = v->Bool("stream", true);
   for (const auto& m : (*v)["members"].items()) {
-    Member mem{m.Str("name"), m.Str("url")};
+    Member mem{m.Str("name"), m.Str("url"), SealedFromJson(m["expect"])};
     CM_RETURN_IF_ERROR(Need(!mem.name.empty() && !mem.url.empty(), "fetch order", "members"));
     o.members.push_back(std::move(mem));
   }
@@ -241,10 +263,12 @@ Result<NextAsk> ParseNextAsk(std::string_view json) {
 
 std::string Encode(const NextAnswer& a) {
   switch (a.kind) {
-    case NextAnswer::Kind::kNext:
-      return JsonObject()
-          .Raw("next", JsonObject().Str("relay", a.relay).Str("url", a.url).Raw("order", Encode(a.order)).Build())
-          .Build();
+    case NextAnswer::Kind::kNext: {
+      JsonObject next;
+      next.Str("relay", a.relay).Str("url", a.url).Raw("order", Encode(a.order));
+      if (!a.sealed.empty()) next.Raw("sealed", EncodeSealed(a.sealed));
+      return JsonObject().Raw("next", next.Build()).Build();
+    }
     case NextAnswer::Kind::kRetry:
       return JsonObject().Int("retry_ms", a.retry_ms).Build();
     case NextAnswer::Kind::kNoneLeft:
@@ -266,6 +290,7 @@ Result<NextAnswer> ParseNextAnswer(std::string_view json) {
     auto o = FetchOrderFromJson(next["order"]);
     if (!o.ok()) return o.status();
     a.order = std::move(*o);
+    a.sealed = SealedFromJson(next["sealed"]);
     CM_RETURN_IF_ERROR(Need(!a.relay.empty() && !a.url.empty(), "next answer", "next"));
     return a;
   }

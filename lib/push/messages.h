@@ -42,9 +42,20 @@ enum class Via : uint8_t { kNone, kMulticast, kUnicast, kLeader, kCcm };
 const char* ViaName(Via v);  // "", "multicast", "unicast", "leader", "ccm"
 Via ParseVia(std::string_view name);  // unknown -> kNone
 
+// A message as the CCM sealed it for its recipient (push/auth.h): the exact
+// body and its CM-Auth header value. Whoever passes it on sends both
+// unchanged; empty when the CCM did not seal it (the recipient refuses it).
+struct Sealed {
+  std::string body;
+  std::string auth;
+  bool empty() const { return body.empty(); }
+  bool operator==(const Sealed&) const = default;
+};
+
 struct Member {
   std::string name;
   std::string url;  // the member relay's base URL, http://ip:port
+  Sealed expect;    // the CCM's /v1/expect for this member (the leader passes it on)
   bool operator==(const Member&) const = default;
 };
 
@@ -58,6 +69,7 @@ struct FetchOrder {
   std::string source;          // base URL of the node to fetch from
   std::string source_name;     // its name ("" = the CCM)
   std::string ccm;             // the CCM's base URL (reports, next, source-failed)
+  std::string ccm_id;          // the running CCM's name for report stamps (`to` of CM-Auth; "" = "ccm")
   std::string relay;           // the recipient's own name
   std::string site;
   std::string group;           // the site's multicast group ADDR:PORT ("" = unicast only)
@@ -147,6 +159,7 @@ struct NextAnswer {
   enum class Kind : uint8_t { kNext, kRetry, kNoneLeft } kind = Kind::kNoneLeft;
   std::string relay, url;  // kNext
   FetchOrder order;        // kNext
+  Sealed sealed;           // kNext: `order` as the CCM sealed it for `relay` (passed on unchanged)
   int64_t retry_ms = 0;    // kRetry
   bool operator==(const NextAnswer&) const = default;
 };
@@ -185,6 +198,10 @@ Result<NotifyFailed> ParseNotifyFailed(std::string_view json);
 
 // The body of a refusal ({"error": "..."}) and of a plain acknowledgement.
 std::string EncodeError(std::string_view message);
+// The refusal of a message accepted before (push/auth.h, 409): {"error":
+// "...", "duplicate": true}; the sender's earlier try reached the server.
+std::string EncodeDuplicate(std::string_view message);
+bool IsDuplicateAnswer(int status, std::string_view body);
 std::string EncodeAck();
 
 }  // namespace cm::push

@@ -185,7 +185,7 @@ struct RelayCore::Impl {
   }
 
   void Call_(Transfer& t, Purpose purpose, std::string base, Endpoint ep, std::string body, int tries, Micros timeout,
-             RelayActions* out, std::string peer = {}, uint64_t tag = 0) {
+             RelayActions* out, std::string peer = {}, uint64_t tag = 0, const Sealed* sealed = nullptr) {
     PendingCall p;
     p.purpose = purpose;
     p.serial = t.serial;
@@ -195,8 +195,24 @@ struct RelayCore::Impl {
     p.call.endpoint = ep;
     p.call.body = std::move(body);
     p.call.timeout = timeout;
+    p.call.to = Recipient(t, ep, p.peer);
+    if (sealed && !sealed->empty()) {
+      p.call.body = sealed->body;
+      p.call.auth = sealed->auth;
+    }
     p.tries_left = tries - 1;
     Send(std::move(p), out);
+  }
+
+  // Whom a call is for: `to` of its CM-Auth stamp (push/auth.h).
+  static std::string Recipient(const Transfer& t, Endpoint ep, const std::string& peer) {
+    switch (ep) {
+      case Endpoint::kFetch:
+      case Endpoint::kExpect: return peer;
+      case Endpoint::kMemberReport: return t.member.run.leader;
+      case Endpoint::kStatus: return {};
+      default: return t.leader.order.ccm_id.empty() ? "ccm" : t.leader.order.ccm_id;
+    }
   }
 
   // The pending call a result answers, or nullopt when it is to be tried
@@ -402,18 +418,21 @@ struct RelayCore::Impl {
       case NextAnswer::Kind::kRetry:
         return ServePause(now, t, std::clamp(a->retry_ms * proto::kMillis, o.serve_retry_min, o.serve_retry_max));
       case NextAnswer::Kind::kNext: {
+        // The CCM's sealed order goes on unchanged; an unsealed one (tests)
+        // names us as the source.
         FetchOrder next = a->order;
         next.source = o.url;
         next.source_name = o.name;
         l.serve = ServeState::kForwarding;
-        Call_(t, Purpose::kForward, a->url, Endpoint::kFetch, Encode(next), 2, o.call_timeout, out, a->relay);
+        Call_(t, Purpose::kForward, a->url, Endpoint::kFetch, Encode(next), 2, o.call_timeout, out, a->relay, 0,
+              &a->sealed);
         return;
       }
     }
   }
 
   void OnForwarded(Transfer& t, const PendingCall& p, const CallResult& r, RelayActions* out) {
-    if (r.ok()) {
+    if (r.ok() || IsDuplicateAnswer(r.status, r.body)) {
       t.leader.serve = ServeState::kWaitingForBytes;
       return;
     }
@@ -434,7 +453,7 @@ struct RelayCore::Impl {
     e.leader = o.name;
     e.leader_url = o.url;
     e.group = s.order.group;
-    Call_(t, Purpose::kExpect, m.url, Endpoint::kExpect, Encode(e), 1, o.expect_timeout, out, m.name);
+    Call_(t, Purpose::kExpect, m.url, Endpoint::kExpect, Encode(e), 1, o.expect_timeout, out, m.name, 0, &m.expect);
   }
 
   void StartSite(Transfer& t, RelayActions* out) {
@@ -460,7 +479,7 @@ struct RelayCore::Impl {
     SiteSlot* slot = Slot(s, p.peer);
     if (!slot || s.state == SiteState::kCancelled) return;
     const bool first = slot->state == SlotState::kExpecting;
-    if (r.ok()) {
+    if (r.ok() || IsDuplicateAnswer(r.status, r.body)) {  // a duplicate: an earlier try reached it
       slot->state = first ? SlotState::kReceiver : SlotState::kLate;
       s.receivers.push_back(slot->member.name);
       if (!first) NoteT(out, t, LogNote::Level::kInfo, "member " + slot->member.name + " reached late");

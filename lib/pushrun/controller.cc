@@ -25,6 +25,7 @@
 #include "pushdb/state_db.h"
 #include "pushdb/wait.h"
 #include "pushrun/assignment_info.h"
+#include "pushrun/auth_edge.h"
 #include "pushrun/content_body.h"
 #include "pushrun/edge_loop.h"
 #include "pushrun/leader_reports.h"
@@ -105,8 +106,9 @@ class Controller {
   Status BeginInDb();
   Result<push::JobPlan> Plan() const;
   http::Response Handle(const http::Request& req);
-  template <typename Parse, typename On>
-  http::Response Dispatch(const std::string& body, Parse parse, On on);
+  http::Response Dispatch(push::Endpoint ep, const std::string& from, const std::string& body);
+  template <typename Parse, typename Sender, typename On>
+  http::Response Dispatch(const std::string& body, Parse parse, Sender sender, On on);
   void Apply(push::JobActions& a);  // on the loop thread
   void Emit(const JobEvent& e);
   void Event(const std::string& name, JsonObject fields);
@@ -135,6 +137,7 @@ class Controller {
   std::unique_ptr<EdgeLoop> loop_;
   std::atomic<EdgeLoop*> live_loop_{nullptr};  // loop_ once the core runs (for handler threads)
   std::unique_ptr<CallRunner> runner_;
+  std::unique_ptr<AuthEdge> auth_;  // this run's name, keys, nonces (thread-safe)
   std::thread commit_thread_;
 
   std::mutex done_mu_;
@@ -155,6 +158,15 @@ void Controller::Event(const std::string& name, JsonObject fields) {
 }
 
 Status Controller::Setup() {
+  if (opts_.sign_key.empty())
+    return Error(Code::kUsage, "no signing key (--sign-key): every order to a relay is signed with it");
+  if (opts_.group_key.empty())
+    return Error(Code::kUsage, "no group key (--group-key): relays' reports are checked with it");
+  auto sign = pack::LoadSigningKey(opts_.sign_key);
+  if (!sign.ok()) return sign.status();
+  auto group = LoadGroupKey(opts_.group_key);
+  if (!group.ok()) return group.status();
+  auth_ = std::make_unique<AuthEdge>(NewCcmId(), *sign, std::nullopt, *group);
   auto sites = push::LoadSites(opts_.sites_file);
   if (!sites.ok()) return sites.status();
   sites_ = std::move(*sites);
@@ -265,15 +277,24 @@ Result<push::JobPlan> Controller::Plan() const {
   o.timeout = static_cast<push::Micros>(opts_.timeout_s * 1e6);
   o.admin_order = sites_.ccm.order;
   o.ccm_url = ccm_url_;
+  o.ccm_id = auth_->self();
+  // An order is valid for the whole job and a margin (a leader passes
+  // /v1/next orders on late in a long transfer).
+  const int64_t lifetime = static_cast<int64_t>(opts_.timeout_s) + 600;
+  AuthEdge* auth = auth_.get();
+  o.seal = [auth, lifetime](const std::string& to, push::Endpoint ep, const std::string& body) {
+    return auth->Seal(to, ep, body, lifetime);
+  };
   return plan;
 }
 
 // ---- HTTP: decoded into core events on the loop ----------------------------
 
-template <typename Parse, typename On>
-http::Response Controller::Dispatch(const std::string& body, Parse parse, On on) {
+template <typename Parse, typename Sender, typename On>
+http::Response Controller::Dispatch(const std::string& body, Parse parse, Sender sender, On on) {
   auto msg = parse(body);
   if (!msg.ok()) return JsonError(400, msg.status().message());
+  if (!sender(*msg)) return JsonError(403, "forbidden: a server may report only for itself");
   EdgeLoop* loop = live_loop_.load();
   if (!loop) return JsonError(503, "the job has not started");
   std::optional<push::Reply> reply = loop->Run([&]() -> std::optional<push::Reply> {
@@ -321,27 +342,44 @@ http::Response Controller::Handle(const http::Request& req) {
   }
   if (req.method != "POST") return JsonError(404, "no such resource");
   if (path == "/v1/leader-report") {
+    if (auto v = auth_->CheckReport(req, nullptr, push::auth::kCcmName); v != push::auth::Verdict::kOk)
+      return AuthEdge::Refuse(v, req);
     auto rep = LeaderReports::Parse(req.body);
     if (!rep) return JsonError(400, "not a cm-leader segment report");
     reports_->Add(std::move(*rep));
     return http::Response::Json(200, push::EncodeAck());
   }
+  push::Endpoint ep;
+  if (!push::ParseEndpoint(path, &ep)) return JsonError(404, "no such resource");
+  std::string from;
+  if (auto v = auth_->CheckReport(req, &from); v != push::auth::Verdict::kOk) return AuthEdge::Refuse(v, req);
+  http::Response resp = Dispatch(ep, from, req.body);
+  if (resp.status / 100 == 2 && (ep == push::Endpoint::kNext || ep == push::Endpoint::kSourceFailed))
+    resp.headers.push_back({push::auth::kHeader, auth_->SealAnswer(from, path, resp.body)});
+  return resp;
+}
+
+// A report whose stamp verified, from `from`: the body must speak for the
+// same server.
+http::Response Controller::Dispatch(push::Endpoint ep, const std::string& from, const std::string& body) {
   push::Micros now = 0;
   auto at = [&now] { return now = SteadyNow(); };
+  auto as = [&from](const std::string& who) { return who == from; };
+  const std::string& path = push::EndpointPath(ep);
   if (path == "/v1/site-report")
-    return Dispatch(req.body, push::ParseSiteReport,
+    return Dispatch(body, push::ParseSiteReport, [&](const push::SiteReport& m) { return as(m.leader); },
                     [&](const push::SiteReport& m, push::JobActions* a) { return core_->OnSiteReport(at(), m, a); });
   if (path == "/v1/progress")
-    return Dispatch(req.body, push::ParseProgress,
+    return Dispatch(body, push::ParseProgress, [&](const push::Progress& m) { return as(m.relay); },
                     [&](const push::Progress& m, push::JobActions* a) { return core_->OnProgress(at(), m, a); });
   if (path == "/v1/next")
-    return Dispatch(req.body, push::ParseNextAsk,
+    return Dispatch(body, push::ParseNextAsk, [&](const push::NextAsk& m) { return as(m.relay); },
                     [&](const push::NextAsk& m, push::JobActions* a) { return core_->OnNext(at(), m, a); });
   if (path == "/v1/notify-failed")
-    return Dispatch(req.body, push::ParseNotifyFailed,
+    return Dispatch(body, push::ParseNotifyFailed, [&](const push::NotifyFailed& m) { return as(m.from); },
                     [&](const push::NotifyFailed& m, push::JobActions* a) { return core_->OnNotifyFailed(at(), m, a); });
   if (path == "/v1/source-failed")
-    return Dispatch(req.body, push::ParseSourceFailed,
+    return Dispatch(body, push::ParseSourceFailed, [&](const push::SourceFailed& m) { return as(m.relay); },
                     [&](const push::SourceFailed& m, push::JobActions* a) { return core_->OnSourceFailed(at(), m, a); });
   return JsonError(404, "no such resource");
 }
@@ -578,7 +616,7 @@ Result<PushOutcome> Controller::Run() {
     push::JobActions a;
     core_->OnCallDone(SteadyNow(), r, &a);
     Apply(a);
-  }, 16);
+  }, 16, auth_.get());
   live_loop_ = loop_.get();
   loop_->Post([this] {
     push::JobActions a;

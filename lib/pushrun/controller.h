@@ -29,7 +29,8 @@ struct PushOptions {
   std::string require = "all";           // all | quorum | N% | N
   bool commit = true;
   std::string commit_file;               // a ready commit assignment ("" = make one with cm-pack)
-  std::string sign_key;                  // signs the commit assignment cm-push makes
+  std::string sign_key;                  // the CCM's key (required): seals every order; signs the commit assignment
+  std::string group_key;                 // the group key (required): checks the relays' report stamps
   std::string serial_file;               // cm-pack --serial-file for it (else the clock)
   std::string cm_pack = "cm-pack";
   std::string on_fail;                   // shell command per failed server

@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "http/client.h"
+#include "pushrun/auth_edge.h"
 
 namespace cm::pushrun {
 
@@ -75,14 +76,24 @@ void EdgeLoop::Loop() {
   queue_.clear();  // dropped: packaged tasks in it break their futures
 }
 
-push::CallResult RunCall(const push::Call& call) {
+push::CallResult RunCall(const push::Call& call, const AuthEdge* auth) {
   push::CallResult r;
   r.id = call.id;
+  http::HeaderList headers;
+  if (auth) headers = auth->Stamp(call);
   auto resp = http::Call(push::EndpointMethod(call.endpoint), call.base_url + push::EndpointPath(call.endpoint),
-                         call.body, std::chrono::milliseconds(std::max<Micros>(call.timeout / 1000, 1)));
+                         call.body, std::chrono::milliseconds(std::max<Micros>(call.timeout / 1000, 1)),
+                         "application/json", headers);
   if (!resp.ok()) {
     r.body = resp.status().message();
     return r;
+  }
+  if (auth && resp->status / 100 == 2) {
+    std::string why = auth->CheckAnswer(call, resp->headers, resp->body);
+    if (!why.empty()) {
+      r.body = why;
+      return r;
+    }
   }
   r.reached = true;
   r.status = resp->status;
@@ -90,8 +101,9 @@ push::CallResult RunCall(const push::Call& call) {
   return r;
 }
 
-CallRunner::CallRunner(EdgeLoop* loop, std::function<void(const push::CallResult&)> done, size_t workers)
-    : loop_(loop), done_(std::move(done)) {
+CallRunner::CallRunner(EdgeLoop* loop, std::function<void(const push::CallResult&)> done, size_t workers,
+                       const AuthEdge* auth)
+    : loop_(loop), done_(std::move(done)), auth_(auth) {
   for (size_t i = 0; i < workers; ++i) threads_.emplace_back([this] { Work(); });
 }
 
@@ -128,7 +140,7 @@ void CallRunner::Work() {
       call = std::move(queue_.front());
       queue_.pop_front();
     }
-    push::CallResult r = RunCall(call);
+    push::CallResult r = RunCall(call, auth_);
     loop_->Post([this, r = std::move(r)] { done_(r); });
   }
 }

@@ -71,9 +71,14 @@ class EdgeLoop {
 // `workers` at once; the rest wait in order) and posts each CallResult back
 // to the loop through `done`. Stop() waits for calls in flight (each bounded
 // by its timeout) and drops the queued ones.
+class AuthEdge;
+
 class CallRunner {
  public:
-  CallRunner(EdgeLoop* loop, std::function<void(const push::CallResult&)> done, size_t workers = 8);
+  // `auth` (may be null; outlives the runner) stamps every call and checks
+  // the CCM's signed answers (pushrun/auth_edge.h).
+  CallRunner(EdgeLoop* loop, std::function<void(const push::CallResult&)> done, size_t workers = 8,
+             const AuthEdge* auth = nullptr);
   ~CallRunner();  // Stop()
   void Start(push::Call call);  // thread-safe
   void Stop();
@@ -82,6 +87,7 @@ class CallRunner {
   void Work();
   EdgeLoop* loop_;
   std::function<void(const push::CallResult&)> done_;
+  const AuthEdge* auth_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<push::Call> queue_;
@@ -89,7 +95,8 @@ class CallRunner {
   std::vector<std::thread> threads_;
 };
 
-// One call, blocking (what CallRunner's workers run).
-push::CallResult RunCall(const push::Call& call);
+// One call, blocking (what CallRunner's workers run). An answer whose
+// signature `auth` refuses comes back as not reached, with the reason.
+push::CallResult RunCall(const push::Call& call, const AuthEdge* auth = nullptr);
 
 }  // namespace cm::pushrun

@@ -17,6 +17,7 @@
 
 #include "http/server.h"
 #include "push/relay_core.h"
+#include "pushrun/auth_edge.h"
 #include "pushrun/content_body.h"
 #include "pushrun/edge_loop.h"
 #include "pushrun/fetch.h"
@@ -69,6 +70,7 @@ struct Relay::Impl {
   std::unique_ptr<push::RelayCore> core;
   std::unique_ptr<EdgeLoop> loop;
   std::unique_ptr<CallRunner> runner;
+  std::unique_ptr<AuthEdge> auth;
   std::atomic<bool> stopping{false};
 
   // Data plane (any thread): the held bytes of every serial.
@@ -283,11 +285,9 @@ struct Relay::Impl {
 
   push::ChildDone Apply(const push::StartChild& c) {
     if (opts.root.empty()) return push::ChildDone{0, 0};  // receive only
-    std::vector<std::string> argv{opts.cm_apply, SpoolPath(c.serial), "--root", opts.root, "-q"};
-    if (!opts.pub_key.empty()) {
-      argv.push_back("--pub-key");
-      argv.push_back(opts.pub_key);
-    }
+    std::vector<std::string> argv{opts.cm_apply, SpoolPath(c.serial), "--root", opts.root, "-q",
+                                  "--pub-key", opts.pub_key};
+    if (opts.allow_unsigned) argv.push_back("--allow-unsigned");
     return Process(argv, c.timeout, nullptr);
   }
 
@@ -380,18 +380,25 @@ struct Relay::Impl {
     if (req.method == "GET" && path == "/v1/status") return StatusJson();
     if (req.method != "POST") return JsonError(404, "no such resource: " + req.method + " " + path);
     if (path == "/v1/fetch") {
+      if (auto v = auth->CheckOrder(req); v != push::auth::Verdict::kOk) return AuthEdge::Refuse(v, req);
       auto o = push::ParseFetchOrder(req.body);
       if (!o.ok()) return JsonError(400, o.status().message());
+      if (o->relay != opts.name) return JsonError(403, "forbidden: the order names relay \"" + o->relay + "\"");
       return ToResponse(Handle(o->serial, [&] { return core->OnFetchOrder(SteadyNow(), *o, &actions); }));
     }
     if (path == "/v1/expect") {
+      if (auto v = auth->CheckOrder(req); v != push::auth::Verdict::kOk) return AuthEdge::Refuse(v, req);
       auto e = push::ParseExpect(req.body);
       if (!e.ok()) return JsonError(400, e.status().message());
+      if (e->name != opts.name) return JsonError(403, "forbidden: the order names server \"" + e->name + "\"");
       return ToResponse(Handle(e->serial, [&] { return core->OnExpect(SteadyNow(), *e, &actions); }));
     }
     if (path == "/v1/member-report") {
+      std::string from;
+      if (auto v = auth->CheckReport(req, &from); v != push::auth::Verdict::kOk) return AuthEdge::Refuse(v, req);
       auto r = push::ParseMemberReport(req.body);
       if (!r.ok()) return JsonError(400, r.status().message());
+      if (r->result.name != from) return JsonError(403, "forbidden: " + from + " reports for " + r->result.name);
       return ToResponse(Handle(r->serial, [&] { return core->OnMemberReport(SteadyNow(), *r, &actions); }));
     }
     return JsonError(404, "no such resource: POST " + path);
@@ -456,8 +463,17 @@ struct Relay::Impl {
 };
 
 Result<std::unique_ptr<Relay>> Relay::Start(const RelayOptions& opts) {
+  if (opts.pub_key.empty())
+    return Error(Code::kUsage, "no CCM public key (--pub-key): orders and assignments are checked with it");
+  if (opts.group_key.empty())
+    return Error(Code::kUsage, "no group key (--group-key): reports are authenticated with it");
+  auto pub = pack::LoadPublicKey(opts.pub_key);
+  if (!pub.ok()) return pub.status();
+  auto group = LoadGroupKey(opts.group_key);
+  if (!group.ok()) return group.status();
   auto impl = std::make_unique<Impl>();
   impl->opts = opts;
+  impl->auth = std::make_unique<AuthEdge>(opts.name, std::nullopt, *pub, *group);
   std::error_code ec;
   fs::create_directories(opts.spool, ec);
   if (ec) return Error(Code::kIo, opts.spool + ": " + ec.message());
@@ -469,7 +485,7 @@ Result<std::unique_ptr<Relay>> Relay::Start(const RelayOptions& opts) {
   raw->runner = std::make_unique<CallRunner>(raw->loop.get(), [raw](const push::CallResult& r) {
     raw->core->OnCallDone(SteadyNow(), r, &raw->actions);
     raw->Run();
-  });
+  }, 8, raw->auth.get());
   http::ServerOptions so;
   so.listen = opts.listen;
   auto server = http::Server::Start(so, [raw](const http::Request& req) { return raw->Handle(req); });

@@ -31,8 +31,9 @@ struct RelayOptions {
   std::string iface;                // multicast interface address (default: the listen address)
   std::string cm_apply = "cm-apply";
   std::string cm_mcast = "cm-mcast";
-  std::string pub_key;              // checks the chunk table's signature; passed to cm-apply
-  std::string group_key;            // cm-mcast --key
+  std::string pub_key;              // the CCM's public key (required): orders and assignments; passed to cm-apply
+  std::string group_key;            // the group key (required): report stamps; cm-mcast --key
+  bool allow_unsigned = false;      // accept unsigned assignments (cm-apply --allow-unsigned); orders never
   std::string mcast_rate;           // cm-mcast --rate ("" = its default)
   double member_wait_s = 300;       // how long a leader waits for its members' results
   double member_retry_s = 5;        // how long a leader keeps trying a member it cannot reach

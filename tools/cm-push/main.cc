@@ -4,20 +4,18 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
-#include <algorithm>
 #include <csignal>
 #include <cstdlib>
 #include <cstdio>
-#include <functional>
-#include <map>
 #include <string>
-#include <toml++/toml.h>
 #include <vector>
 
 #include "pushdb/render.h"
 #include "pushdb/state_db.h"
 #include "pushrun/controller.h"
 #include "pushrun/relay.h"
+#include "pushrun/relay_config.h"
+#include "util/config_dir.h"
 #include "util/exit_codes.h"
 #include "util/log.h"
 
@@ -28,46 +26,6 @@ using namespace cm;
 int Fail(const Status& st) {
   log::Error(st.message());
   return ExitCodeFor(st);
-}
-
-// Fills the relay options the user did not give as flags (`given(flag)`)
-// from the TOML file at `path`. Unknown keys and mistyped values are errors.
-Status LoadRelayToml(const std::string& path, const std::function<bool(const std::string&)>& given,
-                     pushrun::RelayOptions* r) {
-  toml::table t;
-  try {
-    t = toml::parse_file(path);
-  } catch (const toml::parse_error& e) {
-    return Error(Code::kUsage, path + ":" + std::to_string(e.source().begin.line) + ": " +
-                                   std::string(e.description()));
-  }
-  const std::map<std::string, std::string*> strings{
-      {"name", &r->name},          {"listen", &r->listen},     {"url", &r->url},
-      {"spool", &r->spool},        {"root", &r->root},         {"iface", &r->iface},
-      {"cm_apply", &r->cm_apply},  {"cm_mcast", &r->cm_mcast}, {"pub_key", &r->pub_key},
-      {"group_key", &r->group_key}, {"mcast_rate", &r->mcast_rate}};
-  const std::map<std::string, double*> seconds{{"member_wait", &r->member_wait_s},
-                                               {"member_retry", &r->member_retry_s}};
-  for (const auto& [key, node] : t) {
-    const std::string k(key.str());
-    std::string flag = "--" + k;
-    std::replace(flag.begin(), flag.end(), '_', '-');
-    auto bad = [&](const char* want) {
-      return Error(Code::kUsage, path + ":" + std::to_string(node.source().begin.line) + ": " + k + ": " + want);
-    };
-    if (auto s = strings.find(k); s != strings.end()) {
-      auto v = node.value<std::string>();
-      if (!v) return bad("expected a string");
-      if (!given(flag)) *s->second = *v;
-    } else if (auto d = seconds.find(k); d != seconds.end()) {
-      auto v = node.value<double>();
-      if (!v || *v < 0) return bad("expected a number of seconds");
-      if (!given(flag)) *d->second = *v;
-    } else {
-      return bad("unknown key");
-    }
-  }
-  return Status::Ok();
 }
 
 // Sibling tools: the copy installed beside cm-push, else PATH.
@@ -85,7 +43,9 @@ std::string ToolPath(const std::string& name) {
 int RunRelay(pushrun::RelayOptions r, const std::string& config, const CLI::App& cmd) {
   auto given = [&](const std::string& flag) { return cmd.count(flag) > 0; };
   if (!config.empty())
-    if (Status st = LoadRelayToml(config, given, &r); !st.ok()) return Fail(st);
+    if (Status st = pushrun::LoadRelayToml(config, given, &r); !st.ok()) return Fail(st);
+  r.pub_key = DefaultFile(r.pub_key, "ccm.pub");
+  r.group_key = DefaultFile(r.group_key, "group.key");
   if (r.name.empty()) {
     char host[256] = {};
     gethostname(host, sizeof host - 1);
@@ -154,7 +114,8 @@ int main(int argc, char** argv) {
   app.add_option("--require", p.require, "Commit only if this many servers staged: all (default), quorum, N% or N");
   app.add_flag("--no-commit", no_commit, "Stage only; do not send the commit");
   app.add_option("--commit-file", p.commit_file, "Use this commit assignment (default: made with cm-pack commit)");
-  app.add_option("--sign-key", p.sign_key, "Sign the commit assignment cm-push makes with this key");
+  app.add_option("--sign-key", p.sign_key, "The CCM's key: seals every order, signs the commit (default CONF/ccm.key)");
+  app.add_option("--group-key", p.group_key, "Group key: checks relays' reports (default CONF/group.key)");
   app.add_option("--serial-file", p.serial_file, "Serial file for the commit assignment (as given to cm-pack)");
   app.add_option("--on-fail", p.on_fail,
                  "Shell command run for each failed server (env CM_SERVER, CM_SITE, CM_JOB, CM_ERROR)");
@@ -179,8 +140,9 @@ int main(int argc, char** argv) {
   relay->add_option("--spool", r.spool, "Directory for assignments (resumes from here)");
   relay->add_option("--root", r.root, "Content root cm-apply stages into");
   relay->add_option("--iface", r.iface, "Multicast interface address (default: the listen address)");
-  relay->add_option("--pub-key", r.pub_key, "Accept only assignments signed by this key");
-  relay->add_option("--group-key", r.group_key, "cm-mcast group key (authenticates every packet)");
+  relay->add_option("--pub-key", r.pub_key, "The CCM's public key: orders and assignments (default CONF/ccm.pub)");
+  relay->add_option("--group-key", r.group_key, "Group key: reports and cm-mcast (default CONF/group.key)");
+  relay->add_flag("--allow-unsigned", r.allow_unsigned, "Also accept unsigned assignments (orders never)");
   relay->add_option("--mcast-rate", r.mcast_rate, "cm-mcast --rate for the site multicast");
   relay->add_option("--cm-apply", r.cm_apply, "cm-apply program (default: beside cm-push, else PATH)");
   relay->add_option("--cm-mcast", r.cm_mcast, "cm-mcast program (default: beside cm-push, else PATH)");
@@ -229,6 +191,8 @@ int main(int argc, char** argv) {
   }
   p.verbosity = quiet ? 0 : 1 + verbose;
   p.live_view = !quiet && !p.json && isatty(2);
+  p.sign_key = DefaultFile(p.sign_key, "ccm.key");
+  p.group_key = DefaultFile(p.group_key, "group.key");
   for (int i = 0; i < argc; ++i) p.command_line += (i ? " " : "") + std::string(argv[i]);
   auto out = pushrun::RunPush(p);
   if (!out.ok()) return Fail(out.status());

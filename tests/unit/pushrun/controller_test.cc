@@ -14,7 +14,10 @@
 
 #include "http/client.h"
 #include "http/server.h"
+#include "pack/keys.h"
+#include "push/auth.h"
 #include "push/messages.h"
+#include "pushrun/auth_edge.h"
 #include "support/test_util.h"
 #include "util/exit_codes.h"
 
@@ -26,16 +29,29 @@ using std::chrono::milliseconds;
 struct FakeRelay {
   std::unique_ptr<http::Server> server;
   std::atomic<int> orders{0};
+  std::atomic<int> sealed{0};  // orders whose CM-Auth verified with the CCM's public key, for this relay
+  std::string name;
+  pack::PublicKey pub;
   std::mutex mu;
   std::string ccm;  // from the first order
   std::string url() const { return "http://127.0.0.1:" + std::to_string(server->port()); }
 };
 
-std::unique_ptr<FakeRelay> StartRelay() {
+std::unique_ptr<FakeRelay> StartRelay(const std::string& name, const pack::PublicKey& pub) {
   auto r = std::make_unique<FakeRelay>();
+  r->name = name;
+  r->pub = pub;
   FakeRelay* p = r.get();
   auto srv = http::Server::Start(http::ServerOptions{}, [p](const http::Request& req) {
     if (req.path() == "/v1/fetch") {
+      push::auth::Expectation want;
+      want.alg = push::auth::Alg::kEd25519;
+      want.to = p->name;
+      want.from = push::auth::kCcmName;
+      want.pub = &p->pub;
+      if (push::auth::Verify(req.header("cm-auth"), req.method, req.path(), req.body, want, WallSeconds(), nullptr) ==
+          push::auth::Verdict::kOk)
+        ++p->sealed;
       auto o = push::ParseFetchOrder(req.body);
       if (o.ok()) {
         std::lock_guard<std::mutex> l(p->mu);
@@ -55,7 +71,12 @@ TEST(Controller, TimeoutEndsAPushWhoseRelaysNeverReportAndTheCcmKeepsAnswering) 
   if (bin.empty() || access((bin + "/cm-pack").c_str(), X_OK) != 0) GTEST_SKIP() << "needs $CM_BIN/cm-pack";
   test::TempDir dir;
   ASSERT_EQ(test::Run(bin + "/cm-pack commit --job t --serial 7 -o " + (dir / "c.cma")), 0);
-  auto a1 = StartRelay(), b1 = StartRelay();
+  ASSERT_EQ(test::Run(bin + "/cm-pack keygen -o " + (dir / "ccm.key")), 0);
+  ASSERT_EQ(test::Run(bin + "/cm-pack keygen --group -o " + (dir / "group.key")), 0);
+  auto pub = pack::LoadPublicKey(dir / "ccm.key.pub");
+  auto group = LoadGroupKey(dir / "group.key");
+  ASSERT_TRUE(pub.ok() && group.ok());
+  auto a1 = StartRelay("a1", *pub), b1 = StartRelay("b1", *pub);
   test::WriteFile(dir / "sites.toml", "[ccm]\nlisten = \"127.0.0.1:1\"\n\n"
                                 "[[site]]\nname = \"a\"\ngroup = \"239.255.77.1:7800\"\n  [[site.server]]\n  name = \"a1\"\n  address = \"127.0.0.2\"\n"
                                 "  url = \"" + a1->url() + "\"\n"
@@ -68,7 +89,9 @@ TEST(Controller, TimeoutEndsAPushWhoseRelaysNeverReportAndTheCcmKeepsAnswering) 
   o.commit = false;
   o.timeout_s = 2;
   o.verbosity = 0;
-  std::atomic<int> report_status{0}, status_status{0};
+  o.sign_key = dir / "ccm.key";
+  o.group_key = dir / "group.key";
+  std::atomic<int> report_status{0}, unstamped_status{0}, status_status{0};
   std::string status_body;
   std::thread poker([&] {
     for (int i = 0; i < 100; ++i) {
@@ -78,8 +101,17 @@ TEST(Controller, TimeoutEndsAPushWhoseRelaysNeverReportAndTheCcmKeepsAnswering) 
         ccm = a1->ccm;
       }
       if (!ccm.empty()) {
-        auto r = http::Call("POST", ccm + "/v1/leader-report",
-                            R"({"type":"segment","segment":"a","leader_address":"127.0.0.2:7400","epoch":2})", milliseconds(1000));
+        const std::string body = R"({"type":"segment","segment":"a","leader_address":"127.0.0.2:7400","epoch":2})";
+        auto bare = http::Call("POST", ccm + "/v1/leader-report", body, milliseconds(1000));
+        if (bare.ok()) unstamped_status = bare->status;
+        push::auth::Stamp st;
+        st.from = "a1";
+        st.to = push::auth::kCcmName;
+        st.exp = WallSeconds() + 60;
+        st.nonce = NewNonce();
+        push::auth::Mac(&st, push::auth::ReportKey(*group), "POST", "/v1/leader-report", body);
+        auto r = http::Call("POST", ccm + "/v1/leader-report", body, milliseconds(1000), "application/json",
+                            {{"CM-Auth", push::auth::Format(st)}});
         if (r.ok()) report_status = r->status;
         auto s = http::Call("GET", ccm + "/v1/status", "", milliseconds(1000));
         if (s.ok()) {
@@ -103,6 +135,9 @@ TEST(Controller, TimeoutEndsAPushWhoseRelaysNeverReportAndTheCcmKeepsAnswering) 
   EXPECT_LT(secs, 8.0);
   EXPECT_GE(a1->orders.load(), 1);
   EXPECT_GE(b1->orders.load(), 1);
+  EXPECT_EQ(a1->sealed.load(), a1->orders.load()) << "every order is sealed for its relay";
+  EXPECT_EQ(b1->sealed.load(), b1->orders.load());
+  EXPECT_EQ(unstamped_status.load(), 401);
   EXPECT_EQ(report_status.load(), 200);
   EXPECT_EQ(status_status.load(), 200);
   EXPECT_NE(status_body.find("\"serial\":7"), std::string::npos) << status_body;

@@ -1,0 +1,123 @@
+#include "pushrun/auth_edge.h"
+
+#include <sodium.h>
+
+#include <chrono>
+
+#include "util/hash.h"
+#include "util/log.h"
+
+namespace cm::pushrun {
+
+namespace auth = push::auth;
+
+int64_t WallSeconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+std::string NewNonce() {
+  InitCrypto();
+  uint8_t b[auth::kNonceHexSize / 2];
+  randombytes_buf(b, sizeof b);
+  return ToHex(b, sizeof b);
+}
+
+std::string NewCcmId() { return "ccm-" + NewNonce().substr(0, 16); }
+
+AuthEdge::AuthEdge(std::string self, std::optional<pack::SigningKey> sign, std::optional<pack::PublicKey> ccm_pub,
+                   std::optional<GroupKey> group_key)
+    : self_(std::move(self)), sign_(std::move(sign)), ccm_pub_(std::move(ccm_pub)) {
+  if (group_key) report_key_ = auth::ReportKey(*group_key);
+}
+
+push::Sealed AuthEdge::Seal(const std::string& to, push::Endpoint ep, std::string body, int64_t lifetime_s) const {
+  push::Sealed out;
+  if (!sign_) {
+    out.body = std::move(body);
+    return out;
+  }
+  auth::Stamp s;
+  s.alg = auth::Alg::kEd25519;
+  s.from = auth::kCcmName;
+  s.to = to;
+  s.exp = WallSeconds() + lifetime_s;
+  s.nonce = NewNonce();
+  auth::Sign(&s, *sign_, push::EndpointMethod(ep), push::EndpointPath(ep), body);
+  out.body = std::move(body);
+  out.auth = auth::Format(s);
+  return out;
+}
+
+std::string AuthEdge::SealAnswer(const std::string& to, const std::string& req_path, const std::string& body) const {
+  if (!sign_) return {};
+  auth::Stamp s;
+  s.alg = auth::Alg::kEd25519;
+  s.from = auth::kCcmName;
+  s.to = to;
+  s.exp = WallSeconds() + kReportLifetime;
+  s.nonce = NewNonce();
+  auth::Sign(&s, *sign_, "ANSWER", req_path, body);
+  return auth::Format(s);
+}
+
+http::HeaderList AuthEdge::Stamp(const push::Call& call) const {
+  if (!call.auth.empty()) return {{auth::kHeader, call.auth}};
+  if (call.to.empty() || std::string(push::EndpointMethod(call.endpoint)) != "POST" || !report_key_) return {};
+  auth::Stamp s;
+  s.alg = auth::Alg::kMac;
+  s.from = self_;
+  s.to = call.to;
+  s.exp = WallSeconds() + kReportLifetime;
+  s.nonce = NewNonce();
+  auth::Mac(&s, *report_key_, "POST", push::EndpointPath(call.endpoint), call.body);
+  return {{auth::kHeader, auth::Format(s)}};
+}
+
+std::string AuthEdge::CheckAnswer(const push::Call& call, const http::HeaderMap& headers,
+                                  const std::string& body) const {
+  if (call.endpoint != push::Endpoint::kNext && call.endpoint != push::Endpoint::kSourceFailed) return {};
+  auto it = headers.find(auth::kHeaderLower);
+  auth::Expectation want;
+  want.alg = auth::Alg::kEd25519;
+  want.to = self_;
+  want.from = auth::kCcmName;
+  want.pub = ccm_pub_ ? &*ccm_pub_ : nullptr;
+  auto v = auth::Verify(it == headers.end() ? nullptr : &it->second, "ANSWER", push::EndpointPath(call.endpoint), body,
+                        want, WallSeconds(), nullptr);
+  if (v == auth::Verdict::kOk) return {};
+  return std::string("the CCM's answer to ") + push::EndpointPath(call.endpoint) + ": " + auth::VerdictText(v);
+}
+
+auth::Verdict AuthEdge::CheckOrder(const http::Request& req) {
+  auth::Expectation want;
+  want.alg = auth::Alg::kEd25519;
+  want.to = self_;
+  want.from = auth::kCcmName;
+  want.pub = ccm_pub_ ? &*ccm_pub_ : nullptr;
+  std::lock_guard<std::mutex> l(mu_);
+  return auth::Verify(req.header(auth::kHeaderLower), req.method, req.path(), req.body, want, WallSeconds(), &cache_);
+}
+
+auth::Verdict AuthEdge::CheckReport(const http::Request& req, std::string* from, const std::string& to) {
+  auth::Expectation want;
+  want.alg = auth::Alg::kMac;
+  want.to = to.empty() ? self_ : to;
+  want.report_key = report_key_ ? &*report_key_ : nullptr;
+  auth::Stamp s;
+  std::lock_guard<std::mutex> l(mu_);
+  auto v = auth::Verify(req.header(auth::kHeaderLower), req.method, req.path(), req.body, want, WallSeconds(), &cache_,
+                        &s);
+  if (v == auth::Verdict::kOk && from) *from = s.from;
+  return v;
+}
+
+http::Response AuthEdge::Refuse(auth::Verdict v, const http::Request& req) {
+  std::string text = auth::VerdictText(v);
+  log::Warn("refused " + req.method + " " + req.path() + " from " + req.peer_ip + ": " + text);
+  http::Response r;
+  r.status = auth::VerdictStatus(v);
+  r.body = v == auth::Verdict::kReplayed ? push::EncodeDuplicate(text) : push::EncodeError(text);
+  return r;
+}
+
+}  // namespace cm::pushrun
