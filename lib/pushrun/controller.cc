@@ -158,15 +158,6 @@ void Controller::Event(const std::string& name, JsonObject fields) {
 }
 
 Status Controller::Setup() {
-  if (opts_.sign_key.empty())
-    return Error(Code::kUsage, "no signing key (--sign-key): every order to a relay is signed with it");
-  if (opts_.group_key.empty())
-    return Error(Code::kUsage, "no group key (--group-key): relays' reports are checked with it");
-  auto sign = pack::LoadSigningKey(opts_.sign_key);
-  if (!sign.ok()) return sign.status();
-  auto group = LoadGroupKey(opts_.group_key);
-  if (!group.ok()) return group.status();
-  auth_ = std::make_unique<AuthEdge>(NewCcmId(), *sign, std::nullopt, *group);
   auto sites = push::LoadSites(opts_.sites_file);
   if (!sites.ok()) return sites.status();
   sites_ = std::move(*sites);
@@ -181,6 +172,15 @@ Status Controller::Setup() {
     files_[info->serial] = f;
   }
   if (opts_.commit) CM_RETURN_IF_ERROR(push::ParseRequire(opts_.require).status());
+  if (opts_.sign_key.empty())
+    return Error(Code::kUsage, "no signing key (--sign-key): every order to a relay is signed with it");
+  if (opts_.group_key.empty())
+    return Error(Code::kUsage, "no group key (--group-key): relays' reports are checked with it");
+  auto sign = pack::LoadSigningKey(opts_.sign_key);
+  if (!sign.ok()) return sign.status();
+  auto group = LoadGroupKey(opts_.group_key);
+  if (!group.ok()) return group.status();
+  auth_ = std::make_unique<AuthEdge>(NewCcmId(), *sign, std::nullopt, *group);
   std::string listen = opts_.listen.empty() ? sites_.ccm.listen.ToString() : opts_.listen;
   if (listen.empty()) return Error(Code::kUsage, opts_.sites_file + ": [ccm] listen is required (or --listen)");
   // Leader reports: by POST /v1/leader-report, and on the old listener.

@@ -9,6 +9,7 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap 'cleanup; chmod -R u+w "$T" 2>/dev/null; rm -rf "$T"' EXIT
 
 cm-pack keygen -o ccm.key >/dev/null
+cm-pack keygen --group -o group.key >/dev/null
 mkdir -p new/sub
 for i in $(seq 1 6); do head -c $((300000 + i)) /dev/urandom >"new/f$i.bin"; done
 seq 1 50000 >new/sub/numbers.txt
@@ -35,14 +36,14 @@ for h in "${servers[@]}"; do
   i=$((i + 1))
   mkdir -p "$h/root"
   cm-push relay --name "$h" --listen "127.0.0.1:$((base + i))" --spool "$h/spool" --root "$h/root" \
-    --iface 127.0.0.1 --pub-key ccm.key.pub --cm-apply "$CM_BIN/cm-apply" --cm-mcast "$CM_BIN/cm-mcast" 2>"$h.log" &
+    --iface 127.0.0.1 --pub-key ccm.key.pub --group-key group.key --cm-apply "$CM_BIN/cm-apply" --cm-mcast "$CM_BIN/cm-mcast" 2>"$h.log" &
   pids+=($!)
 done
 for ((i = 1; i <= 4; i++)); do
   for ((k = 0; k < 50; k++)); do (exec 3<>/dev/tcp/127.0.0.1/$((base + i))) 2>/dev/null && break; sleep 0.1; done
 done
 
-expect_rc 0 cm-push a.cma --to sites.toml --state ccm --sign-key ccm.key --serial-file serial \
+expect_rc 0 cm-push a.cma --to sites.toml --state ccm --sign-key ccm.key --group-key group.key --serial-file serial \
   --report report.json --json
 for h in "${servers[@]}"; do
   diff -r new "$h/root/current" >/dev/null || fail "$h: live tree differs"
@@ -62,7 +63,7 @@ echo changed >>new/sub/numbers.txt
 rm new/f6.bin
 mkdir shadow && cp -a "a1/root/current/." shadow/
 cm-delta shadow new | cm-pack - --source new --job second --sign-key ccm.key --serial-file serial -o b.cma
-expect_rc 0 cm-push b.cma --to sites.toml --state ccm --sign-key ccm.key --serial-file serial
+expect_rc 0 cm-push b.cma --to sites.toml --state ccm --sign-key ccm.key --group-key group.key --serial-file serial
 grep -q '^b2 .*committed' out || { cat out >&2; fail "table"; }
 for h in "${servers[@]}"; do
   diff -r new "$h/root/current" >/dev/null || fail "$h: live tree differs after the delta"

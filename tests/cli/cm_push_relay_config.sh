@@ -16,6 +16,16 @@ printf 'spool = "%s/spool"\nmember_wait = "long"\n' "$T" >typed.toml
 expect_rc 2 cm-push relay --config typed.toml
 grep -q "member_wait" err || fail "mistyped key not named: $(cat err)"
 
+# No keys: the relay refuses to start (orders and reports are authenticated).
+printf 'spool = "%s/spool"\nlisten = "127.0.0.1:%d"\n' "$T" "$port" >nokeys.toml
+expect_rc 2 env CM_CONFIG_DIR="$T/none" cm-push relay --config nokeys.toml
+one_error_line cm-push
+grep -q "public key" err || fail "missing key not named: $(cat err)"
+
+# Keys from the configuration directory (CM_CONFIG_DIR stands for /etc/content-mover).
+export CM_CONFIG_DIR="$T/conf"
+mkdir -p conf && cm-pack keygen -o conf/ccm.key >/dev/null && cp conf/ccm.key.pub conf/ccm.pub
+cm-pack keygen --group -o conf/group.key >/dev/null
 # listen from TOML is used when no flag is given ...
 printf 'spool = "%s/spool"\nname = "from-toml"\nlisten = "127.0.0.1:%d"\n' "$T" "$port" >relay.toml
 cm-push relay --config relay.toml -q & pid=$!

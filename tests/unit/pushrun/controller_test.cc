@@ -91,7 +91,7 @@ TEST(Controller, TimeoutEndsAPushWhoseRelaysNeverReportAndTheCcmKeepsAnswering) 
   o.verbosity = 0;
   o.sign_key = dir / "ccm.key";
   o.group_key = dir / "group.key";
-  std::atomic<int> report_status{0}, unstamped_status{0}, status_status{0};
+  std::atomic<int> report_status{0}, unstamped_status{0}, status_status{0}, forged_site{0}, other_run_site{0};
   std::string status_body;
   std::thread poker([&] {
     for (int i = 0; i < 100; ++i) {
@@ -113,6 +113,21 @@ TEST(Controller, TimeoutEndsAPushWhoseRelaysNeverReportAndTheCcmKeepsAnswering) 
         auto r = http::Call("POST", ccm + "/v1/leader-report", body, milliseconds(1000), "application/json",
                             {{"CM-Auth", push::auth::Format(st)}});
         if (r.ok()) report_status = r->status;
+        // A forged final report ("every server committed") is refused: no
+        // stamp, and a genuine stamp for another CCM run.
+        const std::string site =
+            R"({"serial":7,"site":"a","leader":"a1","servers":[{"name":"a1","state":"committed"}]})";
+        auto f = http::Call("POST", ccm + "/v1/site-report", site, milliseconds(1000));
+        if (f.ok()) forged_site = f->status;
+        push::auth::Stamp rs;
+        rs.from = "a1";
+        rs.to = "ccm-someotherrun";
+        rs.exp = WallSeconds() + 60;
+        rs.nonce = NewNonce();
+        push::auth::Mac(&rs, push::auth::ReportKey(*group), "POST", "/v1/site-report", site);
+        auto g = http::Call("POST", ccm + "/v1/site-report", site, milliseconds(1000), "application/json",
+                            {{"CM-Auth", push::auth::Format(rs)}});
+        if (g.ok()) other_run_site = g->status;
         auto s = http::Call("GET", ccm + "/v1/status", "", milliseconds(1000));
         if (s.ok()) {
           status_status = s->status;
@@ -138,6 +153,8 @@ TEST(Controller, TimeoutEndsAPushWhoseRelaysNeverReportAndTheCcmKeepsAnswering) 
   EXPECT_EQ(a1->sealed.load(), a1->orders.load()) << "every order is sealed for its relay";
   EXPECT_EQ(b1->sealed.load(), b1->orders.load());
   EXPECT_EQ(unstamped_status.load(), 401);
+  EXPECT_EQ(forged_site.load(), 401);
+  EXPECT_EQ(other_run_site.load(), 403);
   EXPECT_EQ(report_status.load(), 200);
   EXPECT_EQ(status_status.load(), 200);
   EXPECT_NE(status_body.find("\"serial\":7"), std::string::npos) << status_body;
