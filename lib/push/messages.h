@@ -18,7 +18,7 @@
 
 namespace cm::push {
 
-constexpr int kProtocolVersion = 1;
+constexpr int kProtocolVersion = 2;  // 2: CM-Auth on every POST (push/auth.h)
 
 // A server's progress within one job (also what the state database stores):
 // pending -> fetching -> received -> staged -> committed, or failed at any

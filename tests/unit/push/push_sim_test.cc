@@ -47,6 +47,15 @@ PushSimParams DrawParams(uint64_t seed) {
 
 namespace {
 
+// The simulator's stand-in for the CCM's signature (push/auth.h): names the
+// recipient, the endpoint and the exact body, so a relay can check that an
+// order it takes is the CCM's order for it, byte for byte, however many
+// leaders passed it on.
+constexpr const char* kCcmId = "ccm-sim";
+std::string SimSeal(const std::string& to, Endpoint ep, const std::string& body) {
+  return std::string("sim to=") + to + " " + EndpointPath(ep) + " " + std::to_string(std::hash<std::string>{}(body));
+}
+
 std::string SiteName(int s) { return "site" + std::to_string(s); }
 std::string ServerName(int s, int j) { return "s" + std::to_string(s) + "-" + std::to_string(j); }
 std::string UrlOf(int s, int j) { return "http://10." + std::to_string(s / 200) + "." + std::to_string(s % 200) + "." +
@@ -89,6 +98,10 @@ PushSim::PushSim(uint64_t seed, PushSimParams p) : seed_(seed), p_(p), rng_(seed
   o.pipeline = p_.pipeline;
   o.timeout = 3600 * kSeconds;
   o.ccm_url = kCcmUrl;
+  o.ccm_id = kCcmId;
+  o.seal = [](const std::string& to, Endpoint ep, const std::string& body) {
+    return Sealed{body, SimSeal(to, ep, body)};
+  };
   o.report_timeout = p_.member_wait + 30 * kSeconds;
 }
 
@@ -564,6 +577,7 @@ Reply PushSim::Deliver(int to, const Call& c) {
     std::fprintf(stderr, "%8lld -> %s %s %.200s\n", (long long)(now_ / 1000),
                  to == -1 ? "ccm" : relays_[to].name.c_str(), EndpointPath(c.endpoint), c.body.c_str());
   if (to == -1) {
+    if (c.to != kCcmId) Fail(std::string("a report to the CCM addressed to \"") + c.to + "\": " + EndpointPath(c.endpoint));
     JobActions a;
     Reply rep{400, EncodeError("bad request")};
     switch (c.endpoint) {
@@ -593,6 +607,10 @@ Reply PushSim::Deliver(int to, const Call& c) {
   if (c.endpoint == Endpoint::kStatus) return Reply{200, "{}"};
   RelayActions a;
   Reply rep{400, EncodeError("bad request")};
+  if ((c.endpoint == Endpoint::kFetch || c.endpoint == Endpoint::kExpect) &&
+      c.auth != SimSeal(r.name, c.endpoint, c.body))
+    Fail(std::string("an order not sealed by the CCM for ") + r.name + ": " + EndpointPath(c.endpoint) + " " + c.body);
+  if (c.endpoint == Endpoint::kMemberReport && c.to.empty()) Fail("a member report without its leader's name");
   switch (c.endpoint) {
     case Endpoint::kFetch:
       if (auto m = ParseFetchOrder(c.body); m.ok()) {
