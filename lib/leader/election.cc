@@ -199,6 +199,17 @@ void Election::OnDatagram(Micros now, const proto::Address& from, std::string_vi
     Schedule(out);
     return;
   }
+  if (m.priority > kMaxPriority || m.epoch > kMaxEpoch || (max_epoch_ > 0 && m.epoch > max_epoch_ + kMaxEpochJump)) {
+    ++rejected_;
+    if (now - last_bounds_alert_ >= 10 * proto::kSeconds) {
+      last_bounds_alert_ = now;
+      out->alerts.push_back("refused a message from " + std::to_string(m.sender) + ": priority " +
+                            std::to_string(m.priority) + " / epoch " + std::to_string(m.epoch) +
+                            " out of bounds (highest epoch seen " + std::to_string(max_epoch_) + ")");
+    }
+    Schedule(out);
+    return;
+  }
   max_epoch_ = std::max(max_epoch_, m.epoch);
   if (state_ == State::kLeader && m.epoch > epoch_) {
     // Someone knows a later term (a healed partition): lead above it at once.

@@ -38,6 +38,17 @@ struct Facts {  // what the leader reports about itself and members register
   uint32_t cpu_permille = 0;
 };
 
+// Bounds on what a message may claim, checked keyed or not (an unkeyed
+// group cannot tell a forger from a member, but a forged priority above
+// every real one, or an epoch that jumps to 2^64-1 and wraps, is refused):
+// a priority is admin (0..255) << 16 | measured (0..65535); an epoch is at
+// most kMaxEpoch (2^48: one election a second for 8 million years) and at
+// most kMaxEpochJump above the highest this node has seen (once it has seen
+// one). A refused message is dropped whole and counted in rejected().
+constexpr uint32_t kMaxPriority = (255u << 16) | 0xffffu;
+constexpr uint64_t kMaxEpoch = uint64_t{1} << 48;
+constexpr uint64_t kMaxEpochJump = 1000;
+
 struct Config {
   uint64_t id = 0;            // unique in the segment, never 0
   proto::Address self;        // unicast address (reported, carried in messages)
@@ -101,7 +112,7 @@ class Election {
   bool registered() const { return registered_; }
   // The report the leader sends to the CCM (one JSON line).
   std::string ReportJson() const;
-  uint64_t rejected() const { return rejected_; }  // messages dropped by auth/replay/parse
+  uint64_t rejected() const { return rejected_; }  // messages dropped by auth/replay/parse/bounds
   // Estimated Leader Alive loss rate (0..1) and the dead intervals it implies.
   double loss_estimate() const { return loss_; }
   int dead_intervals_now() const { return LossDeadIntervals(cfg_.timers.dead_intervals); }
@@ -152,6 +163,7 @@ class Election {
   proto::Micros now_ = 0;  // time of the event being handled
   std::map<uint64_t, std::pair<uint64_t, uint64_t>> replay_;  // sender -> (highest, bitmap)
   uint64_t rejected_ = 0;
+  proto::Micros last_bounds_alert_ = -proto::kSeconds * 100;  // alerts on refused bounds, at most one per 10 s
 
   State state_ = State::kUnknown;
   uint64_t max_epoch_ = 0;  // highest epoch seen

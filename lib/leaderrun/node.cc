@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <deque>
 #include <cstdio>
 #include <fstream>
 #include <map>
@@ -21,6 +22,14 @@ using proto::Micros;
 
 // How often the host is measured for the facts and the damped priority.
 constexpr Micros kSamplePeriod = 5 * proto::kSeconds;
+// Each hook runs at most kHookBurst times in any kHookWindow: a flapping (or
+// forged) leadership cannot fork a storm of processes. A change that comes
+// when the budget is spent is not lost: the hook runs once, with the state
+// then current, as soon as the window allows, if that state still calls for
+// it (elected: still leader; demoted: still not; members: always).
+constexpr int kHookBurst = 5;
+constexpr Micros kHookWindow = 60 * proto::kSeconds;
+enum HookKind { kElected = 0, kDemoted = 1, kMemberChange = 2 };
 
 // Reads the load average, CPU count and free disk under the content root.
 void Measure(const std::string& content_root, leader::Facts* f, leader::Measurements* m) {
@@ -59,6 +68,7 @@ class Node {
                     .tick =
                         [this] {
                           if (drv_->now() - last_sample_ >= kSamplePeriod) Sample();
+                          RunPendingHooks();
                           ReapExited(&hooks_);
                         },
                     .on_signal =
@@ -92,11 +102,58 @@ class Node {
     core_.Sample(m);
   }
 
-  void RunHook(const std::string& cmd, const std::vector<std::string>& env) {
+  // Runs hook `kind` now if its budget allows, else marks it pending.
+  void RunHook(HookKind kind, const std::vector<std::string>& env) {
+    const std::string& cmd = kind == kElected ? o_.on_elected : kind == kDemoted ? o_.on_demoted : o_.on_member_change;
     if (cmd.empty()) return;
+    std::deque<Micros>& runs = hook_runs_[kind];
+    const Micros now = drv_->now();
+    while (!runs.empty() && now - runs.front() >= kHookWindow) runs.pop_front();
+    if (static_cast<int>(runs.size()) >= kHookBurst) {
+      if (!hook_pending_[kind])
+        log::Warn("hook " + std::string(kHookNames[kind]) + ": " + std::to_string(kHookBurst) + " runs in " +
+                  std::to_string(kHookWindow / proto::kSeconds) + " s; the next waits (leadership flapping?)");
+      hook_pending_[kind] = true;
+      return;
+    }
+    hook_pending_[kind] = false;
+    runs.push_back(now);
     auto pid = StartProcess({"/bin/sh", "-c", cmd}, env);
     if (!pid.ok()) return log::Warn("hook: " + pid.status().ToString());
     hooks_.push_back(*pid);
+  }
+
+  static constexpr const char* kHookNames[] = {"on_elected", "on_demoted", "on_member_change"};
+
+  // Hooks held back by the rate limit, run once the window allows.
+  void RunPendingHooks() {
+    const bool is = core_.state() == leader::State::kLeader;
+    for (HookKind k : {kElected, kDemoted, kMemberChange}) {
+      if (!hook_pending_[k]) continue;
+      if ((k == kElected && !is) || (k == kDemoted && is)) {
+        hook_pending_[k] = false;  // the state it was for did not last
+        continue;
+      }
+      const Micros now = drv_->now();
+      std::deque<Micros>& runs = hook_runs_[k];
+      while (!runs.empty() && now - runs.front() >= kHookWindow) runs.pop_front();
+      if (static_cast<int>(runs.size()) < kHookBurst) RunHook(k, Env());
+    }
+  }
+
+  std::vector<std::string> Env() {
+    const uint64_t leader = core_.leader();
+    const auto members = core_.members();
+    return {
+        "CM_LEADER_STATE=" + std::string(leader::StateName(core_.state())),
+        "CM_LEADER_ID=" + std::to_string(leader),
+        "CM_LEADER_EPOCH=" + std::to_string(core_.epoch()),
+        "CM_LEADER_SELF=" + std::to_string(core_.id()),
+        "CM_LEADER_SEGMENT=" + o_.cfg.segment,
+        "CM_LEADER_ADDR=" + (leader ? core_.leader_addr().ToString() : std::string()),
+        "CM_LEADER_MEMBERS=" + Join(members),
+        "CM_LEADER_MEMBER_COUNT=" + std::to_string(members.size()),
+    };
   }
 
   // Prints a JSON line and runs hooks when the visible state changes.
@@ -126,20 +183,11 @@ class Node {
       std::fflush(stdout);
     }
     if (started_) {
-      const std::vector<std::string> env = {
-          "CM_LEADER_STATE=" + std::string(leader::StateName(st)),
-          "CM_LEADER_ID=" + std::to_string(leader),
-          "CM_LEADER_EPOCH=" + std::to_string(epoch),
-          "CM_LEADER_SELF=" + std::to_string(core_.id()),
-          "CM_LEADER_SEGMENT=" + o_.cfg.segment,
-          "CM_LEADER_ADDR=" + leader_addr,
-          "CM_LEADER_MEMBERS=" + Join(members),
-          "CM_LEADER_MEMBER_COUNT=" + std::to_string(members.size()),
-      };
+      const std::vector<std::string> env = Env();
       const bool was = last_state_ == leader::State::kLeader, is = st == leader::State::kLeader;
-      if (is && !was) RunHook(o_.on_elected, env);
-      if (was && !is) RunHook(o_.on_demoted, env);
-      if (members_changed) RunHook(o_.on_member_change, env);
+      if (is && !was) RunHook(kElected, env);
+      if (was && !is) RunHook(kDemoted, env);
+      if (members_changed) RunHook(kMemberChange, env);
     }
     started_ = true;
     last_state_ = st;
@@ -152,6 +200,8 @@ class Node {
   net::Driver* drv_;
   leader::Election core_;
   std::vector<int> hooks_;  // started hooks not yet reaped
+  std::deque<Micros> hook_runs_[3];  // per HookKind: start times within kHookWindow
+  bool hook_pending_[3] = {false, false, false};
   Micros last_sample_ = 0, started_at_ = 0;
   bool started_ = false;
   leader::State last_state_ = leader::State::kUnknown;
@@ -170,6 +220,9 @@ Code RunNode(NodeOptions o) {
   auto drv = net::Driver::Open(dc);
   if (!drv.ok()) return log::Error(drv.status()), drv.status().code();
   for (const auto& w : (*drv)->warnings()) log::Debug(w);
+  if (!o.cfg.key)
+    log::Warn("no group key (--key-file / key_file): the control channel is unauthenticated, anyone on the segment "
+              "can take the leadership; make one with cm-pack keygen --group (/etc/content-mover/group.key)");
   Node n(std::move(o), drv->get());
   return n.Run();
 }

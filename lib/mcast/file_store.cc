@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <chrono>
 #include <map>
+#include <random>
+#include <sstream>
 #include <vector>
 
 namespace cm::mcast {
@@ -166,10 +168,18 @@ class FileSink : public ObjectSink {
     for (int i = 0; i < 8; ++i) header += static_cast<char>(size >> (8 * i));
     if (TryResume(header)) return Status::Ok();
     resumed_.clear();
-    part_fd_ = UniqueFd(open(part_.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    ahead_.clear();
+    part_fd_.reset();
+    map_fd_.reset();
+    // Whatever is at the temporary names (a stale part, or a symlink planted
+    // to make us write outside DIR) is removed, never followed: the new files
+    // are created exclusively and a name that reappears in between fails.
+    unlink(part_.c_str());
+    unlink(map_.c_str());
+    part_fd_ = UniqueFd(open(part_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
     if (!part_fd_) return ErrnoError(part_, errno);
     if (ftruncate(part_fd_.get(), static_cast<off_t>(size)) != 0) return ErrnoError(part_, errno);
-    map_fd_ = UniqueFd(open(map_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644));
+    map_fd_ = UniqueFd(open(map_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_APPEND | O_CLOEXEC, 0644));
     if (!map_fd_) return ErrnoError(map_, errno);
     return WriteFull(map_fd_.get(), header.data(), header.size());
   }
@@ -232,9 +242,16 @@ class FileSink : public ObjectSink {
   }
 
  private:
+  // A part and map we may resume are our own plain files: not symlinks
+  // (O_NOFOLLOW), not hard links to a file elsewhere, owned by us.
+  static bool OwnPlainFile(int fd) {
+    struct stat st;
+    return fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 1 && st.st_uid == geteuid();
+  }
+
   bool TryResume(const std::string& header) {
-    UniqueFd m(open(map_.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!m) return false;
+    UniqueFd m(open(map_.c_str(), O_RDWR | O_APPEND | O_NOFOLLOW | O_CLOEXEC));
+    if (!m || !OwnPlainFile(m.get())) return false;
     std::string body;
     char buf[65536];
     for (;;) {
@@ -243,9 +260,11 @@ class FileSink : public ObjectSink {
       body.append(buf, static_cast<size_t>(r));
     }
     if (body.size() < kPartHeader || body.compare(0, kPartHeader, header) != 0) return false;
-    part_fd_ = UniqueFd(open(part_.c_str(), O_RDWR | O_CLOEXEC));
+    part_fd_ = UniqueFd(open(part_.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC));
     struct stat st;
-    if (!part_fd_ || fstat(part_fd_.get(), &st) != 0 || static_cast<uint64_t>(st.st_size) != size_) return false;
+    if (!part_fd_ || !OwnPlainFile(part_fd_.get()) || fstat(part_fd_.get(), &st) != 0 ||
+        static_cast<uint64_t>(st.st_size) != size_)
+      return false;
     // Whole records only: a torn last record (killed mid-append) is dropped.
     size_t records = (body.size() - kPartHeader) / 16;
     for (size_t i = 0; i < records; ++i) {
@@ -260,8 +279,7 @@ class FileSink : public ObjectSink {
       auto& end = ahead_[off];
       end = std::max(end, off + len);
     }
-    map_fd_ = UniqueFd(open(map_.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC));
-    if (!map_fd_) return false;
+    map_fd_ = std::move(m);
     // Keep the map to whole records, so appends stay aligned.
     if (ftruncate(map_fd_.get(), static_cast<off_t>(kPartHeader + records * 16)) != 0) return false;
     return true;
@@ -302,7 +320,8 @@ class FileSink : public ObjectSink {
 bool FileStore::Has(const std::string& name, const Hash256& hash) {
   std::string path = PathOf(name);
   struct stat st;
-  if (stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+  // lstat: a symlink at the name is not an object we hold (whatever it points at).
+  if (lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
     known_.erase(name);
     return false;
   }
@@ -327,6 +346,62 @@ Result<std::unique_ptr<ObjectSink>> FileStore::Create(const std::string& name, u
   auto sink = std::make_unique<FileSink>();
   CM_RETURN_IF_ERROR(sink->Open(PathOf(name), object_id, size));
   return std::unique_ptr<ObjectSink>(std::move(sink));
+}
+
+void FileStore::LoadSessions() {
+  if (sessions_loaded_) return;
+  sessions_loaded_ = true;
+  UniqueFd fd(open((dir_ + "/" + kSessionsFile).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd) return;  // none yet (or a symlink: not ours, replaced at the next record)
+  std::string body;
+  char buf[65536];
+  ssize_t r;
+  while (body.size() < (4u << 20) && (r = read(fd.get(), buf, sizeof buf)) > 0) body.append(buf, static_cast<size_t>(r));
+  std::istringstream in(body);
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream words(line);
+    uint64_t started = 0;
+    std::string sender_hex, name_hex;
+    if (!(words >> started >> sender_hex >> name_hex) || sender_hex.size() % 2 || name_hex.size() % 2) continue;
+    std::string sender(sender_hex.size() / 2, '\0'), name(name_hex.size() / 2, '\0');
+    if (!FromHex(sender_hex, reinterpret_cast<uint8_t*>(sender.data()), sender.size()) ||
+        !FromHex(name_hex, reinterpret_cast<uint8_t*>(name.data()), name.size()))
+      continue;
+    uint64_t& v = sessions_[{name, sender}];
+    v = std::max(v, started);
+  }
+}
+
+uint64_t FileStore::LastSession(const std::string& name, const std::string& sender) {
+  LoadSessions();
+  auto it = sessions_.find({name, sender});
+  return it == sessions_.end() ? 0 : it->second;
+}
+
+Status FileStore::RecordSession(const std::string& name, const std::string& sender, uint64_t started_ms) {
+  LoadSessions();
+  uint64_t& v = sessions_[{name, sender}];
+  v = std::max(v, started_ms);
+  while (sessions_.size() > kMaxSessions) {
+    auto oldest = std::min_element(sessions_.begin(), sessions_.end(),
+                                   [](const auto& a, const auto& b) { return a.second < b.second; });
+    sessions_.erase(oldest);
+  }
+  std::string body;
+  for (const auto& [key, started] : sessions_)
+    body += std::to_string(started) + " " +
+            ToHex(reinterpret_cast<const uint8_t*>(key.second.data()), key.second.size()) + " " +
+            ToHex(reinterpret_cast<const uint8_t*>(key.first.data()), key.first.size()) + "\n";
+  std::random_device rd;
+  std::string tmp = dir_ + "/" + kSessionsFile + ".tmp." + std::to_string((uint64_t(rd()) << 32) | rd());
+  UniqueFd fd(open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (!fd) return ErrnoError(tmp, errno);
+  Status st = WriteFull(fd.get(), body.data(), body.size());
+  if (st.ok() && fsync(fd.get()) != 0) st = ErrnoError(tmp, errno);
+  if (st.ok() && rename(tmp.c_str(), (dir_ + "/" + kSessionsFile).c_str()) != 0) st = ErrnoError(tmp, errno);
+  if (!st.ok()) unlink(tmp.c_str());
+  return st;
 }
 
 }  // namespace cm::mcast

@@ -85,8 +85,17 @@ class FileStore : public ObjectStore {
   bool Has(const std::string& name, const Hash256& hash) override;
   Result<std::unique_ptr<ObjectSink>> Create(const std::string& name, uint32_t object_id, uint64_t size) override;
   std::string PathOf(const std::string& name) const { return dir_ + "/" + name; }
+  // The replay record (store.h), kept in DIR/.cm-mcast-sessions: a line
+  // "STARTED_MS HEX(SENDER) HEX(NAME)" per (sender, name), at most
+  // kMaxSessions (the oldest dropped), rewritten under a fresh temporary
+  // name and renamed; a symlink there is never followed (read as empty).
+  uint64_t LastSession(const std::string& name, const std::string& sender) override;
+  Status RecordSession(const std::string& name, const std::string& sender, uint64_t started_ms) override;
+  static constexpr size_t kMaxSessions = 4096;
+  static constexpr const char* kSessionsFile = ".cm-mcast-sessions";
 
  private:
+  void LoadSessions();
   struct Known {
     uint64_t dev = 0, ino = 0, size = 0;
     int64_t mtime_ns = 0, ctime_ns = 0;
@@ -94,6 +103,8 @@ class FileStore : public ObjectStore {
   };
   std::string dir_;
   std::map<std::string, Known> known_;
+  bool sessions_loaded_ = false;
+  std::map<std::pair<std::string, std::string>, uint64_t> sessions_;  // (name, sender) -> started_ms
 };
 
 }  // namespace cm::mcast

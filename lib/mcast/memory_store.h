@@ -36,6 +36,14 @@ class MemoryStore : public ObjectStore {
  public:
   bool Has(const std::string& name, const Hash256& hash) override;
   Result<std::unique_ptr<ObjectSink>> Create(const std::string& name, uint32_t object_id, uint64_t size) override;
+  uint64_t LastSession(const std::string& name, const std::string& sender) override {
+    auto it = sessions_.find({name, sender});
+    return it == sessions_.end() ? 0 : it->second;
+  }
+  Status RecordSession(const std::string& name, const std::string& sender, uint64_t started_ms) override {
+    sessions_[{name, sender}] = started_ms;
+    return Status::Ok();
+  }
   // Committed objects, name -> bytes.
   std::map<std::string, std::string>& objects() { return objects_; }
   // Test hook: corrupt every byte written at this offset (0 = off).
@@ -46,6 +54,7 @@ class MemoryStore : public ObjectStore {
 
  private:
   std::map<std::string, std::string> objects_;
+  std::map<std::pair<std::string, std::string>, uint64_t> sessions_;  // (name, sender) -> started_ms
 };
 
 }  // namespace cm::mcast

@@ -11,6 +11,16 @@ using proto::Transport;
 namespace {
 constexpr size_t kMaxRuns = 100;  // NACK runs per report (a datagram's worth)
 constexpr Micros kLinger = 5 * proto::kSeconds;  // answer queries after the end, until Close
+constexpr size_t kMaxRemembered = 4096;  // runs remembered by the replay defence
+
+void Remember(std::set<uint64_t>* set, std::deque<uint64_t>* order, uint64_t run) {
+  if (!set->insert(run).second) return;
+  order->push_back(run);
+  if (order->size() > kMaxRemembered) {
+    set->erase(order->front());
+    order->pop_front();
+  }
+}
 }  // namespace
 
 struct Receiver::Session {
@@ -138,14 +148,53 @@ void Receiver::End(Micros now, Session& s, RecvState st, const std::string& reas
   s.blocks.clear();
   s.blocks.shrink_to_fit();
   s.sink.reset();
+  if (st == RecvState::kComplete) RememberCompleted(s);
   results_.push_back(s.result);
   out->events.push_back((st == RecvState::kComplete ? "complete " : "failed ") + s.a.name +
                         (reason.empty() ? "" : ": " + reason));
   SendStatus(now, s, out);
 }
 
+std::string Receiver::ReplayCheck(Micros now, const Announce& a, bool fresh_only) {
+  if (!key_) return "";
+  if (cfg_.replay_window > 0) {
+    Micros wall = now + cfg_.wall_offset;
+    Micros stamp = static_cast<Micros>(std::min<uint64_t>(a.stamp_ms, INT64_MAX / 2000)) * kMillis;
+    if (stamp < wall - cfg_.replay_window || stamp > wall + cfg_.replay_window)
+      return "its clock is " + std::to_string((stamp - wall) / kMillis) + " ms from ours (more than the " +
+             std::to_string(cfg_.replay_window / kMillis) + " ms replay window): a replay, or clocks out of sync";
+  }
+  if (fresh_only) return "";
+  if (completed_runs_.count(a.run)) return "a run of it already completed here (a replay)";
+  uint64_t last = store_->LastSession(a.name, a.sender_id);
+  if (a.started_ms < last)
+    return "it started before the session that stored " + a.name + " (a replay of an older session)";
+  return "";
+}
+
+void Receiver::Refuse(const Announce& a, const std::string& why, proto::Effects* out) {
+  ++replays_refused_;
+  if (refused_runs_.count(a.run)) return;
+  Remember(&refused_runs_, &refused_order_, a.run);
+  out->alerts.push_back("refused session for " + a.name + " from " + a.sender_id + ": " + why);
+}
+
+void Receiver::RememberCompleted(const Session& s) {
+  if (!key_) return;
+  Remember(&completed_runs_, &completed_order_, s.a.run);
+  if (s.a.started_ms > store_->LastSession(s.a.name, s.a.sender_id)) {
+    Status st = store_->RecordSession(s.a.name, s.a.sender_id, s.a.started_ms);
+    (void)st;  // the run set still holds it; a store that cannot record only weakens restarts
+  }
+}
+
 void Receiver::Complete(Micros now, Session& s, proto::Effects* out) {
   if (!s.hash_known) return;  // every block is here; the hash comes with a later announcement
+  // A newer session of the same sender may have stored the name meanwhile.
+  if (key_ && s.a.started_ms < store_->LastSession(s.a.name, s.a.sender_id)) {
+    if (s.sink) s.sink->Discard();
+    return End(now, s, RecvState::kFailed, "a newer session stored " + s.a.name + " meanwhile", out);
+  }
   Status st = s.sink ? s.sink->Commit(s.a.hash) : Error(Code::kIo, "no sink");
   if (!st.ok())
     End(now, s, RecvState::kFailed, st.code() == cm::Code::kCorrupt ? "hash mismatch" : st.ToString(), out, st.code());
@@ -216,6 +265,8 @@ void Receiver::OnAnnounce(Micros now, const proto::Address& from, const Message&
   const Announce& a = m.announce;
   bool from_backup = m.flags & kFlagBackup;
   bool known = a.flags & kAnnounceHashKnown;
+  std::string stale = ReplayCheck(now, a, true);
+  if (!stale.empty()) return Refuse(a, stale, out);
   auto it = sessions_.find(m.session);
   if (it != sessions_.end()) {
     Session& s = *it->second;
@@ -234,6 +285,9 @@ void Receiver::OnAnnounce(Micros now, const proto::Address& from, const Message&
                  ((s.result.state == RecvState::kFailed && (new_run || now - s.ended_at >= proto::kSeconds)) ||
                   (s.result.state == RecvState::kComplete && !store_->Has(s.a.name, s.a.hash)));
     if (other || again) {
+      // Starting over is where a replay would replace what we hold.
+      std::string why = ReplayCheck(now, a, false);
+      if (!why.empty()) return Refuse(a, why, out);
       sessions_.erase(it);  // a new version under an id we used before (same name, size and first bytes)
       it = sessions_.end();
     }
@@ -274,6 +328,8 @@ void Receiver::OnAnnounce(Micros now, const proto::Address& from, const Message&
   if (!cfg_.only_name.empty() && a.name != cfg_.only_name) return;
   if (cfg_.one_session && !sessions_.empty()) return;
   if (a.phase == 2) return;  // a session that is over
+  std::string why = ReplayCheck(now, a, false);
+  if (!why.empty()) return Refuse(a, why, out);
   auto s = std::make_unique<Session>();
   s->id = m.session;
   s->a = a;

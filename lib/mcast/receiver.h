@@ -18,8 +18,10 @@
 // holds one of them starts (or widens) a session for it.
 #pragma once
 
+#include <deque>
 #include <map>
 #include <memory>
+#include <set>
 #include <optional>
 #include <string>
 #include <vector>
@@ -45,6 +47,14 @@ struct ReceiverConfig {
   Micros give_up = 30 * proto::kSeconds;          // no sender at all for this long -> failed
   std::vector<WantEntry> wants;                   // daemon: objects this receiver should hold
   Micros want_period = 2 * proto::kSeconds;       // how often the want list is compared
+  // Replay defence, keyed sessions only (docs/protocol/mcast.md, "Replay").
+  // Core time + wall_offset is the Unix wall clock (µs). An announcement
+  // whose sender clock (stamp) differs from ours by more than replay_window
+  // is refused (0 turns the check off); so is a session of a run that already
+  // completed here, and one that started before the session that stored the
+  // same name from the same sender (ObjectStore::LastSession).
+  Micros wall_offset = 0;
+  Micros replay_window = 10 * proto::kSeconds;
 };
 
 struct SessionResult {
@@ -83,6 +93,10 @@ class Receiver {
   std::vector<WantEntry> Missing();
   // Want messages sent so far.
   uint64_t wants_sent() const { return wants_sent_; }
+  // Announcements refused by the replay defence so far.
+  uint64_t replays_refused() const { return replays_refused_; }
+  // The runner follows the wall clock (ReceiverConfig::wall_offset).
+  void set_wall_offset(Micros w) { cfg_.wall_offset = w; }
 
  private:
   struct Session;
@@ -93,6 +107,12 @@ class Receiver {
   void Complete(Micros now, Session& s, proto::Effects* out);
   void OnHashKnown(Micros now, Session& s, proto::Effects* out);
   void CheckWants(Micros now, proto::Effects* out);
+  // Keyed: why this announcement must not start (or restart) a session, or
+  // "" when it may. `fresh_only`: check the sender's clock only.
+  std::string ReplayCheck(Micros now, const Announce& a, bool fresh_only);
+  // Alerts once per run, counts every refusal.
+  void Refuse(const Announce& a, const std::string& why, proto::Effects* out);
+  void RememberCompleted(const Session& s);
   // error: why a failed session failed (kFailure when no Status said more).
   void End(Micros now, Session& s, RecvState st, const std::string& reason, proto::Effects* out,
            cm::Code error = cm::Code::kFailure);
@@ -114,6 +134,11 @@ class Receiver {
   int want_backoff_ = 0;
   uint64_t wants_sent_ = 0;
   std::vector<std::string> wanting_;  // names in the last want sent (for events)
+  // Replay defence: runs whose session completed here, and runs refused
+  // (alerted once), each bounded (oldest forgotten first).
+  std::set<uint64_t> completed_runs_, refused_runs_;
+  std::deque<uint64_t> completed_order_, refused_order_;
+  uint64_t replays_refused_ = 0;
 };
 
 }  // namespace cm::mcast

@@ -52,6 +52,12 @@ Sender::Sender(SenderConfig cfg, ObjectSource* source)
   geo_ = Geometry{cfg_.size, cfg_.frame_size, static_cast<uint32_t>(cfg_.block_k)};
   blocks_.resize(geo_.blocks());
   frame_buf_.resize(cfg_.frame_size);
+  // The run id comes from the seed without drawing from rng_, so the rest of
+  // a seeded run is the same with or without it (splitmix64 finaliser).
+  uint64_t z = cfg_.seed + 0x9e3779b97f4a7c15ull;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  run_ = (z ^ (z >> 31)) | 1;
 }
 
 Message Sender::Base(Type t) const {
@@ -116,6 +122,7 @@ bool Sender::Prepare(Micros now, proto::Effects* out) {
 
 void Sender::Start(Micros now, proto::Effects* out) {
   started_ = now;
+  started_ms_ = static_cast<uint64_t>(std::max<Micros>(now + cfg_.wall_offset, 0) / kMillis);
   last_progress_ = now;
   for (const auto& id : cfg_.receivers) Info(id);
   next_rate_check_ = now + kRateCheck;
@@ -214,7 +221,6 @@ void Sender::OnWant(Micros now, const proto::Address& from, const Message& m, pr
 void Sender::OnTimer(Micros now, proto::Effects* out) { Pump(now, out); }
 
 void Sender::SendAnnounce(Micros now, proto::Effects* out, const proto::Address* to) {
-  (void)now;
   Message m = Base(Type::kAnnounce);
   Announce& a = m.announce;
   if (hash_) {
@@ -230,6 +236,9 @@ void Sender::SendAnnounce(Micros now, proto::Effects* out, const proto::Address*
   a.nack_period_ms = static_cast<uint16_t>(std::min<Micros>(NackPeriod() / kMillis, 60000));
   a.phase = outcome_ != Outcome::kRunning ? 2 : tail_ ? 1 : 0;
   a.epoch = ++epoch_;
+  a.run = run_;
+  a.started_ms = started_ms_;
+  a.stamp_ms = static_cast<uint64_t>(std::max<Micros>(now + cfg_.wall_offset, 0) / kMillis);
   a.name = cfg_.name;
   a.sender_id = cfg_.id;
   Emit(m, to ? *to : cfg_.group, Transport::kDatagram, out);

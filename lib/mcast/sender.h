@@ -50,7 +50,10 @@ struct SenderConfig {
   proto::Address group;
   std::string backup_for;      // non-empty: be a backup for the sender with this id
   std::optional<GroupKey> key;
-  uint64_t seed = 1;
+  uint64_t seed = 1;          // also gives the run id announced (replay defence)
+  // Added to core time (µs) to give the Unix wall clock (µs): announcements
+  // carry the sender's clock, which keyed receivers check for freshness.
+  Micros wall_offset = 0;
   Micros announce_lead = 10 * proto::kMillis;  // announce (4 times) before the first data frame
   Micros announce_interval = 250 * proto::kMillis;
   Micros nack_period = 100 * proto::kMillis;    // base advice; grows with receivers
@@ -106,6 +109,7 @@ class Sender {
   const std::map<std::string, ReceiverInfo>& receivers() const { return recv_; }
   const SenderStats& stats() const { return stats_; }
   uint32_t session() const { return session_; }  // 0 until the first bytes are available
+  uint64_t run() const { return run_; }          // this run's id in announcements (never 0)
   bool hash_known() const { return hash_.has_value(); }
 
   // Adds a receiver to wait for (a want from it during the session).
@@ -167,6 +171,8 @@ class Sender {
   ObjectSource* source_;
   Geometry geo_;
   uint32_t session_ = 0;
+  uint64_t run_ = 1;              // random per Sender (from the seed), never 0
+  uint64_t started_ms_ = 0;       // wall clock at Start (Unix ms)
   bool ready_ = false;            // session id known (the first bytes were available)
   std::optional<Hash256> hash_;
   uint64_t avail_ = 0;            // bytes of the source known to be available

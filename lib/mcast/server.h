@@ -57,6 +57,8 @@ class Server {
   // The session under way (nullptr when idle).
   const Sender* current() const { return current_.get(); }
   bool idle() const { return !current_ && order_.empty(); }
+  // Core time to Unix wall clock (SenderConfig::wall_offset) for the next sessions.
+  void set_wall_offset(Micros w) { cfg_.session.wall_offset = w; }
 
  private:
   struct Pending {

@@ -72,6 +72,21 @@ class ObjectStore {
   // partial object an interrupted session left behind, so the next session
   // for the same object resumes it; the whole-object hash at Commit decides.
   virtual Result<std::unique_ptr<ObjectSink>> Create(const std::string& name, uint32_t object_id, uint64_t size) = 0;
+
+  // Replay defence for keyed sessions (docs/protocol/mcast.md, "Replay"):
+  // the start (the sender's wall clock, Unix ms) of the newest session from
+  // `sender` that stored `name` here, 0 when none is recorded. A receiver
+  // refuses a session of the same sender and name that started earlier, so
+  // a replayed old session never replaces a newer object. The file store
+  // keeps the record in its directory, so it survives a restart.
+  virtual uint64_t LastSession(const std::string& name, const std::string& sender) {
+    (void)name, (void)sender;
+    return 0;
+  }
+  virtual Status RecordSession(const std::string& name, const std::string& sender, uint64_t started_ms) {
+    (void)name, (void)sender, (void)started_ms;
+    return Status::Ok();
+  }
 };
 
 // Frame/block geometry shared by sender and receiver.

@@ -21,6 +21,9 @@ void EncodeBody(const Message& m, ByteWriter* w) {
       w->U16(a.nack_period_ms);
       w->U8(a.phase);
       w->U32(a.epoch);
+      w->U64(a.run);
+      w->U64(a.started_ms);
+      w->U64(a.stamp_ms);
       w->Str(a.name.substr(0, kMaxNameLen));
       w->Str(a.sender_id.substr(0, kMaxIdLen));
       break;
@@ -105,11 +108,12 @@ bool ParseBody(ByteReader* r, Message* m) {
       Announce& a = m->announce;
       if (!r->Bytes(a.hash.data(), a.hash.size()) || !r->U8(&a.flags) || !r->U64(&a.size) || !r->U16(&a.frame_size) ||
           !r->U8(&a.block_k) || !r->U8(&a.max_passes) || !r->U32(&a.rate_kbps) || !r->U16(&a.nack_period_ms) ||
-          !r->U8(&a.phase) || !r->U32(&a.epoch) || !r->Str(&a.name, kMaxNameLen) || !r->Str(&a.sender_id, kMaxIdLen))
+          !r->U8(&a.phase) || !r->U32(&a.epoch) || !r->U64(&a.run) ||
+          !r->U64(&a.started_ms) || !r->U64(&a.stamp_ms) || !r->Str(&a.name, kMaxNameLen) || !r->Str(&a.sender_id, kMaxIdLen))
         return false;
       // Sanity: a frame fits a datagram, a block fits the code, the name is a plain file name.
       if (a.frame_size == 0 || a.frame_size > kMaxDatagram || a.block_k == 0 || a.block_k > 128 || a.phase > 2 ||
-          a.flags > 3)
+          a.flags > 3 || a.run == 0)
         return false;
       // An unknown hash is sent as zeros, so a re-encoding is byte-identical.
       if (!(a.flags & kAnnounceHashKnown) && a.hash != Hash256{}) return false;

@@ -1,4 +1,4 @@
-// cm-mcast wire format v3 (docs/protocol/mcast.md). Pure encode/decode: every
+// cm-mcast wire format v4 (docs/protocol/mcast.md). Pure encode/decode: every
 // datagram is a 9-byte header, a body by type, and with a group key a 16-byte
 // tag (the group MAC of util/group_key.h: keyed BLAKE2b-128) over everything
 // before it. Parse() is total: it never reads past its input nor allocates
@@ -19,8 +19,9 @@ namespace cm::mcast {
 
 constexpr uint16_t kMagic = 0x4d43;  // "CM" little-endian
 // 2: late hash in announce, want (type 9), session id from the prefix;
-// 3: the tag is the group MAC (keyed BLAKE2b-128) instead of HMAC-SHA-512-256.
-constexpr uint8_t kVersion = 3;
+// 3: the tag is the group MAC (keyed BLAKE2b-128) instead of HMAC-SHA-512-256;
+// 4: the announce carries the sender's run id, run start and clock (replay defence).
+constexpr uint8_t kVersion = 4;
 constexpr size_t kHeaderSize = 9;
 constexpr size_t kTagSize = kMacSize;
 constexpr size_t kDataHeaderSize = kHeaderSize + 8;  // + block, esi, pass, len
@@ -63,6 +64,10 @@ struct Announce {
   uint16_t nack_period_ms = 0;
   uint8_t phase = 0;        // 0 data flowing, 1 tail (all data sent), 2 done
   uint32_t epoch = 0;       // announcement counter
+  // Replay defence (docs/protocol/mcast.md "Replay"): covered by the tag.
+  uint64_t run = 0;         // random id of this sender run of the session, never 0
+  uint64_t started_ms = 0;  // sender's wall clock (Unix ms) when this run began
+  uint64_t stamp_ms = 0;    // sender's wall clock (Unix ms) when this announcement was sent
   std::string name;         // file name, no '/'
   std::string sender_id;
 };

@@ -1,5 +1,6 @@
 #include "mcastrun/output.h"
 
+#include <chrono>
 #include <iostream>
 #include <random>
 
@@ -53,6 +54,11 @@ void ReportReceivers(bool json, const std::string& name, const std::map<std::str
 uint64_t RandomSeed() {
   std::random_device rd;
   return (uint64_t(rd()) << 32) ^ rd();
+}
+
+proto::Micros WallOffset(const net::Driver& drv) {
+  auto wall = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch());
+  return wall.count() - drv.now();
 }
 
 }  // namespace cm::mcastrun

@@ -19,5 +19,9 @@ void PrintEvents(const proto::Effects& fx, bool json, const char* role);
 void ReportReceivers(bool json, const std::string& name, const std::map<std::string, mcast::ReceiverInfo>& rs);
 // A seed for a core's Rng from the OS.
 uint64_t RandomSeed();
+// What to add to the driver's time to get the Unix wall clock (µs): the
+// cores' wall_offset (replay defence). Taken again now and then, so a daemon
+// follows a clock that was stepped.
+proto::Micros WallOffset(const net::Driver& drv);
 
 }  // namespace cm::mcastrun

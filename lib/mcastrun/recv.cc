@@ -113,6 +113,8 @@ Code Recv(const RecvJob& job) {
   rc.one_session = !job.daemon;
   rc.give_up = job.timeout;
   rc.seed = RandomSeed();
+  rc.wall_offset = WallOffset(**drv);
+  rc.replay_window = job.replay_window;
   Receiver receiver(rc, &store);
   net::Driver* driver = drv->get();
   net::CoreRef<Receiver> ref(&receiver);
@@ -138,6 +140,7 @@ Code Recv(const RecvJob& job) {
     return receiver.finished();
   };
   auto tick = [&] {
+    receiver.set_wall_offset(WallOffset(*driver));
     if (!job.want_file.empty() && ++ticks % 5 == 0 && want_watch.Changed()) {
       auto w = ReadWantList(job.want_file);
       if (!w.ok()) {

@@ -54,6 +54,9 @@ struct RecvJob {
   std::vector<std::string> exec;
   std::string want_file;    // daemon: 'HASH SIZE NAME' lines, re-read when it changes
   proto::Micros want_period = 2 * proto::kSeconds;
+  // Keyed: refuse announcements whose sender clock is further than this
+  // from ours (ReceiverConfig::replay_window; 0 = off).
+  proto::Micros replay_window = 10 * proto::kSeconds;
 };
 // One session (kOk, kCorrupt on a hash mismatch, kFailure, kNotFound when no
 // session was heard in time), or a daemon until SIGINT/SIGTERM (the worst

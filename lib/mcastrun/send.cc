@@ -81,6 +81,7 @@ Code ServeLoop(const SendJob& job, net::Driver& drv, const Files& files) {
   ServerConfig vc;
   vc.session = job.session;
   vc.seed = RandomSeed();
+  vc.session.wall_offset = WallOffset(drv);
   std::vector<ServedObject> objects;
   for (size_t i = 0; i < files.sources.size(); ++i)
     objects.push_back({BaseName(files.paths[i]), files.sources[i]->size(), files.sources[i].get()});
@@ -92,7 +93,8 @@ Code ServeLoop(const SendJob& job, net::Driver& drv, const Files& files) {
             PrintEvents(fx, job.net.json, "server");
             for (; reported < server.sessions().size(); ++reported)
               ReportReceivers(job.net.json, server.sessions()[reported].name, server.sessions()[reported].receivers);
-          }});
+          },
+          .tick = [&] { server.set_wall_offset(WallOffset(drv)); }});
   return Code::kOk;
 }
 
@@ -114,6 +116,7 @@ Code Send(const SendJob& job) {
     sc.name = BaseName(files.paths[i]);
     sc.size = src->size();
     sc.seed = RandomSeed();
+    sc.wall_offset = WallOffset(**drv);
     Sender sender(sc, src);
     net::CoreRef<Sender> ref(&sender);
     proto::Micros t0 = net::MonotonicMicros();

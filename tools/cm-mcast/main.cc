@@ -24,7 +24,7 @@ struct Options {
   int expect = 0, quorum = 0, max_passes = 4, frame_size = 0, block = 128;
   std::string backup_for;
   std::string out_dir, serve_dir, exec, want_file;
-  double timeout = 30, want_period = 2;
+  double timeout = 30, want_period = 2, replay_window = 10;
   uint64_t final_size = 0;
   bool final_size_set = false, stay = false, loop = false;
   bool json = false, quiet = false;
@@ -141,6 +141,7 @@ Result<mcastrun::RecvJob> RecvJobFrom(const Options& o) {
   }
   j.want_file = o.want_file;
   j.want_period = static_cast<proto::Micros>(std::max(o.want_period, 0.05) * 1e6);
+  j.replay_window = static_cast<proto::Micros>(std::max(o.replay_window, 0.0) * 1e6);
   return j;
 }
 
@@ -203,6 +204,8 @@ int main(int argc, char** argv) {
   recv->add_option("--want", o.want_file,
                    "daemon: FILE lists what DIR should hold ('HASH SIZE NAME' lines, cm-mcast hash); missing ones are asked for");
   recv->add_option("--want-period", o.want_period, "seconds between comparisons of the want list with DIR (default 2)");
+  recv->add_option("--replay-window", o.replay_window,
+                   "keyed: refuse announcements whose clock is this many seconds from ours (default 10, 0 off)");
   recv->add_flag("--loop", o.loop, "loop our multicast back to this host (default only on 127.0.0.1)");
   try {
     app.parse(argc, argv);

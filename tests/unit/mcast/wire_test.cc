@@ -37,6 +37,9 @@ Message SampleAnnounce() {
   m.announce.nack_period_ms = 100;
   m.announce.name = "a.cma";
   m.announce.sender_id = "gl1";
+  m.announce.run = 0x1122334455667788ull;
+  m.announce.started_ms = 1700000000000ull;
+  m.announce.stamp_ms = 1700000000250ull;
   return m;
 }
 
@@ -71,6 +74,9 @@ TEST(McastWire, AnnounceRoundTripsAndCarriesVersion) {
   ASSERT_EQ(Parse(b, nullptr, &out), ParseResult::kOk);
   EXPECT_EQ(out.announce.name, "a.cma");
   EXPECT_EQ(out.announce.size, 1u << 30);
+  EXPECT_EQ(out.announce.run, 0x1122334455667788ull);
+  EXPECT_EQ(out.announce.started_ms, 1700000000000ull);
+  EXPECT_EQ(out.announce.stamp_ms, 1700000000250ull);
   b[2] = kVersion + 1;  // a future version is refused, not misread
   EXPECT_EQ(Parse(b, nullptr, &out), ParseResult::kBad);
   b[2] = 1;  // and so is version 1 (its announce had no flags byte)
