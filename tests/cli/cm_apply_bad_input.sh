@@ -37,7 +37,7 @@ done
 "$PACK" keygen -o "$W/k" >/dev/null || fail keygen
 "$PACK" keygen -o "$W/k2" >/dev/null || fail keygen
 "$DELTA" "$W/old" "$W/new" | "$PACK" - --source "$W/new" -o "$W/signed.cma" --serial 2 --job pub --sign-key "$W/k" || fail "pack signed"
-check_fail 5 'not signed' "$R" "$APPLY" "$W/pub.cma" --root "$R" --pub-key "$W/k.pub"
+check_fail 5 'not signed' "$R" "$APPLY_BIN" "$W/pub.cma" --root "$R" --pub-key "$W/k.pub"
 check_fail 5 'another key' "$R" "$APPLY" "$W/signed.cma" --root "$R" --pub-key "$W/k2.pub"
 SSIZE=$(stat -c %s "$W/signed.cma")
 flip "$W/signed.cma" $((SSIZE - 80)) "$W/badsig.cma"
@@ -72,7 +72,7 @@ check_fail 6 'serial 2 was applied with other content' "$R2" "$APPLY" "$W/other2
 check_fail 6 'serial 1 was applied with other content' "$R2" "$APPLY" "$W/old1.cma" --root "$R2"
 "$PACK" commit --job pub --serial 5 -o "$W/c5.cma" && "$APPLY" "$W/c5.cma" --root "$R2" || fail "commit 5"
 "$DELTA" "$W/new" "$W/old" | "$PACK" - --source "$W/old" -o "$W/late3.cma" --serial 3 --job late || fail pack
-check_fail 6 'replayed serial 3 \(last applied 5\)' "$R2" "$APPLY" "$W/late3.cma" --root "$R2"
+check_fail 6 'serial 3 is older than the last applied \(5\)' "$R2" "$APPLY" "$W/late3.cma" --root "$R2"
 "$PACK" replicate "$W/new" -o "$W/split.cma" --serial 10 --job split --max-size 1 >/dev/null || fail "pack split"
 [ -f "$W/split.part2.cma" ] || fail "no part 2 made"
 check_fail 6 'part 2 without parts 1' "$R2" "$APPLY" "$W/split.part2.cma" --root "$R2"
