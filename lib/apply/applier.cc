@@ -5,6 +5,7 @@
 #include <sys/statvfs.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <chrono>
 
 #include "apply/part_stage.h"
@@ -33,31 +34,65 @@ void FillHeader(const pack::Header& h, Report* r) {
   r->last_part = (h.flags & pack::kFlagLastPart) != 0;
 }
 
+// The signature policy (applier.h, step 1), on the header alone.
+Status CheckSignaturePolicy(const pack::Header& h, const ApplyOptions& o) {
+  if (h.flags & pack::kFlagSigned) {
+    if (!o.pub_key) {
+      return Error(Code::kAuth, "assignment is signed (key id " + ToHex(h.key_id.data(), h.key_id.size()) +
+                                    ") but no public key is configured to check it (--pub-key FILE" +
+                                    (o.pub_key_hint.empty() ? std::string() : " or " + o.pub_key_hint) + ")");
+    }
+    return Status::Ok();
+  }
+  if (!o.allow_unsigned)
+    return Error(Code::kAuth, "assignment is not signed; refused (--allow-unsigned accepts unsigned assignments)");
+  return Status::Ok();
+}
+
 Result<std::unique_ptr<pack::AssignmentReader>> OpenVerified(const std::string& path, const ApplyOptions& o,
-                                                             Report* report) {
+                                                             const std::string& snapshot_dir, Report* report) {
   pack::ReaderOptions ro;
   ro.pub_key = o.pub_key;
   ro.group_key = o.group_key;
+  ro.snapshot_dir = snapshot_dir;
   auto reader = pack::AssignmentReader::Open(path, ro);
   if (!reader.ok()) return StripPath(reader.status(), path);
-  FillHeader((*reader)->header(), report);
+  const pack::Header& h = (*reader)->header();
+  FillHeader(h, report);
+  CM_RETURN_IF_ERROR(CheckSignaturePolicy(h, o));
+  if (!(h.flags & pack::kFlagSigned) && o.pub_key) {
+    // Allowed unsigned (the policy passed): read it without a key.
+    ro.pub_key.reset();
+    reader = pack::AssignmentReader::Open(path, ro);
+    if (!reader.ok()) return StripPath(reader.status(), path);
+    if ((*reader)->header().flags & pack::kFlagSigned) return Error(Code::kCorrupt, "the file changed while being read");
+  }
   Status st = (*reader)->Verify();
   if (!st.ok()) return StripPath(st, path);
   return reader;
 }
 
-Status CheckSpace(const std::string& root, uint64_t needed, uint64_t margin) {
+// Checks the declared needs against the free space and inodes of ROOT's file
+// system before anything is written; returns the byte budget for staging
+// (free bytes less the margin).
+Result<uint64_t> CheckSpace(const std::string& root, uint64_t needed, uint64_t commands, uint64_t margin) {
   struct statvfs vfs;
   if (::statvfs(root.c_str(), &vfs) != 0) return ErrnoError(root, errno);
-  uint64_t avail = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
-  if (avail < needed + margin)
-    return Error(Code::kNoSpace, "not enough space in " + root + ": need " + std::to_string(needed + margin) +
-                                     " bytes (content " + std::to_string(needed) + " + margin " +
-                                     std::to_string(margin) + "), " + std::to_string(avail) + " free");
-  return Status::Ok();
+  const uint64_t avail = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
+  if (needed > UINT64_MAX - margin || avail < needed + margin)
+    return Error(Code::kNoSpace, "not enough space in " + root + ": the assignment declares " +
+                                     std::to_string(needed) + " bytes of files (+ margin " + std::to_string(margin) +
+                                     "), " + std::to_string(avail) + " bytes free");
+  // Each command makes at most one inode (f_files == 0: the file system has no fixed count).
+  if (vfs.f_files != 0 && commands > static_cast<uint64_t>(vfs.f_favail))
+    return Error(Code::kNoSpace, "not enough inodes in " + root + ": the assignment has " +
+                                     std::to_string(commands) + " commands, " + std::to_string(vfs.f_favail) +
+                                     " inodes free");
+  return avail - margin;
 }
 
-Status StageCommands(ContentRoot* root, pack::AssignmentReader* reader, const AppliedId& id, Report* report) {
+Status StageCommands(ContentRoot* root, pack::AssignmentReader* reader, const AppliedId& id, uint64_t budget,
+                     Report* report) {
   const pack::Header& h = reader->header();
   PartInfo info;
   info.job = h.job_id;
@@ -66,6 +101,7 @@ Status StageCommands(ContentRoot* root, pack::AssignmentReader* reader, const Ap
   info.serial = h.serial;
   info.last_part = (h.flags & pack::kFlagLastPart) != 0;
   CM_ASSIGN_OR_RETURN(std::unique_ptr<PartStage> stage, PartStage::Begin(root, info));
+  stage->stager().set_write_budget(budget);
   pack::Command c;
   uint64_t done = 0;
   const bool progress = log::ProgressEnabled();  // isatty once, not per command
@@ -92,7 +128,7 @@ Status StageCommands(ContentRoot* root, pack::AssignmentReader* reader, const Ap
 Status VerifyFile(const std::string& path, const ApplyOptions& o, Report* report) {
   auto t0 = std::chrono::steady_clock::now();
   report->host = HostName();
-  auto reader = OpenVerified(path, o, report);
+  auto reader = OpenVerified(path, o, "", report);
   report->status = reader.ok() ? Status::Ok() : reader.status();
   if (reader.ok()) report->action = "verified";
   report->duration_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
@@ -115,7 +151,7 @@ Status ApplyFile(ContentRoot* root, const std::string& path, const ApplyOptions&
     return st;
   };
 
-  auto reader = OpenVerified(path, o, report);
+  auto reader = OpenVerified(path, o, root->layout().meta, report);
   if (!reader.ok()) return finish(reader.status(), false);
   const pack::Header& h = (*reader)->header();
   AppliedId applied;
@@ -134,8 +170,8 @@ Status ApplyFile(ContentRoot* root, const std::string& path, const ApplyOptions&
     return finish(Error(Code::kOrder, "serial " + std::to_string(h.serial) + " was applied with other content"),
                   false);
   }
-  if (h.serial <= s.last_serial)
-    return finish(Error(Code::kOrder, "replayed serial " + std::to_string(h.serial) + " (last applied " +
+  if (h.serial <= s.last_serial)  // never applied here (or too long ago to be remembered)
+    return finish(Error(Code::kOrder, "serial " + std::to_string(h.serial) + " is older than the last applied (" +
                                           std::to_string(s.last_serial) + ")"),
                   false);
   if (o.dry_run) {
@@ -157,8 +193,11 @@ Status ApplyFile(ContentRoot* root, const std::string& path, const ApplyOptions&
     report->release = r->to;
     return finish(Status::Ok(), true);
   }
-  Status st = CheckSpace(root->layout().root, h.space_needed, o.space_margin);
-  if (st.ok()) st = StageCommands(root, reader->get(), *id, report);
+  auto budget = CheckSpace(root->layout().root, std::max(h.space_needed, (*reader)->declared_bytes()),
+                           h.command_count, o.space_margin);
+  if (!budget.ok()) return finish(budget.status(), true);
+  if (o.after_verify) o.after_verify();
+  Status st = StageCommands(root, reader->get(), *id, *budget, report);
   if (st.ok()) report->action = "staged";
   return finish(st, true);
 }

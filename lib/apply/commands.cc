@@ -33,8 +33,9 @@ Report SwitchReport(const char* action, const Result<SwitchResult>& r, const std
 }  // namespace
 
 Result<std::string> SpoolStdin(const Layout& l) {
+  // .cm is the running user's and private (layout.h); O_EXCL|O_NOFOLLOW all the same.
   const std::string path = l.meta + "/spool-" + std::to_string(::getpid());
-  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
   if (!fd) return ErrnoError(path, errno);
   std::vector<char> buf(1 << 20);
   for (;;) {

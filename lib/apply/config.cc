@@ -2,9 +2,16 @@
 
 #include <toml++/toml.h>
 
+#include <cstdlib>
+
 #include "util/file_util.h"
 
 namespace cm::apply {
+
+std::string ConfigDir() {
+  const char* d = std::getenv("CM_CONFIG_DIR");
+  return d != nullptr && *d != '\0' ? std::string(d) : std::string(kDefaultConfigDir);
+}
 
 Status ParseConfig(std::string_view text, const std::string& name, ApplyConfig* cfg) {
   toml::table t;

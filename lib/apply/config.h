@@ -17,7 +17,12 @@
 
 namespace cm::apply {
 
-constexpr char kDefaultConfigPath[] = "/etc/content-mover/apply.toml";
+constexpr char kDefaultConfigDir[] = "/etc/content-mover";
+constexpr char kDefaultConfigName[] = "apply.toml";
+constexpr char kDefaultPubKeyName[] = "ccm.pub";
+// $CM_CONFIG_DIR when set and not empty (tests), else kDefaultConfigDir:
+// where apply.toml and the default public key ccm.pub are looked for.
+std::string ConfigDir();
 
 struct ApplyConfig {
   std::string root;

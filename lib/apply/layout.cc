@@ -63,13 +63,42 @@ uint64_t ReleaseSerial(std::string_view id) {
   return v;
 }
 
+Status CheckPrivate(const std::string& path, bool dir) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT && !dir) return Status::Ok();
+    return ErrnoError(path, errno);
+  }
+  auto refuse = [&](const std::string& why) {
+    return Error(Code::kUnsafePath, path + ": " + why + "; refusing a content root whose state another user could change");
+  };
+  if (S_ISLNK(st.st_mode)) return refuse("is a symlink");
+  if (dir ? !S_ISDIR(st.st_mode) : !S_ISREG(st.st_mode))
+    return refuse(dir ? "is not a directory" : "is not a regular file");
+  if (st.st_uid != ::geteuid())
+    return refuse("is owned by uid " + std::to_string(st.st_uid) + ", not by the running user (uid " +
+                  std::to_string(::geteuid()) + ")");
+  if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return refuse(std::string("is group or world writable (mode ") + mode + ")");
+  }
+  // Readable by others is not unsafe, but state is nobody else's business.
+  const mode_t want = dir ? 0700 : 0600;
+  if ((st.st_mode & 0777 & ~want) != 0 && ::chmod(path.c_str(), st.st_mode & want) != 0) return ErrnoError(path, errno);
+  return Status::Ok();
+}
+
 Status EnsureLayout(const Layout& l) {
   struct stat st;
   if (::stat(l.root.c_str(), &st) != 0) return ErrnoError(l.root, errno);
   if (!S_ISDIR(st.st_mode)) return Error(Code::kNotFound, l.root + ": not a directory");
   for (const std::string* d : {&l.meta, &l.stage, &l.reports, &l.trash, &l.releases}) {
     if (::mkdir(d->c_str(), d == &l.releases ? 0755 : 0700) != 0 && errno != EEXIST) return ErrnoError(*d, errno);
+    // .cm first: nothing in it is looked at before it is known to be ours.
+    if (d != &l.releases) CM_RETURN_IF_ERROR(CheckPrivate(*d, /*dir=*/true));
   }
+  for (const std::string* f : {&l.state, &l.journal, &l.lock}) CM_RETURN_IF_ERROR(CheckPrivate(*f, /*dir=*/false));
   return Status::Ok();
 }
 

@@ -47,8 +47,13 @@ std::string ReleaseJob(std::string_view id);
 uint64_t ReleaseSerial(std::string_view id);
 
 // Creates ROOT/.cm and its subdirectories and ROOT/releases. ROOT must exist
-// (kNotFound otherwise).
+// (kNotFound otherwise). ROOT/.cm, its subdirectories and its state, journal
+// and lock files must be of the running user (euid), not symlinks, and not
+// group or world writable (kUnsafePath otherwise: another user could reset
+// last_serial and downgrade); they are tightened to 0700/0600.
 Status EnsureLayout(const Layout& l);
+// The check above for one path (a missing file is fine; a missing directory is not).
+Status CheckPrivate(const std::string& path, bool dir);
 
 // The release ROOT/current points at ("" when there is none). kUsage when
 // ROOT/current exists but is not a symlink into releases/.

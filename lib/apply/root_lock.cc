@@ -11,7 +11,7 @@ Result<std::unique_ptr<RootLock>> RootLock::Acquire(const std::string& lock_path
   // O_RDONLY: flock needs no write access, and an existing lock file can then
   // be opened on a read-only file system (the error comes later, naming the
   // write that failed).
-  UniqueFd fd(::open(lock_path.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC, 0600));
+  UniqueFd fd(::open(lock_path.c_str(), O_RDONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
   if (!fd) return ErrnoError(lock_path, errno);
   while (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
     if (errno == EINTR) continue;

@@ -246,6 +246,14 @@ Result<Stager::Place> Stager::Locate(const std::string& path) {
   return p;
 }
 
+Status Stager::Spend(uint64_t bytes, const std::string& path) {
+  if (bytes > budget_)
+    return Error(Code::kNoSpace, path + ": " + std::to_string(bytes) + " bytes would exceed the free space left (" +
+                                     std::to_string(budget_) + " bytes beyond the margin)");
+  budget_ -= bytes;
+  return Status::Ok();
+}
+
 std::vector<char>& Stager::IoBuffer() {
   if (io_buf_.size() != kIoChunk) io_buf_.resize(kIoChunk);  // once, not zeroed per command
   return io_buf_;
@@ -264,6 +272,7 @@ Status Stager::DirMeta(const Place& p, const pack::Command& c) {
 }
 
 Status Stager::Create(const pack::Command& c, ByteSource* data) {
+  CM_RETURN_IF_ERROR(Spend(c.size, c.path));
   CM_ASSIGN_OR_RETURN(Place p, Locate(c.path));
   KeepMtime parent(p.dir);
   NewFile f(p.dir);
@@ -303,6 +312,7 @@ Status Stager::Patch(const pack::Command& c, ByteSource* data) {
   if (static_cast<uint64_t>(st.st_size) != c.base_size)
     return Mismatch(c.path, "base size " + std::to_string(st.st_size) + ", expected " + std::to_string(c.base_size));
   if (!data) return Error(Code::kCorrupt, c.path + ": patch without instructions");
+  CM_RETURN_IF_ERROR(Spend(c.size, c.path));
 
   // The base is hashed while the patch is built into a new temporary file:
   // on two cores that halves the time for a large file. Nothing is installed
@@ -428,6 +438,7 @@ Status Stager::Copy(const pack::Command& c) {
   CM_ASSIGN_OR_RETURN(ParentRef to, Parent(tree_fd_, c.path2));
   struct stat st;
   CM_ASSIGN_OR_RETURN(UniqueFd src, OpenRegular(from.dir.get(), from.leaf, c.path, &st));
+  CM_RETURN_IF_ERROR(Spend(static_cast<uint64_t>(st.st_size), c.path2));
   KeepMtime parent(to.dir.get());
   NewFile f(to.dir.get());
   CM_RETURN_IF_ERROR(f.Open(c.path2));
@@ -455,6 +466,7 @@ Status Stager::SetMeta(const pack::Command& c) {
   // Shared with live or a release: copy, change the copy, rename over.
   struct stat sst;
   CM_ASSIGN_OR_RETURN(UniqueFd src, OpenRegular(p.dir, p.leaf, c.path, &sst));
+  CM_RETURN_IF_ERROR(Spend(static_cast<uint64_t>(sst.st_size), c.path));
   KeepMtime parent(p.dir);
   NewFile f(p.dir);
   CM_RETURN_IF_ERROR(f.Open(c.path));

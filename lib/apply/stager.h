@@ -45,6 +45,10 @@ class Stager {
   // nullptr for commands without data.
   Status Apply(const pack::Command& c, ByteSource* data);
   const StageStats& stats() const { return stats_; }
+  // Bytes of file content the commands may still write (create, patch,
+  // copy, copy-on-meta); a command that would exceed it is refused with
+  // kNoSpace before it writes. Unlimited by default.
+  void set_write_budget(uint64_t bytes) { budget_ = bytes; }
 
  private:
   Status Mkdir(const pack::Command& c);
@@ -65,12 +69,14 @@ class Stager {
   Status Symlink(const pack::Command& c);
 
   std::vector<char>& IoBuffer();
+  Status Spend(uint64_t bytes, const std::string& path);
 
   int tree_fd_;
   DirMetaLog* log_;
   ParentWalker walker_;
   StageStats stats_;
   std::vector<char> io_buf_;
+  uint64_t budget_ = UINT64_MAX;
 };
 
 }  // namespace cm::apply

@@ -58,13 +58,95 @@ class BufferedSource : public ByteSource {
   size_t pos_ = 0;
 };
 
+// Reads a range of the covered bytes ([covered_begin, covered_end)) whole
+// chunks at a time: each chunk is read once into memory and compared with the
+// verified chunk table before any of its bytes is handed out, so what the
+// caller gets is exactly what the signature covers even if the file changes
+// after Verify() (the TOCTOU a writer of the file could otherwise use).
+class CheckedRangeSource : public ByteSource {
+ public:
+  CheckedRangeSource(int fd, const Header& h, const std::vector<Hash256>* table, uint64_t offset, uint64_t length)
+      : fd_(fd), layout_(LayoutOf(h)), chunk_size_(h.chunk_size), table_(table), pos_(offset),
+        end_(offset + length) {}
+  Result<size_t> Read(void* out, size_t n) override {
+    n = static_cast<size_t>(std::min<uint64_t>(n, end_ - pos_));
+    if (n == 0) return size_t{0};
+    const uint64_t index = (pos_ - layout_.covered_begin) / chunk_size_;
+    if (index != loaded_) CM_RETURN_IF_ERROR(Load(index));
+    const uint64_t chunk_begin = layout_.covered_begin + index * chunk_size_;
+    const size_t in_chunk = static_cast<size_t>(pos_ - chunk_begin);
+    n = std::min(n, buf_.size() - in_chunk);
+    std::memcpy(out, buf_.data() + in_chunk, n);
+    pos_ += n;
+    return n;
+  }
+
+ private:
+  Status Load(uint64_t index) {
+    loaded_ = UINT64_MAX;
+    if (index >= table_->size()) return Error(Code::kCorrupt, "read beyond the chunk table");
+    const uint64_t begin = layout_.covered_begin + index * chunk_size_;
+    const uint64_t len = std::min<uint64_t>(chunk_size_, layout_.covered_end - begin);
+    buf_.resize(static_cast<size_t>(len));
+    CM_ASSIGN_OR_RETURN(size_t got, PreadFull(fd_, buf_.data(), buf_.size(), begin));
+    if (got != buf_.size() || HashBytes(buf_.data(), buf_.size()) != (*table_)[index])
+      return Error(Code::kCorrupt, "chunk " + std::to_string(index) +
+                                       " changed after verification (the assignment file was modified)");
+    loaded_ = index;
+    return Status::Ok();
+  }
+  int fd_;
+  Layout layout_;
+  uint64_t chunk_size_;
+  const std::vector<Hash256>* table_;
+  uint64_t pos_, end_;
+  uint64_t loaded_ = UINT64_MAX;
+  std::string buf_;
+};
+
+// Copies the first `size` bytes of `src` into a new unlinked file in `dir`
+// (O_TMPFILE; a named file opened O_EXCL|O_NOFOLLOW and unlinked at once
+// where the file system has no O_TMPFILE). Nobody else can open the copy.
+Result<UniqueFd> PrivateCopy(int src, uint64_t size, const std::string& dir) {
+  UniqueFd out(::open(dir.c_str(), O_TMPFILE | O_RDWR | O_EXCL | O_CLOEXEC, 0600));
+  if (!out) {
+    if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL) return ErrnoError(dir, errno);
+    uint8_t rnd[12];
+    InitCrypto();
+    randombytes_buf(rnd, sizeof rnd);
+    const std::string name = dir + "/.snapshot-" + ToHex(rnd, sizeof rnd);
+    out.reset(::open(name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+    if (!out) return ErrnoError(name, errno);
+    ::unlink(name.c_str());
+  }
+  std::vector<char> buf(1 << 20);
+  for (uint64_t off = 0; off < size;) {
+    size_t n = static_cast<size_t>(std::min<uint64_t>(size - off, buf.size()));
+    CM_ASSIGN_OR_RETURN(size_t got, PreadFull(src, buf.data(), n, off));
+    if (got != n) return Error(Code::kCorrupt, "truncated assignment (the file shrank while being read)");
+    CM_RETURN_IF_ERROR(WriteFull(out.get(), buf.data(), n));
+    off += n;
+  }
+  return out;
+}
+
 }  // namespace
 
 struct AssignmentReader::Impl {
   UniqueFd fd;
   std::string header_bytes, trailer_bytes;
+  // v2/v3: the chunk table, read once and checked against the header's
+  // table_hash by Verify(); every later read of covered bytes is checked
+  // against it (CheckedRangeSource).
+  std::vector<Hash256> table;
+  bool table_checked = false;
+  // The range source of covered bytes: chunk-checked when there is a table.
+  std::unique_ptr<ByteSource> Range(const Header& h, uint64_t offset, uint64_t length) {
+    if (table_checked) return std::make_unique<CheckedRangeSource>(fd.get(), h, &table, offset, length);
+    return std::make_unique<FileRangeSource>(fd.get(), offset, length);
+  }
   // Body iteration
-  std::unique_ptr<FileRangeSource> body_raw;
+  std::unique_ptr<ByteSource> body_raw;
   std::unique_ptr<DecryptSource> body_dec;
   ByteSource* body = nullptr;
   // v3: the body's one segment, read through a buffer, decoded in context.
@@ -74,12 +156,43 @@ struct AssignmentReader::Impl {
   std::optional<CommandDecoder> decoder;
   uint64_t commands_read = 0;
   // Data
-  std::unique_ptr<FileRangeSource> data_raw;
+  std::unique_ptr<ByteSource> data_raw;
   std::unique_ptr<DecryptSource> data_dec;
   std::unique_ptr<SegmentReader> segments;
 };
 
 AssignmentReader::~AssignmentReader() = default;
+
+Status AssignmentReader::Load(const std::string& path) {
+  struct stat st;
+  if (::fstat(impl_->fd.get(), &st) != 0) return ErrnoError(path, errno);
+  if (!S_ISREG(st.st_mode)) return Error(Code::kCorrupt, path + ": not a regular file");
+  file_size_ = static_cast<uint64_t>(st.st_size);
+  if (file_size_ < kHeaderSize + kTrailerSize)
+    return Error(Code::kCorrupt, path + ": truncated assignment (" + std::to_string(file_size_) + " bytes)");
+  std::string& hb = impl_->header_bytes;
+  hb.resize(kHeaderSize);
+  auto got = PreadFull(impl_->fd.get(), hb.data(), kHeaderSize, 0);
+  if (!got.ok()) return Status(got.status().code(), path + ": " + got.status().message());
+  if (*got != kHeaderSize) return Error(Code::kCorrupt, path + ": truncated assignment");
+  Status s = DecodeHeader(hb, &header_);
+  if (!s.ok()) return Status(s.code(), path + ": " + s.message());
+  const Header& h = header_;
+  const Layout l = LayoutOf(h);  // DecodeHeader bounded the sizes: no overflow
+  if (l.file_size != file_size_) {
+    return Error(Code::kCorrupt, path + ": truncated assignment (sizes in header do not match the file size)");
+  }
+  std::string& tb = impl_->trailer_bytes;
+  tb.resize(kTrailerSize);
+  got = PreadFull(impl_->fd.get(), tb.data(), kTrailerSize, l.covered_end);
+  if (!got.ok()) return Status(got.status().code(), path + ": " + got.status().message());
+  if (*got != kTrailerSize) return Error(Code::kCorrupt, path + ": truncated assignment");
+  s = DecodeTrailer(tb, &trailer_);
+  if (!s.ok()) return Status(s.code(), path + ": " + s.message());
+  if (h.has_chunk_table() && TrailerHash(tb) != h.trailer_hash)
+    return Error(Code::kCorrupt, path + ": trailer hash mismatch");
+  return Status::Ok();
+}
 
 Result<std::unique_ptr<AssignmentReader>> AssignmentReader::Open(const std::string& path,
                                                                  const ReaderOptions& opts) {
@@ -88,31 +201,15 @@ Result<std::unique_ptr<AssignmentReader>> AssignmentReader::Open(const std::stri
   r->opts_ = opts;
   r->impl_->fd.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!r->impl_->fd) return ErrnoError(path, errno);
-  struct stat st;
-  if (::fstat(r->impl_->fd.get(), &st) != 0) return ErrnoError(path, errno);
-  if (!S_ISREG(st.st_mode)) return Error(Code::kCorrupt, path + ": not a regular file");
-  r->file_size_ = static_cast<uint64_t>(st.st_size);
-  if (r->file_size_ < kHeaderSize + kTrailerSize)
-    return Error(Code::kCorrupt, path + ": truncated assignment (" + std::to_string(r->file_size_) + " bytes)");
-  std::string& hb = r->impl_->header_bytes;
-  hb.resize(kHeaderSize);
-  auto got = PreadFull(r->impl_->fd.get(), hb.data(), kHeaderSize, 0);
-  if (!got.ok()) return Status(got.status().code(), path + ": " + got.status().message());
-  Status s = DecodeHeader(hb, &r->header_);
-  if (!s.ok()) return Status(s.code(), path + ": " + s.message());
-  const Header& h = r->header_;
-  const Layout l = LayoutOf(h);  // DecodeHeader bounded the sizes: no overflow
-  if (l.file_size != r->file_size_) {
-    return Error(Code::kCorrupt, path + ": truncated assignment (sizes in header do not match the file size)");
+  CM_RETURN_IF_ERROR(r->Load(path));
+  if (!r->header_.has_chunk_table() && !opts.snapshot_dir.empty()) {
+    // v1 has no chunk table to check reads against: read a private copy.
+    auto copy = PrivateCopy(r->impl_->fd.get(), r->file_size_, opts.snapshot_dir);
+    if (!copy.ok()) return Status(copy.status().code(), path + ": " + copy.status().message());
+    r->impl_->fd = std::move(copy).value();
+    CM_RETURN_IF_ERROR(r->Load(path));
+    if (r->header_.has_chunk_table()) return Error(Code::kCorrupt, path + ": the file changed while being read");
   }
-  std::string& tb = r->impl_->trailer_bytes;
-  tb.resize(kTrailerSize);
-  got = PreadFull(r->impl_->fd.get(), tb.data(), kTrailerSize, l.covered_end);
-  if (!got.ok()) return Status(got.status().code(), path + ": " + got.status().message());
-  s = DecodeTrailer(tb, &r->trailer_);
-  if (!s.ok()) return Status(s.code(), path + ": " + s.message());
-  if (h.has_chunk_table() && TrailerHash(tb) != h.trailer_hash)
-    return Error(Code::kCorrupt, path + ": trailer hash mismatch");
   return r;
 }
 
@@ -122,32 +219,17 @@ Hash256 AssignmentReader::Id() const {
 }
 
 namespace {
-Result<Hash256> HashRange(int fd, uint64_t off, uint64_t len) {
-  Hasher h;
-  std::vector<char> buf(1 << 20);
-  while (len > 0) {
-    size_t n = static_cast<size_t>(std::min<uint64_t>(len, buf.size()));
-    auto r = PreadFull(fd, buf.data(), n, off);
-    if (!r.ok()) return r.status();
-    if (*r != n) return Error(Code::kCorrupt, "truncated assignment");
-    h.Update(buf.data(), n);
-    off += n;
-    len -= n;
-  }
-  return h.Finish();
-}
+// Directories a content path goes through (its '/' count); 0 for "".
+size_t PathDepth(const std::string& p) { return static_cast<size_t>(std::count(p.begin(), p.end(), '/')); }
 
 // One pass over the data part and the body: their hashes and, for v2, every
 // chunk's hash against the chunk table (read from the file as it goes).
-Status HashMiddle(int fd, const Header& h, Hash256* data_hash, Hash256* body_hash) {
+Status HashMiddle(int fd, const Header& h, const std::vector<Hash256>& table, Hash256* data_hash,
+                  Hash256* body_hash) {
   const Layout l = LayoutOf(h);
   Hasher data, body;
   std::optional<ChunkHasher> chunks;
-  std::optional<FileRangeSource> table;
-  if (h.has_chunk_table()) {
-    chunks.emplace(h.chunk_size);
-    table.emplace(fd, l.table_begin, uint64_t{h.chunk_count} * kChunkHashSize);
-  }
+  if (h.has_chunk_table()) chunks.emplace(h.chunk_size);
   uint64_t checked = 0;
   std::vector<char> buf(1 << 20);
   for (uint64_t off = l.covered_begin; off < l.covered_end;) {
@@ -163,9 +245,8 @@ Status HashMiddle(int fd, const Header& h, Hash256* data_hash, Hash256* body_has
       chunks->Update(buf.data(), n);
       if (off + n == l.covered_end) chunks->Finish();
       for (const Hash256& got : chunks->completed()) {
-        Hash256 want;
-        CM_RETURN_IF_ERROR(table->ReadExact(want.data(), want.size(), "chunk table"));
-        if (got != want) {
+        if (checked >= table.size()) return Error(Code::kCorrupt, "more chunks than the chunk table holds");
+        if (got != table[checked]) {
           uint64_t begin = l.covered_begin + checked * h.chunk_size;
           return Error(Code::kCorrupt, "chunk " + std::to_string(checked) + " (bytes " + std::to_string(begin) +
                                            "..) does not match its hash in the chunk table");
@@ -230,14 +311,22 @@ Status AssignmentReader::Verify() {
   if (sealed && !opts_.allow_sealed) return Error(Code::kAuth, "assignment is encrypted; a group key is needed");
 
   if (h.has_chunk_table()) {
+    // Read once: the hash is checked on these bytes, and these bytes check
+    // every later read (DecodeHeader bounded chunk_count).
     const Layout l = LayoutOf(h);
-    CM_ASSIGN_OR_RETURN(Hash256 th, HashRange(fd, l.table_begin, l.file_size - l.table_begin));
-    if (th != h.table_hash) return Error(Code::kCorrupt, "chunk table hash mismatch");
+    std::string tbytes(static_cast<size_t>(l.file_size - l.table_begin), '\0');
+    CM_ASSIGN_OR_RETURN(size_t got, PreadFull(fd, tbytes.data(), tbytes.size(), l.table_begin));
+    if (got != tbytes.size()) return Error(Code::kCorrupt, "truncated chunk table");
+    if (HashBytes(tbytes.data(), tbytes.size()) != h.table_hash)
+      return Error(Code::kCorrupt, "chunk table hash mismatch");
+    if (!DecodeChunkTable(tbytes, &impl_->table) || impl_->table.size() != h.chunk_count)
+      return Error(Code::kCorrupt, "malformed chunk table");
   }
   Hash256 dh, bh;
-  CM_RETURN_IF_ERROR(HashMiddle(fd, h, &dh, &bh));
+  CM_RETURN_IF_ERROR(HashMiddle(fd, h, impl_->table, &dh, &bh));
   if (dh != h.data_hash) return Error(Code::kCorrupt, "data part hash mismatch");
   if (bh != trailer_.body_hash) return Error(Code::kCorrupt, "command sequence hash mismatch");
+  impl_->table_checked = h.has_chunk_table();
   if (opts_.pub_key) {
     std::string msg = SignedMessage(impl_->header_bytes, impl_->trailer_bytes);
     InitCrypto();
@@ -258,7 +347,7 @@ Status AssignmentReader::Verify() {
     impl_->body_segment.reset();
     impl_->body_plain.reset();
     impl_->body_dec.reset();
-    impl_->body_raw = std::make_unique<FileRangeSource>(fd, kHeaderSize + h.data_size, h.body_size);
+    impl_->body_raw = impl_->Range(h, kHeaderSize + h.data_size, h.body_size);
     impl_->body = impl_->body_raw.get();
     if (h.flags & kFlagEncrypted) {
       impl_->body_dec = std::make_unique<DecryptSource>(*opts_.group_key, impl_->body_raw.get());
@@ -283,13 +372,17 @@ Status AssignmentReader::Verify() {
   };
   CM_RETURN_IF_ERROR(Reset());
   uint64_t count = 0;
+  declared_bytes_ = 0;
   Command c;
   uint64_t last_segment = 0;
   for (;;) {
     auto more = ReadCommand(impl_->body, impl_->decoder ? &*impl_->decoder : nullptr, &c);
     if (!more.ok()) return more.status();
     if (!*more) break;
-    ++count;
+    if (++count > h.command_count) return Error(Code::kCorrupt, "more commands than the header declares");
+    if (PathDepth(c.path) > kMaxPathDepth || PathDepth(c.path2) > kMaxPathDepth)
+      return Error(Code::kUnsafePath, "path nested deeper than " + std::to_string(kMaxPathDepth) +
+                                          " directories in assignment: " + c.path.substr(0, 200));
     if (!IsSafeContentPath(c.path))
       return Error(Code::kUnsafePath, "unsafe path in assignment: " + c.path);
     if ((c.op == Opcode::kRename || c.op == Opcode::kCopy) && !IsSafeContentPath(c.path2))
@@ -297,6 +390,7 @@ Status AssignmentReader::Verify() {
     if (c.op == Opcode::kCreate || c.op == Opcode::kPatch) {
       if (c.data.segment < last_segment) return Error(Code::kCorrupt, "data references go backwards");
       last_segment = c.data.segment;
+      declared_bytes_ = c.size > UINT64_MAX - declared_bytes_ ? UINT64_MAX : declared_bytes_ + c.size;
     }
   }
   if (impl_->body_segment) CM_RETURN_IF_ERROR(impl_->body_segment->ExpectEnd());
@@ -304,7 +398,7 @@ Status AssignmentReader::Verify() {
   if (IsControl(h.type) && count != 0) return Error(Code::kCorrupt, "control assignment carries commands");
   CM_RETURN_IF_ERROR(Reset());
 
-  impl_->data_raw = std::make_unique<FileRangeSource>(fd, kHeaderSize, h.data_size);
+  impl_->data_raw = impl_->Range(h, kHeaderSize, h.data_size);
   ByteSource* data = impl_->data_raw.get();
   if (h.flags & kFlagEncrypted) {
     impl_->data_dec = std::make_unique<DecryptSource>(*opts_.group_key, impl_->data_raw.get());

@@ -6,7 +6,10 @@
 // Verify() reads the file once more: for v2 the chunk table against its hash
 // in the header and every chunk against the table; H(data part) against the
 // header, H(body) against the trailer, and the signature. Only after Verify() succeeds
-// may NextCommand()/OpenData() be called. Memory stays bounded (a few MiB plus
+// may NextCommand()/OpenData() be called; every byte they read is checked
+// again as it is read (v2/v3: its chunk against the verified chunk table; v1:
+// read from a private copy when ReaderOptions::snapshot_dir is set), so a
+// writer of the file cannot change what is applied after Verify(). Memory stays bounded (a few MiB plus
 // one buffered segment of at most kMaxBufferedSegment) whatever the file size.
 #pragma once
 
@@ -32,7 +35,15 @@ struct ReaderOptions {
   // holders can read) and succeed; NextCommand/OpenData then give kAuth.
   // For `cm-pack verify/inspect`; cm-apply leaves it off.
   bool allow_sealed = false;
+  // When set, a v1 assignment (no chunk table) is copied into an unlinked
+  // private file in this directory at Open() and read only from there, so
+  // what is staged is what Verify() checked. (v2/v3 need no copy: every read
+  // after Verify() is checked chunk by chunk against the verified table.)
+  std::string snapshot_dir;
 };
+
+// Deepest directory nesting a command's path may have (its '/' count).
+constexpr size_t kMaxPathDepth = 128;
 
 class AssignmentReader {
  public:
@@ -61,9 +72,13 @@ class AssignmentReader {
   // True after Verify() of an encrypted assignment without its key
   // (ReaderOptions::allow_sealed): verified, but the commands are unreadable.
   bool sealed() const { return sealed_; }
+  // After Verify(): the sum of the final sizes of all create/patch commands
+  // (saturating), the bytes of new file content the assignment declares.
+  uint64_t declared_bytes() const { return declared_bytes_; }
 
  private:
   AssignmentReader() = default;
+  Status Load(const std::string& path);  // header and trailer from impl_->fd
   struct Impl;
   std::unique_ptr<Impl> impl_;
   Header header_;
@@ -71,6 +86,7 @@ class AssignmentReader {
   uint64_t file_size_ = 0;
   bool verified_ = false;
   bool sealed_ = false;
+  uint64_t declared_bytes_ = 0;
   ReaderOptions opts_;
 };
 

@@ -42,10 +42,45 @@ Status Decode(const std::string& path, std::string_view tag, uint8_t* out, size_
   return Status::Ok();
 }
 
-Status WriteNew(const std::string& path, const std::string& text, mode_t mode) {
+// A file written under a random temporary name in the final directory
+// (O_EXCL: never through a planted symlink), fsync'ed, then link()ed to its
+// final name, which fails if that name exists: a key is never overwritten,
+// not even by a racing writer. Returns the temporary name to unlink.
+Result<std::string> WriteTemp(const std::string& path, const std::string& text, mode_t mode) {
+  uint8_t rnd[12];
+  randombytes_buf(rnd, sizeof rnd);
+  std::string tmp = DirName(path) + "/." + BaseName(path) + ".tmp-" + ToHex(rnd, sizeof rnd);
+  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode));
+  if (!fd) return ErrnoError(tmp, errno);
+  Status st = WriteFull(fd.get(), text.data(), text.size());
+  if (st.ok() && ::fchmod(fd.get(), mode) != 0) st = ErrnoError(tmp, errno);
+  if (st.ok() && ::fsync(fd.get()) != 0) st = ErrnoError(tmp, errno);
+  if (!st.ok()) {
+    ::unlink(tmp.c_str());
+    return st;
+  }
+  return tmp;
+}
+
+Status LinkNew(const std::string& tmp, const std::string& path) {
+  if (::link(tmp.c_str(), path.c_str()) == 0) return Status::Ok();
+  if (errno == EEXIST) return Error(Code::kUsage, path + ": exists; refusing to overwrite a key");
+  return ErrnoError(path, errno);
+}
+
+Status RefuseExisting(const std::string& path) {
   struct stat st;
   if (::lstat(path.c_str(), &st) == 0) return Error(Code::kUsage, path + ": exists; refusing to overwrite a key");
-  return WriteFileAtomic(path, text, mode);
+  return Status::Ok();
+}
+
+Status WriteNew(const std::string& path, const std::string& text, mode_t mode) {
+  CM_RETURN_IF_ERROR(RefuseExisting(path));
+  CM_ASSIGN_OR_RETURN(std::string tmp, WriteTemp(path, text, mode));
+  Status st = LinkNew(tmp, path);
+  ::unlink(tmp.c_str());
+  if (st.ok()) st = FsyncDir(DirName(path));
+  return st;
 }
 }  // namespace
 
@@ -56,13 +91,34 @@ std::array<uint8_t, 8> PublicKey::Id() const {
   return id;
 }
 
-Status GenerateSigningKey(const std::string& path) {
+Status GenerateSigningKey(const std::string& path, const std::string& pub_arg) {
+  const std::string pub = pub_arg.empty() ? path + ".pub" : pub_arg;
   InitCrypto();
+  // Neither file may exist: a FILE.pub left from another key would
+  // otherwise sit beside a new secret it does not match.
+  CM_RETURN_IF_ERROR(RefuseExisting(path));
+  CM_RETURN_IF_ERROR(RefuseExisting(pub));
   SigningKey k;
   crypto_sign_keypair(k.pub.bytes.data(), k.secret.data());
-  CM_RETURN_IF_ERROR(WriteNew(path + ".pub", Encode(kPublicTag, k.pub.bytes.data(), 32), 0644));
-  Status st = WriteNew(path, Encode(kSecretTag, k.secret.data(), 64), 0600);
+  auto secret_tmp = WriteTemp(path, Encode(kSecretTag, k.secret.data(), 64), 0600);
   sodium_memzero(k.secret.data(), k.secret.size());
+  if (!secret_tmp.ok()) return secret_tmp.status();
+  auto pub_tmp = WriteTemp(pub, Encode(kPublicTag, k.pub.bytes.data(), 32), 0644);
+  if (!pub_tmp.ok()) {
+    ::unlink(secret_tmp->c_str());
+    return pub_tmp.status();
+  }
+  // The secret first, then the public half; if the public name was taken in
+  // between, the secret is taken back, so no pair is ever left mismatched.
+  Status st = LinkNew(*secret_tmp, path);
+  if (st.ok()) {
+    st = LinkNew(*pub_tmp, pub);
+    if (!st.ok()) ::unlink(path.c_str());
+  }
+  ::unlink(secret_tmp->c_str());
+  ::unlink(pub_tmp->c_str());
+  if (st.ok()) st = FsyncDir(DirName(path));
+  if (st.ok() && DirName(pub) != DirName(path)) st = FsyncDir(DirName(pub));
   return st;
 }
 

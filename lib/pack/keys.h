@@ -30,8 +30,11 @@ struct GroupKey {
   cm::GroupKey bytes{};
 };
 
-// Writes <path> (secret, 0600) and <path>.pub; refuses to overwrite.
-Status GenerateSigningKey(const std::string& path);
+// Writes <path> (secret, 0600) and its public half to pub_path (default
+// <path>.pub). Refuses (kUsage) when either exists; both are written under
+// temporary names and linked into place, so a failure or a race never leaves
+// a public key beside a secret it does not match.
+Status GenerateSigningKey(const std::string& path, const std::string& pub_path = "");
 // Writes a new 32-byte group key to <path> (0600); refuses to overwrite.
 Status GenerateGroupKey(const std::string& path);
 

@@ -24,7 +24,7 @@ struct Options {
   std::vector<std::string> files;
   std::string root, config, pub_key, group_key, job;
   int64_t keep = 0;
-  bool commit = false, json = false, dry_run = false, quiet = false;
+  bool commit = false, json = false, dry_run = false, quiet = false, allow_unsigned = false;
   int verbose = 0;
 };
 
@@ -59,12 +59,17 @@ void Print(const Outcome& out, const Options& o) {
   std::fflush(stdout);
 }
 
+// The public key: --pub-key or pub_key = (a missing file is an error), else
+// the default CONFIG_DIR/ccm.pub when it exists.
 Status LoadKeys(const ApplyConfig& cfg, ApplyOptions* ao) {
   auto usage = [](const Status& st) {
     return st.code() == Code::kNotFound ? Status(Code::kUsage, st.message()) : st;
   };
-  if (!cfg.pub_key.empty()) {
-    auto k = pack::LoadPublicKey(cfg.pub_key);
+  std::string pub = cfg.pub_key;
+  ao->pub_key_hint = ConfigDir() + "/" + kDefaultPubKeyName;
+  if (pub.empty() && ::access(ao->pub_key_hint.c_str(), F_OK) == 0) pub = ao->pub_key_hint;
+  if (!pub.empty()) {
+    auto k = pack::LoadPublicKey(pub);
     if (!k.ok()) return usage(k.status());
     ao->pub_key = *k;
   }
@@ -78,8 +83,10 @@ Status LoadKeys(const ApplyConfig& cfg, ApplyOptions* ao) {
 
 void AddCommon(CLI::App* app, Options* o) {
   app->add_option("--root", o->root, "Content root (ROOT/current is the live tree)");
-  app->add_option("--config", o->config, std::string("TOML configuration (default ") + kDefaultConfigPath + ")");
-  app->add_option("--pub-key", o->pub_key, "Accept only assignments signed by this key (cm-pack keygen K -> K.pub)");
+  app->add_option("--config", o->config, "TOML configuration (default CONFIG_DIR/apply.toml; CONFIG_DIR = $CM_CONFIG_DIR or /etc/content-mover)");
+  app->add_option("--pub-key", o->pub_key,
+                  "Public key signed assignments must verify with (default: CONFIG_DIR/ccm.pub if present)");
+  app->add_flag("--allow-unsigned", o->allow_unsigned, "Also accept unsigned assignments (refused by default)");
   app->add_option("--group-key", o->group_key, "Group key to read encrypted assignments");
   app->add_option("--keep", o->keep, "Releases to keep (current, previous and keep-2 older; default 2)")
       ->check(CLI::Range(2, 1000));
@@ -95,7 +102,7 @@ int main(int argc, char** argv) {
   Options o;
   CLI::App app{"cm-apply: verify Content Mover assignments, stage them beside the live tree, and switch the "
                "live tree atomically (commit) or back (rollback).\n"
-               "  cm-apply [apply] FILE... --root DIR [--commit]\n"
+               "  cm-apply [apply] FILE... --root DIR [--commit] [--pub-key F | --allow-unsigned]\n"
                "  cm-apply commit --root DIR [--job J]\n"
                "  cm-apply rollback --root DIR\n"
                "  cm-apply status --root DIR [--json]\n"
@@ -137,7 +144,7 @@ int main(int argc, char** argv) {
 
   // Configuration: the file first, flags override.
   ApplyConfig cfg;
-  const std::string config_path = o.config.empty() ? kDefaultConfigPath : o.config;
+  const std::string config_path = o.config.empty() ? ConfigDir() + "/" + kDefaultConfigName : o.config;
   if (!o.config.empty() || ::access(config_path.c_str(), F_OK) == 0) {
     Status st = LoadConfig(config_path, &cfg);
     if (!st.ok()) return Fail("", Status(Code::kUsage, st.message()));
@@ -149,6 +156,7 @@ int main(int argc, char** argv) {
 
   ApplyOptions ao;
   ao.dry_run = o.dry_run;
+  ao.allow_unsigned = o.allow_unsigned;
   ao.space_margin = cfg.space_margin;
   if (Status st = LoadKeys(cfg, &ao); !st.ok()) return Fail("", st);
   RootOptions ro;

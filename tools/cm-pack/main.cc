@@ -31,6 +31,7 @@ struct Options {
   std::string type;
   PackSettings pack;
   std::string pub_key;
+  std::string pub_out;      // keygen --pub
   std::string config;
   std::string dir;          // replicate
   std::string file;         // inspect / verify
@@ -145,6 +146,7 @@ int main(int argc, char** argv) {
   add_common(rollback);
   auto* keygen = app.add_subcommand("keygen", "Make an Ed25519 signing key (FILE, FILE.pub) or a group key");
   keygen->add_option("-o,--output", o.output, "Key file to write")->required();
+  keygen->add_option("--pub", o.pub_out, "Public key file to write (default FILE.pub)");
   keygen->add_flag("--group", o.group, "A 32-byte group key for encryption instead");
   auto* inspect = app.add_subcommand("inspect", "Describe an assignment (header and commands)");
   inspect->add_option("file", o.file, "Assignment")->required();
@@ -177,9 +179,10 @@ int main(int argc, char** argv) {
 
   try {
     if (*keygen) {
-      st = o.group ? GenerateGroupKey(o.output) : GenerateSigningKey(o.output);
+      const std::string pub = o.pub_out.empty() ? o.output + ".pub" : o.pub_out;
+      st = o.group ? GenerateGroupKey(o.output) : GenerateSigningKey(o.output, pub);
       if (!st.ok()) return Fail(st);
-      log::Info(o.group ? "wrote group key " + o.output : "wrote " + o.output + " and " + o.output + ".pub");
+      log::Info(o.group ? "wrote group key " + o.output : "wrote " + o.output + " and " + pub);
       return kExitOk;
     }
     if (*inspect || *verify) {
