@@ -69,6 +69,7 @@ Status CheckSignature(std::string_view header256, std::string_view trailer_bytes
 Result<LoadedPlan> LoadChunkPlan(const RangeReader& read, const pack::PublicKey* key_or_null,
                                  const PlanLimits& limits, const std::function<Status(const HeadAndTail&)>& admit) {
   auto exact = [&](const ByteRange& r, const char* what) -> Result<std::string> {
+    if (r.size() == 0) return std::string();  // no chunks (a control assignment): nothing to read
     CM_ASSIGN_OR_RETURN(std::string b, read(r));
     if (b.size() != r.size())
       return Error(Code::kCorrupt, std::string(what) + ": " + std::to_string(b.size()) + " bytes where " +

@@ -120,7 +120,8 @@ Result<ChunkPlan> ParseChunkPlan(std::string_view header256, std::string_view ta
                                  const pack::PublicKey* key_or_null);
 
 // Reads `range` of an assignment (from a file or a source over HTTP): exactly
-// range.size() bytes, or an error. It must not read or hold more.
+// range.size() bytes, or an error. It must not read or hold more. Never
+// called for an empty range.
 using RangeReader = std::function<Result<std::string>(const ByteRange& range)>;
 
 struct LoadedPlan {

@@ -19,6 +19,7 @@
 #include "http/client.h"
 #include "http/server.h"
 #include "pack/keys.h"
+#include "pack/packer.h"
 #include "push/held_content.h"
 #include "pushrun/content_body.h"
 #include "pushrun/relay.h"
@@ -197,6 +198,26 @@ TEST_F(FetchTest, DeclaredSizeIsCheckedAgainstFreeSpaceBeforeWriting) {
   ASSERT_TRUE(ok.FetchFrom(Base(*server), nullptr).ok());
   EXPECT_TRUE(ok.complete());
   EXPECT_EQ(test::ReadFile(t.path), signed_);
+}
+
+TEST_F(FetchTest, AnAssignmentWithoutChunksIsFetchedWithAKey) {
+  pack::PackOptions po;
+  po.type = pack::Type::kCommit;
+  po.job_id = "rel";
+  po.serial = 42;
+  po.output = dir_ / "src/commit.cma";
+  po.sign = key_;
+  ASSERT_TRUE(pack::PackControl(po).ok());
+  const std::string commit = test::ReadFile(dir_ / "src/commit.cma");
+  auto server = Serve(std::make_shared<http::StringSource>(commit));
+  ASSERT_TRUE(server);
+  Fetcher f(Target());
+  Status st = f.FetchFrom(Base(*server), nullptr);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_TRUE(f.complete());
+  EXPECT_EQ(test::ReadFile(Target().path), commit);
+  Fetcher again(Target());
+  EXPECT_TRUE(again.OpenExisting());
 }
 
 TEST_F(FetchTest, ARealStatvfsIsConsulted) {
