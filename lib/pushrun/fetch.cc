@@ -41,22 +41,31 @@ bool Fetcher::complete() const {
 }
 
 bool Fetcher::OpenExisting() {
-  std::lock_guard<std::mutex> l(mu_);
-  if (file_ && file_->complete()) return true;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (file_ && file_->complete()) return true;
+  }
+  // Checked without mu_: hashing a large file must not block held() and
+  // complete() callers, which see the file only once it has checked.
   UniqueFd fd(::open(t_.path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
   if (!fd) {
     if (errno != ENOENT) log::Warn(ErrnoError(t_.path + ": not used", errno).message());
     return false;
   }
-  Status st = OpenChecked(fd.get());
-  if (!st.ok()) {
-    log::Warn(t_.path + ": not used (it did not arrive through a checked fetch?): " + st.message());
+  uint64_t covered = 0;
+  auto file = OpenChecked(fd.get(), &covered);
+  if (!file.ok()) {
+    log::Warn(t_.path + ": not used (it did not arrive through a checked fetch?): " + file.status().message());
     return false;
   }
+  std::lock_guard<std::mutex> l(mu_);
+  covered_ = covered;
+  file_ = std::move(*file);
+  held_ = file_;
   return true;
 }
 
-Status Fetcher::OpenChecked(int fd) {
+Result<std::shared_ptr<push::ChunkedFile>> Fetcher::OpenChecked(int fd, uint64_t* covered) const {
   struct stat sb;
   if (::fstat(fd, &sb) != 0) return ErrnoError("fstat", errno);
   if (!S_ISREG(sb.st_mode)) return Error(Code::kFailure, "not a regular file");
@@ -79,15 +88,12 @@ Status Fetcher::OpenChecked(int fd) {
   if (loaded.plan.file_size() != size)
     return Error(Code::kCorrupt, "file is " + std::to_string(size) + " bytes; its header says " +
                                      std::to_string(loaded.plan.file_size()));
-  const uint64_t covered = loaded.plan.covered_end() - loaded.plan.covered_begin();
+  *covered = loaded.plan.covered_end() - loaded.plan.covered_begin();
   // Checks the final file again from its own descriptor, every chunk included.
   CM_ASSIGN_OR_RETURN(auto file,
                       push::ChunkedFile::Open(t_.path, std::move(loaded.plan), loaded.header, loaded.tail, t_.free_space));
   if (!file->complete()) return Error(Code::kFailure, "vanished while being checked");
-  covered_ = covered;
-  file_ = std::shared_ptr<push::ChunkedFile>(std::move(file));
-  held_ = file_;
-  return Status::Ok();
+  return std::shared_ptr<push::ChunkedFile>(std::move(file));
 }
 
 namespace {

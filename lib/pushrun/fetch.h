@@ -58,7 +58,8 @@ class Fetcher {
 
  private:
   Status Begin(const std::string& url, const std::atomic<bool>* cancel);
-  Status OpenChecked(int fd);  // under mu_
+  // The complete file at t_.path (open as fd), checked; *covered as covered_.
+  Result<std::shared_ptr<push::ChunkedFile>> OpenChecked(int fd, uint64_t* covered) const;
   FetchTarget t_;
   mutable std::mutex mu_;
   std::shared_ptr<push::HeldContent> held_;
