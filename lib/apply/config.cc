@@ -8,11 +8,6 @@
 
 namespace cm::apply {
 
-std::string ConfigDir() {
-  const char* d = std::getenv("CM_CONFIG_DIR");
-  return d != nullptr && *d != '\0' ? std::string(d) : std::string(kDefaultConfigDir);
-}
-
 Status ParseConfig(std::string_view text, const std::string& name, ApplyConfig* cfg) {
   toml::table t;
   try {

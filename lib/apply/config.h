@@ -13,16 +13,16 @@
 #include <cstdint>
 #include <string>
 
+#include "util/config_dir.h"
 #include "util/status.h"
 
 namespace cm::apply {
 
-constexpr char kDefaultConfigDir[] = "/etc/content-mover";
 constexpr char kDefaultConfigName[] = "apply.toml";
 constexpr char kDefaultPubKeyName[] = "ccm.pub";
-// $CM_CONFIG_DIR when set and not empty (tests), else kDefaultConfigDir:
-// where apply.toml and the default public key ccm.pub are looked for.
-std::string ConfigDir();
+// Where apply.toml and the default public key ccm.pub are looked for:
+// util/config_dir.h ($CM_CONFIG_DIR, else /etc/content-mover).
+using cm::ConfigDir;
 
 struct ApplyConfig {
   std::string root;

@@ -75,8 +75,10 @@ constexpr size_t kStreamChunk = 256 << 10;
 // still sends, so that our last response is not destroyed by a reset.
 constexpr std::chrono::milliseconds kLinger{300};
 constexpr uint64_t kLingerMaxBytes = 64 << 20;
-// A connection over max_connections is served one 503 within this time.
-constexpr std::chrono::milliseconds kRefuseTimeout{1000};
+// Sent, without waiting, to a connection over a cap before it is closed.
+constexpr std::string_view kRefusal =
+    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: 33\r\n"
+    "Connection: close\r\n\r\n{\"error\":\"too many connections\"}";
 
 std::string Lower(std::string s) {
   for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -90,7 +92,7 @@ std::string ErrorBody(std::string_view message) { return JsonObject().Str("error
 struct Conn {
   Socket sock;
   std::string peer_ip;
-  bool refuse = false;  // over the connection limit: answer 503 and close
+  Clock::time_point accepted;
   std::thread thread;
   std::atomic<bool> finished{false};
 };
@@ -108,10 +110,10 @@ struct Server::Impl {
   std::mutex stop_mu;
   bool stopped = false;
 
-  mutable std::mutex mu;  // guards conns, stats, refusing
+  mutable std::mutex mu;  // guards conns, stats, per_peer
   std::list<std::unique_ptr<Conn>> conns;
   ServerStats stats;
-  int refusing = 0;
+  std::map<std::string, int> per_peer;  // open connections by peer ip (entries > 0 only)
 
   ~Impl() {
     if (wake_fd >= 0) ::close(wake_fd);
@@ -124,7 +126,6 @@ struct Server::Impl {
   void Reap();
   void Serve(Conn* c);
   void ServeRequests(Conn* c);
-  void Refuse(Conn* c);
   Response CallHandler(const Request& req);
   bool Send(Conn* c, std::string_view data);
   void SendErrorAndClose(Conn* c, int status, const std::string& message);
@@ -143,6 +144,7 @@ Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& options, Hand
   auto impl = std::make_unique<Impl>();
   impl->opts = options;
   impl->opts.max_connections = std::max(1, options.max_connections);
+  impl->opts.max_connections_per_peer = std::max(1, options.max_connections_per_peer);
   impl->handler = std::move(handler);
   impl->ip = hp.first;
   CM_ASSIGN_OR_RETURN(impl->listener, Socket::Listen(hp.first, hp.second));
@@ -214,32 +216,33 @@ void Server::Impl::AcceptLoop() {
       continue;
     }
     Reap();
-    auto c = std::make_unique<Conn>();
-    c->sock = std::move(s).value();
-    c->peer_ip = std::move(peer);
-    Conn* raw = c.get();
     {
       std::lock_guard<std::mutex> g(mu);
       ++stats.connections_accepted;
-      if (stats.open_connections >= opts.max_connections) {
-        // Each refusal costs a short-lived thread so that the 503 is read
-        // before the close; past a bound, connections are simply dropped.
-        if (refusing >= opts.max_connections) continue;
-        raw->refuse = true;
-        ++refusing;
-      } else {
-        ++stats.open_connections;
+      auto it = per_peer.find(peer);
+      const int from_peer = it == per_peer.end() ? 0 : it->second;
+      if (stats.open_connections >= opts.max_connections || from_peer >= opts.max_connections_per_peer) {
+        ++stats.connections_refused;
+        (void)s->WriteAll(kRefusal, Clock::now());  // only what fits at once: never wait for a refused peer
+        continue;                             // the socket closes here
       }
+      ++stats.open_connections;
+      ++per_peer[peer];
+    }
+    auto c = std::make_unique<Conn>();
+    c->sock = std::move(s).value();
+    c->peer_ip = std::move(peer);
+    c->accepted = Clock::now();
+    Conn* raw = c.get();
+    {
+      std::lock_guard<std::mutex> g(mu);
       conns.push_back(std::move(c));
     }
     auto finish = [this, raw] {
       std::lock_guard<std::mutex> g(mu);
       raw->sock.Close();
-      if (raw->refuse) {
-        --refusing;
-      } else {
-        --stats.open_connections;
-      }
+      --stats.open_connections;
+      if (auto it = per_peer.find(raw->peer_ip); it != per_peer.end() && --it->second <= 0) per_peer.erase(it);
       raw->finished = true;
     };
     try {
@@ -258,11 +261,7 @@ void Server::Impl::Serve(Conn* c) {
   // Handlers and sources are caught individually; this catches bugs (such
   // as std::bad_alloc) so that one connection cannot end the process.
   try {
-    if (c->refuse) {
-      Refuse(c);
-    } else {
-      ServeRequests(c);
-    }
+    ServeRequests(c);
   } catch (const std::exception& e) {
     log::Error("http server: connection from " + c->peer_ip + ": " + e.what());
   } catch (...) {
@@ -305,15 +304,6 @@ void Server::Impl::SendErrorAndClose(Conn* c, int status, const std::string& mes
   if (Send(c, FormatResponseHead(status, h) + body)) LingerClose(c);
 }
 
-void Server::Impl::Refuse(Conn* c) {
-  // Read (some of) the request first, so that closing does not reset the
-  // connection before the client has read our answer.
-  std::vector<char> buf(kReadChunk);
-  auto r = c->sock.ReadSome(buf.data(), buf.size(), Clock::now() + kRefuseTimeout, intr());
-  if (!r.ok() || *r == 0) return;
-  SendErrorAndClose(c, 503, "too many connections");
-}
-
 Response Server::Impl::CallHandler(const Request& req) {
   try {
     return handler(req);
@@ -328,16 +318,35 @@ Response Server::Impl::CallHandler(const Request& req) {
 void Server::Impl::ServeRequests(Conn* c) {
   std::string in;  // received and not yet parsed (pipelined requests)
   std::vector<char> buf(kReadChunk);
+  bool first_request = true;
   while (!stopping) {
     RequestParser p(opts.max_header_bytes, opts.max_body_bytes);
-    bool fed = false, sent_continue = false;
+    bool fed = false, sent_continue = false, limited = false;
+    // The whole header within header_timeout: of the connection's start for
+    // its first request, else of the request's first byte (before which the
+    // keep-alive wait is idle_timeout).
+    std::optional<Clock::time_point> header_deadline;
+    if (first_request) header_deadline = c->accepted + opts.header_timeout;
+    first_request = false;
     ParseStatus st = ParseStatus::kNeedMore;
     for (;;) {
       if (!in.empty()) {
+        if (!header_deadline) header_deadline = Clock::now() + opts.header_timeout;
         size_t used = 0;
         st = p.Feed(in, &used);
         in.erase(0, used);
         fed = true;
+        if (st == ParseStatus::kNeedMore && p.header_done() && !limited) {
+          limited = true;
+          if (opts.body_limit) {
+            std::string target = p.target();
+            uint64_t limit = opts.body_limit(p.method(), target.substr(0, target.find('?')));
+            if (!p.LowerBodyLimit(limit)) {
+              SendErrorAndClose(c, 413, "request body larger than " + std::to_string(limit) + " bytes");
+              return;
+            }
+          }
+        }
         if (st != ParseStatus::kNeedMore) break;
         if (p.header_done() && p.expects_continue() && !sent_continue) {
           sent_continue = true;
@@ -345,8 +354,24 @@ void Server::Impl::ServeRequests(Conn* c) {
         }
         if (used > 0 && !in.empty()) continue;  // the header is done; the body follows in `in`
       }
-      auto r = c->sock.ReadSome(buf.data(), buf.size(), IdleDeadline(), intr());
-      if (!r.ok()) return;  // idle between or inside requests, stopped, or reset
+      Clock::time_point deadline = IdleDeadline();
+      const bool in_header = !p.header_done() && header_deadline;
+      if (in_header) deadline = std::min(deadline, *header_deadline);
+      auto r = c->sock.ReadSome(buf.data(), buf.size(), deadline, intr());
+      if (!r.ok()) {
+        // Idle between or inside requests, stopped, or reset.
+        if (in_header && IsTimeout(r.status()) && Clock::now() >= *header_deadline) {
+          {
+            std::lock_guard<std::mutex> g(mu);
+            ++stats.header_timeouts;
+          }
+          log::Debug("http server: no request header from " + c->peer_ip + " within " +
+                     std::to_string(opts.header_timeout.count()) + " ms: closing the connection");
+          if (fed) SendErrorAndClose(c, 408, "request header not received within " +
+                                                 std::to_string(opts.header_timeout.count()) + " ms");
+        }
+        return;
+      }
       if (*r == 0) {
         if (!fed) return;  // closed between requests: the normal end
         st = p.FeedEof();

@@ -1,9 +1,11 @@
-// A small HTTP/1.1 server: one thread per connection, keep-alive, request
+// A small HTTP/1.1 server: one thread per connection (capped: see
+// ServerOptions), keep-alive, request
 // bodies up to a limit, and responses either from a string or streamed from
 // a BodySource with byte ranges, which is how a relay serves an assignment
 // that is still arriving. Free of Asio and Beast (see socket.h, wire.h).
 //
-// Timeouts: a connection waits at most idle_timeout for each step of
+// Timeouts: a request header must arrive whole within header_timeout; apart
+// from that a connection waits at most idle_timeout for each step of
 // progress (the next request, more bytes of one, the peer taking the bytes
 // we write, a BodySource yielding more); then it is closed. Closing in the
 // middle of a streamed body is how a stalled transfer ends: the client sees
@@ -101,21 +103,42 @@ struct Response {
 // the same way (the server drops the body of a HEAD response).
 using Handler = std::function<Response(const Request&)>;
 
+// Limits that bound what any client (an outsider included) can make the
+// server hold: a thread and a descriptor per open connection, at most
+// max_connections of them, at most max_connections_per_peer for one peer
+// address; a request header must arrive whole within header_timeout; a
+// connection silent for idle_timeout is closed; a request body is at most
+// max_body_bytes. A connection over a cap is closed at once (a 503 is sent
+// without waiting, so a client that reads before it writes may see it): it
+// is never queued and costs no thread.
 struct ServerOptions {
   std::string listen = "127.0.0.1:0";  // "ip:port"; ip 0.0.0.0 for all interfaces; port 0 for any free port
-  int max_connections = 64;            // more are answered 503 and closed
+  int max_connections = 512;           // open connections in all
+  int max_connections_per_peer = 64;   // open connections from one peer IP address
+  // From the connection's start (for its first request) or from the first
+  // byte of a later request until the end of its header; then 408 and close.
+  std::chrono::milliseconds header_timeout{10'000};
+  // Keep-alive: the longest wait for the next request; within a request or a
+  // response, the longest wait for each step of progress (see above).
   std::chrono::milliseconds idle_timeout{30'000};
   size_t max_header_bytes = 16 << 10;   // larger request headers: 431
-  uint64_t max_body_bytes = 4 << 20;    // larger request bodies: 413
+  uint64_t max_body_bytes = 1 << 20;    // larger request bodies: 413
+  // Optional, per route: the body limit for a request with this method and
+  // path (no query), called once its header is in. It can only lower
+  // max_body_bytes (a larger value is treated as max_body_bytes). Called from
+  // connection threads; must be thread-safe and must not block.
+  std::function<uint64_t(const std::string& method, const std::string& path)> body_limit;
 };
 
 // How long the server lets one BodySource::Read wait before checking for Stop.
 inline constexpr std::chrono::milliseconds kSourcePollInterval{100};
 
 struct ServerStats {
-  uint64_t connections_accepted = 0;  // including those refused with 503
+  uint64_t connections_accepted = 0;  // including those refused
+  uint64_t connections_refused = 0;   // closed at once: over a connection cap
+  uint64_t header_timeouts = 0;       // closed: no whole request header within header_timeout
   uint64_t requests = 0;              // requests handed to the handler
-  int open_connections = 0;
+  int open_connections = 0;           // each holds one thread and one descriptor
 };
 
 class Server {

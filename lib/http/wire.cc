@@ -53,6 +53,7 @@ struct RequestParser::Impl {
 RequestParser::RequestParser(size_t header_limit, uint64_t body_limit) : impl_(std::make_unique<Impl>()) {
   impl_->p.header_limit(static_cast<std::uint32_t>(std::min<size_t>(header_limit, UINT32_MAX)));
   impl_->p.body_limit(body_limit);
+  body_limit_ = body_limit;
 }
 
 RequestParser::~RequestParser() = default;
@@ -102,6 +103,20 @@ bool RequestParser::expects_continue() const {
   auto it = impl_->p.get().find(bhttp::field::expect);
   if (it == impl_->p.get().end()) return false;
   return beast::iequals(it->value(), "100-continue");
+}
+
+bool RequestParser::LowerBodyLimit(uint64_t limit) {
+  auto& p = impl_->p;
+  if (!p.is_header_done() || error_ != ParseError::kNone) return error_ == ParseError::kNone;
+  if (limit >= body_limit_) return true;
+  if (auto len = p.content_length(); len && *len > limit) {
+    error_ = ParseError::kBodyTooLarge;
+    error_message_ = "body limit exceeded";
+    return false;
+  }
+  body_limit_ = limit;
+  p.body_limit(limit);  // chunked bodies: checked as the chunks arrive
+  return true;
 }
 
 std::string RequestParser::TakeBody() { return std::move(impl_->p.get().body()); }

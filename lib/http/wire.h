@@ -66,6 +66,10 @@ class RequestParser {
   // default, or "Connection: keep-alive" on 1.0).
   bool keep_alive() const;
   bool expects_continue() const;  // "Expect: 100-continue"
+  // Once header_done() and before any body byte is fed: lowers the body
+  // limit for this request (a larger value changes nothing). False, with
+  // error() kBodyTooLarge, when the declared Content-Length exceeds it.
+  bool LowerBodyLimit(uint64_t limit);
 
   // Valid once Feed returned kDone; moves the body out.
   std::string TakeBody();
@@ -75,6 +79,7 @@ class RequestParser {
   std::unique_ptr<Impl> impl_;
   ParseError error_ = ParseError::kNone;
   std::string error_message_;
+  uint64_t body_limit_ = 0;
 };
 
 class ResponseParser {

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -34,13 +35,37 @@ struct ByteRange {
 // The ranges to fetch before the middle: the header, then the tail.
 struct HeadAndTail {
   ByteRange head;  // [0, 256)
-  ByteRange tail;  // [covered_end, file_size)
+  ByteRange tail;  // [covered_end, file_size): the trailer, then the chunk table
+  ByteRange trailer() const { return {tail.begin, tail.begin + pack::kTrailerSize}; }
+  ByteRange table() const { return {tail.begin + pack::kTrailerSize, tail.end}; }
+  uint64_t chunk_count() const { return table().size() / pack::kChunkHashSize; }
+  uint64_t file_size() const { return tail.end; }
+};
+
+// What a receiver accepts a header to declare, checked from its 256 bytes
+// before anything it declares is read or allocated: an outsider's header
+// must not make a relay fetch or hold a large tail before the signature is
+// checked (and an unsigned one never). The defaults fit any assignment of up
+// to 64 GiB at the default 64 KiB chunk (more with larger chunks).
+struct PlanLimits {
+  uint64_t max_chunk_count = uint64_t{1} << 20;  // a chunk table of at most 32 MiB
+  uint64_t max_file_size = uint64_t{1} << 40;    // 1 TiB
 };
 
 // From the 256 header bytes alone. Checks magic, version, header hash and
 // fields (kCorrupt), and that the header has a chunk table (version 2;
 // kCorrupt for version 1, which cannot be checked chunk by chunk).
 Result<HeadAndTail> HeadAndTailRanges(std::string_view header256);
+// HeadAndTailRanges, then the declared sizes against `limits`: kCorrupt
+// "header declares N chunks (a chunk table of B bytes); at most M accepted"
+// or "header declares a file of N bytes; at most M accepted".
+Result<HeadAndTail> BoundedHeadAndTailRanges(std::string_view header256, const PlanLimits& limits);
+
+// The signature policy of ParseChunkPlan (below) on the header and the
+// 128-byte trailer alone, which is all the signature covers: a receiver
+// checks it before it fetches the chunk table. Errors: kCorrupt (malformed),
+// kAuth (signature).
+Status CheckSignature(std::string_view header256, std::string_view trailer, const pack::PublicKey* key_or_null);
 
 class ChunkPlan {
  public:
@@ -93,5 +118,29 @@ class ChunkPlan {
 // Errors: kCorrupt (malformed, truncated, hash mismatch), kAuth (signature).
 Result<ChunkPlan> ParseChunkPlan(std::string_view header256, std::string_view tail,
                                  const pack::PublicKey* key_or_null);
+
+// Reads `range` of an assignment (from a file or a source over HTTP): exactly
+// range.size() bytes, or an error. It must not read or hold more. Never
+// called for an empty range.
+using RangeReader = std::function<Result<std::string>(const ByteRange& range)>;
+
+struct LoadedPlan {
+  ChunkPlan plan;
+  std::string header;  // the 256 bytes
+  std::string tail;    // trailer and chunk table
+};
+
+// Reads and parses what a receiver needs before the middle, in an order that
+// bounds the work an untrusted source can cause: the header; its declared
+// sizes against `limits` (BoundedHeadAndTailRanges); `admit`, when given,
+// may refuse the declared sizes (a free-space check) before anything more is
+// read; with a key, the trailer and the signature over header and trailer
+// (CheckSignature), so that an unsigned or forged header never gets its
+// chunk table fetched; then the table (its size is now signed, or bounded by
+// `limits`), and ParseChunkPlan. Errors: the reader's; kCorrupt (malformed,
+// a short read, or over the limits); kAuth; admit's.
+Result<LoadedPlan> LoadChunkPlan(const RangeReader& read, const pack::PublicKey* key_or_null,
+                                 const PlanLimits& limits,
+                                 const std::function<Status(const HeadAndTail&)>& admit = nullptr);
 
 }  // namespace cm::push

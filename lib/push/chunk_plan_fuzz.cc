@@ -14,6 +14,36 @@
 #include "pack/rehash.h"
 #include "push/chunk_plan.h"
 
+namespace {
+
+// LoadChunkPlan over the input as a file: it asks for the header first,
+// never for a range outside what the header declares or past the limits,
+// never for the table of a header over the limits, and agrees with
+// ParseChunkPlan.
+void CheckLoader(std::string_view file, const cm::push::ChunkPlan& parsed) {
+  using namespace cm::push;
+  for (uint64_t max_chunks : {uint64_t{0}, uint64_t{1}, uint64_t{1} << 20}) {
+    PlanLimits limits;
+    limits.max_chunk_count = max_chunks;
+    uint64_t asked = 0;
+    int calls = 0;
+    RangeReader read = [&](const ByteRange& r) -> cm::Result<std::string> {
+      if (calls++ == 0 && r != ByteRange{0, 256}) std::abort();
+      if (r.begin > r.end || r.end > parsed.file_size()) std::abort();
+      asked += r.size();
+      if (r.end > file.size()) return cm::Error(cm::Code::kIo, "short");
+      return std::string(file.substr(r.begin, r.size()));
+    };
+    auto loaded = LoadChunkPlan(read, nullptr, limits);
+    const bool within = parsed.chunk_count() <= max_chunks;
+    if (!within && (loaded.ok() || asked != 256)) std::abort();
+    if (within && (!loaded.ok() || loaded->plan.hashes() != parsed.hashes() || loaded->header != parsed.header_bytes()))
+      std::abort();
+  }
+}
+
+}  // namespace
+
 // Exposed for the unit test that runs it on random mutations. Returns 1 when
 // a plan was parsed and every chunk of the input matched it, else 0.
 int CmFuzzChunkPlan(const uint8_t* data, size_t size, bool rehash) {
@@ -52,6 +82,7 @@ int CmFuzzChunkPlan(const uint8_t* data, size_t size, bool rehash) {
     }
   }
   if (next != p.covered_end() || p.ChunkOf(p.covered_end()) || p.ChunkOf(0)) std::abort();
+  CheckLoader(file, p);
   return all_match ? 1 : 0;
 }
 

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -61,13 +62,34 @@ Result<bool> IsCompleteCopy(int fd, const ChunkPlan& plan, std::string_view head
 
 }  // namespace
 
+Result<uint64_t> FreeSpace(const std::string& dir) {
+  struct statvfs v;
+  if (::statvfs(dir.c_str(), &v) != 0) return ErrnoError(dir, errno);
+  return uint64_t{v.f_bavail} * v.f_frsize;
+}
+
+Status CheckSpaceFor(const std::string& final_path, uint64_t file_size, const FreeSpaceFn& free_space) {
+  const std::string dir = DirName(final_path);
+  uint64_t have_part = 0;  // a .part is reused (or truncated) in place
+  struct stat st;
+  if (::stat((final_path + ".part").c_str(), &st) == 0 && S_ISREG(st.st_mode))
+    have_part = static_cast<uint64_t>(st.st_blocks) * 512;
+  const uint64_t need = file_size > have_part ? file_size - have_part : 0;
+  if (need == 0) return Status::Ok();
+  CM_ASSIGN_OR_RETURN(uint64_t have, free_space ? free_space(dir) : FreeSpace(dir));
+  if (need > have)
+    return Error(Code::kNoSpace, dir + ": no space: need " + std::to_string(need) + ", have " + std::to_string(have));
+  return Status::Ok();
+}
+
 ChunkedFile::ChunkedFile(std::string final_path, ChunkPlan plan)
     : final_path_(std::move(final_path)), plan_(std::move(plan)), watermark_(plan_.covered_begin()) {}
 
 ChunkedFile::~ChunkedFile() = default;
 
 Result<std::unique_ptr<ChunkedFile>> ChunkedFile::Open(const std::string& final_path, ChunkPlan plan,
-                                                       std::string_view header, std::string_view tail) {
+                                                       std::string_view header, std::string_view tail,
+                                                       const FreeSpaceFn& free_space) {
   if (header != plan.header_bytes())
     return Error(Code::kFailure, final_path + ": the header given is not the one the chunk plan was parsed from");
   if (tail.size() != plan.tail().size() || tail.substr(0, pack::kTrailerSize) != plan.trailer_bytes() ||
@@ -75,7 +97,7 @@ Result<std::unique_ptr<ChunkedFile>> ChunkedFile::Open(const std::string& final_
     return Error(Code::kFailure, final_path + ": the tail given is not the one the chunk plan was parsed from");
   std::unique_ptr<ChunkedFile> f(new ChunkedFile(final_path, std::move(plan)));
 
-  UniqueFd existing(::open(final_path.c_str(), O_RDONLY | O_CLOEXEC));
+  UniqueFd existing(::open(final_path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
   if (existing) {
     CM_ASSIGN_OR_RETURN(bool same, IsCompleteCopy(existing.get(), f->plan_, header, tail));
     if (!same) return Error(Code::kFailure, final_path + ": exists and is not this assignment");
@@ -86,13 +108,14 @@ Result<std::unique_ptr<ChunkedFile>> ChunkedFile::Open(const std::string& final_
     return f;
   }
   if (errno != ENOENT) return ErrnoError(final_path, errno);
-  CM_RETURN_IF_ERROR(f->OpenPart(header, tail));
+  CM_RETURN_IF_ERROR(f->OpenPart(header, tail, free_space));
   return f;
 }
 
-Status ChunkedFile::OpenPart(std::string_view header, std::string_view tail) {
+Status ChunkedFile::OpenPart(std::string_view header, std::string_view tail, const FreeSpaceFn& free_space) {
   const std::string part = part_path();
-  fd_.reset(::open(part.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+  CM_RETURN_IF_ERROR(CheckSpaceFor(final_path_, plan_.file_size(), free_space));
+  fd_.reset(::open(part.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
   if (!fd_) return ErrnoError(part, errno);
   struct stat st;
   if (::fstat(fd_.get(), &st) != 0) return ErrnoError(part, errno);

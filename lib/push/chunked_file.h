@@ -17,6 +17,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -30,6 +31,17 @@
 
 namespace cm::push {
 
+// Bytes the running user may still write under `dir`; injectable so tests
+// can pretend a disk is full.
+using FreeSpaceFn = std::function<Result<uint64_t>(const std::string& dir)>;
+// statvfs(dir): f_bavail * f_frsize. Errors: kIo (from statvfs).
+Result<uint64_t> FreeSpace(const std::string& dir);
+// Whether the directory of final_path has room for a holding file of
+// file_size bytes, counting what its ".part" already occupies. kNoSpace
+// "<dir>: no space: need N, have M" (bytes) otherwise. free_space: null for
+// FreeSpace.
+Status CheckSpaceFor(const std::string& final_path, uint64_t file_size, const FreeSpaceFn& free_space);
+
 class ChunkedFile : public HeldContent {
  public:
   // header and tail: the bytes `plan` was parsed from (ParseChunkPlan);
@@ -41,9 +53,14 @@ class ChunkedFile : public HeldContent {
   //    order and the watermark continues after the last good one; with
   //    another header it is started afresh;
   //  - a plan with no chunks (an empty middle) completes at once.
-  // Errors: kFailure as above, I/O errors.
+  // Before the .part is created or grown, CheckSpaceFor (with free_space).
+  // The final file is never trusted for being there: it counts only when
+  // every chunk checks against `plan` (so a planted, truncated or swapped
+  // file is refused, and a plan parsed with a key makes it a signed one).
+  // Errors: kFailure as above, kNoSpace, I/O errors.
   static Result<std::unique_ptr<ChunkedFile>> Open(const std::string& final_path, ChunkPlan plan,
-                                                   std::string_view header, std::string_view tail);
+                                                   std::string_view header, std::string_view tail,
+                                                   const FreeSpaceFn& free_space = nullptr);
   ~ChunkedFile() override;
 
   // ---- writer thread ----
@@ -88,7 +105,7 @@ class ChunkedFile : public HeldContent {
   ChunkedFile(std::string final_path, ChunkPlan plan);
   // End of the run of held bytes that starts at offset (offset itself if not held).
   uint64_t HeldEnd(uint64_t offset, uint64_t watermark) const;
-  Status OpenPart(std::string_view header, std::string_view tail);
+  Status OpenPart(std::string_view header, std::string_view tail, const FreeSpaceFn& free_space);
   Status Finalize();
   void SetWatermark(uint64_t w);
   void ResetPending();

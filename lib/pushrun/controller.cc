@@ -10,9 +10,12 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
 #include <deque>
+#include <filesystem>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -30,6 +33,7 @@
 #include "pushrun/edge_loop.h"
 #include "pushrun/leader_reports.h"
 #include "pushrun/live_view.h"
+#include "util/config_dir.h"
 #include "util/exit_codes.h"
 #include "util/file_util.h"
 #include "util/json.h"
@@ -138,6 +142,7 @@ class Controller {
   std::atomic<EdgeLoop*> live_loop_{nullptr};  // loop_ once the core runs (for handler threads)
   std::unique_ptr<CallRunner> runner_;
   std::unique_ptr<AuthEdge> auth_;  // this run's name, keys, nonces (thread-safe)
+  std::string commit_dir_;          // holds the commit assignment cm-push made; removed at the end
   std::thread commit_thread_;
 
   std::mutex done_mu_;
@@ -493,8 +498,15 @@ void Controller::MakeCommit() {
 
 Result<std::string> Controller::MakeCommitAssignment() {
   if (!opts_.commit_file.empty()) return opts_.commit_file;
-  std::string dir = opts_.state_dir.empty() ? "/tmp" : opts_.state_dir;
-  std::string out = dir + "/commit-" + parts_.back().job + "-" + std::to_string(getpid()) + ".cma";
+  // A private directory (0700, unpredictable name) that ends with the run.
+  if (commit_dir_.empty()) {
+    const char* tmp = std::getenv("TMPDIR");
+    std::string tmpl = (opts_.state_dir.empty() ? std::string(tmp && *tmp ? tmp : "/tmp") : opts_.state_dir) +
+                       "/commit-XXXXXX";
+    if (!::mkdtemp(tmpl.data())) return ErrnoError(tmpl, errno);
+    commit_dir_ = tmpl;
+  }
+  std::string out = commit_dir_ + "/commit-" + std::to_string(job_id_) + ".cma";
   std::vector<std::string> argv{opts_.cm_pack, "commit", "--job", parts_.back().job, "-o", out};
   if (!opts_.sign_key.empty()) {
     argv.push_back("--sign-key");
@@ -516,6 +528,10 @@ void Controller::UpdateShadow() {
   for (const auto& f : opts_.assignments) argv.push_back(f);
   for (const std::string& a : {std::string("--root"), opts_.shadow, std::string("--commit"), std::string("-q")})
     argv.push_back(a);
+  // The job's assignments are checked with the public half of our key.
+  std::string pub = opts_.sign_key + ".pub";
+  if (::access(pub.c_str(), R_OK) != 0) pub = DefaultFile("", "ccm.pub");
+  if (!pub.empty()) argv.insert(argv.end(), {"--pub-key", pub});
   auto r = RunProcess(argv);
   if (!r.ok() || r->exit_code != 0)
     log::Warn("shadow copy not updated: " + (r.ok() ? LastLine(r->err) : r.status().message()));
@@ -597,6 +613,11 @@ void Controller::Shutdown() {
   if (commit_thread_.joinable()) commit_thread_.join();
   if (server_) server_->Stop();
   if (writer_) writer_->Drain();
+  if (!commit_dir_.empty()) {
+    std::error_code ec;
+    std::filesystem::remove_all(commit_dir_, ec);
+    commit_dir_.clear();
+  }
 }
 
 Result<PushOutcome> Controller::Run() {

@@ -1,11 +1,16 @@
 #include "pushrun/fetch.h"
 
-#include <filesystem>
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <cerrno>
 
 #include "http/client.h"
 #include "pack/keys.h"
 #include "push/chunk_plan.h"
 #include "push/chunked_file.h"
+#include "util/file_util.h"
+#include "util/log.h"
 
 namespace cm::pushrun {
 
@@ -36,21 +41,59 @@ bool Fetcher::complete() const {
 }
 
 bool Fetcher::OpenExisting() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (file_ && file_->complete()) return true;
+  }
+  // Checked without mu_: hashing a large file must not block held() and
+  // complete() callers, which see the file only once it has checked.
+  UniqueFd fd(::open(t_.path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!fd) {
+    if (errno != ENOENT) log::Warn(ErrnoError(t_.path + ": not used", errno).message());
+    return false;
+  }
+  uint64_t covered = 0;
+  auto file = OpenChecked(fd.get(), &covered);
+  if (!file.ok()) {
+    log::Warn(t_.path + ": not used (it did not arrive through a checked fetch?): " + file.status().message());
+    return false;
+  }
   std::lock_guard<std::mutex> l(mu_);
-  if (held_ && (!file_ || file_->complete())) return true;
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(t_.path, ec)) return false;
-  auto f = push::CompleteFile::Open(t_.path);
-  if (!f.ok()) return false;
-  // The covered size (what the scheduler counts) of a complete file.
-  std::string header(256, '\0');
-  if (auto n = (*f)->ReadAt(0, std::span<char>(header.data(), header.size())); !n.ok() || *n != 256) return false;
-  auto ranges = push::HeadAndTailRanges(header);
-  if (!ranges.ok()) return false;
-  covered_ = ranges->tail.begin - ranges->head.end;
-  held_ = std::shared_ptr<push::HeldContent>(std::move(*f));
-  file_.reset();
+  covered_ = covered;
+  file_ = std::move(*file);
+  held_ = file_;
   return true;
+}
+
+Result<std::shared_ptr<push::ChunkedFile>> Fetcher::OpenChecked(int fd, uint64_t* covered) const {
+  struct stat sb;
+  if (::fstat(fd, &sb) != 0) return ErrnoError("fstat", errno);
+  if (!S_ISREG(sb.st_mode)) return Error(Code::kFailure, "not a regular file");
+  const uint64_t size = static_cast<uint64_t>(sb.st_size);
+  std::optional<pack::PublicKey> key;
+  if (!t_.pub_key.empty()) {
+    CM_ASSIGN_OR_RETURN(key, pack::LoadPublicKey(t_.pub_key));
+  }
+  auto read = [&](const push::ByteRange& r) -> Result<std::string> {
+    if (r.end > size) return Error(Code::kCorrupt, "file is " + std::to_string(size) + " bytes, shorter than its header says");
+    std::string b(r.size(), '\0');
+    CM_ASSIGN_OR_RETURN(size_t n, PreadFull(fd, b.data(), b.size(), r.begin));
+    b.resize(n);
+    return b;
+  };
+  CM_ASSIGN_OR_RETURN(push::LoadedPlan loaded, push::LoadChunkPlan(read, key ? &*key : nullptr, t_.limits));
+  if (loaded.plan.serial() != t_.serial)
+    return Error(Code::kCorrupt, "serial " + std::to_string(loaded.plan.serial()) + " where " +
+                                     std::to_string(t_.serial) + " was expected");
+  if (loaded.plan.file_size() != size)
+    return Error(Code::kCorrupt, "file is " + std::to_string(size) + " bytes; its header says " +
+                                     std::to_string(loaded.plan.file_size()));
+  *covered = loaded.plan.covered_end() - loaded.plan.covered_begin();
+  // Checks the final file again from its own descriptor, every chunk included.
+  CM_ASSIGN_OR_RETURN(auto file,
+                      push::ChunkedFile::Open(t_.path, std::move(loaded.plan), loaded.header, loaded.tail, t_.free_space));
+  if (!file->complete()) return Error(Code::kFailure, "vanished while being checked");
+  return std::shared_ptr<push::ChunkedFile>(std::move(file));
 }
 
 namespace {
@@ -58,6 +101,7 @@ namespace {
 Result<std::string> GetRange(const std::string& url, uint64_t begin, uint64_t end, const FetchTarget& t,
                              const std::atomic<bool>* cancel) {
   std::string out;
+  out.reserve(end - begin);  // bounded by the caller (PlanLimits)
   http::FetchOptions fo;
   fo.idle_timeout = std::chrono::milliseconds(static_cast<int64_t>(t.idle_timeout_s * 1000));
   fo.connect_timeout = std::chrono::milliseconds(3000);
@@ -65,6 +109,8 @@ Result<std::string> GetRange(const std::string& url, uint64_t begin, uint64_t en
   Status st = http::FetchRange(
       url, begin, end - 1,
       [&](std::string_view b) {
+        if (b.size() > end - begin - out.size())
+          return Error(Code::kCorrupt, url + ": more bytes than the range asked for");
         out.append(b);
         return Status::Ok();
       },
@@ -77,25 +123,22 @@ Result<std::string> GetRange(const std::string& url, uint64_t begin, uint64_t en
 }  // namespace
 
 Status Fetcher::Begin(const std::string& url, const std::atomic<bool>* cancel) {
-  auto header = GetRange(url, 0, 256, t_, cancel);
-  if (!header.ok()) return header.status();
-  auto ranges = push::HeadAndTailRanges(*header);
-  if (!ranges.ok()) return ranges.status();
-  auto tail = GetRange(url, ranges->tail.begin, ranges->tail.end, t_, cancel);
-  if (!tail.ok()) return tail.status();
   std::optional<pack::PublicKey> key;
   if (!t_.pub_key.empty()) {
     auto k = pack::LoadPublicKey(t_.pub_key);
     if (!k.ok()) return k.status();
     key = *k;
   }
-  auto plan = push::ParseChunkPlan(*header, *tail, key ? &*key : nullptr);
-  if (!plan.ok()) return plan.status();
-  if (plan->serial() != t_.serial)
-    return Error(Code::kCorrupt, url + ": serial " + std::to_string(plan->serial()) + " where " +
+  auto read = [&](const push::ByteRange& r) { return GetRange(url, r.begin, r.end, t_, cancel); };
+  auto admit = [&](const push::HeadAndTail& r) { return push::CheckSpaceFor(t_.path, r.file_size(), t_.free_space); };
+  auto loaded = push::LoadChunkPlan(read, key ? &*key : nullptr, t_.limits, admit);
+  if (!loaded.ok()) return Status(loaded.status().code(), url + ": " + loaded.status().message());
+  push::ChunkPlan& plan = loaded->plan;
+  if (plan.serial() != t_.serial)
+    return Error(Code::kCorrupt, url + ": serial " + std::to_string(plan.serial()) + " where " +
                                      std::to_string(t_.serial) + " was asked for");
-  uint64_t covered = plan->covered_end() - plan->covered_begin();
-  auto file = push::ChunkedFile::Open(t_.path, std::move(*plan), *header, *tail);
+  uint64_t covered = plan.covered_end() - plan.covered_begin();
+  auto file = push::ChunkedFile::Open(t_.path, std::move(plan), loaded->header, loaded->tail, t_.free_space);
   if (!file.ok()) return file.status();
   std::lock_guard<std::mutex> l(mu_);
   covered_ = covered;

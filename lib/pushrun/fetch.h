@@ -21,6 +21,10 @@ struct FetchTarget {
   std::string path;      // final file name (<spool>/<serial>.cma)
   std::string pub_key;   // "" = no signature check here (cm-apply checks later)
   double idle_timeout_s = 10;
+  // What a source's header may declare before anything more is fetched.
+  push::PlanLimits limits;
+  // Free space in the spool (null: statvfs), checked before the fetch writes.
+  push::FreeSpaceFn free_space;
 };
 
 // The content URL of `serial` at a node's base URL.
@@ -37,16 +41,25 @@ class Fetcher {
   uint64_t verified() const;
   uint64_t size() const;       // the whole file's size (0 until known)
   bool complete() const;
-  // Uses a complete file already on disk, if there is one.
+  // Uses a complete file already on disk at the target path, if there is one
+  // and it checks as a fetch would (header and declared sizes, the signature
+  // with pub_key, the chunk table, the serial, every chunk's hash): a file
+  // that did not arrive through a checked fetch (planted, truncated, swapped)
+  // is never held, served or reported complete. False (with a warning when
+  // a file is there) otherwise. Reads the whole file once per Fetcher.
   bool OpenExisting();
   // One attempt from `source_base`: fetches until complete, an error, or
-  // `cancel`. Progress callbacks come from this thread: once the chunk table
+  // `cancel`. The header comes first and its declared sizes are checked
+  // against t.limits and the spool's free space; with a key, the trailer
+  // and the signature next; the chunk table only then (LoadChunkPlan). Progress callbacks come from this thread: once the chunk table
   // is known, whenever the verified bytes grow, and at completion.
   Status FetchFrom(const std::string& source_base, const std::atomic<bool>* cancel,
                    const std::function<void()>& on_progress = nullptr);
 
  private:
   Status Begin(const std::string& url, const std::atomic<bool>* cancel);
+  // The complete file at t_.path (open as fd), checked; *covered as covered_.
+  Result<std::shared_ptr<push::ChunkedFile>> OpenChecked(int fd, uint64_t* covered) const;
   FetchTarget t_;
   mutable std::mutex mu_;
   std::shared_ptr<push::HeldContent> held_;
