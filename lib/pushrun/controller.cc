@@ -207,7 +207,7 @@ Status Controller::Setup() {
   if (opts_.live_view) view_ = std::make_unique<LiveView>();
   http::ServerOptions so;
   so.listen = listen;
-  so.max_connections = 256;
+  so.max_connections = 512;  // in all; at most ServerOptions::max_connections_per_peer from one address
   so.idle_timeout = milliseconds(20000);
   auto srv = http::Server::Start(so, [this](const http::Request& r) { return Handle(r); });
   if (!srv.ok()) return srv.status();

@@ -6,6 +6,7 @@
 #include <cerrno>
 
 #include "http/client.h"
+#include "pack/assignment_format.h"
 #include "pack/keys.h"
 #include "push/chunk_plan.h"
 #include "push/chunked_file.h"
@@ -65,15 +66,25 @@ bool Fetcher::OpenExisting() {
   return true;
 }
 
+// The key a file is checked with: t.pub_key's, or none when unsigned files
+// are allowed and this one's header (read by `header`) says it is unsigned.
+static Result<std::optional<pack::PublicKey>> KeyFor(const FetchTarget& t,
+                                              const std::function<Result<std::string>()>& header) {
+  std::optional<pack::PublicKey> key;
+  if (t.pub_key.empty()) return key;
+  CM_ASSIGN_OR_RETURN(key, pack::LoadPublicKey(t.pub_key));
+  if (!t.allow_unsigned) return key;
+  CM_ASSIGN_OR_RETURN(std::string bytes, header());
+  pack::Header h;
+  if (pack::DecodeHeader(bytes, &h).ok() && !(h.flags & pack::kFlagSigned)) key.reset();
+  return key;
+}
+
 Result<std::shared_ptr<push::ChunkedFile>> Fetcher::OpenChecked(int fd, uint64_t* covered) const {
   struct stat sb;
   if (::fstat(fd, &sb) != 0) return ErrnoError("fstat", errno);
   if (!S_ISREG(sb.st_mode)) return Error(Code::kFailure, "not a regular file");
   const uint64_t size = static_cast<uint64_t>(sb.st_size);
-  std::optional<pack::PublicKey> key;
-  if (!t_.pub_key.empty()) {
-    CM_ASSIGN_OR_RETURN(key, pack::LoadPublicKey(t_.pub_key));
-  }
   auto read = [&](const push::ByteRange& r) -> Result<std::string> {
     if (r.end > size) return Error(Code::kCorrupt, "file is " + std::to_string(size) + " bytes, shorter than its header says");
     std::string b(r.size(), '\0');
@@ -81,6 +92,7 @@ Result<std::shared_ptr<push::ChunkedFile>> Fetcher::OpenChecked(int fd, uint64_t
     b.resize(n);
     return b;
   };
+  CM_ASSIGN_OR_RETURN(std::optional<pack::PublicKey> key, KeyFor(t_, [&] { return read({0, std::min<uint64_t>(size, 256)}); }));
   CM_ASSIGN_OR_RETURN(push::LoadedPlan loaded, push::LoadChunkPlan(read, key ? &*key : nullptr, t_.limits));
   if (loaded.plan.serial() != t_.serial)
     return Error(Code::kCorrupt, "serial " + std::to_string(loaded.plan.serial()) + " where " +
@@ -123,13 +135,10 @@ Result<std::string> GetRange(const std::string& url, uint64_t begin, uint64_t en
 }  // namespace
 
 Status Fetcher::Begin(const std::string& url, const std::atomic<bool>* cancel) {
-  std::optional<pack::PublicKey> key;
-  if (!t_.pub_key.empty()) {
-    auto k = pack::LoadPublicKey(t_.pub_key);
-    if (!k.ok()) return k.status();
-    key = *k;
-  }
   auto read = [&](const push::ByteRange& r) { return GetRange(url, r.begin, r.end, t_, cancel); };
+  auto k = KeyFor(t_, [&] { return read({0, 256}); });
+  if (!k.ok()) return Status(k.status().code(), url + ": " + k.status().message());
+  std::optional<pack::PublicKey> key = *k;
   auto admit = [&](const push::HeadAndTail& r) { return push::CheckSpaceFor(t_.path, r.file_size(), t_.free_space); };
   auto loaded = push::LoadChunkPlan(read, key ? &*key : nullptr, t_.limits, admit);
   if (!loaded.ok()) return Status(loaded.status().code(), url + ": " + loaded.status().message());

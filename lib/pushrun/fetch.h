@@ -20,6 +20,7 @@ struct FetchTarget {
   uint64_t serial = 0;
   std::string path;      // final file name (<spool>/<serial>.cma)
   std::string pub_key;   // "" = no signature check here (cm-apply checks later)
+  bool allow_unsigned = false;  // with pub_key: an unsigned file is taken too (a signed one is still checked)
   double idle_timeout_s = 10;
   // What a source's header may declare before anything more is fetched.
   push::PlanLimits limits;

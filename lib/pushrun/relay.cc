@@ -74,8 +74,12 @@ struct Relay::Impl {
   std::atomic<bool> stopping{false};
 
   // Data plane (any thread): the held bytes of every serial.
+  struct FetcherSlot {
+    std::shared_ptr<Fetcher> fetcher;
+    std::once_flag opened;  // the spool's file for the serial checked (Fetcher::OpenExisting)
+  };
   std::mutex mu;
-  std::map<uint64_t, std::shared_ptr<Fetcher>> fetchers;
+  std::map<uint64_t, std::shared_ptr<FetcherSlot>> fetchers;
 
   // Loop thread only.
   struct FetchSlot {
@@ -96,19 +100,28 @@ struct Relay::Impl {
 
   std::string SpoolPath(uint64_t serial) const { return opts.spool + "/" + std::to_string(serial) + ".cma"; }
 
+  // The serial's fetcher; a new one first checks what the spool holds (the
+  // whole file is hashed: outside `mu`, so serving other serials goes on).
+  // Every caller waits until that check is done (call_once).
   std::shared_ptr<Fetcher> FetcherFor(uint64_t serial) {
-    std::lock_guard<std::mutex> l(mu);
-    auto& f = fetchers[serial];
-    if (!f) {
-      FetchTarget ft;
-      ft.serial = serial;
-      ft.path = SpoolPath(serial);
-      ft.pub_key = opts.pub_key;
-      ft.idle_timeout_s = opts.idle_timeout_s;
-      f = std::make_shared<Fetcher>(ft);
-      f->OpenExisting();
+    std::shared_ptr<FetcherSlot> slot;
+    {
+      std::lock_guard<std::mutex> l(mu);
+      auto& s = fetchers[serial];
+      if (!s) {
+        FetchTarget ft;
+        ft.serial = serial;
+        ft.path = SpoolPath(serial);
+        ft.pub_key = opts.pub_key;
+        ft.allow_unsigned = opts.allow_unsigned;
+        ft.idle_timeout_s = opts.idle_timeout_s;
+        s = std::make_shared<FetcherSlot>();
+        s->fetcher = std::make_shared<Fetcher>(ft);
+      }
+      slot = s;
     }
-    return f;
+    std::call_once(slot->opened, [&] { slot->fetcher->OpenExisting(); });
+    return slot->fetcher;
   }
 
   push::FetchUpdate Snapshot(uint64_t serial, uint64_t attempt) {
@@ -407,10 +420,12 @@ struct Relay::Impl {
   http::Response Content(const std::string& id) {
     uint64_t serial = std::strtoull(id.c_str(), nullptr, 10);
     std::shared_ptr<Fetcher> f;
+    bool known = false;
     {
       std::lock_guard<std::mutex> l(mu);
-      if (auto it = fetchers.find(serial); it != fetchers.end()) f = it->second;
+      known = fetchers.count(serial) > 0;
     }
+    if (known) f = FetcherFor(serial);
     if (!f && serial > 0 && fs::exists(SpoolPath(serial))) f = FetcherFor(serial);  // complete from an earlier run
     std::shared_ptr<push::HeldContent> held = f ? f->held() : nullptr;
     if (!held) return JsonError(404, "serial " + id + " not held here");
@@ -488,6 +503,9 @@ Result<std::unique_ptr<Relay>> Relay::Start(const RelayOptions& opts) {
   }, 8, raw->auth.get());
   http::ServerOptions so;
   so.listen = opts.listen;
+  so.body_limit = [](const std::string&, const std::string& path) -> uint64_t {
+    return path == "/v1/fetch" ? 1 << 20 : 64 << 10;  // a fetch order lists the site's members
+  };
   auto server = http::Server::Start(so, [raw](const http::Request& req) { return raw->Handle(req); });
   if (!server.ok()) {
     raw->runner->Stop();

@@ -176,6 +176,27 @@ TEST_F(FetchTest, AForgedSignatureIsRefusedBeforeTheTable) {
   EXPECT_TRUE(SpoolEmpty());
 }
 
+TEST_F(FetchTest, AllowUnsignedTakesAnUnsignedFileButStillChecksASignedOne) {
+  FetchTarget t = Target();
+  t.allow_unsigned = true;
+  {
+    auto server = Serve(std::make_shared<http::StringSource>(unsigned_));
+    ASSERT_TRUE(server);
+    Fetcher f(t);
+    Status st = f.FetchFrom(Base(*server), nullptr);
+    EXPECT_TRUE(st.ok()) << st.ToString();
+    EXPECT_TRUE(f.complete());
+  }
+  fs::remove_all(spool());
+  fs::create_directories(spool());
+  auto src = std::make_shared<LyingSource>(other_, other_.size());
+  auto server = Serve(src);
+  ASSERT_TRUE(server);
+  Fetcher f(t);
+  EXPECT_EQ(f.FetchFrom(Base(*server), nullptr).code(), Code::kAuth) << "signed by another key";
+  EXPECT_FALSE(f.complete());
+}
+
 TEST_F(FetchTest, DeclaredSizeIsCheckedAgainstFreeSpaceBeforeWriting) {
   auto server = Serve(std::make_shared<http::StringSource>(signed_));
   ASSERT_TRUE(server);
@@ -284,6 +305,8 @@ TEST_F(FetchTest, ARelayDoesNotServeAPlantedFile) {
   o.listen = "127.0.0.1:0";
   o.spool = spool();
   o.pub_key = dir_ / "ccm.key.pub";
+  ASSERT_TRUE(pack::GenerateGroupKey(dir_ / "group.key").ok());
+  o.group_key = dir_ / "group.key";
   auto relay = Relay::Start(o);
   ASSERT_TRUE(relay.ok()) << relay.status().ToString();
   for (const char* serial : {"42", "43"}) {
