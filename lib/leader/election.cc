@@ -579,7 +579,9 @@ void Election::Tick(Micros now, proto::Effects* out) {
       }
       if (now >= report_at_) {
         report_at_ = kNever;
-        out->sends.push_back({*cfg_.ccm, ReportJson() + "\n", proto::Transport::kReport});
+        // Keyed: the CCM takes only a report sealed with the group key.
+        out->sends.push_back({*cfg_.ccm, (cfg_.key ? SealReport(*cfg_.key, ReportJson()) : ReportJson()) + "\n",
+                              proto::Transport::kReport});
       }
       break;
   }

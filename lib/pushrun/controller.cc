@@ -190,6 +190,7 @@ Status Controller::Setup() {
   if (listen.empty()) return Error(Code::kUsage, opts_.sites_file + ": [ccm] listen is required (or --listen)");
   // Leader reports: by POST /v1/leader-report, and on the old listener.
   reports_ = std::make_unique<LeaderReports>();
+  reports_->SetKey(*group);
   if (!opts_.sequential) {
     reports_->SetOnReport([this](const LeaderReport& rep) {
       const push::Server* s = sites_.ServerByAddress(rep.leader_ip);

@@ -11,6 +11,7 @@
 #include <cstdlib>
 
 #include "util/json_value.h"
+#include "util/log.h"
 
 namespace cm::pushrun {
 namespace {
@@ -87,7 +88,9 @@ void LeaderReports::Loop() {
   while (!stop_) {
     pollfd p{fd_, POLLIN, 0};
     if (poll(&p, 1, 100) <= 0) continue;
-    int c = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    sockaddr_in peer{};
+    socklen_t plen = sizeof peer;
+    int c = accept4(fd_, reinterpret_cast<sockaddr*>(&peer), &plen, SOCK_CLOEXEC);
     if (c < 0) continue;
     timeval tv{1, 0};
     setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
@@ -102,6 +105,16 @@ void LeaderReports::Loop() {
     close(c);
     auto nl = line.find('\n');
     if (nl != std::string::npos) line.resize(nl);
+    if (key_) {
+      auto opened = OpenReport(*key_, line);
+      if (!opened) {
+        char ip[INET_ADDRSTRLEN] = "?";
+        inet_ntop(AF_INET, &peer.sin_addr, ip, sizeof ip);
+        log::Warn(std::string("refused a cm-leader report from ") + ip + ": not sealed with the group key");
+        continue;
+      }
+      line = std::move(*opened);
+    }
     if (auto rep = Parse(line)) Add(std::move(*rep));
   }
 }

@@ -16,6 +16,7 @@
 #include <string>
 #include <thread>
 
+#include "util/group_key.h"
 #include "util/status.h"
 
 namespace cm::pushrun {
@@ -45,6 +46,9 @@ class LeaderReports {
   // thread that added it (the listener's, or an HTTP handler's). Set before
   // reports arrive.
   void SetOnReport(std::function<void(const LeaderReport&)> fn) { on_report_ = std::move(fn); }
+  // The listener takes only reports sealed with this group key (SealReport,
+  // util/group_key.h); others are refused with a log line. Set before Listen.
+  void SetKey(const GroupKey& key) { key_ = key; }
   std::optional<LeaderReport> Latest(const std::string& segment) const;
   void Stop();
   // Parses one report line (exposed for tests).
@@ -53,6 +57,7 @@ class LeaderReports {
  private:
   void Loop();
   std::function<void(const LeaderReport&)> on_report_;
+  std::optional<GroupKey> key_;
   int fd_ = -1;
   std::atomic<bool> stop_{false};
   std::thread thread_;

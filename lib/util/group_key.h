@@ -11,6 +11,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -31,5 +32,12 @@ using Mac = std::array<uint8_t, kMacSize>;
 Mac ComputeMac(const GroupKey& key, std::string_view bytes);
 // Constant-time comparison of ComputeMac(key, bytes) with mac[0..kMacSize).
 bool MacMatches(const GroupKey& key, std::string_view bytes, const uint8_t* mac);
+
+// A cm-leader segment report (one JSON object) sealed for the CCM's
+// listener: the same object with a last member "mac" (hex of the MAC over
+// "cm-leader report v1\n" and the object without it). OpenReport returns
+// the object as it was sealed, or nullopt when the MAC is missing or wrong.
+std::string SealReport(const GroupKey& key, std::string_view json_object);
+std::optional<std::string> OpenReport(const GroupKey& key, std::string_view sealed);
 
 }  // namespace cm
