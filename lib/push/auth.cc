@@ -2,6 +2,7 @@
 
 #include <sodium.h>
 
+#include <cctype>
 #include <charconv>
 #include <vector>
 
@@ -20,11 +21,14 @@ std::string Base64(const uint8_t* p, size_t n) {
   return std::string(b64.data());
 }
 
+// Exactly the encoding Base64 makes of n bytes: nothing before, after or
+// instead of it (a tag has one spelling).
 bool FromBase64(std::string_view b64, uint8_t* out, size_t n) {
   size_t got = 0;
-  return sodium_base642bin(out, n, b64.data(), b64.size(), nullptr, &got, nullptr, sodium_base64_VARIANT_ORIGINAL) ==
+  const char* end = nullptr;
+  return sodium_base642bin(out, n, b64.data(), b64.size(), nullptr, &got, &end, sodium_base64_VARIANT_ORIGINAL) ==
              0 &&
-         got == n;
+         got == n && end == b64.data() + b64.size() && Base64(out, n) == b64;
 }
 
 // A name in a header: printable ASCII without space, '=' or ','.
@@ -110,6 +114,8 @@ Result<Stamp> Parse(std::string_view h) {
         break;
       case 6:
         if (val.empty() || val.size() > 128) return Bad("bad tag");
+        for (char c : val)
+          if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '/' || c == '=')) return Bad("bad tag");
         s.tag = std::string(val);
         break;
     }

@@ -71,7 +71,7 @@ std::string Encode(const FetchOrder& o) {
   for (const auto& m : o.members) {
     JsonObject mo;
     mo.Str("name", m.name).Str("url", m.url);
-    if (!m.expect.empty()) mo.Raw("expect", EncodeSealed(m.expect));
+    if (!m.expect.body.empty() || !m.expect.auth.empty()) mo.Raw("expect", EncodeSealed(m.expect));
     members.Raw(mo.Build());
   }
   return JsonObject()
@@ -266,7 +266,7 @@ std::string Encode(const NextAnswer& a) {
     case NextAnswer::Kind::kNext: {
       JsonObject next;
       next.Str("relay", a.relay).Str("url", a.url).Raw("order", Encode(a.order));
-      if (!a.sealed.empty()) next.Raw("sealed", EncodeSealed(a.sealed));
+      if (!a.sealed.body.empty() || !a.sealed.auth.empty()) next.Raw("sealed", EncodeSealed(a.sealed));
       return JsonObject().Raw("next", next.Build()).Build();
     }
     case NextAnswer::Kind::kRetry:

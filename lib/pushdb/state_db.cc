@@ -1,5 +1,9 @@
 #include "pushdb/state_db.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <filesystem>
 #include <algorithm>
@@ -119,9 +123,16 @@ const std::string& StateDb::path() const { return sql_->path(); }
 
 Result<std::unique_ptr<StateDb>> StateDb::Open(const std::string& dir, StateDbOptions opts) {
   std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
+  // The records are the CCM's: a directory only its user enters, a database
+  // only its user reads (the WAL and shared-memory files take its mode).
+  if (std::filesystem::create_directories(dir, ec)) ::chmod(dir.c_str(), 0700);
   if (ec) return ErrnoError(dir, ec.value());
-  CM_ASSIGN_OR_RETURN(std::unique_ptr<Sql> sql, Sql::Open(dir + "/" + kStateDbFile, opts.busy_timeout));
+  const std::string db_path = dir + "/" + kStateDbFile;
+  if (int fd = ::open(db_path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600); fd >= 0) {
+    ::fchmod(fd, 0600);
+    ::close(fd);
+  }
+  CM_ASSIGN_OR_RETURN(std::unique_ptr<Sql> sql, Sql::Open(db_path, opts.busy_timeout));
   CM_RETURN_IF_ERROR(UseWal(sql.get(), opts.busy_timeout));
   // FULL: a committed report survives a power cut (the write rate is low).
   CM_RETURN_IF_ERROR(sql->Exec("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON"));

@@ -5,6 +5,7 @@
 #include "pushrun/relay.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -326,7 +327,7 @@ struct Relay::Impl {
     std::atomic<bool> sent{false};
     if (c.growing) {
       std::error_code ec;
-      fs::create_directories(opts.spool + "/site", ec);
+      if (fs::create_directories(opts.spool + "/site", ec)) ::chmod((opts.spool + "/site").c_str(), 0700);
       send_path = opts.spool + "/site/" + std::to_string(c.serial) + ".cma";
       copy = UniqueFd(::open(send_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
       if (!copy) return push::ChildDone{0, -1, send_path + ": " + std::strerror(errno)};
@@ -490,7 +491,7 @@ Result<std::unique_ptr<Relay>> Relay::Start(const RelayOptions& opts) {
   impl->opts = opts;
   impl->auth = std::make_unique<AuthEdge>(opts.name, std::nullopt, *pub, *group);
   std::error_code ec;
-  fs::create_directories(opts.spool, ec);
+  if (fs::create_directories(opts.spool, ec)) ::chmod(opts.spool.c_str(), 0700);  // ours alone
   if (ec) return Error(Code::kIo, opts.spool + ": " + ec.message());
   Impl* raw = impl.get();
   raw->loop = std::make_unique<EdgeLoop>([raw](Micros now) {

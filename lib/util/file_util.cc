@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 
 namespace cm {
@@ -164,9 +165,15 @@ AtomicFile::~AtomicFile() { Abandon(); }
 Status AtomicFile::Open(const std::string& final_path, mode_t mode) {
   Abandon();
   final_ = final_path;
-  temp_ = DirName(final_path) + "/." + BaseName(final_path) + ".tmp-" +
-          std::to_string(::getpid()) + "-" + std::to_string(g_temp_counter++);
-  fd_.reset(::open(temp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode));
+  // O_EXCL|O_NOFOLLOW: never a file or symlink someone else put there; a
+  // name taken already (planted) is skipped for another.
+  for (int tries = 0; tries < 16; ++tries) {
+    temp_ = DirName(final_path) + "/." + BaseName(final_path) + ".tmp-" + std::to_string(::getpid()) + "-" +
+            std::to_string(g_temp_counter++) + "-" +
+            std::to_string(std::chrono::steady_clock::now().time_since_epoch().count() % 1000000007);
+    fd_.reset(::open(temp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode));
+    if (fd_ || errno != EEXIST) break;
+  }
   if (!fd_) return ErrnoError(final_path, errno);
   registered_ = RegisterTemp(temp_) >= 0;
   return Status::Ok();
