@@ -55,6 +55,9 @@ Result<std::unique_ptr<pack::AssignmentReader>> OpenVerified(const std::string& 
   ro.pub_key = o.pub_key;
   ro.group_key = o.group_key;
   ro.snapshot_dir = snapshot_dir;
+  // Applying reads every chunk it uses through the checked table anyway;
+  // `verify` (no snapshot dir) checks every byte up front.
+  ro.lazy_chunks = !snapshot_dir.empty();
   auto reader = pack::AssignmentReader::Open(path, ro);
   if (!reader.ok()) return StripPath(reader.status(), path);
   const pack::Header& h = (*reader)->header();

@@ -6,7 +6,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -63,45 +65,73 @@ class BufferedSource : public ByteSource {
 // verified chunk table before any of its bytes is handed out, so what the
 // caller gets is exactly what the signature covers even if the file changes
 // after Verify() (the TOCTOU a writer of the file could otherwise use).
+// The last few chunks read and checked, shared by every range source of one
+// reader: many small files in one chunk hash it once, and the command stream
+// and the data being staged do not evict each other.
+class ChunkCache {
+ public:
+  ChunkCache(int fd, const Header& h, const std::vector<Hash256>* table)
+      : fd_(fd), layout_(LayoutOf(h)), chunk_size_(h.chunk_size), table_(table) {}
+  const Layout& layout() const { return layout_; }
+  uint64_t chunk_size() const { return chunk_size_; }
+  // The bytes of chunk `index`, read and compared with the verified table.
+  Result<std::shared_ptr<const std::string>> Get(uint64_t index) {
+    for (auto& e : slots_)
+      if (e.second && e.first == index) return std::shared_ptr<const std::string>(e.second);
+    if (index >= table_->size()) return Error(Code::kCorrupt, "read beyond the chunk table");
+    const uint64_t begin = layout_.covered_begin + index * chunk_size_;
+    const uint64_t len = std::min<uint64_t>(chunk_size_, layout_.covered_end - begin);
+    auto buf = std::make_shared<std::string>(static_cast<size_t>(len), '\0');
+    CM_ASSIGN_OR_RETURN(size_t got, PreadFull(fd_, buf->data(), buf->size(), begin));
+    if (got != buf->size() || HashBytes(buf->data(), buf->size()) != (*table_)[index])
+      return Error(Code::kCorrupt, "chunk " + std::to_string(index) +
+                                       ": hash does not match the signed chunk table (the file is damaged, or changed after verification)");
+    slots_[next_] = {index, buf};
+    next_ = (next_ + 1) % slots_.size();
+    return std::shared_ptr<const std::string>(buf);
+  }
+
+ private:
+  int fd_;
+  Layout layout_;
+  uint64_t chunk_size_;
+  const std::vector<Hash256>* table_;
+  std::array<std::pair<uint64_t, std::shared_ptr<std::string>>, 4> slots_{};
+  size_t next_ = 0;
+};
+
+// Reads a range of the covered bytes ([covered_begin, covered_end)) whole
+// chunks at a time through the reader's ChunkCache: each chunk is compared
+// with the verified chunk table before any of its bytes is handed out, so
+// what the caller gets is exactly what the signature covers even if the file
+// changes after Verify() (the TOCTOU a writer of the file could otherwise use).
 class CheckedRangeSource : public ByteSource {
  public:
-  CheckedRangeSource(int fd, const Header& h, const std::vector<Hash256>* table, uint64_t offset, uint64_t length)
-      : fd_(fd), layout_(LayoutOf(h)), chunk_size_(h.chunk_size), table_(table), pos_(offset),
-        end_(offset + length) {}
+  CheckedRangeSource(ChunkCache* cache, uint64_t offset, uint64_t length)
+      : cache_(cache), pos_(offset), end_(offset + length) {}
   Result<size_t> Read(void* out, size_t n) override {
     n = static_cast<size_t>(std::min<uint64_t>(n, end_ - pos_));
     if (n == 0) return size_t{0};
-    const uint64_t index = (pos_ - layout_.covered_begin) / chunk_size_;
-    if (index != loaded_) CM_RETURN_IF_ERROR(Load(index));
-    const uint64_t chunk_begin = layout_.covered_begin + index * chunk_size_;
+    const Layout& l = cache_->layout();
+    const uint64_t index = (pos_ - l.covered_begin) / cache_->chunk_size();
+    if (!chunk_ || index != index_) {
+      CM_ASSIGN_OR_RETURN(chunk_, cache_->Get(index));
+      index_ = index;
+    }
+    const uint64_t chunk_begin = l.covered_begin + index * cache_->chunk_size();
     const size_t in_chunk = static_cast<size_t>(pos_ - chunk_begin);
-    n = std::min(n, buf_.size() - in_chunk);
-    std::memcpy(out, buf_.data() + in_chunk, n);
+    if (in_chunk >= chunk_->size()) return Error(Code::kCorrupt, "read beyond the covered bytes");
+    n = std::min(n, chunk_->size() - in_chunk);
+    std::memcpy(out, chunk_->data() + in_chunk, n);
     pos_ += n;
     return n;
   }
 
  private:
-  Status Load(uint64_t index) {
-    loaded_ = UINT64_MAX;
-    if (index >= table_->size()) return Error(Code::kCorrupt, "read beyond the chunk table");
-    const uint64_t begin = layout_.covered_begin + index * chunk_size_;
-    const uint64_t len = std::min<uint64_t>(chunk_size_, layout_.covered_end - begin);
-    buf_.resize(static_cast<size_t>(len));
-    CM_ASSIGN_OR_RETURN(size_t got, PreadFull(fd_, buf_.data(), buf_.size(), begin));
-    if (got != buf_.size() || HashBytes(buf_.data(), buf_.size()) != (*table_)[index])
-      return Error(Code::kCorrupt, "chunk " + std::to_string(index) +
-                                       " changed after verification (the assignment file was modified)");
-    loaded_ = index;
-    return Status::Ok();
-  }
-  int fd_;
-  Layout layout_;
-  uint64_t chunk_size_;
-  const std::vector<Hash256>* table_;
+  ChunkCache* cache_;
   uint64_t pos_, end_;
-  uint64_t loaded_ = UINT64_MAX;
-  std::string buf_;
+  uint64_t index_ = 0;
+  std::shared_ptr<const std::string> chunk_;
 };
 
 // Copies the first `size` bytes of `src` into a new unlinked file in `dir`
@@ -140,9 +170,13 @@ struct AssignmentReader::Impl {
   // against it (CheckedRangeSource).
   std::vector<Hash256> table;
   bool table_checked = false;
+  std::unique_ptr<ChunkCache> chunks;  // once table_checked
   // The range source of covered bytes: chunk-checked when there is a table.
   std::unique_ptr<ByteSource> Range(const Header& h, uint64_t offset, uint64_t length) {
-    if (table_checked) return std::make_unique<CheckedRangeSource>(fd.get(), h, &table, offset, length);
+    if (table_checked) {
+      if (!chunks) chunks = std::make_unique<ChunkCache>(fd.get(), h, &table);
+      return std::make_unique<CheckedRangeSource>(chunks.get(), offset, length);
+    }
     return std::make_unique<FileRangeSource>(fd.get(), offset, length);
   }
   // Body iteration
@@ -322,10 +356,15 @@ Status AssignmentReader::Verify() {
     if (!DecodeChunkTable(tbytes, &impl_->table) || impl_->table.size() != h.chunk_count)
       return Error(Code::kCorrupt, "malformed chunk table");
   }
-  Hash256 dh, bh;
-  CM_RETURN_IF_ERROR(HashMiddle(fd, h, impl_->table, &dh, &bh));
-  if (dh != h.data_hash) return Error(Code::kCorrupt, "data part hash mismatch");
-  if (bh != trailer_.body_hash) return Error(Code::kCorrupt, "command sequence hash mismatch");
+  // With a chunk table checked above (under the signature, below) every
+  // later read is checked chunk by chunk, so lazy_chunks can leave the data
+  // to those reads; else every byte is hashed here.
+  if (!(opts_.lazy_chunks && h.has_chunk_table())) {
+    Hash256 dh, bh;
+    CM_RETURN_IF_ERROR(HashMiddle(fd, h, impl_->table, &dh, &bh));
+    if (dh != h.data_hash) return Error(Code::kCorrupt, "data part hash mismatch");
+    if (bh != trailer_.body_hash) return Error(Code::kCorrupt, "command sequence hash mismatch");
+  }
   impl_->table_checked = h.has_chunk_table();
   if (opts_.pub_key) {
     std::string msg = SignedMessage(impl_->header_bytes, impl_->trailer_bytes);

@@ -40,6 +40,12 @@ struct ReaderOptions {
   // what is staged is what Verify() checked. (v2/v3 need no copy: every read
   // after Verify() is checked chunk by chunk against the verified table.)
   std::string snapshot_dir;
+  // v2/v3: Verify() checks the chunk table (its hash, the signature over
+  // it) and parses the commands, but leaves each data chunk to be checked
+  // when it is first read (every read is checked anyway): cm-apply reads
+  // the data once instead of twice. `cm-pack verify`/`cm-apply verify`
+  // leave it off and check every byte up front.
+  bool lazy_chunks = false;
 };
 
 // Deepest directory nesting a command's path may have (its '/' count).
