@@ -43,8 +43,15 @@ for ((i = 1; i <= 4; i++)); do
   for ((k = 0; k < 50; k++)); do (exec 3<>/dev/tcp/127.0.0.1/$((base + i))) 2>/dev/null && break; sleep 0.1; done
 done
 
+# A symlink planted where the report goes is replaced, never followed.
+echo "precious" >precious
+ln -s precious report.json
 expect_rc 0 cm-push a.cma --to sites.toml --state ccm --sign-key ccm.key --group-key group.key --serial-file serial \
   --report report.json --json
+[[ $(cat precious) == precious && ! -L report.json ]] || fail "--report followed a planted symlink"
+# The CCM's records are its own: state directory 0700, database 0600, spools 0700.
+[[ $(stat -c %a ccm) == 700 && $(stat -c %a ccm/state.db) == 600 ]] || fail "state modes: $(stat -c '%n %a' ccm ccm/state.db)"
+[[ $(stat -c %a a1/spool) == 700 ]] || fail "spool mode: $(stat -c %a a1/spool)"
 for h in "${servers[@]}"; do
   diff -r new "$h/root/current" >/dev/null || fail "$h: live tree differs"
 done
