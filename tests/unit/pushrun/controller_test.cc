@@ -48,7 +48,7 @@ std::unique_ptr<FakeRelay> StartRelay(const std::string& name, const pack::Publi
       want.alg = push::auth::Alg::kEd25519;
       want.to = p->name;
       want.from = push::auth::kCcmName;
-      want.pub = &p->pub;
+      want.pub = &p->pub.bytes;
       if (push::auth::Verify(req.header("cm-auth"), req.method, req.path(), req.body, want, WallSeconds(), nullptr) ==
           push::auth::Verdict::kOk)
         ++p->sealed;
