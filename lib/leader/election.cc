@@ -579,9 +579,9 @@ void Election::Tick(Micros now, proto::Effects* out) {
       }
       if (now >= report_at_) {
         report_at_ = kNever;
-        // Keyed: the CCM takes only a report sealed with the group key.
-        out->sends.push_back({*cfg_.ccm, (cfg_.key ? SealReport(*cfg_.key, ReportJson()) : ReportJson()) + "\n",
-                              proto::Transport::kReport});
+        // The report JSON alone: the edge (lib/leaderrun) POSTs it to the
+        // CCM with a CM-Auth stamp made from the group key.
+        out->sends.push_back({*cfg_.ccm, ReportJson(), proto::Transport::kReport});
       }
       break;
   }

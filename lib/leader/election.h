@@ -67,7 +67,7 @@ struct Config {
   // than this from the receiver's wall clock is rejected, so a capture cannot
   // be replayed later to a node that never heard its sender. 0 = no check.
   proto::Micros replay_window = 10 * proto::kSeconds;
-  std::optional<proto::Address> ccm;  // report endpoint (stream)
+  std::optional<proto::Address> ccm;  // the CCM's HTTP address: segment reports (Transport::kReport, the JSON alone)
   uint64_t rng_seed = 1;
   bool listen_first = true;  // listen one dead interval before claiming
 };

@@ -8,7 +8,9 @@
 #include <cstdio>
 #include <fstream>
 #include <map>
+#include <memory>
 
+#include "leaderrun/reporter.h"
 #include "leaderrun/run.h"
 #include "net/driver.h"
 #include "util/json.h"
@@ -51,6 +53,14 @@ std::string Join(const std::vector<uint64_t>& ids) {
   return s;
 }
 
+// This node's name in a report's CM-Auth stamp: its server name when that is
+// a valid CM-Auth name, else "cm-leader-<id>".
+std::string StampName(const std::string& name, uint64_t id) {
+  bool ok = !name.empty() && name.size() <= 255;
+  for (char c : name) ok = ok && c > ' ' && c <= '~' && c != '=' && c != ',';
+  return ok ? name : "cm-leader-" + std::to_string(id);
+}
+
 int64_t WallMicros() {
   using namespace std::chrono;
   return duration_cast<microseconds>(system_clock::now().time_since_epoch()).count();
@@ -58,7 +68,11 @@ int64_t WallMicros() {
 
 class Node {
  public:
-  Node(NodeOptions o, net::Driver* drv) : o_(std::move(o)), drv_(drv), core_(WithClock(o_.cfg, *drv)) {}
+  Node(NodeOptions o, net::Driver* drv) : o_(std::move(o)), drv_(drv), core_(WithClock(o_.cfg, *drv)) {
+    // Reports to the CCM only when keyed: the CCM takes no unstamped report.
+    if (o_.cfg.ccm && o_.cfg.key)
+      reporter_ = std::make_unique<Reporter>(*o_.cfg.ccm, *o_.cfg.key, StampName(o_.facts.name, o_.cfg.id));
+  }
 
   Code Run() {
     started_at_ = drv_->now();
@@ -74,6 +88,10 @@ class Node {
                     .on_signal =
                         [this] {
                           drv_->Call([this](Micros now, proto::Effects* out) { core_.Resign(now, out); });
+                        },
+                    .report =
+                        [this](const proto::Send& s) {
+                          if (reporter_) reporter_->Post(s.bytes);
                         }});
     return Code::kOk;
   }
@@ -199,6 +217,7 @@ class Node {
   NodeOptions o_;
   net::Driver* drv_;
   leader::Election core_;
+  std::unique_ptr<Reporter> reporter_;  // --ccm with a key
   std::vector<int> hooks_;  // started hooks not yet reaped
   std::deque<Micros> hook_runs_[3];  // per HookKind: start times within kHookWindow
   bool hook_pending_[3] = {false, false, false};
@@ -223,6 +242,9 @@ Code RunNode(NodeOptions o) {
   if (!o.cfg.key)
     log::Warn("no group key (--key-file / key_file): the control channel is unauthenticated, anyone on the segment "
               "can take the leadership; make one with cm-pack keygen --group (/etc/content-mover/group.key)");
+  if (o.cfg.ccm && !o.cfg.key)
+    log::Warn("--ccm without a group key: no segment report is sent (the CCM takes only reports stamped with "
+              "the group key); give --key-file");
   Node n(std::move(o), drv->get());
   return n.Run();
 }

@@ -1,50 +1,65 @@
-// cm-leader report-sink: what a CCM's listener receives, on stdout. Plain
-// blocking sockets: one connection at a time, each read to its end.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
+// cm-leader report-sink: a stand-in for the CCM's report endpoint. A tiny
+// HTTP server (lib/http) that takes POST /v1/leader-report, prints each body
+// as one JSON line on stdout and answers 200. With the group key it checks
+// the CM-Auth stamp as the CCM does (to = "ccm", mac with the report key,
+// fresh, not replayed) and refuses the rest (401/403/409, a line on stderr).
 #include <unistd.h>
 
-#include <cerrno>
+#include <chrono>
 #include <cstdio>
+#include <mutex>
 
+#include "http/server.h"
 #include "leaderrun/run.h"
+#include "util/cm_auth.h"
+#include "util/json.h"
 #include "util/log.h"
 
 namespace cm::leaderrun {
+namespace {
 
-Code ReportSink(proto::Address listen) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return log::Error(ErrnoError("report-sink: socket", errno)), Code::kFailure;
-  int one = 1;
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(listen.ip);
-  sa.sin_port = htons(listen.port);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 || ::listen(fd, 64) != 0) {
-    int e = errno;
-    close(fd);
-    return log::Error(ErrnoError("report-sink: " + listen.ToString(), e)), Code::kFailure;
-  }
-  for (;;) {
-    int c = accept4(fd, nullptr, nullptr, SOCK_CLOEXEC);
-    if (c < 0) {
-      if (errno == EINTR || errno == ECONNABORTED) continue;
-      int e = errno;
-      close(fd);
-      return log::Error(ErrnoError("report-sink: accept", e)), Code::kFailure;
+int64_t WallSeconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+http::Response Error(int status, const std::string& why) {
+  return http::Response::Json(status, JsonObject().Str("error", why).Build());
+}
+
+}  // namespace
+
+Code ReportSink(proto::Address listen, std::optional<GroupKey> key) {
+  std::mutex mu;
+  cm_auth::NonceCache cache;
+  std::optional<GroupKey> report_key;
+  if (key) report_key = cm_auth::ReportKey(*key);
+  http::ServerOptions so;
+  so.listen = listen.ToString();
+  auto srv = http::Server::Start(so, [&](const http::Request& req) {
+    if (req.path() != "/v1/leader-report") return Error(404, "no such resource");
+    if (req.method != "POST") return Error(405, "POST only");
+    std::lock_guard<std::mutex> l(mu);
+    if (report_key) {
+      cm_auth::Expectation want;
+      want.alg = cm_auth::Alg::kMac;
+      want.to = cm_auth::kCcmName;
+      want.report_key = &*report_key;
+      const auto v = cm_auth::Verify(req.header(cm_auth::kHeaderLower), req.method, req.path(), req.body, want,
+                                     WallSeconds(), &cache);
+      if (v != cm_auth::Verdict::kOk) {
+        log::Warn("refused a report from " + req.peer_ip + ": " + cm_auth::VerdictText(v));
+        return Error(cm_auth::VerdictStatus(v), cm_auth::VerdictText(v));
+      }
     }
-    char buf[65536];
-    for (;;) {  // until the leader closes
-      ssize_t n = read(c, buf, sizeof buf);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) break;
-      std::fwrite(buf, 1, static_cast<size_t>(n), stdout);
-    }
+    std::string line = req.body;
+    while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
+    std::fwrite(line.data(), 1, line.size(), stdout);
+    std::fputc('\n', stdout);
     std::fflush(stdout);
-    close(c);
-  }
+    return http::Response::Json(200, "{\"ok\":true}");
+  });
+  if (!srv.ok()) return log::Error("report-sink: " + srv.status().message()), Code::kFailure;
+  for (;;) pause();  // until killed
 }
 
 }  // namespace cm::leaderrun

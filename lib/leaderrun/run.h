@@ -36,8 +36,10 @@ struct WhoOptions {
 // Listens on the control channel and prints the leader; kNotFound if none.
 Code Who(const WhoOptions& o);
 
-// Accepts TCP connections on `listen` and prints every report received
-// (Transport::kReport: one per connection), until killed.
-Code ReportSink(proto::Address listen);
+// An HTTP stand-in for the CCM's report endpoint on `listen`: prints the
+// body of every POST /v1/leader-report as one JSON line and answers 200;
+// with `key`, only reports whose CM-Auth stamp verifies (else 401/403/409).
+// Runs until killed; kFailure if it cannot listen.
+Code ReportSink(proto::Address listen, std::optional<GroupKey> key);
 
 }  // namespace cm::leaderrun

@@ -119,7 +119,12 @@ struct Driver::Impl {
         FlushDatagrams();
         SendStream(s);
       } else if (s.transport == proto::Transport::kReport) {
-        SendReport(s);
+        ++stats.reports_out;
+        if (hooks.report) {
+          hooks.report(s);
+        } else {
+          ++stats.report_errors;
+        }
       } else {
         dgrams.push_back(&s);
         if (dgrams.size() == kBatch) FlushDatagrams();
@@ -325,25 +330,6 @@ struct Driver::Impl {
     for (const auto& g : groups)
       if (g->sock.is_open() && g->sock.native_handle() == fd) return true;
     return false;
-  }
-
-  // One connection per report: connect, write, close (the reader reads to EOF).
-  void SendReport(const proto::Send& s) {
-    auto sock = std::make_shared<tcp::socket>(io);
-    auto data = std::make_shared<std::string>(s.bytes);
-    ++stats.reports_out;
-    sock->async_connect(tcp::endpoint(V4(s.to.ip), s.to.port), [this, sock, data](const boost::system::error_code& ec) {
-      if (ec) {
-        ++stats.report_errors;
-        return;
-      }
-      asio::async_write(*sock, asio::buffer(*data), [this, sock, data](const boost::system::error_code& ec2, size_t) {
-        if (ec2) ++stats.report_errors;
-        boost::system::error_code ignored;
-        sock->shutdown(tcp::socket::shutdown_both, ignored);
-        sock->close(ignored);
-      });
-    });
   }
 
   void ReadUnicast() {

@@ -5,7 +5,8 @@
 // unicast socket (also the source of every datagram we send, multicast
 // included), and TCP on the unicast port number for Transport::kStream
 // messages (each framed by a 4-byte little-endian length: the one stream
-// framing). Transport::kReport bytes go alone on a fresh TCP connection.
+// framing). Transport::kReport messages are handed to the tool's edge
+// (RunHooks::report; cm-leader POSTs them to the CCM's HTTP server).
 // Asio stays inside driver.cc; this header is free of it.
 #pragma once
 
@@ -56,7 +57,7 @@ class CoreRef : public CoreHandle {
 
 struct DriverStats {
   uint64_t datagrams_in = 0, datagrams_out = 0, bytes_out = 0, send_errors = 0, streams_out = 0, streams_in = 0;
-  uint64_t reports_out = 0, report_errors = 0;  // Transport::kReport
+  uint64_t reports_out = 0, report_errors = 0;  // Transport::kReport: handed to hooks.report / dropped without one
   uint64_t group_errors = 0;                    // a join asked by Effects::groups that failed
 };
 
@@ -74,6 +75,10 @@ struct RunHooks {
   // Once, on SIGINT/SIGTERM, before Run returns kInterrupted: may hand the
   // core a last event with Call() (e.g. a leader resigns); its sends go out.
   std::function<void()> on_signal;
+  // Every Transport::kReport send (the core's report to a collector that is
+  // not a core); null: such sends are dropped (counted in report_errors).
+  // Must not block: the edge queues the delivery elsewhere.
+  std::function<void(const proto::Send&)> report;
 };
 
 class Driver {

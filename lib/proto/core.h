@@ -49,9 +49,10 @@ enum class Transport : uint8_t {
   // one connection per peer, each message framed by a 4-byte little-endian
   // length: the one stream framing, lib/net/driver.h).
   kStream,
-  // A report to a collector that is not a core (the CCM's listener for
-  // cm-leader reports): the bytes alone on a fresh TCP connection, closed
-  // after writing, so the connection delimits the message.
+  // A report to a collector that is not a core (cm-leader's segment report
+  // to the CCM): the driver hands it to the tool's edge, which delivers it
+  // (cm-leader: an authenticated POST /v1/leader-report to the CCM's HTTP
+  // server, lib/leaderrun/reporter.h).
   kReport,
 };
 

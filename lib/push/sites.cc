@@ -162,10 +162,10 @@ Status Parser::ParseCcm(const toml::table& t, CcmConfig* ccm) {
   CM_ASSIGN_OR_RETURN(ccm->listen, Endpoint(t, "listen", path));
   CM_ASSIGN_OR_RETURN(std::optional<int64_t> port, Int(t, "relay_port", path, 1, 65535));
   if (port) ccm->relay_port = static_cast<uint16_t>(*port);
-  if (t.get("leader_reports")) {
-    CM_ASSIGN_OR_RETURN(proto::Address a, Endpoint(t, "leader_reports", path));
-    ccm->leader_reports = a;
-  }
+  if (t.get("leader_reports"))  // the raw TCP listener is gone: cm-leader reports come over HTTP
+    return Fail(*t.get("leader_reports"), "ccm.leader_reports",
+                "no longer exists: remove it and give cm-leader --ccm the CCM's HTTP address (ccm.listen), "
+                "with --key-file");
   CM_ASSIGN_OR_RETURN(std::optional<std::string> url, Str(t, "url", path));
   if (url) {
     auto norm = NormalizeHttpUrl(*url);

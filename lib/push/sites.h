@@ -2,9 +2,8 @@
 // where the CCM listens, and every site with its multicast group and servers.
 //
 //   [ccm]
-//   listen = "198.18.0.1:7700"          HTTP endpoint relays report to and fetch from
+//   listen = "198.18.0.1:7700"          HTTP endpoint relays (and cm-leader --ccm) report to and fetch from
 //   url = "http://ccm.example:7700"     optional: what relays are told (default http://<listen>)
-//   leader_reports = "198.18.0.1:7701"  optional: TCP listener for cm-leader --ccm reports
 //   order = ["ams", "fra"]              optional admin override: these sites first, in this order
 //   relay_port = 7710                   default port of every relay's HTTP endpoint
 //   [[site]]
@@ -76,7 +75,6 @@ struct Site {
 struct CcmConfig {
   proto::Address listen;
   std::string url;  // what relays are told to use, no trailing '/'
-  std::optional<proto::Address> leader_reports;
   std::vector<std::string> order;  // site names, each a site of the file
   uint16_t relay_port = kDefaultRelayPort;
 };

@@ -42,7 +42,7 @@ push::Sealed AuthEdge::Seal(const std::string& to, push::Endpoint ep, std::strin
   s.to = to;
   s.exp = WallSeconds() + lifetime_s;
   s.nonce = NewNonce();
-  auth::Sign(&s, *sign_, push::EndpointMethod(ep), push::EndpointPath(ep), body);
+  auth::Sign(&s, sign_->secret, push::EndpointMethod(ep), push::EndpointPath(ep), body);
   out.body = std::move(body);
   out.auth = auth::Format(s);
   return out;
@@ -56,7 +56,7 @@ std::string AuthEdge::SealAnswer(const std::string& to, const std::string& req_p
   s.to = to;
   s.exp = WallSeconds() + kReportLifetime;
   s.nonce = NewNonce();
-  auth::Sign(&s, *sign_, "ANSWER", req_path, body);
+  auth::Sign(&s, sign_->secret, "ANSWER", req_path, body);
   return auth::Format(s);
 }
 
@@ -81,7 +81,7 @@ std::string AuthEdge::CheckAnswer(const push::Call& call, const http::HeaderMap&
   want.alg = auth::Alg::kEd25519;
   want.to = self_;
   want.from = auth::kCcmName;
-  want.pub = ccm_pub_ ? &*ccm_pub_ : nullptr;
+  want.pub = ccm_pub_ ? &ccm_pub_->bytes : nullptr;
   auto v = auth::Verify(it == headers.end() ? nullptr : &it->second, "ANSWER", push::EndpointPath(call.endpoint), body,
                         want, WallSeconds(), nullptr);
   if (v == auth::Verdict::kOk) return {};
@@ -93,7 +93,7 @@ auth::Verdict AuthEdge::CheckOrder(const http::Request& req) {
   want.alg = auth::Alg::kEd25519;
   want.to = self_;
   want.from = auth::kCcmName;
-  want.pub = ccm_pub_ ? &*ccm_pub_ : nullptr;
+  want.pub = ccm_pub_ ? &ccm_pub_->bytes : nullptr;
   std::lock_guard<std::mutex> l(mu_);
   return auth::Verify(req.header(auth::kHeaderLower), req.method, req.path(), req.body, want, WallSeconds(), &cache_);
 }

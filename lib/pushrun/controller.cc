@@ -188,9 +188,8 @@ Status Controller::Setup() {
   auth_ = std::make_unique<AuthEdge>(NewCcmId(), *sign, std::nullopt, *group);
   std::string listen = opts_.listen.empty() ? sites_.ccm.listen.ToString() : opts_.listen;
   if (listen.empty()) return Error(Code::kUsage, opts_.sites_file + ": [ccm] listen is required (or --listen)");
-  // Leader reports: by POST /v1/leader-report, and on the old listener.
+  // Leader reports: by POST /v1/leader-report (stamped like every report).
   reports_ = std::make_unique<LeaderReports>();
-  reports_->SetKey(*group);
   if (!opts_.sequential) {
     reports_->SetOnReport([this](const LeaderReport& rep) {
       const push::Server* s = sites_.ServerByAddress(rep.leader_ip);
@@ -203,7 +202,6 @@ Status Controller::Setup() {
         Apply(a);
       });
     });
-    if (sites_.ccm.leader_reports) CM_RETURN_IF_ERROR(reports_->Listen(sites_.ccm.leader_reports->ToString()));
   }
   if (opts_.live_view) view_ = std::make_unique<LiveView>();
   http::ServerOptions so;
@@ -352,8 +350,9 @@ http::Response Controller::Handle(const http::Request& req) {
       return AuthEdge::Refuse(v, req);
     auto rep = LeaderReports::Parse(req.body);
     if (!rep) return JsonError(400, "not a cm-leader segment report");
-    reports_->Add(std::move(*rep));
-    return http::Response::Json(200, push::EncodeAck());
+    // "latest": whether it became its segment's latest (an older term does not).
+    const bool latest = reports_->Add(std::move(*rep));
+    return http::Response::Json(200, JsonObject().Bool("ok", true).Bool("latest", latest).Build());
   }
   push::Endpoint ep;
   if (!push::ParseEndpoint(path, &ep)) return JsonError(404, "no such resource");
@@ -608,7 +607,6 @@ PushOutcome Controller::Finish() {
 }
 
 void Controller::Shutdown() {
-  if (reports_) reports_->Stop();
   if (runner_) runner_->Stop();
   if (loop_) loop_->Stop();
   if (commit_thread_.joinable()) commit_thread_.join();
@@ -650,7 +648,6 @@ Result<PushOutcome> Controller::Run() {
     done_cv_.wait(l, [&] { return done_; });
   }
   // The core is finished; the loop answers every late request as over.
-  if (reports_) reports_->Stop();
   runner_->Stop();
   if (commit_thread_.joinable()) commit_thread_.join();
   loop_->Run([this] {

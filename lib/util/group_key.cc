@@ -35,35 +35,4 @@ bool MacMatches(const GroupKey& key, std::string_view bytes, const uint8_t* mac)
   return sodium_memcmp(want.data(), mac, kMacSize) == 0;
 }
 
-namespace {
-constexpr std::string_view kReportContext = "cm-leader report v1\n";
-constexpr std::string_view kMacMember = ",\"mac\":\"";
-}  // namespace
-
-std::string SealReport(const GroupKey& key, std::string_view json) {
-  while (!json.empty() && (json.back() == '\n' || json.back() == ' ')) json.remove_suffix(1);
-  if (json.size() < 2 || json.back() != '}') return std::string(json);
-  Mac m = ComputeMac(key, std::string(kReportContext) + std::string(json));
-  std::string out(json.substr(0, json.size() - 1));
-  out += kMacMember;
-  out += ToHex(m.data(), m.size());
-  out += "\"}";
-  return out;
-}
-
-std::optional<std::string> OpenReport(const GroupKey& key, std::string_view sealed) {
-  while (!sealed.empty() && (sealed.back() == '\n' || sealed.back() == '\r' || sealed.back() == ' '))
-    sealed.remove_suffix(1);
-  const size_t tail = kMacMember.size() + 2 * kMacSize + 2;  // ,"mac":"<hex>"}
-  if (sealed.size() < tail + 2 || sealed.substr(sealed.size() - 2) != "\"}") return std::nullopt;
-  const size_t at = sealed.size() - tail;
-  if (sealed.substr(at, kMacMember.size()) != kMacMember) return std::nullopt;
-  Mac mac{};
-  if (!FromHex(sealed.substr(at + kMacMember.size(), 2 * kMacSize), mac.data(), mac.size())) return std::nullopt;
-  std::string json(sealed.substr(0, at));
-  json += '}';
-  if (!MacMatches(key, std::string(kReportContext) + json, mac.data())) return std::nullopt;
-  return json;
-}
-
 }  // namespace cm

@@ -1,5 +1,7 @@
 // The group key and the one MAC of the project's wires (cm-leader's control
-// channel, cm-mcast's datagrams and streams; docs/protocol/leader.md, mcast.md).
+// channel, cm-mcast's datagrams and streams, and, with a key derived from the
+// group key, every report's CM-Auth tag: util/cm_auth.h; docs/protocol/leader.md,
+// mcast.md, push.md).
 //
 // Key file format (written by `cm-pack keygen --group`, lib/pack/keys.h):
 //   "cm-group-key-v1 <base64 of 32 bytes>\n"
@@ -11,7 +13,6 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
-#include <optional>
 #include <string>
 #include <string_view>
 
@@ -32,12 +33,5 @@ using Mac = std::array<uint8_t, kMacSize>;
 Mac ComputeMac(const GroupKey& key, std::string_view bytes);
 // Constant-time comparison of ComputeMac(key, bytes) with mac[0..kMacSize).
 bool MacMatches(const GroupKey& key, std::string_view bytes, const uint8_t* mac);
-
-// A cm-leader segment report (one JSON object) sealed for the CCM's
-// listener: the same object with a last member "mac" (hex of the MAC over
-// "cm-leader report v1\n" and the object without it). OpenReport returns
-// the object as it was sealed, or nullopt when the MAC is missing or wrong.
-std::string SealReport(const GroupKey& key, std::string_view json_object);
-std::optional<std::string> OpenReport(const GroupKey& key, std::string_view sealed);
 
 }  // namespace cm

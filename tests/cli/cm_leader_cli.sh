@@ -1,7 +1,9 @@
 #!/bin/bash
 # cm-leader end to end on loopback (no root): usage errors; `who` exit 3 with
 # no leader; three nodes from one TOML file with flags overriding it; the
-# leader's reports reach `report-sink`; the hooks run with their environment;
+# leader's reports reach an HTTP `report-sink` that checks their CM-Auth
+# stamp as the CCM does (POST /v1/leader-report; a report stamped with
+# another group key is refused, and an unkeyed --ccm warns); the hooks run with their environment;
 # `who --members --json`; SIGTERM hands over (on_demoted, on_elected).
 source "$(dirname "$0")/lib.inc"
 PORT=$((20000 + RANDOM % 30000))
@@ -35,7 +37,11 @@ expect_rc 2 cm-leader run --config "$T/missing.toml"
 expect_rc 3 cm-leader who --group "$GROUP" --address 127.0.0.1 --timeout 1 --json
 grep -qx '{"leader":null}' "$T/out" || fail "who --json without a leader: $(cat "$T/out")"
 
-cm-leader report-sink --listen 127.0.0.1:$SINK_PORT >"$T/reports" 2>"$T/sink.err" &
+cm-pack keygen --group -o "$T/group.key" >/dev/null || fail "keygen --group"
+cm-pack keygen --group -o "$T/other.key" >/dev/null || fail "keygen --group (other)"
+expect_rc 2 cm-leader run --group 239.1.1.1:7400 --address 127.0.0.1 --ccm 127.0.0.1:7701:3
+one_error_line cm-leader
+cm-leader report-sink --listen 127.0.0.1:$SINK_PORT --key-file "$T/group.key" >"$T/reports" 2>"$T/sink.err" &
 PIDS+=($!)
 
 # One configuration for all; node 3 overrides the priority by flag.
@@ -46,7 +52,8 @@ priority = 10
 heartbeat = 0.2
 segment = "loopseg"
 location = "Europe/Paris"
-ccm = "127.0.0.1:$SINK_PORT"
+ccm = "http://127.0.0.1:$SINK_PORT"
+key_file = "$T/group.key"
 on_elected = "env | grep ^CM_LEADER_ | sort > $T/elected.\$CM_LEADER_SELF"
 on_demoted = "env | grep ^CM_LEADER_ | sort > $T/demoted.\$CM_LEADER_SELF"
 on_member_change = "echo \"\$CM_LEADER_SELF \$CM_LEADER_STATE \$CM_LEADER_MEMBERS\" >> $T/members"
@@ -105,4 +112,30 @@ wait_for 10 grep -q '"leader":2' "$T/reports" || fail "no report from the new le
 kill -TERM "$PID1" "$PID2"
 wait "$PID1" "$PID2" || true
 expect_rc 3 cm-leader who --group "$GROUP" --address 127.0.0.1 --timeout 1
+grep -q refused "$T/sink.err" && fail "the sink refused a genuine report: $(cat "$T/sink.err")"
+
+# A leader keyed with another group key: its reports are refused (401), it
+# says so once, and nothing reaches the sink's output.
+lines=$(wc -l <"$T/reports")
+GROUP2=239.255.$((RANDOM % 250)).$((RANDOM % 250 + 1)):$((PORT + 2))
+cm-leader run --group "$GROUP2" --address 127.0.0.1 --id 7 --static-leader 7 --segment other --heartbeat 0.2 \
+  --key-file "$T/other.key" --ccm "127.0.0.1:$SINK_PORT" >"$T/node7.out" 2>"$T/node7.err" &
+PIDS+=($!)
+PID7=$!
+wait_for 10 grep -q 'segment report not taken by the CCM.*401' "$T/node7.err" || fail "node 7: $(cat "$T/node7.err")"
+grep -q 'refused a report from 127.0.0.1: unauthenticated: CM-Auth tag does not verify' "$T/sink.err" ||
+  fail "sink: $(cat "$T/sink.err")"
+[[ $(wc -l <"$T/reports") == "$lines" ]] || fail "a wrongly keyed report was printed: $(tail -n 1 "$T/reports")"
+kill -TERM "$PID7"; wait "$PID7" || true
+
+# Unkeyed with --ccm: one warning at start, and no report is sent.
+cm-leader run --group "$GROUP2" --address 127.0.0.1 --id 8 --static-leader 8 --segment other --heartbeat 0.2 \
+  --ccm "127.0.0.1:$SINK_PORT" >"$T/node8.out" 2>"$T/node8.err" &
+PIDS+=($!)
+PID8=$!
+wait_for 5 grep -q -- '--ccm without a group key' "$T/node8.err" || fail "node 8: $(cat "$T/node8.err")"
+sleep 1
+kill -TERM "$PID8"; wait "$PID8" || true
+[[ $(grep -c -- '--ccm without a group key' "$T/node8.err") == 1 ]] || fail "node 8 warned more than once"
+[[ $(wc -l <"$T/reports") == "$lines" ]] || fail "an unkeyed report was printed: $(tail -n 1 "$T/reports")"
 echo "ok: cm-leader cli"

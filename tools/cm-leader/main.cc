@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "leader/timers.h"
+#include "leaderrun/reporter.h"
 #include "leaderrun/run.h"
 #include "net/route.h"
 #include "util/exit_codes.h"
@@ -51,7 +52,7 @@ int main(int argc, char** argv) {
   CLI::App app{"cm-leader: elects the group leader of a LAN segment, keeps its membership and reports it.\n"
                "  cm-leader run --config segment.toml [--json]\n"
                "  cm-leader who --group ADDR:PORT [--members] [--json]\n"
-               "  cm-leader report-sink --listen ADDR:PORT",
+               "  cm-leader report-sink --listen ADDR:PORT [--key-file K]",
                "cm-leader"};
   app.set_version_flag("--version", std::string("cm-leader ") + CM_VERSION);
   app.add_flag("-q,--quiet", o.quiet, "Errors only");
@@ -76,7 +77,7 @@ int main(int argc, char** argv) {
   opt("--heartbeat", "heartbeat", o.heartbeat, "Leader Alive interval in seconds (default 1)");
   opt("--timers", "timers", o.timers, "'default' or 'source' (5 s / 10 s / 10-15 s)");
   opt("--key-file", "key_file", o.key_file, "Group key (cm-group-key-v1): authenticate every message");
-  opt("--ccm", "ccm", o.ccm, "Send segment reports to ADDR:PORT over TCP");
+  opt("--ccm", "ccm", o.ccm, "The CCM's HTTP address (ADDR:PORT or http://ADDR:PORT): POST segment reports there (needs the key)");
   opt("--leaders", "leaders", o.leaders, "Pre-assigned leader ids (only they may lead)");
   opt("--static-leader", "static_leader", o.static_leader, "Static override: this id leads, no election");
   opt("--on-elected", "on_elected", o.on_elected, "Command run on becoming leader");
@@ -93,8 +94,9 @@ int main(int argc, char** argv) {
   who->add_option("--timeout", o.timeout, "Seconds to listen (default 4: three intervals plus skew)");
   who->add_flag("--members", o.members, "Also print the member list");
   who->add_flag("--json", o.json, "One JSON object");
-  CLI::App* sink = app.add_subcommand("report-sink", "Print the reports a CCM would receive (JSON lines)");
+  CLI::App* sink = app.add_subcommand("report-sink", "Take reports as a CCM would (HTTP) and print them (JSON lines)");
   sink->add_option("--listen", o.listen, "ADDR:PORT to listen on")->required();
+  sink->add_option("--key-file", o.key_file, "Group key: refuse reports whose CM-Auth stamp does not verify");
   app.require_subcommand(1);
   try {
     app.parse(argc, argv);
@@ -110,7 +112,9 @@ int main(int argc, char** argv) {
   if (sink->parsed()) {
     proto::Address a;
     if (!proto::ParseAddress(o.listen, &a)) return Fail(Error(Code::kUsage, "report-sink: bad --listen address: " + o.listen));
-    return ExitCodeFor(leaderrun::ReportSink(a));
+    std::optional<GroupKey> key;
+    if (Status st = LoadKey(o.key_file, &key); !st.ok()) return Fail(st);
+    return ExitCodeFor(leaderrun::ReportSink(a, key));
   }
   if (who->parsed()) {
     leaderrun::WhoOptions w;
@@ -161,7 +165,8 @@ int main(int argc, char** argv) {
   c.rng_seed = static_cast<uint64_t>(wall) ^ (c.id * 0x9e3779b97f4a7c15ull);
   if (!o.ccm.empty()) {
     proto::Address a;
-    if (!proto::ParseAddress(o.ccm, &a)) return Fail(Error(Code::kUsage, "bad --ccm: " + o.ccm));
+    if (!leaderrun::ParseCcmAddress(o.ccm, &a))
+      return Fail(Error(Code::kUsage, "bad --ccm: " + o.ccm + " (want the CCM's HTTP address, ADDR:PORT or http://ADDR:PORT)"));
     c.ccm = a;
   }
   r.facts.name = o.name;

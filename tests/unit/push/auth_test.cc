@@ -1,13 +1,17 @@
-// push/auth.h: the CM-Auth header, its tags, the checks a receiver makes and
+// util/cm_auth.h (push/auth.h): the CM-Auth header, its tags, the checks a receiver makes and
 // the bounded nonce cache.
 #include "push/auth.h"
+
+#include <sodium.h>
 
 #include <gtest/gtest.h>
 #include <rapidcheck/gtest.h>
 
+#include "pack/keys.h"
 #include "support/test_util.h"
+#include "util/hash.h"
 
-namespace cm::push::auth {
+namespace cm::cm_auth {
 namespace {
 
 constexpr int64_t kNow = 1'800'000'000;
@@ -35,7 +39,7 @@ Stamp Order(const std::string& to, const std::string& body, int64_t exp = kNow +
   s.to = to;
   s.exp = exp;
   s.nonce = nonce;
-  Sign(&s, K().sign, "POST", "/v1/fetch", body);
+  Sign(&s, K().sign.secret, "POST", "/v1/fetch", body);
   return s;
 }
 
@@ -44,7 +48,7 @@ Expectation OrderFor(const std::string& to) {
   w.alg = Alg::kEd25519;
   w.to = to;
   w.from = kCcmName;
-  w.pub = &K().sign.pub;
+  w.pub = &K().sign.pub.bytes;
   return w;
 }
 
@@ -94,7 +98,7 @@ TEST(Auth, EveryAlterationIsRefused) {
   ASSERT_TRUE(pack::GenerateSigningKey(dir / "other").ok());
   auto other = pack::LoadSigningKey(dir / "other");
   Stamp s = Order("web1", body);
-  Sign(&s, *other, "POST", "/v1/fetch", body);
+  Sign(&s, other->secret, "POST", "/v1/fetch", body);
   std::string forged = Format(s);
   EXPECT_EQ(v(&forged, "POST", "/v1/fetch", body, OrderFor("web1")), Verdict::kBadTag);
   // A MAC (what every server can make) where an order needs the CCM's signature.
@@ -109,6 +113,27 @@ TEST(Auth, EveryAlterationIsRefused) {
   rep.from = kCcmName;
   rep.report_key = &K().report;
   EXPECT_EQ(v(&mac, "POST", "/v1/fetch", body, rep), Verdict::kOk) << "only a receiver that asks for a MAC takes it";
+}
+
+// One MAC construction: a mac tag is util/group_key.h's ComputeMac (16
+// bytes) with the report key over SignedBytes, and the report key is a KDF
+// of the group key (not the group key itself, not a truncation of it).
+TEST(Auth, TheMacTagIsComputeMacWithTheReportKey) {
+  const GroupKey group{1, 2, 3};
+  const GroupKey report = ReportKey(group);
+  EXPECT_NE(report, group);
+  EXPECT_EQ(ReportKey(group), report) << "deterministic";
+  Stamp s;
+  s.from = "leader-7";
+  s.to = kCcmName;
+  s.exp = kNow + 60;
+  s.nonce = std::string(32, 'c');
+  Mac(&s, report, "POST", "/v1/leader-report", "{\"segment\":\"a\"}");
+  const cm::Mac want = ComputeMac(report, SignedBytes(s, "POST", "/v1/leader-report", "{\"segment\":\"a\"}"));
+  std::vector<char> b64(sodium_base64_ENCODED_LEN(want.size(), sodium_base64_VARIANT_ORIGINAL));
+  sodium_bin2base64(b64.data(), b64.size(), want.data(), want.size(), sodium_base64_VARIANT_ORIGINAL);
+  EXPECT_EQ(s.tag, std::string(b64.data()));
+  EXPECT_EQ(s.tag.size(), 24u) << "16 bytes";
 }
 
 TEST(Auth, ReportStampsNeedTheGroupKey) {
@@ -167,4 +192,4 @@ RC_GTEST_PROP(Auth, ParseIsTotalOnMutatedHeaders, (size_t pos, char c)) {
 }
 
 }  // namespace
-}  // namespace cm::push::auth
+}  // namespace cm::cm_auth

@@ -55,8 +55,6 @@ TEST(SitesTest, ExampleFileParses) {
   const SitesConfig& c = *r;
   EXPECT_EQ(c.ccm.listen.ToString(), "198.18.0.1:7700");
   EXPECT_EQ(c.ccm.url, "http://198.18.0.1:7700");
-  ASSERT_TRUE(c.ccm.leader_reports);
-  EXPECT_EQ(c.ccm.leader_reports->ToString(), "198.18.0.1:7701");
   EXPECT_EQ(c.ccm.order, (std::vector<std::string>{"ams", "fra"}));
   EXPECT_EQ(c.ccm.relay_port, 7710);
   ASSERT_EQ(c.sites.size(), 3u);
@@ -95,7 +93,6 @@ TEST(SitesTest, MinimalFileGetsDefaults) {
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(r->source, "sites.toml");
   EXPECT_EQ(r->ccm.relay_port, kDefaultRelayPort);
-  EXPECT_FALSE(r->ccm.leader_reports);
   EXPECT_TRUE(r->ccm.order.empty());
   EXPECT_EQ(r->sites[0].servers[0].url, "http://198.18.1.10:7710");
   EXPECT_EQ(r->sites[0].servers[0].line, 9);
@@ -168,6 +165,14 @@ TEST(SitesTest, GroupMustBeMulticastWithAPort) {
             "sites.toml:7: site[ams].group: \"239.192.0.1:70000\" is not ADDR:PORT (IPv4, port 1..65535)");
 }
 
+// The raw TCP listener for cm-leader reports is gone (they come to the HTTP
+// server): a file that still names one is refused, saying what to do.
+TEST(SitesTest, TheOldLeaderReportsListenerIsRefusedWithWhatToDo) {
+  EXPECT_EQ(ErrorOf(Edit("listen = \"198.18.0.1:7700\"", "listen = \"198.18.0.1:7700\"\nleader_reports = \"198.18.0.1:7701\"")),
+            "sites.toml:4: ccm.leader_reports: no longer exists: remove it and give cm-leader --ccm the CCM's HTTP "
+            "address (ccm.listen), with --key-file");
+}
+
 TEST(SitesTest, PortsInRange) {
   EXPECT_EQ(ErrorOf(Edit("listen = \"198.18.0.1:7700\"", "listen = \"198.18.0.1:7700\"\nrelay_port = 0")),
             "sites.toml:4: ccm.relay_port: 0 is out of range (1..65535)");
@@ -175,8 +180,6 @@ TEST(SitesTest, PortsInRange) {
             "sites.toml:4: ccm.relay_port: 65536 is out of range (1..65535)");
   EXPECT_EQ(ErrorOf(Edit("listen = \"198.18.0.1:7700\"", "listen = \"198.18.0.1\"")),
             "sites.toml:3: ccm.listen: \"198.18.0.1\" is not ADDR:PORT (IPv4, port 1..65535)");
-  EXPECT_EQ(ErrorOf(Edit("listen = \"198.18.0.1:7700\"", "listen = \"198.18.0.1:7700\"\nleader_reports = \"x:1\"")),
-            "sites.toml:4: ccm.leader_reports: \"x:1\" is not ADDR:PORT (IPv4, port 1..65535)");
   EXPECT_EQ(ErrorOf(Edit("address = \"198.18.1.10\"", "address = \"198.18.1.10\"\nurl = \"http://h:0\"")),
             "sites.toml:12: site[ams].server[ams-1].url: \"http://h:0\" is not http://HOST[:PORT]");
 }

@@ -48,7 +48,7 @@ std::unique_ptr<FakeRelay> StartRelay(const std::string& name, const pack::Publi
       want.alg = push::auth::Alg::kEd25519;
       want.to = p->name;
       want.from = push::auth::kCcmName;
-      want.pub = &p->pub;
+      want.pub = &p->pub.bytes;
       if (push::auth::Verify(req.header("cm-auth"), req.method, req.path(), req.body, want, WallSeconds(), nullptr) ==
           push::auth::Verdict::kOk)
         ++p->sealed;
@@ -91,8 +91,9 @@ TEST(Controller, TimeoutEndsAPushWhoseRelaysNeverReportAndTheCcmKeepsAnswering) 
   o.verbosity = 0;
   o.sign_key = dir / "ccm.key";
   o.group_key = dir / "group.key";
-  std::atomic<int> report_status{0}, unstamped_status{0}, status_status{0}, forged_site{0}, other_run_site{0};
-  std::string status_body;
+  std::atomic<int> report_status{0}, unstamped_status{0}, wrong_key_status{0}, older_status{0}, replay_status{0},
+      status_status{0}, forged_site{0}, other_run_site{0};
+  std::string status_body, report_body, older_body;
   std::thread poker([&] {
     for (int i = 0; i < 100; ++i) {
       std::string ccm;
@@ -101,18 +102,40 @@ TEST(Controller, TimeoutEndsAPushWhoseRelaysNeverReportAndTheCcmKeepsAnswering) 
         ccm = a1->ccm;
       }
       if (!ccm.empty()) {
-        const std::string body = R"({"type":"segment","segment":"a","leader_address":"127.0.0.2:7400","epoch":2})";
+        // cm-leader's segment report, as lib/leaderrun/reporter.cc stamps it.
+        const std::string body =
+            R"({"type":"segment-report","segment":"a","leader":2,"leader_address":"127.0.0.2:7400","epoch":2})";
+        auto stamp = [&](const GroupKey& key, const std::string& b) {
+          push::auth::Stamp st;
+          st.from = "a1";
+          st.to = push::auth::kCcmName;
+          st.exp = WallSeconds() + 60;
+          st.nonce = NewNonce();
+          push::auth::Mac(&st, push::auth::ReportKey(key), "POST", "/v1/leader-report", b);
+          return http::HeaderList{{"CM-Auth", push::auth::Format(st)}};
+        };
         auto bare = http::Call("POST", ccm + "/v1/leader-report", body, milliseconds(1000));
         if (bare.ok()) unstamped_status = bare->status;
-        push::auth::Stamp st;
-        st.from = "a1";
-        st.to = push::auth::kCcmName;
-        st.exp = WallSeconds() + 60;
-        st.nonce = NewNonce();
-        push::auth::Mac(&st, push::auth::ReportKey(*group), "POST", "/v1/leader-report", body);
-        auto r = http::Call("POST", ccm + "/v1/leader-report", body, milliseconds(1000), "application/json",
-                            {{"CM-Auth", push::auth::Format(st)}});
-        if (r.ok()) report_status = r->status;
+        auto wrong = http::Call("POST", ccm + "/v1/leader-report", body, milliseconds(1000), "application/json",
+                                stamp(GroupKey{9, 9, 9}, body));
+        if (wrong.ok()) wrong_key_status = wrong->status;
+        const http::HeaderList good = stamp(*group, body);
+        auto r = http::Call("POST", ccm + "/v1/leader-report", body, milliseconds(1000), "application/json", good);
+        if (r.ok()) {
+          report_status = r->status;
+          report_body = r->body;
+        }
+        auto again = http::Call("POST", ccm + "/v1/leader-report", body, milliseconds(1000), "application/json", good);
+        if (again.ok()) replay_status = again->status;
+        // An older term, stamped: taken, but the store keeps the epoch-2 report.
+        std::string older = body;
+        older.replace(older.find("\"epoch\":2"), 9, "\"epoch\":1");
+        auto o1 = http::Call("POST", ccm + "/v1/leader-report", older, milliseconds(1000), "application/json",
+                             stamp(*group, older));
+        if (o1.ok()) {
+          older_status = o1->status;
+          older_body = o1->body;
+        }
         // A forged final report ("every server committed") is refused: no
         // stamp, and a genuine stamp for another CCM run.
         const std::string site =
@@ -155,7 +178,12 @@ TEST(Controller, TimeoutEndsAPushWhoseRelaysNeverReportAndTheCcmKeepsAnswering) 
   EXPECT_EQ(unstamped_status.load(), 401);
   EXPECT_EQ(forged_site.load(), 401);
   EXPECT_EQ(other_run_site.load(), 403);
+  EXPECT_EQ(wrong_key_status.load(), 401) << "a report stamped with another group key";
   EXPECT_EQ(report_status.load(), 200);
+  EXPECT_EQ(report_body, R"({"ok":true,"latest":true})") << "the stamped report reached the store";
+  EXPECT_EQ(replay_status.load(), 409) << "the same stamp again";
+  EXPECT_EQ(older_status.load(), 200);
+  EXPECT_EQ(older_body, R"({"ok":true,"latest":false})") << "the store holds the epoch-2 report";
   EXPECT_EQ(status_status.load(), 200);
   EXPECT_NE(status_body.find("\"serial\":7"), std::string::npos) << status_body;
 }

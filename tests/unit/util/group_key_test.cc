@@ -55,22 +55,5 @@ TEST(GroupKey, MacIsKeyedBlake2b128AndChecksEveryByte) {
   EXPECT_FALSE(MacMatches(other, msg, m.data()));
 }
 
-TEST(GroupKey, ASealedLeaderReportOpensOnlyWithItsKeyAndUnchanged) {
-  GroupKey key{7}, other{8};
-  const std::string json = R"({"type":"segment-report","segment":"a","leader_address":"10.0.0.1:7400","epoch":3})";
-  std::string sealed = SealReport(key, json + "\n");
-  EXPECT_NE(sealed.find("\"mac\":\""), std::string::npos);
-  auto opened = OpenReport(key, sealed + "\n");
-  ASSERT_TRUE(opened);
-  EXPECT_EQ(*opened, json);
-  EXPECT_FALSE(OpenReport(other, sealed));
-  EXPECT_FALSE(OpenReport(key, json)) << "an unsealed report";
-  std::string forged = sealed;
-  forged.replace(forged.find("10.0.0.1"), 8, "10.0.0.9");  // another leader
-  EXPECT_FALSE(OpenReport(key, forged));
-  EXPECT_FALSE(OpenReport(key, ""));
-  EXPECT_FALSE(OpenReport(key, "}"));
-}
-
 }  // namespace
 }  // namespace cm

@@ -1,4 +1,4 @@
-#include "push/auth.h"
+#include "util/cm_auth.h"
 
 #include <sodium.h>
 
@@ -8,10 +8,8 @@
 
 #include "util/hash.h"
 
-namespace cm::push::auth {
+namespace cm::cm_auth {
 namespace {
-
-constexpr size_t kMacBytes = 32;
 
 const char* AlgName(Alg a) { return a == Alg::kEd25519 ? "ed25519" : "mac"; }
 
@@ -47,12 +45,6 @@ bool ValidNonce(std::string_view s) {
 }
 
 Status Bad(const std::string& why) { return Error(Code::kCorrupt, "CM-Auth: " + why); }
-
-void ComputeMac(const GroupKey& key, std::string_view bytes, uint8_t* out) {
-  InitCrypto();
-  crypto_generichash(out, kMacBytes, reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), key.data(),
-                     key.size());
-}
 
 }  // namespace
 
@@ -146,28 +138,30 @@ std::string SignedBytes(const Stamp& s, std::string_view method, std::string_vie
 }
 
 GroupKey ReportKey(const GroupKey& group_key) {
+  InitCrypto();
   GroupKey out{};
   static constexpr std::string_view kContext = "cm-push report key v1";
-  ComputeMac(group_key, kContext, out.data());
+  crypto_generichash(out.data(), out.size(), reinterpret_cast<const unsigned char*>(kContext.data()), kContext.size(),
+                     group_key.data(), group_key.size());
   return out;
 }
 
-void Sign(Stamp* s, const pack::SigningKey& key, std::string_view method, std::string_view path,
+void Sign(Stamp* s, const SigningSecret& key, std::string_view method, std::string_view path,
           std::string_view body) {
   InitCrypto();
   s->alg = Alg::kEd25519;
   std::string m = SignedBytes(*s, method, path, body);
   std::array<uint8_t, crypto_sign_BYTES> sig{};
   crypto_sign_detached(sig.data(), nullptr, reinterpret_cast<const unsigned char*>(m.data()), m.size(),
-                       key.secret.data());
+                       key.data());
   s->tag = Base64(sig.data(), sig.size());
 }
 
 void Mac(Stamp* s, const GroupKey& report_key, std::string_view method, std::string_view path,
          std::string_view body) {
   s->alg = Alg::kMac;
-  std::array<uint8_t, kMacBytes> mac{};
-  ComputeMac(report_key, SignedBytes(*s, method, path, body), mac.data());
+  InitCrypto();
+  const cm::Mac mac = ComputeMac(report_key, SignedBytes(*s, method, path, body));
   s->tag = Base64(mac.data(), mac.size());
 }
 
@@ -227,13 +221,13 @@ Verdict Verify(const std::string* header, std::string_view method, std::string_v
     if (!want.pub || !FromBase64(s->tag, sig.data(), sig.size())) return Verdict::kBadTag;
     InitCrypto();
     if (crypto_sign_verify_detached(sig.data(), reinterpret_cast<const unsigned char*>(m.data()), m.size(),
-                                    want.pub->bytes.data()) != 0)
+                                    want.pub->data()) != 0)
       return Verdict::kBadTag;
   } else {
-    std::array<uint8_t, kMacBytes> mac{}, got{};
+    cm::Mac got{};
     if (!want.report_key || !FromBase64(s->tag, got.data(), got.size())) return Verdict::kBadTag;
-    ComputeMac(*want.report_key, m, mac.data());
-    if (sodium_memcmp(mac.data(), got.data(), mac.size()) != 0) return Verdict::kBadTag;
+    InitCrypto();
+    if (!MacMatches(*want.report_key, m, got.data())) return Verdict::kBadTag;
   }
   if (!want.from.empty() && s->from != want.from) return Verdict::kWrongSender;
   if (s->to != want.to) return Verdict::kWrongRecipient;
@@ -244,4 +238,4 @@ Verdict Verify(const std::string* header, std::string_view method, std::string_v
   return Verdict::kOk;
 }
 
-}  // namespace cm::push::auth
+}  // namespace cm::cm_auth
