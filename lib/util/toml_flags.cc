@@ -93,7 +93,11 @@ const char* Want(const TomlFlags::Target& target) {
 }  // namespace
 
 TomlFlags& TomlFlags::Bind(std::string key, Target var, const CLI::Option* flag) {
-  bindings_.push_back({std::move(key), var, flag, {}, {}});
+  return Bind(std::move(key), var, {flag});
+}
+
+TomlFlags& TomlFlags::Bind(std::string key, Target var, std::initializer_list<const CLI::Option*> flags) {
+  bindings_.push_back({std::move(key), var, flags, {}, {}});
   return *this;
 }
 
@@ -131,7 +135,9 @@ Status TomlFlags::ApplyText(std::string_view text, const std::string& name) cons
   for (const Binding& b : bindings_) {
     const toml::node* n = t.get(b.key);
     if (!n) continue;
-    if (b.flag && b.flag->count() > 0) {  // the user's flag wins; the file's value must still be well typed
+    bool given = false;
+    for (const CLI::Option* f : b.flags) given |= f && f->count() > 0;
+    if (given) {  // the user's flag wins; the file's value must still be well typed
       if (!Typed(*n, b.var)) return fail(*n, b.key, std::string("expected ") + Want(b.var));
       continue;
     }

@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -40,6 +41,9 @@ class TomlFlags {
 
   // Binds `key` to *var (which `flag`, when not null, also writes).
   TomlFlags& Bind(std::string key, Target var, const CLI::Option* flag);
+  // The same for a setting with more than one flag (e.g. --checksum and
+  // --no-checksum): the file fills *var only when none of them was given.
+  TomlFlags& Bind(std::string key, Target var, std::initializer_list<const CLI::Option*> flags);
   // A condition on the value the last bound key took from the file (run only
   // when the file filled it); when false, Apply fails with
   // "FILE:LINE: KEY: expected WANT".
@@ -58,7 +62,7 @@ class TomlFlags {
   struct Binding {
     std::string key;
     Target var;
-    const CLI::Option* flag;
+    std::vector<const CLI::Option*> flags;  // null entries ignored
     std::function<bool()> ok;  // empty: no condition
     std::string want;
   };

@@ -129,6 +129,22 @@ TEST(TomlFlags, AListBoundWithoutAFlagIsAlwaysFilled) {
   EXPECT_TRUE(excludes.empty());
 }
 
+TEST(TomlFlags, AKeyWithTwoFlagsIsFilledOnlyWhenNeitherWasGiven) {
+  for (const char* given : {"", "--checksum", "--no-checksum"}) {
+    bool checksum = false, no_checksum = false, value = false;
+    CLI::App app{"test"};
+    auto* c = app.add_flag("--checksum", checksum);
+    auto* n = app.add_flag("--no-checksum", no_checksum);
+    std::vector<std::string> args;
+    if (*given) args.push_back(given);
+    app.parse(args);
+    TomlFlags toml;
+    toml.Bind("checksum", &value, {c, n});
+    ASSERT_TRUE(toml.ApplyText("checksum = true\n", "a.toml").ok());
+    EXPECT_EQ(value, !*given) << given;
+  }
+}
+
 TEST(TomlFlags, ASyntaxErrorIsOneLineWithTheFileName) {
   Tool t({});
   Status st = t.toml.ApplyText("group = \n", "bad.toml");
