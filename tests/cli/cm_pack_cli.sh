@@ -39,6 +39,22 @@ expect_rc 5 cm-pack verify c.cma --pub-key other.key.pub
 one_error_line cm-pack
 grep -q "another key" err || fail "wrong key message"
 
+# A missing key file is exit 2 (configuration) from every tool, naming the file.
+mkdir -p sp && printf 'x' >x.cma
+for cmd in "cm-pack commit --job j --serial 1 --sign-key nokey -o n.cma" \
+           "cm-pack commit --job j --serial 1 --group-key nokey -o n.cma" \
+           "cm-pack verify c.cma --pub-key nokey" \
+           "cm-apply verify c.cma --pub-key nokey" \
+           "cm-apply verify c.cma --group-key nokey" \
+           "cm-mcast recv --group 239.255.77.1:7 --key nokey -o sp" \
+           "cm-leader run --group 239.255.77.2:7 --key-file nokey --id 1" \
+           "cm-push relay --spool sp --listen 127.0.0.1:1 --pub-key ccm.key.pub --group-key nokey" \
+           "cm-push relay --spool sp --listen 127.0.0.1:1 --pub-key nokey --group-key group.key"; do
+  # shellcheck disable=SC2086
+  expect_rc 2 timeout 20 $cmd
+  grep -q "nokey" err || fail "'$cmd': the missing key file is not named: $(cat err)"
+done
+
 # Serial file advances
 expect_rc 0 cm-pack rollback --job rel-1 --serial-file serial -o r1.cma
 expect_rc 0 cm-pack rollback --job rel-1 --serial-file serial -o r2.cma

@@ -64,20 +64,17 @@ void Print(const Outcome& out, const Options& o) {
 // The public key: --pub-key or pub_key = (a missing file is an error), else
 // the default CONFIG_DIR/ccm.pub when it exists.
 Status LoadKeys(const Options& o, ApplyOptions* ao) {
-  auto usage = [](const Status& st) {
-    return st.code() == Code::kNotFound ? Status(Code::kUsage, st.message()) : st;
-  };
   std::string pub = o.pub_key;
   ao->pub_key_hint = ConfigDir() + "/" + kDefaultPubKeyName;
   if (pub.empty() && ::access(ao->pub_key_hint.c_str(), F_OK) == 0) pub = ao->pub_key_hint;
   if (!pub.empty()) {
     auto k = pack::LoadPublicKey(pub);
-    if (!k.ok()) return usage(k.status());
+    if (!k.ok()) return k.status();
     ao->pub_key = *k;
   }
   if (!o.group_key.empty()) {
-    auto k = pack::LoadGroupKey(o.group_key);
-    if (!k.ok()) return usage(k.status());
+    auto k = LoadGroupKey(o.group_key);
+    if (!k.ok()) return k.status();
     ao->group_key = *k;
   }
   return Status::Ok();
