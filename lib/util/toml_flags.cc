@@ -29,6 +29,10 @@ bool Set(const toml::node& n, const TomlFlags::Target& target) {
       [&](auto* p) -> bool {
         using T = std::remove_pointer_t<decltype(p)>;
         if constexpr (std::is_same_v<T, std::string>) {
+          if (auto i = n.value_exact<int64_t>()) {  // as on the command line: --chunk-size 65536
+            *p = std::to_string(*i);
+            return true;
+          }
           auto v = n.value_exact<std::string>();
           if (v) *p = *v;
           return v.has_value();
@@ -79,7 +83,7 @@ const char* Want(const TomlFlags::Target& target) {
   return std::visit(
       [](auto* p) -> const char* {
         using T = std::remove_pointer_t<decltype(p)>;
-        if constexpr (std::is_same_v<T, std::string>) return "a string";
+        if constexpr (std::is_same_v<T, std::string>) return "a string or an integer";
         if constexpr (std::is_same_v<T, bool>) return "true or false";
         if constexpr (std::is_same_v<T, double>) return "a number";
         if constexpr (std::is_same_v<T, uint64_t>) return "a non-negative integer";

@@ -35,7 +35,9 @@ namespace cm {
 class TomlFlags {
  public:
   // What a key may fill. Integers accept TOML integers in range, double
-  // accepts integers too; a list accepts an array of that element type.
+  // accepts integers too, a string also takes an integer as its decimal text
+  // (as the flag would: chunk_size = 65536 or "64K"); a list accepts an array
+  // of that element type (of strings: strings only).
   using Target = std::variant<std::string*, bool*, int*, int64_t*, uint64_t*, double*, std::vector<std::string>*,
                               std::vector<uint64_t>*>;
 

@@ -145,6 +145,14 @@ TEST(TomlFlags, AKeyWithTwoFlagsIsFilledOnlyWhenNeitherWasGiven) {
   }
 }
 
+TEST(TomlFlags, AStringTakesAnIntegerAsItsDecimalText) {
+  Tool t({});
+  ASSERT_TRUE(t.toml.ApplyText("group = 65536\n", "a.toml").ok());
+  EXPECT_EQ(t.o.group, "65536");
+  EXPECT_EQ(t.toml.ApplyText("group = 1.5\n", "a.toml").message(), "a.toml:1: group: expected a string or an integer");
+  EXPECT_EQ(t.toml.ApplyText("group = true\n", "a.toml").code(), Code::kUsage);
+}
+
 TEST(TomlFlags, ASyntaxErrorIsOneLineWithTheFileName) {
   Tool t({});
   Status st = t.toml.ApplyText("group = \n", "bad.toml");
