@@ -34,7 +34,7 @@ namespace cm::apply {
 
 struct ApplyOptions {
   std::optional<pack::PublicKey> pub_key;
-  std::optional<pack::GroupKey> group_key;
+  std::optional<GroupKey> group_key;
   bool allow_unsigned = false;          // accept unsigned assignments (signed ones are still checked)
   std::string pub_key_hint;             // where a key was looked for, for the error without one
   bool dry_run = false;                 // verify and check order only

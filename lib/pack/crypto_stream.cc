@@ -30,7 +30,7 @@ Status EncryptSink::Write(const void* buf, size_t n) {
 Status EncryptSink::Flush(bool final) {
   if (!header_written_) {
     unsigned char hdr[crypto_secretstream_xchacha20poly1305_HEADERBYTES];
-    crypto_secretstream_xchacha20poly1305_init_push(&st_, hdr, key_.bytes.data());
+    crypto_secretstream_xchacha20poly1305_init_push(&st_, hdr, key_.data());
     CM_RETURN_IF_ERROR(out_->Write(hdr, sizeof hdr));
     header_written_ = true;
   }
@@ -49,7 +49,7 @@ Status DecryptSource::NextChunk() {
   if (!started_) {
     unsigned char hdr[crypto_secretstream_xchacha20poly1305_HEADERBYTES];
     CM_RETURN_IF_ERROR(in_->ReadExact(hdr, sizeof hdr, "encrypted stream"));
-    if (crypto_secretstream_xchacha20poly1305_init_pull(&st_, hdr, key_.bytes.data()) != 0)
+    if (crypto_secretstream_xchacha20poly1305_init_pull(&st_, hdr, key_.data()) != 0)
       return Error(Code::kCorrupt, "bad encryption header");
     started_ = true;
   }

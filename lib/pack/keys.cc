@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "util/file_util.h"
@@ -26,7 +27,9 @@ std::string Encode(std::string_view tag, const uint8_t* p, size_t n) {
 }
 
 Status Decode(const std::string& path, std::string_view tag, uint8_t* out, size_t n) {
-  CM_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+  auto read = ReadFileToString(path);
+  if (!read.ok()) return Error(Code::kUsage, read.status().message());  // as cm::LoadGroupKey
+  std::string text = std::move(*read);
   while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ')) text.pop_back();
   auto sp = text.find(' ');
   if (sp == std::string::npos || std::string_view(text).substr(0, sp) != tag) {
@@ -125,9 +128,9 @@ Status GenerateSigningKey(const std::string& path, const std::string& pub_arg) {
 Status GenerateGroupKey(const std::string& path) {
   InitCrypto();
   GroupKey k;
-  randombytes_buf(k.bytes.data(), k.bytes.size());
-  Status st = WriteNew(path, Encode(kGroupTag, k.bytes.data(), 32), 0600);
-  sodium_memzero(k.bytes.data(), k.bytes.size());
+  randombytes_buf(k.data(), k.size());
+  Status st = WriteNew(path, Encode(kGroupTag, k.data(), k.size()), 0600);
+  sodium_memzero(k.data(), k.size());
   return st;
 }
 
@@ -142,12 +145,6 @@ Result<SigningKey> LoadSigningKey(const std::string& path) {
 Result<PublicKey> LoadPublicKey(const std::string& path) {
   PublicKey k;
   CM_RETURN_IF_ERROR(Decode(path, kPublicTag, k.bytes.data(), 32));
-  return k;
-}
-
-Result<GroupKey> LoadGroupKey(const std::string& path) {
-  GroupKey k;
-  CM_RETURN_IF_ERROR(Decode(path, kGroupTag, k.bytes.data(), 32));
   return k;
 }
 

@@ -2,7 +2,12 @@
 //   cm-ed25519-secret-v1 <64 bytes>   signing key (mode 0600), with the public key in <file>.pub
 //   cm-ed25519-public-v1 <32 bytes>   verification key for cm-apply / cm-pack verify
 //   cm-group-key-v1 <32 bytes>        symmetric group key: encrypts assignments here; the same file
-//                                     authenticates cm-leader and cm-mcast traffic (util/group_key.h)
+//                                     authenticates cm-leader, cm-mcast and relay reports. Its type and
+//                                     its one loader are util/group_key.h's cm::GroupKey and
+//                                     cm::LoadGroupKey; pack only writes it (GenerateGroupKey).
+// Every loader here and cm::LoadGroupKey answer kUsage (exit 2, "bad arguments
+// or configuration") for a key file that is missing, unreadable or malformed:
+// the same exit code from every tool.
 #pragma once
 
 #include <array>
@@ -25,11 +30,6 @@ struct SigningKey {
   PublicKey pub;
 };
 
-// The bytes are util/group_key.h's cm::GroupKey (the one type the wires use).
-struct GroupKey {
-  cm::GroupKey bytes{};
-};
-
 // Writes <path> (secret, 0600) and its public half to pub_path (default
 // <path>.pub). Refuses (kUsage) when either exists; both are written under
 // temporary names and linked into place, so a failure or a race never leaves
@@ -40,6 +40,5 @@ Status GenerateGroupKey(const std::string& path);
 
 Result<SigningKey> LoadSigningKey(const std::string& path);
 Result<PublicKey> LoadPublicKey(const std::string& path);
-Result<GroupKey> LoadGroupKey(const std::string& path);
 
 }  // namespace cm::pack

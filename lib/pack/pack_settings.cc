@@ -1,35 +1,27 @@
 #include "pack/pack_settings.h"
 
-#include <unistd.h>
-
-#include <toml++/toml.h>
-
+#include "util/file_util.h"
 #include "util/strings.h"
+#include "util/toml_flags.h"
 
 namespace cm::pack {
 
 Status LoadPackConfig(const std::string& path, bool explicit_path,
-                      const std::function<bool(const char*)>& given, PackSettings* o) {
-  if (access(path.c_str(), R_OK) != 0) {
-    if (explicit_path) return ErrnoError(path, errno);
-    return Status::Ok();
-  }
-  toml::table t;
-  try {
-    t = toml::parse_file(path);
-  } catch (const toml::parse_error& e) {
-    return Error(Code::kUsage, path + ": " + std::string(e.description()));
-  }
-  auto unset = [&](const char* opt) { return !given(opt); };
-  if (auto v = t["sign_key"].value<std::string>(); v && unset("--sign-key")) o->sign_key = *v;
-  if (auto v = t["group_key"].value<std::string>(); v && unset("--group-key")) o->group_key = *v;
-  if (auto v = t["serial_file"].value<std::string>(); v && unset("--serial-file")) o->serial_file = *v;
-  if (auto v = t["max_size"].value<std::string>(); v && unset("--max-size")) o->max_size = *v;
-  if (auto v = t["chunk_size"].value<std::string>(); v && unset("--chunk-size")) o->chunk_size = *v;
-  if (auto v = t["chunk_size"].value<int64_t>(); v && unset("--chunk-size")) o->chunk_size = std::to_string(*v);
-  if (auto v = t["level"].value<int64_t>(); v && unset("--level")) o->level = static_cast<int>(*v);
-  if (auto v = t["delta_level"].value<int64_t>(); v && unset("--delta-level")) o->delta_level = static_cast<int>(*v);
-  return Status::Ok();
+                      const std::function<const CLI::Option*(const char*)>& flag, PackSettings* o) {
+  auto text = ReadFileToString(path);
+  if (!text.ok()) return explicit_path || text.status().code() != Code::kNotFound ? text.status() : Status::Ok();
+  auto level = [](const int* l) { return [l] { return *l >= 1 && *l <= 22; }; };
+  TomlFlags toml;
+  toml.Bind("sign_key", &o->sign_key, flag("--sign-key"))
+      .Bind("group_key", &o->group_key, flag("--group-key"))
+      .Bind("serial_file", &o->serial_file, flag("--serial-file"))
+      .Bind("max_size", &o->max_size, flag("--max-size"))
+      .Bind("chunk_size", &o->chunk_size, flag("--chunk-size"))
+      .Bind("level", &o->level, flag("--level"))
+      .Require(level(&o->level), "a zstd level from 1 to 22")
+      .Bind("delta_level", &o->delta_level, flag("--delta-level"))
+      .Require(level(&o->delta_level), "a zstd level from 1 to 22");
+  return toml.ApplyText(*text, path);
 }
 
 Result<PackOptions> MakePackOptions(const PackSettings& o, Type type) {

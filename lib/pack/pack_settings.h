@@ -10,6 +10,10 @@
 #include "pack/packer.h"
 #include "util/status.h"
 
+namespace CLI {
+class Option;
+}
+
 namespace cm::pack {
 
 struct PackSettings {
@@ -25,12 +29,14 @@ struct PackSettings {
   std::string sign_key, group_key;
 };
 
-// Reads TOML defaults (sign_key, group_key, serial_file, max_size,
-// chunk_size, level, delta_level) into *s, except for the settings whose flag
-// given("--flag") says was on the command line. A missing file is no error
-// unless explicit_path. Errors: kUsage (bad TOML), I/O errors.
+// Reads pack.toml (man cm-pack(1)) with util::TomlFlags: each key (sign_key,
+// group_key, serial_file, max_size, chunk_size, level, delta_level) fills its
+// setting unless its flag, flag("--sign-key") etc. (null when the subcommand
+// has no such flag), was given. A missing file is no error unless
+// explicit_path (then kNotFound, exit 3). Unknown keys, wrong types and
+// levels outside 1..22 are kUsage naming FILE:LINE and the key.
 Status LoadPackConfig(const std::string& path, bool explicit_path,
-                      const std::function<bool(const char*)>& given, PackSettings* s);
+                      const std::function<const CLI::Option*(const char*)>& flag, PackSettings* s);
 
 // Parses sizes and loads keys. Errors: kUsage, key file errors.
 Result<PackOptions> MakePackOptions(const PackSettings& s, Type type);

@@ -3,6 +3,8 @@
 // group key, every report's CM-Auth tag: util/cm_auth.h; docs/protocol/leader.md,
 // mcast.md, push.md).
 //
+// The one group-key type and loader of the project: cm-pack's encryption,
+// cm-apply, cm-leader, cm-mcast and cm-push all use these.
 // Key file format (written by `cm-pack keygen --group`, lib/pack/keys.h):
 //   "cm-group-key-v1 <base64 of 32 bytes>\n"
 // MAC: keyed BLAKE2b (libsodium crypto_generichash with the 32-byte group key
@@ -20,11 +22,11 @@
 
 namespace cm {
 
-// The same bytes as pack::GroupKey::bytes, so pack can alias this type.
 using GroupKey = std::array<uint8_t, 32>;
 
-// Reads a cm-group-key-v1 file. kUsage (naming the file) when it cannot be
-// read, has another tag, or does not hold exactly 32 bytes.
+// Reads a cm-group-key-v1 file. kUsage (naming the file; exit 2 from every
+// tool) when it is missing or cannot be read, has another tag, or does not
+// hold exactly 32 bytes.
 Result<GroupKey> LoadGroupKey(const std::string& path);
 
 constexpr size_t kMacSize = 16;

@@ -57,7 +57,15 @@ echo "ok: signed and encrypted assignments apply with their keys"
 printf 'root = "%s"\npub_key = "%s"\n' "$R" "$W/k.pub" >"$W/apply.toml"
 check_fail 5 'not signed' "$R" "$APPLY_BIN" "$W/pub.cma" --config "$W/apply.toml"
 printf 'roots = "/x"\n' >"$W/typo.toml"
-check_fail 2 'unknown key' "$R" "$APPLY" "$W/pub.cma" --root "$R" --config "$W/typo.toml"
+check_fail 2 'typo.toml:1: roots: unknown key' "$R" "$APPLY" "$W/pub.cma" --root "$R" --config "$W/typo.toml"
+printf 'root = "%s"\n\nkeep = "two"\n' "$R" >"$W/typed.toml"
+check_fail 2 'typed.toml:3: keep: expected an integer' "$R" "$APPLY" "$W/pub.cma" --config "$W/typed.toml"
+printf 'keep = 1\n' >"$W/range.toml"
+check_fail 2 'range.toml:1: keep: expected an integer from 2 to 1000' "$R" "$APPLY" "$W/pub.cma" --root "$R" --config "$W/range.toml"
+printf 'space_margin = -5\n' >"$W/margin.toml"
+check_fail 2 'margin.toml:1: space_margin: expected a non-negative integer' "$R" "$APPLY" "$W/pub.cma" --root "$R" --config "$W/margin.toml"
+# The flag wins over the file: --pub-key k2.pub, not the file's k.pub, checks the signature.
+check_fail 5 'another key' "$R" "$APPLY" "$W/signed.cma" --config "$W/apply.toml" --pub-key "$W/k2.pub"
 check_fail 2 'No such file' "$R" "$APPLY" "$W/pub.cma" --root "$R" --config "$W/missing.toml"
 
 # Order: replay of the same file is a no-op; other content with an applied or

@@ -57,6 +57,8 @@ touch -d @1600000000 "$O/keep/same" "$N/keep/same" "$O/keep" "$N/keep"
 printf 'checksum = true\n' >"$T/cs.toml"
 "$BIN" --list --config "$T/cs.toml" "$O" "$N" | grep -qx 'M keep/same' || fail "config checksum = true ignored"
 "$BIN" --list --config "$T/cs.toml" --no-checksum "$O" "$N" | grep -q 'keep/same' && fail "--no-checksum did not override"
+printf 'checksum = false\n' >"$T/nocs.toml"
+"$BIN" --list --config "$T/nocs.toml" --checksum "$O" "$N" | grep -qx 'M keep/same' || fail "--checksum did not override checksum = false"
 
 # Names with control bytes are escaped so one change is one line.
 touch "$N/$(printf 'new\nline')"

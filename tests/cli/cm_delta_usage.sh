@@ -52,6 +52,13 @@ expect 2 "$BIN" -o "$T/t" "$T/old" "$T/new/f"; one_error_line
 # Bad config: unknown key and bad TOML are usage errors; a missing one is 3.
 printf 'exclude = ["*.o"]\nbogus = 1\n' >"$T/bad.toml"
 expect 2 "$BIN" --config "$T/bad.toml" --list "$T/old" "$T/new"; one_error_line
+grep -q "bad.toml:2: bogus: unknown key" "$T/err" || fail "unknown key without file:line: $(cat "$T/err")"
+printf 'checksum = "yes"\n' >"$T/typed.toml"
+expect 2 "$BIN" --config "$T/typed.toml" --checksum --list "$T/old" "$T/new"; one_error_line
+grep -q "typed.toml:1: checksum: expected true or false" "$T/err" || fail "mistyped key: $(cat "$T/err")"
+printf 'exclude = "*.o"\n' >"$T/typed.toml"
+expect 2 "$BIN" --config "$T/typed.toml" --list "$T/old" "$T/new"; one_error_line
+grep -q "typed.toml:1: exclude: expected an array of strings" "$T/err" || fail "exclude not an array: $(cat "$T/err")"
 printf 'exclude = [\n' >"$T/broken.toml"
 expect 2 "$BIN" --config "$T/broken.toml" --list "$T/old" "$T/new"; one_error_line
 expect 3 "$BIN" --config "$T/nope.toml" --list "$T/old" "$T/new"; one_error_line

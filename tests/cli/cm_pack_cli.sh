@@ -39,6 +39,44 @@ expect_rc 5 cm-pack verify c.cma --pub-key other.key.pub
 one_error_line cm-pack
 grep -q "another key" err || fail "wrong key message"
 
+# pack.toml under the flags: a key fills what no flag gave, a flag wins, typos are errors with FILE:LINE.
+printf 'sign_key = "ccm.key"\nchunk_size = 131072\n' >p.toml
+expect_rc 0 cm-pack --config p.toml commit --job j --serial 3 -o p1.cma
+expect_rc 0 cm-pack verify p1.cma --pub-key ccm.key.pub      # signed with the file's sign_key
+expect_rc 0 cm-pack inspect p1.cma --json
+python3 -c 'import json,sys; assert json.load(open(sys.argv[1]))["header"]["chunk_size"]==131072' out || fail "chunk_size from pack.toml"
+expect_rc 0 cm-pack --config p.toml commit --job j --serial 4 --chunk-size 256K -o p2.cma
+expect_rc 0 cm-pack inspect p2.cma --json
+python3 -c 'import json,sys; assert json.load(open(sys.argv[1]))["header"]["chunk_size"]==262144' out || fail "--chunk-size did not win"
+printf 'sign_key = "ccm.key"\nlevl = 3\n' >p.toml
+expect_rc 2 cm-pack --config p.toml commit --job j --serial 5 -o p3.cma
+one_error_line cm-pack
+grep -q "p.toml:2: levl: unknown key" err || fail "pack.toml unknown key: $(cat err)"
+printf 'level = 30\n' >p.toml
+expect_rc 2 cm-pack --config p.toml commit --job j --serial 5 -o p3.cma
+grep -q "p.toml:1: level: expected a zstd level from 1 to 22" err || fail "pack.toml level range: $(cat err)"
+expect_rc 3 cm-pack --config nonexistent.toml commit --job j --serial 5 -o p3.cma
+# The default CONFIG_DIR/pack.toml is read when present ($CM_CONFIG_DIR stands for /etc/content-mover).
+mkdir -p pconf && printf 'bogus = 1\n' >pconf/pack.toml
+expect_rc 2 env CM_CONFIG_DIR="$T/pconf" cm-pack commit --job j --serial 5 -o p3.cma
+grep -q "pack.toml:1: bogus: unknown key" err || fail "default pack.toml not read: $(cat err)"
+
+# A missing key file is exit 2 (configuration) from every tool, naming the file.
+mkdir -p sp && printf 'x' >x.cma
+for cmd in "cm-pack commit --job j --serial 1 --sign-key nokey -o n.cma" \
+           "cm-pack commit --job j --serial 1 --group-key nokey -o n.cma" \
+           "cm-pack verify c.cma --pub-key nokey" \
+           "cm-apply verify c.cma --pub-key nokey" \
+           "cm-apply verify c.cma --group-key nokey" \
+           "cm-mcast recv --group 239.255.77.1:7 --key nokey -o sp" \
+           "cm-leader run --group 239.255.77.2:7 --key-file nokey --id 1" \
+           "cm-push relay --spool sp --listen 127.0.0.1:1 --pub-key ccm.key.pub --group-key nokey" \
+           "cm-push relay --spool sp --listen 127.0.0.1:1 --pub-key nokey --group-key group.key"; do
+  # shellcheck disable=SC2086
+  expect_rc 2 timeout 20 $cmd
+  grep -q "nokey" err || fail "'$cmd': the missing key file is not named: $(cat err)"
+done
+
 # Serial file advances
 expect_rc 0 cm-pack rollback --job rel-1 --serial-file serial -o r1.cma
 expect_rc 0 cm-pack rollback --job rel-1 --serial-file serial -o r2.cma

@@ -10,11 +10,17 @@ trap '[[ -n $pid ]] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$T"' E
 printf 'spool = "%s/spool"\nlisten = "127.0.0.1:1"\nbogus = 1\n' "$T" >unknown.toml
 expect_rc 2 cm-push relay --config unknown.toml
 one_error_line cm-push
-grep -q "bogus: unknown key" err || fail "unknown key not named: $(cat err)"
+grep -q "unknown.toml:3: bogus: unknown key" err || fail "unknown key not named with its line: $(cat err)"
 
 printf 'spool = "%s/spool"\nmember_wait = "long"\n' "$T" >typed.toml
 expect_rc 2 cm-push relay --config typed.toml
-grep -q "member_wait" err || fail "mistyped key not named: $(cat err)"
+grep -q "typed.toml:2: member_wait: expected a number" err || fail "mistyped key not named: $(cat err)"
+printf 'spool = "%s/spool"\nmember_retry = -1\n' "$T" >negative.toml
+expect_rc 2 cm-push relay --config negative.toml
+grep -q "negative.toml:2: member_retry: expected a number of seconds >= 0" err || fail "negative seconds: $(cat err)"
+# A mistyped key is an error even when a flag gives that setting.
+expect_rc 2 cm-push relay --config typed.toml --member-wait 5
+grep -q "member_wait" err || fail "mistyped key hidden by its flag: $(cat err)"
 
 # No keys: the relay refuses to start (orders and reports are authenticated).
 printf 'spool = "%s/spool"\nlisten = "127.0.0.1:%d"\n' "$T" "$port" >nokeys.toml
@@ -36,6 +42,18 @@ kill -TERM "$pid"; wait "$pid" || fail "relay did not stop cleanly on SIGTERM"
 cm-push relay --config relay.toml --listen "127.0.0.1:$((port + 1))" --name from-flag -q & pid=$!
 for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$((port + 1))/v1/status" >status 2>/dev/null && break; sleep 0.1; done
 grep -q '"name":"from-flag"' status || fail "flags did not win over the TOML: $(cat status 2>/dev/null)"
+kill -TERM "$pid"; wait "$pid" || fail "relay did not stop cleanly on SIGTERM"
+# A bool key and a seconds key: the TOML fills them when no flag is given ...
+printf 'spool = "%s/spool"\nlisten = "127.0.0.1:%d"\nallow_unsigned = false\nmember_wait = 42\nmember_retry = 1.5\n' \
+  "$T" "$((port + 2))" >both.toml
+cm-push relay --config both.toml -v 2>log & pid=$!
+for _ in $(seq 1 50); do grep -q "listening" log && break; sleep 0.1; done
+grep -q "member wait 42s, retry 1.5s; unsigned assignments refused" log || fail "TOML bool/seconds not used: $(cat log)"
+kill -TERM "$pid"; wait "$pid" || fail "relay did not stop cleanly on SIGTERM"
+# ... and the flags win over them.
+cm-push relay --config both.toml --listen "127.0.0.1:$((port + 3))" --allow-unsigned --member-wait 7 -v 2>log & pid=$!
+for _ in $(seq 1 50); do grep -q "listening" log && break; sleep 0.1; done
+grep -q "member wait 7s, retry 1.5s; unsigned assignments accepted" log || fail "flags did not win over TOML bool/seconds: $(cat log)"
 kill -TERM "$pid"; wait "$pid" || fail "relay did not stop cleanly on SIGTERM"
 pid=
 echo ok

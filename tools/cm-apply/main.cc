@@ -14,6 +14,7 @@
 #include "util/exit_codes.h"
 #include "util/file_util.h"
 #include "util/log.h"
+#include "util/toml_flags.h"
 
 namespace {
 
@@ -23,7 +24,8 @@ using namespace cm::apply;
 struct Options {
   std::vector<std::string> files;
   std::string root, config, pub_key, group_key, job;
-  int64_t keep = 0;
+  int64_t keep = kDefaultKeep;
+  uint64_t space_margin = kDefaultSpaceMargin;  // apply.toml only
   bool commit = false, json = false, dry_run = false, quiet = false, allow_unsigned = false;
   int verbose = 0;
 };
@@ -61,24 +63,35 @@ void Print(const Outcome& out, const Options& o) {
 
 // The public key: --pub-key or pub_key = (a missing file is an error), else
 // the default CONFIG_DIR/ccm.pub when it exists.
-Status LoadKeys(const ApplyConfig& cfg, ApplyOptions* ao) {
-  auto usage = [](const Status& st) {
-    return st.code() == Code::kNotFound ? Status(Code::kUsage, st.message()) : st;
-  };
-  std::string pub = cfg.pub_key;
+Status LoadKeys(const Options& o, ApplyOptions* ao) {
+  std::string pub = o.pub_key;
   ao->pub_key_hint = ConfigDir() + "/" + kDefaultPubKeyName;
   if (pub.empty() && ::access(ao->pub_key_hint.c_str(), F_OK) == 0) pub = ao->pub_key_hint;
   if (!pub.empty()) {
     auto k = pack::LoadPublicKey(pub);
-    if (!k.ok()) return usage(k.status());
+    if (!k.ok()) return k.status();
     ao->pub_key = *k;
   }
-  if (!cfg.group_key.empty()) {
-    auto k = pack::LoadGroupKey(cfg.group_key);
-    if (!k.ok()) return usage(k.status());
+  if (!o.group_key.empty()) {
+    auto k = LoadGroupKey(o.group_key);
+    if (!k.ok()) return k.status();
     ao->group_key = *k;
   }
   return Status::Ok();
+}
+
+// apply.toml (lib/apply/config.h) under the flags: each key fills its flag's
+// variable unless the flag was given; space_margin has no flag.
+Status LoadConfig(const CLI::App& app, const std::string& path, Options* o) {
+  auto set = [](const std::string* s) { return [s] { return !s->empty(); }; };
+  TomlFlags toml;
+  toml.Bind("root", &o->root, app.get_option("--root")).Require(set(&o->root), "a non-empty string")
+      .Bind("pub_key", &o->pub_key, app.get_option("--pub-key")).Require(set(&o->pub_key), "a non-empty string")
+      .Bind("group_key", &o->group_key, app.get_option("--group-key")).Require(set(&o->group_key), "a non-empty string")
+      .Bind("keep", &o->keep, app.get_option("--keep"))
+      .Require([o] { return o->keep >= 2 && o->keep <= 1000; }, "an integer from 2 to 1000")
+      .Bind("space_margin", &o->space_margin, nullptr);
+  return toml.Apply(path);
 }
 
 void AddCommon(CLI::App* app, Options* o) {
@@ -142,47 +155,39 @@ int main(int argc, char** argv) {
   }
   log::Init("cm-apply", o.quiet ? 0 : 1 + o.verbose);
 
-  // Configuration: the file first, flags override.
-  ApplyConfig cfg;
   const std::string config_path = o.config.empty() ? ConfigDir() + "/" + kDefaultConfigName : o.config;
-  if (!o.config.empty() || ::access(config_path.c_str(), F_OK) == 0) {
-    Status st = LoadConfig(config_path, &cfg);
-    if (!st.ok()) return Fail("", Status(Code::kUsage, st.message()));
-  }
-  if (!o.root.empty()) cfg.root = o.root;
-  if (!o.pub_key.empty()) cfg.pub_key = o.pub_key;
-  if (!o.group_key.empty()) cfg.group_key = o.group_key;
-  if (o.keep) cfg.keep = o.keep;
+  if (!o.config.empty() || ::access(config_path.c_str(), F_OK) == 0)
+    if (Status st = LoadConfig(app, config_path, &o); !st.ok()) return Fail("", st);
 
   ApplyOptions ao;
   ao.dry_run = o.dry_run;
   ao.allow_unsigned = o.allow_unsigned;
-  ao.space_margin = cfg.space_margin;
-  if (Status st = LoadKeys(cfg, &ao); !st.ok()) return Fail("", st);
+  ao.space_margin = o.space_margin;
+  if (Status st = LoadKeys(o, &ao); !st.ok()) return Fail("", st);
   RootOptions ro;
-  ro.keep = static_cast<int>(cfg.keep);
+  ro.keep = static_cast<int>(o.keep);
 
   if (verify->parsed()) {
     Outcome out = RunVerify(o.files, ao);
     Print(out, o);
     return out.status.ok() ? kExitOk : Fail(out.where, out.status);
   }
-  if (cfg.root.empty()) return Fail("", Status(Code::kUsage, "no content root: give --root DIR or root = in the config"));
+  if (o.root.empty()) return Fail("", Status(Code::kUsage, "no content root: give --root DIR or root = in the config"));
   if (status->parsed()) {
-    auto v = ReadStatus(cfg.root);
+    auto v = ReadStatus(o.root);
     if (!v.ok()) return Fail("", v.status());
     std::printf("%s", o.json ? (StatusJson(*v) + "\n").c_str() : StatusText(*v).c_str());
     return kExitOk;
   }
   Outcome out;
   if (commit->parsed()) {
-    out = RunCommit(cfg.root, o.job, ro);
+    out = RunCommit(o.root, o.job, ro);
   } else if (rollback->parsed()) {
-    out = RunRollback(cfg.root, ro);
+    out = RunRollback(o.root, ro);
   } else {
     if (o.files.empty()) return Fail("", Status(Code::kUsage, "no assignment file given (see --help)"));
     ApplyRequest req;
-    req.root = cfg.root;
+    req.root = o.root;
     req.files = o.files;
     req.commit = o.commit;
     req.opts = ao;

@@ -1,12 +1,9 @@
 // cm-delta: what changed between the shadow copy (OLD) and staging (NEW), as
 // a delta table for cm-pack, a human listing or JSON lines. Options, output
 // wiring and exit codes only: the work is delta::DiffTrees (lib/delta).
-#include <unistd.h>
-
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <iostream>
-#include <toml++/toml.h>
 
 #include "delta/listing.h"
 #include "delta/tree_diff.h"
@@ -16,6 +13,7 @@
 #include "util/json.h"
 #include "util/log.h"
 #include "util/strings.h"
+#include "util/toml_flags.h"
 
 namespace {
 
@@ -35,6 +33,8 @@ struct Options {
   std::vector<std::string> excludes;
   std::vector<std::string> exclude_from;
   std::string config;
+  const CLI::Option* checksum_flag = nullptr;  // -c and --no-checksum, which win over the config
+  const CLI::Option* no_checksum_flag = nullptr;
   std::string block_size;
   std::string max_index;
   int verbose = 0;
@@ -63,39 +63,18 @@ std::string OneLine(std::string s) {
   return s;
 }
 
-// TOML: exclude = ["glob", ...], checksum = bool. Flags win over the file;
-// --exclude globs are added to the file's.
-Status LoadConfig(const std::string& path, Options* o, TreeDiffOptions* d) {
-  toml::table t;
-  try {
-    t = toml::parse_file(path);
-  } catch (const toml::parse_error& e) {
-    if (access(path.c_str(), R_OK) != 0) return ErrnoError(path, errno);
-    auto line = e.source().begin.line;
-    return Error(Code::kUsage, path + ":" + std::to_string(line) + ": " + std::string(e.description()));
-  }
-  for (auto&& [key, value] : t) {
-    if (key == "exclude") {
-      const toml::array* arr = value.as_array();
-      if (arr == nullptr) return Error(Code::kUsage, path + ": exclude must be an array of strings");
-      for (auto&& item : *arr) {
-        auto s = item.value<std::string>();
-        if (!s) return Error(Code::kUsage, path + ": exclude must be an array of strings");
-        d->excludes.push_back(*s);
-      }
-    } else if (key == "checksum") {
-      auto b = value.value<bool>();
-      if (!b) return Error(Code::kUsage, path + ": checksum must be true or false");
-      if (!o->checksum && !o->no_checksum) d->checksum = *b;
-    } else {
-      return Error(Code::kUsage, path + ": unknown key '" + std::string(key.str()) + "'");
-    }
-  }
-  return Status::Ok();
+// --config (util/toml_flags.h): checksum = bool fills -c/--no-checksum when
+// neither is given; exclude = ["glob", ...] comes first, and --exclude-from
+// and --exclude add to it. A missing file is kNotFound (exit 3), as documented.
+Status LoadConfig(const Options& o, TreeDiffOptions* d) {
+  CM_ASSIGN_OR_RETURN(std::string text, ReadFileToString(o.config));
+  TomlFlags toml;
+  toml.Bind("exclude", &d->excludes, nullptr).Bind("checksum", &d->checksum, {o.checksum_flag, o.no_checksum_flag});
+  return toml.ApplyText(text, o.config);
 }
 
 Status BuildDiffOptions(Options& o, TreeDiffOptions* d) {
-  if (!o.config.empty()) CM_RETURN_IF_ERROR(LoadConfig(o.config, &o, d));
+  if (!o.config.empty()) CM_RETURN_IF_ERROR(LoadConfig(o, d));
   if (o.checksum) d->checksum = true;
   if (o.no_checksum) d->checksum = false;
   d->old_may_be_missing = o.empty_old;
@@ -194,6 +173,8 @@ int main(int argc, char** argv) {
   auto* cs = app.add_flag("-c,--checksum", o.checksum, "detect changes by content hash, not size+mtime");
   auto* ncs = app.add_flag("--no-checksum", o.no_checksum, "detect changes by size+mtime (overrides the config)");
   cs->excludes(ncs);
+  o.checksum_flag = cs;
+  o.no_checksum_flag = ncs;
   app.add_flag("--no-times", o.no_times, "do not carry modification times (like rsync without -t): an mtime "
                                           "change alone is no change; written files get the time they are written");
   app.add_flag("--no-zstd-deltas", o.no_zstd_deltas, "only COPY/INSERT deltas, for servers whose cm-apply "

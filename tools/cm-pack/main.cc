@@ -13,6 +13,7 @@
 #include "pack/packer.h"
 #include "pack/replicate.h"
 #include "pack/tool_output.h"
+#include "util/config_dir.h"
 #include "util/exit_codes.h"
 #include "util/file_util.h"
 #include "util/json.h"
@@ -104,7 +105,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("cm-pack ") + CM_VERSION);
   app.add_flag("-v,--verbose", o.verbose, "More messages on stderr (repeatable)");
   app.add_flag("-q,--quiet", o.quiet, "Errors only");
-  app.add_option("--config", o.config, "TOML configuration (default /etc/content-mover/pack.toml if present)");
+  app.add_option("--config", o.config, "TOML configuration (default CONFIG_DIR/pack.toml if present; CONFIG_DIR = $CM_CONFIG_DIR or /etc/content-mover)");
 
   auto add_common = [&](CLI::App* a) {
     a->add_option("-o,--output", o.output, "Output assignment file ('-' = stdout)");
@@ -171,10 +172,10 @@ int main(int argc, char** argv) {
     return kExitUsage;
   }
   log::Init("cm-pack", o.quiet ? 0 : 1 + o.verbose);
-  std::string cfg = o.config.empty() ? "/etc/content-mover/pack.toml" : o.config;
-  CLI::App* active = app.get_subcommands().empty() ? &app : app.get_subcommands()[0];
-  auto given = [&](const char* opt) { return active->get_option_no_throw(opt) != nullptr && active->count(opt) > 0; };
-  Status st = LoadPackConfig(cfg, !o.config.empty(), given, &o.pack);
+  std::string cfg = o.config.empty() ? ConfigDir() + "/pack.toml" : o.config;
+  const CLI::App* active = app.get_subcommands().empty() ? &app : app.get_subcommands()[0];
+  auto flag = [&](const char* opt) { return active->get_option_no_throw(opt); };
+  Status st = LoadPackConfig(cfg, !o.config.empty(), flag, &o.pack);
   if (!st.ok()) return Fail(st);
 
   try {

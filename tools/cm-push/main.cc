@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <csignal>
 #include <cstdlib>
 #include <cstdio>
@@ -14,10 +15,10 @@
 #include "pushdb/state_db.h"
 #include "pushrun/controller.h"
 #include "pushrun/relay.h"
-#include "pushrun/relay_config.h"
 #include "util/config_dir.h"
 #include "util/exit_codes.h"
 #include "util/log.h"
+#include "util/toml_flags.h"
 
 namespace {
 
@@ -40,10 +41,31 @@ std::string ToolPath(const std::string& name) {
   return name;
 }
 
+// relay.toml (man cm-push(1)): each key is the long flag with '_' for '-';
+// util/toml_flags.h layers it under the flags.
+Status LoadRelayConfig(const std::string& path, const CLI::App& cmd, pushrun::RelayOptions* r) {
+  const std::pair<const char*, TomlFlags::Target> keys[] = {
+      {"name", &r->name},         {"listen", &r->listen},         {"url", &r->url},
+      {"spool", &r->spool},       {"root", &r->root},             {"iface", &r->iface},
+      {"pub_key", &r->pub_key},   {"group_key", &r->group_key},   {"allow_unsigned", &r->allow_unsigned},
+      {"mcast_rate", &r->mcast_rate}, {"cm_apply", &r->cm_apply}, {"cm_mcast", &r->cm_mcast},
+      {"member_wait", &r->member_wait_s}, {"member_retry", &r->member_retry_s}};
+  TomlFlags toml;
+  for (const auto& [key, var] : keys) {
+    std::string flag = std::string("--") + key;
+    std::replace(flag.begin(), flag.end(), '_', '-');
+    toml.Bind(key, var, cmd.get_option(flag));
+    if (double* const* seconds = std::get_if<double*>(&var))
+      toml.Require([s = *seconds] { return *s >= 0; }, "a number of seconds >= 0");
+  }
+  return toml.Apply(path);
+}
+
 int RunRelay(pushrun::RelayOptions r, const std::string& config, const CLI::App& cmd) {
-  auto given = [&](const std::string& flag) { return cmd.count(flag) > 0; };
   if (!config.empty())
-    if (Status st = pushrun::LoadRelayToml(config, given, &r); !st.ok()) return Fail(st);
+    if (Status st = LoadRelayConfig(config, cmd, &r); !st.ok()) return Fail(st);
+  if (!(r.member_wait_s >= 0) || !(r.member_retry_s >= 0))
+    return Fail(Error(Code::kUsage, "relay: --member-wait and --member-retry take seconds >= 0"));
   r.pub_key = DefaultFile(r.pub_key, "ccm.pub");
   r.group_key = DefaultFile(r.group_key, "group.key");
   if (r.name.empty()) {
@@ -54,7 +76,10 @@ int RunRelay(pushrun::RelayOptions r, const std::string& config, const CLI::App&
   if (r.spool.empty()) return Fail(Error(Code::kUsage, "relay: --spool DIR is required (or spool = in the config)"));
   auto relay = pushrun::Relay::Start(r);
   if (!relay.ok()) return Fail(relay.status());
-  log::Info("relay " + r.name + " listening at " + (*relay)->url());
+  char settings[160];
+  std::snprintf(settings, sizeof settings, " (member wait %gs, retry %gs; unsigned assignments %s)", r.member_wait_s,
+                r.member_retry_s, r.allow_unsigned ? "accepted" : "refused");
+  log::Info("relay " + r.name + " listening at " + (*relay)->url() + settings);
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
