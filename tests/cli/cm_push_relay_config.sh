@@ -37,6 +37,10 @@ printf 'spool = "%s/spool"\nname = "from-toml"\nlisten = "127.0.0.1:%d"\n' "$T" 
 cm-push relay --config relay.toml -q & pid=$!
 for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$port/v1/status" >status 2>/dev/null && break; sleep 0.1; done
 grep -q '"name":"from-toml"' status || fail "TOML listen/name not used: $(cat status 2>/dev/null)"
+# SIGHUP (a terminal closing, logrotate) does not kill the relay.
+kill -HUP "$pid"; sleep 0.3
+kill -0 "$pid" 2>/dev/null || fail "SIGHUP killed the relay"
+curl -sf "http://127.0.0.1:$port/v1/status" >/dev/null || fail "the relay stopped answering after SIGHUP"
 kill -TERM "$pid"; wait "$pid" || fail "relay did not stop cleanly on SIGTERM"
 # ... and a flag wins over it.
 cm-push relay --config relay.toml --listen "127.0.0.1:$((port + 1))" --name from-flag -q & pid=$!

@@ -74,19 +74,23 @@ int RunRelay(pushrun::RelayOptions r, const std::string& config, const CLI::App&
     r.name = host;
   }
   if (r.spool.empty()) return Fail(Error(Code::kUsage, "relay: --spool DIR is required (or spool = in the config)"));
+  // Blocked before any thread starts, so every thread inherits the mask and
+  // only sigwait below takes them: TERM/INT stop, HUP is logged and ignored
+  // (there is nothing to reload: restart to change settings).
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
   auto relay = pushrun::Relay::Start(r);
   if (!relay.ok()) return Fail(relay.status());
   char settings[160];
   std::snprintf(settings, sizeof settings, " (member wait %gs, retry %gs; unsigned assignments %s)", r.member_wait_s,
                 r.member_retry_s, r.allow_unsigned ? "accepted" : "refused");
   log::Info("relay " + r.name + " listening at " + (*relay)->url() + settings);
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  int sig = 0;
-  sigwait(&set, &sig);
+  for (int sig = 0; sigwait(&set, &sig) == 0 && sig == SIGHUP;)
+    log::Warn("SIGHUP ignored: the relay has nothing to reload (restart it to change its settings)");
   (*relay)->Stop();
   return kExitOk;
 }
