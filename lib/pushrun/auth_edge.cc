@@ -30,34 +30,30 @@ AuthEdge::AuthEdge(std::string self, std::optional<pack::SigningKey> sign, std::
   if (group_key) report_key_ = auth::ReportKey(*group_key);
 }
 
-push::Sealed AuthEdge::Seal(const std::string& to, push::Endpoint ep, std::string body, int64_t lifetime_s) const {
-  push::Sealed out;
-  if (!sign_) {
-    out.body = std::move(body);
-    return out;
-  }
+// The CCM's CM-Auth value for `to` over (method, path, body), valid for
+// `lifetime_s` seconds; "" without a signing key.
+std::string AuthEdge::SignFor(const std::string& to, std::string_view method, std::string_view path,
+                              std::string_view body, int64_t lifetime_s) const {
+  if (!sign_) return {};
   auth::Stamp s;
   s.alg = auth::Alg::kEd25519;
   s.from = auth::kCcmName;
   s.to = to;
   s.exp = WallSeconds() + lifetime_s;
   s.nonce = NewNonce();
-  auth::Sign(&s, sign_->secret, push::EndpointMethod(ep), push::EndpointPath(ep), body);
+  auth::Sign(&s, sign_->secret, method, path, body);
+  return auth::Format(s);
+}
+
+push::Sealed AuthEdge::Seal(const std::string& to, push::Endpoint ep, std::string body, int64_t lifetime_s) const {
+  push::Sealed out;
+  out.auth = SignFor(to, push::EndpointMethod(ep), push::EndpointPath(ep), body, lifetime_s);
   out.body = std::move(body);
-  out.auth = auth::Format(s);
   return out;
 }
 
 std::string AuthEdge::SealAnswer(const std::string& to, const std::string& req_path, const std::string& body) const {
-  if (!sign_) return {};
-  auth::Stamp s;
-  s.alg = auth::Alg::kEd25519;
-  s.from = auth::kCcmName;
-  s.to = to;
-  s.exp = WallSeconds() + kReportLifetime;
-  s.nonce = NewNonce();
-  auth::Sign(&s, sign_->secret, "ANSWER", req_path, body);
-  return auth::Format(s);
+  return SignFor(to, "ANSWER", req_path, body, kReportLifetime);
 }
 
 http::HeaderList AuthEdge::Stamp(const push::Call& call) const {

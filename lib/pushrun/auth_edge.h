@@ -9,6 +9,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "http/server.h"
 #include "http/wire.h"
@@ -56,6 +57,8 @@ class AuthEdge {
   static http::Response Refuse(push::auth::Verdict v, const http::Request& req);
 
  private:
+  std::string SignFor(const std::string& to, std::string_view method, std::string_view path, std::string_view body,
+                      int64_t lifetime_s) const;
   std::string self_;
   std::optional<pack::SigningKey> sign_;
   std::optional<pack::PublicKey> ccm_pub_;

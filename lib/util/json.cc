@@ -3,8 +3,6 @@
 #include <cstdio>
 
 namespace cm {
-namespace {
-// Length of a valid UTF-8 sequence starting at s[i], or 0.
 size_t Utf8Len(std::string_view s, size_t i) {
   unsigned char c = static_cast<unsigned char>(s[i]);
   size_t n = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 && c < 0xf0 ? 3 : c >= 0xc2 && c < 0xe0 ? 2 : 0;
@@ -13,7 +11,6 @@ size_t Utf8Len(std::string_view s, size_t i) {
     if ((static_cast<unsigned char>(s[i + k]) & 0xc0) != 0x80) return 0;
   return n;
 }
-}  // namespace
 
 std::string JsonEscape(std::string_view s) {
   std::string o = "\"";

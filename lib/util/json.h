@@ -3,6 +3,7 @@
 // valid UTF-8 are written as \u00XX of the byte, so output is always valid).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -10,6 +11,10 @@
 namespace cm {
 
 std::string JsonEscape(std::string_view s);  // with surrounding quotes
+
+// Length of a valid UTF-8 sequence whose lead byte (>= 0x80) is s[i], or 0.
+// What JsonEscape passes through raw and what ParseJson accepts in a string.
+size_t Utf8Len(std::string_view s, size_t i);
 
 class JsonObject {
  public:

@@ -3,18 +3,10 @@
 #include <cmath>
 #include <cstdlib>
 
+#include "util/json.h"
+
 namespace cm {
 namespace {
-
-// Length of a valid UTF-8 sequence starting at s[i] (a lead byte >= 0x80), or 0.
-size_t Utf8SeqLen(std::string_view s, size_t i) {
-  unsigned char c = static_cast<unsigned char>(s[i]);
-  size_t n = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 && c < 0xf0 ? 3 : c >= 0xc2 && c < 0xe0 ? 2 : 0;
-  if (n == 0 || i + n > s.size()) return 0;
-  for (size_t k = 1; k < n; ++k)
-    if ((static_cast<unsigned char>(s[i + k]) & 0xc0) != 0x80) return 0;
-  return n;
-}
 
 constexpr int kMaxDepth = 64;
 const JsonValue kNullValue;
@@ -190,7 +182,7 @@ class JsonParser {
         return false;
       }
       if (static_cast<unsigned char>(c) >= 0x80) {  // raw UTF-8 only: a string has one reading
-        size_t n = Utf8SeqLen(s_, pos_ - 1);
+        size_t n = Utf8Len(s_, pos_ - 1);
         if (n == 0) {
           err_ = "invalid UTF-8 in string";
           return false;

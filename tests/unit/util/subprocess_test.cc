@@ -28,9 +28,7 @@ TEST(Subprocess, TimeoutStopsTheChildAndItsChildren) {
   ASSERT_TRUE(r.ok());
   EXPECT_TRUE(r->timed_out);
   EXPECT_NE(r->exit_code, 0);
-  // Not a speed check: the children sleep 30 s, so returning well before
-  // that means the timeout killed the whole group.
-  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(25));
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(10));
 }
 
 TEST(Subprocess, MissingProgramIsAnError) {
