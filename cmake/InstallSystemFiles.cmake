@@ -1,5 +1,5 @@
 # Install-time part of the install rules (included from cmake_install.cmake
-# with CM_SOURCE_DIR, CM_CONFIGS, CM_UNITS, CM_SYSTEMD_UNITDIR, CM_BINDIR_REL
+# with CM_SOURCE_DIR, CM_BUILD_DIR, CM_CONFIGS, CM_UNITS, CM_SYSTEMD_UNITDIR, CM_BINDIR_REL
 # set): the files whose place or text depends on the prefix the install runs
 # with, which `cmake --install --prefix P` and cpack (prefix /usr, DESTDIR set)
 # choose after configuration.
@@ -26,7 +26,7 @@ endif()
 set(CM_BINDIR "${_prefix}/${CM_BINDIR_REL}")
 
 foreach(_unit IN LISTS CM_UNITS)
-  set(_tmp "${CMAKE_CURRENT_BINARY_DIR}/cm-units/${_unit}")
+  set(_tmp "${CM_BUILD_DIR}/cm-units/${_unit}")
   configure_file("${CM_SOURCE_DIR}/packaging/systemd/${_unit}.in" "${_tmp}" @ONLY)
   file(INSTALL DESTINATION "${_unitdir}" TYPE FILE
        PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ FILES "${_tmp}")
