@@ -11,6 +11,7 @@
 #include "leaderrun/reporter.h"
 #include "leaderrun/run.h"
 #include "net/route.h"
+#include "util/config_dir.h"
 #include "util/exit_codes.h"
 #include "util/group_key.h"
 #include "util/hash.h"
@@ -22,7 +23,7 @@ namespace {
 using namespace cm;
 
 struct Options {
-  std::string config, group, address, segment, name, location, timers, key_file, ccm, listen, content_root;
+  std::string config, group, address, segment, name, location, timers, key_file, ccm, listen, content_root, state_file;
   std::string on_elected, on_demoted, on_member_change;
   std::vector<uint64_t> leaders;
   uint64_t id = 0, static_leader = 0;
@@ -59,7 +60,8 @@ int main(int argc, char** argv) {
   app.add_flag("-v,--verbose", o.verbose, "More messages (repeat for debug)");
   TomlFlags toml;  // run's keys, bound to the variables its flags write
   CLI::App* run = app.add_subcommand("run", "Take part in the election of the segment");
-  run->add_option("--config", o.config, "TOML configuration (flags override it)");
+  run->add_option("--config", o.config,
+                  "TOML configuration (flags override it; default /etc/content-mover/leader.toml when it exists)");
   // A run flag and its TOML key write the same variable; the flag wins.
   auto opt = [&](const char* flag, const char* key, auto& var, const char* help) {
     CLI::Option* op = run->add_option(flag, var, help);
@@ -84,6 +86,9 @@ int main(int argc, char** argv) {
   opt("--on-demoted", "on_demoted", o.on_demoted, "Command run on ceasing to be leader");
   opt("--on-member-change", "on_member_change", o.on_member_change, "Command run when the membership changes");
   opt("--content-root", "content_root", o.content_root, "Directory whose free space is measured (default /)");
+  opt("--state-file", "state_file", o.state_file,
+      "Keep the segment's leader in this JSON file (atomic rewrites; removed on exit), e.g. "
+      "/run/content-mover/leader.json");
   opt("--replay-window", "replay_window", o.replay_window,
       "Seconds a keyed message's timestamp may differ from this host's clock (default 10; 0 = off)");
   run->add_flag("--json", o.json, "Print state changes as JSON lines on stdout");
@@ -132,6 +137,8 @@ int main(int argc, char** argv) {
     return ExitCodeFor(leaderrun::Who(w));
   }
 
+  // The daemon's configuration by default, as every daemon's: CONFIG_DIR/leader.toml.
+  o.config = DefaultFile(o.config, "leader.toml");
   if (!o.config.empty())
     if (Status st = toml.Apply(o.config); !st.ok()) return Fail(st);
   leaderrun::NodeOptions r;
@@ -175,6 +182,7 @@ int main(int argc, char** argv) {
   r.on_demoted = o.on_demoted;
   r.on_member_change = o.on_member_change;
   if (!o.content_root.empty()) r.content_root = o.content_root;
+  r.state_file = o.state_file;
   r.json = o.json;
   return ExitCodeFor(leaderrun::RunNode(std::move(r)));
 }
