@@ -90,7 +90,8 @@ uint64_t Reporter::attempts() {
 void Reporter::Loop() {
   using Clock = ReportSchedule::Clock;
   const std::string url = "http://" + ccm_.ToString() + kPath;
-  bool last = false;  // the stop's one last attempt
+  bool last = false;    // the stop's one last attempt
+  bool warned = false;  // the last line logged was a failure
   for (;;) {
     std::string body;
     {
@@ -132,8 +133,12 @@ void Reporter::Loop() {
       line = schedule_.OnResult(Clock::now(), res);
     }
     if (line) {
-      if (res.kind == ReportSchedule::Result::Kind::kTaken) log::Info(*line + ": " + url);
-      else log::Warn(*line);
+      // Back after a warning: said at the warning's level, so whoever saw
+      // the failure also sees it end.
+      const bool taken = res.kind == ReportSchedule::Result::Kind::kTaken;
+      if (taken && !warned) log::Info(*line + ": " + url);
+      else log::Warn(taken ? "segment reports reach the CCM again: " + url : *line);
+      warned = !taken;
     }
   }
 }

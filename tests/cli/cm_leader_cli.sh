@@ -17,6 +17,7 @@ cleanup() {
   chmod -R u+w "$T" 2>/dev/null; rm -rf "$T"
 }
 KEEP=${KEEP:-}
+export CM_CONFIG_DIR=$T/etc  # no host configuration or key leaks in
 trap cleanup EXIT
 # wait_for SECS CMD...: polls CMD every 0.1 s until it succeeds.
 wait_for() {

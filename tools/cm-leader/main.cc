@@ -78,7 +78,8 @@ int main(int argc, char** argv) {
   opt("--location", "location", o.location, "Location / time zone for reports");
   opt("--heartbeat", "heartbeat", o.heartbeat, "Leader Alive interval in seconds (default 1)");
   opt("--timers", "timers", o.timers, "'default' or 'source' (5 s / 10 s / 10-15 s)");
-  opt("--key-file", "key_file", o.key_file, "Group key (cm-group-key-v1): authenticate every message");
+  opt("--key-file", "key_file", o.key_file,
+      "Group key (cm-group-key-v1): authenticate every message (default /etc/content-mover/group.key when it exists)");
   opt("--ccm", "ccm", o.ccm, "The CCM's HTTP address (ADDR:PORT or http://ADDR:PORT): POST segment reports there (needs the key)");
   opt("--leaders", "leaders", o.leaders, "Pre-assigned leader ids (only they may lead)");
   opt("--static-leader", "static_leader", o.static_leader, "Static override: this id leads, no election");
@@ -94,7 +95,8 @@ int main(int argc, char** argv) {
   run->add_flag("--json", o.json, "Print state changes as JSON lines on stdout");
   CLI::App* who = app.add_subcommand("who", "Print the current leader (exit 3 if none)");
   who->add_option("--group", o.group, "Control channel ADDR:PORT")->required();
-  who->add_option("--key-file", o.key_file, "Group key when the group authenticates");
+  who->add_option("--key-file", o.key_file,
+                  "Group key when the group authenticates (default /etc/content-mover/group.key when it exists)");
   who->add_option("--address", o.address, "Listen on the interface with this address (default: the route to the group)");
   who->add_option("--timeout", o.timeout, "Seconds to listen (default 4: three intervals plus skew)");
   who->add_flag("--members", o.members, "Also print the member list");
@@ -125,7 +127,7 @@ int main(int argc, char** argv) {
     leaderrun::WhoOptions w;
     if (!proto::ParseAddress(o.group, &w.group) || !w.group.IsMulticast())
       return Fail(Error(Code::kUsage, "--group must be a multicast ADDR:PORT"));
-    if (Status st = LoadKey(o.key_file, &w.key); !st.ok()) return Fail(st);
+    if (Status st = LoadKey(DefaultFile(o.key_file, "group.key"), &w.key); !st.ok()) return Fail(st);
     if (!o.address.empty()) {
       proto::Address a;
       if (!proto::ParseAddress(o.address + ":0", &a)) return Fail(Error(Code::kUsage, "bad --address: " + o.address));
@@ -165,7 +167,8 @@ int main(int argc, char** argv) {
   } else {
     return Fail(Error(Code::kUsage, "--timers must be 'default' or 'source'"));
   }
-  if (Status st = LoadKey(o.key_file, &c.key); !st.ok()) return Fail(st);
+  // The segment's key by default, as every tool's: CONFIG_DIR/group.key when it exists.
+  if (Status st = LoadKey(DefaultFile(o.key_file, "group.key"), &c.key); !st.ok()) return Fail(st);
   using std::chrono::duration_cast, std::chrono::microseconds;
   const int64_t wall = duration_cast<microseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   if (o.replay_window >= 0) c.replay_window = static_cast<proto::Micros>(o.replay_window * 1e6);
