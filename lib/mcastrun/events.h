@@ -6,8 +6,9 @@
 //   -> {"v":1,"event":"session_start","role":"sender","t":0.012,
 //       "session":7,"file":"a.bin","size":3000,"rate_bps":500000000}
 //
-// The table of events and fields is in docs/protocol/mcast.md ("JSON
-// events"); its schema version is kSchemaVersion ("v"). A line no pattern
+// The table of events and fields is in cm-mcast(1), JSON RECORDS (rules in
+// docs/protocol/mcast.md, "JSON events"); the schema version is
+// kSchemaVersion ("v"). A line no pattern
 // knows (a core changed its wording without this table) becomes
 // {"event":"message","text":...}; the unit tests run the cores and fail
 // on any such line. Pure: no clock, no I/O.
