@@ -32,6 +32,11 @@ printf 'group = "%s"\nadress = "127.0.0.1"\n' "$GROUP" >"$CM_CONFIG_DIR/leader.t
 expect_rc 2 cm-leader run
 one_error_line cm-leader
 grep -q 'leader.toml:2: .*adress' "$T/err" || fail "unknown key not named: $(cat "$T/err")"
+# A key file that does not exist: exit 2, as from every tool.
+expect_rc 2 cm-leader run --key-file "$T/no-such.key"
+one_error_line cm-leader
+expect_rc 2 cm-leader report-sink --listen 127.0.0.1:$SINK_PORT --key-file "$T/no-such.key"
+one_error_line cm-leader
 # A state file in a directory that does not exist: exit 3 at start.
 printf 'group = "%s"\naddress = "127.0.0.1"\n' "$GROUP" >"$CM_CONFIG_DIR/leader.toml"
 expect_rc 3 cm-leader run --state-file "$T/nodir/leader.json" --heartbeat 0.2
