@@ -234,6 +234,7 @@ class Node {
       JsonArray ids;
       for (uint64_t id : members) ids.Raw(std::to_string(id));
       std::printf("%s\n", JsonObject()
+                              .Int("v", 1)
                               .Str("event", members_changed && !state_changed ? "members" : "state")
                               .Str("state", leader::StateName(st))
                               .Uint("self", core_.id())
