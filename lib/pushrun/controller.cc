@@ -181,6 +181,10 @@ void Controller::Event(const std::string& name, JsonObject fields) {
   std::fflush(stdout);
 }
 
+int64_t UnixMillis() {
+  return std::chrono::duration_cast<milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
 // "s<serial, 12 digits>-<job>" (docs/LAYOUT.md): the release a job makes.
 std::string ReleaseName(uint64_t serial, const std::string& job) {
   char num[32];
@@ -196,7 +200,7 @@ std::string ReleaseName(uint64_t serial, const std::string& job) {
 }
 
 Status Controller::Setup() {
-  started_unix_ms_ = static_cast<int64_t>(WallSeconds()) * 1000;
+  started_unix_ms_ = UnixMillis();
   auto sites = push::LoadSites(opts_.sites_file);
   if (!sites.ok()) return sites.status();
   sites_ = std::move(*sites);
@@ -289,7 +293,7 @@ Status Controller::Listen() {
     auto srv = http::Server::Start(so, [this](const http::Request& r) { return Handle(r); });
     if (srv.ok()) {
       server_ = std::move(*srv);
-      if (i > 0) log::Info("port " + std::to_string(port) + " is taken (another job?): listening on " + so.listen);
+      if (i > 0) log::Warn("port " + std::to_string(port) + " is taken (another job?): listening on " + so.listen);
       break;
     }
     last = srv.status();
@@ -348,8 +352,11 @@ Status Controller::BeginInDb() {
   } else {
     pushdb::WaitOptions w;
     w.budget = milliseconds(static_cast<int64_t>(opts_.wait_s * 1000));
-    w.on_blocked = [this](const Status& st) {
-      if (opts_.verbosity > 0) log::Info("waiting: " + st.message());
+    // Said once per blocker, not once per poll.
+    w.on_blocked = [this, last = std::string()](const Status& st) mutable {
+      if (st.message() == last) return;
+      last = st.message();
+      if (opts_.verbosity > 0) log::Warn("waiting: " + st.message());
     };
     auto h = pushdb::BeginJobWaiting(db_.get(), spec, w);
     if (!h.ok()) return h.status();
@@ -749,7 +756,7 @@ PushOutcome Controller::Finish() {
   std::snprintf(sum, sizeof sum, "job %s: %zu of %zu servers %s in %.1f s", parts_.front().job.c_str(), out.ok,
                 out.servers, push::ServerStateName(shown(want)), secs);
   out.summary = sum;
-  const int64_t finished_ms = static_cast<int64_t>(WallSeconds()) * 1000;
+  const int64_t finished_ms = UnixMillis();
   JsonArray serials;
   for (const auto& p : parts_) serials.Raw(std::to_string(p.serial));
   JsonObject job;

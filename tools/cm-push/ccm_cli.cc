@@ -129,7 +129,7 @@ int RetryCommand(const std::string& state_dir, const std::string& job) {
     if (!ok) missing.push_back(s.server);
   }
   if (missing.empty()) {
-    log::Info("job " + std::to_string(rec->id) + ": every server reached the goal; nothing to retry");
+    std::printf("job %lld: every server reached the goal; nothing to retry\n", static_cast<long long>(rec->id));
     return kExitOk;
   }
   // The recorded command without its --only, then --only the missing servers.
@@ -150,7 +150,8 @@ int RetryCommand(const std::string& state_dir, const std::string& job) {
   if (::chdir(cwd.c_str()) != 0) return Fail(ErrnoError(cwd, errno));
   std::string list;
   for (const auto& m : missing) list += (list.empty() ? "" : " ") + m;
-  log::Info("retrying job " + std::to_string(rec->id) + " (" + rec->name + ") on " + list);
+  std::printf("retrying job %lld (%s) on %s\n", static_cast<long long>(rec->id), rec->name.c_str(), list.c_str());
+  std::fflush(stdout);
   std::vector<char*> cargv;
   for (auto& a : run) cargv.push_back(a.data());
   cargv.push_back(nullptr);
@@ -187,7 +188,7 @@ int PrepareRollback(pushrun::PushOptions* p, std::string release, std::string* t
     }
     if (release.empty())
       return Fail(Error(Code::kNotFound, "no earlier release recorded in " + p->state_dir + " (give --to-release)"));
-    log::Info("rolling back from " + (current.empty() ? std::string("?") : current) + " to " + release);
+    log::Warn("rolling back from " + (current.empty() ? std::string("?") : current) + " to " + release);
   }
   char tmpl[] = "/tmp/cm-rollback-XXXXXX";
   std::string base = p->state_dir.empty() ? std::string(tmpl) : p->state_dir + "/rollback-XXXXXX";
