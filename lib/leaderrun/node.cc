@@ -3,16 +3,19 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
-#include <deque>
 #include <cstdio>
+#include <deque>
 #include <fstream>
 #include <map>
 #include <memory>
 
 #include "leaderrun/reporter.h"
 #include "leaderrun/run.h"
+#include "leaderrun/state_file.h"
 #include "net/driver.h"
+#include "util/hangup.h"
 #include "util/json.h"
 #include "util/log.h"
 #include "util/subprocess.h"
@@ -76,6 +79,14 @@ class Node {
 
   Code Run() {
     started_at_ = drv_->now();
+    if (!o_.state_file.empty()) {
+      // At start, before anything is known: a path that cannot be written
+      // is a setup error the operator hears of now, not at the first change.
+      const Status st = WriteStateFile(o_.state_file, StateFileJson(Segment(), WallMicros() / 1000));
+      if (!st.ok()) return log::Error("--state-file: " + st.message()), st.code();
+      written_ = Segment();
+      written_at_ = drv_->now();
+    }
     Sample();
     net::CoreRef<leader::Election> ref(&core_);
     drv_->Run(ref, {.after = [this](const proto::Effects& fx) { After(fx); },
@@ -84,6 +95,9 @@ class Node {
                           if (drv_->now() - last_sample_ >= kSamplePeriod) Sample();
                           RunPendingHooks();
                           ReapExited(&hooks_);
+                          WriteState();
+                          if (TakeHangup())
+                            log::Warn("SIGHUP ignored: cm-leader has nothing to reload (restart it to change its settings)");
                         },
                     .on_signal =
                         [this] {
@@ -93,6 +107,8 @@ class Node {
                         [this](const proto::Send& s) {
                           if (reporter_) reporter_->Post(s.bytes);
                         }});
+    if (!o_.state_file.empty() && ::unlink(o_.state_file.c_str()) != 0 && errno != ENOENT)
+      log::Warn("--state-file: " + ErrnoError(o_.state_file, errno).message());
     return Code::kOk;
   }
 
@@ -108,6 +124,37 @@ class Node {
     for (const std::string& ev : fx.events) log::Debug(ev);
     for (const std::string& ev : fx.alerts) log::Warn(ev);
     Report();
+    WriteState();
+  }
+
+  SegmentState Segment() const {
+    SegmentState s;
+    s.segment = o_.cfg.segment;
+    s.self = o_.cfg.self;
+    if (core_.leader()) s.leader = core_.leader_addr();
+    s.epoch = core_.epoch();
+    s.role = RoleName(core_.state());
+    return s;
+  }
+
+  // Rewrites the state file when the segment state changed, or its last
+  // write is kStateRefresh old. A failure is logged once until a write works.
+  void WriteState() {
+    if (o_.state_file.empty()) return;
+    const SegmentState now = Segment();
+    const Micros refresh = std::chrono::duration_cast<std::chrono::microseconds>(kStateRefresh).count();
+    if (now == written_ && drv_->now() - written_at_ < refresh) return;
+    const Status st = WriteStateFile(o_.state_file, StateFileJson(now, WallMicros() / 1000));
+    written_at_ = drv_->now();  // a failed write is retried at the refresh, or on the next change
+    if (!st.ok()) {
+      if (!state_failing_) log::Warn("--state-file: " + st.message() + " (retried on the next change)");
+      state_failing_ = true;
+      written_ = now;
+      return;
+    }
+    if (state_failing_) log::Info("--state-file: written again: " + o_.state_file);
+    state_failing_ = false;
+    written_ = now;
   }
 
   void Sample() {
@@ -187,6 +234,7 @@ class Node {
       JsonArray ids;
       for (uint64_t id : members) ids.Raw(std::to_string(id));
       std::printf("%s\n", JsonObject()
+                              .Int("v", 1)
                               .Str("event", members_changed && !state_changed ? "members" : "state")
                               .Str("state", leader::StateName(st))
                               .Uint("self", core_.id())
@@ -199,6 +247,12 @@ class Node {
                               .Build()
                               .c_str());
       std::fflush(stdout);
+    }
+    {
+      // A node that no longer leads stops (re)sending its report: it would
+      // tell the CCM of a leadership that is over.
+      const bool was = last_state_ == leader::State::kLeader, is = st == leader::State::kLeader;
+      if (reporter_ && was && !is) reporter_->Withdraw();
     }
     if (started_) {
       const std::vector<std::string> env = Env();
@@ -222,6 +276,9 @@ class Node {
   std::deque<Micros> hook_runs_[3];  // per HookKind: start times within kHookWindow
   bool hook_pending_[3] = {false, false, false};
   Micros last_sample_ = 0, started_at_ = 0;
+  SegmentState written_;  // the state file's content, as last written (or tried)
+  Micros written_at_ = 0;
+  bool state_failing_ = false;
   bool started_ = false;
   leader::State last_state_ = leader::State::kUnknown;
   uint64_t last_leader_ = 0, last_epoch_ = 0;
@@ -245,6 +302,7 @@ Code RunNode(NodeOptions o) {
   if (o.cfg.ccm && !o.cfg.key)
     log::Warn("--ccm without a group key: no segment report is sent (the CCM takes only reports stamped with "
               "the group key); give --key-file");
+  IgnoreHangups();
   Node n(std::move(o), drv->get());
   return n.Run();
 }

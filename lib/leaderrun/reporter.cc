@@ -49,8 +49,8 @@ std::string StampReport(const GroupKey& group_key, const std::string& from, cons
   return cm_auth::Format(s);
 }
 
-Reporter::Reporter(proto::Address ccm, GroupKey group_key, std::string from)
-    : ccm_(ccm), key_(group_key), from_(std::move(from)) {
+Reporter::Reporter(proto::Address ccm, GroupKey group_key, std::string from, ReportSchedule::Timing timing)
+    : ccm_(ccm), key_(group_key), from_(std::move(from)), schedule_(timing) {
   InitCrypto();
   thread_ = std::thread([this] { Loop(); });
 }
@@ -67,38 +67,79 @@ Reporter::~Reporter() {
 void Reporter::Post(std::string json) {
   {
     std::lock_guard<std::mutex> l(mu_);
-    if (queue_.size() >= kMaxQueued) queue_.pop_front();
-    queue_.push_back(std::move(json));
+    schedule_.Post(ReportSchedule::Clock::now(), std::move(json));
   }
   cv_.notify_all();
 }
 
+void Reporter::Withdraw() {
+  std::lock_guard<std::mutex> l(mu_);
+  schedule_.Withdraw();
+}
+
+bool Reporter::acknowledged() {
+  std::lock_guard<std::mutex> l(mu_);
+  return schedule_.acknowledged();
+}
+
+uint64_t Reporter::attempts() {
+  std::lock_guard<std::mutex> l(mu_);
+  return attempts_;
+}
+
 void Reporter::Loop() {
+  using Clock = ReportSchedule::Clock;
   const std::string url = "http://" + ccm_.ToString() + kPath;
-  const auto give_up = std::chrono::seconds(3);
-  std::chrono::steady_clock::time_point stop_at{};
+  bool last = false;    // the stop's one last attempt
+  bool warned = false;  // the last line logged was a failure
   for (;;) {
     std::string body;
     {
       std::unique_lock<std::mutex> l(mu_);
-      cv_.wait(l, [this] { return stop_ || !queue_.empty(); });
-      if (stop_ && stop_at == std::chrono::steady_clock::time_point{}) stop_at = std::chrono::steady_clock::now() + give_up;
-      if (queue_.empty() || (stop_ && std::chrono::steady_clock::now() >= stop_at)) return;
-      body = std::move(queue_.front());
-      queue_.pop_front();
+      for (;;) {
+        if (stop_) {
+          // On stop: a report never sent since it changed gets one attempt
+          // now (e.g. a leader's last state); nothing else waits.
+          if (last || !schedule_.unsent()) return;
+          last = true;
+          auto b = schedule_.Take(Clock::time_point::max());
+          if (!b) return;
+          body = std::move(*b);
+          break;
+        }
+        if (auto b = schedule_.Take(Clock::now())) {
+          body = std::move(*b);
+          break;
+        }
+        if (auto due = schedule_.due()) cv_.wait_until(l, *due);
+        else cv_.wait(l);
+      }
+      ++attempts_;
     }
     const std::string stamp = StampReport(key_, from_, body, WallSeconds(), NewNonce());
     auto r = http::Call("POST", url, body, kCallTimeout, "application/json",
                         {{cm_auth::kHeader, stamp}, {"Connection", "close"}});
-    std::string why;
+    ReportSchedule::Result res;
     if (!r.ok()) {
-      why = r.status().message();
-    } else if (r->status / 100 != 2) {
-      why = url + ": " + std::to_string(r->status) + " " + r->body.substr(0, 200);
+      res.kind = ReportSchedule::Result::Kind::kUnreachable;
+      res.why = r.status().message();
+    } else {
+      res = ReportSchedule::Classify(r->status, r->body);
+      if (!res.why.empty()) res.why = url + ": " + res.why;
     }
-    if (!why.empty() && !failing_) log::Warn("segment report not taken by the CCM: " + why);
-    if (why.empty() && failing_) log::Info("segment reports reach the CCM again (" + url + ")");
-    failing_ = !why.empty();
+    std::optional<std::string> line;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      line = schedule_.OnResult(Clock::now(), res);
+    }
+    if (line) {
+      // Back after a warning: said at the warning's level, so whoever saw
+      // the failure also sees it end.
+      const bool taken = res.kind == ReportSchedule::Result::Kind::kTaken;
+      if (taken && !warned) log::Info(*line + ": " + url);
+      else log::Warn(taken ? "segment reports reach the CCM again: " + url : *line);
+      warned = !taken;
+    }
   }
 }
 

@@ -21,9 +21,14 @@ struct NodeOptions {
   // stderr, since stdout carries only the --json lines).
   std::string on_elected, on_demoted, on_member_change;
   std::string content_root = "/";  // free disk is measured here
+  // When set: the segment state for local readers (state_file.h), written
+  // at start (failing that, RunNode returns its code), on every change and
+  // every minute; removed on a clean exit.
+  std::string state_file;
   bool json = false;
 };
-// Runs the node until SIGTERM/SIGINT, then resigns (kOk).
+// Runs the node until SIGTERM/SIGINT, then resigns (kOk). SIGHUP is logged
+// and ignored.
 Code RunNode(NodeOptions o);
 
 struct WhoOptions {

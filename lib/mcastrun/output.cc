@@ -4,6 +4,7 @@
 #include <iostream>
 #include <random>
 
+#include "util/hangup.h"
 #include "util/json.h"
 #include "util/log.h"
 
@@ -23,19 +24,23 @@ Result<std::unique_ptr<net::Driver>> OpenDriver(const Net& n) {
   return drv;
 }
 
-void PrintEvents(const proto::Effects& fx, bool json, const char* role) {
-  auto print = [&](const std::vector<std::string>& lines, void (*to_log)(const std::string&)) {
-    for (const auto& e : lines) {
-      if (json)
-        std::cout << JsonObject().Str("event", e).Str("role", role)
-                         .Double("t", double(net::MonotonicMicros() - g_start) / 1e6).Build() << "\n";
-      else
-        to_log(e);
-    }
-  };
-  print(fx.events, &log::Info);
-  print(fx.alerts, &log::Warn);
+void PrintEvents(const proto::Effects& fx, bool json, Role role) {
+  const double t = double(net::MonotonicMicros() - g_start) / 1e6;
+  for (const auto& e : fx.events) {
+    if (json) std::cout << EventRecord(e, role, t, false) << "\n";
+    else log::Info(e);
+  }
+  for (const auto& e : fx.alerts) {
+    if (json) std::cout << EventRecord(e, role, t, true) << "\n";
+    else log::Warn(e);
+  }
   if (json && !(fx.events.empty() && fx.alerts.empty())) std::cout.flush();
+}
+
+JsonObject Record(const char* event) {
+  JsonObject j;
+  j.Int("v", kSchemaVersion).Str("event", event);
+  return j;
 }
 
 void ReportReceivers(bool json, const std::string& name, const std::map<std::string, mcast::ReceiverInfo>& rs) {
@@ -43,12 +48,16 @@ void ReportReceivers(bool json, const std::string& name, const std::map<std::str
   for (auto& [id, r] : rs) {
     const char* state = r.state == RecvState::kComplete ? "complete" : r.state == RecvState::kFailed ? "failed" : "unknown";
     if (json)
-      std::cout << JsonObject().Str("file", name).Str("receiver", id).Str("state", state).Str("reason", r.reason)
+      std::cout << Record("receiver_result").Str("file", name).Str("receiver", id).Str("state", state).Str("reason", r.reason)
                        .Uint("unicast_frames", r.unicast_frames).Build() << "\n";
     else
       std::cout << name << " " << id << " " << state << (r.reason.empty() ? "" : ": " + r.reason) << "\n";
   }
   std::cout.flush();
+}
+
+void NoteHangup() {
+  if (TakeHangup()) log::Warn("SIGHUP ignored: cm-mcast has nothing to reload (restart it to change its settings)");
 }
 
 uint64_t RandomSeed() {

@@ -13,6 +13,7 @@
 #include "util/command_template.h"
 #include "util/file_util.h"
 #include "util/hash.h"
+#include "util/hangup.h"
 #include "util/json.h"
 #include "util/log.h"
 #include "util/strings.h"
@@ -82,7 +83,7 @@ void RunExec(const std::vector<std::string>& tmpl, const std::string& path) {
 void ReportResult(bool json, const SessionResult& r, const std::string& path) {
   bool ok = r.state == RecvState::kComplete;
   if (json)
-    std::cout << JsonObject().Str("file", path).Str("state", ok ? "complete" : "failed").Str("reason", r.reason)
+    std::cout << Record("file_result").Str("file", path).Str("state", ok ? "complete" : "failed").Str("reason", r.reason)
                      .Bool("already_had", r.already_had).Uint("size", r.size).Uint("unicast_frames", r.unicast_frames)
                      .Uint("resumed_bytes", r.resumed_bytes).Build() << "\n";
   else
@@ -93,8 +94,15 @@ void ReportResult(bool json, const SessionResult& r, const std::string& path) {
 }  // namespace
 
 Code Recv(const RecvJob& job) {
+  // A directory that does not exist is not found (3), as cm-apply's root;
+  // something else in its place is a usage error (2).
   struct stat st;
-  if (stat(job.dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return log::Error(job.dir + ": not a directory"), Code::kUsage;
+  if (stat(job.dir.c_str(), &st) != 0) {
+    const Status e = ErrnoError(job.dir, errno);
+    return log::Error(e), e.code();
+  }
+  if (!S_ISDIR(st.st_mode)) return log::Error(job.dir + ": not a directory"), Code::kUsage;
+  if (job.daemon) IgnoreHangups();
   ReceiverConfig rc;
   FileWatch want_watch(job.want_file);
   if (!job.want_file.empty()) {
@@ -141,6 +149,7 @@ Code Recv(const RecvJob& job) {
   };
   auto tick = [&] {
     receiver.set_wall_offset(WallOffset(*driver));
+    NoteHangup();
     if (!job.want_file.empty() && ++ticks % 5 == 0 && want_watch.Changed()) {
       auto w = ReadWantList(job.want_file);
       if (!w.ok()) {
@@ -156,7 +165,7 @@ Code Recv(const RecvJob& job) {
   };
   net::RunEnd end = driver->Run(ref, {.done = done,
                                       .after = [&](const proto::Effects& fx) {
-                                        PrintEvents(fx, job.net.json, "receiver");
+                                        PrintEvents(fx, job.net.json, Role::kReceiver);
                                         handle_results();
                                       },
                                       .tick = tick});
@@ -185,7 +194,7 @@ Code Hash(const std::vector<std::string>& files, bool json) {
       continue;
     }
     if (json)
-      std::cout << JsonObject().Str("file", path).Str("hash", ToHex(*h)).Uint("size", uint64_t(st.st_size))
+      std::cout << Record("hash").Str("file", path).Str("hash", ToHex(*h)).Uint("size", uint64_t(st.st_size))
                        .Str("name", BaseName(path)).Build() << "\n";
     else
       std::cout << ToHex(*h) << " " << st.st_size << " " << BaseName(path) << "\n";

@@ -7,6 +7,7 @@
 #include "mcast/server.h"
 #include "mcastrun/output.h"
 #include "mcastrun/run.h"
+#include "util/hangup.h"
 #include "util/json.h"
 #include "util/log.h"
 #include "util/file_util.h"
@@ -64,7 +65,7 @@ void Progress(const SenderConfig& sc, const Sender& sender) {
 void ReportOutcome(bool json, const SenderConfig& sc, const Sender& sender, double secs) {
   const auto& ss = sender.stats();
   if (json)
-    std::cout << JsonObject().Str("file", sc.name).Str("outcome", OutcomeName(sender.outcome())).Double("seconds", secs)
+    std::cout << Record("send_result").Str("file", sc.name).Str("outcome", OutcomeName(sender.outcome())).Double("seconds", secs)
                      .Uint("size", sc.size).Uint("data_frames", ss.data_frames).Uint("repair_frames", ss.repair_frames)
                      .Uint("unicast_frames", ss.unicast_frames).Uint("multicast_bytes", ss.bytes)
                      .Uint("tail_parity", ss.tail_parity).Double("pacing_lost_s", double(ss.pacing_lost) / 1e6)
@@ -90,17 +91,22 @@ Code ServeLoop(const SendJob& job, net::Driver& drv, const Files& files) {
   size_t reported = 0;
   log::Info("serving " + std::to_string(objects.size()) + " files on " + job.net.group.ToString() + " until stopped");
   drv.Run(ref, {.after = [&](const proto::Effects& fx) {
-            PrintEvents(fx, job.net.json, "server");
+            PrintEvents(fx, job.net.json, Role::kServer);
             for (; reported < server.sessions().size(); ++reported)
               ReportReceivers(job.net.json, server.sessions()[reported].name, server.sessions()[reported].receivers);
           },
-          .tick = [&] { server.set_wall_offset(WallOffset(drv)); }});
+          .tick =
+              [&] {
+                server.set_wall_offset(WallOffset(drv));
+                NoteHangup();
+              }});
   return Code::kOk;
 }
 
 }  // namespace
 
 Code Send(const SendJob& job) {
+  if (job.stay) IgnoreHangups();  // a daemon once the files are out
   auto drv = OpenDriver(job.net);
   if (!drv.ok()) return log::Error(drv.status()), drv.status().code();
   const SenderConfig& tmpl = job.session;
@@ -121,7 +127,7 @@ Code Send(const SendJob& job) {
     net::CoreRef<Sender> ref(&sender);
     proto::Micros t0 = net::MonotonicMicros();
     net::RunEnd end = (*drv)->Run(ref, {.done = [&] { return sender.finished(); },
-                                        .after = [&](const proto::Effects& fx) { PrintEvents(fx, job.net.json, "sender"); },
+                                        .after = [&](const proto::Effects& fx) { PrintEvents(fx, job.net.json, Role::kSender); },
                                         .tick = [&] { Progress(sc, sender); }});
     log::ProgressDone();
     if (end == net::RunEnd::kInterrupted) return log::Error(Error(Code::kFailure, "interrupted")), Code::kFailure;
@@ -139,6 +145,7 @@ Code Send(const SendJob& job) {
 }
 
 Code Serve(const SendJob& job) {
+  IgnoreHangups();
   auto drv = OpenDriver(job.net);
   if (!drv.ok()) return log::Error(drv.status()), drv.status().code();
   Code worst = Code::kOk;

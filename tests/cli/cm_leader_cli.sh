@@ -17,6 +17,7 @@ cleanup() {
   chmod -R u+w "$T" 2>/dev/null; rm -rf "$T"
 }
 KEEP=${KEEP:-}
+export CM_CONFIG_DIR=$T/etc  # no host configuration or key leaks in
 trap cleanup EXIT
 # wait_for SECS CMD...: polls CMD every 0.1 s until it succeeds.
 wait_for() {
@@ -122,7 +123,7 @@ cm-leader run --group "$GROUP2" --address 127.0.0.1 --id 7 --static-leader 7 --s
   --key-file "$T/other.key" --ccm "127.0.0.1:$SINK_PORT" >"$T/node7.out" 2>"$T/node7.err" &
 PIDS+=($!)
 PID7=$!
-wait_for 10 grep -q 'segment report not taken by the CCM.*401' "$T/node7.err" || fail "node 7: $(cat "$T/node7.err")"
+wait_for 10 grep -q 'segment report refused by the CCM: .*401' "$T/node7.err" || fail "node 7: $(cat "$T/node7.err")"
 grep -q 'refused a report from 127.0.0.1: unauthenticated: CM-Auth tag does not verify' "$T/sink.err" ||
   fail "sink: $(cat "$T/sink.err")"
 [[ $(wc -l <"$T/reports") == "$lines" ]] || fail "a wrongly keyed report was printed: $(tail -n 1 "$T/reports")"

@@ -20,7 +20,7 @@ wait_pid() {  # PID SECONDS -> exit code in WRC
   wait "$pid"; WRC=$?
 }
 # Seconds between two JSON events of a log.
-event_t() { grep -m1 "\"event\":\"$2" "$1" | grep -o '"t":[0-9.]*' | cut -d: -f2; }
+event_t() { grep -m1 "\"event\":\"$2\"" "$1" | grep -o '"t":[0-9.]*' | cut -d: -f2; }
 head -c 4000000 /dev/urandom > "$T/src.bin"
 : > "$T/g.bin"
 G=$(group)
@@ -44,7 +44,7 @@ for i in 1 2; do
   wait_pid ${PIDS[$((i-1))]} 10; [[ $WRC == 0 ]] || fail "r$i exit $WRC"
   cmp -s "$T/src.bin" "$T/r$i/g.bin" || fail "r$i copy differs"
 done
-t0=$(event_t "$T/s.log" "start session"); t1=$(event_t "$T/s.log" "hash known"); t2=$(event_t "$T/s.log" "tail")
+t0=$(event_t "$T/s.log" session_start); t1=$(event_t "$T/s.log" hash_known); t2=$(event_t "$T/s.log" data_sent)
 [[ -n $t0 && -n $t1 && -n $t2 ]] || fail "missing events in the sender's log"
 awk -v a="$t0" -v b="$t1" 'BEGIN { exit !(b - a > 1.0) }' || fail "the session did not start before the file was complete ($t0, hash $t1)"
 awk -v a="$t1" -v b="$t2" 'BEGIN { exit !(b - a < 1.0) }' || fail "the data pass did not follow the writer ($t1, tail $t2)"

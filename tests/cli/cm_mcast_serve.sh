@@ -69,7 +69,7 @@ BPID=$!
 sleep 0.3
 $B send "$T/a.bin" --group "$G" --id prim --receivers r1 --rate 300M > /dev/null 2>&1 || fail "primary failed"
 wait_pid $BPID 10; [[ $WRC == 0 ]] || fail "backup did not exit 0 after the primary finished"
-grep -q '"event":"primary finished"' "$T/bk.json" || fail "backup did not see the primary finish"
+grep -q '"event":"primary_finished"' "$T/bk.json" || fail "backup did not see the primary finish"
 grep -q takeover "$T/bk.json" && fail "backup took over from a live primary"
 cmp -s "$T/a.bin" "$T/r1/a.bin" || fail "r1 copy differs (primary alive)"
 
@@ -83,7 +83,7 @@ BPID=$!
 wait_pid $RPID 40
 [[ $WRC == 0 ]] || fail "receiver (exit $WRC) not served by the backup: $(tail -3 "$T/bk2.json")"
 cmp -s "$T/b.bin" "$T/r1/b.bin" || fail "r1 copy differs (backup)"
-[[ $(grep -n -m1 'probing primary nobody' "$T/bk2.json" | cut -d: -f1) -lt $(grep -n -m1 takeover "$T/bk2.json" | cut -d: -f1) ]] \
+[[ $(grep -n -m1 '"event":"probing_primary".*"primary":"nobody"' "$T/bk2.json" | cut -d: -f1) -lt $(grep -n -m1 takeover "$T/bk2.json" | cut -d: -f1) ]] \
   || fail "backup did not probe before taking over"
 wait_pid $BPID 10; [[ $WRC == 0 ]] || fail "backup did not exit 0 after serving"
 echo PASS

@@ -43,10 +43,10 @@ DPID=$!; PIDS+=($DPID)
 SPID=$!; PIDS+=($SPID)
 wait_for 20 "a.bin served to the daemon" same "$T/a.bin" "$T/d/a.bin"
 wait_for 5 "exec for a.bin" grep -qx "done $T/d/a.bin" "$T/exec.txt"
-grep -q '"event":"want a.bin"' "$T/d.log" || fail "the daemon did not ask for a.bin"
-grep -q '"event":"want b.bin"' "$T/d.log" && fail "the daemon asked for b.bin, which it holds"
+grep -q '"event":"want_sent".*"file":"a.bin"' "$T/d.log" || fail "the daemon did not ask for a.bin"
+grep -q '"event":"want_sent".*"file":"b.bin"' "$T/d.log" && fail "the daemon asked for b.bin, which it holds"
 wait_for 10 "the server's report" grep -q '"file":"a.bin","receiver":"d1","state":"complete"' "$T/srv.log"
-grep -q 'start session [0-9]* b.bin' "$T/srv.log" && fail "the server sent b.bin, which nobody lacked"
+grep -q '"event":"session_start".*"file":"b.bin"' "$T/srv.log" && fail "the server sent b.bin, which nobody lacked"
 kill $SPID; wait $SPID 2>/dev/null
 
 # 2. A sender that stays: it pushes c.bin to d1, then serves it again when
@@ -59,8 +59,8 @@ same "$T/c.bin" "$T/d/c.bin" || fail "d1's c.bin differs after the push"
 kill -0 $SPID 2>/dev/null || fail "send --stay exited after its push"
 rm "$T/d/c.bin"
 wait_for 20 "c.bin served again after d1 lost it" same "$T/c.bin" "$T/d/c.bin"
-grep -q '"event":"want c.bin"' "$T/d.log" || fail "the daemon did not ask for the lost c.bin"
-wait_for 10 "the staying sender's report" grep -q '"event":"served c.bin: all"' "$T/stay.log"
+grep -q '"event":"want_sent".*"file":"c.bin"' "$T/d.log" || fail "the daemon did not ask for the lost c.bin"
+wait_for 10 "the staying sender's report" grep -q '"event":"served".*"file":"c.bin","outcome":"all"' "$T/stay.log"
 [[ $(grep -c "^done $T/d/c.bin\$" "$T/exec.txt") -eq 2 ]] || fail "exec for c.bin: want 2 runs: $(cat "$T/exec.txt")"
 
 # 3. Stopping the daemons is their normal end: exit 0.

@@ -50,7 +50,7 @@ table inet cmdeaf {
   }
 }
 NFT
-wait_until 10 "the backup's alert" grep -q '"event":"alert: NACK from r1 while primary prim is alive"' "$T/b.log"
+wait_until 10 "the backup's alert" grep -q '"event":"primary_alive_nack".*"receiver":"r1","primary":"prim".*"alert":true' "$T/b.log"
 bed_exec r1 nft delete table inet cmdeaf
 deadline=$((SECONDS + 40))
 while kill -0 "$PPID_" 2>/dev/null; do (( SECONDS > deadline )) && fail "the primary still running"; sleep 0.1; done
@@ -66,6 +66,6 @@ while kill -0 "$BPID" 2>/dev/null; do (( SECONDS > deadline )) && fail "the back
 wait "$BPID"; rc=$?
 [[ $rc -eq 0 ]] || fail "the backup: exit $rc"
 grep -q '"event":"takeover' "$T/b.log" && fail "the backup took over from a live primary"
-grep -q '"event":"primary finished"' "$T/b.log" || fail "the backup did not see the primary finish"
+grep -q '"event":"primary_finished"' "$T/b.log" || fail "the backup did not see the primary finish"
 grep -m2 'alert' "$T/b.log" | cut -c1-110 >&2
 echo PASS

@@ -49,7 +49,7 @@ for i in 1 2 3; do
   [[ $rc -eq 0 ]] || fail "r$i exit $rc"
   cmp -s "$T/f.bin" "$T/r$i/f.bin" || fail "r$i copy differs"
 done
-grep -q '"probing primary prim"' "$T/b.log" || fail "backup never probed the primary"
+grep -q '"event":"probing_primary".*"primary":"prim"' "$T/b.log" || fail "backup never probed the primary"
 grep -n -m1 probing "$T/b.log" | cut -d: -f1 > "$T/probe.line"
 grep -n -m1 takeover "$T/b.log" | cut -d: -f1 > "$T/take.line"
 [[ -s $T/take.line ]] || fail "backup never took over"

@@ -45,12 +45,12 @@ blocks_at_least() { local m="$T/$1/.f.bin.tmp.cm-part.map"; [[ -f $m ]] && (( $(
 wait_until 20 "r2 receiving" blocks_at_least r2 20
 { kill -KILL "$P1"; wait "$P1"; } 2>/dev/null
 wait_until 15 "the backup's takeover" grep -q '"event":"takeover' "$T/b.log"
-grep -q '"event":"probing primary prim"' "$T/b.log" || fail "the backup took over without probing"
+grep -q '"event":"probing_primary".*"primary":"prim"' "$T/b.log" || fail "the backup took over without probing"
 # The primary returns while the backup serves.
 sleep 0.5
 prim > "$T/p2.log" 2>&1
 P2=$BED_PID
-wait_until 10 "the backup's hand-back" grep -q '"event":"handback: primary prim is back"' "$T/b.log"
+wait_until 10 "the backup's hand-back" grep -q '"event":"handback".*"primary":"prim"' "$T/b.log"
 deadline=$((SECONDS + 45))
 while kill -0 "$P2" 2>/dev/null; do (( SECONDS > deadline )) && fail "the returned primary still running"; sleep 0.1; done
 wait "$P2"; rc=$?
@@ -65,10 +65,10 @@ done
 while kill -0 "$BPID" 2>/dev/null; do (( SECONDS > deadline )) && fail "the backup still running"; sleep 0.1; done
 wait "$BPID"; rc=$?
 [[ $rc -eq 0 ]] || fail "the backup: exit $rc"
-grep -q '"event":"primary finished"' "$T/b.log" || fail "the backup did not adopt the primary's outcome"
+grep -q '"event":"primary_finished"' "$T/b.log" || fail "the backup did not adopt the primary's outcome"
 t_take=$(grep -n -m1 '"event":"takeover' "$T/b.log" | cut -d: -f1)
 t_back=$(grep -n -m1 '"event":"handback' "$T/b.log" | cut -d: -f1)
 (( t_take < t_back )) || fail "hand-back before takeover in the backup's log"
 # After the hand-back the backup sent nothing more: its last data events are before it.
-grep "takeover\|handback\|primary finished" "$T/b.log" | cut -c1-100 >&2
+grep "takeover\|handback\|primary_finished" "$T/b.log" | cut -c1-100 >&2
 echo PASS

@@ -11,6 +11,7 @@
 #include "leaderrun/reporter.h"
 #include "leaderrun/run.h"
 #include "net/route.h"
+#include "util/config_dir.h"
 #include "util/exit_codes.h"
 #include "util/group_key.h"
 #include "util/hash.h"
@@ -22,7 +23,7 @@ namespace {
 using namespace cm;
 
 struct Options {
-  std::string config, group, address, segment, name, location, timers, key_file, ccm, listen, content_root;
+  std::string config, group, address, segment, name, location, timers, key_file, ccm, listen, content_root, state_file;
   std::string on_elected, on_demoted, on_member_change;
   std::vector<uint64_t> leaders;
   uint64_t id = 0, static_leader = 0;
@@ -59,7 +60,8 @@ int main(int argc, char** argv) {
   app.add_flag("-v,--verbose", o.verbose, "More messages (repeat for debug)");
   TomlFlags toml;  // run's keys, bound to the variables its flags write
   CLI::App* run = app.add_subcommand("run", "Take part in the election of the segment");
-  run->add_option("--config", o.config, "TOML configuration (flags override it)");
+  run->add_option("--config", o.config,
+                  "TOML configuration (flags override it; default /etc/content-mover/leader.toml when it exists)");
   // A run flag and its TOML key write the same variable; the flag wins.
   auto opt = [&](const char* flag, const char* key, auto& var, const char* help) {
     CLI::Option* op = run->add_option(flag, var, help);
@@ -76,7 +78,8 @@ int main(int argc, char** argv) {
   opt("--location", "location", o.location, "Location / time zone for reports");
   opt("--heartbeat", "heartbeat", o.heartbeat, "Leader Alive interval in seconds (default 1)");
   opt("--timers", "timers", o.timers, "'default' or 'source' (5 s / 10 s / 10-15 s)");
-  opt("--key-file", "key_file", o.key_file, "Group key (cm-group-key-v1): authenticate every message");
+  opt("--key-file", "key_file", o.key_file,
+      "Group key (cm-group-key-v1): authenticate every message (default /etc/content-mover/group.key when it exists)");
   opt("--ccm", "ccm", o.ccm, "The CCM's HTTP address (ADDR:PORT or http://ADDR:PORT): POST segment reports there (needs the key)");
   opt("--leaders", "leaders", o.leaders, "Pre-assigned leader ids (only they may lead)");
   opt("--static-leader", "static_leader", o.static_leader, "Static override: this id leads, no election");
@@ -84,12 +87,16 @@ int main(int argc, char** argv) {
   opt("--on-demoted", "on_demoted", o.on_demoted, "Command run on ceasing to be leader");
   opt("--on-member-change", "on_member_change", o.on_member_change, "Command run when the membership changes");
   opt("--content-root", "content_root", o.content_root, "Directory whose free space is measured (default /)");
+  opt("--state-file", "state_file", o.state_file,
+      "Keep the segment's leader in this JSON file (atomic rewrites; removed on exit), e.g. "
+      "/run/content-mover/leader.json");
   opt("--replay-window", "replay_window", o.replay_window,
       "Seconds a keyed message's timestamp may differ from this host's clock (default 10; 0 = off)");
   run->add_flag("--json", o.json, "Print state changes as JSON lines on stdout");
   CLI::App* who = app.add_subcommand("who", "Print the current leader (exit 3 if none)");
   who->add_option("--group", o.group, "Control channel ADDR:PORT")->required();
-  who->add_option("--key-file", o.key_file, "Group key when the group authenticates");
+  who->add_option("--key-file", o.key_file,
+                  "Group key when the group authenticates (default /etc/content-mover/group.key when it exists)");
   who->add_option("--address", o.address, "Listen on the interface with this address (default: the route to the group)");
   who->add_option("--timeout", o.timeout, "Seconds to listen (default 4: three intervals plus skew)");
   who->add_flag("--members", o.members, "Also print the member list");
@@ -120,7 +127,7 @@ int main(int argc, char** argv) {
     leaderrun::WhoOptions w;
     if (!proto::ParseAddress(o.group, &w.group) || !w.group.IsMulticast())
       return Fail(Error(Code::kUsage, "--group must be a multicast ADDR:PORT"));
-    if (Status st = LoadKey(o.key_file, &w.key); !st.ok()) return Fail(st);
+    if (Status st = LoadKey(DefaultFile(o.key_file, "group.key"), &w.key); !st.ok()) return Fail(st);
     if (!o.address.empty()) {
       proto::Address a;
       if (!proto::ParseAddress(o.address + ":0", &a)) return Fail(Error(Code::kUsage, "bad --address: " + o.address));
@@ -132,6 +139,8 @@ int main(int argc, char** argv) {
     return ExitCodeFor(leaderrun::Who(w));
   }
 
+  // The daemon's configuration by default, as every daemon's: CONFIG_DIR/leader.toml.
+  o.config = DefaultFile(o.config, "leader.toml");
   if (!o.config.empty())
     if (Status st = toml.Apply(o.config); !st.ok()) return Fail(st);
   leaderrun::NodeOptions r;
@@ -158,7 +167,8 @@ int main(int argc, char** argv) {
   } else {
     return Fail(Error(Code::kUsage, "--timers must be 'default' or 'source'"));
   }
-  if (Status st = LoadKey(o.key_file, &c.key); !st.ok()) return Fail(st);
+  // The segment's key by default, as every tool's: CONFIG_DIR/group.key when it exists.
+  if (Status st = LoadKey(DefaultFile(o.key_file, "group.key"), &c.key); !st.ok()) return Fail(st);
   using std::chrono::duration_cast, std::chrono::microseconds;
   const int64_t wall = duration_cast<microseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   if (o.replay_window >= 0) c.replay_window = static_cast<proto::Micros>(o.replay_window * 1e6);
@@ -175,6 +185,7 @@ int main(int argc, char** argv) {
   r.on_demoted = o.on_demoted;
   r.on_member_change = o.on_member_change;
   if (!o.content_root.empty()) r.content_root = o.content_root;
+  r.state_file = o.state_file;
   r.json = o.json;
   return ExitCodeFor(leaderrun::RunNode(std::move(r)));
 }

@@ -6,6 +6,7 @@
 
 #include "mcastrun/run.h"
 #include "util/command_template.h"
+#include "util/config_dir.h"
 #include "util/exit_codes.h"
 #include "util/file_util.h"
 #include "util/group_key.h"
@@ -18,7 +19,7 @@ using namespace cm;
 using namespace cm::mcast;
 
 struct Options {
-  std::string group, iface = "127.0.0.1", id, key_file, config = "/etc/content-mover/mcast.toml";
+  std::string group, iface = "127.0.0.1", id, key_file, config;
   std::string rate = "500M";
   std::vector<std::string> files, receivers;
   int expect = 0, quorum = 0, max_passes = 4, frame_size = 0, block = 128;
@@ -52,9 +53,10 @@ std::optional<uint64_t> ParseRate(std::string s) {
 
 // TOML defaults under the flags of the subcommand given (flags win; a key
 // whose flag that subcommand lacks is always filled).
-Status LoadConfig(Options* o, CLI::App& app, bool explicit_path) {
-  if (access(o->config.c_str(), R_OK) != 0)
-    return explicit_path ? ErrnoError(o->config, errno) : Status::Ok();
+// Without --config: CONFIG_DIR/mcast.toml when it exists (util/config_dir.h).
+Status LoadConfig(Options* o, CLI::App& app) {
+  o->config = DefaultFile(o->config, "mcast.toml");
+  if (o->config.empty()) return Status::Ok();
   CLI::App* sub = app.get_subcommands().empty() ? &app : app.get_subcommands().front();
   auto flag = [&](const char* name) { return sub->get_option_no_throw(name); };
   TomlFlags t;
@@ -158,7 +160,8 @@ int main(int argc, char** argv) {
   CLI::App app{"cm-mcast: reliable multicast of files to a LAN (NACK repair with Reed-Solomon parity)"};
   app.set_version_flag("--version", std::string("cm-mcast ") + CM_VERSION);
   app.require_subcommand(1);
-  auto* config = app.add_option("--config", o.config, "TOML defaults (flags win)");
+  app.add_option("--config", o.config,
+                 "TOML defaults (flags win; default /etc/content-mover/mcast.toml, or $CM_CONFIG_DIR/mcast.toml, when it exists)");
   auto common = [&](CLI::App* s) {
     s->add_option("--group", o.group, "multicast ADDR:PORT");
     s->add_option("--iface", o.iface, "interface address to send and join on (default 127.0.0.1)");
@@ -215,7 +218,7 @@ int main(int argc, char** argv) {
   log::Init("cm-mcast", o.quiet ? 0 : 1 + o.verbose);
   InitCrypto();
   InstallTempCleanup();
-  if (Status s = LoadConfig(&o, app, config->count() > 0); !s.ok()) return log::Error(s), kExitUsage;
+  if (Status s = LoadConfig(&o, app); !s.ok()) return log::Error(s), kExitUsage;
   try {
     if (hash->parsed()) return ExitCodeFor(mcastrun::Hash(o.files, o.json));
     if (o.group.empty()) return log::Error("--group ADDR:PORT is required (or group = in the config)"), kExitUsage;

@@ -1,0 +1,48 @@
+// cm-leader's state file (`run --state-file PATH`, `state_file` in the
+// TOML): what this node knows of its segment's leadership, for local
+// readers (the relay tells the CCM who leads its site). One JSON object:
+//
+//   {"v":1,"segment":"NAME","self":"a.b.c.d:port","leader":"a.b.c.d:port"|null,
+//    "epoch":N,"role":"leader"|"member"|"candidate","updated_unix_ms":N}
+//
+// Rewritten whole and atomically (a temporary file in the same directory,
+// O_EXCL|O_NOFOLLOW, fsync, mode 0644 whatever the umask, rename, fsync of
+// the directory) at start, on every change of leader, epoch or role, and at
+// least every kStateRefresh (so updated_unix_ms also tells a reader that
+// cm-leader is alive); removed on a clean exit. Readers ignore unknown keys.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "leader/election.h"
+#include "proto/core.h"
+#include "util/status.h"
+
+namespace cm::leaderrun {
+
+inline constexpr std::chrono::seconds kStateRefresh{60};
+
+struct SegmentState {
+  std::string segment;
+  proto::Address self;
+  std::optional<proto::Address> leader;  // none known
+  uint64_t epoch = 0;
+  std::string role;  // RoleName()
+  bool operator==(const SegmentState&) const = default;
+};
+
+// "leader" (this node leads), "member" (it follows a known leader),
+// "candidate" (no leader known: listening, voting or conceding).
+const char* RoleName(leader::State s);
+
+// The file's JSON (one line, newline-terminated).
+std::string StateFileJson(const SegmentState& s, int64_t updated_unix_ms);
+
+// Writes `json` to `path` as described above. Errors: ErrnoError (kNotFound
+// for a missing directory, kIo otherwise).
+Status WriteStateFile(const std::string& path, const std::string& json);
+
+}  // namespace cm::leaderrun
