@@ -4,6 +4,7 @@
 
 #include "push/ordering.h"
 #include "util/json.h"
+#include "util/json_value.h"
 
 namespace cm::push {
 
@@ -14,6 +15,8 @@ const char* ReplaceReasonText(ReplaceReason r) {
     case ReplaceReason::kNotAnswering: return "relay not answering";
     case ReplaceReason::kDiedMidTransfer: return "relay died mid-transfer";
     case ReplaceReason::kNoReport: return "no site report";
+    case ReplaceReason::kRefused: return "refused";
+    case ReplaceReason::kRelayFailed: return "failed";
   }
   return "?";
 }
@@ -111,7 +114,7 @@ void JobCore::Start(Micros now, JobActions* out) {
   for (const JobSite& site : plan_.sites)
     for (const JobServer& s : site.servers) targets_[site.name].push_back(s.name);
   part_ = 0;
-  BeginPart(now, plan_.parts[0], TransferKind::kStage, out);
+  BeginPart(now, plan_.parts[0], plan_.options.switch_job ? TransferKind::kCommit : TransferKind::kStage, out);
   Settle(now, out);
 }
 
@@ -168,12 +171,24 @@ void JobCore::StartPhase(Micros now, const std::map<std::string, std::vector<std
     if (auto e = elected_.find(site); e != elected_.end() && Contains(servers, e->second)) leader = e->second;
     if (leader.empty() && !js.preferred_leader.empty() && Contains(servers, js.preferred_leader))
       leader = js.preferred_leader;
+    // A server that did not answer at start leads only when none did.
+    if (leader.empty() || FindServer(leader)->down)
+      for (const auto& s : servers)
+        if (!FindServer(s)->down) {
+          if (leader.empty() || FindServer(leader)->down) leader = s;
+          break;
+        }
     if (leader.empty()) leader = servers.front();
     ph->leader[site] = leader;
+    const JobServer* ls = FindServer(leader);
     LeaderFacts f;
     f.name = leader;
     f.site = site;
-    if (js.idle_cpu_permille) f.cpu_permille = *js.idle_cpu_permille;
+    if (ls->idle_cpu_permille) f.cpu_permille = *ls->idle_cpu_permille;
+    else if (js.idle_cpu_permille) f.cpu_permille = *js.idle_cpu_permille;
+    f.rate_bps = ls->rate_bps;
+    f.reliability = ls->reliability;
+    f.tz_offset_minutes = ls->tz_offset_minutes;
     facts.push_back(f);
   }
   OrderingOptions oo;
@@ -295,7 +310,8 @@ void JobCore::Finish(Micros now, bool timed_out, JobActions* out) {
   queue_.clear();
   retries_.clear();
   stage_ = JobStage::kFinished;
-  ServerState want = plan_.options.commit ? ServerState::kCommitted : ServerState::kStaged;
+  ServerState want =
+      plan_.options.commit || plan_.options.switch_job ? ServerState::kCommitted : ServerState::kStaged;
   for (const JobSite& site : plan_.sites) {
     for (const JobServer& s : site.servers) {
       auto it = final_.find(s.name);
@@ -422,16 +438,27 @@ void JobCore::SendProbe(Micros now, const std::string& server, Pending::Probe wh
 // elected when that is still a candidate, else the next server of the site;
 // the scheduler moves the transfer (and re-parents whom the old one fed).
 void JobCore::ReplaceLeader(Micros now, const std::string& site, ReplaceReason why, const std::string& detail,
-                            JobActions* out) {
+                            JobActions* out, int apply_exit) {
   if (!phase_ || !phase_->sched || phase_->done.count(site) || !phase_->leader.count(site)) return;
   Phase& ph = *phase_;
   std::string old = ph.leader[site];
   if (!ph.replaced.insert(old).second) return;  // already replaced
-  std::string text = ReplaceReasonText(why);
-  if (!detail.empty()) text += ": " + detail;
+  std::string text = why == ReplaceReason::kRelayFailed && !detail.empty() ? detail : ReplaceReasonText(why);
+  if (why != ReplaceReason::kRelayFailed && !detail.empty()) text += ": " + detail;
   // A leader that staged already (a replaced leader reported it) keeps that
   // verdict; the site still needs a leader that reports.
-  Verdict({old, ServerState::kFailed, text, Via::kNone, 0}, site, out);
+  if (!ph.results.count(old)) {
+    Verdict({old, ServerState::kFailed, text, Via::kNone, apply_exit}, site, out);
+    JobEvent fe;
+    fe.kind = JobEvent::Kind::kServer;
+    fe.serial = cur_part_.serial;
+    fe.server = old;
+    fe.site = site;
+    fe.state = ServerState::kFailed;
+    fe.error = text;
+    fe.apply_exit = apply_exit;
+    out->events.push_back(fe);
+  }
   std::vector<std::string> candidates;
   for (const auto& s : ph.targets[site])
     if (!ph.replaced.count(s) && !ph.Failed(s)) candidates.push_back(s);
@@ -601,7 +628,16 @@ void JobCore::OnCallDone(Micros now, const CallResult& r, JobActions* out) {
   std::string site = SiteOf(p.server);
   bool is_leader = LeaderOf(site) == p.server && !phase_->done.count(site);
   if (p.kind == Pending::Kind::kOrder) {
-    if (!r.ok()) {
+    if (!r.ok() && r.reached && r.status / 100 == 4) {
+      // Refused (signature, name, duplicate, malformed): asking again gets
+      // the same answer. The relay's one-line reason is the verdict.
+      if (is_leader) {
+        auto v = ParseJson(r.body);
+        std::string err = v.ok() && v->is_object() ? v->Str("error") : "";
+        std::string why = "HTTP " + std::to_string(r.status) + (err.empty() ? "" : ": " + err.substr(0, 200));
+        ReplaceLeader(now, site, ReplaceReason::kRefused, why, out);
+      }
+    } else if (!r.ok()) {
       if (p.attempt < plan_.options.order_attempts) {
         Micros at = now + plan_.options.order_backoff * p.attempt;
         ++p.attempt;
@@ -772,6 +808,17 @@ Reply JobCore::OnSiteReport(Micros now, const SiteReport& rep, JobActions* out) 
     ev.relay = rep.leader;
     out->events.push_back(ev);
   }
+  Settle(now, out);
+  return Ack();
+}
+
+Reply JobCore::OnRelayFailed(Micros now, const std::string& relay, uint64_t serial, const std::string& error,
+                             int apply_exit, JobActions* out) {
+  if (stage_ != JobStage::kTransfer || !phase_ || serial != cur_part_.serial) return Settled(now, out, Stale());
+  std::string site = SiteOf(relay);
+  if (site.empty() || !phase_->targets.count(site)) return Settled(now, out, Ack());
+  if (LeaderOf(site) == relay && !phase_->done.count(site))
+    ReplaceLeader(now, site, ReplaceReason::kRelayFailed, error.empty() ? "failed" : error, out, apply_exit);
   Settle(now, out);
   return Ack();
 }

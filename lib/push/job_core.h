@@ -50,6 +50,12 @@ namespace cm::push {
 struct JobServer {
   std::string name;  // unique across the plan
   std::string url;   // the relay's base URL, http://host:port
+  bool down = false; // did not answer the edge's probe at start: chosen as first leader only if all are
+  // Ordering facts (sites file, cm-leader reports; push/ordering.h): 0 / 1 = unknown.
+  double rate_bps = 0;
+  double reliability = 1;
+  int tz_offset_minutes = 0;
+  std::optional<uint32_t> idle_cpu_permille;
 };
 
 struct JobSite {
@@ -74,6 +80,10 @@ struct JobPart {
 struct JobOptions {
   Require require;              // commit only if this many servers staged
   bool commit = true;           // false: stage only
+  // The parts are switch assignments (commit or rollback: a fleet rollback):
+  // they travel as a commit part does and the goal state is committed; no
+  // commit assignment follows.
+  bool switch_job = false;
   size_t star_max = 3;
   bool pipeline = true;
   bool sequential = false;      // baseline: every server in turn from the CCM
@@ -126,6 +136,8 @@ enum class ReplaceReason : uint8_t {
   kNotAnswering,    // probe_failures probes of /v1/status in a row failed
   kDiedMidTransfer, // a relay's source failed and does not answer /v1/status
   kNoReport,        // it held the whole part for report_timeout and sent no site report
+  kRefused,         // it answered our order with a 4xx (signature, name, ...): its reason is the detail
+  kRelayFailed,     // it reported its own failure (POST /v1/relay-failed): its reason is the detail
 };
 const char* ReplaceReasonText(ReplaceReason r);  // "unreachable", "stalled", "relay not answering", ...
 
@@ -213,6 +225,11 @@ class JobCore {
   Reply OnSourceFailed(Micros now, const SourceFailed& s, JobActions* out);
   Reply OnNotifyFailed(Micros now, const NotifyFailed& n, JobActions* out);
   Reply OnSiteReport(Micros now, const SiteReport& r, JobActions* out);
+  // POST /v1/relay-failed: `relay` cannot do its part of `serial` for a
+  // reason of its own (key, disk, cm-apply): it fails with that reason at
+  // once (and apply_exit) and its site gets another leader.
+  Reply OnRelayFailed(Micros now, const std::string& relay, uint64_t serial, const std::string& error, int apply_exit,
+                      JobActions* out);
 
   // The outcome of a Call this core made (exactly once per Call).
   void OnCallDone(Micros now, const CallResult& r, JobActions* out);
@@ -260,7 +277,7 @@ class JobCore {
   FetchOrder OrderFor(const std::string& relay, const std::string& source) const;
   void SendProbe(Micros now, const std::string& server, Pending::Probe why, const std::string& detail, JobActions* out);
   void ReplaceLeader(Micros now, const std::string& site, ReplaceReason why, const std::string& detail,
-                     JobActions* out);
+                     JobActions* out, int apply_exit = 0);
   void CheckStalls(Micros now, JobActions* out);
   void RunSchedulerTimer(Micros now, JobActions* out);
   void Verdict(const ServerResult& r, const std::string& site, JobActions* out);

@@ -158,8 +158,11 @@ Result<proto::Address> Parser::Endpoint(const toml::table& t, std::string_view k
 
 Status Parser::ParseCcm(const toml::table& t, CcmConfig* ccm) {
   const std::string path = "ccm";
-  CM_RETURN_IF_ERROR(CheckKeys(t, {"listen", "url", "leader_reports", "order", "relay_port"}, false, path));
+  CM_RETURN_IF_ERROR(
+      CheckKeys(t, {"listen", "url", "leader_reports", "order", "relay_port", "uplink_mbit"}, false, path));
   CM_ASSIGN_OR_RETURN(ccm->listen, Endpoint(t, "listen", path));
+  CM_ASSIGN_OR_RETURN(std::optional<int64_t> uplink, Int(t, "uplink_mbit", path, 1, 1'000'000));
+  if (uplink) ccm->uplink_mbit = static_cast<uint32_t>(*uplink);
   CM_ASSIGN_OR_RETURN(std::optional<int64_t> port, Int(t, "relay_port", path, 1, 65535));
   if (port) ccm->relay_port = static_cast<uint16_t>(*port);
   if (t.get("leader_reports"))  // the raw TCP listener is gone: cm-leader reports come over HTTP

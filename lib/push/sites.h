@@ -6,6 +6,8 @@
 //   url = "http://ccm.example:7700"     optional: what relays are told (default http://<listen>)
 //   order = ["ams", "fra"]              optional admin override: these sites first, in this order
 //   relay_port = 7710                   default port of every relay's HTTP endpoint
+//   uplink_mbit = 1000                  optional: the CCM's uplink; with the sites' rate_mbit it sets
+//                                       how many sites fetch from the CCM at once (default: a chain)
 //   [[site]]
 //   name = "ams"
 //   group = "239.192.0.1:7800"          the site's multicast group (cm-mcast)
@@ -77,6 +79,7 @@ struct CcmConfig {
   std::string url;  // what relays are told to use, no trailing '/'
   std::vector<std::string> order;  // site names, each a site of the file
   uint16_t relay_port = kDefaultRelayPort;
+  std::optional<uint32_t> uplink_mbit;  // the CCM's own uplink: how many sites it feeds at once (--star-max)
 };
 
 // The parsed file. Lookups are linear scans (hundreds of servers at most) and

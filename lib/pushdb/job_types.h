@@ -53,6 +53,8 @@ struct JobSpec {
   std::vector<uint64_t> serials;  // the assignment serials the job carries (ascending)
   std::vector<Target> targets;    // at least one; no server twice
   std::string options;            // free text for the operator (e.g. the command line)
+  std::string release;            // the release it makes live (s<serial12>-<job>; a rollback: its target)
+  std::string invocation;         // how to run it again (JSON {"cwd","argv"}; cm-push retry)
   std::optional<Controller> controller;  // default: this process
 };
 
@@ -72,6 +74,7 @@ struct JobRecord {
   int64_t queued_ms = 0, started_ms = 0, finished_ms = 0;
   Controller controller;
   std::string options, summary;
+  std::string release, invocation;
   int servers = 0;         // targets
   int servers_ok = 0;      // of them staged, committed or rolled-back
   int servers_failed = 0;  // of them failed
@@ -94,8 +97,12 @@ struct JobStatusView {
 struct ServerRow {
   std::string server, site;
   uint64_t live_serial = 0;  // 0 = no commit recorded by this CCM
+  std::string live_release;  // the release it runs ("" = unknown)
   int64_t live_job = 0;      // the job that switched it; 0 = none
   int64_t last_seen_ms = 0;  // the last report about it; 0 = never
+  int64_t last_job = 0;      // the last job that reported about it
+  std::string last_state;    // its state in that job
+  std::string last_error;    // its last failure ("" after a success)
 };
 
 // "41-43" for a contiguous run, "41,43,47" otherwise, "-" when empty.

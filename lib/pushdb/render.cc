@@ -96,7 +96,8 @@ std::string JobJson(const JobRecord& j) {
   JsonArray serials;
   for (uint64_t s : j.serials) serials.Raw(std::to_string(s));
   JsonObject o;
-  o.Int("id", j.id).Str("name", j.name).Str("kind", JobKindName(j.kind)).Raw("serials", serials.Build());
+  o.Int("id", j.id).Str("name", j.name).Str("kind", JobKindName(j.kind)).Str("release", j.release);
+  o.Raw("serials", serials.Build());
   o.Str("state", JobStateName(j.state));
   TimeField(&o, "queued", j.queued_ms);
   TimeField(&o, "started", j.started_ms);
@@ -107,7 +108,7 @@ std::string JobJson(const JobRecord& j) {
     o.Null("duration_ms");
   }
   o.Int("controller_pid", j.controller.pid).Str("options", j.options).Str("summary", j.summary);
-  o.Int("servers", j.servers).Int("servers_ok", j.servers_ok).Int("servers_failed", j.servers_failed);
+  o.Int("server_count", j.servers).Int("servers_ok", j.servers_ok).Int("servers_failed", j.servers_failed);
   return o.Build();
 }
 
@@ -138,7 +139,7 @@ std::string RenderStatusJson(const JobStatusView& v) {
     TimeField(&o, "updated", r.updated_ms);
     servers.Raw(o.Build());
   }
-  return JsonObject().Raw("job", JobJson(v.job)).Raw("servers", servers.Build()).Build() + "\n";
+  return JsonObject().Int("v", kJsonSchema).Raw("job", JobJson(v.job)).Raw("servers", servers.Build()).Build() + "\n";
 }
 
 std::string RenderHistoryHuman(const std::vector<JobRecord>& jobs) {
@@ -155,32 +156,39 @@ std::string RenderHistoryHuman(const std::vector<JobRecord>& jobs) {
 std::string RenderHistoryJson(const std::vector<JobRecord>& jobs) {
   JsonArray arr;
   for (const JobRecord& j : jobs) arr.Raw(JobJson(j));
-  return JsonObject().Raw("jobs", arr.Build()).Build() + "\n";
+  return JsonObject().Int("v", kJsonSchema).Raw("jobs", arr.Build()).Build() + "\n";
 }
 
 std::string RenderServerTableHuman(const std::vector<ServerRow>& rows) {
   std::vector<std::vector<std::string>> cells;
   for (const ServerRow& r : rows) {
-    cells.push_back({r.site, r.server, r.live_serial ? std::to_string(r.live_serial) : "-",
-                     r.live_job ? std::to_string(r.live_job) : "-", FormatTimeHuman(r.last_seen_ms)});
+    cells.push_back({r.site, r.server, r.live_release.empty() ? "-" : r.live_release,
+                     r.live_serial ? std::to_string(r.live_serial) : "-", r.live_job ? std::to_string(r.live_job) : "-",
+                     FormatTimeHuman(r.last_seen_ms), r.last_state.empty() ? "-" : r.last_state, r.last_error});
   }
-  return RenderTable({"SITE", "SERVER", "SERIAL", "JOB", "LAST-SEEN"}, cells);
+  return RenderTable({"SITE", "SERVER", "RELEASE", "SERIAL", "JOB", "LAST-SEEN", "LAST", "ERROR"}, cells);
 }
 
 std::string RenderServerTableJson(const std::vector<ServerRow>& rows) {
   JsonArray arr;
   for (const ServerRow& r : rows) {
     JsonObject o;
-    o.Str("site", r.site).Str("server", r.server).Uint("live_serial", r.live_serial);
+    o.Str("site", r.site).Str("server", r.server).Str("release", r.live_release).Uint("serial", r.live_serial);
     if (r.live_job) {
       o.Int("live_job", r.live_job);
     } else {
       o.Null("live_job");
     }
     TimeField(&o, "last_seen", r.last_seen_ms);
+    o.Str("last_state", r.last_state).Str("last_error", r.last_error);
+    if (r.last_job) {
+      o.Int("last_job", r.last_job);
+    } else {
+      o.Null("last_job");
+    }
     arr.Raw(o.Build());
   }
-  return JsonObject().Raw("servers", arr.Build()).Build() + "\n";
+  return JsonObject().Int("v", kJsonSchema).Raw("servers", arr.Build()).Build() + "\n";
 }
 
 }  // namespace cm::pushdb

@@ -13,21 +13,26 @@
 
 namespace cm::pushdb {
 
+// The version of every JSON document cm-push writes (`"v"`: the report, the
+// --json events, status, history, servers). docs/JSON.md is the schema.
+constexpr int kJsonSchema = 1;
+
 // A job header (kind, name, serials, state, times, pid, summary, counts) and
 // one row per server: SITE SERVER STATE SERIAL UPDATED ERROR.
 std::string RenderStatusHuman(const JobStatusView& v);
-// {"job": {...}, "servers": [{"site","server","state","serial","error","updated"}...]}
+// {"v":1, "job": {...}, "servers": [{"site","server","state","serial","error","updated"}...]}
 std::string RenderStatusJson(const JobStatusView& v);
 
 // One row per job, as given (History returns newest first):
 // JOB KIND NAME SERIALS STATE STARTED DURATION SERVERS SUMMARY.
 std::string RenderHistoryHuman(const std::vector<JobRecord>& jobs);
-// {"jobs": [{...}...]}, each as "job" in RenderStatusJson.
+// {"v":1, "jobs": [{...}...]}, each as "job" in RenderStatusJson.
 std::string RenderHistoryJson(const std::vector<JobRecord>& jobs);
 
-// Which server runs which serial: SITE SERVER SERIAL JOB LAST-SEEN.
+// Which server runs which release (`cm-push servers`):
+// SITE SERVER RELEASE SERIAL JOB LAST-SEEN LAST ERROR.
 std::string RenderServerTableHuman(const std::vector<ServerRow>& rows);
-// {"servers": [{"site","server","live_serial","live_job","last_seen"}...]}
+// {"v":1, "servers": [{"site","server","release","serial","live_job","last_seen","last_state","last_error","last_job"}...]}
 std::string RenderServerTableJson(const std::vector<ServerRow>& rows);
 
 // Building blocks, exposed for the tool's other reports.

@@ -6,6 +6,19 @@ namespace cm::pushdb {
 
 namespace {
 
+// Version 2 (from 1): the release a job makes and how it was invoked (for
+// `cm-push retry`); per server its live release and its last state/error
+// across jobs (`cm-push servers`).
+constexpr char kUpgradeV2[] = R"sql(
+ALTER TABLE jobs ADD COLUMN release TEXT NOT NULL DEFAULT '';
+ALTER TABLE jobs ADD COLUMN invocation TEXT NOT NULL DEFAULT '';
+ALTER TABLE servers ADD COLUMN live_release TEXT NOT NULL DEFAULT '';
+ALTER TABLE servers ADD COLUMN last_state TEXT NOT NULL DEFAULT '';
+ALTER TABLE servers ADD COLUMN last_error TEXT NOT NULL DEFAULT '';
+ALTER TABLE servers ADD COLUMN last_job INTEGER;
+UPDATE schema_version SET version = 2;
+)sql";
+
 // Version 1. Keep in step with docs/STATE.md. Times are Unix milliseconds.
 constexpr char kSchemaV1[] = R"sql(
 CREATE TABLE schema_version (
@@ -93,11 +106,16 @@ Status PrepareSchema(Sql* db) {
     CM_RETURN_IF_ERROR(db->Exec(kSchemaV1));
     CM_RETURN_IF_ERROR(db->Exec("PRAGMA application_id = " + std::to_string(kApplicationId)));
     CM_RETURN_IF_ERROR(db->Exec("INSERT INTO schema_version (version) VALUES (1)"));
-    return txn.Commit();
+    version = 1;
   }
-  // Upgrades from older versions go here, one step per version, each ending
-  // with UPDATE schema_version. There are none yet, so anything else is damage.
-  return Error(Code::kCorrupt, db->path() + ": unknown schema version " + std::to_string(version));
+  // Upgrades, one step per version, each ending with UPDATE schema_version.
+  if (version == 1) {
+    CM_RETURN_IF_ERROR(db->Exec(kUpgradeV2));
+    version = 2;
+  }
+  if (version != kSchemaVersion)
+    return Error(Code::kCorrupt, db->path() + ": unknown schema version " + std::to_string(version));
+  return txn.Commit();
 }
 
 }  // namespace cm::pushdb

@@ -211,11 +211,12 @@ Result<JobHandle> StateDb::BeginJob(const JobSpec& spec, BeginMode mode) {
   {
     CM_ASSIGN_OR_RETURN(Stmt st, sql_->Prepare(
         "INSERT INTO jobs (name, kind, serials, state, queued_ms, started_ms, controller_pid,"
-        " controller_start, options) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+        " controller_start, options, release, invocation) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
     st.Bind(1, spec.name).Bind(2, JobKindName(spec.kind)).Bind(3, EncodeSerials(spec.serials));
     st.Bind(4, JobStateName(state)).Bind(5, now);
     if (state == JobState::kRunning) st.Bind(6, now); else st.BindNull(6);
     st.Bind(7, ctl.pid).Bind(8, static_cast<int64_t>(ctl.start_ticks)).Bind(9, spec.options);
+    st.Bind(10, spec.release).Bind(11, spec.invocation);
     CM_RETURN_IF_ERROR(st.Run());
   }
   const int64_t id = sql_->LastInsertId();
@@ -264,7 +265,7 @@ Status StateDb::TryBegin(JobHandle* job) {
 }
 
 Status StateDb::UpdateServer(int64_t job, std::string_view server, ServerState state, uint64_t serial,
-                             std::string_view error) {
+                             std::string_view error, std::string_view release) {
   const bool switches = state == ServerState::kCommitted || state == ServerState::kRolledBack;
   if (switches && serial == 0)
     return Error(Code::kFailure, std::string("UpdateServer: ") + ServerStateName(state) + " needs a serial");
@@ -292,8 +293,14 @@ Status StateDb::UpdateServer(int64_t job, std::string_view server, ServerState s
     CM_RETURN_IF_ERROR(st.Bind(1, now).Bind(2, server).Run());
   }
   if (switches) {
-    CM_ASSIGN_OR_RETURN(Stmt st, sql_->Prepare("UPDATE servers SET live_serial = ?, live_job = ? WHERE server = ?"));
-    CM_RETURN_IF_ERROR(st.Bind(1, static_cast<int64_t>(serial)).Bind(2, job).Bind(3, server).Run());
+    CM_ASSIGN_OR_RETURN(Stmt st, sql_->Prepare(
+        "UPDATE servers SET live_serial = ?, live_job = ?, live_release = ? WHERE server = ?"));
+    CM_RETURN_IF_ERROR(st.Bind(1, static_cast<int64_t>(serial)).Bind(2, job).Bind(3, release).Bind(4, server).Run());
+  }
+  if (state != ServerState::kPending && state != ServerState::kFetching) {
+    CM_ASSIGN_OR_RETURN(Stmt st, sql_->Prepare(
+        "UPDATE servers SET last_job = ?, last_state = ?, last_error = ? WHERE server = ?"));
+    CM_RETURN_IF_ERROR(st.Bind(1, job).Bind(2, ServerStateName(state)).Bind(3, error).Bind(4, server).Run());
   }
   return txn.Commit();
 }

@@ -84,8 +84,9 @@ class StateDb {
   // the server table. Any state but pending and failed counts as the server
   // being seen. kNotFound: no such job, or the server is not its target;
   // kFailure: the job is not running (finished, or still queued).
+  // `release`: the release a switch made live (committed / rolled-back).
   Status UpdateServer(int64_t job, std::string_view server, ServerState state, uint64_t serial,
-                      std::string_view error = {});
+                      std::string_view error = {}, std::string_view release = {});
 
   // Ends an active job. `state` must be done, partial, failed or aborted; a
   // job that never started can only be aborted. kNotFound: no such job;

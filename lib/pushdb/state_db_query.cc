@@ -10,7 +10,7 @@ namespace {
 
 constexpr char kJobColumns[] =
     "SELECT j.id, j.name, j.kind, j.serials, j.state, j.queued_ms, j.started_ms, j.finished_ms,"
-    " j.controller_pid, j.controller_start, j.options, j.summary,"
+    " j.controller_pid, j.controller_start, j.options, j.summary, j.release, j.invocation,"
     " (SELECT count(*) FROM server_status s WHERE s.job = j.id),"
     " (SELECT count(*) FROM server_status s WHERE s.job = j.id"
     "    AND s.state IN ('staged', 'committed', 'rolled-back')),"
@@ -35,9 +35,11 @@ Result<JobRecord> ReadJobRow(const Stmt& st, const std::string& db_path) {
   r.controller = Controller{st.Int(8), static_cast<uint64_t>(st.Int(9))};
   r.options = st.Text(10);
   r.summary = st.Text(11);
-  r.servers = static_cast<int>(st.Int(12));
-  r.servers_ok = static_cast<int>(st.Int(13));
-  r.servers_failed = static_cast<int>(st.Int(14));
+  r.release = st.Text(12);
+  r.invocation = st.Text(13);
+  r.servers = static_cast<int>(st.Int(14));
+  r.servers_ok = static_cast<int>(st.Int(15));
+  r.servers_failed = static_cast<int>(st.Int(16));
   return r;
 }
 
@@ -113,7 +115,8 @@ Result<std::vector<JobRecord>> StateDb::History(int limit) {
 
 Result<std::vector<ServerRow>> StateDb::ServerTable() {
   CM_ASSIGN_OR_RETURN(Stmt st, sql_->Prepare(
-      "SELECT server, site, live_serial, live_job, last_seen_ms FROM servers ORDER BY site, server"));
+      "SELECT server, site, live_serial, live_job, last_seen_ms, live_release, last_job, last_state, last_error"
+      " FROM servers ORDER BY site, server"));
   std::vector<ServerRow> out;
   for (;;) {
     CM_ASSIGN_OR_RETURN(bool row, st.Step());
@@ -124,6 +127,10 @@ Result<std::vector<ServerRow>> StateDb::ServerTable() {
     r.live_serial = static_cast<uint64_t>(st.Int(2));
     r.live_job = st.IsNull(3) ? 0 : st.Int(3);
     r.last_seen_ms = st.IsNull(4) ? 0 : st.Int(4);
+    r.live_release = st.Text(5);
+    r.last_job = st.IsNull(6) ? 0 : st.Int(6);
+    r.last_state = st.Text(7);
+    r.last_error = st.Text(8);
     out.push_back(std::move(r));
   }
 }

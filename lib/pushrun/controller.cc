@@ -17,6 +17,7 @@
 #include <deque>
 #include <filesystem>
 #include <map>
+#include <set>
 #include <mutex>
 #include <thread>
 
@@ -25,6 +26,7 @@
 #include "push/messages.h"
 #include "push/require.h"
 #include "push/sites.h"
+#include "pushdb/render.h"
 #include "pushdb/state_db.h"
 #include "pushdb/wait.h"
 #include "pushrun/assignment_info.h"
@@ -33,10 +35,12 @@
 #include "pushrun/edge_loop.h"
 #include "pushrun/leader_reports.h"
 #include "pushrun/live_view.h"
+#include "pushrun/site_probe.h"
 #include "util/config_dir.h"
 #include "util/exit_codes.h"
 #include "util/file_util.h"
 #include "util/json.h"
+#include "util/json_value.h"
 #include "util/log.h"
 #include "util/subprocess.h"
 
@@ -57,7 +61,9 @@ push::JobPart PartOf(const AssignmentInfo& a) { return {a.serial, a.job, a.size,
 // that no handler ever waits for SQLite.
 class DbWriter {
  public:
-  DbWriter(pushdb::StateDb* db, int64_t job) : db_(db), job_(job), thread_([this] { Loop(); }) {}
+  // release: what a switch of this job makes live; rollback: its switches are rollbacks.
+  DbWriter(pushdb::StateDb* db, int64_t job, std::string release, bool rollback)
+      : db_(db), job_(job), release_(std::move(release)), rollback_(rollback), thread_([this] { Loop(); }) {}
   ~DbWriter() { Drain(); }
   void Add(const push::StateRecord& r) {
     {
@@ -85,13 +91,16 @@ class DbWriter {
       push::StateRecord r = std::move(queue_.front());
       queue_.pop_front();
       l.unlock();
-      Status s = db_->UpdateServer(job_, r.server, r.state, r.serial, r.error);
+      ServerState state = rollback_ && r.state == ServerState::kCommitted ? ServerState::kRolledBack : r.state;
+      Status s = db_->UpdateServer(job_, r.server, state, r.serial, r.error, release_);
       if (!s.ok()) log::Warn("state: " + s.message());
       l.lock();
     }
   }
   pushdb::StateDb* db_;
   int64_t job_;
+  std::string release_;
+  bool rollback_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<push::StateRecord> queue_;
@@ -108,9 +117,12 @@ class Controller {
  private:
   Status Setup();
   Status BeginInDb();
+  Status Listen();
+  void Probe();
   Result<push::JobPlan> Plan() const;
   http::Response Handle(const http::Request& req);
   http::Response Dispatch(push::Endpoint ep, const std::string& from, const std::string& body);
+  http::Response RelayFailed(const http::Request& req);
   template <typename Parse, typename Sender, typename On>
   http::Response Dispatch(const std::string& body, Parse parse, Sender sender, On on);
   void Apply(push::JobActions& a);  // on the loop thread
@@ -142,6 +154,13 @@ class Controller {
   std::atomic<EdgeLoop*> live_loop_{nullptr};  // loop_ once the core runs (for handler threads)
   std::unique_ptr<CallRunner> runner_;
   std::unique_ptr<AuthEdge> auth_;  // this run's name, keys, nonces (thread-safe)
+  std::optional<GroupKey> group_;
+  std::map<std::string, ProbeAnswer> probed_;     // server -> its answer at start (empty: not probed)
+  std::map<std::string, std::string> elected_;    // site -> the leader its relays' cm-leader names
+  bool switch_job_ = false;         // the parts are commit/rollback assignments (a fleet rollback)
+  bool rollback_ = false;
+  std::string release_;             // the release this job makes live
+  int64_t started_unix_ms_ = 0;
   std::string commit_dir_;          // holds the commit assignment cm-push made; removed at the end
   std::thread commit_thread_;
 
@@ -155,17 +174,54 @@ class Controller {
 
 void Controller::Event(const std::string& name, JsonObject fields) {
   if (!opts_.json) return;
-  fields.Str("event", name).Double("t", std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count());
+  fields.Int("v", pushdb::kJsonSchema).Str("event", name).Double("t", std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count());
   std::lock_guard<std::mutex> l(out_mu_);
   std::string line = fields.Build();
   std::fprintf(stdout, "%s\n", line.c_str());
   std::fflush(stdout);
 }
 
+int64_t UnixMillis() {
+  return std::chrono::duration_cast<milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// "s<serial, 12 digits>-<job>" (docs/LAYOUT.md): the release a job makes.
+std::string ReleaseName(uint64_t serial, const std::string& job) {
+  char num[32];
+  std::snprintf(num, sizeof num, "s%012llu-", static_cast<unsigned long long>(serial));
+  std::string out = num;
+  for (size_t i = 0; i < job.size(); ++i) {
+    char c = job[i];
+    bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
+              (c == '.' && i > 0);
+    out += ok ? c : '_';
+  }
+  return out;
+}
+
 Status Controller::Setup() {
+  started_unix_ms_ = UnixMillis();
   auto sites = push::LoadSites(opts_.sites_file);
   if (!sites.ok()) return sites.status();
   sites_ = std::move(*sites);
+  if (!opts_.only.empty()) {
+    // --only: the named servers, and every server of a named site.
+    std::set<std::string> want(opts_.only.begin(), opts_.only.end()), used;
+    for (auto& site : sites_.sites) {
+      std::vector<push::Server> keep;
+      for (auto& srv : site.servers)
+        if (want.count(srv.name) || want.count(site.name)) {
+          used.insert(want.count(srv.name) ? srv.name : site.name);
+          keep.push_back(srv);
+        }
+      site.servers = std::move(keep);
+    }
+    for (const auto& w : want)
+      if (!used.count(w) && !sites_.FindSite(w))
+        return Error(Code::kUsage, "--only " + w + ": no such server or site in " + opts_.sites_file);
+    std::erase_if(sites_.sites, [](const push::Site& s) { return s.servers.empty(); });
+    if (sites_.sites.empty()) return Error(Code::kUsage, "--only: no server left to push to");
+  }
   for (const auto& f : opts_.assignments) {
     auto info = ReadAssignmentInfo(f);
     if (!info.ok()) return info.status();
@@ -176,6 +232,16 @@ Status Controller::Setup() {
     parts_.push_back(*info);
     files_[info->serial] = f;
   }
+  auto is_switch = [](const AssignmentInfo& a) { return a.type == "commit" || a.type == "rollback"; };
+  switch_job_ = is_switch(parts_.front());
+  for (size_t i = 0; i < parts_.size(); ++i)
+    if (is_switch(parts_[i]) != switch_job_)
+      return Error(Code::kUsage, opts_.assignments[i] + ": a " + parts_[i].type + " assignment cannot be pushed with " +
+                                     parts_.front().type + " ones");
+  rollback_ = parts_.front().type == "rollback";
+  release_ = switch_job_ ? opts_.release : ReleaseName(parts_.back().serial, parts_.back().job);
+  if (switch_job_) opts_.commit = false;  // the parts switch by themselves: no commit follows
+  if (opts_.serial_file.empty() && !opts_.state_dir.empty()) opts_.serial_file = opts_.state_dir + "/serial";
   if (opts_.commit) CM_RETURN_IF_ERROR(push::ParseRequire(opts_.require).status());
   if (opts_.sign_key.empty())
     return Error(Code::kUsage, "no signing key (--sign-key): every order to a relay is signed with it");
@@ -185,9 +251,10 @@ Status Controller::Setup() {
   if (!sign.ok()) return sign.status();
   auto group = LoadGroupKey(opts_.group_key);
   if (!group.ok()) return group.status();
+  group_ = *group;
   auth_ = std::make_unique<AuthEdge>(NewCcmId(), *sign, std::nullopt, *group);
-  std::string listen = opts_.listen.empty() ? sites_.ccm.listen.ToString() : opts_.listen;
-  if (listen.empty()) return Error(Code::kUsage, opts_.sites_file + ": [ccm] listen is required (or --listen)");
+  if (opts_.listen.empty() && sites_.ccm.listen.ToString().empty())
+    return Error(Code::kUsage, opts_.sites_file + ": [ccm] listen is required (or --listen)");
   // Leader reports: by POST /v1/leader-report (stamped like every report).
   reports_ = std::make_unique<LeaderReports>();
   if (!opts_.sequential) {
@@ -204,17 +271,61 @@ Status Controller::Setup() {
     });
   }
   if (opts_.live_view) view_ = std::make_unique<LiveView>();
+  return Status::Ok();
+}
+
+// After the database took the job (a refused or queued job never holds the
+// port). The configured port, else (another job of this CCM runs) the next
+// free one of kPortTries: orders carry the CCM's URL, so relays follow.
+Status Controller::Listen() {
+  constexpr int kPortTries = 32;
+  std::string listen = opts_.listen.empty() ? sites_.ccm.listen.ToString() : opts_.listen;
+  const size_t colon = listen.rfind(':');
+  const std::string host = listen.substr(0, colon);
+  const int port = std::atoi(listen.c_str() + colon + 1);
   http::ServerOptions so;
-  so.listen = listen;
   so.max_connections = 512;  // in all; at most ServerOptions::max_connections_per_peer from one address
   so.idle_timeout = milliseconds(20000);
-  auto srv = http::Server::Start(so, [this](const http::Request& r) { return Handle(r); });
-  if (!srv.ok()) return srv.status();
-  server_ = std::move(*srv);
-  std::string host = listen.substr(0, listen.rfind(':'));
-  ccm_url_ = !sites_.ccm.url.empty() && opts_.listen.empty() ? sites_.ccm.url
-                                                              : "http://" + host + ":" + std::to_string(server_->port());
+  Status last;
+  int tries = port == 0 ? 1 : kPortTries;
+  for (int i = 0; i < tries && port + i <= 65535; ++i) {
+    so.listen = host + ":" + std::to_string(port + i);
+    auto srv = http::Server::Start(so, [this](const http::Request& r) { return Handle(r); });
+    if (srv.ok()) {
+      server_ = std::move(*srv);
+      if (i > 0) log::Warn("port " + std::to_string(port) + " is taken (another job?): listening on " + so.listen);
+      break;
+    }
+    last = srv.status();
+    if (last.message().find("in use") == std::string::npos) return last;
+  }
+  if (!server_) return last;
+  const std::string bound = std::to_string(server_->port());
+  if (!sites_.ccm.url.empty() && opts_.listen.empty()) {
+    ccm_url_ = sites_.ccm.url;
+    if (server_->port() != port) {  // the configured URL, with this job's port
+      size_t c = ccm_url_.rfind(':');
+      ccm_url_ = (c != std::string::npos && c > 5 ? ccm_url_.substr(0, c) : ccm_url_) + ":" + bound;
+    }
+  } else {
+    ccm_url_ = "http://" + host + ":" + bound;
+  }
   return Status::Ok();
+}
+
+// Every relay at once: who is up, whom cm-leader elected in each site.
+void Controller::Probe() {
+  if (opts_.sequential || !opts_.probe) return;
+  probed_ = ProbeSites(sites_, *group_);
+  elected_ = ElectedLeaders(sites_, probed_);
+  size_t down = 0;
+  for (const auto& [name, a] : probed_)
+    if (!a.up) {
+      ++down;
+      if (opts_.verbosity > 1) log::Info(name + " does not answer: " + a.error);
+    }
+  if (down && opts_.verbosity > 0)
+    log::Info(std::to_string(down) + " of " + std::to_string(probed_.size()) + " relays do not answer at start");
 }
 
 Status Controller::BeginInDb() {
@@ -232,6 +343,8 @@ Status Controller::BeginInDb() {
   for (const auto& site : sites_.sites)
     for (const auto& s : site.servers) spec.targets.push_back({site.name, s.name});
   spec.options = opts_.command_line;
+  spec.release = release_;
+  spec.invocation = opts_.invocation;
   if (opts_.wait_s < 0) {
     auto h = db_->BeginJob(spec, pushdb::BeginMode::kRefuse);
     if (!h.ok()) return h.status();
@@ -239,14 +352,17 @@ Status Controller::BeginInDb() {
   } else {
     pushdb::WaitOptions w;
     w.budget = milliseconds(static_cast<int64_t>(opts_.wait_s * 1000));
-    w.on_blocked = [this](const Status& st) {
-      if (opts_.verbosity > 0) log::Info("waiting: " + st.message());
+    // Said once per blocker, not once per poll.
+    w.on_blocked = [this, last = std::string()](const Status& st) mutable {
+      if (st.message() == last) return;
+      last = st.message();
+      if (opts_.verbosity > 0) log::Warn("waiting: " + st.message());
     };
     auto h = pushdb::BeginJobWaiting(db_.get(), spec, w);
     if (!h.ok()) return h.status();
     job_id_ = h->id;
   }
-  writer_ = std::make_unique<DbWriter>(db_.get(), job_id_);
+  writer_ = std::make_unique<DbWriter>(db_.get(), job_id_, release_, rollback_);
   return Status::Ok();
 }
 
@@ -257,8 +373,18 @@ Result<push::JobPlan> Controller::Plan() const {
     js.name = site.name;
     if (site.group.ip) js.group = site.group.ToString();
     js.preferred_leader = site.leader;
-    for (const auto& s : site.servers) js.servers.push_back({s.name, s.url});
-    if (!opts_.sequential) {
+    for (const auto& s : site.servers) {
+      push::JobServer srv{s.name, s.url};
+      auto p = probed_.find(s.name);
+      srv.down = p != probed_.end() && !p->second.up;
+      if (s.facts.rate_mbit) srv.rate_bps = *s.facts.rate_mbit * 1e6;
+      if (s.facts.reliability_permille) srv.reliability = *s.facts.reliability_permille / 1000.0;
+      if (s.facts.utc_offset_min) srv.tz_offset_minutes = *s.facts.utc_offset_min;
+      if (s.facts.cpu_permille) srv.idle_cpu_permille = 1000 - *s.facts.cpu_permille;
+      js.servers.push_back(std::move(srv));
+    }
+    if (auto e = elected_.find(site.name); e != elected_.end()) js.elected_leader = e->second;
+    if (!opts_.sequential && js.elected_leader.empty()) {
       if (auto rep = reports_->Latest(site.name)) {
         const push::Server* s = sites_.ServerByAddress(rep->leader_ip);
         if (s && s->site == site.name) js.elected_leader = s->name;
@@ -275,7 +401,15 @@ Result<push::JobPlan> Controller::Plan() const {
     o.require = *req;
   }
   o.commit = opts_.commit;
+  o.switch_job = switch_job_;
   o.star_max = opts_.star_max;
+  if (o.star_max == 0) {
+    // A chain unless the CCM's uplink is several times the fastest site's.
+    uint32_t fastest = 0;
+    for (const auto& site : sites_.sites)
+      for (const auto& srv : site.servers) fastest = std::max(fastest, srv.facts.rate_mbit.value_or(0));
+    o.star_max = sites_.ccm.uplink_mbit && fastest ? std::max<size_t>(1, *sites_.ccm.uplink_mbit / fastest) : 1;
+  }
   o.pipeline = opts_.pipeline;
   o.sequential = opts_.sequential;
   o.timeout = static_cast<push::Micros>(opts_.timeout_s * 1e6);
@@ -354,6 +488,7 @@ http::Response Controller::Handle(const http::Request& req) {
     const bool latest = reports_->Add(std::move(*rep));
     return http::Response::Json(200, JsonObject().Bool("ok", true).Bool("latest", latest).Build());
   }
+  if (path == "/v1/relay-failed") return RelayFailed(req);
   push::Endpoint ep;
   if (!push::ParseEndpoint(path, &ep)) return JsonError(404, "no such resource");
   std::string from;
@@ -362,6 +497,31 @@ http::Response Controller::Handle(const http::Request& req) {
   if (resp.status / 100 == 2 && (ep == push::Endpoint::kNext || ep == push::Endpoint::kSourceFailed))
     resp.headers.push_back({push::auth::kHeader, auth_->SealAnswer(from, path, resp.body)});
   return resp;
+}
+
+// POST /v1/relay-failed: a relay cannot do its part for a reason of its own.
+http::Response Controller::RelayFailed(const http::Request& req) {
+  std::string from;
+  if (auto v = auth_->CheckReport(req, &from); v != push::auth::Verdict::kOk) return AuthEdge::Refuse(v, req);
+  auto v = ParseJson(req.body);
+  if (!v.ok() || !v->is_object() || !v->Has("serial") || !v->Has("relay"))
+    return JsonError(400, "relay-failed: needs serial and relay");
+  const std::string relay = v->Str("relay");
+  if (relay != from) return JsonError(403, "forbidden: a server may report only for itself");
+  const uint64_t serial = v->Uint("serial");
+  std::string error = v->Str("error").substr(0, 400);
+  const int apply_exit = static_cast<int>(v->Int("apply_exit"));
+  EdgeLoop* loop = live_loop_.load();
+  if (!loop) return JsonError(503, "the job has not started");
+  std::optional<push::Reply> reply = loop->Run([&]() -> std::optional<push::Reply> {
+    if (core_->finished()) return push::Reply{409, push::EncodeError("the job is over")};
+    push::JobActions a;
+    push::Reply r = core_->OnRelayFailed(SteadyNow(), relay, serial, error, apply_exit, &a);
+    Apply(a);
+    return r;
+  });
+  if (!reply) return JsonError(503, "the job is over");
+  return ToHttp(*reply);
 }
 
 // A report whose stamp verified, from `from`: the body must speak for the
@@ -440,6 +600,10 @@ void Controller::Emit(const JobEvent& e) {
       if (e.apply_exit) o.Int("apply_exit", e.apply_exit);
       Event("server", std::move(o));
       if (view_) view_->SetServer(e.site, e.server, push::ServerStateName(e.state));
+      // Every failure on stderr with its reason, when it happens.
+      if (e.state == ServerState::kFailed && opts_.verbosity > 0 && !view_)
+        log::Warn(e.server + " (" + e.site + ") failed: " + e.error +
+                  (e.apply_exit ? " (cm-apply exit " + std::to_string(e.apply_exit) + ")" : ""));
       break;
     }
     case JobEvent::Kind::kSiteReport:
@@ -526,8 +690,8 @@ void Controller::UpdateShadow() {
   if (!shadow_ || opts_.shadow.empty()) return;
   std::vector<std::string> argv{opts_.cm_apply};
   for (const auto& f : opts_.assignments) argv.push_back(f);
-  for (const std::string& a : {std::string("--root"), opts_.shadow, std::string("--commit"), std::string("-q")})
-    argv.push_back(a);
+  argv.insert(argv.end(), {"--root", opts_.shadow, "-q"});
+  if (!switch_job_) argv.push_back("--commit");  // a commit or rollback assignment switches by itself
   // The job's assignments are checked with the public half of our key.
   std::string pub = opts_.sign_key + ".pub";
   if (::access(pub.c_str(), R_OK) != 0) pub = DefaultFile("", "ccm.pub");
@@ -539,59 +703,105 @@ void Controller::UpdateShadow() {
 
 // ---- the end --------------------------------------------------------------------
 
+// Runs `command` (sh -c) once per server in `who`, with the server's
+// environment; a failure is a warning.
+void RunPerServer(const std::string& flag, const std::string& command, const std::vector<push::FinalVerdict>& who,
+                  const std::string& job, const std::string& release) {
+  for (const auto& v : who) {
+    ProcessOptions po;
+    po.capture_stderr = false;
+    po.timeout = std::chrono::minutes(5);
+    po.env = {"CM_SERVER=" + v.server, "CM_SITE=" + v.site, "CM_JOB=" + job, "CM_ERROR=" + v.error,
+              "CM_STATE=" + std::string(push::ServerStateName(v.state)), "CM_RELEASE=" + release,
+              "CM_SERIAL=" + std::to_string(v.serial)};
+    auto res = RunProcess({"/bin/sh", "-c", command}, po);
+    if (!res.ok() || res->exit_code != 0) log::Warn(flag + " for " + v.server + " failed");
+  }
+}
+
 PushOutcome Controller::Finish() {
   PushOutcome out;
-  ServerState want = opts_.commit ? ServerState::kCommitted : ServerState::kStaged;
+  ServerState want = opts_.commit || switch_job_ ? ServerState::kCommitted : ServerState::kStaged;
+  auto shown = [&](ServerState st) {
+    return rollback_ && st == ServerState::kCommitted ? ServerState::kRolledBack : st;
+  };
   JsonArray servers;
   std::string table;
   char line[512];
-  std::snprintf(line, sizeof line, "%-16s %-12s %-10s %-20s %s\n", "SERVER", "SITE", "STATE", "SERIAL", "ERROR");
+  std::snprintf(line, sizeof line, "%-16s %-12s %-11s %-20s %s\n", "SERVER", "SITE", "STATE", "SERIAL", "ERROR");
   table += line;
+  std::vector<push::FinalVerdict> failed, committed;
   for (const auto& v : verdicts_) {
     ++out.servers;
     if (v.ok) ++out.ok;
     else ++out.failed;
+    (v.ok ? committed : failed).push_back(v);
     JsonObject o;
-    o.Str("name", v.server).Str("site", v.site).Str("state", push::ServerStateName(v.state)).Uint("serial", v.serial).Str(
-        "error", v.error);
+    o.Str("server", v.server).Str("site", v.site).Str("state", push::ServerStateName(shown(v.state))).Uint(
+        "serial", v.serial);
+    o.Str("release", v.state == ServerState::kCommitted ? release_ : "").Str("error", v.error);
     if (v.apply_exit) o.Int("apply_exit", v.apply_exit);
     servers.Raw(o.Build());
-    std::snprintf(line, sizeof line, "%-16s %-12s %-10s %-20s %s\n", v.server.c_str(), v.site.c_str(),
-                  push::ServerStateName(v.state), v.serial ? std::to_string(v.serial).c_str() : "-", v.error.c_str());
+    std::snprintf(line, sizeof line, "%-16s %-12s %-11s %-20s %s\n", v.server.c_str(), v.site.c_str(),
+                  push::ServerStateName(shown(v.state)), v.serial ? std::to_string(v.serial).c_str() : "-",
+                  v.error.c_str());
     table += line;
-    if (!v.ok && !opts_.on_fail.empty()) {
-      ProcessOptions po;
-      po.capture_stderr = false;
-      po.timeout = std::chrono::minutes(5);
-      po.env = {"CM_SERVER=" + v.server, "CM_SITE=" + v.site, "CM_JOB=" + parts_.front().job, "CM_ERROR=" + v.error,
-                "CM_STATE=" + std::string(push::ServerStateName(v.state))};
-      auto res = RunProcess({"/bin/sh", "-c", opts_.on_fail}, po);
-      if (!res.ok() || res->exit_code != 0) log::Warn("--on-fail for " + v.server + " failed");
-    }
   }
+  if (!opts_.on_fail.empty()) RunPerServer("--on-fail", opts_.on_fail, failed, parts_.front().job, release_);
+  if (want == ServerState::kCommitted && !opts_.on_commit.empty())
+    RunPerServer("--on-commit", opts_.on_commit, committed, parts_.front().job, release_);
   out.exit_code = out.failed == 0 ? kExitOk : out.ok > 0 ? kExitPartial : kExitFailure;
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
   char sum[256];
   std::snprintf(sum, sizeof sum, "job %s: %zu of %zu servers %s in %.1f s", parts_.front().job.c_str(), out.ok,
-                out.servers, push::ServerStateName(want), secs);
+                out.servers, push::ServerStateName(shown(want)), secs);
   out.summary = sum;
+  const int64_t finished_ms = UnixMillis();
+  JsonArray serials;
+  for (const auto& p : parts_) serials.Raw(std::to_string(p.serial));
+  JsonObject job;
+  if (job_id_) job.Int("id", job_id_);
+  else job.Null("id");
+  job.Str("name", parts_.front().job).Str("kind", rollback_ ? "rollback" : switch_job_ ? "commit" : "publish");
+  job.Str("release", release_).Raw("serials", serials.Build());
+  job.Str("started", pushdb::FormatTimeRfc3339(started_unix_ms_)).Str("finished", pushdb::FormatTimeRfc3339(finished_ms));
+  const char* result = out.exit_code == 0 ? "ok" : out.exit_code == kExitPartial ? "partial" : "failed";
   std::string report = JsonObject()
-                           .Str("job", parts_.front().job)
-                           .Str("result", out.exit_code == 0 ? "ok" : out.exit_code == kExitPartial ? "partial" : "failed")
-                           .Uint("servers", out.servers)
-                           .Uint("ok", out.ok)
-                           .Uint("failed", out.failed)
+                           .Int("v", pushdb::kJsonSchema)
+                           .Raw("job", job.Build())
+                           .Str("result", result)
+                           .Int("exit", out.exit_code)
                            .Double("seconds", secs)
-                           .Raw("table", servers.Build())
+                           .Uint("server_count", out.servers)
+                           .Uint("servers_ok", out.ok)
+                           .Uint("servers_failed", out.failed)
+                           .Raw("servers", servers.Build())
                            .Build();
   if (!opts_.report_file.empty()) {
     // The one atomic writer (a temporary name, then rename): a killed run never leaves half a report.
     Status w = WriteFileAtomic(opts_.report_file, report + "\n", 0644);
     if (!w.ok()) log::Warn(opts_.report_file + ": cannot write: " + w.message());
   }
+  if (!opts_.metrics_file.empty()) {
+    // node_exporter's textfile collector: one file, replaced atomically.
+    std::string m;
+    auto metric = [&](const std::string& name, const std::string& help, double value) {
+      char v[64];
+      std::snprintf(v, sizeof v, "%.17g", value);
+      m += "# HELP " + name + " " + help + "\n# TYPE " + name + " gauge\n" + name + " " + v + "\n";
+    };
+    metric("cm_push_last_run_timestamp_seconds", "When the last cm-push job ended (Unix seconds).", finished_ms / 1000.0);
+    metric("cm_push_last_run_duration_seconds", "How long the last job took.", secs);
+    metric("cm_push_last_run_exit_code", "The last job's exit code (0 ok, 11 partial, 1 failed).", out.exit_code);
+    metric("cm_push_last_run_servers", "Servers the last job targeted.", static_cast<double>(out.servers));
+    metric("cm_push_last_run_servers_ok", "Servers that reached the job's goal.", static_cast<double>(out.ok));
+    metric("cm_push_last_run_servers_failed", "Servers that failed in the last job.", static_cast<double>(out.failed));
+    Status w = WriteFileAtomic(opts_.metrics_file, m, 0644);
+    if (!w.ok()) log::Warn(opts_.metrics_file + ": cannot write: " + w.message());
+  }
   if (opts_.json) {
     std::lock_guard<std::mutex> l(out_mu_);
-    std::fprintf(stdout, "%s\n", JsonObject().Str("event", "done").Raw("report", report).Build().c_str());
+    std::fprintf(stdout, "%s\n", JsonObject().Int("v", pushdb::kJsonSchema).Str("event", "done").Raw("report", report).Build().c_str());
   } else if (opts_.verbosity > 0) {
     std::fputs(table.c_str(), stdout);
   }
@@ -622,6 +832,11 @@ void Controller::Shutdown() {
 Result<PushOutcome> Controller::Run() {
   CM_RETURN_IF_ERROR(Setup());
   CM_RETURN_IF_ERROR(BeginInDb());
+  if (Status st = Listen(); !st.ok()) {
+    if (db_) db_->FinishJob(job_id_, pushdb::JobState::kFailed, st.message());
+    return st;
+  }
+  Probe();
   auto plan = Plan();
   if (!plan.ok()) return plan.status();
   auto core = push::JobCore::Create(std::move(*plan));

@@ -39,7 +39,13 @@ struct PushOptions {
   std::string listen;                    // overrides [ccm] listen
   std::string shadow;                    // content root brought up to date after a commit
   std::string cm_apply = "cm-apply";     // for the shadow copy
-  size_t star_max = 3;
+  size_t star_max = 0;                   // 0: from [ccm] uplink_mbit and the sites' rate_mbit (a chain unless known)
+  std::vector<std::string> only;         // push only to these servers or sites (names); empty = all
+  std::string on_commit;                 // shell command per committed server
+  std::string metrics_file;              // node_exporter textfile written at the end ("" = none)
+  std::string invocation;                // JSON {"cwd","argv"} recorded for `cm-push retry`
+  std::string release;                   // a rollback's target release (for the records)
+  bool probe = true;                     // ask every relay at start whether it is up and whom cm-leader elected
   bool pipeline = true;
   bool sequential = false;               // baseline: unicast to every server in turn
   double timeout_s = 3600;

@@ -8,6 +8,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <cstdio>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,7 @@
 #include "util/config_dir.h"
 #include "util/exit_codes.h"
 #include "util/log.h"
+#include "ccm_cli.h"
 #include "relay_cli.h"
 
 namespace {
@@ -38,26 +40,6 @@ std::string ToolPath(const std::string& name) {
     if (access((dir + name).c_str(), X_OK) == 0) return dir + name;
   }
   return name;
-}
-
-int Status_(const std::string& state_dir, const std::string& job, bool json) {
-  auto db = pushdb::StateDb::Open(state_dir);
-  if (!db.ok()) return Fail(db.status());
-  auto rec = job.empty() ? (*db)->LatestJob() : (*db)->FindJob(job);
-  if (!rec.ok()) return Fail(rec.status());
-  auto view = (*db)->JobStatus(rec->id);
-  if (!view.ok()) return Fail(view.status());
-  std::fputs((json ? pushdb::RenderStatusJson(*view) : pushdb::RenderStatusHuman(*view)).c_str(), stdout);
-  return kExitOk;
-}
-
-int History(const std::string& state_dir, int limit, bool json) {
-  auto db = pushdb::StateDb::Open(state_dir);
-  if (!db.ok()) return Fail(db.status());
-  auto h = (*db)->History(limit);
-  if (!h.ok()) return Fail(h.status());
-  std::fputs((json ? pushdb::RenderHistoryJson(*h) : pushdb::RenderHistoryHuman(*h)).c_str(), stdout);
-  return kExitOk;
 }
 
 }  // namespace
@@ -97,7 +79,14 @@ int main(int argc, char** argv) {
   app.add_option("--report", p.report_file, "Write the final report (JSON) to FILE");
   app.add_option("--listen", p.listen, "HTTP ADDR:PORT relays reach the CCM at (default: [ccm] listen)");
   app.add_option("--shadow", p.shadow, "Content root of the CCM's shadow copy, updated after a commit");
-  app.add_option("--star-max", p.star_max, "Up to this many sites fetch from the CCM directly (default 3)");
+  app.add_option("--star-max", p.star_max,
+                 "Up to this many sites fetch from the CCM directly (default: [ccm] uplink_mbit / fastest site, else 1)");
+  app.add_option("--only", p.only, "Push only to these servers or sites: NAME[,NAME...] (from the sites file)")
+      ->delimiter(',')
+      ->allow_extra_args(false);
+  app.add_option("--on-commit", p.on_commit,
+                 "Shell command run for each committed server (env CM_SERVER, CM_SITE, CM_JOB, CM_RELEASE)");
+  app.add_option("--metrics", p.metrics_file, "Write a node_exporter textfile with the job's outcome to FILE");
   app.add_flag("--no-pipeline", no_pipeline, "Store and forward: a leader serves others only once it holds all");
   app.add_flag("--sequential", p.sequential, "Baseline: send to every server in turn from the CCM (no tree)");
   app.add_option("--timeout", p.timeout_s, "Give up after this many seconds (default 3600)");
@@ -109,7 +98,26 @@ int main(int argc, char** argv) {
   relay_cli.r.cm_mcast = ToolPath("cm-mcast");
   CLI::App* relay = AddRelayCommand(app, &relay_cli);
 
-  CLI::App* status = app.add_subcommand("status", "Show a job's per-server status (default: the latest)");
+  CLI::App* servers = app.add_subcommand("servers", "Every server: its live release, last seen, last error");
+  servers->add_option("--state", p.state_dir, "CCM state directory")->required();
+  servers->add_flag("--json", p.json, "One JSON object");
+  CLI::App* retry = app.add_subcommand("retry", "Run a job again on its servers that did not reach its goal");
+  retry->add_option("job", job, "Job id or name (default: the latest)");
+  retry->add_option("--state", p.state_dir, "CCM state directory")->required();
+  std::string to_release, rollback_tmp;
+  CLI::App* rollback = app.add_subcommand("rollback", "Switch every server back to one release, through the tree");
+  rollback->add_option("--to-release", to_release, "Release name (s<serial>-<job>; default: the one before the current)");
+  rollback->add_option("--to", p.sites_file, "Sites file")->required();
+  rollback->add_option("--state", p.state_dir, "CCM state directory (records it; finds the previous release)");
+  rollback->add_option("--sign-key", p.sign_key, "The CCM's key (default CONF/ccm.key)");
+  rollback->add_option("--group-key", p.group_key, "Group key (default CONF/group.key)");
+  rollback->add_option("--serial-file", p.serial_file, "Serial file (default STATE/serial)");
+  rollback->add_option("--only", p.only, "Only these servers or sites: NAME[,NAME...]")->delimiter(',')->allow_extra_args(false);
+  rollback->add_option("--timeout", p.timeout_s, "Give up after this many seconds (default 3600)");
+  rollback->add_option("--report", p.report_file, "Write the final report (JSON) to FILE");
+  rollback->add_option("--shadow", p.shadow, "Content root of the CCM's shadow copy, switched too");
+  rollback->add_flag("--json", p.json, "JSON events on stdout, one per line");
+  CLI::App* status = app.add_subcommand("status", "Show a job's per-server status (default: active jobs and the latest)");
   status->add_option("job", job, "Job id or name");
   status->add_option("--state", p.state_dir, "CCM state directory")->required();
   status->add_flag("--json", p.json, "One JSON object");
@@ -131,8 +139,14 @@ int main(int argc, char** argv) {
     relay_cli.r.verbose = verbose > 0;
     return RunRelay(relay_cli);
   }
-  if (status->parsed()) return Status_(p.state_dir, job, p.json);
-  if (history->parsed()) return History(p.state_dir, limit, p.json);
+  if (status->parsed()) return StatusCommand(p.state_dir, job, p.json);
+  if (history->parsed()) return HistoryCommand(p.state_dir, limit, p.json);
+  if (servers->parsed()) return ServersCommand(p.state_dir, p.json);
+  if (retry->parsed()) return RetryCommand(p.state_dir, job);
+  if (rollback->parsed()) {
+    p.sign_key = DefaultFile(p.sign_key, "ccm.key");
+    if (int rc = PrepareRollback(&p, to_release, &rollback_tmp); rc != 0) return rc;
+  }
 
   if (p.assignments.empty()) return Fail(Error(Code::kUsage, "no assignment given (cm-push --help)"));
   if (p.sites_file.empty()) return Fail(Error(Code::kUsage, "--to SITES.toml is required"));
@@ -153,7 +167,9 @@ int main(int argc, char** argv) {
   p.sign_key = DefaultFile(p.sign_key, "ccm.key");
   p.group_key = DefaultFile(p.group_key, "group.key");
   for (int i = 0; i < argc; ++i) p.command_line += (i ? " " : "") + std::string(argv[i]);
+  p.invocation = InvocationJson(argc, argv);
   auto out = pushrun::RunPush(p);
+  if (!rollback_tmp.empty()) std::filesystem::remove_all(rollback_tmp);
   if (!out.ok()) return Fail(out.status());
   return out->exit_code;
 }

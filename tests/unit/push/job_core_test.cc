@@ -325,6 +325,101 @@ TEST_F(JobCoreTest, CommitGoesOnlyToStagedServersWhenRequireAllows) {
   EXPECT_EQ(VerdictOf("b2")->error, "boom");
 }
 
+TEST_F(JobCoreTest, ARefusedOrderFailsTheLeaderAtOnceWithTheRelaysReason) {
+  Make(MakePlan(1, 3));
+  Start();
+  auto orders = TakeCalls(Endpoint::kFetch, Url("a1"));
+  ASSERT_EQ(orders.size(), 1u);
+  a_.Clear();
+  core_->OnCallDone(now_, CallResult{orders[0].id, true, 403, R"({"error":"this relay is 'web-a1', the order is for 'a1'"})"},
+                    &a_);
+  Take();
+  // No second attempt at a refusing relay: the next server leads now.
+  EXPECT_EQ(core_->LeaderOf("a"), "a2");
+  EXPECT_TRUE(TakeCalls(Endpoint::kFetch, Url("a1")).empty());
+  auto recs = FinalRecords("a1", 10);
+  ASSERT_EQ(recs.size(), 1u);
+  EXPECT_EQ(recs[0].state, ServerState::kFailed);
+  EXPECT_EQ(recs[0].error, "refused: HTTP 403: this relay is 'web-a1', the order is for 'a1'");
+  auto servers = EventsOf(JobEvent::Kind::kServer);
+  ASSERT_EQ(servers.size(), 1u);  // said at once, not at the end
+  EXPECT_EQ(servers[0].server, "a1");
+  EXPECT_EQ(EventsOf(JobEvent::Kind::kLeaderChanged)[0].reason, ReplaceReason::kRefused);
+}
+
+TEST_F(JobCoreTest, ARelaysOwnFailureEndsItsPartWithTheReasonAndApplyExit) {
+  Make(MakePlan(1, 2));
+  Start();
+  AckOrders();
+  a_.Clear();
+  Reply r = core_->OnRelayFailed(now_, "a1", 10, "no space left on device (spool)", 9, &a_);
+  Take();
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(core_->LeaderOf("a"), "a2");
+  auto recs = FinalRecords("a1", 10);
+  ASSERT_EQ(recs.size(), 1u);
+  EXPECT_EQ(recs[0].error, "no space left on device (spool)");
+  EXPECT_EQ(recs[0].apply_exit, 9);
+  // Another serial's, or a member's, report changes nothing.
+  a_.Clear();
+  core_->OnRelayFailed(now_, "a2", 99, "x", 1, &a_);
+  Take();
+  EXPECT_EQ(core_->LeaderOf("a"), "a2");
+  AckOrders();
+  Report("a", "a2", {{"a2", ServerState::kStaged}});
+  ASSERT_TRUE(finished_);  // --require all: a1 failed, so no commit
+  EXPECT_EQ(VerdictOf("a2")->state, ServerState::kStaged);
+  EXPECT_EQ(VerdictOf("a1")->apply_exit, 9);
+}
+
+TEST_F(JobCoreTest, AServerThatDidNotAnswerAtStartIsNotTheFirstLeader) {
+  JobPlan p = MakePlan(2, 3);
+  p.sites[0].servers[0].down = true;
+  p.sites[0].servers[1].down = true;
+  p.sites[1].elected_leader = "b2";
+  p.sites[1].servers[1].down = true;
+  for (auto& s : p.sites[1].servers) s.down = true;  // all down: the usual choice stands
+  Make(p);
+  Start();
+  EXPECT_EQ(core_->LeaderOf("a"), "a3");
+  EXPECT_EQ(core_->LeaderOf("b"), "b2");
+}
+
+TEST_F(JobCoreTest, ARollbackTravelsAsASwitchAndNoCommitFollows) {
+  JobPlan p = MakePlan(1, 2);
+  p.parts = {{30, "rollback", 300, 0, 0}};
+  p.options.switch_job = true;
+  p.options.commit = false;
+  Make(p);
+  Start();
+  auto orders = TakeCalls(Endpoint::kFetch);
+  ASSERT_EQ(orders.size(), 1u);
+  auto o = ParseFetchOrder(orders[0].body);
+  ASSERT_TRUE(o.ok());
+  EXPECT_EQ(o->kind, TransferKind::kCommit);
+  Done(orders[0], true);
+  Report("a", "a1", {{"a1", ServerState::kCommitted}, {"a2", ServerState::kFailed}}, 30);
+  ASSERT_TRUE(finished_);
+  EXPECT_FALSE(make_commit_);
+  EXPECT_TRUE(shadow_);
+  EXPECT_TRUE(VerdictOf("a1")->ok);
+  EXPECT_FALSE(VerdictOf("a2")->ok);
+}
+
+TEST_F(JobCoreTest, FactsFromTheSitesFileOrderTheChain) {
+  JobPlan p = MakePlan(3, 1);
+  p.options.star_max = 1;
+  p.sites[0].servers[0].rate_bps = 10e6;
+  p.sites[1].servers[0].rate_bps = 100e6;
+  p.sites[2].servers[0].rate_bps = 100e6;
+  p.sites[2].servers[0].reliability = 0.5;
+  Make(p);
+  Start();
+  auto orders = TakeCalls(Endpoint::kFetch);
+  ASSERT_EQ(orders.size(), 1u);  // a chain: one site from the CCM, the fastest reliable one
+  EXPECT_EQ(orders[0].base_url, Url("b1"));
+}
+
 TEST_F(JobCoreTest, CommitIsRefusedWhenRequireIsNotMet) {
   Make(MakePlan(2, 1));
   Start();

@@ -102,20 +102,36 @@ TEST(RenderTest, HistoryTableAndJson) {
 
 TEST(RenderTest, EmptyHistoryIsJustTheHeader) {
   EXPECT_EQ(RenderHistoryHuman({}), "JOB  KIND  NAME  SERIALS  STATE  STARTED  DURATION  SERVERS  SUMMARY\n");
-  EXPECT_EQ(RenderHistoryJson({}), "{\"jobs\":[]}\n");
+  EXPECT_EQ(RenderHistoryJson({}), "{\"v\":1,\"jobs\":[]}\n");
 }
 
 TEST(RenderTest, ServerTable) {
-  std::vector<ServerRow> rows = {{"ams-1", "ams", 43, 12, kT0 + 9000}, {"ams-2", "ams", 0, 0, 0}};
+  std::vector<ServerRow> rows(2);
+  rows[0].server = "ams-1";
+  rows[0].site = "ams";
+  rows[0].live_serial = 43;
+  rows[0].live_release = "s000000000043-job7";
+  rows[0].live_job = 12;
+  rows[0].last_seen_ms = kT0 + 9000;
+  rows[0].last_job = 12;
+  rows[0].last_state = "committed";
+  rows[1].server = "ams-2";
+  rows[1].site = "ams";
+  rows[1].last_job = 12;
+  rows[1].last_state = "failed";
+  rows[1].last_error = "connection refused";
   EXPECT_EQ(RenderServerTableHuman(rows),
-            "SITE  SERVER  SERIAL  JOB  LAST-SEEN\n"
-            "ams   ams-1   43      12   2024-05-01 12:00:09\n"
-            "ams   ams-2   -       -    -\n");
+            "SITE  SERVER  RELEASE             SERIAL  JOB  LAST-SEEN            LAST       ERROR\n"
+            "ams   ams-1   s000000000043-job7  43      12   2024-05-01 12:00:09  committed\n"
+            "ams   ams-2   -                   -       -    -                    failed     connection refused\n");
   auto v = ParseJson(RenderServerTableJson(rows));
   ASSERT_TRUE(v.ok());
   const auto& s = (*v)["servers"].items();
   ASSERT_EQ(s.size(), 2u);
-  EXPECT_EQ(s[0].Uint("live_serial"), 43u);
+  EXPECT_EQ(s[0].Uint("serial"), 43u);
+  EXPECT_EQ(s[0].Str("release"), "s000000000043-job7");
+  EXPECT_EQ(s[1].Str("last_error"), "connection refused");
+  EXPECT_EQ((*v).Int("v"), kJsonSchema);
   EXPECT_TRUE(s[1]["live_job"].is_null());
   EXPECT_TRUE(s[1]["last_seen"].is_null());
 }

@@ -88,6 +88,7 @@ TEST(Controller, TimeoutEndsAPushWhoseRelaysNeverReportAndTheCcmKeepsAnswering) 
   o.listen = "127.0.0.1:0";
   o.commit = false;
   o.timeout_s = 2;
+  o.star_max = 2;  // both sites straight from the CCM (the default is a chain)
   o.verbosity = 0;
   o.sign_key = dir / "ccm.key";
   o.group_key = dir / "group.key";
