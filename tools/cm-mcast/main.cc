@@ -224,10 +224,12 @@ int main(int argc, char** argv) {
     if (o.group.empty()) return log::Error("--group ADDR:PORT is required (or group = in the config)"), kExitUsage;
     if (recv->parsed()) {
       auto job = RecvJobFrom(o);
+      if (!o.serve_dir.empty()) log::UseTimestamps(true);  // recv --serve: a daemon
       return job.ok() ? ExitCodeFor(mcastrun::Recv(*job)) : Fail(job.status());
     }
     auto job = SendJobFrom(o);
     if (!job.ok()) return Fail(job.status());
+    if (!send->parsed() || o.stay) log::UseTimestamps(true);  // the long-running modes
     return ExitCodeFor(send->parsed() ? mcastrun::Send(*job) : mcastrun::Serve(*job));
   } catch (const std::exception& e) {
     log::Error(e.what());
