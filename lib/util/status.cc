@@ -20,6 +20,9 @@ const char* CodeName(Code c) {
     case Code::kIo: return "io";
     case Code::kPartial: return "partial";
     case Code::kUnsafePath: return "unsafe-path";
+    case Code::kHookRefused: return "hook-refused";
+    case Code::kHookFailed: return "hook-failed";
+    case Code::kNoChanges: return "no-changes";
   }
   return "unknown";
 }

@@ -32,7 +32,7 @@ TEST_F(SwitcherTest, FirstCommitCreatesCurrent) {
   EXPECT_EQ(root_->state().previous, "");
   EXPECT_FALSE(root_->state().HasStage());
   EXPECT_FALSE(Exists(L().journal));
-  EXPECT_EQ(root_->state().last_serial, 1u);
+  EXPECT_EQ(root_->state().last_stage_serial, 1u);
 }
 
 TEST_F(SwitcherTest, DeltaStagesShareUnchangedInodesWithLive) {
@@ -110,7 +110,7 @@ TEST_F(SwitcherTest, FailedPartLeavesNoStageBehind) {
   EXPECT_EQ(StagePart(root_.get(), "j2", 2, {Create("b", "b"), Create("../x", "x")}).code(), Code::kUnsafePath);
   EXPECT_FALSE(root_->state().HasStage());
   EXPECT_EQ(test::Manifest(L().stage), "");
-  EXPECT_EQ(root_->state().last_serial, 1u);
+  EXPECT_EQ(root_->state().last_stage_serial, 1u);
 }
 
 TEST_F(SwitcherTest, RetentionKeepsCurrentPreviousAndKeepMinusTwo) {
