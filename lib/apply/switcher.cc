@@ -85,6 +85,14 @@ void SortNewestFirst(std::vector<std::string>* names) {
   });
 }
 
+// Hooks may change directory: they get absolute paths.
+std::string Absolute(const std::string& path) {
+  if (path.empty() || path[0] == '/') return path;
+  char buf[4096];
+  if (::getcwd(buf, sizeof buf) == nullptr) return path;
+  return std::string(buf) + "/" + path;
+}
+
 void LogOutput(const HookRun& run) {
   size_t start = 0;
   while (start < run.output.size()) {
@@ -100,7 +108,10 @@ std::string RunOneHook(ContentRoot* root, const char* name, const std::vector<st
                        const SwitchInfo& info, std::vector<HookRun>* hooks_run) {
   if (argv.empty()) return "";
   const auto timeout = root->options().hooks.timeout;
-  HookRun run = RunHook(name, argv, info, timeout);
+  SwitchInfo abs = info;
+  abs.root = Absolute(info.root);
+  abs.tree = Absolute(info.tree);
+  HookRun run = RunHook(name, argv, abs, timeout);
   LogOutput(run);
   log::Debug(std::string(name) + ": " + run.Outcome(timeout) + " in " + std::to_string(run.duration_ms) + " ms");
   std::string msg;
