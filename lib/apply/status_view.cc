@@ -18,7 +18,7 @@ Result<StatusView> ReadStatus(const std::string& root) {
   Layout l(root);
   struct stat st;
   if (::stat(l.root.c_str(), &st) != 0) return ErrnoError(l.root, errno);
-  if (!S_ISDIR(st.st_mode)) return Error(Code::kNotFound, l.root + ": not a directory");
+  if (!S_ISDIR(st.st_mode)) return Error(Code::kUsage, l.root + ": not a directory");
   StatusView v;
   v.root = l.root;
   v.initialized = ::access(l.meta.c_str(), F_OK) == 0;

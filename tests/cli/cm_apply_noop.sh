@@ -71,4 +71,20 @@ expect_rc 0 cm-apply rollback R
 mkdir R2
 expect_rc 0 A e1.cma --root R2 --commit
 [[ -L R2/current ]] || fail "empty first job made no release"
+# The cron example of cm-delta(1), as written (shadow/current, staging/):
+# nothing changed -> no assignment; a change -> one.
+ln -s S shadow
+cron() {
+  set +e
+  rm -f a.cma
+  cm-delta --exit-code shadow/current staging/ -o d.cmdt; rc=$?
+  if [ $rc = 0 ]; then cm-pack d.cmdt --source staging/ --serial-file serial -o a.cma
+  elif [ $rc != 15 ]; then echo "cm-delta failed: exit $rc" >&2; fi
+  set -e
+}
+cron 2>cron.err
+[[ ! -e a.cma ]] || fail "the cron example packed a job that changes nothing"
+echo 4444 >staging/f
+cron 2>cron.err
+[[ -s a.cma ]] || fail "the cron example packed nothing after a change: $(cat cron.err)"
 echo "cm_apply_noop: ok"

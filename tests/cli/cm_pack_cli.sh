@@ -55,7 +55,7 @@ grep -q "p.toml:2: levl: unknown key" err || fail "pack.toml unknown key: $(cat 
 printf 'level = 30\n' >p.toml
 expect_rc 2 cm-pack --config p.toml commit --job j --serial 5 -o p3.cma
 grep -q "p.toml:1: level: expected a zstd level from 1 to 22" err || fail "pack.toml level range: $(cat err)"
-expect_rc 3 cm-pack --config nonexistent.toml commit --job j --serial 5 -o p3.cma
+expect_rc 2 cm-pack --config nonexistent.toml commit --job j --serial 5 -o p3.cma
 # The default CONFIG_DIR/pack.toml is read when present ($CM_CONFIG_DIR stands for /etc/content-mover).
 mkdir -p pconf && printf 'bogus = 1\n' >pconf/pack.toml
 expect_rc 2 env CM_CONFIG_DIR="$T/pconf" cm-pack commit --job j --serial 5 -o p3.cma

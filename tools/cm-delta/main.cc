@@ -67,9 +67,12 @@ std::string OneLine(std::string s) {
 
 // --config (util/toml_flags.h): checksum = bool fills -c/--no-checksum when
 // neither is given; exclude = ["glob", ...] comes first, and --exclude-from
-// and --exclude add to it. A missing file is kNotFound (exit 3), as documented.
+// and --exclude add to it. A missing or unreadable file is kUsage (exit 2), as
+// every tool's --config.
 Status LoadConfig(const Options& o, TreeDiffOptions* d) {
-  CM_ASSIGN_OR_RETURN(std::string text, ReadFileToString(o.config));
+  auto read = ReadFileToString(o.config);
+  if (!read.ok()) return Error(Code::kUsage, read.status().message());
+  const std::string& text = *read;
   TomlFlags toml;
   toml.Bind("exclude", &d->excludes, nullptr).Bind("checksum", &d->checksum, {o.checksum_flag, o.no_checksum_flag});
   return toml.ApplyText(text, o.config);

@@ -2,6 +2,7 @@
 // keys; inspect and verify. Option parsing and exit codes only: the work is
 // in lib/pack.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -86,6 +87,9 @@ int DoPack(Options& o, Type type) {
   if (o.delta != "-") {
     in.reset(open(o.delta.c_str(), O_RDONLY | O_CLOEXEC));
     if (!in) return Fail(ErrnoError(o.delta, errno));
+    struct stat st;
+    if (::fstat(in.get(), &st) == 0 && S_ISDIR(st.st_mode))
+      return Fail(Error(Code::kUsage, o.delta + ": is a directory, not a delta table"));
     fd = in.get();
   } else if (IsTerminal(0)) {
     return Fail(Error(Code::kUsage, "reading a delta table from a terminal; pipe cm-delta into cm-pack"));
