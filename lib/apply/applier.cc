@@ -146,14 +146,16 @@ Status ApplyFile(ContentRoot* root, const std::string& path, const ApplyOptions&
     report->status = st;
     report->duration_ms =
         std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+    report->release_serial = ReleaseSerial(report->release);
     if (write_report && !o.dry_run) {
-      Status w = WriteReport(root->layout(), *report);
+      Status w = WriteReport(root->layout(), *report, root->options().report_keep);
       // After a failure the apply's own error is the one line that matters.
       if (!w.ok()) (st.ok() ? log::Warn : log::Info)("cannot write report: " + w.message());
     }
     return st;
   };
 
+  report->release = root->state().current;
   auto reader = OpenVerified(path, o, root->layout().meta, report);
   if (!reader.ok()) return finish(reader.status(), false);
   const pack::Header& h = (*reader)->header();
@@ -164,36 +166,61 @@ Status ApplyFile(ContentRoot* root, const std::string& path, const ApplyOptions&
   const AppliedId* id = &applied;
 
   State& s = root->state();
+  const SerialSpace space = pack::IsControl(h.type) ? SerialSpace::kSwitch : SerialSpace::kStage;
+  auto no_op = [&](const char* why) {
+    report->action = "already-applied";
+    report->release = s.current;
+    log::Info(path + ": already applied (serial " + std::to_string(h.serial) + ", " + why + ")");
+    return finish(Status::Ok(), false);
+  };
   if (const AppliedId* a = s.Find(h.serial)) {
-    if (a->id_hex == id->id_hex) {
-      report->action = "already-applied";
-      log::Info(path + ": already applied (serial " + std::to_string(h.serial) + ")");
-      return finish(Status::Ok(), false);
-    }
+    if (a->id_hex == id->id_hex) return no_op("applied before");
     return finish(Error(Code::kOrder, "serial " + std::to_string(h.serial) + " was applied with other content"),
                   false);
   }
-  if (h.serial <= s.last_serial)  // never applied here (or too long ago to be remembered)
+  // A part of the live job (the live release was made from its newest part),
+  // or a commit of it while it is not staged again: already done.
+  const bool job_live = !s.current.empty() && ReleaseJob(s.current) == SafeName(h.job_id);
+  if (job_live && !pack::IsControl(h.type) && h.serial <= ReleaseSerial(s.current)) return no_op("its job is live");
+  if (job_live && h.type == pack::Type::kCommit && !(s.HasStage() && s.staged_job == h.job_id))
+    return no_op("its job is live");
+  if (h.serial <= s.LastSerial(space))  // never applied here (or too long ago to be remembered)
     return finish(Error(Code::kOrder, "serial " + std::to_string(h.serial) + " is older than the last applied (" +
-                                          std::to_string(s.last_serial) + ")"),
+                                          std::to_string(s.LastSerial(space)) + ")" +
+                                          (space == SerialSpace::kSwitch ? " commit or rollback" : "")),
                   false);
   if (o.dry_run) {
     report->action = "verified";
+    report->release = s.current;
     return finish(Status::Ok(), false);
   }
 
-  if (h.type == pack::Type::kCommit) {
-    auto r = Commit(root, h.job_id, *id);
+  if (pack::IsControl(h.type)) {
+    auto r = h.type == pack::Type::kCommit
+                 ? Commit(root, h.job_id, *id, &report->hooks)
+                 : Rollback(root, *id, h.rollback_serial ? ReleaseId(h.rollback_serial, h.job_id) : "",
+                            &report->hooks);
+    report->release = s.current;
     if (!r.ok()) return finish(r.status(), true);
-    report->action = r->already ? "already-applied" : "committed";
-    report->release = r->to;
-    return finish(Status::Ok(), true);
+    report->action = r->noop ? "unchanged" : r->already ? "already-applied"
+                     : h.type == pack::Type::kCommit ? "committed" : "rolled-back";
+    return finish(r->post_hook, true);
   }
-  if (h.type == pack::Type::kRollback) {
-    auto r = Rollback(root, *id);
-    if (!r.ok()) return finish(r.status(), true);
-    report->action = "rolled-back";
-    report->release = r->to;
+  // A job of one part that changes nothing: no stage and, at its commit, no
+  // new release (which would push the real rollback target out).
+  const bool last = (h.flags & pack::kFlagLastPart) != 0;
+  if (h.command_count == 0 && h.part == 1 && last && !pack::IsWholeTree(h.type) && !s.current.empty() &&
+      !(s.HasStage() && s.staged_job == h.job_id)) {
+    State before = s;
+    s.noop_job = h.job_id;
+    s.Record(*id, SerialSpace::kStage);
+    if (Status st = root->SaveState(); !st.ok()) {
+      s = before;
+      return finish(st, true);
+    }
+    report->action = "unchanged";
+    report->release = s.current;
+    log::Info(path + ": job " + h.job_id + " changes nothing; no release will be made for it");
     return finish(Status::Ok(), true);
   }
   auto budget = CheckSpace(root->layout().root, std::max(h.space_needed, (*reader)->declared_bytes()),
@@ -202,6 +229,7 @@ Status ApplyFile(ContentRoot* root, const std::string& path, const ApplyOptions&
   if (o.after_verify) o.after_verify();
   Status st = StageCommands(root, reader->get(), *id, *budget, report);
   if (st.ok()) report->action = "staged";
+  report->release = s.current;
   return finish(st, true);
 }
 

@@ -3,8 +3,10 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <deque>
 #include <vector>
 
 #include "apply/switcher.h"
@@ -18,13 +20,15 @@ int64_t MsSince(std::chrono::steady_clock::time_point t0) {
 }
 
 Report SwitchReport(const char* action, const Result<SwitchResult>& r, const std::string& job,
-                    std::chrono::steady_clock::time_point t0) {
+                    const ContentRoot& root, std::vector<HookRun> hooks, std::chrono::steady_clock::time_point t0) {
   Report rep;
   rep.job = job;
   rep.type = std::string(action) == "committed" ? "commit" : "rollback";
-  rep.action = r.ok() ? (r->already ? "already-applied" : action) : "none";
-  if (r.ok()) rep.release = r->to;
-  rep.status = r.status();
+  rep.action = r.ok() ? (r->noop ? "unchanged" : r->already ? "already-applied" : action) : "none";
+  rep.release = root.state().current;
+  rep.release_serial = ReleaseSerial(rep.release);
+  rep.status = r.ok() ? r->post_hook : r.status();
+  rep.hooks = std::move(hooks);
   rep.host = HostName();
   rep.duration_ms = MsSince(t0);
   return rep;
@@ -88,9 +92,10 @@ Outcome RunApply(const ApplyRequest& req) {
   }
   if (req.commit && !req.opts.dry_run && !last_job.empty()) {
     auto t0 = std::chrono::steady_clock::now();
-    auto r = Commit(root->get(), last_job, std::nullopt);
-    out.reports.push_back(SwitchReport("committed", r, last_job, t0));
-    out.status = r.status();
+    std::vector<HookRun> hooks;
+    auto r = Commit(root->get(), last_job, std::nullopt, &hooks);
+    out.reports.push_back(SwitchReport("committed", r, last_job, **root, std::move(hooks), t0));
+    out.status = out.reports.back().status;
   }
   return out;
 }
@@ -103,14 +108,16 @@ Outcome RunCommit(const std::string& root_dir, const std::string& job, const Roo
     return out;
   }
   auto t0 = std::chrono::steady_clock::now();
-  const std::string j = job.empty() ? (*root)->state().staged_job : job;
-  auto r = Commit(root->get(), job, std::nullopt);
-  out.reports.push_back(SwitchReport("committed", r, j, t0));
-  out.status = r.status();
+  const State& s = (*root)->state();
+  const std::string j = !job.empty() ? job : s.HasStage() ? s.staged_job : s.noop_job;
+  std::vector<HookRun> hooks;
+  auto r = Commit(root->get(), job, std::nullopt, &hooks);
+  out.reports.push_back(SwitchReport("committed", r, j, **root, std::move(hooks), t0));
+  out.status = out.reports.back().status;
   return out;
 }
 
-Outcome RunRollback(const std::string& root_dir, const RootOptions& ro) {
+Outcome RunRollback(const std::string& root_dir, const std::string& to_release, const RootOptions& ro) {
   Outcome out;
   auto root = ContentRoot::Open(root_dir, ro);
   if (!root.ok()) {
@@ -118,10 +125,36 @@ Outcome RunRollback(const std::string& root_dir, const RootOptions& ro) {
     return out;
   }
   auto t0 = std::chrono::steady_clock::now();
-  auto r = Rollback(root->get(), std::nullopt);
-  out.reports.push_back(SwitchReport("rolled-back", r, "", t0));
-  out.status = r.status();
+  std::vector<HookRun> hooks;
+  auto r = Rollback(root->get(), std::nullopt, to_release, &hooks);
+  const std::string job = r.ok() ? ReleaseJob(r->to) : ReleaseJob(to_release);
+  out.reports.push_back(SwitchReport("rolled-back", r, job, **root, std::move(hooks), t0));
+  out.status = out.reports.back().status;
   return out;
+}
+
+Result<SerialReset> ResetSerials(const std::string& root_dir, std::optional<uint64_t> to, uint64_t now_us,
+                                 const RootOptions& ro) {
+  CM_ASSIGN_OR_RETURN(std::unique_ptr<ContentRoot> root, ContentRoot::Open(root_dir, ro));
+  State& s = root->state();
+  SerialReset r;
+  r.old_stage = s.last_stage_serial;
+  r.old_switch = s.last_switch_serial;
+  // Default: forget the serials from the future (a CCM clock that was
+  // wrong): the newest remembered serial up to an hour from now, else 0.
+  const uint64_t bound = to ? *to : now_us + 3600ull * 1000000ull;
+  uint64_t keep = 0;
+  std::deque<AppliedId> kept;
+  for (const AppliedId& a : s.applied) {
+    if (a.serial > bound) continue;
+    kept.push_back(a);
+    keep = std::max(keep, a.serial);
+  }
+  r.serial = to ? *to : keep;
+  s.applied = std::move(kept);
+  s.last_stage_serial = s.last_switch_serial = r.serial;
+  CM_RETURN_IF_ERROR(root->SaveState());
+  return r;
 }
 
 Outcome RunVerify(const std::vector<std::string>& files, const ApplyOptions& opts) {

@@ -32,8 +32,20 @@ struct ApplyRequest {
 Outcome RunApply(const ApplyRequest& req);
 // Commits the staged tree of `job` ("" = the staged job).
 Outcome RunCommit(const std::string& root, const std::string& job, const RootOptions& ro);
-// Switches current back to the previous release.
-Outcome RunRollback(const std::string& root, const RootOptions& ro);
+// Switches current to `to_release`, or ("") back to the previous release.
+Outcome RunRollback(const std::string& root, const std::string& to_release, const RootOptions& ro);
+
+struct SerialReset {
+  uint64_t old_stage = 0, old_switch = 0;  // the last serials before
+  uint64_t serial = 0;                     // both spaces' last serial now
+};
+// `cm-apply reset-serial` (man cm-apply(1), SERIALS): sets the last serial of
+// both spaces to `to`, or by default to the newest remembered serial that is
+// not more than an hour after now_us (microseconds since the epoch, as clock
+// serials are), and forgets remembered assignments above it. Needs the
+// root's lock and ownership like every writing subcommand.
+Result<SerialReset> ResetSerials(const std::string& root, std::optional<uint64_t> to, uint64_t now_us,
+                                 const RootOptions& ro);
 // Verifies files without a content root.
 Outcome RunVerify(const std::vector<std::string>& files, const ApplyOptions& opts);
 

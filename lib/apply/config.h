@@ -6,11 +6,16 @@
 //   group_key = "/etc/content-mover/group.key"  --group-key: decrypt encrypted assignments
 //   keep = 2                                    --keep: releases kept (current + previous + keep-2 older)
 //   space_margin = 1048576                      bytes kept free beyond an assignment's needs
+//   report_keep = 200                           reports kept in ROOT/.cm/reports (1..1000000)
+//   pre_commit = ["/usr/local/sbin/lb", "drain"]  --pre-commit PROG: run before every switch
+//   post_commit = ["/usr/local/sbin/lb", "up"]    --post-commit PROG: run after every switch
+//   hook_timeout = 60                           --hook-timeout: seconds before a hook's group is killed
 //
 // Read by tools/cm-apply with util::TomlFlags, like every tool's --config: a
 // key is bound to its flag's variable and fills it only when the flag was not
-// given. space_margin has no flag (it is a site setting, not a per-run one),
-// so it is bound without one and always comes from the file. Unknown keys and
+// given. space_margin and report_keep have no flag (site settings, not
+// per-run ones), so they are bound without one and always come from the file.
+// A hook is an argv (apply/hooks.h); its flag takes one program path. Unknown keys and
 // wrong types are errors naming file and line (a typo in `pub_key` must not
 // silently turn signature checking off).
 #pragma once

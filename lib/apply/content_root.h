@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "apply/hooks.h"
 #include "apply/layout.h"
 #include "apply/root_lock.h"
 #include "apply/state.h"
@@ -14,9 +15,13 @@
 
 namespace cm::apply {
 
+constexpr int kDefaultReportKeep = 200;
+
 struct RootOptions {
   int keep = 2;          // releases kept: current, previous, and keep-2 older (minimum 2)
   bool recover = true;   // run recovery after taking the lock (tests turn it off)
+  int report_keep = kDefaultReportKeep;  // newest reports kept in .cm/reports (at least 1)
+  HookConfig hooks;      // run around every commit and rollback (hooks.h); recovery runs none
 };
 
 class ContentRoot {
@@ -29,6 +34,7 @@ class ContentRoot {
   State& state() { return state_; }
   const State& state() const { return state_; }
   int keep() const { return opts_.keep < 2 ? 2 : opts_.keep; }
+  const RootOptions& options() const { return opts_; }
   // Writes state() atomically.
   Status SaveState();
 

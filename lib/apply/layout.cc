@@ -92,7 +92,7 @@ Status CheckPrivate(const std::string& path, bool dir) {
 Status EnsureLayout(const Layout& l) {
   struct stat st;
   if (::stat(l.root.c_str(), &st) != 0) return ErrnoError(l.root, errno);
-  if (!S_ISDIR(st.st_mode)) return Error(Code::kNotFound, l.root + ": not a directory");
+  if (!S_ISDIR(st.st_mode)) return Error(Code::kUsage, l.root + ": not a directory");
   for (const std::string* d : {&l.meta, &l.stage, &l.reports, &l.trash, &l.releases}) {
     if (::mkdir(d->c_str(), d == &l.releases ? 0755 : 0700) != 0 && errno != EEXIST) return ErrnoError(*d, errno);
     // .cm first: nothing in it is looked at before it is known to be ours.

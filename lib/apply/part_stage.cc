@@ -117,7 +117,8 @@ Status PartStage::Finish(const AppliedId& applied) {
   s.staged_parts = info_.part;
   s.staged_complete = info_.last_part;
   s.staged_serial = info_.serial;
-  s.Record(applied);
+  s.noop_job.clear();  // the job staged now is the one a plain `commit` means
+  s.Record(applied, SerialSpace::kStage);
   Status st = root_->SaveState();
   if (!st.ok()) {
     s = before;

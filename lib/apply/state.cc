@@ -20,10 +20,11 @@ void State::ClearStage() {
   staged_serial = 0;
 }
 
-void State::Record(const AppliedId& a) {
+void State::Record(const AppliedId& a, SerialSpace space) {
   if (std::find(applied.begin(), applied.end(), a) == applied.end()) applied.push_back(a);
   while (applied.size() > kMaxApplied) applied.pop_front();
-  last_serial = std::max(last_serial, a.serial);
+  uint64_t& last = space == SerialSpace::kStage ? last_stage_serial : last_switch_serial;
+  last = std::max(last, a.serial);
 }
 
 const AppliedId* State::Find(uint64_t serial) const {
@@ -34,7 +35,11 @@ const AppliedId* State::Find(uint64_t serial) const {
 
 std::string EncodeState(const State& s) {
   KvLines l;
-  l.emplace_back("last_serial", std::to_string(s.last_serial));
+  l.emplace_back("last_stage_serial", std::to_string(s.last_stage_serial));
+  l.emplace_back("last_switch_serial", std::to_string(s.last_switch_serial));
+  // For an older cm-apply reading this state (downgrade): it still refuses
+  // everything up to the newest serial either space has seen.
+  l.emplace_back("last_serial", std::to_string(s.LastSerialAny()));
   if (!s.current.empty()) l.emplace_back("current", s.current);
   if (!s.previous.empty()) l.emplace_back("previous", s.previous);
   if (s.HasStage()) {
@@ -45,6 +50,7 @@ std::string EncodeState(const State& s) {
     l.emplace_back("staged_complete", s.staged_complete ? "1" : "0");
     l.emplace_back("staged_serial", std::to_string(s.staged_serial));
   }
+  if (!s.noop_job.empty()) l.emplace_back("noop_job", s.noop_job);
   for (const auto& a : s.applied) l.emplace_back("applied", std::to_string(a.serial) + " " + a.id_hex + " " + a.job);
   return EncodeKv(kMagic, kVersion, l);
 }
@@ -52,11 +58,21 @@ std::string EncodeState(const State& s) {
 Result<State> DecodeState(std::string_view text) {
   CM_ASSIGN_OR_RETURN(KvLines lines, DecodeKv(kMagic, kVersion, text));
   State s;
+  uint64_t legacy_last = 0;
+  bool spaces = false;
   for (const auto& [k, v] : lines) {
     auto bad = [&] { return Error(Code::kCorrupt, std::string(kMagic) + ": bad " + k + " line"); };
     uint64_t n = 0;
     if (k == "last_serial") {
-      if (!ParseU64(v, &s.last_serial)) return bad();
+      if (!ParseU64(v, &legacy_last)) return bad();
+    } else if (k == "last_stage_serial") {
+      if (!ParseU64(v, &s.last_stage_serial)) return bad();
+      spaces = true;
+    } else if (k == "last_switch_serial") {
+      if (!ParseU64(v, &s.last_switch_serial)) return bad();
+      spaces = true;
+    } else if (k == "noop_job") {
+      s.noop_job = v;
     } else if (k == "current") {
       s.current = v;
     } else if (k == "previous") {
@@ -86,6 +102,7 @@ Result<State> DecodeState(std::string_view text) {
     }
     // Unknown keys are ignored so a newer cm-apply's state stays readable.
   }
+  if (!spaces) s.last_stage_serial = s.last_switch_serial = legacy_last;  // migrated: both spaces
   if (s.HasStage() && (s.staged_dir.empty() || s.staged_dir.find('/') != std::string::npos))
     return Error(Code::kCorrupt, std::string(kMagic) + ": bad staged_dir");
   return s;

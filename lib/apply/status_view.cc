@@ -18,14 +18,17 @@ Result<StatusView> ReadStatus(const std::string& root) {
   Layout l(root);
   struct stat st;
   if (::stat(l.root.c_str(), &st) != 0) return ErrnoError(l.root, errno);
-  if (!S_ISDIR(st.st_mode)) return Error(Code::kNotFound, l.root + ": not a directory");
+  if (!S_ISDIR(st.st_mode)) return Error(Code::kUsage, l.root + ": not a directory");
   StatusView v;
   v.root = l.root;
   v.initialized = ::access(l.meta.c_str(), F_OK) == 0;
   CM_ASSIGN_OR_RETURN(v.current, ReadCurrent(l));
   CM_ASSIGN_OR_RETURN(State s, LoadState(l.state));
   v.previous = s.previous;
-  v.last_serial = s.last_serial;
+  v.last_serial = s.LastSerialAny();
+  v.last_stage_serial = s.last_stage_serial;
+  v.last_switch_serial = s.last_switch_serial;
+  v.current_serial = ReleaseSerial(v.current);
   v.staged_job = s.staged_job;
   v.staged_type = s.staged_type;
   v.staged_parts = s.staged_parts;
@@ -60,8 +63,11 @@ std::string StatusJson(const StatusView& v) {
   JsonObject o;
   o.Str("root", v.root);
   v.current.empty() ? o.Null("current") : o.Str("current", v.current);
+  // The live release and its serial, named as in every report.
+  o.Str("release", v.current).Uint("release_serial", v.current_serial);
   v.previous.empty() ? o.Null("previous") : o.Str("previous", v.previous);
   o.Uint("last_serial", v.last_serial);
+  o.Uint("last_stage_serial", v.last_stage_serial).Uint("last_switch_serial", v.last_switch_serial);
   if (v.staged_job.empty()) {
     o.Null("staged");
   } else {
@@ -80,7 +86,8 @@ std::string StatusText(const StatusView& v) {
   std::string out = "root:        " + v.root + "\n";
   out += "current:     " + or_none(v.current) + "\n";
   out += "previous:    " + or_none(v.previous) + "\n";
-  out += "last serial: " + std::to_string(v.last_serial) + "\n";
+  out += "last serial: " + std::to_string(v.last_stage_serial) + " (staging), " +
+         std::to_string(v.last_switch_serial) + " (commit/rollback)\n";
   if (v.staged_job.empty()) {
     out += "staged:      (none)\n";
   } else {

@@ -11,7 +11,9 @@ namespace cm::apply {
 
 struct StatusView {
   std::string root, current, previous;
-  uint64_t last_serial = 0;
+  uint64_t last_serial = 0;         // the larger of the two below
+  uint64_t last_stage_serial = 0, last_switch_serial = 0;
+  uint64_t current_serial = 0;      // the serial in current's name
   std::string staged_job, staged_type;
   uint32_t staged_parts = 0;
   bool staged_complete = false;

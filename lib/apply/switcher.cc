@@ -76,6 +76,68 @@ Status InstallRelease(const Layout& l, const Journal& j, bool stage_final) {
   return Status::Ok();
 }
 
+// Newest first by serial (serials from a serial file and from the clock
+// differ in width, so name order is not age order).
+void SortNewestFirst(std::vector<std::string>* names) {
+  std::sort(names->begin(), names->end(), [](const std::string& a, const std::string& b) {
+    uint64_t sa = ReleaseSerial(a), sb = ReleaseSerial(b);
+    return sa != sb ? sa > sb : a > b;
+  });
+}
+
+// Hooks may change directory: they get absolute paths.
+std::string Absolute(const std::string& path) {
+  if (path.empty() || path[0] == '/') return path;
+  char buf[4096];
+  if (::getcwd(buf, sizeof buf) == nullptr) return path;
+  return std::string(buf) + "/" + path;
+}
+
+void LogOutput(const HookRun& run) {
+  size_t start = 0;
+  while (start < run.output.size()) {
+    size_t nl = run.output.find('\n', start);
+    if (nl == std::string::npos) nl = run.output.size();
+    if (nl > start) log::Info(run.name + ": " + run.output.substr(start, nl - start));
+    start = nl + 1;
+  }
+}
+
+// Runs hook `name` if configured; its outcome as a one-line message ("" = ok).
+std::string RunOneHook(ContentRoot* root, const char* name, const std::vector<std::string>& argv,
+                       const SwitchInfo& info, std::vector<HookRun>* hooks_run) {
+  if (argv.empty()) return "";
+  const auto timeout = root->options().hooks.timeout;
+  SwitchInfo abs = info;
+  abs.root = Absolute(info.root);
+  abs.tree = Absolute(info.tree);
+  HookRun run = RunHook(name, argv, abs, timeout);
+  LogOutput(run);
+  log::Debug(std::string(name) + ": " + run.Outcome(timeout) + " in " + std::to_string(run.duration_ms) + " ms");
+  std::string msg;
+  if (!run.ok()) {
+    msg = run.Outcome(timeout);
+    const std::string last = run.LastLine();
+    if (!last.empty()) msg += ": " + last;
+  }
+  if (hooks_run) hooks_run->push_back(std::move(run));
+  return msg;
+}
+
+Status RunPreHook(ContentRoot* root, const SwitchInfo& info, std::vector<HookRun>* hooks_run) {
+  std::string err = RunOneHook(root, "pre_commit", root->options().hooks.pre_commit, info, hooks_run);
+  if (err.empty()) return Status::Ok();
+  return Error(Code::kHookRefused, "pre_commit hook refused the " + info.action + " to " + info.to +
+                                       " (live tree unchanged): " + err);
+}
+
+Status RunPostHook(ContentRoot* root, const SwitchInfo& info, std::vector<HookRun>* hooks_run) {
+  std::string err = RunOneHook(root, "post_commit", root->options().hooks.post_commit, info, hooks_run);
+  if (err.empty()) return Status::Ok();
+  return Error(Code::kHookFailed, "post_commit hook failed after the " + info.action + " to " + info.to +
+                                      " (the switch is done): " + err);
+}
+
 }  // namespace
 
 Status RunSwitch(ContentRoot* root, const Journal& j, bool stage_final) {
@@ -90,7 +152,7 @@ Status RunSwitch(ContentRoot* root, const Journal& j, bool stage_final) {
   s.current = j.to;
   s.previous = j.from == j.to ? s.previous : j.from;
   if (!j.stage.empty() && s.staged_dir == j.stage) s.ClearStage();
-  if (j.applied) s.Record(*j.applied);
+  if (j.applied) s.Record(*j.applied, SerialSpace::kSwitch);
   if (!(s == before)) {
     Status st = root->SaveState();
     if (!st.ok()) {
@@ -107,20 +169,25 @@ Status RunSwitch(ContentRoot* root, const Journal& j, bool stage_final) {
   return Status::Ok();
 }
 
-Result<SwitchResult> Commit(ContentRoot* root, const std::string& job, const std::optional<AppliedId>& applied) {
+Result<SwitchResult> Commit(ContentRoot* root, const std::string& job, const std::optional<AppliedId>& applied,
+                            std::vector<HookRun>* hooks_run) {
   State& s = root->state();
   const Layout& l = root->layout();
   SwitchResult r;
   r.from = s.current;
   if (!s.HasStage() || (!job.empty() && s.staged_job != job)) {
-    // Committing a job whose release is already live is a no-op.
-    if (!job.empty() && !s.current.empty() && ReleaseJob(s.current) == SafeName(job)) {
-      if (applied) {
-        s.Record(*applied);
+    // Committing a job whose release is already live, or a job that changes
+    // nothing, is a no-op.
+    const bool live = !job.empty() && !s.current.empty() && ReleaseJob(s.current) == SafeName(job);
+    const bool noop = !s.noop_job.empty() && (job.empty() ? !s.HasStage() : job == s.noop_job);
+    if (live || noop) {
+      if (applied && !s.Find(applied->serial)) {
+        s.Record(*applied, SerialSpace::kSwitch);
         CM_RETURN_IF_ERROR(root->SaveState());
       }
       r.to = s.current;
       r.already = true;
+      r.noop = !live;
       return r;
     }
     return Error(Code::kNotFound, job.empty() ? std::string("no staged tree to commit")
@@ -139,6 +206,9 @@ Result<SwitchResult> Commit(ContentRoot* root, const std::string& job, const std
   j.stage = s.staged_dir;
   j.applied = applied;
   if (j.to == j.from) return Error(Code::kFailure, "release " + j.to + " is already current");
+
+  SwitchInfo info{"commit", l.root, j.from, j.to, l.StageDir(j.stage), s.staged_job, applied ? applied->serial : 0};
+  CM_RETURN_IF_ERROR(RunPreHook(root, info, hooks_run));
   // A leftover directory of that name (not current, not previous) is garbage.
   if (j.to != s.previous && Exists(l.Release(j.to))) CM_RETURN_IF_ERROR(RemoveTree(l.Release(j.to)));
 
@@ -156,24 +226,56 @@ Result<SwitchResult> Commit(ContentRoot* root, const std::string& job, const std
   CrashPoint("commit.journal-written");
   CM_RETURN_IF_ERROR(RunSwitch(root, j, /*stage_final=*/true));
   r.to = j.to;
+  info.tree = l.Release(j.to);
+  r.post_hook = RunPostHook(root, info, hooks_run);
   return r;
 }
 
-Result<SwitchResult> Rollback(ContentRoot* root, const std::optional<AppliedId>& applied) {
+Result<SwitchResult> Rollback(ContentRoot* root, const std::optional<AppliedId>& applied,
+                              const std::string& to_release, std::vector<HookRun>* hooks_run) {
   State& s = root->state();
   const Layout& l = root->layout();
-  if (s.previous.empty()) return Error(Code::kNotFound, "no previous release to roll back to");
-  if (!Exists(l.Release(s.previous)))
-    return Error(Code::kNotFound, l.Release(s.previous) + ": previous release missing");
+  if (!to_release.empty() && to_release == s.current) {
+    if (applied && !s.Find(applied->serial)) {
+      s.Record(*applied, SerialSpace::kSwitch);
+      CM_RETURN_IF_ERROR(root->SaveState());
+    }
+    return SwitchResult{s.current, s.current, true, false, Status::Ok()};
+  }
+  const std::string target = to_release.empty() ? s.previous : to_release;
+  if (target.empty()) return Error(Code::kNotFound, "no previous release to roll back to");
+  if (target.find('/') != std::string::npos || target[0] == '.' || !Exists(l.Release(target))) {
+    if (to_release.empty()) return Error(Code::kNotFound, l.Release(target) + ": previous release missing");
+    std::string have;
+    for (const std::string& n : ListReleases(l)) have += (have.empty() ? "" : ", ") + n;
+    return Error(Code::kNotFound, "release " + to_release + " is not on this server (current " +
+                                      (s.current.empty() ? std::string("none") : s.current) + "; releases: " +
+                                      (have.empty() ? std::string("none") : have) + ")");
+  }
   Journal j;
   j.op = "rollback";
   j.from = s.current;
-  j.to = s.previous;
+  j.to = target;
   j.applied = applied;
+  SwitchInfo info{"rollback", l.root, j.from, j.to, l.Release(j.to), ReleaseJob(j.to), applied ? applied->serial : 0};
+  CM_RETURN_IF_ERROR(RunPreHook(root, info, hooks_run));
   CM_RETURN_IF_ERROR(WriteJournal(l, j));
   CrashPoint("rollback.journal-written");
   CM_RETURN_IF_ERROR(RunSwitch(root, j));
-  return SwitchResult{j.from, j.to, false};
+  SwitchResult r{j.from, j.to, false, false, Status::Ok()};
+  r.post_hook = RunPostHook(root, info, hooks_run);
+  return r;
+}
+
+std::vector<std::string> ListReleases(const Layout& l) {
+  std::vector<std::string> out;
+  if (DIR* d = ::opendir(l.releases.c_str())) {
+    while (dirent* e = ::readdir(d))
+      if (e->d_name[0] != '.') out.emplace_back(e->d_name);
+    ::closedir(d);
+  }
+  SortNewestFirst(&out);
+  return out;
 }
 
 Status ApplyRetention(ContentRoot* root) {
@@ -188,12 +290,7 @@ Status ApplyRetention(ContentRoot* root) {
     others.push_back(n);
   }
   ::closedir(d);
-  // Newest first by serial (serials from a serial file and from the clock
-  // differ in width, so name order is not age order).
-  std::sort(others.begin(), others.end(), [](const std::string& a, const std::string& b) {
-    uint64_t sa = ReleaseSerial(a), sb = ReleaseSerial(b);
-    return sa != sb ? sa > sb : a > b;
-  });
+  SortNewestFirst(&others);
   size_t extra = static_cast<size_t>(root->keep() - 2);
   for (size_t i = 0; i < others.size(); ++i) {
     if (i < extra && others[i][0] != '.') continue;

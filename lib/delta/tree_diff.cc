@@ -174,7 +174,7 @@ class Differ {
  public:
   Differ(const std::string& old_root, const std::string& new_root, const TreeDiffOptions& opts,
          DeltaTableWriter* table, DiffObserver* obs)
-      : opts_(opts), table_(table), obs_(obs), old_root_(old_root), new_root_(new_root), filter_(opts.excludes),
+      : opts_(opts), table_(table), obs_(obs), filter_(opts.excludes),
         old_(old_root, &filter_, [this](const std::string& p, const std::string& w) { Warn(old_.FullPath(p), w); }),
         new_(new_root, &filter_, [this](const std::string& p, const std::string& w) { Warn(new_.FullPath(p), w); }) {}
 
@@ -244,8 +244,9 @@ class Differ {
   // still has them when the added file is built from one of them.
   Status FindMoveCandidates() {
     auto quiet = [](const std::string&, const std::string&) {};
-    TreeWalker o(old_root_, &filter_, quiet);
-    TreeWalker n(new_root_, &filter_, quiet);
+    // The roots the main walkers resolved (a symlinked root is read once).
+    TreeWalker o(old_.root(), &filter_, quiet);
+    TreeWalker n(new_.root(), &filter_, quiet);
     CM_RETURN_IF_ERROR(n.Start(false));
     CM_RETURN_IF_ERROR(o.Start(opts_.old_may_be_missing));
     std::vector<std::pair<std::string, uint64_t>> removed;
@@ -487,7 +488,6 @@ class Differ {
   const TreeDiffOptions& opts_;
   DeltaTableWriter* table_;
   DiffObserver* obs_;
-  std::string old_root_, new_root_;
   PathFilter filter_;
   TreeWalker old_, new_;
   DiffSummary summary_;

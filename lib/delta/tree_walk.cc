@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 
 #include "util/file_util.h"
 
@@ -73,6 +74,16 @@ Status TreeWalker::Start(bool missing_ok) {
     return ErrnoError(root_, e);
   }
   if (!S_ISDIR(st.st_mode)) return Error(Code::kUsage, root_ + ": not a directory");
+  // A root that is a symlink to a directory (a content root's `current`) is
+  // followed once, here: the walk then stays in the tree it pointed at even
+  // if the link is switched meanwhile, and below the root nothing is followed.
+  struct stat lst;
+  if (::lstat(root_.c_str(), &lst) == 0 && S_ISLNK(lst.st_mode)) {
+    char* real = ::realpath(root_.c_str(), nullptr);
+    if (real == nullptr) return ErrnoError(root_, errno);
+    root_ = real;
+    ::free(real);
+  }
   descend_.clear();
   descend_pending_ = true;
   return Status::Ok();

@@ -78,6 +78,10 @@ class TreeWalker {
 
   // Full filesystem path of a relative path.
   std::string FullPath(const std::string& rel) const { return root_ + "/" + rel; }
+  // The root walked: after Start(), a root given as a symlink to a directory
+  // is the directory it pointed at then (resolved once, so that a switch of
+  // the link meanwhile does not mix two trees).
+  const std::string& root() const { return root_; }
 
  private:
   struct Frame {

@@ -61,9 +61,13 @@ bool IsValidJobId(std::string_view id) {
 // v2 uses 136..208 of the zero bytes:
 // 136 u32 chunk_size | 140 u32 chunk_count | 144 table_hash[32] |
 // 176 trailer_hash[32] | 208 zero[16]
+// Every version uses 208..216 for a rollback's target (zero otherwise):
+// 208 u64 rollback_serial | 216 zero[8]
 namespace {
 constexpr size_t kChunkFieldsBegin = 136;
 constexpr size_t kChunkFieldsEnd = 208;
+constexpr size_t kRollbackSerialAt = 208;
+constexpr size_t kRollbackSerialEnd = 216;
 // Bounds sizes so that layout arithmetic cannot overflow.
 constexpr uint64_t kMaxPartSize = uint64_t{1} << 62;
 }  // namespace
@@ -95,6 +99,8 @@ std::string EncodeHeader(const Header& h) {
     w.Bytes(h.table_hash.data(), 32);
     w.Bytes(h.trailer_hash.data(), 32);
   }
+  out.resize(kRollbackSerialAt, '\0');
+  w.U64(h.rollback_serial);
   out.resize(kHeaderHashedSize, '\0');
   Hash256 hh = HashBytes(out.data(), out.size());
   w.Bytes(hh.data(), 32);
@@ -150,7 +156,14 @@ Status DecodeHeader(std::string_view bytes, Header* h) {
                                                " without the chunk table flag"
                                          : "chunk table flag in an assignment of version 1");
   for (size_t i = chunked ? kChunkFieldsEnd : kChunkFieldsBegin; i < kHeaderHashedSize; ++i)
-    if (bytes[i] != 0) return Error(Code::kCorrupt, "nonzero reserved header bytes");
+    if ((i < kRollbackSerialAt || i >= kRollbackSerialEnd) && bytes[i] != 0)
+      return Error(Code::kCorrupt, "nonzero reserved header bytes");
+  {
+    ByteReader rs(bytes.substr(kRollbackSerialAt, 8));
+    rs.U64(&h->rollback_serial);
+  }
+  if (h->rollback_serial != 0 && h->type != Type::kRollback)
+    return Error(Code::kCorrupt, "a rollback target in a " + std::string(TypeName(h->type)) + " assignment");
   if (!IsValidJobId(h->job_id)) return Error(Code::kCorrupt, "invalid job id in header");
   if (h->serial == 0) return Error(Code::kCorrupt, "serial number 0 in header");
   if (h->part == 0) return Error(Code::kCorrupt, "part number 0 in header");

@@ -104,6 +104,11 @@ struct Header {
   Hash256 trailer_hash{};    // H(trailer[0..40)): magic, reserved, body hash
   // v3: the body is compact (command_codec.h); requires the chunk table.
   bool compact_body = false;
+  // Rollback only (any version): nonzero names the release to switch to,
+  // s<rollback_serial, 12 digits>-<job_id> (docs/LAYOUT.md); 0 = back to the
+  // previous release. A reader that predates the field refuses a nonzero one
+  // ("nonzero reserved header bytes") instead of doing a plain rollback.
+  uint64_t rollback_serial = 0;
 
   bool has_chunk_table() const { return (flags & kFlagChunkTable) != 0; }
   uint16_t version() const {

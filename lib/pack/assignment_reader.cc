@@ -200,7 +200,9 @@ AssignmentReader::~AssignmentReader() = default;
 Status AssignmentReader::Load(const std::string& path) {
   struct stat st;
   if (::fstat(impl_->fd.get(), &st) != 0) return ErrnoError(path, errno);
-  if (!S_ISREG(st.st_mode)) return Error(Code::kCorrupt, path + ": not a regular file");
+  // A directory or fifo given as the file: the argument is wrong (as every
+  // tool treats a path of the wrong kind), not the assignment.
+  if (!S_ISREG(st.st_mode)) return Error(Code::kUsage, path + ": not a regular file");
   file_size_ = static_cast<uint64_t>(st.st_size);
   if (file_size_ < kHeaderSize + kTrailerSize)
     return Error(Code::kCorrupt, path + ": truncated assignment (" + std::to_string(file_size_) + " bytes)");

@@ -146,6 +146,7 @@ Status AssignmentWriter::Finish() {
   h.part = opts_.part;
   h.serial = opts_.serial;
   h.job_id = opts_.job_id;
+  h.rollback_serial = opts_.type == Type::kRollback ? opts_.rollback_serial : 0;
   h.created_unix = opts_.created_unix ? opts_.created_unix : static_cast<uint64_t>(::time(nullptr));
   h.data_size = impl_->raw->bytes();
   h.data_hash = impl_->raw->Finish();

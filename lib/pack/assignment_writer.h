@@ -35,6 +35,8 @@ struct WriterOptions {
   uint16_t version = 0;
   // zstd level of the v3 body (the compact command list).
   int body_level = 19;
+  // Rollback only: the serial of the release to switch to (Header::rollback_serial).
+  uint64_t rollback_serial = 0;
 };
 
 // kUsage unless the format version (0 = default) and chunk size fit together.

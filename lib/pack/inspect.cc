@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <ctime>
 
+#include "pack/tool_output.h"
 #include "util/json.h"
 #include "util/strings.h"
 
@@ -28,6 +29,7 @@ std::string HeaderJson(const Header& h) {
   // 0 and 0 in version 1 (no chunk table).
   o.Uint("chunk_size", h.chunk_size).Uint("chunk_count", h.chunk_count);
   if (h.has_chunk_table()) o.Str("table_hash", ToHex(h.table_hash));
+  if (h.type == Type::kRollback) o.Str("rollback_to", RollbackTarget(h));  // "" = the previous release
   return o.Build();
 }
 
@@ -116,6 +118,10 @@ Status DescribeAssignment(const std::string& path, const ReaderOptions& opts, bo
     s += "  job       " + h.job_id + "  part " + std::to_string(h.part) +
          ((h.flags & kFlagLastPart) ? " (last)" : " (more follow)") + "\n";
     s += "  serial    " + std::to_string(h.serial) + "\n";
+    if (h.type == Type::kRollback) {
+      const std::string to = RollbackTarget(h);
+      s += "  to        " + (to.empty() ? std::string("the previous release") : "release " + to) + "\n";
+    }
     s += "  created   " + std::string(when) + "\n";
     s += "  signed    " + std::string((h.flags & kFlagSigned) ? "yes, key " + ToHex(h.key_id.data(), 8) : "no") + "\n";
     s += "  encrypted " + std::string((h.flags & kFlagEncrypted) ? "yes" : "no") + "\n";

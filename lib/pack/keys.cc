@@ -54,7 +54,7 @@ Result<std::string> WriteTemp(const std::string& path, const std::string& text, 
   randombytes_buf(rnd, sizeof rnd);
   std::string tmp = DirName(path) + "/." + BaseName(path) + ".tmp-" + ToHex(rnd, sizeof rnd);
   UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode));
-  if (!fd) return ErrnoError(tmp, errno);
+  if (!fd) return ErrnoError(path, errno);  // the name the user gave (its directory is what fails)
   Status st = WriteFull(fd.get(), text.data(), text.size());
   if (st.ok() && ::fchmod(fd.get(), mode) != 0) st = ErrnoError(tmp, errno);
   if (st.ok() && ::fsync(fd.get()) != 0) st = ErrnoError(tmp, errno);

@@ -9,7 +9,12 @@ namespace cm::pack {
 Status LoadPackConfig(const std::string& path, bool explicit_path,
                       const std::function<const CLI::Option*(const char*)>& flag, PackSettings* o) {
   auto text = ReadFileToString(path);
-  if (!text.ok()) return explicit_path || text.status().code() != Code::kNotFound ? text.status() : Status::Ok();
+  if (!text.ok()) {
+    if (!explicit_path && text.status().code() == Code::kNotFound) return Status::Ok();
+    // A configuration named but not readable is a usage error, as for every
+    // tool's --config and key files (exit 2).
+    return Error(Code::kUsage, text.status().message());
+  }
   auto level = [](const int* l) { return [l] { return *l >= 1 && *l <= 22; }; };
   TomlFlags toml;
   toml.Bind("sign_key", &o->sign_key, flag("--sign-key"))

@@ -33,7 +33,7 @@ struct PackSettings {
 // group_key, serial_file, max_size, chunk_size, level, delta_level) fills its
 // setting unless its flag, flag("--sign-key") etc. (null when the subcommand
 // has no such flag), was given. A missing file is no error unless
-// explicit_path (then kNotFound, exit 3). Unknown keys, wrong types and
+// explicit_path (then kUsage, exit 2, as every tool's --config). Unknown keys, wrong types and
 // levels outside 1..22 are kUsage naming FILE:LINE and the key.
 Status LoadPackConfig(const std::string& path, bool explicit_path,
                       const std::function<const CLI::Option*(const char*)>& flag, PackSettings* s);

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cinttypes>
+#include <cstdio>
 #include <memory>
 #include <vector>
 
@@ -254,12 +255,14 @@ Result<uint64_t> AllocateSerials(const PackOptions& opts, uint64_t count) {
     while (end && (*end == '\n' || *end == ' ')) ++end;
     if (!end || *end != '\0') return Error(Code::kUsage, opts.serial_file + ": not a serial number file");
   }
-  std::string text = std::to_string(last + count) + "\n";
+  if (count == 0 || last > UINT64_MAX - count) return Error(Code::kUsage, opts.serial_file + ": serial number too large");
+  const uint64_t first = std::max(last + 1, NowMicros());
+  std::string text = std::to_string(first + count - 1) + "\n";
   // Rewritten in place under the lock: the file is tiny and the new number
   // is never shorter than the old one, so a crash leaves a valid number.
   CM_RETURN_IF_ERROR(PwriteFull(fd.get(), text.data(), text.size(), 0));
   if (::fsync(fd.get()) != 0) return ErrnoError(opts.serial_file, errno);
-  return last + 1;
+  return first;
 }
 
 Result<PackResult> PackDeltaTable(ByteSource* table_src, const std::string& source_root, const PackOptions& opts) {
@@ -321,19 +324,55 @@ Result<PackResult> PackDeltaTable(ByteSource* table_src, const std::string& sour
     pw.w()->AddCommand(c);
   }
   CM_RETURN_IF_ERROR(pw.FinishPart());
+  res.no_changes = res.entries == 0;
   return std::move(res);
+}
+
+Status ParseReleaseName(const std::string& name, uint64_t* serial, std::string* job) {
+  auto bad = [&] {
+    return Error(Code::kUsage, "release '" + name + "' is not a release name s<serial, 12 digits>-<job>");
+  };
+  if (name.size() < 15 || name[0] != 's') return bad();
+  const size_t dash = name.find('-');
+  if (dash == std::string::npos || dash < 13 || dash > 21) return bad();
+  uint64_t v = 0;
+  for (size_t i = 1; i < dash; ++i) {
+    if (name[i] < '0' || name[i] > '9' || v > (UINT64_MAX - 9) / 10) return bad();
+    v = v * 10 + static_cast<uint64_t>(name[i] - '0');
+  }
+  std::string j = name.substr(dash + 1);
+  char canon[32];
+  std::snprintf(canon, sizeof canon, "s%012" PRIu64 "-", v);
+  // Exactly the name cm-apply gives: no extra leading zeros, a valid job id
+  // that stays as it is when made a file name.
+  if (v == 0 || !IsValidJobId(j) || j[0] == '.' || canon + j != name) return bad();
+  *serial = v;
+  *job = j;
+  return Status::Ok();
 }
 
 Result<PackResult> PackControl(const PackOptions& opts) {
   if (!IsControl(opts.type)) return Error(Code::kUsage, "not a control assignment type");
-  if (opts.job_id.empty()) return Error(Code::kUsage, "--job is required");
+  uint64_t target_serial = 0;
+  std::string job = opts.job_id;
+  if (!opts.rollback_release.empty()) {
+    if (opts.type != Type::kRollback) return Error(Code::kUsage, "--release is for rollback assignments only");
+    std::string target_job;
+    CM_RETURN_IF_ERROR(ParseReleaseName(opts.rollback_release, &target_serial, &target_job));
+    if (!job.empty() && job != target_job)
+      return Error(Code::kUsage, "--job " + job + " differs from the job of --release " + opts.rollback_release);
+    job = target_job;
+  }
+  if (job.empty() && opts.type == Type::kCommit) return Error(Code::kUsage, "--job is required");
   CM_RETURN_IF_ERROR(CheckChunkSizeOption(opts.chunk_size));
   CM_ASSIGN_OR_RETURN(uint64_t serial, AllocateSerials(opts, 1));
+  if (job.empty()) job = "rollback-" + std::to_string(serial);
   AssignmentWriter w;
   WriterOptions wo;
   wo.type = opts.type;
   wo.serial = serial;
-  wo.job_id = opts.job_id;
+  wo.job_id = job;
+  wo.rollback_serial = target_serial;
   wo.sign = opts.sign;
   wo.encrypt = opts.encrypt;
   wo.chunk_size = opts.chunk_size;

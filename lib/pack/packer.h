@@ -42,6 +42,9 @@ struct PackOptions {
   uint32_t chunk_size = kDefaultChunkSize;
   // Assignment format (WriterOptions::version): 0 = newest that fits.
   uint16_t version = 0;
+  // Rollback only: the release to switch to ("" = the previous one), as
+  // s<serial, 12+ digits>-<job>; its job becomes the assignment's job id.
+  std::string rollback_release;
 };
 
 struct PackedFile {
@@ -53,16 +56,26 @@ struct PackResult {
   std::vector<PackedFile> files;
   uint64_t entries = 0;        // delta table entries read
   uint64_t raw_bytes = 0;      // file/delta bytes before compression
+  // A delta table with no entries: the assignment changes nothing, and
+  // cm-apply makes no new release for it.
+  bool no_changes = false;
 };
 
 // Reads a delta table from *table; whole files are read from source_root.
 Result<PackResult> PackDeltaTable(ByteSource* table, const std::string& source_root, const PackOptions& opts);
-// A header-only assignment of type commit or rollback for opts.job_id.
+// A header-only assignment of type commit (for opts.job_id) or rollback (to
+// opts.rollback_release, else to the previous release; job id default
+// "rollback-<serial>").
 Result<PackResult> PackControl(const PackOptions& opts);
+// Splits a release name s<serial>-<job> (exactly as cm-apply names it); kUsage otherwise.
+Status ParseReleaseName(const std::string& name, uint64_t* serial, std::string* job);
 // Path of part N (1-based) given the first part's path.
 std::string PartPath(const std::string& first, uint32_t part);
 
-// Serial allocation (exposed for tests). Reserves `count` consecutive serials.
+// Serial allocation (exposed for tests). Reserves `count` consecutive serials:
+// opts.serial; else from the serial file: max(last + 1, clock in
+// microseconds), the file then holding the last one reserved; else the clock.
+// So serials from the clock and from any serial file never trap each other.
 Result<uint64_t> AllocateSerials(const PackOptions& opts, uint64_t count);
 
 }  // namespace cm::pack

@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cinttypes>
+#include <cstdio>
 #include <cstdlib>
 
 #include "util/file_util.h"
@@ -61,9 +63,22 @@ std::string PackResultJson(const PackResult& r) {
                   .Bool("encrypted", f.header.flags & kFlagEncrypted)
                   .Uint("chunk_size", f.header.chunk_size)
                   .Uint("chunk_count", f.header.chunk_count)
+                  .Uint("rollback_serial", f.header.rollback_serial)
                   .Build());
   }
-  return JsonObject().Raw("files", files.Build()).Uint("entries", r.entries).Uint("raw_bytes", r.raw_bytes).Build();
+  return JsonObject()
+      .Raw("files", files.Build())
+      .Uint("entries", r.entries)
+      .Uint("raw_bytes", r.raw_bytes)
+      .Bool("no_changes", r.no_changes)
+      .Build();
+}
+
+std::string RollbackTarget(const Header& h) {
+  if (h.rollback_serial == 0) return "";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "s%012" PRIu64 "-", h.rollback_serial);
+  return buf + h.job_id;
 }
 
 std::vector<std::string> PackResultLines(const PackResult& r) {
@@ -72,7 +87,8 @@ std::vector<std::string> PackResultLines(const PackResult& r) {
     out.push_back(f.path + ": " + TypeName(f.header.type) + " job " + f.header.job_id + " serial " +
                   std::to_string(f.header.serial) + " part " + std::to_string(f.header.part) + ", " +
                   std::to_string(f.header.command_count) + " commands, " + HumanBytes(f.header.data_size) +
-                  " data, " + HumanBytes(LayoutOf(f.header).file_size) + " in all");
+                  " data, " + HumanBytes(LayoutOf(f.header).file_size) + " in all" +
+                  (f.header.rollback_serial ? ", to release " + RollbackTarget(f.header) : std::string()));
   }
   return out;
 }

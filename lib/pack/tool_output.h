@@ -30,6 +30,8 @@ class StdoutSpool {
 
 // {"files": [...], "entries": N, "raw_bytes": N} (no newline).
 std::string PackResultJson(const PackResult& r);
+// The release a rollback assignment names ("" = the previous one).
+std::string RollbackTarget(const Header& h);
 // One human line per file written.
 std::vector<std::string> PackResultLines(const PackResult& r);
 

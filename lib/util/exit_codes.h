@@ -20,6 +20,9 @@ enum ExitCode : int {
   kExitIo = 10,           // I/O error, e.g. read-only file system
   kExitPartial = 11,      // completed for some targets only (quorum)
   kExitUnsafePath = 12,   // path escapes the content root, or is a device/fifo
+  kExitHookRefused = 13,  // a pre_commit hook failed: the switch was not made (cm-apply)
+  kExitHookFailed = 14,   // a post_commit hook failed: the switch was made (cm-apply)
+  kExitNoChanges = 15,    // nothing changed (cm-delta --exit-code only)
 };
 
 inline int ExitCodeFor(Code c) { return static_cast<int>(c); }

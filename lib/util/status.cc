@@ -20,6 +20,9 @@ const char* CodeName(Code c) {
     case Code::kIo: return "io";
     case Code::kPartial: return "partial";
     case Code::kUnsafePath: return "unsafe-path";
+    case Code::kHookRefused: return "hook-refused";
+    case Code::kHookFailed: return "hook-failed";
+    case Code::kNoChanges: return "no-changes";
   }
   return "unknown";
 }
@@ -32,7 +35,8 @@ std::string Status::ToString() const {
 Status ErrnoError(const std::string& what, int err) {
   Code c = Code::kIo;
   if (err == ENOSPC || err == EDQUOT) c = Code::kNoSpace;
-  if (err == ENOENT) c = Code::kNotFound;
+  // A path through a regular file names no directory: missing, as ENOENT.
+  if (err == ENOENT || err == ENOTDIR) c = Code::kNotFound;
   return Status(c, what + ": " + std::strerror(err));
 }
 

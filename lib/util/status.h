@@ -25,6 +25,9 @@ enum class Code {
   kIo,             // an I/O error (including a read-only file system)
   kPartial,        // done for some targets only
   kUnsafePath,     // a path escapes the root, or names a device/fifo
+  kHookRefused,    // a pre_commit hook failed: the switch was not made
+  kHookFailed,     // a post_commit hook failed: the switch was made
+  kNoChanges,      // nothing changed (cm-delta --exit-code)
 };
 
 class Status {

@@ -79,8 +79,16 @@ check_fail 6 'serial 2 was applied with other content' "$R2" "$APPLY" "$W/other2
 "$DELTA" "$W/old" "$W/new" | "$PACK" - --source "$W/new" -o "$W/old1.cma" --serial 1 --job older || fail pack
 check_fail 6 'serial 1 was applied with other content' "$R2" "$APPLY" "$W/old1.cma" --root "$R2"
 "$PACK" commit --job pub --serial 5 -o "$W/c5.cma" && "$APPLY" "$W/c5.cma" --root "$R2" || fail "commit 5"
-"$DELTA" "$W/new" "$W/old" | "$PACK" - --source "$W/old" -o "$W/late3.cma" --serial 3 --job late || fail pack
-check_fail 6 'serial 3 is older than the last applied \(5\)' "$R2" "$APPLY" "$W/late3.cma" --root "$R2"
+# Serials are ordered per space (man cm-apply, SERIALS): a job packed before
+# that commit (staging serial 4) is still staged after it; a rollback older
+# than the last commit, or a staging assignment older than the last staged
+# one, is refused.
+"$DELTA" "$W/new" "$W/old" | "$PACK" - --source "$W/old" -o "$W/late4.cma" --serial 4 --job late || fail pack
+"$APPLY" "$W/late4.cma" --root "$R2" || fail "a staging serial below the last commit's must be accepted"
+"$PACK" rollback --serial 3 -o "$W/rb3.cma" || fail pack
+check_fail 6 'serial 3 is older than the last applied \(5\) commit or rollback' "$R2" "$APPLY" "$W/rb3.cma" --root "$R2"
+"$DELTA" "$W/new" "$W/old" | "$PACK" - --source "$W/old" -o "$W/late3.cma" --serial 3 --job later || fail pack
+check_fail 6 'serial 3 is older than the last applied \(4\)$' "$R2" "$APPLY" "$W/late3.cma" --root "$R2"
 "$PACK" replicate "$W/new" -o "$W/split.cma" --serial 10 --job split --max-size 1 >/dev/null || fail "pack split"
 [ -f "$W/split.part2.cma" ] || fail "no part 2 made"
 check_fail 6 'part 2 without parts 1' "$R2" "$APPLY" "$W/split.part2.cma" --root "$R2"

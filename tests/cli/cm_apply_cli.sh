@@ -95,4 +95,14 @@ echo "ok: a job in ${#parts[@]} parts"
 printf 'root = "%s"\nkeep = 3\n' "$R" >"$W/apply.toml"
 "$APPLY" status --config "$W/apply.toml" | grep -q "root: *$R" || fail "config root"
 "$APPLY" status --config "$W/apply.toml" --root "$W/empty" | grep -q "root: *$W/empty" || fail "flag override"
+
+# Report retention: .cm/reports keeps the newest report_keep reports.
+[ "$(ls "$R/.cm/reports" | wc -l)" -gt 3 ] || fail "test setup: expected more than 3 reports"
+printf 'report_keep = 3\n' >"$W/rk.toml"
+"$DELTA" "$W/mp" "$W/old" | "$PACK" - --source "$W/old" -o "$W/rk.cma" --serial 40 --job rk || fail pack
+"$APPLY" "$W/rk.cma" --root "$R" --config "$W/rk.toml" || fail "apply with report_keep"
+[ "$(ls "$R/.cm/reports" | sort -V | tr '\n' ' ')" = "$(ls "$R/.cm/reports" | sort -V | tail -3 | tr '\n' ' ')" ] &&
+  [ "$(ls "$R/.cm/reports" | wc -l)" = 3 ] && [ -f "$R/.cm/reports/40.json" ] || fail "report_keep: $(ls "$R/.cm/reports")"
+printf 'report_keep = 0\n' >"$W/rk0.toml"
+check_fail 2 'report_keep: expected an integer from 1' "$R" "$APPLY" "$W/rk.cma" --root "$R" --config "$W/rk0.toml"
 echo PASS

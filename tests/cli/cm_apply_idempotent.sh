@@ -18,6 +18,22 @@ expect_rc 0 cm-apply a.cma --root R --commit            # retried: already live
 expect_rc 0 cm-apply commit --root R --job j2
 [[ $(cat R/current/f) == bb ]] || fail "live tree is not the new one"
 
+# Already live: staging a part of the live job, or committing it (a new
+# commit assignment), answers at once "already-applied" with the live
+# release, also when the state no longer remembers the assignment (more than
+# 256 later ones).
+live=$(basename "$(readlink R/current)")
+sed -i '/^applied /d' R/.cm/state
+cm-pack -q commit --job j2 --sign-key ccm.key -o c2.cma
+for f in a.cma c2.cma; do
+  expect_rc 0 cm-apply "$f" --root R --json
+  grep -q "\"action\":\"already-applied\".*\"release\":\"$live\",\"release_serial\":[1-9]" out ||
+    fail "$f on its live job: $(cat out)"
+done
+expect_rc 0 cm-apply commit R --job j2 --json
+grep -q "\"action\":\"already-applied\".*\"release\":\"$live\"" out || fail "commit --job of the live job: $(cat out)"
+[[ $(basename "$(readlink R/current)") == "$live" && ! -e R/.cm/stage/j2.p1 ]] || fail "already-live staged or switched"
+
 # A later job with a smaller serial is refused: serials only grow.
 cm-delta new old | cm-pack - --source old --job j3 --serial 5 --sign-key ccm.key -o b.cma
 expect_rc 6 cm-apply b.cma --root R --commit

@@ -55,7 +55,7 @@ grep -q "p.toml:2: levl: unknown key" err || fail "pack.toml unknown key: $(cat 
 printf 'level = 30\n' >p.toml
 expect_rc 2 cm-pack --config p.toml commit --job j --serial 5 -o p3.cma
 grep -q "p.toml:1: level: expected a zstd level from 1 to 22" err || fail "pack.toml level range: $(cat err)"
-expect_rc 3 cm-pack --config nonexistent.toml commit --job j --serial 5 -o p3.cma
+expect_rc 2 cm-pack --config nonexistent.toml commit --job j --serial 5 -o p3.cma
 # The default CONFIG_DIR/pack.toml is read when present ($CM_CONFIG_DIR stands for /etc/content-mover).
 mkdir -p pconf && printf 'bogus = 1\n' >pconf/pack.toml
 expect_rc 2 env CM_CONFIG_DIR="$T/pconf" cm-pack commit --job j --serial 5 -o p3.cma
@@ -77,10 +77,20 @@ for cmd in "cm-pack commit --job j --serial 1 --sign-key nokey -o n.cma" \
   grep -q "nokey" err || fail "'$cmd': the missing key file is not named: $(cat err)"
 done
 
-# Serial file advances
+# Serial file advances: max(last + 1, clock in microseconds), so a serial
+# file never falls behind serials taken from the clock (and the other way).
+serial_of() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["header"]["serial"])' "$1"; }
+before=$(( $(date +%s) * 1000000 ))
 expect_rc 0 cm-pack rollback --job rel-1 --serial-file serial -o r1.cma
 expect_rc 0 cm-pack rollback --job rel-1 --serial-file serial -o r2.cma
-[[ $(cat serial) == 2 ]] || fail "serial file should hold 2, has $(cat serial)"
+cm-pack inspect --json r1.cma >i1 && cm-pack inspect --json r2.cma >i2
+s1=$(serial_of i1) s2=$(serial_of i2)
+(( s1 >= before && s2 > s1 )) || fail "serial file serials $s1, $s2 should follow the clock ($before)"
+[[ $(cat serial) == "$s2" ]] || fail "serial file should hold $s2, has $(cat serial)"
+echo 9000000000000000 >serial    # ahead of the clock: last + 1
+expect_rc 0 cm-pack rollback --job rel-1 --serial-file serial -o r3.cma
+cm-pack inspect --json r3.cma >i3
+[[ $(serial_of i3) == 9000000000000001 && $(cat serial) == 9000000000000001 ]] || fail "serial after 9000000000000000: $(serial_of i3)"
 
 # The pipe: cm-delta | cm-pack -
 mkdir -p old new/sub

@@ -30,6 +30,7 @@ struct Options {
   bool empty_old = false;
   bool no_times = false;
   bool no_zstd_deltas = false;
+  bool exit_code = false;
   std::vector<std::string> excludes;
   std::vector<std::string> exclude_from;
   std::string config;
@@ -54,7 +55,8 @@ Examples:
   cm-delta --checksum --exclude '*.tmp' -o delta.cmdt shadow/ staging/
 
 Exit status: 0 ok, 2 usage, 3 a tree or file not found, 10 I/O error,
-9 no space, 1 other failure (see cm-delta(1)).)";
+9 no space, 1 other failure; with --exit-code, 15 when nothing changed
+(see cm-delta(1)).)";
 
 std::string OneLine(std::string s) {
   for (char& c : s)
@@ -65,9 +67,12 @@ std::string OneLine(std::string s) {
 
 // --config (util/toml_flags.h): checksum = bool fills -c/--no-checksum when
 // neither is given; exclude = ["glob", ...] comes first, and --exclude-from
-// and --exclude add to it. A missing file is kNotFound (exit 3), as documented.
+// and --exclude add to it. A missing or unreadable file is kUsage (exit 2), as
+// every tool's --config.
 Status LoadConfig(const Options& o, TreeDiffOptions* d) {
-  CM_ASSIGN_OR_RETURN(std::string text, ReadFileToString(o.config));
+  auto read = ReadFileToString(o.config);
+  if (!read.ok()) return Error(Code::kUsage, read.status().message());
+  const std::string& text = *read;
   TomlFlags toml;
   toml.Bind("exclude", &d->excludes, nullptr).Bind("checksum", &d->checksum, {o.checksum_flag, o.no_checksum_flag});
   return toml.ApplyText(text, o.config);
@@ -151,6 +156,11 @@ int Run(Options& o) {
   st = stdout_sink.Flush();
   if (!st.ok()) return Fail(Status(st.code(), "stdout: " + st.message()));
   log::Info(SummaryLine(s));
+  if (s.entries == 0) {
+    // Said also without -v: cron logs and scripts see it (and --exit-code).
+    if (log::Verbosity() >= 1) std::fprintf(stderr, "cm-delta: no changes\n");
+    if (o.exit_code) return kExitNoChanges;
+  }
   return kExitOk;
 }
 
@@ -179,6 +189,8 @@ int main(int argc, char** argv) {
                                           "change alone is no change; written files get the time they are written");
   app.add_flag("--no-zstd-deltas", o.no_zstd_deltas, "only COPY/INSERT deltas, for servers whose cm-apply "
                                                       "predates the ZSTD delta instruction");
+  app.add_flag("--exit-code", o.exit_code, "exit 15 instead of 0 when nothing changed (the table is written all "
+                                          "the same: an empty one)");
   app.add_flag("--empty-old", o.empty_old, "treat a missing OLD as an empty tree (everything is new)");
   app.add_option("--exclude", o.excludes, "skip paths matching GLOB (repeatable; matches the relative path "
                                           "or the base name; a directory takes its subtree)")

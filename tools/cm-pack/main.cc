@@ -2,6 +2,7 @@
 // keys; inspect and verify. Option parsing and exit codes only: the work is
 // in lib/pack.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -36,6 +37,7 @@ struct Options {
   std::string config;
   std::string dir;          // replicate
   std::string file;         // inspect / verify
+  std::string release;      // rollback --release
   bool group = false;       // keygen --group
   bool json = false;
   int verbose = 0;
@@ -59,6 +61,7 @@ void Report(const PackResult& r, const Options& o) {
 template <typename F>
 int PackTo(Options& o, F&& pack) {
   StdoutSpool spool;
+  const std::string shown = o.output.empty() || o.output == "-" ? "the assignment on stdout" : o.output;
   Status st = spool.Prepare(&o.output);
   if (!st.ok()) return Fail(st);
   Result<PackResult> r = pack(o.output);
@@ -66,6 +69,10 @@ int PackTo(Options& o, F&& pack) {
   st = spool.Flush(*r);
   if (!st.ok()) return Fail(st);
   Report(*r, o);
+  // Said also without -v: a cron job's log shows why no release follows.
+  if (r->no_changes && !o.quiet)
+    std::fprintf(stderr, "cm-pack: no changes: %s changes nothing (cm-apply makes no new release for it)\n",
+                 shown.c_str());
   return kExitOk;
 }
 
@@ -80,6 +87,9 @@ int DoPack(Options& o, Type type) {
   if (o.delta != "-") {
     in.reset(open(o.delta.c_str(), O_RDONLY | O_CLOEXEC));
     if (!in) return Fail(ErrnoError(o.delta, errno));
+    struct stat st;
+    if (::fstat(in.get(), &st) == 0 && S_ISDIR(st.st_mode))
+      return Fail(Error(Code::kUsage, o.delta + ": is a directory, not a delta table"));
     fd = in.get();
   } else if (IsTerminal(0)) {
     return Fail(Error(Code::kUsage, "reading a delta table from a terminal; pipe cm-delta into cm-pack"));
@@ -143,8 +153,10 @@ int main(int argc, char** argv) {
   add_data(replicate);
   auto* commit = app.add_subcommand("commit", "Commit assignment: switch servers to the staged job");
   add_common(commit);
-  auto* rollback = app.add_subcommand("rollback", "Rollback assignment: switch servers back");
+  auto* rollback = app.add_subcommand("rollback", "Rollback assignment: switch servers back, or to a release");
   add_common(rollback);
+  rollback->add_option("--release", o.release, "The release to switch to (s<serial>-<job>, as cm-apply status "
+                                                "shows); default: back to each server's previous release");
   auto* keygen = app.add_subcommand("keygen", "Make an Ed25519 signing key (FILE, FILE.pub) or a group key");
   keygen->add_option("-o,--output", o.output, "Key file to write")->required();
   keygen->add_option("--pub", o.pub_out, "Public key file to write (default FILE.pub)");
@@ -203,6 +215,7 @@ int main(int argc, char** argv) {
     if (*commit || *rollback) {
       auto po = MakePackOptions(o.pack, *commit ? Type::kCommit : Type::kRollback);
       if (!po.ok()) return Fail(po.status());
+      po->rollback_release = o.release;
       return PackTo(o, [&](const std::string& out) {
         po->output = out;
         return PackControl(*po);

@@ -45,7 +45,7 @@ class RecoveryTest : public ::testing::Test {
     s.current = j_.to;
     s.previous = j_.from;
     s.ClearStage();
-    s.Record(*j_.applied);
+    s.Record(*j_.applied, SerialSpace::kSwitch);
     ASSERT_TRUE(SaveState(L().state, s).ok());
   }
   // Reopening runs recovery; afterwards the commit must be complete.
@@ -58,7 +58,7 @@ class RecoveryTest : public ::testing::Test {
     EXPECT_EQ(root->state().current, j_.to);
     EXPECT_EQ(root->state().previous, j_.from);
     EXPECT_FALSE(root->state().HasStage());
-    EXPECT_EQ(root->state().last_serial, 3u);
+    EXPECT_EQ(root->state().last_switch_serial, 3u);
     EXPECT_FALSE(Exists(L().journal));
     EXPECT_FALSE(Exists(L().current_tmp));
     std::string out;

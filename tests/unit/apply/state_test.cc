@@ -15,7 +15,9 @@ using test::TempDir;
 
 State Sample() {
   State s;
-  s.last_serial = 43;
+  s.last_stage_serial = 43;
+  s.last_switch_serial = 41;
+  s.noop_job = "job9";
   s.current = "s000000000042-job7";
   s.previous = "s000000000040-job6";
   s.staged_job = "job 8 with spaces";
@@ -62,19 +64,43 @@ TEST(StateTest, GarbageIsCorrupt) {
 
 TEST(StateTest, RecordIsIdempotentAndBounded) {
   State s;
-  s.Record({5, "a", "j"});
-  s.Record({5, "a", "j"});
+  s.Record({5, "a", "j"}, SerialSpace::kStage);
+  s.Record({5, "a", "j"}, SerialSpace::kStage);
   EXPECT_EQ(s.applied.size(), 1u);
-  EXPECT_EQ(s.last_serial, 5u);
-  for (uint64_t i = 6; i < 6 + State::kMaxApplied; ++i) s.Record({i, "x", "j"});
+  EXPECT_EQ(s.last_stage_serial, 5u);
+  for (uint64_t i = 6; i < 6 + State::kMaxApplied; ++i) s.Record({i, "x", "j"}, SerialSpace::kStage);
   EXPECT_EQ(s.applied.size(), State::kMaxApplied);
   EXPECT_EQ(s.Find(5), nullptr);
   ASSERT_NE(s.Find(6), nullptr);
 }
 
+TEST(StateTest, EachSpaceRaisesOnlyItsOwnLastSerial) {
+  State s;
+  s.Record({5, "c", "j1"}, SerialSpace::kSwitch);
+  s.Record({4, "a", "j2"}, SerialSpace::kStage);
+  EXPECT_EQ(s.LastSerial(SerialSpace::kSwitch), 5u);
+  EXPECT_EQ(s.LastSerial(SerialSpace::kStage), 4u);
+  EXPECT_EQ(s.LastSerialAny(), 5u);
+  // An older cm-apply reads last_serial: the larger of the two.
+  EXPECT_NE(EncodeState(s).find("\nlast_serial 5\n"), std::string::npos);
+}
+
+TEST(StateTest, AnOldStatesLastSerialBecomesBoth) {
+  auto s = DecodeState("cm-apply-state 1\nlast_serial 17\ncurrent s000000000017-j\n");
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->last_stage_serial, 17u);
+  EXPECT_EQ(s->last_switch_serial, 17u);
+  // Once written with the spaces, last_serial is only for older readers.
+  auto t = DecodeState("cm-apply-state 1\nlast_stage_serial 3\nlast_switch_serial 9\nlast_serial 9\n");
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(t->last_stage_serial, 3u);
+  EXPECT_EQ(t->last_switch_serial, 9u);
+}
+
 RC_GTEST_PROP(StateTest, AnyStateRoundTrips, ()) {
   State s;
-  s.last_serial = *rc::gen::arbitrary<uint64_t>();
+  s.last_stage_serial = *rc::gen::arbitrary<uint64_t>();
+  s.last_switch_serial = *rc::gen::arbitrary<uint64_t>();
   auto word = rc::gen::container<std::string>(rc::gen::inRange('!', '~'));
   s.current = *word;
   s.previous = *word;

@@ -32,7 +32,7 @@ TEST_F(SwitcherTest, FirstCommitCreatesCurrent) {
   EXPECT_EQ(root_->state().previous, "");
   EXPECT_FALSE(root_->state().HasStage());
   EXPECT_FALSE(Exists(L().journal));
-  EXPECT_EQ(root_->state().last_serial, 1u);
+  EXPECT_EQ(root_->state().last_stage_serial, 1u);
 }
 
 TEST_F(SwitcherTest, DeltaStagesShareUnchangedInodesWithLive) {
@@ -110,7 +110,7 @@ TEST_F(SwitcherTest, FailedPartLeavesNoStageBehind) {
   EXPECT_EQ(StagePart(root_.get(), "j2", 2, {Create("b", "b"), Create("../x", "x")}).code(), Code::kUnsafePath);
   EXPECT_FALSE(root_->state().HasStage());
   EXPECT_EQ(test::Manifest(L().stage), "");
-  EXPECT_EQ(root_->state().last_serial, 1u);
+  EXPECT_EQ(root_->state().last_stage_serial, 1u);
 }
 
 TEST_F(SwitcherTest, RetentionKeepsCurrentPreviousAndKeepMinusTwo) {
@@ -153,6 +153,88 @@ TEST_F(SwitcherTest, DirectoryMetadataIsFinalInTheRelease) {
   EXPECT_EQ(ModeOf(Cur("ro")), 0555u);
   EXPECT_EQ(ModeOf(Cur("ro/inner")), 0500u);
   EXPECT_EQ(ReadFile(Cur("ro/inner/g")), "y");
+}
+
+
+TEST_F(SwitcherTest, AFailingPreCommitHookLeavesLiveAndStageAsTheyWere) {
+  ASSERT_TRUE(StageAndCommit(root_.get(), "j1", 1, {Create("v", "1")}).ok());
+  ASSERT_TRUE(StagePart(root_.get(), "j2", 2, {Create("v", "2")}).ok());
+  root_.reset();
+  RootOptions ro;
+  ro.hooks.pre_commit = {"/bin/sh", "-c", "echo no way; exit 7"};
+  root_ = OpenRoot(d_.path(), ro);
+  const State before = root_->state();
+  std::vector<HookRun> hooks;
+  auto r = Commit(root_.get(), "j2", std::nullopt, &hooks);
+  EXPECT_EQ(r.status().code(), Code::kHookRefused);
+  EXPECT_NE(r.status().message().find("exit 7: no way"), std::string::npos) << r.status().message();
+  EXPECT_EQ(ReadFile(Cur("v")), "1");
+  EXPECT_EQ(root_->state(), before);
+  EXPECT_FALSE(Exists(L().journal));
+  ASSERT_EQ(hooks.size(), 1u);
+  EXPECT_EQ(hooks[0].exit_code, 7);
+  // Without the hook the same stage commits.
+  root_.reset();
+  root_ = OpenRoot(d_.path());
+  ASSERT_TRUE(Commit(root_.get(), "j2", std::nullopt).ok());
+  EXPECT_EQ(ReadFile(Cur("v")), "2");
+}
+
+TEST_F(SwitcherTest, AFailingPostCommitHookKeepsTheSwitch) {
+  ASSERT_TRUE(StageAndCommit(root_.get(), "j1", 1, {Create("v", "1")}).ok());
+  ASSERT_TRUE(StageAndCommit(root_.get(), "j2", 2, {Create("v", "2")}).ok());
+  root_.reset();
+  RootOptions ro;
+  ro.hooks.post_commit = {"/bin/false"};
+  root_ = OpenRoot(d_.path(), ro);
+  auto r = Rollback(root_.get(), std::nullopt);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->post_hook.code(), Code::kHookFailed);
+  EXPECT_EQ(ReadFile(Cur("v")), "1");
+  EXPECT_EQ(root_->state().current, "s000000000001-j1");
+}
+
+TEST_F(SwitcherTest, RollbackToANamedReleaseMakesTheOldCurrentPrevious) {
+  root_.reset();
+  RootOptions ro;
+  ro.keep = 3;
+  root_ = OpenRoot(d_.path(), ro);
+  ASSERT_TRUE(StageAndCommit(root_.get(), "j1", 1, {Create("v", "1")}).ok());
+  ASSERT_TRUE(StageAndCommit(root_.get(), "j2", 2, {Create("v", "2")}).ok());
+  ASSERT_TRUE(StageAndCommit(root_.get(), "j3", 3, {Create("v", "3")}).ok());
+  auto r = Rollback(root_.get(), IdFor(4, "j1"), "s000000000001-j1");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(ReadFile(Cur("v")), "1");
+  EXPECT_EQ(root_->state().current, "s000000000001-j1");
+  EXPECT_EQ(root_->state().previous, "s000000000003-j3");
+  EXPECT_EQ(root_->state().last_switch_serial, 4u);
+  // To the live release: a no-op.
+  auto again = Rollback(root_.get(), std::nullopt, "s000000000001-j1");
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again->already);
+  // One the server does not have: not found, naming what it has; nothing changes.
+  const State before = root_->state();
+  auto missing = Rollback(root_.get(), std::nullopt, "s000000000009-x");
+  EXPECT_EQ(missing.status().code(), Code::kNotFound);
+  EXPECT_NE(missing.status().message().find("releases: s000000000003-j3, s000000000002-j2, s000000000001-j1"),
+            std::string::npos)
+      << missing.status().message();
+  EXPECT_EQ(root_->state(), before);
+  EXPECT_EQ(Rollback(root_.get(), std::nullopt, "../x").status().code(), Code::kNotFound);
+}
+
+TEST_F(SwitcherTest, CommittingTheNoopJobKeepsCurrent) {
+  ASSERT_TRUE(StageAndCommit(root_.get(), "j1", 1, {Create("v", "1")}).ok());
+  root_->state().noop_job = "empty";
+  auto r = Commit(root_.get(), "empty", IdFor(3, "empty"));
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_TRUE(r->noop);
+  EXPECT_EQ(r->to, "s000000000001-j1");
+  EXPECT_EQ(root_->state().last_switch_serial, 3u);
+  auto plain = Commit(root_.get(), "", std::nullopt);  // `cm-apply commit` with nothing staged
+  ASSERT_TRUE(plain.ok());
+  EXPECT_TRUE(plain->noop);
+  EXPECT_EQ(Commit(root_.get(), "other", std::nullopt).status().code(), Code::kNotFound);
 }
 
 }  // namespace

@@ -120,6 +120,28 @@ TEST(TreeWalker, MissingRoot) {
   EXPECT_EQ(w3.Start().code(), Code::kUsage);
 }
 
+TEST(TreeWalker, ARootThatIsASymlinkIsFollowedOnceAndPinned) {
+  TempDir t;
+  WriteFile(t / "releases/r1/a", "1");
+  WriteFile(t / "releases/r1/sub/b", "2");
+  WriteFile(t / "releases/r2/other", "3");
+  ASSERT_EQ(::symlink("releases/r1", (t / "current").c_str()), 0);
+  EXPECT_EQ(Walk(t / "current"), (std::vector<std::string>{"a", "sub/", "sub/b"}));
+  EXPECT_EQ(Walk(t / "current/"), (std::vector<std::string>{"a", "sub/", "sub/b"}));
+  // Switched after Start(): the walk stays in the tree it started in.
+  TreeWalker w(t / "current", nullptr, nullptr);
+  ASSERT_TRUE(w.Start().ok());
+  ASSERT_EQ(::unlink((t / "current").c_str()), 0);
+  ASSERT_EQ(::symlink("releases/r2", (t / "current").c_str()), 0);
+  WalkEntry e;
+  ASSERT_TRUE(*w.Next(&e));
+  EXPECT_EQ(e.path, "a");
+  EXPECT_EQ(w.root(), t / "releases/r1");
+  // A symlink below the root is an entry, never followed.
+  ASSERT_EQ(::symlink("../r2", (t / "releases/r1/link").c_str()), 0);
+  EXPECT_EQ(Walk(t / "releases/r1"), (std::vector<std::string>{"a", "link@", "sub/", "sub/b"}));
+}
+
 TEST(TreeWalker, UnreadableDirectoryIsAnIoError) {
   if (::geteuid() == 0) GTEST_SKIP() << "root reads everything";
   TempDir t;

@@ -6,6 +6,7 @@
 #include "pack/assignment_reader.h"
 #include "pack/assignment_writer.h"
 #include "pack/keys.h"
+#include "pack/packer.h"
 #include "pack/segments.h"
 #include "support/test_util.h"
 #include "util/file_util.h"
@@ -370,6 +371,72 @@ TEST(Assignment, UnsafePathsAreRefusedAtVerify) {
     ASSERT_TRUE(r.ok());
     EXPECT_EQ((*r)->Verify().code(), Code::kUnsafePath) << bad;
   }
+}
+
+TEST(Assignment, RollbackTargetRoundTripsInEveryFormat) {
+  for (uint64_t format : kChunkSizes) {
+    Header h;
+    h.type = Type::kRollback;
+    h.serial = 9;
+    h.job_id = "j1";
+    h.rollback_serial = 1795320043359879ull;
+    if (format != 0) {
+      h.flags = kFlagChunkTable;
+      h.chunk_size = kDefaultChunkSize;
+      h.compact_body = (format >> 32) == 0;
+    }
+    const std::string bytes = EncodeHeader(h);
+    Header back;
+    ASSERT_TRUE(DecodeHeader(bytes, &back).ok()) << format;
+    EXPECT_EQ(back.rollback_serial, h.rollback_serial);
+    EXPECT_EQ(back.version(), h.version());
+    // A plain rollback leaves the bytes zero, as every older writer did.
+    h.rollback_serial = 0;
+    ASSERT_TRUE(DecodeHeader(EncodeHeader(h), &back).ok());
+    EXPECT_EQ(back.rollback_serial, 0u);
+    EXPECT_EQ(EncodeHeader(h).substr(208, 16), std::string(16, '\0'));
+  }
+}
+
+TEST(Assignment, RollbackTargetInAnotherTypeIsCorrupt) {
+  Header h;
+  h.type = Type::kCommit;
+  h.serial = 9;
+  h.job_id = "j1";
+  h.rollback_serial = 5;
+  Header back;
+  EXPECT_EQ(DecodeHeader(EncodeHeader(h), &back).code(), Code::kCorrupt);
+}
+
+TEST(Assignment, ReleaseNamesParseExactly) {
+  uint64_t serial = 0;
+  std::string job;
+  ASSERT_TRUE(ParseReleaseName("s000000000042-job-7", &serial, &job).ok());
+  EXPECT_EQ(serial, 42u);
+  EXPECT_EQ(job, "job-7");
+  ASSERT_TRUE(ParseReleaseName("s1795320043359879-j", &serial, &job).ok());
+  EXPECT_EQ(serial, 1795320043359879ull);
+  for (const char* bad : {"", "s42-j", "s0000000000042-j", "s000000000000-j", "x000000000042-j", "s000000000042-",
+                          "s000000000042-a/b", "s000000000042-.x", "s00000000004x-j", "s99999999999999999999999-j"})
+    EXPECT_EQ(ParseReleaseName(bad, &serial, &job).code(), Code::kUsage) << bad;
+}
+
+TEST(Assignment, SerialFilesNeverFallBehindTheClock) {
+  TempDir d;
+  PackOptions o;
+  o.serial_file = d / "serial";
+  auto a = AllocateSerials(o, 1);
+  ASSERT_TRUE(a.ok());
+  EXPECT_GT(*a, 1600000000ull * 1000000ull);  // microseconds since the epoch
+  auto b = AllocateSerials(o, 3);
+  ASSERT_TRUE(b.ok());
+  EXPECT_GT(*b, *a);
+  EXPECT_EQ(test::ReadFile(o.serial_file), std::to_string(*b + 2) + "\n");
+  // A file ahead of the clock: last + 1.
+  test::WriteFile(o.serial_file, "9000000000000000\n");
+  auto c = AllocateSerials(o, 1);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(*c, 9000000000000001ull);
 }
 
 RC_GTEST_PROP(AssignmentProp, RandomBlobsRoundTrip, ()) {
