@@ -195,7 +195,7 @@ int PrepareRollback(pushrun::PushOptions* p, std::string release, std::string* t
   if (!::mkdtemp(base.data())) return Fail(ErrnoError(base, errno));
   *tmp_dir = base;
   std::string out = base + "/rollback.cma";
-  std::vector<std::string> argv{p->cm_pack, "rollback", "--release", release, "--job", "rollback", "-o", out,
+  std::vector<std::string> argv{p->cm_pack, "rollback", "--release", release, "-o", out,
                                 "--sign-key", p->sign_key};
   std::string serial_file = p->serial_file.empty() && !p->state_dir.empty() ? p->state_dir + "/serial" : p->serial_file;
   if (!serial_file.empty()) argv.insert(argv.end(), {"--serial-file", serial_file});
