@@ -176,7 +176,9 @@ int PrepareRollback(pushrun::PushOptions* p, std::string release, std::string* t
     if (!h.ok()) return Fail(h.status());
     bool past_current = current.empty();
     for (const auto& j : *h) {  // newest first
-      if (j.kind != pushdb::JobKind::kPublish || j.release.empty() || j.servers_ok == 0) continue;
+      if (j.kind == pushdb::JobKind::kCommit || j.kind == pushdb::JobKind::kRollback || j.release.empty() ||
+          j.servers_ok == 0)
+        continue;
       if (j.release == current) {
         past_current = true;
         continue;
