@@ -346,4 +346,30 @@ Result<NotifyFailed> ParseNotifyFailed(std::string_view json) {
   return n;
 }
 
+std::string Encode(const RelayFailed& f) {
+  return JsonObject()
+      .Uint("serial", f.serial)
+      .Str("relay", f.relay)
+      .Str("error", f.error)
+      .Int("apply_exit", f.apply_exit)
+      .Bool("local", f.local)
+      .Build();
+}
+
+Result<RelayFailed> ParseRelayFailed(std::string_view json) {
+  auto v = Object(json, "relay-failed");
+  if (!v.ok()) return v.status();
+  RelayFailed f;
+  f.serial = v->Uint("serial");
+  f.relay = v->Str("relay");
+  f.error = v->Str("error");
+  int64_t code = v->Int("apply_exit", 0);
+  f.local = v->Bool("local", true);
+  CM_RETURN_IF_ERROR(Need(f.serial > 0, "relay-failed", "serial"));
+  CM_RETURN_IF_ERROR(Need(!f.relay.empty(), "relay-failed", "relay"));
+  CM_RETURN_IF_ERROR(Need(code >= 0 && code < 256, "relay-failed", "apply_exit"));
+  f.apply_exit = static_cast<int>(code);
+  return f;
+}
+
 }  // namespace cm::push

@@ -196,6 +196,25 @@ struct NotifyFailed {
 std::string Encode(const NotifyFailed& n);
 Result<NotifyFailed> ParseNotifyFailed(std::string_view json);
 
+// POST /v1/relay-failed (relay -> CCM, CM-Auth mac like a site report): a
+// relay cannot do its part of `serial` for a reason of its own, not its
+// source's (signature does not verify with its key, unsigned assignment
+// refused, no space or spool I/O error, its own cm-apply failed, ...). It
+// stops leading that serial; the CCM ends its part at once with `error`.
+// apply_exit: cm-apply's exit code when cm-apply failed (util/exit_codes.h),
+// else 0. local: the failure is the relay's own (always true from a relay;
+// false is reserved for a verdict about its source).
+struct RelayFailed {
+  uint64_t serial = 0;
+  std::string relay;
+  std::string error;  // one line
+  int apply_exit = 0;
+  bool local = true;
+  bool operator==(const RelayFailed&) const = default;
+};
+std::string Encode(const RelayFailed& f);
+Result<RelayFailed> ParseRelayFailed(std::string_view json);
+
 // The body of a refusal ({"error": "..."}) and of a plain acknowledgement.
 std::string EncodeError(std::string_view message);
 // The refusal of a message accepted before (push/auth.h, 409): {"error":
