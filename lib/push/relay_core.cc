@@ -48,6 +48,7 @@ void RelayActions::Clear() {
   children.clear();
   cancel_children.clear();
   ended.clear();
+  outcomes.clear();
   notes.clear();
   wake_at = proto::kNever;
 }
@@ -427,6 +428,7 @@ struct RelayCore::Impl {
       Cancel(s.mcast, out);
       s.state = SiteState::kCancelled;
     }
+    out->outcomes.push_back({t.serial, true, "failed"});
     RelayFailed f{t.serial, o.name, why, apply_exit, local};
     Call_(t, Purpose::kRelayFailed, l.order.ccm, Endpoint::kRelayFailed, Encode(f), o.report_tries, o.call_timeout,
           out);
@@ -719,6 +721,7 @@ struct RelayCore::Impl {
     for (const SiteSlot* slot : unreachable)
       rep.servers.push_back(ServerResult{slot->member.name, ServerState::kFailed, slot->error, Via::kNone});
     s.state = SiteState::kReporting;
+    out->outcomes.push_back({t.serial, true, "reported"});
     Call_(t, Purpose::kSiteReport, t.leader.order.ccm, Endpoint::kSiteReport, Encode(rep), o.report_tries,
           o.call_timeout, out);
   }
@@ -806,6 +809,7 @@ struct RelayCore::Impl {
     m.phase = MemberPhase::kIdle;
     m.child = 0;
     if (r.state != ServerState::kFailed) m.done = r;
+    if (r.error != "superseded") out->outcomes.push_back({t.serial, false, ServerStateName(r.state)});
     if (m.gen != m.run_gen && !m.cancel) return StartMemberRun(t, out);
     if (m.cancel) {
       m.running = false;
@@ -1085,17 +1089,22 @@ std::vector<TransferStatus> StatusOf(const std::vector<TransferView>& views) {
   return out;
 }
 
-bool RelayCore::Forget(uint64_t serial) {
+bool RelayCore::InUse(uint64_t serial) const {
   auto it = impl_->transfers.find(serial);
-  if (it == impl_->transfers.end()) return true;
-  if (impl_->Busy(it->second)) return false;
+  if (it == impl_->transfers.end()) return false;
+  if (impl_->Busy(it->second)) return true;
   for (const auto& [id, p] : impl_->calls)
-    if (p.serial == serial) return false;
+    if (p.serial == serial) return true;
   for (const auto& [at, p] : impl_->resends)
-    if (p.serial == serial) return false;
+    if (p.serial == serial) return true;
   for (const auto& [id, s] : impl_->children)
-    if (s == serial) return false;
-  impl_->transfers.erase(it);
+    if (s == serial) return true;
+  return false;
+}
+
+bool RelayCore::Forget(uint64_t serial) {
+  if (InUse(serial)) return false;
+  impl_->transfers.erase(serial);
   return true;
 }
 

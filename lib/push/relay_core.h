@@ -170,6 +170,15 @@ struct LogNote {
   std::string text;
 };
 
+// A role's part in a serial ended (for the edge's counters): a leader sent
+// its site report ("reported") or /v1/relay-failed ("failed"); a member's
+// run ended "staged", "committed" or "failed".
+struct TransferOutcome {
+  uint64_t serial = 0;
+  bool leader = false;
+  std::string outcome;
+};
+
 // Everything one event asks of the driver. Cleared by every event.
 struct RelayActions {
   std::vector<Call> calls;
@@ -178,6 +187,7 @@ struct RelayActions {
   std::vector<StartChild> children;
   std::vector<ChildId> cancel_children;
   std::vector<uint64_t> ended;         // serials with nothing running any more (resources may go)
+  std::vector<TransferOutcome> outcomes;
   std::vector<LogNote> notes;
   Micros wake_at = proto::kNever;
   void Clear();
@@ -224,6 +234,8 @@ class RelayCore {
   // nothing changes, while it is in use: anything running, a call or child
   // outstanding. A later order for it starts from scratch.
   bool Forget(uint64_t serial);
+  // Whether Forget(serial) would refuse: the serial is in use.
+  bool InUse(uint64_t serial) const;
   const RelayCoreOptions& options() const { return opts_; }
 
  private:
