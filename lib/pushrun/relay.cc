@@ -23,12 +23,12 @@
 #include "pushrun/edge_loop.h"
 #include "pushrun/fetch.h"
 #include "pushrun/leader_state.h"
+#include "pushrun/relay_children.h"
 #include "pushrun/relay_metrics.h"
 #include "pushrun/spool_retention.h"
 #include "util/file_util.h"
 #include "util/json.h"
 #include "util/log.h"
-#include "util/subprocess.h"
 
 namespace cm::pushrun {
 
@@ -38,10 +38,8 @@ using push::RelayActions;
 namespace {
 
 namespace fs = std::filesystem;
-using std::chrono::milliseconds;
 
 constexpr Micros kFetchUpdateEvery = 100 * proto::kMillis;  // progress posted to the core at most this often
-constexpr Micros kMirrorPoll = 200 * proto::kMillis;        // the site copy checks for cancellation this often
 
 http::Response ToResponse(const push::Reply& r) {
   http::Response resp;
@@ -82,7 +80,6 @@ const char* VerdictReason(push::auth::Verdict v) {
 }
 
 Micros Seconds(double s) { return static_cast<Micros>(s * proto::kSeconds); }
-milliseconds Millis(Micros m) { return milliseconds(m / proto::kMillis); }
 
 push::RelayCoreOptions CoreOptions(const RelayOptions& o, const std::string& url) {
   push::RelayCoreOptions c;
@@ -387,116 +384,9 @@ struct Relay::Impl {
   }
 
   push::ChildDone RunChild(const push::StartChild& c, std::atomic<bool>* cancel) {
-    switch (c.kind) {
-      case ChildKind::kApply: return Apply(c);
-      case ChildKind::kMcastSend: return McastSend(c, cancel);
-      case ChildKind::kMcastRecv: return McastRecv(c, cancel);
-    }
-    return {};
-  }
-
-  static push::ChildDone Process(const std::vector<std::string>& argv, Micros timeout,
-                                 const std::atomic<bool>* cancel) {
-    ProcessOptions po;
-    po.timeout = Millis(timeout);
-    po.cancel = cancel;
-    push::ChildDone d;
-    auto res = RunProcess(argv, po);
-    if (!res.ok()) {
-      d.error_line = res.status().message();
-      return d;
-    }
-    d.exit_code = res->exit_code;
-    d.error_line = LastLine(res->err);
-    return d;
-  }
-
-  push::ChildDone Apply(const push::StartChild& c) {
-    if (opts.root.empty()) return push::ChildDone{0, 0};  // receive only
-    std::vector<std::string> argv{opts.cm_apply, SpoolPath(c.serial), "--root", opts.root, "-q",
-                                  "--pub-key", opts.pub_key};
-    if (opts.allow_unsigned) argv.push_back("--allow-unsigned");
-    return Process(argv, c.timeout, nullptr);
-  }
-
-  push::ChildDone McastRecv(const push::StartChild& c, const std::atomic<bool>* cancel) {
-    std::vector<std::string> argv{opts.cm_mcast, "recv",     "--group", c.group, "--id", opts.name, "-o",
-                                  opts.spool,    "--timeout", std::to_string(c.idle_timeout_s), "-q"};
-    if (!Iface().empty()) argv.insert(argv.end(), {"--iface", Iface()});
-    if (!opts.group_key.empty()) argv.insert(argv.end(), {"--key", opts.group_key});
-    push::ChildDone d = Process(argv, c.timeout, cancel);
-    auto f = FetcherFor(c.serial);
-    f->OpenExisting();
-    d.file_complete = f->complete();
-    return d;
-  }
-
-  // cm-mcast send of the complete file or (growing) of a copy in
-  // <spool>/site/ extended with the checked bytes as they arrive. A copy that
-  // fails sets `cancel`: the multicast can never complete.
-  push::ChildDone McastSend(const push::StartChild& c, std::atomic<bool>* cancel) {
-    std::string send_path = SpoolPath(c.serial);
-    UniqueFd copy;
-    std::thread mirror;
-    std::atomic<bool> sent{false};
-    if (c.growing) {
-      std::error_code ec;
-      if (fs::create_directories(opts.spool + "/site", ec)) ::chmod((opts.spool + "/site").c_str(), 0700);
-      send_path = opts.spool + "/site/" + std::to_string(c.serial) + ".cma";
-      copy = UniqueFd(::open(send_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-      if (!copy) return push::ChildDone{0, -1, send_path + ": " + std::strerror(errno)};
-      mirror = std::thread([&] {
-        Status ms = Mirror(c.serial, copy.get(), cancel, &sent);
-        if (!ms.ok() && !sent && !*cancel) {
-          if (!stopping) log::Warn(opts.name + ": site copy: " + ms.message());
-          *cancel = true;
-        }
-      });
-    }
-    std::vector<std::string> argv{opts.cm_mcast, "send", send_path, "--group", c.group, "--id", opts.name, "-q"};
-    if (c.growing) argv.insert(argv.end(), {"--final-size", std::to_string(c.final_size)});
-    if (!Iface().empty()) argv.insert(argv.end(), {"--iface", Iface()});
-    if (!opts.mcast_rate.empty()) argv.insert(argv.end(), {"--rate", opts.mcast_rate});
-    if (!opts.group_key.empty()) argv.insert(argv.end(), {"--key", opts.group_key});
-    argv.push_back("--receivers");
-    argv.insert(argv.end(), c.receivers.begin(), c.receivers.end());
-    push::ChildDone d = Process(argv, c.timeout, cancel);
-    if (mirror.joinable()) {
-      sent = true;  // the copy is no longer needed whatever happened
-      mirror.join();
-      ::unlink(send_path.c_str());
-    }
-    return d;
-  }
-
-  Status Mirror(uint64_t serial, int fd, const std::atomic<bool>* cancel, const std::atomic<bool>* sent) {
-    std::shared_ptr<push::HeldContent> held = FetcherFor(serial)->held();
-    if (!held) return Error(Code::kFailure, "nothing held");
-    std::vector<char> buf(1 << 20);
-    uint64_t pos = 0;
-    const uint64_t size = held->size();
-    while (pos < size) {
-      if (stopping || *cancel || *sent) return Error(Code::kFailure, "cancelled");
-      auto w = held->WaitFor(pos, std::chrono::steady_clock::now() + Millis(kMirrorPoll));
-      if (!w.ok()) return w.status();
-      if (!*w) continue;
-      auto n = held->ReadAt(pos, std::span<char>(buf.data(), buf.size()));
-      if (!n.ok()) return n.status();
-      for (size_t done = 0; done < *n;) {
-        ssize_t k = ::pwrite(fd, buf.data() + done, *n - done, static_cast<off_t>(pos + done));
-        if (k < 0 && errno == EINTR) continue;
-        if (k < 0) return ErrnoError("site copy", errno);
-        done += static_cast<size_t>(k);
-      }
-      pos += *n;
-    }
-    return Status::Ok();
-  }
-
-  std::string Iface() const {
-    if (!opts.iface.empty()) return opts.iface;
-    std::string host = opts.listen.substr(0, opts.listen.rfind(':'));
-    return host == "0.0.0.0" ? "" : host;
+    RelayChildEnv env{&opts, [this](uint64_t serial) { return SpoolPath(serial); },
+                      [this](uint64_t serial) { return FetcherFor(serial); }, &stopping};
+    return RunRelayChild(env, c, cancel);
   }
 
   // ---- HTTP -----------------------------------------------------------------
