@@ -95,6 +95,23 @@ TEST(Messages, RelayFailedCarriesTheReasonAndTheApplyExit) {
   EXPECT_FALSE(ParseRelayFailed(R"({"serial":3,"relay":"b","apply_exit":300})").ok());
 }
 
+TEST(Messages, RelayStatusCarriesTheElectedLeaderAndTheNonce) {
+  RelayStatus st{"web1", {{9, "staged", 100, 100, true, ""}}, SiteLeader{"10.0.0.7", 4}, "0123456789abcdef"};
+  const std::string body = Encode(st);
+  EXPECT_NE(body.find(R"("site_leader":{"address":"10.0.0.7","epoch":4})"), std::string::npos) << body;
+  EXPECT_EQ(*ParseRelayStatus(body), st);
+  auto plain = ParseRelayStatus(R"({"name":"web2","transfers":[]})");
+  ASSERT_TRUE(plain.ok());
+  EXPECT_FALSE(plain->site_leader);
+  EXPECT_EQ(plain->nonce, "");
+  EXPECT_FALSE(ParseRelayStatus(R"({"name":"x","transfers":[{"state":"new"}]})").ok());
+  EXPECT_TRUE(IsStatusNonce("0123456789abcdef"));
+  EXPECT_TRUE(IsStatusNonce(std::string(64, 'F')));
+  EXPECT_FALSE(IsStatusNonce("0123456789abcde"));
+  EXPECT_FALSE(IsStatusNonce(std::string(65, 'a')));
+  EXPECT_FALSE(IsStatusNonce("0123456789abcdeg"));
+}
+
 // Arbitrary text in every field: any ASCII byte (control characters,
 // quotes, backslashes) and valid UTF-8 beyond it. JSON strings are Unicode:
 // a byte string that is not UTF-8 cannot round-trip, and names on the wire
@@ -151,6 +168,10 @@ RC_GTEST_PROP(Messages, EveryMessageRoundTripsThroughItsJson, ()) {
   RC_ASSERT(*ParseNotifyFailed(Encode(nf)) == nf);
   RelayFailed rf{o.serial, r.name, AnyText(), r.apply_exit, *rc::gen::arbitrary<bool>()};
   RC_ASSERT(*ParseRelayFailed(Encode(rf)) == rf);
+  RelayStatus st{AnyText(), {{o.serial, AnyText(), AnyU64(), AnyU64(), *rc::gen::arbitrary<bool>(), AnyText()}},
+                 std::nullopt, AnyText()};
+  if (*rc::gen::arbitrary<bool>()) st.site_leader = SiteLeader{NonEmptyText(), AnyU64()};
+  RC_ASSERT(*ParseRelayStatus(Encode(st)) == st);
 }
 
 // A parser either rejects a body or accepts one that re-encodes to a body it
@@ -163,6 +184,7 @@ RC_GTEST_PROP(Messages, WhatAParserAcceptsIsStableUnderReencoding, (std::string 
   if (auto r = ParseSiteReport(s); r.ok()) RC_ASSERT(*ParseSiteReport(Encode(*r)) == *r);
   if (auto n = ParseNextAnswer(s); n.ok()) RC_ASSERT(*ParseNextAnswer(Encode(*n)) == *n);
   if (auto f = ParseRelayFailed(s); f.ok()) RC_ASSERT(*ParseRelayFailed(Encode(*f)) == *f);
+  if (auto st = ParseRelayStatus(s); st.ok()) RC_ASSERT(*ParseRelayStatus(Encode(*st)) == *st);
 }
 
 }  // namespace
