@@ -4,7 +4,8 @@ namespace cm::push {
 namespace {
 
 constexpr const char* kPaths[] = {"/v1/fetch",    "/v1/expect", "/v1/member-report", "/v1/site-report", "/v1/progress",
-                                  "/v1/next",     "/v1/source-failed", "/v1/notify-failed", "/v1/status"};
+                                  "/v1/next",     "/v1/source-failed", "/v1/notify-failed", "/v1/status",
+                                  "/v1/relay-failed"};
 
 }  // namespace
 

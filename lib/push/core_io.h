@@ -26,7 +26,8 @@ enum class Endpoint : uint8_t {
   kNext,          // POST /v1/next           (leader -> CCM)
   kSourceFailed,  // POST /v1/source-failed  (leader -> CCM)
   kNotifyFailed,  // POST /v1/notify-failed  (leader -> CCM)
-  kStatus,        // GET  /v1/status         (CCM -> relay: is it alive?)
+  kStatus,        // GET  /v1/status         (CCM -> relay, leader -> member: is it alive, what does it hold?)
+  kRelayFailed,   // POST /v1/relay-failed   (leader -> CCM: it cannot do its part, and why)
 };
 const char* EndpointPath(Endpoint e);    // "/v1/fetch", ...
 const char* EndpointMethod(Endpoint e);  // "POST", or "GET" for kStatus
@@ -46,6 +47,7 @@ struct Call {
   Micros timeout = 5 * proto::kSeconds;
   std::string to;        // the callee's name: `to` of the CM-Auth stamp the edge adds ("" = none)
   std::string auth;      // a CM-Auth value made by the CCM (a sealed order passed on): sent as is
+  std::string query;     // appended to the path as is ("?unicast=1"); outside the CM-Auth stamp: hints only
 };
 
 struct CallResult {

@@ -346,4 +346,78 @@ Result<NotifyFailed> ParseNotifyFailed(std::string_view json) {
   return n;
 }
 
+std::string Encode(const RelayFailed& f) {
+  return JsonObject()
+      .Uint("serial", f.serial)
+      .Str("relay", f.relay)
+      .Str("error", f.error)
+      .Int("apply_exit", f.apply_exit)
+      .Bool("local", f.local)
+      .Build();
+}
+
+Result<RelayFailed> ParseRelayFailed(std::string_view json) {
+  auto v = Object(json, "relay-failed");
+  if (!v.ok()) return v.status();
+  RelayFailed f;
+  f.serial = v->Uint("serial");
+  f.relay = v->Str("relay");
+  f.error = v->Str("error");
+  int64_t code = v->Int("apply_exit", 0);
+  f.local = v->Bool("local", true);
+  CM_RETURN_IF_ERROR(Need(f.serial > 0, "relay-failed", "serial"));
+  CM_RETURN_IF_ERROR(Need(!f.relay.empty(), "relay-failed", "relay"));
+  CM_RETURN_IF_ERROR(Need(code >= 0 && code < 256, "relay-failed", "apply_exit"));
+  f.apply_exit = static_cast<int>(code);
+  return f;
+}
+
+std::string Encode(const RelayStatus& s) {
+  JsonArray transfers;
+  for (const auto& t : s.transfers)
+    transfers.Raw(JsonObject()
+                      .Uint("serial", t.serial)
+                      .Str("state", t.state)
+                      .Uint("verified", t.verified)
+                      .Uint("size", t.size)
+                      .Bool("complete", t.complete)
+                      .Str("source", t.source)
+                      .Build());
+  JsonObject o;
+  o.Str("name", s.name).Raw("transfers", transfers.Build());
+  if (s.site_leader)
+    o.Raw("site_leader",
+          JsonObject().Str("address", s.site_leader->address).Uint("epoch", s.site_leader->epoch).Build());
+  if (!s.nonce.empty()) o.Str("nonce", s.nonce);
+  return o.Build();
+}
+
+Result<RelayStatus> ParseRelayStatus(std::string_view json) {
+  auto v = Object(json, "relay status");
+  if (!v.ok()) return v.status();
+  RelayStatus s;
+  s.name = v->Str("name");
+  for (const auto& t : (*v)["transfers"].items()) {
+    TransferStatus ts{t.Uint("serial"), t.Str("state"), t.Uint("verified"), t.Uint("size"), t.Bool("complete"),
+                      t.Str("source")};
+    CM_RETURN_IF_ERROR(Need(ts.serial > 0, "relay status", "transfers"));
+    s.transfers.push_back(std::move(ts));
+  }
+  const JsonValue& sl = (*v)["site_leader"];
+  if (sl.is_object()) {
+    SiteLeader l{sl.Str("address"), sl.Uint("epoch")};
+    CM_RETURN_IF_ERROR(Need(!l.address.empty(), "relay status", "site_leader"));
+    s.site_leader = std::move(l);
+  }
+  s.nonce = v->Str("nonce");
+  return s;
+}
+
+bool IsStatusNonce(std::string_view nonce) {
+  if (nonce.size() < 16 || nonce.size() > 64) return false;
+  for (char c : nonce)
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'))) return false;
+  return true;
+}
+
 }  // namespace cm::push

@@ -196,6 +196,56 @@ struct NotifyFailed {
 std::string Encode(const NotifyFailed& n);
 Result<NotifyFailed> ParseNotifyFailed(std::string_view json);
 
+// POST /v1/relay-failed (relay -> CCM, CM-Auth mac like a site report): a
+// relay cannot do its part of `serial` for a reason of its own, not its
+// source's (signature does not verify with its key, unsigned assignment
+// refused, no space or spool I/O error, its own cm-apply failed, ...). It
+// stops leading that serial; the CCM ends its part at once with `error`.
+// apply_exit: cm-apply's exit code when cm-apply failed (util/exit_codes.h),
+// else 0. local: true when the failure is the relay's own (another server
+// may well succeed: replace it); false when it gave up on its sources
+// (max_source_failures failed in a row: the CCM's sources are the problem).
+struct RelayFailed {
+  uint64_t serial = 0;
+  std::string relay;
+  std::string error;  // one line
+  int apply_exit = 0;
+  bool local = true;
+  bool operator==(const RelayFailed&) const = default;
+};
+std::string Encode(const RelayFailed& f);
+Result<RelayFailed> ParseRelayFailed(std::string_view json);
+
+// GET /v1/status of a relay: what it holds and how each transfer stands,
+// and the site's elected leader as its cm-leader state file says. With
+// `?nonce=HEX` (IsStatusNonce) the answer echoes the nonce and carries a
+// CM-Auth mac stamp from the relay to "ccm" over method "ANSWER", path
+// "/v1/status" and the body (docs/protocol/push.md).
+struct TransferStatus {
+  uint64_t serial = 0;
+  std::string state;  // push::TransferPhaseName (relay_core.h): "new", "fetching", ..., "staged"
+  uint64_t verified = 0, size = 0;
+  bool complete = false;
+  std::string source;  // leader role: the current source's URL
+  bool operator==(const TransferStatus&) const = default;
+};
+struct SiteLeader {
+  std::string address;  // the elected leader's IPv4 address (no port)
+  uint64_t epoch = 0;   // cm-leader's election epoch
+  bool operator==(const SiteLeader&) const = default;
+};
+struct RelayStatus {
+  std::string name;
+  std::vector<TransferStatus> transfers;
+  std::optional<SiteLeader> site_leader;  // absent: no (readable) cm-leader state, or no leader known
+  std::string nonce;                      // echoed ("" = none asked)
+  bool operator==(const RelayStatus&) const = default;
+};
+std::string Encode(const RelayStatus& s);
+Result<RelayStatus> ParseRelayStatus(std::string_view json);
+// 16 to 64 hex digits: what `?nonce=` may carry.
+bool IsStatusNonce(std::string_view nonce);
+
 // The body of a refusal ({"error": "..."}) and of a plain acknowledgement.
 std::string EncodeError(std::string_view message);
 // The refusal of a message accepted before (push/auth.h, 409): {"error":

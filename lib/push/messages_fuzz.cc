@@ -38,7 +38,7 @@ int CmFuzzPushBodies(const uint8_t* data, size_t size) {
   using namespace cm::push;
   if (size == 0) return 0;
   const std::string_view body(reinterpret_cast<const char*>(data) + 1, size - 1);
-  switch (data[0] % 12) {
+  switch (data[0] % 14) {
     case 0: RoundTrip(body, ParseFetchOrder); break;
     case 1: RoundTrip(body, ParseExpect); break;
     case 2: RoundTrip(body, ParseMemberReport); break;
@@ -77,6 +77,8 @@ int CmFuzzPushBodies(const uint8_t* data, size_t size) {
         std::abort();
       break;
     }
+    case 12: RoundTrip(body, ParseRelayFailed); break;
+    case 13: RoundTrip(body, ParseRelayStatus); break;
   }
   return 0;
 }

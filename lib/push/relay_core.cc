@@ -16,6 +16,16 @@ const char* ChildKindName(ChildKind k) {
   return "?";
 }
 
+const char* FetchFaultName(FetchFault f) {
+  switch (f) {
+    case FetchFault::kNone: return "";
+    case FetchFault::kSource: return "source";
+    case FetchFault::kAuth: return "auth";
+    case FetchFault::kLocal: return "local";
+  }
+  return "?";
+}
+
 const char* TransferPhaseName(TransferPhase p) {
   switch (p) {
     case TransferPhase::kNew: return "new";
@@ -38,6 +48,7 @@ void RelayActions::Clear() {
   children.clear();
   cancel_children.clear();
   ended.clear();
+  outcomes.clear();
   notes.clear();
   wake_at = proto::kNever;
 }
@@ -63,6 +74,7 @@ namespace relay_state {
 // What a call is for; its result goes back to the role that made it.
 enum class Purpose : uint8_t {
   kProgress, kNext, kForward, kNotifyFailed, kSourceFailed, kExpect, kSiteReport, kMemberReport,
+  kRelayFailed, kProbe, kReexpect,
 };
 
 struct PendingCall {
@@ -91,6 +103,11 @@ struct SiteSlot {
   SlotState state = SlotState::kExpecting;
   std::string error;
   Micros next_try = 0, pause = 0;
+  // A receiver that has not reported: probed at probe_at (GET /v1/status).
+  Micros probe_at = 0;
+  bool probing = false;
+  std::optional<Micros> down_since;  // probes or re-expects have failed since then
+  int asked_again = 0;               // /v1/expect sent again (it had forgotten the serial)
 };
 
 struct Site {
@@ -106,6 +123,8 @@ struct Site {
 
 struct LeaderRole {
   bool active = false;
+  bool stopped = false;     // it told the CCM it cannot do its part (/v1/relay-failed), until ordered again
+  std::string auth_source;  // the source a signature verdict was blamed on (once)
   FetchOrder order;  // the latest
   uint64_t epoch = 0;
   std::string source, source_name;
@@ -127,6 +146,8 @@ struct MemberRole {
   uint64_t gen = 0;              // bumped by every /v1/expect
   uint64_t run_gen = 0;          // the expect the run works for
   Expect run;
+  bool unicast = false;          // the latest expect's hint: the multicast is over
+  bool run_unicast = false;
   bool cancel = false;           // promoted to leader: end without a report
   ChildId child = 0;
   int fetch_tries = 0;
@@ -185,7 +206,8 @@ struct RelayCore::Impl {
   }
 
   void Call_(Transfer& t, Purpose purpose, std::string base, Endpoint ep, std::string body, int tries, Micros timeout,
-             RelayActions* out, std::string peer = {}, uint64_t tag = 0, const Sealed* sealed = nullptr) {
+             RelayActions* out, std::string peer = {}, uint64_t tag = 0, const Sealed* sealed = nullptr,
+             std::string query = {}) {
     PendingCall p;
     p.purpose = purpose;
     p.serial = t.serial;
@@ -196,6 +218,7 @@ struct RelayCore::Impl {
     p.call.body = std::move(body);
     p.call.timeout = timeout;
     p.call.to = Recipient(t, ep, p.peer);
+    p.call.query = std::move(query);
     if (sealed && !sealed->empty()) {
       p.call.body = sealed->body;
       p.call.auth = sealed->auth;
@@ -283,7 +306,7 @@ struct RelayCore::Impl {
     ++l.epoch;
     const bool moved = order.source != l.source;
     l.order = order;
-    if (l.fetch == FetchState::kFailed || l.site.state == SiteState::kReported ||
+    if (l.stopped || l.fetch == FetchState::kFailed || l.site.state == SiteState::kReported ||
         l.site.state == SiteState::kCancelled)
       return Rerun(now, t, out);
     if (!moved) return;
@@ -296,19 +319,18 @@ struct RelayCore::Impl {
     }
   }
 
-  // An order for a transfer whose part here is over (reported, or our fetch
-  // gave up): the CCM runs the job again (a rerun after it died, or a retry).
-  // Everything is done again that can change the outcome: the fetch if it
-  // failed, the site phase with every member (those that applied report at
-  // once), and a fresh site report. Our own successful cm-apply and the
-  // members' successes stand (cm-apply is idempotent; doing it again proves
-  // nothing more).
+  // An order for a transfer whose part here is over (reported, stopped, or
+  // our fetch gave up): the CCM runs the job again (a rerun after it died,
+  // every server already runs the job, or a retry). The part runs again:
+  // the fetch if the file is not held, the site phase with every member
+  // (those that applied report at once), our own cm-apply (idempotent: an
+  // assignment already applied is a success, and one that failed may pass
+  // now), and a fresh site report. Members' successes stand.
   void Rerun(Micros now, Transfer& t, RelayActions* out) {
     LeaderRole& l = t.leader;
-    std::optional<ServerResult> own = l.site.own;
-    if (own && own->state == ServerState::kFailed) own.reset();
     l.site = Site{};
-    l.site.own = own;
+    l.stopped = false;
+    l.auth_source.clear();
     for (auto it = t.results.begin(); it != t.results.end();)
       it = it->second.state == ServerState::kFailed ? t.results.erase(it) : std::next(it);
     l.source = l.order.source;
@@ -346,12 +368,22 @@ struct RelayCore::Impl {
     Call_(t, Purpose::kProgress, l.order.ccm, Endpoint::kProgress, Encode(p), 1, o.progress_timeout, out);
   }
 
-  void SourceAttemptFailed(Transfer& t, const std::string& error, RelayActions* out) {
+  void SourceAttemptFailed(Transfer& t, const std::string& error, FetchFault fault, RelayActions* out) {
     LeaderRole& l = t.leader;
     t.attempt = 0;
+    if (fault == FetchFault::kLocal) return LeaderStop(t, error, 0, true, out);
+    if (fault == FetchFault::kAuth) {
+      // The assignment as the CCM made it, or as two sources passed it on:
+      // our key or our settings refuse it, and no other source will help.
+      if (l.source_name.empty()) return LeaderStop(t, error + " (from the CCM)", 0, true, out);
+      if (!l.auth_source.empty() && l.auth_source != l.source)
+        return LeaderStop(t, error + " (from " + l.auth_source + " and " + l.source + ")", 0, true, out);
+      l.auth_source = l.source;
+    }
     NoteT(out, t, LogNote::Level::kWarn, "source " + l.source + ": " + error);
     if (++l.failures > o.max_source_failures) {
-      LeaderFailed(t, "gave up after " + std::to_string(o.max_source_failures) + " failed sources: " + error, out);
+      LeaderStop(t, "gave up after " + std::to_string(o.max_source_failures) + " failed sources: " + error, 0, false,
+                 out);
       return;
     }
     l.fetch = FetchState::kAskingSource;
@@ -375,16 +407,31 @@ struct RelayCore::Impl {
     }
   }
 
-  // Our own fetch failed for good: no multicast, no own apply, no report.
-  void LeaderFailed(Transfer& t, const std::string& why, RelayActions* out) {
+  // We cannot do our part (local: for a reason of our own; else our sources
+  // kept failing): the CCM hears why at once (/v1/relay-failed) and we stop
+  // leading the serial: no fetch, multicast, /v1/next or site report, until
+  // an order runs the part again (Rerun). The file held so far stays.
+  void LeaderStop(Transfer& t, const std::string& why, int apply_exit, bool local, RelayActions* out) {
     LeaderRole& l = t.leader;
-    l.fetch = FetchState::kFailed;
+    if (l.stopped) return;
+    l.stopped = true;
+    if (l.fetch != FetchState::kComplete) l.fetch = FetchState::kFailed;
+    if (t.attempt != 0 && t.owner == FetchOwner::kLeader) {
+      out->stop_fetches.push_back(t.serial);
+      t.attempt = 0;
+    }
+    l.serve = ServeState::kDone;
     t.phase = TransferPhase::kFailed;
-    NoteT(out, t, LogNote::Level::kError, why);
+    NoteT(out, t, LogNote::Level::kError, std::string(local ? "cannot do its part: " : "") + why + " (told the CCM)");
     Site& s = l.site;
-    if (s.state == SiteState::kNotStarted || s.state == SiteState::kReporting || s.state == SiteState::kReported) return;
-    Cancel(s.mcast, out);
-    s.state = SiteState::kCancelled;
+    if (s.state != SiteState::kNotStarted && s.state != SiteState::kReporting && s.state != SiteState::kReported) {
+      Cancel(s.mcast, out);
+      s.state = SiteState::kCancelled;
+    }
+    out->outcomes.push_back({t.serial, true, "failed"});
+    RelayFailed f{t.serial, o.name, why, apply_exit, local};
+    Call_(t, Purpose::kRelayFailed, l.order.ccm, Endpoint::kRelayFailed, Encode(f), o.report_tries, o.call_timeout,
+          out);
   }
 
   // ---- leader: serving --------------------------------------------------------
@@ -442,7 +489,8 @@ struct RelayCore::Impl {
 
   // ---- leader: the site phase ---------------------------------------------------
 
-  void SendExpect(Transfer& t, const Member& m, RelayActions* out) {
+  void SendExpect(Transfer& t, const Member& m, RelayActions* out, Purpose purpose = Purpose::kExpect,
+                  bool unicast = false) {
     const Site& s = t.leader.site;
     Expect e;
     e.serial = t.serial;
@@ -453,7 +501,8 @@ struct RelayCore::Impl {
     e.leader = o.name;
     e.leader_url = o.url;
     e.group = s.order.group;
-    Call_(t, Purpose::kExpect, m.url, Endpoint::kExpect, Encode(e), 1, o.expect_timeout, out, m.name, 0, &m.expect);
+    Call_(t, purpose, m.url, Endpoint::kExpect, Encode(e), 1, o.expect_timeout, out, m.name, 0, &m.expect,
+          unicast ? "?unicast=1" : "");
   }
 
   void StartSite(Transfer& t, RelayActions* out) {
@@ -481,8 +530,15 @@ struct RelayCore::Impl {
     const bool first = slot->state == SlotState::kExpecting;
     if (r.ok() || IsDuplicateAnswer(r.status, r.body)) {  // a duplicate: an earlier try reached it
       slot->state = first ? SlotState::kReceiver : SlotState::kLate;
+      slot->probe_at = now + o.member_probe_interval;
       s.receivers.push_back(slot->member.name);
       if (!first) NoteT(out, t, LogNote::Level::kInfo, "member " + slot->member.name + " reached late");
+      return;
+    }
+    if (r.reached && r.status / 100 == 4) {  // it refused the order: trying again changes nothing
+      slot->state = SlotState::kUnreachable;
+      slot->error = "refused /v1/expect: " + CallError(r);
+      NoteT(out, t, LogNote::Level::kWarn, "member " + slot->member.name + " " + slot->error);
       return;
     }
     slot->error = "unreachable: " + CallError(r);
@@ -530,6 +586,62 @@ struct RelayCore::Impl {
     }
   }
 
+  // ---- leader: members that have not reported ------------------------------------
+
+  bool AwaitingReport(const Transfer& t, const SiteSlot& slot) const {
+    return (slot.state == SlotState::kReceiver || slot.state == SlotState::kLate) &&
+           !t.results.count(slot.member.name);
+  }
+
+  void StepProbes(Micros now, Transfer& t, RelayActions* out) {
+    for (auto& slot : t.leader.site.slots) {
+      if (!AwaitingReport(t, slot) || slot.probing || now < slot.probe_at) continue;
+      slot.probing = true;
+      slot.probe_at = now + o.member_probe_interval;
+      Call_(t, Purpose::kProbe, slot.member.url, Endpoint::kStatus, "", 1, o.probe_timeout, out, slot.member.name);
+    }
+  }
+
+  void OnProbeAnswer(Micros now, Transfer& t, const PendingCall& p, const CallResult& r, RelayActions* out) {
+    Site& s = t.leader.site;
+    SiteSlot* slot = Slot(s, p.peer);
+    if (!slot) return;
+    slot->probing = false;
+    if (t.leader.stopped || (s.state != SiteState::kRunning && s.state != SiteState::kCollecting) ||
+        !AwaitingReport(t, *slot))
+      return;
+    if (!r.ok()) return MemberDown(now, t, *slot, CallError(r));
+    slot->down_since.reset();
+    auto status = ParseRelayStatus(r.body);
+    if (!status.ok()) return;  // an answer we cannot read: it is alive, wait for its report
+    for (const auto& x : status->transfers)
+      if (x.serial == t.serial && x.state != TransferPhaseName(TransferPhase::kNew)) return;  // it works on it
+    // It does not know the serial (it restarted): ask it again; once the
+    // multicast is over it fetches from us over HTTP at once.
+    const bool unicast = !s.mcast || s.order.group.empty();
+    ++slot->asked_again;
+    NoteT(out, t, LogNote::Level::kInfo,
+          "member " + slot->member.name + " no longer knows the serial (restarted?): expecting it again" +
+              (unicast ? " over HTTP" : ""));
+    SendExpect(t, slot->member, out, Purpose::kReexpect, unicast);
+  }
+
+  void OnReexpectAnswer(Micros now, Transfer& t, const PendingCall& p, const CallResult& r) {
+    SiteSlot* slot = Slot(t.leader.site, p.peer);
+    if (!slot || !AwaitingReport(t, *slot) || r.ok() || IsDuplicateAnswer(r.status, r.body)) return;
+    MemberDown(now, t, *slot, CallError(r));
+  }
+
+  // A receiver that does not answer: reported failed once it has not
+  // answered for member_retry (its report, if it comes back in time, wins).
+  void MemberDown(Micros now, Transfer& t, SiteSlot& slot, const std::string& why) {
+    if (!slot.down_since) slot.down_since = now;
+    if (now - *slot.down_since < o.member_retry) return;
+    const std::string error = "unreachable for " + std::to_string((now - *slot.down_since) / proto::kSeconds) +
+                              " s: " + why;
+    t.results[slot.member.name] = ServerResult{slot.member.name, ServerState::kFailed, error, Via::kNone};
+  }
+
   bool Retrying(const Site& s) const {
     for (const auto& slot : s.slots)
       if (slot.state == SlotState::kRetryWait || slot.state == SlotState::kRetrying || slot.state == SlotState::kExpecting)
@@ -561,6 +673,7 @@ struct RelayCore::Impl {
   void StepSite(Micros now, Transfer& t, RelayActions* out) {
     LeaderRole& l = t.leader;
     Site& s = l.site;
+    if (l.stopped) return;
     if (s.state == SiteState::kNotStarted) {
       if (l.fetch == FetchState::kFailed) return;
       if (!(l.order.stream ? t.held.table_known : t.held.complete)) return;
@@ -571,7 +684,10 @@ struct RelayCore::Impl {
         if (slot.state == SlotState::kExpecting) return;
       SiteExpected(now, t, out);
     }
-    if (s.state == SiteState::kRunning || s.state == SiteState::kCollecting) StepOwnApply(t, out);
+    if (s.state == SiteState::kRunning || s.state == SiteState::kCollecting) {
+      StepOwnApply(t, out);
+      StepProbes(now, t, out);
+    }
     if (s.state == SiteState::kRunning) {
       StepRetries(now, t, out);
       if (s.mcast || Retrying(s)) return;
@@ -605,6 +721,7 @@ struct RelayCore::Impl {
     for (const SiteSlot* slot : unreachable)
       rep.servers.push_back(ServerResult{slot->member.name, ServerState::kFailed, slot->error, Via::kNone});
     s.state = SiteState::kReporting;
+    out->outcomes.push_back({t.serial, true, "reported"});
     Call_(t, Purpose::kSiteReport, t.leader.order.ccm, Endpoint::kSiteReport, Encode(rep), o.report_tries,
           o.call_timeout, out);
   }
@@ -633,12 +750,13 @@ struct RelayCore::Impl {
     m.running = true;
     m.run = *m.expect;
     m.run_gen = m.gen;
+    m.run_unicast = m.unicast;
     m.cancel = false;
     m.via = Via::kMulticast;
     m.error.clear();
     if (t.phase == TransferPhase::kNew) t.phase = TransferPhase::kReceiving;
     if (m.done) return SendMemberReport(t, *m.done, out);
-    if (!t.held.complete && !m.run.group.empty()) {
+    if (!t.held.complete && !m.run.group.empty() && !m.run_unicast) {
       StartChild c;
       c.kind = ChildKind::kMcastRecv;
       c.group = m.run.group;
@@ -676,6 +794,8 @@ struct RelayCore::Impl {
     t.attempt = 0;
     if (t.held.complete) return MemberApply(t, out);
     m.error = u.error;
+    if (u.fault == FetchFault::kLocal || u.fault == FetchFault::kAuth)  // ours: another try changes nothing
+      return MemberFinished(t, ServerResult{o.name, ServerState::kFailed, "could not receive: " + u.error, m.via}, out);
     if (++m.fetch_tries >= o.member_fetch_attempts)
       return MemberFinished(t, ServerResult{o.name, ServerState::kFailed, "could not receive: " + u.error, m.via}, out);
     m.phase = MemberPhase::kFetchPause;
@@ -689,6 +809,7 @@ struct RelayCore::Impl {
     m.phase = MemberPhase::kIdle;
     m.child = 0;
     if (r.state != ServerState::kFailed) m.done = r;
+    if (r.error != "superseded") out->outcomes.push_back({t.serial, false, ServerStateName(r.state)});
     if (m.gen != m.run_gen && !m.cancel) return StartMemberRun(t, out);
     if (m.cancel) {
       m.running = false;
@@ -755,7 +876,7 @@ struct RelayCore::Impl {
 
   void Step(Micros now, Transfer& t, RelayActions* out) {
     LeaderRole& l = t.leader;
-    if (l.active) {
+    if (l.active && !l.stopped) {
       if (l.fetch == FetchState::kRunning && t.held.complete) FetchCompleted(now, t, out);
       if (l.fetch == FetchState::kPausing && now >= l.pause_until) {
         l.fetch = FetchState::kRunning;
@@ -773,10 +894,11 @@ struct RelayCore::Impl {
 
   bool Busy(const Transfer& t) const {
     const LeaderRole& l = t.leader;
-    bool leader = l.active && (l.serve != ServeState::kDone ||
-                               !(l.site.state == SiteState::kReported || l.site.state == SiteState::kCancelled ||
-                                 (l.fetch == FetchState::kFailed && l.site.state == SiteState::kNotStarted)));
-    return leader || t.member.running || t.attempt != 0;
+    bool leader = l.active && !l.stopped &&
+                  (l.serve != ServeState::kDone ||
+                   !(l.site.state == SiteState::kReported || l.site.state == SiteState::kCancelled ||
+                     (l.fetch == FetchState::kFailed && l.site.state == SiteState::kNotStarted)));
+    return leader || l.site.mcast || l.site.apply || t.member.running || t.attempt != 0;
   }
 
   // The earliest time a Step has something to do (deadlines already passed
@@ -785,13 +907,16 @@ struct RelayCore::Impl {
     Micros w = resends.empty() ? proto::kNever : resends.begin()->first;
     for (const auto& [serial, t] : transfers) {
       const LeaderRole& l = t.leader;
-      if (l.active) {
+      if (l.active && !l.stopped) {
         if (l.fetch == FetchState::kPausing) w = std::min(w, l.pause_until);
         if (l.serve == ServeState::kPausing) w = std::min(w, l.serve_at);
         if (l.site.state == SiteState::kCollecting && l.site.collect_deadline > now)
           w = std::min(w, l.site.collect_deadline);
-        for (const auto& slot : l.site.slots)
+        const bool site_on = l.site.state == SiteState::kRunning || l.site.state == SiteState::kCollecting;
+        for (const auto& slot : l.site.slots) {
           if (l.site.state == SiteState::kRunning && slot.state == SlotState::kRetryWait) w = std::min(w, slot.next_try);
+          if (site_on && AwaitingReport(t, slot) && !slot.probing) w = std::min(w, std::max(slot.probe_at, now));
+        }
       }
       if (t.member.phase == MemberPhase::kFetchPause) w = std::min(w, t.member.pause_until);
     }
@@ -820,12 +945,13 @@ Reply RelayCore::OnFetchOrder(Micros now, const FetchOrder& order, RelayActions*
   return Reply{200, JsonObject().Bool("ok", true).Uint("verified", t.held.verified).Bool("complete", t.held.complete).Build()};
 }
 
-Reply RelayCore::OnExpect(Micros now, const Expect& e, RelayActions* out) {
+Reply RelayCore::OnExpect(Micros now, const Expect& e, RelayActions* out, bool unicast) {
   out->Clear();
   Transfer& t = impl_->Get(e.serial);
   MemberRole& m = t.member;
   const bool other_leader = m.expect && m.expect->leader != e.leader;
   m.expect = e;
+  m.unicast = unicast;
   ++m.gen;
   if (!m.running)
     impl_->StartMemberRun(t, out);
@@ -861,7 +987,7 @@ void RelayCore::OnFetchUpdate(Micros now, const FetchUpdate& u, RelayActions* ou
     if (u.complete)
       impl_->FetchCompleted(now, t, out);
     else if (u.ended)
-      impl_->SourceAttemptFailed(t, u.error.empty() ? "ended before the file was complete" : u.error, out);
+      impl_->SourceAttemptFailed(t, u.error.empty() ? "ended before the file was complete" : u.error, u.fault, out);
     else
       impl_->MaybeProgress(now, t, out);
   } else if (current && u.ended && t.owner == FetchOwner::kMember && t.member.phase == MemberPhase::kFetching) {
@@ -899,6 +1025,7 @@ void RelayCore::OnChildDone(Micros now, const ChildDone& d, RelayActions* out) {
   } else if (d.id == s.apply) {
     s.apply = 0;
     s.own = impl_->ApplyResult(d, s.order.kind, Via::kLeader);
+    if (s.own->state == ServerState::kFailed) impl_->LeaderStop(t, s.own->error, s.own->apply_exit, true, out);
   } else if (d.id == m.child && m.phase == MemberPhase::kReceiving) {
     m.child = 0;
     if (d.cancelled) {
@@ -938,7 +1065,13 @@ void RelayCore::OnCallDone(Micros now, const CallResult& r, RelayActions* out) {
       t.leader.site.state = SiteState::kReported;
       break;
     case Purpose::kMemberReport: impl_->OnMemberReported(t, r, out); break;
+    case Purpose::kRelayFailed:
+      if (!r.ok()) impl_->NoteT(out, t, LogNote::Level::kWarn, "relay-failed to CCM: " + CallError(r));
+      break;
+    case Purpose::kProbe: impl_->OnProbeAnswer(now, t, *p, r, out); break;
+    case Purpose::kReexpect: impl_->OnReexpectAnswer(now, t, *p, r); break;
   }
+  if (t.leader.stopped) t.leader.serve = ServeState::kDone;  // an answer in flight does not restart serving
   impl_->Finish(now, t, out);
 }
 
@@ -947,6 +1080,32 @@ void RelayCore::OnTimer(Micros now, RelayActions* out) {
   impl_->Resend(now, out);
   for (auto& [serial, t] : impl_->transfers) impl_->Step(now, t, out);
   out->wake_at = impl_->NextWake(now);
+}
+
+std::vector<TransferStatus> StatusOf(const std::vector<TransferView>& views) {
+  std::vector<TransferStatus> out;
+  for (const auto& v : views)
+    out.push_back(TransferStatus{v.serial, TransferPhaseName(v.phase), v.verified, v.size, v.complete, v.source});
+  return out;
+}
+
+bool RelayCore::InUse(uint64_t serial) const {
+  auto it = impl_->transfers.find(serial);
+  if (it == impl_->transfers.end()) return false;
+  if (impl_->Busy(it->second)) return true;
+  for (const auto& [id, p] : impl_->calls)
+    if (p.serial == serial) return true;
+  for (const auto& [at, p] : impl_->resends)
+    if (p.serial == serial) return true;
+  for (const auto& [id, s] : impl_->children)
+    if (s == serial) return true;
+  return false;
+}
+
+bool RelayCore::Forget(uint64_t serial) {
+  if (InUse(serial)) return false;
+  impl_->transfers.erase(serial);
+  return true;
 }
 
 std::vector<TransferView> RelayCore::View() const {

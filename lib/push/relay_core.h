@@ -10,7 +10,13 @@
 //            from its source (the edge moves the bytes: StartFetch, reported
 //            back as FetchUpdates); a failed attempt is a failed source: ask
 //            the CCM (/v1/source-failed) for another and resume at the
-//            verified watermark; give up after max_source_failures. Reports
+//            verified watermark; give up after max_source_failures (then
+//            /v1/relay-failed with local = false). A failure of its own
+//            (FetchFault::kLocal: no space, spool I/O; kAuth when the source
+//            is the CCM or a second source gave the same verdict; its own
+//            cm-apply failing) is no source's: it posts /v1/relay-failed at
+//            once and stops leading the serial (no multicast, no report,
+//            no more /v1/next) until ordered again. Reports
 //            progress every progress_interval and on completion; with
 //            order.serve, asks /v1/next whom to serve (Next: POST the order
 //            to that leader with ourselves as source, /v1/notify-failed if it
@@ -20,18 +26,29 @@
 //            file is complete: /v1/expect to every member; the members that
 //            answer get a multicast child (growing while we still fetch);
 //            those that do not are tried again with back-off for
-//            member_retry and, reached late, join; our own cm-apply once
-//            complete; then member reports are awaited up to member_wait and
-//            one site report goes to the CCM. If our own fetch fails for good
-//            the multicast is cancelled and no report is sent (the CCM
-//            replaces us).
+//            member_retry and, reached late, join; a member that answered
+//            a /v1/expect with 4xx refused it (reported failed at once, with
+//            the refusal). Our own cm-apply once complete; then member reports
+//            are awaited up to member_wait and one site report goes to the
+//            CCM. Meanwhile every member_probe_interval each member that has
+//            not reported is probed (GET /v1/status): one that no longer
+//            knows the serial (it restarted) gets its /v1/expect again (over
+//            HTTP once the multicast is over); one unreachable for
+//            member_retry is reported failed with the reason.
+//            Ordered again for a serial whose part here is over (reported,
+//            stopped, or the fetch failed), it runs the site phase again:
+//            the file held is not fetched again, every member is expected
+//            again (those that applied report at once), its own cm-apply
+//            runs again (idempotent) and a fresh site report goes out. An
+//            order while the part runs only moves the source.
 //   member - told by POST /v1/expect. Receives with a cm-mcast recv child,
 //            else fetches from the leader over HTTP (member_fetch_attempts
 //            attempts), applies, and reports to the leader. A /v1/expect from
 //            another leader cancels the receive in progress and starts over
 //            with the new leader; a member that already applied reports again
-//            to a new leader without receiving again. Being ordered to lead
-//            the same serial ends the member role (no report).
+//            to a new leader without receiving again, and so does a member
+//            asked again by the same leader after its part ended. Being
+//            ordered to lead the same serial ends the member role (no report).
 //
 // Contract with the driver:
 //  - every event carries `now` (monotonic, any epoch); the driver calls
@@ -88,7 +105,19 @@ struct RelayCoreOptions {
   Micros apply_timeout = 30 * 60 * proto::kSeconds;
   int member_fetch_attempts = 5;                     // HTTP from the leader after the multicast failed
   Micros member_fetch_pause = 500 * proto::kMillis;  // times (attempt + 1) between them
+  Micros member_probe_interval = 3 * proto::kSeconds;  // a member that has not reported is probed this often
+  Micros probe_timeout = 2 * proto::kSeconds;
 };
+
+// Why a fetch attempt ended without the whole file: whose failure it is.
+enum class FetchFault : uint8_t {
+  kNone,    // not ended, complete, or cancelled
+  kSource,  // the source's: unreachable, slow, closed early, a corrupt chunk, a bad header
+  kAuth,    // the signature or key verdict (another key, unsigned, bad signature): ours when
+            // the source is the CCM, or when two sources gave it
+  kLocal,   // ours: no space in the spool, a spool I/O error, our key unreadable
+};
+const char* FetchFaultName(FetchFault f);  // "", "source", "auth", "local"
 
 // What the driver reports about a serial's held bytes and fetch attempts.
 struct FetchUpdate {
@@ -100,6 +129,7 @@ struct FetchUpdate {
   bool complete = false;
   bool ended = false;        // this attempt is over (complete, failed or cancelled)
   std::string error;         // ended without complete: why (one line)
+  FetchFault fault = FetchFault::kSource;  // ended without complete: whose failure
 };
 
 using ChildId = uint64_t;
@@ -140,6 +170,15 @@ struct LogNote {
   std::string text;
 };
 
+// A role's part in a serial ended (for the edge's counters): a leader sent
+// its site report ("reported") or /v1/relay-failed ("failed"); a member's
+// run ended "staged", "committed" or "failed".
+struct TransferOutcome {
+  uint64_t serial = 0;
+  bool leader = false;
+  std::string outcome;
+};
+
 // Everything one event asks of the driver. Cleared by every event.
 struct RelayActions {
   std::vector<Call> calls;
@@ -148,6 +187,7 @@ struct RelayActions {
   std::vector<StartChild> children;
   std::vector<ChildId> cancel_children;
   std::vector<uint64_t> ended;         // serials with nothing running any more (resources may go)
+  std::vector<TransferOutcome> outcomes;
   std::vector<LogNote> notes;
   Micros wake_at = proto::kNever;
   void Clear();
@@ -168,6 +208,9 @@ struct TransferView {
   bool complete = false;
 };
 
+// The transfers of a GET /v1/status answer (messages.h) for View().
+std::vector<TransferStatus> StatusOf(const std::vector<TransferView>& views);
+
 class RelayCore {
  public:
   explicit RelayCore(RelayCoreOptions opts);
@@ -177,7 +220,9 @@ class RelayCore {
 
   // POST /v1/fetch, /v1/expect, /v1/member-report: the reply to write at once.
   Reply OnFetchOrder(Micros now, const FetchOrder& order, RelayActions* out);
-  Reply OnExpect(Micros now, const Expect& expect, RelayActions* out);
+  // `unicast`: the leader's hint (outside the seal) that its multicast is
+  // over: fetch over HTTP at once.
+  Reply OnExpect(Micros now, const Expect& expect, RelayActions* out, bool unicast = false);
   Reply OnMemberReport(Micros now, const MemberReport& report, RelayActions* out);
   void OnFetchUpdate(Micros now, const FetchUpdate& update, RelayActions* out);
   void OnChildDone(Micros now, const ChildDone& done, RelayActions* out);
@@ -185,6 +230,12 @@ class RelayCore {
   void OnTimer(Micros now, RelayActions* out);
 
   std::vector<TransferView> View() const;  // every transfer, by serial
+  // Drops a serial's state (its spool file went by retention). False, and
+  // nothing changes, while it is in use: anything running, a call or child
+  // outstanding. A later order for it starts from scratch.
+  bool Forget(uint64_t serial);
+  // Whether Forget(serial) would refuse: the serial is in use.
+  bool InUse(uint64_t serial) const;
   const RelayCoreOptions& options() const { return opts_; }
 
  private:

@@ -69,6 +69,30 @@ http::HeaderList AuthEdge::Stamp(const push::Call& call) const {
   return {{auth::kHeader, auth::Format(s)}};
 }
 
+std::string AuthEdge::StampAnswer(const std::string& to, const std::string& req_path, const std::string& body) const {
+  if (!report_key_) return {};
+  auth::Stamp s;
+  s.alg = auth::Alg::kMac;
+  s.from = self_;
+  s.to = to;
+  s.exp = WallSeconds() + kReportLifetime;
+  s.nonce = NewNonce();
+  auth::Mac(&s, *report_key_, "ANSWER", req_path, body);
+  return auth::Format(s);
+}
+
+auth::Verdict AuthEdge::CheckStampedAnswer(const http::HeaderMap& headers, const std::string& from,
+                                           const std::string& req_path, const std::string& body) const {
+  auto it = headers.find(auth::kHeaderLower);
+  auth::Expectation want;
+  want.alg = auth::Alg::kMac;
+  want.to = auth::kCcmName;
+  want.from = from;
+  want.report_key = report_key_ ? &*report_key_ : nullptr;
+  return auth::Verify(it == headers.end() ? nullptr : &it->second, "ANSWER", req_path, body, want, WallSeconds(),
+                      nullptr);
+}
+
 std::string AuthEdge::CheckAnswer(const push::Call& call, const http::HeaderMap& headers,
                                   const std::string& body) const {
   if (call.endpoint != push::Endpoint::kNext && call.endpoint != push::Endpoint::kSourceFailed) return {};

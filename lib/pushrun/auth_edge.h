@@ -45,6 +45,15 @@ class AuthEdge {
   // The headers a call carries: the sealed order's, or a report stamp from
   // us to call.to (POSTs only).
   http::HeaderList Stamp(const push::Call& call) const;
+  // A relay's answer stamped for `to` with the report key (mac, method
+  // "ANSWER", path `req_path`): GET /v1/status?nonce=... (the CCM checks
+  // it with CheckStampedAnswer). "" without a group key.
+  std::string StampAnswer(const std::string& to, const std::string& req_path, const std::string& body) const;
+  // The CCM: a relay's stamped answer to `req_path` comes from `from` and is
+  // for "ccm" (the stamp's nonce is not remembered: the caller checks the
+  // nonce it sent, echoed in the body).
+  push::auth::Verdict CheckStampedAnswer(const http::HeaderMap& headers, const std::string& from,
+                                         const std::string& req_path, const std::string& body) const;
   // Checks the CCM's signed answer to a call of ours ("" = fine, else why).
   std::string CheckAnswer(const push::Call& call, const http::HeaderMap& headers, const std::string& body) const;
 

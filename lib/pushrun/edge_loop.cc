@@ -81,7 +81,7 @@ push::CallResult RunCall(const push::Call& call, const AuthEdge* auth) {
   r.id = call.id;
   http::HeaderList headers;
   if (auth) headers = auth->Stamp(call);
-  auto resp = http::Call(push::EndpointMethod(call.endpoint), call.base_url + push::EndpointPath(call.endpoint),
+  auto resp = http::Call(push::EndpointMethod(call.endpoint), call.base_url + push::EndpointPath(call.endpoint) + call.query,
                          call.body, std::chrono::milliseconds(std::max<Micros>(call.timeout / 1000, 1)),
                          "application/json", headers);
   if (!resp.ok()) {

@@ -10,6 +10,7 @@
 #include "pack/keys.h"
 #include "push/chunk_plan.h"
 #include "push/chunked_file.h"
+#include "push/relay_core.h"
 #include "util/file_util.h"
 #include "util/log.h"
 
@@ -134,21 +135,42 @@ Result<std::string> GetRange(const std::string& url, uint64_t begin, uint64_t en
 
 }  // namespace
 
-Status Fetcher::Begin(const std::string& url, const std::atomic<bool>* cancel) {
-  auto read = [&](const push::ByteRange& r) { return GetRange(url, r.begin, r.end, t_, cancel); };
+Status Fetcher::Begin(const std::string& url, const std::atomic<bool>* cancel, push::FetchFault* fault) {
+  bool read_failed = false;
+  auto read = [&](const push::ByteRange& r) {
+    auto got = GetRange(url, r.begin, r.end, t_, cancel);
+    read_failed = read_failed || !got.ok();
+    return got;
+  };
   auto k = KeyFor(t_, [&] { return read({0, 256}); });
-  if (!k.ok()) return Status(k.status().code(), url + ": " + k.status().message());
+  if (!k.ok()) {
+    *fault = read_failed ? push::FetchFault::kSource : push::FetchFault::kLocal;  // else our key file
+    return Status(k.status().code(), url + ": " + k.status().message());
+  }
   std::optional<pack::PublicKey> key = *k;
-  auto admit = [&](const push::HeadAndTail& r) { return push::CheckSpaceFor(t_.path, r.file_size(), t_.free_space); };
+  bool admit_failed = false;
+  auto admit = [&](const push::HeadAndTail& r) {
+    Status st = push::CheckSpaceFor(t_.path, r.file_size(), t_.free_space);
+    admit_failed = !st.ok();
+    return st;
+  };
   auto loaded = push::LoadChunkPlan(read, key ? &*key : nullptr, t_.limits, admit);
-  if (!loaded.ok()) return Status(loaded.status().code(), url + ": " + loaded.status().message());
+  if (!loaded.ok()) {
+    *fault = admit_failed                                  ? push::FetchFault::kLocal
+             : loaded.status().code() == Code::kAuth && !read_failed ? push::FetchFault::kAuth
+                                                                     : push::FetchFault::kSource;
+    return Status(loaded.status().code(), url + ": " + loaded.status().message());
+  }
   push::ChunkPlan& plan = loaded->plan;
   if (plan.serial() != t_.serial)
     return Error(Code::kCorrupt, url + ": serial " + std::to_string(plan.serial()) + " where " +
                                      std::to_string(t_.serial) + " was asked for");
   uint64_t covered = plan.covered_end() - plan.covered_begin();
   auto file = push::ChunkedFile::Open(t_.path, std::move(plan), loaded->header, loaded->tail, t_.free_space);
-  if (!file.ok()) return file.status();
+  if (!file.ok()) {
+    *fault = push::FetchFault::kLocal;  // the spool: no space, an I/O error, a file in the way
+    return file.status();
+  }
   std::lock_guard<std::mutex> l(mu_);
   covered_ = covered;
   file_ = std::shared_ptr<push::ChunkedFile>(std::move(*file));
@@ -157,7 +179,10 @@ Status Fetcher::Begin(const std::string& url, const std::atomic<bool>* cancel) {
 }
 
 Status Fetcher::FetchFrom(const std::string& source_base, const std::atomic<bool>* cancel,
-                          const std::function<void()>& on_progress) {
+                          const std::function<void()>& on_progress, push::FetchFault* fault_out) {
+  push::FetchFault ignored;
+  push::FetchFault* fault = fault_out ? fault_out : &ignored;
+  *fault = push::FetchFault::kSource;
   if (complete()) return Status::Ok();
   const std::string url = ContentUrl(source_base, t_.serial);
   std::shared_ptr<push::ChunkedFile> file;
@@ -166,7 +191,7 @@ Status Fetcher::FetchFrom(const std::string& source_base, const std::atomic<bool
     file = file_;
   }
   if (!file) {
-    CM_RETURN_IF_ERROR(Begin(url, cancel));
+    CM_RETURN_IF_ERROR(Begin(url, cancel, fault));
     {
       std::lock_guard<std::mutex> l(mu_);
       file = file_;
@@ -181,11 +206,15 @@ Status Fetcher::FetchFrom(const std::string& source_base, const std::atomic<bool
   fo.connect_timeout = std::chrono::milliseconds(3000);
   fo.cancel = cancel;
   uint64_t last_verified = file->verified();
+  bool local = false;
   Status st = http::FetchRange(
       url, offset, end - 1,
       [&](std::string_view bytes) -> Status {
         Status a = file->Append(offset, bytes);
-        if (!a.ok()) return a;
+        if (!a.ok()) {
+          local = a.code() != Code::kCorrupt;  // a bad chunk is the source's; a write error ours
+          return a;
+        }
         offset += bytes.size();
         if (on_progress && file->verified() != last_verified) {
           last_verified = file->verified();
@@ -199,6 +228,7 @@ Status Fetcher::FetchFrom(const std::string& source_base, const std::atomic<bool
     return Status::Ok();
   }
   if (st.ok()) return Error(Code::kIo, url + ": ended before the file was complete");
+  if (local) *fault = push::FetchFault::kLocal;
   return st;
 }
 

@@ -14,6 +14,10 @@
 #include "push/held_content.h"
 #include "util/status.h"
 
+namespace cm::push {
+enum class FetchFault : uint8_t;  // relay_core.h
+}
+
 namespace cm::pushrun {
 
 struct FetchTarget {
@@ -52,13 +56,17 @@ class Fetcher {
   // One attempt from `source_base`: fetches until complete, an error, or
   // `cancel`. The header comes first and its declared sizes are checked
   // against t.limits and the spool's free space; with a key, the trailer
-  // and the signature next; the chunk table only then (LoadChunkPlan). Progress callbacks come from this thread: once the chunk table
-  // is known, whenever the verified bytes grow, and at completion.
+  // and the signature next; the chunk table only then (LoadChunkPlan).
+  // Progress callbacks come from this thread: once the chunk table is
+  // known, whenever the verified bytes grow, and at completion. On an error,
+  // *fault (when given) says whose it is: kLocal (no space, a spool I/O
+  // error, our key unreadable), kAuth (the signature or key verdict), else
+  // kSource.
   Status FetchFrom(const std::string& source_base, const std::atomic<bool>* cancel,
-                   const std::function<void()>& on_progress = nullptr);
+                   const std::function<void()>& on_progress = nullptr, push::FetchFault* fault = nullptr);
 
  private:
-  Status Begin(const std::string& url, const std::atomic<bool>* cancel);
+  Status Begin(const std::string& url, const std::atomic<bool>* cancel, push::FetchFault* fault);
   // The complete file at t_.path (open as fd), checked; *covered as covered_.
   Result<std::shared_ptr<push::ChunkedFile>> OpenChecked(int fd, uint64_t* covered) const;
   FetchTarget t_;

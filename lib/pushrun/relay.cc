@@ -22,10 +22,13 @@
 #include "pushrun/content_body.h"
 #include "pushrun/edge_loop.h"
 #include "pushrun/fetch.h"
+#include "pushrun/leader_state.h"
+#include "pushrun/relay_children.h"
+#include "pushrun/relay_metrics.h"
+#include "pushrun/spool_retention.h"
 #include "util/file_util.h"
 #include "util/json.h"
 #include "util/log.h"
-#include "util/subprocess.h"
 
 namespace cm::pushrun {
 
@@ -35,10 +38,8 @@ using push::RelayActions;
 namespace {
 
 namespace fs = std::filesystem;
-using std::chrono::milliseconds;
 
 constexpr Micros kFetchUpdateEvery = 100 * proto::kMillis;  // progress posted to the core at most this often
-constexpr Micros kMirrorPoll = 200 * proto::kMillis;        // the site copy checks for cancellation this often
 
 http::Response ToResponse(const push::Reply& r) {
   http::Response resp;
@@ -48,8 +49,37 @@ http::Response ToResponse(const push::Reply& r) {
 }
 http::Response JsonError(int status, const std::string& msg) { return ToResponse({status, push::EncodeError(msg)}); }
 
+// The value of `key` in the request target's query ("" when absent).
+std::string QueryParam(const std::string& target, const std::string& key) {
+  size_t q = target.find('?');
+  while (q != std::string::npos) {
+    size_t begin = q + 1, end = target.find('&', begin);
+    std::string pair = target.substr(begin, end == std::string::npos ? std::string::npos : end - begin);
+    if (pair.rfind(key + "=", 0) == 0) return pair.substr(key.size() + 1);
+    q = end;
+  }
+  return {};
+}
+
+// A refusal's reason for the metrics: the verdict's name.
+const char* VerdictReason(push::auth::Verdict v) {
+  using push::auth::Verdict;
+  switch (v) {
+    case Verdict::kOk: return "ok";
+    case Verdict::kMissing: return "unauthenticated";
+    case Verdict::kMalformed: return "malformed";
+    case Verdict::kWrongAlg: return "wrong_alg";
+    case Verdict::kBadTag: return "bad_signature";
+    case Verdict::kWrongSender: return "not_from_ccm";
+    case Verdict::kWrongRecipient: return "wrong_relay";
+    case Verdict::kExpired: return "expired";
+    case Verdict::kTooFarAhead: return "too_far_ahead";
+    case Verdict::kReplayed: return "replayed";
+  }
+  return "other";
+}
+
 Micros Seconds(double s) { return static_cast<Micros>(s * proto::kSeconds); }
-milliseconds Millis(Micros m) { return milliseconds(m / proto::kMillis); }
 
 push::RelayCoreOptions CoreOptions(const RelayOptions& o, const std::string& url) {
   push::RelayCoreOptions c;
@@ -73,11 +103,14 @@ struct Relay::Impl {
   std::unique_ptr<CallRunner> runner;
   std::unique_ptr<AuthEdge> auth;
   std::atomic<bool> stopping{false};
+  RelayMetrics metrics;
 
-  // Data plane (any thread): the held bytes of every serial.
+  // Data plane (any thread): the held bytes of every serial in use, and of
+  // ended ones for linger_s after their last use.
   struct FetcherSlot {
     std::shared_ptr<Fetcher> fetcher;
     std::once_flag opened;  // the spool's file for the serial checked (Fetcher::OpenExisting)
+    Micros last_used = 0;   // guarded by mu
   };
   std::mutex mu;
   std::map<uint64_t, std::shared_ptr<FetcherSlot>> fetchers;
@@ -98,6 +131,7 @@ struct Relay::Impl {
   std::map<push::ChildId, ChildSlot> child_slots;
   std::set<uint64_t> told;  // serials whose held state the core knows
   RelayActions actions;
+  Micros next_housekeeping = 0;
 
   std::string SpoolPath(uint64_t serial) const { return opts.spool + "/" + std::to_string(serial) + ".cma"; }
 
@@ -119,10 +153,19 @@ struct Relay::Impl {
         s = std::make_shared<FetcherSlot>();
         s->fetcher = std::make_shared<Fetcher>(ft);
       }
+      s->last_used = SteadyNow();
       slot = s;
     }
     std::call_once(slot->opened, [&] { slot->fetcher->OpenExisting(); });
     return slot->fetcher;
+  }
+
+  // The serial's fetcher if one is open (none is made: GET /v1/status must
+  // not re-check files).
+  std::shared_ptr<Fetcher> PeekFetcher(uint64_t serial) {
+    std::lock_guard<std::mutex> l(mu);
+    auto it = fetchers.find(serial);
+    return it == fetchers.end() ? nullptr : it->second->fetcher;
   }
 
   push::FetchUpdate Snapshot(uint64_t serial, uint64_t attempt) {
@@ -162,7 +205,64 @@ struct Relay::Impl {
       }
     for (auto& c : a.children) StartChild(c);
     for (const auto& n : a.notes) Note(n);
-    loop->SetTimer(a.wake_at);
+    for (const auto& o : a.outcomes) metrics.Transfer(o.leader ? "leader" : "member", o.outcome);
+    if (!a.ended.empty()) Housekeep(SteadyNow());
+    loop->SetTimer(std::min(a.wake_at, next_housekeeping));
+  }
+
+  // ---- housekeeping (loop thread): idle files, retention, metrics -----------
+
+  bool FetchRunning(uint64_t serial) const {
+    auto it = fetch_slots.find(serial);
+    return it != fetch_slots.end() && (it->second.running || it->second.thread.joinable());
+  }
+
+  // Whether nothing uses `serial`: no transfer, call or child in the core,
+  // no fetch attempt, no reader of its file.
+  bool Idle(uint64_t serial) {
+    if (core->InUse(serial) || FetchRunning(serial)) return false;
+    std::lock_guard<std::mutex> l(mu);
+    auto it = fetchers.find(serial);
+    return it == fetchers.end() || it->second->fetcher.use_count() == 1;
+  }
+
+  void Drop(uint64_t serial) {
+    {
+      std::lock_guard<std::mutex> l(mu);
+      fetchers.erase(serial);
+    }
+    told.erase(serial);
+  }
+
+  void Housekeep(Micros now) {
+    next_housekeeping = now + Seconds(opts.housekeeping_s);
+    // Open files of ended serials nobody has read for linger_s.
+    std::vector<uint64_t> open;
+    {
+      std::lock_guard<std::mutex> l(mu);
+      for (const auto& [serial, slot] : fetchers)
+        if (now - slot->last_used >= Seconds(opts.linger_s)) open.push_back(serial);
+    }
+    for (uint64_t serial : open)
+      if (Idle(serial)) Drop(serial);
+    // The spool keeps the spool_keep serials written last.
+    RetentionPlan plan = PlanRetention(ListSpool(opts.spool), opts.spool_keep);
+    for (uint64_t serial : plan.old_serials) {
+      if (!Idle(serial) || !core->Forget(serial)) continue;
+      Drop(serial);
+      ::unlink(SpoolPath(serial).c_str());
+      ::unlink((SpoolPath(serial) + ".part").c_str());
+    }
+    for (const auto& part : plan.stale_parts) {
+      uint64_t serial = std::strtoull(fs::path(part).filename().c_str(), nullptr, 10);
+      if (Idle(serial)) ::unlink(part.c_str());
+    }
+    WriteMetrics(true);
+  }
+
+  void WriteMetrics(bool up) {
+    if (opts.metrics.empty()) return;
+    if (Status st = metrics.Write(opts.metrics, up); !st.ok()) log::Warn(opts.name + ": metrics: " + st.message());
   }
 
   void Note(const push::LogNote& n) {
@@ -199,7 +299,7 @@ struct Relay::Impl {
       slot.next = f;
       return;
     }
-    if (slot.thread.joinable()) slot.thread.join();
+    if (slot.thread.joinable()) slot.thread.join();  // ended: its end was posted
     slot.running = true;
     slot.cancel = std::make_shared<std::atomic<bool>>(false);
     slot.thread = std::thread([this, f, cancel = slot.cancel] { FetchAttempt(f, cancel); });
@@ -225,10 +325,18 @@ struct Relay::Impl {
       table_known = known;
       loop->Post([this, u = Snapshot(f.serial, f.attempt)] { Event(u); });
     };
-    Status st = fetcher->FetchFrom(f.source_url, cancel.get(), progress);
+    const uint64_t verified_before = fetcher->verified();
+    push::FetchFault fault = push::FetchFault::kNone;
+    Status st = fetcher->FetchFrom(f.source_url, cancel.get(), progress, &fault);
     push::FetchUpdate u = Snapshot(f.serial, f.attempt);
     u.ended = true;
-    if (!u.complete) u.error = st.ok() ? "cancelled" : st.message();
+    metrics.Fetched(u.verified > verified_before ? u.verified - verified_before : 0);
+    if (!u.complete) {
+      u.error = st.ok() ? "cancelled" : st.message();
+      u.fault = st.ok() || *cancel ? push::FetchFault::kNone : fault;
+      if (u.fault == push::FetchFault::kSource) metrics.SourceFailure();
+    }
+    fetcher.reset();  // before the end is posted: the loop may close the file then
     loop->Post([this, u] { FetchEnded(u); });
   }
 
@@ -241,11 +349,14 @@ struct Relay::Impl {
     if (stopping) return;
     FetchSlot& slot = fetch_slots[u.serial];
     slot.running = false;
+    if (slot.thread.joinable()) slot.thread.join();  // it posted this as its last act
     Event(u);
     if (slot.next) {
       push::StartFetch next = *slot.next;
       slot.next.reset();
       StartFetch(next);
+    } else if (!slot.running) {
+      fetch_slots.erase(u.serial);
     }
   }
 
@@ -273,146 +384,83 @@ struct Relay::Impl {
   }
 
   push::ChildDone RunChild(const push::StartChild& c, std::atomic<bool>* cancel) {
-    switch (c.kind) {
-      case ChildKind::kApply: return Apply(c);
-      case ChildKind::kMcastSend: return McastSend(c, cancel);
-      case ChildKind::kMcastRecv: return McastRecv(c, cancel);
-    }
-    return {};
-  }
-
-  static push::ChildDone Process(const std::vector<std::string>& argv, Micros timeout,
-                                 const std::atomic<bool>* cancel) {
-    ProcessOptions po;
-    po.timeout = Millis(timeout);
-    po.cancel = cancel;
-    push::ChildDone d;
-    auto res = RunProcess(argv, po);
-    if (!res.ok()) {
-      d.error_line = res.status().message();
-      return d;
-    }
-    d.exit_code = res->exit_code;
-    d.error_line = LastLine(res->err);
-    return d;
-  }
-
-  push::ChildDone Apply(const push::StartChild& c) {
-    if (opts.root.empty()) return push::ChildDone{0, 0};  // receive only
-    std::vector<std::string> argv{opts.cm_apply, SpoolPath(c.serial), "--root", opts.root, "-q",
-                                  "--pub-key", opts.pub_key};
-    if (opts.allow_unsigned) argv.push_back("--allow-unsigned");
-    return Process(argv, c.timeout, nullptr);
-  }
-
-  push::ChildDone McastRecv(const push::StartChild& c, const std::atomic<bool>* cancel) {
-    std::vector<std::string> argv{opts.cm_mcast, "recv",     "--group", c.group, "--id", opts.name, "-o",
-                                  opts.spool,    "--timeout", std::to_string(c.idle_timeout_s), "-q"};
-    if (!Iface().empty()) argv.insert(argv.end(), {"--iface", Iface()});
-    if (!opts.group_key.empty()) argv.insert(argv.end(), {"--key", opts.group_key});
-    push::ChildDone d = Process(argv, c.timeout, cancel);
-    auto f = FetcherFor(c.serial);
-    f->OpenExisting();
-    d.file_complete = f->complete();
-    return d;
-  }
-
-  // cm-mcast send of the complete file or (growing) of a copy in
-  // <spool>/site/ extended with the checked bytes as they arrive. A copy that
-  // fails sets `cancel`: the multicast can never complete.
-  push::ChildDone McastSend(const push::StartChild& c, std::atomic<bool>* cancel) {
-    std::string send_path = SpoolPath(c.serial);
-    UniqueFd copy;
-    std::thread mirror;
-    std::atomic<bool> sent{false};
-    if (c.growing) {
-      std::error_code ec;
-      if (fs::create_directories(opts.spool + "/site", ec)) ::chmod((opts.spool + "/site").c_str(), 0700);
-      send_path = opts.spool + "/site/" + std::to_string(c.serial) + ".cma";
-      copy = UniqueFd(::open(send_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-      if (!copy) return push::ChildDone{0, -1, send_path + ": " + std::strerror(errno)};
-      mirror = std::thread([&] {
-        Status ms = Mirror(c.serial, copy.get(), cancel, &sent);
-        if (!ms.ok() && !sent && !*cancel) {
-          if (!stopping) log::Warn(opts.name + ": site copy: " + ms.message());
-          *cancel = true;
-        }
-      });
-    }
-    std::vector<std::string> argv{opts.cm_mcast, "send", send_path, "--group", c.group, "--id", opts.name, "-q"};
-    if (c.growing) argv.insert(argv.end(), {"--final-size", std::to_string(c.final_size)});
-    if (!Iface().empty()) argv.insert(argv.end(), {"--iface", Iface()});
-    if (!opts.mcast_rate.empty()) argv.insert(argv.end(), {"--rate", opts.mcast_rate});
-    if (!opts.group_key.empty()) argv.insert(argv.end(), {"--key", opts.group_key});
-    argv.push_back("--receivers");
-    argv.insert(argv.end(), c.receivers.begin(), c.receivers.end());
-    push::ChildDone d = Process(argv, c.timeout, cancel);
-    if (mirror.joinable()) {
-      sent = true;  // the copy is no longer needed whatever happened
-      mirror.join();
-      ::unlink(send_path.c_str());
-    }
-    return d;
-  }
-
-  Status Mirror(uint64_t serial, int fd, const std::atomic<bool>* cancel, const std::atomic<bool>* sent) {
-    std::shared_ptr<push::HeldContent> held = FetcherFor(serial)->held();
-    if (!held) return Error(Code::kFailure, "nothing held");
-    std::vector<char> buf(1 << 20);
-    uint64_t pos = 0;
-    const uint64_t size = held->size();
-    while (pos < size) {
-      if (stopping || *cancel || *sent) return Error(Code::kFailure, "cancelled");
-      auto w = held->WaitFor(pos, std::chrono::steady_clock::now() + Millis(kMirrorPoll));
-      if (!w.ok()) return w.status();
-      if (!*w) continue;
-      auto n = held->ReadAt(pos, std::span<char>(buf.data(), buf.size()));
-      if (!n.ok()) return n.status();
-      for (size_t done = 0; done < *n;) {
-        ssize_t k = ::pwrite(fd, buf.data() + done, *n - done, static_cast<off_t>(pos + done));
-        if (k < 0 && errno == EINTR) continue;
-        if (k < 0) return ErrnoError("site copy", errno);
-        done += static_cast<size_t>(k);
-      }
-      pos += *n;
-    }
-    return Status::Ok();
-  }
-
-  std::string Iface() const {
-    if (!opts.iface.empty()) return opts.iface;
-    std::string host = opts.listen.substr(0, opts.listen.rfind(':'));
-    return host == "0.0.0.0" ? "" : host;
+    RelayChildEnv env{&opts, [this](uint64_t serial) { return SpoolPath(serial); },
+                      [this](uint64_t serial) { return FetcherFor(serial); }, &stopping};
+    return RunRelayChild(env, c, cancel);
   }
 
   // ---- HTTP -----------------------------------------------------------------
 
+  // A refused request: one log line and a one-line answer that says why.
+  http::Response Refuse(int status, const std::string& reason, const std::string& text, const http::Request& req,
+                        bool duplicate = false) {
+    metrics.Refusal(reason);
+    log::Warn(opts.name + ": refused " + req.method + " " + req.path() + " from " + req.peer_ip + ": " + text);
+    return ToResponse({status, duplicate ? push::EncodeDuplicate(text) : push::EncodeError(text)});
+  }
+
+  http::Response Refuse(push::auth::Verdict v, const http::Request& req, bool order) {
+    namespace auth = push::auth;
+    std::string text = auth::VerdictText(v);
+    const std::string* header = req.header(auth::kHeaderLower);
+    auto stamp = header ? auth::Parse(*header) : Result<auth::Stamp>(Error(Code::kCorrupt, "none"));
+    switch (v) {
+      case auth::Verdict::kWrongRecipient:
+        if (stamp.ok())
+          text = "forbidden: this relay is '" + opts.name + "', the " + (order ? "order" : "report") + " is for '" +
+                 stamp->to + "'";
+        break;
+      case auth::Verdict::kBadTag:
+        text += order ? " with this relay's CCM key (" + opts.pub_key + ")"
+                      : " with this relay's group key (" + opts.group_key + ")";
+        break;
+      case auth::Verdict::kExpired:
+      case auth::Verdict::kTooFarAhead:
+        if (stamp.ok())
+          text += " (exp " + std::to_string(stamp->exp) + ", this relay's clock " + std::to_string(WallSeconds()) +
+                  ")";
+        break;
+      default: break;
+    }
+    return Refuse(auth::VerdictStatus(v), VerdictReason(v), text, req, v == auth::Verdict::kReplayed);
+  }
+
   http::Response Handle(const http::Request& req) {
-    std::string path = req.target.substr(0, req.target.find('?'));
+    std::string path = req.path();
     if ((req.method == "GET" || req.method == "HEAD") && path.rfind("/v1/content/", 0) == 0)
       return Content(path.substr(12));
-    if (req.method == "GET" && path == "/v1/status") return StatusJson();
+    if (req.method == "GET" && path == "/v1/status") return StatusJson(req);
     if (req.method != "POST") return JsonError(404, "no such resource: " + req.method + " " + path);
     if (path == "/v1/fetch") {
-      if (auto v = auth->CheckOrder(req); v != push::auth::Verdict::kOk) return AuthEdge::Refuse(v, req);
+      if (auto v = auth->CheckOrder(req); v != push::auth::Verdict::kOk) return Refuse(v, req, true);
       auto o = push::ParseFetchOrder(req.body);
-      if (!o.ok()) return JsonError(400, o.status().message());
-      if (o->relay != opts.name) return JsonError(403, "forbidden: the order names relay \"" + o->relay + "\"");
+      if (!o.ok()) return Refuse(400, "bad_body", o.status().message(), req);
+      if (o->relay != opts.name)
+        return Refuse(403, "wrong_relay", "forbidden: this relay is '" + opts.name + "', the order is for '" +
+                                              o->relay + "'", req);
+      metrics.Serial(o->serial);
       return ToResponse(Handle(o->serial, [&] { return core->OnFetchOrder(SteadyNow(), *o, &actions); }));
     }
     if (path == "/v1/expect") {
-      if (auto v = auth->CheckOrder(req); v != push::auth::Verdict::kOk) return AuthEdge::Refuse(v, req);
+      if (auto v = auth->CheckOrder(req); v != push::auth::Verdict::kOk) return Refuse(v, req, true);
       auto e = push::ParseExpect(req.body);
-      if (!e.ok()) return JsonError(400, e.status().message());
-      if (e->name != opts.name) return JsonError(403, "forbidden: the order names server \"" + e->name + "\"");
-      return ToResponse(Handle(e->serial, [&] { return core->OnExpect(SteadyNow(), *e, &actions); }));
+      if (!e.ok()) return Refuse(400, "bad_body", e.status().message(), req);
+      if (e->name != opts.name)
+        return Refuse(403, "wrong_relay", "forbidden: this relay is '" + opts.name + "', the order is for '" +
+                                              e->name + "'", req);
+      metrics.Serial(e->serial);
+      // A hint outside the seal: the leader's multicast is over (it can only
+      // make us fetch from the leader the CCM named, over HTTP).
+      const bool unicast = QueryParam(req.target, "unicast") == "1";
+      return ToResponse(Handle(e->serial, [&] { return core->OnExpect(SteadyNow(), *e, &actions, unicast); }));
     }
     if (path == "/v1/member-report") {
       std::string from;
-      if (auto v = auth->CheckReport(req, &from); v != push::auth::Verdict::kOk) return AuthEdge::Refuse(v, req);
+      if (auto v = auth->CheckReport(req, &from); v != push::auth::Verdict::kOk) return Refuse(v, req, false);
       auto r = push::ParseMemberReport(req.body);
-      if (!r.ok()) return JsonError(400, r.status().message());
-      if (r->result.name != from) return JsonError(403, "forbidden: " + from + " reports for " + r->result.name);
+      if (!r.ok()) return Refuse(400, "bad_body", r.status().message(), req);
+      if (r->result.name != from)
+        return Refuse(403, "wrong_sender", "forbidden: " + from + " reports for " + r->result.name, req);
       return ToResponse(Handle(r->serial, [&] { return core->OnMemberReport(SteadyNow(), *r, &actions); }));
     }
     return JsonError(404, "no such resource: POST " + path);
@@ -421,36 +469,44 @@ struct Relay::Impl {
   http::Response Content(const std::string& id) {
     uint64_t serial = std::strtoull(id.c_str(), nullptr, 10);
     std::shared_ptr<Fetcher> f;
-    bool known = false;
-    {
-      std::lock_guard<std::mutex> l(mu);
-      known = fetchers.count(serial) > 0;
-    }
-    if (known) f = FetcherFor(serial);
-    if (!f && serial > 0 && fs::exists(SpoolPath(serial))) f = FetcherFor(serial);  // complete from an earlier run
+    if (PeekFetcher(serial)) f = FetcherFor(serial);
+    // Complete from an earlier run or a part that ended: checked once, then
+    // kept open until it has not been read for linger_s.
+    if (!f && serial > 0 && fs::exists(SpoolPath(serial))) f = FetcherFor(serial);
     std::shared_ptr<push::HeldContent> held = f ? f->held() : nullptr;
     if (!held) return JsonError(404, "serial " + id + " not held here");
     http::Response r;
     r.content_type = "application/octet-stream";
-    r.stream = MakeContentBody(held);
+    r.stream = MakeContentBody(held, metrics.served());
     return r;
   }
 
-  http::Response StatusJson() {
+  // GET /v1/status[?nonce=HEX]: the transfers, the site's elected leader
+  // (cm-leader's state file) and, with a nonce, the nonce echoed and a
+  // CM-Auth stamp over the body for the CCM.
+  http::Response StatusJson(const http::Request& req) {
+    const std::string nonce = QueryParam(req.target, "nonce");
+    if (req.target.find("nonce=") != std::string::npos && !push::IsStatusNonce(nonce))
+      return JsonError(400, "bad nonce: 16 to 64 hex digits");
     auto views = loop->Run([&] { return core ? core->View() : std::vector<push::TransferView>{}; });
-    JsonArray arr;
-    for (const auto& v : views) {
-      auto f = FetcherFor(v.serial);
-      arr.Raw(JsonObject()
-                  .Uint("serial", v.serial)
-                  .Str("state", push::TransferPhaseName(v.phase))
-                  .Uint("verified", f->verified())
-                  .Uint("size", f->size())
-                  .Bool("complete", f->complete())
-                  .Str("source", v.source)
-                  .Build());
+    push::RelayStatus st;
+    st.name = opts.name;
+    st.transfers = push::StatusOf(views);
+    for (auto& t : st.transfers) {
+      if (auto f = PeekFetcher(t.serial); f && (f->held() || f->complete())) {
+        t.verified = f->verified();
+        t.size = f->size();
+        t.complete = f->complete();
+      }
     }
-    return ToResponse({200, JsonObject().Str("name", opts.name).Raw("transfers", arr.Build()).Build()});
+    st.site_leader = ReadLeaderState(opts.leader_state);
+    st.nonce = nonce;
+    http::Response resp = ToResponse({200, push::Encode(st)});
+    if (!nonce.empty()) {
+      std::string stamp = auth->StampAnswer(push::auth::kCcmName, "/v1/status", resp.body);
+      if (!stamp.empty()) resp.headers.push_back({push::auth::kHeader, std::move(stamp)});
+    }
+    return resp;
   }
 
   // ---- stop -----------------------------------------------------------------
@@ -475,6 +531,7 @@ struct Relay::Impl {
     runner->Stop();
     loop->Stop();
     for (auto& t : threads) t.join();
+    WriteMetrics(false);
   }
 };
 
@@ -490,12 +547,15 @@ Result<std::unique_ptr<Relay>> Relay::Start(const RelayOptions& opts) {
   auto impl = std::make_unique<Impl>();
   impl->opts = opts;
   impl->auth = std::make_unique<AuthEdge>(opts.name, std::nullopt, *pub, *group);
+  if (opts.spool_keep < 1) return Error(Code::kUsage, "spool_keep must be at least 1");
   std::error_code ec;
   if (fs::create_directories(opts.spool, ec)) ::chmod(opts.spool.c_str(), 0700);  // ours alone
   if (ec) return Error(Code::kIo, opts.spool + ": " + ec.message());
+  fs::remove_all(opts.spool + "/site", ec);  // growing copies of an earlier run's multicasts
   Impl* raw = impl.get();
   raw->loop = std::make_unique<EdgeLoop>([raw](Micros now) {
     raw->core->OnTimer(now, &raw->actions);
+    if (now >= raw->next_housekeeping) raw->Housekeep(now);
     raw->Run();
   });
   raw->runner = std::make_unique<CallRunner>(raw->loop.get(), [raw](const push::CallResult& r) {
@@ -519,6 +579,8 @@ Result<std::unique_ptr<Relay>> Relay::Start(const RelayOptions& opts) {
   // handlers wait for the loop, which runs nothing before this.
   raw->loop->Run([raw] {
     raw->core = std::make_unique<push::RelayCore>(CoreOptions(raw->opts, raw->url));
+    raw->Housekeep(SteadyNow());
+    raw->loop->SetTimer(raw->next_housekeeping);
     return 0;
   });
   impl->server = std::move(*server);

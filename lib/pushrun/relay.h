@@ -11,8 +11,15 @@
 // and reports to the leader. A commit assignment travels the same way.
 //
 // Files live in the spool directory as <serial>.cma (<serial>.cma.part while
-// arriving), so a restarted relay resumes where it stopped.
-// Thread-safe; every transfer runs in threads of its own.
+// arriving), so a restarted relay resumes where it stopped; the spool keeps
+// the spool_keep serials written last (pushrun/spool_retention.h).
+//
+// Resources: every fetch attempt and child runs on a thread that is joined
+// when it ends; a serial's open file is closed linger_s after its part
+// ended and nobody reads it; the children die with the relay
+// (util/subprocess.h). So an idle relay holds a fixed set of threads and
+// descriptors however many pushes went through it.
+// Thread-safe.
 #pragma once
 
 #include <memory>
@@ -38,6 +45,11 @@ struct RelayOptions {
   double member_wait_s = 300;       // how long a leader waits for its members' results
   double member_retry_s = 5;        // how long a leader keeps trying a member it cannot reach
   double idle_timeout_s = 10;       // a source silent this long is given up
+  int spool_keep = 10;              // serials whose files the spool keeps (never one in use)
+  std::string leader_state = "/run/content-mover/leader.json";  // cm-leader's state file ("" = none)
+  std::string metrics;              // node_exporter textfile ("" = none)
+  double housekeeping_s = 10;       // metrics written, retention and idle files checked this often
+  double linger_s = 30;             // an ended serial's checked file stays open this long for late readers
   bool verbose = false;
 };
 

@@ -1,6 +1,11 @@
 // Running another Content Mover tool (cm-apply, cm-mcast) as a child process:
 // argv only (no shell), stdout captured, stderr passed through or captured,
 // a time limit after which the child gets SIGTERM, then SIGKILL.
+// A child of RunProcess dies with its parent: it is started with
+// PR_SET_PDEATHSIG(SIGKILL) (and exits at once if the parent died before
+// that took effect), so even a parent killed with -9 leaves no cm-mcast or
+// cm-apply behind. Linux ties that signal to the parent *thread*; RunProcess
+// blocks its calling thread until the child ends, so that is the same here.
 // Thread-safe: each call owns its child; children are reaped before return.
 #pragma once
 

@@ -48,16 +48,38 @@ for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$((port + 1))/v1/status" >st
 grep -q '"name":"from-flag"' status || fail "flags did not win over the TOML: $(cat status 2>/dev/null)"
 kill -TERM "$pid"; wait "$pid" || fail "relay did not stop cleanly on SIGTERM"
 # A bool key and a seconds key: the TOML fills them when no flag is given ...
-printf 'spool = "%s/spool"\nlisten = "127.0.0.1:%d"\nallow_unsigned = false\nmember_wait = 42\nmember_retry = 1.5\n' \
+printf 'spool = "%s/spool"\nlisten = "127.0.0.1:%d"\nallow_unsigned = false\nmember_wait = 42\nmember_retry = 1.5\nspool_keep = 4\n' \
   "$T" "$((port + 2))" >both.toml
 cm-push relay --config both.toml -v 2>log & pid=$!
 for _ in $(seq 1 50); do grep -q "listening" log && break; sleep 0.1; done
-grep -q "member wait 42s, retry 1.5s; unsigned assignments refused" log || fail "TOML bool/seconds not used: $(cat log)"
+grep -q "member wait 42s, retry 1.5s; spool keeps 4 serials; unsigned assignments refused" log ||
+  fail "TOML bool/seconds not used: $(cat log)"
 kill -TERM "$pid"; wait "$pid" || fail "relay did not stop cleanly on SIGTERM"
 # ... and the flags win over them.
-cm-push relay --config both.toml --listen "127.0.0.1:$((port + 3))" --allow-unsigned --member-wait 7 -v 2>log & pid=$!
+cm-push relay --config both.toml --listen "127.0.0.1:$((port + 3))" --allow-unsigned --member-wait 7 --spool-keep 2 \
+  -v 2>log & pid=$!
 for _ in $(seq 1 50); do grep -q "listening" log && break; sleep 0.1; done
-grep -q "member wait 7s, retry 1.5s; unsigned assignments accepted" log || fail "flags did not win over TOML bool/seconds: $(cat log)"
+grep -q "member wait 7s, retry 1.5s; spool keeps 2 serials; unsigned assignments accepted" log ||
+  fail "flags did not win over TOML bool/seconds: $(cat log)"
 kill -TERM "$pid"; wait "$pid" || fail "relay did not stop cleanly on SIGTERM"
 pid=
+
+# spool_keep is at least 1.
+printf 'spool = "%s/spool"\nspool_keep = 0\n' "$T" >keep.toml
+expect_rc 2 cm-push relay --config keep.toml
+grep -q "keep.toml:2: spool_keep: expected an integer >= 1" err || fail "spool_keep = 0 not refused: $(cat err)"
+expect_rc 2 cm-push relay --spool "$T/spool" --spool-keep 0
+one_error_line cm-push
+
+# Without --config, CONF/relay.toml is read when it exists; --metrics writes
+# the node_exporter textfile (cm_relay_up 1 while it runs, 0 once stopped).
+printf 'spool = "%s/spool"\nname = "from-conf"\nlisten = "127.0.0.1:%d"\nmetrics = "%s/relay.prom"\n' \
+  "$T" "$((port + 4))" "$T" >conf/relay.toml
+cm-push relay -q & pid=$!
+for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$((port + 4))/v1/status" >status 2>/dev/null && break; sleep 0.1; done
+grep -q '"name":"from-conf"' status || fail "CONF/relay.toml not read by default: $(cat status 2>/dev/null)"
+grep -q '^cm_relay_up 1$' relay.prom || fail "no metrics textfile: $(cat relay.prom 2>/dev/null)"
+kill -TERM "$pid"; wait "$pid" || fail "relay did not stop cleanly on SIGTERM"
+pid=
+grep -q '^cm_relay_up 0$' relay.prom || fail "the textfile does not say the relay stopped: $(cat relay.prom)"
 echo ok

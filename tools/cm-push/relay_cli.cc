@@ -31,7 +31,8 @@ Status LoadRelayConfig(const std::string& path, const CLI::App& cmd, pushrun::Re
       {"spool", &r->spool},       {"root", &r->root},             {"iface", &r->iface},
       {"pub_key", &r->pub_key},   {"group_key", &r->group_key},   {"allow_unsigned", &r->allow_unsigned},
       {"mcast_rate", &r->mcast_rate}, {"cm_apply", &r->cm_apply}, {"cm_mcast", &r->cm_mcast},
-      {"member_wait", &r->member_wait_s}, {"member_retry", &r->member_retry_s}};
+      {"member_wait", &r->member_wait_s}, {"member_retry", &r->member_retry_s},
+      {"spool_keep", &r->spool_keep},     {"leader_state", &r->leader_state}, {"metrics", &r->metrics}};
   TomlFlags toml;
   for (const auto& [key, var] : keys) {
     std::string flag = std::string("--") + key;
@@ -39,6 +40,7 @@ Status LoadRelayConfig(const std::string& path, const CLI::App& cmd, pushrun::Re
     toml.Bind(key, var, cmd.get_option(flag));
     if (double* const* seconds = std::get_if<double*>(&var))
       toml.Require([s = *seconds] { return *s >= 0; }, "a number of seconds >= 0");
+    if (int* const* keep = std::get_if<int*>(&var)) toml.Require([k = *keep] { return *k >= 1; }, "an integer >= 1");
   }
   return toml.Apply(path);
 }
@@ -48,7 +50,7 @@ Status LoadRelayConfig(const std::string& path, const CLI::App& cmd, pushrun::Re
 CLI::App* AddRelayCommand(CLI::App& app, RelayCli* cli) {
   pushrun::RelayOptions& r = cli->r;
   CLI::App* relay = app.add_subcommand("relay", "Run the relay daemon of this server");
-  relay->add_option("--config", cli->config, "TOML configuration (flags override it)");
+  relay->add_option("--config", cli->config, "TOML configuration; flags override it (default CONF/relay.toml if it exists)");
   relay->add_option("--name", r.name, "This server's name, as in the sites file (default: host name)");
   relay->add_option("--listen", r.listen, "HTTP ADDR:PORT (default 0.0.0.0:7710)");
   relay->add_option("--url", r.url, "URL others reach this relay at (default http://LISTEN)");
@@ -64,16 +66,22 @@ CLI::App* AddRelayCommand(CLI::App& app, RelayCli* cli) {
   relay->add_option("--member-wait", r.member_wait_s, "Seconds a leader waits for its members (default 300)");
   relay->add_option("--member-retry", r.member_retry_s,
                     "Seconds a leader keeps trying a member it cannot reach before reporting it failed (default 5)");
+  relay->add_option("--spool-keep", r.spool_keep, "Serials whose files the spool keeps, never one in use (default 10)");
+  relay->add_option("--leader-state", r.leader_state,
+                    "cm-leader's state file, for /v1/status (default /run/content-mover/leader.json)");
+  relay->add_option("--metrics", r.metrics, "node_exporter textfile written every 10 s and at each transfer's end");
   cli->cmd = relay;
   return relay;
 }
 
 int RunRelay(RelayCli& cli) {
   pushrun::RelayOptions& r = cli.r;
+  if (cli.config.empty()) cli.config = DefaultFile("", "relay.toml");
   if (!cli.config.empty())
     if (Status st = LoadRelayConfig(cli.config, *cli.cmd, &r); !st.ok()) return Fail(st);
   if (!(r.member_wait_s >= 0) || !(r.member_retry_s >= 0))
     return Fail(Error(Code::kUsage, "relay: --member-wait and --member-retry take seconds >= 0"));
+  if (r.spool_keep < 1) return Fail(Error(Code::kUsage, "relay: --spool-keep takes an integer >= 1"));
   r.pub_key = DefaultFile(r.pub_key, "ccm.pub");
   r.group_key = DefaultFile(r.group_key, "group.key");
   if (r.name.empty()) {
@@ -93,10 +101,11 @@ int RunRelay(RelayCli& cli) {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   auto relay = pushrun::Relay::Start(r);
   if (!relay.ok()) return Fail(relay.status());
-  char settings[160];
-  std::snprintf(settings, sizeof settings, " (member wait %gs, retry %gs; unsigned assignments %s)", r.member_wait_s,
-                r.member_retry_s, r.allow_unsigned ? "accepted" : "refused");
-  log::Info("relay " + r.name + " listening at " + (*relay)->url() + settings);
+  char settings[200];
+  std::snprintf(settings, sizeof settings, " (member wait %gs, retry %gs; spool keeps %d serials; unsigned assignments %s)",
+                r.member_wait_s, r.member_retry_s, r.spool_keep, r.allow_unsigned ? "accepted" : "refused");
+  log::Info("relay " + r.name + " listening at " + (*relay)->url() + settings +
+            (cli.config.empty() ? "" : "; config " + cli.config));
   for (int sig = 0; sigwait(&set, &sig) == 0 && sig == SIGHUP;)
     log::Warn("SIGHUP ignored: the relay has nothing to reload (restart it to change its settings)");
   (*relay)->Stop();

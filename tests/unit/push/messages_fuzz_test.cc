@@ -44,7 +44,9 @@ TEST(MessagesFuzz, RandomMutationsOfEveryEndpointsBodyKeepTheParsersTotal) {
       Encode(Progress{7, "a1", 10, 100, false}), Encode(NextAsk{7, "a1", 10, false}), Encode(n),
       Encode(SourceFailed{7, "a1", "b1", "http://x", 5, "gone"}), Encode(SourceAnswer{"http://y", "c1"}),
       Encode(NotifyFailed{7, "a1", "b1", "refused"}), auth::Format(st),
-      R"({"type":"segment-report","segment":"a","leader_address":"10.0.0.1:7400","epoch":2})"};
+      R"({"type":"segment-report","segment":"a","leader_address":"10.0.0.1:7400","epoch":2})",
+      Encode(RelayFailed{7, "a1", "cm-apply: error: no space left on device", 9, true}),
+      Encode(RelayStatus{"a1", {{7, "staged", 10, 100, true, "http://x"}}, SiteLeader{"10.0.0.1", 3}, "00ff00ff00ff00ff"})};
   std::mt19937 rng(777);
   for (int iter = 0; iter < 24000; ++iter) {
     const size_t which = iter % bases.size();

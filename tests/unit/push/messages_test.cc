@@ -81,6 +81,37 @@ TEST(Messages, NextAnswersRoundTrip) {
   EXPECT_EQ(*ParseNextAnswer(Encode(next)), next);
 }
 
+TEST(Messages, RelayFailedCarriesTheReasonAndTheApplyExit) {
+  RelayFailed f{12, "web1", "spool: no space left on device", 0, true};
+  const std::string body = Encode(f);
+  EXPECT_EQ(body, R"({"serial":12,"relay":"web1","error":"spool: no space left on device","apply_exit":0,"local":true})");
+  EXPECT_EQ(*ParseRelayFailed(body), f);
+  auto p = ParseRelayFailed(R"({"serial":3,"relay":"b","error":"cm-apply exited 9","apply_exit":9})");
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  EXPECT_EQ(p->apply_exit, 9);
+  EXPECT_TRUE(p->local);
+  EXPECT_FALSE(ParseRelayFailed(R"({"relay":"b","error":"x"})").ok());
+  EXPECT_FALSE(ParseRelayFailed(R"({"serial":3,"error":"x"})").ok());
+  EXPECT_FALSE(ParseRelayFailed(R"({"serial":3,"relay":"b","apply_exit":300})").ok());
+}
+
+TEST(Messages, RelayStatusCarriesTheElectedLeaderAndTheNonce) {
+  RelayStatus st{"web1", {{9, "staged", 100, 100, true, ""}}, SiteLeader{"10.0.0.7", 4}, "0123456789abcdef"};
+  const std::string body = Encode(st);
+  EXPECT_NE(body.find(R"("site_leader":{"address":"10.0.0.7","epoch":4})"), std::string::npos) << body;
+  EXPECT_EQ(*ParseRelayStatus(body), st);
+  auto plain = ParseRelayStatus(R"({"name":"web2","transfers":[]})");
+  ASSERT_TRUE(plain.ok());
+  EXPECT_FALSE(plain->site_leader);
+  EXPECT_EQ(plain->nonce, "");
+  EXPECT_FALSE(ParseRelayStatus(R"({"name":"x","transfers":[{"state":"new"}]})").ok());
+  EXPECT_TRUE(IsStatusNonce("0123456789abcdef"));
+  EXPECT_TRUE(IsStatusNonce(std::string(64, 'F')));
+  EXPECT_FALSE(IsStatusNonce("0123456789abcde"));
+  EXPECT_FALSE(IsStatusNonce(std::string(65, 'a')));
+  EXPECT_FALSE(IsStatusNonce("0123456789abcdeg"));
+}
+
 // Arbitrary text in every field: any ASCII byte (control characters,
 // quotes, backslashes) and valid UTF-8 beyond it. JSON strings are Unicode:
 // a byte string that is not UTF-8 cannot round-trip, and names on the wire
@@ -135,6 +166,12 @@ RC_GTEST_PROP(Messages, EveryMessageRoundTripsThroughItsJson, ()) {
   RC_ASSERT(*ParseSourceAnswer(Encode(sa)) == sa);
   NotifyFailed nf{o.serial, AnyText(), r.name, AnyText()};
   RC_ASSERT(*ParseNotifyFailed(Encode(nf)) == nf);
+  RelayFailed rf{o.serial, r.name, AnyText(), r.apply_exit, *rc::gen::arbitrary<bool>()};
+  RC_ASSERT(*ParseRelayFailed(Encode(rf)) == rf);
+  RelayStatus st{AnyText(), {{o.serial, AnyText(), AnyU64(), AnyU64(), *rc::gen::arbitrary<bool>(), AnyText()}},
+                 std::nullopt, AnyText()};
+  if (*rc::gen::arbitrary<bool>()) st.site_leader = SiteLeader{NonEmptyText(), AnyU64()};
+  RC_ASSERT(*ParseRelayStatus(Encode(st)) == st);
 }
 
 // A parser either rejects a body or accepts one that re-encodes to a body it
@@ -146,6 +183,8 @@ RC_GTEST_PROP(Messages, WhatAParserAcceptsIsStableUnderReencoding, (std::string 
   if (auto m = ParseMemberReport(s); m.ok()) RC_ASSERT(*ParseMemberReport(Encode(*m)) == *m);
   if (auto r = ParseSiteReport(s); r.ok()) RC_ASSERT(*ParseSiteReport(Encode(*r)) == *r);
   if (auto n = ParseNextAnswer(s); n.ok()) RC_ASSERT(*ParseNextAnswer(Encode(*n)) == *n);
+  if (auto f = ParseRelayFailed(s); f.ok()) RC_ASSERT(*ParseRelayFailed(Encode(*f)) == *f);
+  if (auto st = ParseRelayStatus(s); st.ok()) RC_ASSERT(*ParseRelayStatus(Encode(*st)) == *st);
 }
 
 }  // namespace

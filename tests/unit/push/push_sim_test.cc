@@ -536,8 +536,8 @@ void PushSim::CheckCall(int from, const Call& c) {
     case Endpoint::kMemberReport:
       if (to < 0) Fail("a member report to the CCM");
       break;
-    case Endpoint::kStatus:
-      if (from != -1) Fail("a status probe from a relay");
+    case Endpoint::kStatus:  // the CCM's probes, and a leader's of its members
+      if (from != -1 && (to < 0 || relays_[from].site != relays_[to].site)) Fail("a status probe outside a site");
       break;
     default:
       if (to != -1) Fail(std::string(EndpointPath(c.endpoint)) + " to a relay");
@@ -596,15 +596,20 @@ Reply PushSim::Deliver(int to, const Call& c) {
       case Endpoint::kSiteReport:
         if (auto m = ParseSiteReport(c.body); m.ok()) rep = job_->OnSiteReport(now_, *m, &a);
         break;
-      default:
-        rep = Reply{404, EncodeError("no such resource")};
+      default:  // /v1/relay-failed until the job core takes it: nothing changes at the CCM
+        return Reply{404, EncodeError("no such resource")};
     }
     if (rep.status == 400) Fail(std::string("the CCM refused a relay's ") + EndpointPath(c.endpoint) + ": " + c.body);
     RunJob(a);
     return rep;
   }
   Relay& r = relays_[to];
-  if (c.endpoint == Endpoint::kStatus) return Reply{200, "{}"};
+  if (c.endpoint == Endpoint::kStatus) {
+    RelayStatus st;
+    st.name = r.name;
+    st.transfers = StatusOf(r.core->View());
+    return Reply{200, Encode(st)};
+  }
   RelayActions a;
   Reply rep{400, EncodeError("bad request")};
   if ((c.endpoint == Endpoint::kFetch || c.endpoint == Endpoint::kExpect) &&
@@ -624,7 +629,7 @@ Reply PushSim::Deliver(int to, const Call& c) {
       if (auto m = ParseExpect(c.body); m.ok()) {
         Introduce(to, m->serial);
         a.Clear();
-        rep = r.core->OnExpect(now_, *m, &a);
+        rep = r.core->OnExpect(now_, *m, &a, c.query == "?unicast=1");
       }
       break;
     case Endpoint::kMemberReport:

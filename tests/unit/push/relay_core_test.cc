@@ -83,8 +83,8 @@ class RelayCoreTest : public ::testing::Test {
     Collect();
     return r;
   }
-  void ExpectEv(const Expect& e) {
-    core_.OnExpect(now_, e, &a_);
+  void ExpectEv(const Expect& e, bool unicast = false) {
+    core_.OnExpect(now_, e, &a_, unicast);
     Collect();
   }
   Reply Report(const std::string& name, ServerState st) {
@@ -93,9 +93,9 @@ class RelayCoreTest : public ::testing::Test {
     return r;
   }
   void Update(uint64_t attempt, bool table, uint64_t verified, bool complete, bool ended = false,
-              std::string error = "") {
-    core_.OnFetchUpdate(now_, FetchUpdate{kSerial, attempt, table, verified, table ? kSize : 0, complete, ended, error},
-                        &a_);
+              std::string error = "", FetchFault fault = FetchFault::kSource) {
+    core_.OnFetchUpdate(
+        now_, FetchUpdate{kSerial, attempt, table, verified, table ? kSize : 0, complete, ended, error, fault}, &a_);
     Collect();
   }
   void Done(ChildId id, int exit_code = 0, bool cancelled = false, bool file_complete = false, std::string line = "") {
@@ -140,6 +140,21 @@ class RelayCoreTest : public ::testing::Test {
     Update(attempt, true, kSize, true);
     Update(attempt, true, kSize, true, true);
     return attempt;
+  }
+  RelayFailed TakeRelayFailed() {
+    Call c = TakeCall(Endpoint::kRelayFailed, "");
+    auto r = ParseRelayFailed(c.body);
+    EXPECT_TRUE(r.ok()) << c.body;
+    EXPECT_EQ(c.to, "ccm");
+    return r.ok() ? *r : RelayFailed{};
+  }
+  // A member's GET /v1/status answer listing `serial` in `state` (none: it
+  // knows nothing).
+  static std::string StatusBody(const std::string& name, const std::string& state = "") {
+    RelayStatus st;
+    st.name = name;
+    if (!state.empty()) st.transfers.push_back({kSerial, state, 0, kSize, false, ""});
+    return Encode(st);
   }
   SiteReport TakeSiteReport() {
     Call c = TakeCall(Endpoint::kSiteReport, "");
@@ -220,7 +235,7 @@ TEST_F(RelayCoreTest, UnansweredSourceFailedRetriesTheSameSourceAfterAPause) {
   EXPECT_EQ(fetches_.back().source_url, "http://ccm");
 }
 
-TEST_F(RelayCoreTest, GivesUpAfterThirtyFailedSourcesAndSendsNoReport) {
+TEST_F(RelayCoreTest, GivesUpAfterThirtyFailedSourcesTellsTheCcmAndSendsNoReport) {
   Fetch(Order({"m1"}, false));
   for (int i = 0; i <= 30; ++i) {
     Update(fetches_.back().attempt, false, 0, false, true, "refused");
@@ -228,6 +243,10 @@ TEST_F(RelayCoreTest, GivesUpAfterThirtyFailedSourcesAndSendsNoReport) {
   }
   EXPECT_EQ(fetches_.size(), 31u);
   EXPECT_EQ(Pending(Endpoint::kSourceFailed), 0u);
+  RelayFailed f = TakeRelayFailed();
+  EXPECT_FALSE(f.local);  // its sources failed, not itself
+  EXPECT_EQ(f.relay, "r1");
+  EXPECT_EQ(f.error, "gave up after 30 failed sources: refused");
   Advance(600 * kSeconds);
   EXPECT_EQ(Pending(Endpoint::kSiteReport), 0u);
   EXPECT_EQ(Pending(Endpoint::kExpect), 0u);
@@ -415,15 +434,22 @@ TEST_F(RelayCoreTest, SiteReportIsTriedTenTimes) {
   EXPECT_EQ(core_.View()[0].phase, TransferPhase::kReported);
 }
 
-TEST_F(RelayCoreTest, LeadersFailedApplyCarriesCmApplysExitCode) {
-  LeadAndComplete(Order());
-  Done(Child(ChildKind::kApply)->id, 4, false, false, "cm-apply: error: no space");
-  SiteReport r = TakeSiteReport();
-  ASSERT_EQ(r.servers.size(), 1u);
-  EXPECT_EQ(r.servers[0].state, ServerState::kFailed);
-  EXPECT_EQ(r.servers[0].apply_exit, 4);
-  EXPECT_EQ(r.servers[0].error, "cm-apply: error: no space");
-  EXPECT_EQ(r.servers[0].via, Via::kLeader);
+TEST_F(RelayCoreTest, LeadersFailedApplyIsToldAtOnceWithCmApplysExitCodeAndItStopsLeading) {
+  LeadAndComplete(Order({"m1"}));
+  Answer(Endpoint::kExpect);
+  ChildId send = Child(ChildKind::kMcastSend)->id;
+  Done(Child(ChildKind::kApply)->id, 9, false, false, "cm-apply: error: no space left on device");
+  RelayFailed f = TakeRelayFailed();
+  EXPECT_EQ(f.serial, kSerial);
+  EXPECT_EQ(f.apply_exit, 9);
+  EXPECT_EQ(f.error, "cm-apply: error: no space left on device");
+  EXPECT_TRUE(f.local);
+  EXPECT_EQ(cancelled_, std::vector<ChildId>{send});  // no more multicast
+  Done(send, 143, true);
+  Report("m1", ServerState::kStaged);
+  Advance(120 * kSeconds);
+  EXPECT_EQ(Pending(Endpoint::kSiteReport), 0u);  // the CCM replaces it
+  EXPECT_EQ(core_.View()[0].phase, TransferPhase::kFailed);
 }
 
 TEST_F(RelayCoreTest, OwnFetchFailureCancelsTheMulticastAndSendsNoReport) {
@@ -442,6 +468,222 @@ TEST_F(RelayCoreTest, OwnFetchFailureCancelsTheMulticastAndSendsNoReport) {
   Report("m1", ServerState::kFailed);
   Advance(120 * kSeconds);
   EXPECT_EQ(Pending(Endpoint::kSiteReport), 0u);
+  EXPECT_EQ(Pending(Endpoint::kRelayFailed), 1u);
+}
+
+// ---- leader: failures of its own reach the CCM at once (issue 12) ----------------------
+
+TEST_F(RelayCoreTest, AFullSpoolIsTheRelaysOwnFailureNotItsSources) {
+  Fetch(Order({"m1"}));
+  Update(fetches_.back().attempt, false, 0, false, true, "/spool: no space: need 1000, have 10", FetchFault::kLocal);
+  EXPECT_EQ(Pending(Endpoint::kSourceFailed), 0u);  // not 30 "source failed" in 70 ms
+  RelayFailed f = TakeRelayFailed();
+  EXPECT_TRUE(f.local);
+  EXPECT_EQ(f.error, "/spool: no space: need 1000, have 10");
+  EXPECT_EQ(f.apply_exit, 0);
+  EXPECT_EQ(fetches_.size(), 1u);
+  Advance(600 * kSeconds);
+  EXPECT_EQ(fetches_.size(), 1u);
+  EXPECT_EQ(Pending(Endpoint::kExpect), 0u);
+  EXPECT_EQ(Pending(Endpoint::kSiteReport), 0u);
+  EXPECT_EQ(core_.View()[0].phase, TransferPhase::kFailed);
+}
+
+TEST_F(RelayCoreTest, ALocalFailureMidTransferStopsTheMulticastAndTheServing) {
+  Fetch(Order({"m1"}, true, true));
+  Update(fetches_.back().attempt, true, 100, false);
+  Answer(Endpoint::kExpect);
+  ASSERT_NE(Child(ChildKind::kMcastSend), nullptr);
+  Call next = TakeCall(Endpoint::kNext, "");
+  Update(fetches_.back().attempt, true, 100, false, true, "/spool/7.cma.part: Input/output error", FetchFault::kLocal);
+  EXPECT_EQ(cancelled_, std::vector<ChildId>{Child(ChildKind::kMcastSend)->id});
+  EXPECT_TRUE(TakeRelayFailed().local);
+  core_.OnCallDone(now_, CallResult{next.id, true, 200, "{\"retry_ms\":10}"}, &a_);
+  Collect();
+  Advance(10 * kSeconds);
+  EXPECT_EQ(Pending(Endpoint::kNext), 0u);
+}
+
+TEST_F(RelayCoreTest, ASignatureRefusedFromTheCcmIsTheRelaysOwnAtOnce) {
+  Fetch(Order());
+  Update(fetches_.back().attempt, false, 0, false, true, "signed with another key", FetchFault::kAuth);
+  EXPECT_EQ(Pending(Endpoint::kSourceFailed), 0u);
+  RelayFailed f = TakeRelayFailed();
+  EXPECT_TRUE(f.local);
+  EXPECT_EQ(f.error, "signed with another key (from the CCM)");
+}
+
+TEST_F(RelayCoreTest, ASignatureRefusedFromARelayIsItsSourcesUntilASecondSourceSaysTheSame) {
+  FetchOrder o = Order();
+  o.source = "http://r5";
+  o.source_name = "r5";
+  Fetch(o);
+  Update(fetches_.back().attempt, false, 0, false, true, "bad signature", FetchFault::kAuth);
+  EXPECT_EQ(Pending(Endpoint::kRelayFailed), 0u);
+  Answer(Endpoint::kSourceFailed, 200, Encode(SourceAnswer{"http://r6", "r6"}));
+  Update(fetches_.back().attempt, false, 0, false, true, "bad signature", FetchFault::kAuth);
+  EXPECT_EQ(Pending(Endpoint::kSourceFailed), 0u);
+  RelayFailed f = TakeRelayFailed();
+  EXPECT_TRUE(f.local);
+  EXPECT_EQ(f.error, "bad signature (from http://r5 and http://r6)");
+}
+
+TEST_F(RelayCoreTest, AMemberThatRefusesTheExpectIsReportedFailedWithTheRefusalAtOnce) {
+  LeadAndComplete(Order({"m1"}));
+  Answer(Endpoint::kExpect, 403, EncodeError("forbidden: this relay is 'm-1', the order is for 'm1'"));
+  EXPECT_EQ(Child(ChildKind::kMcastSend), nullptr);
+  Advance(100 * kMillis);
+  EXPECT_EQ(Pending(Endpoint::kExpect), 0u);  // not tried again
+  Done(Child(ChildKind::kApply)->id);
+  SiteReport r = TakeSiteReport();
+  EXPECT_EQ(StateOf(r, "m1"), ServerState::kFailed);
+  EXPECT_EQ(r.servers[1].error,
+            "refused /v1/expect: HTTP 403: forbidden: this relay is 'm-1', the order is for 'm1'");
+}
+
+// ---- reruns converge (issue 12) ------------------------------------------------------
+
+TEST_F(RelayCoreTest, AReportedSerialOrderedAgainRunsTheSitePhaseAndItsOwnApplyAgain) {
+  LeadAndComplete(Order({"m1"}));
+  Answer(Endpoint::kExpect);
+  Done(Child(ChildKind::kMcastSend)->id);
+  ChildId apply = Child(ChildKind::kApply)->id;
+  Done(apply);
+  Report("m1", ServerState::kStaged);
+  Answer(Endpoint::kSiteReport);
+  ASSERT_EQ(core_.View()[0].phase, TransferPhase::kReported);
+  const size_t fetches = fetches_.size();
+  // The CCM died and the same push runs again.
+  Reply r = Fetch(Order({"m1"}));
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(fetches_.size(), fetches);  // the file held is not fetched again
+  Call expect = Answer(Endpoint::kExpect, 200, "{}", "http://m1");
+  EXPECT_EQ(ParseExpect(expect.body)->serial, kSerial);
+  ASSERT_NE(Child(ChildKind::kApply)->id, apply);  // cm-apply runs again (idempotent)
+  Done(Child(ChildKind::kApply)->id);
+  Done(Child(ChildKind::kMcastSend)->id);
+  Report("m1", ServerState::kStaged);
+  SiteReport again = TakeSiteReport();
+  EXPECT_EQ(StateOf(again, "r1"), ServerState::kStaged);
+  EXPECT_EQ(StateOf(again, "m1"), ServerState::kStaged);
+}
+
+TEST_F(RelayCoreTest, AStoppedLeaderOrderedAgainTriesItsPartAgain) {
+  LeadAndComplete(Order());
+  Done(Child(ChildKind::kApply)->id, 9, false, false, "cm-apply: error: no space left on device");
+  TakeRelayFailed();
+  const size_t fetches = fetches_.size();
+  Fetch(Order());
+  EXPECT_EQ(fetches_.size(), fetches);
+  Done(Child(ChildKind::kApply)->id);  // space was freed meanwhile
+  EXPECT_EQ(StateOf(TakeSiteReport(), "r1"), ServerState::kStaged);
+}
+
+TEST_F(RelayCoreTest, ADuplicateOrderWhileThePartRunsIsANoOp) {
+  Fetch(Order({"m1"}));
+  Update(fetches_.back().attempt, true, 100, false);
+  Answer(Endpoint::kExpect);
+  const size_t fetches = fetches_.size(), children = children_.size();
+  Fetch(Order({"m1"}));
+  EXPECT_EQ(fetches_.size(), fetches);
+  EXPECT_EQ(children_.size(), children);
+  EXPECT_EQ(Pending(Endpoint::kExpect), 0u);
+}
+
+TEST_F(RelayCoreTest, AMemberAskedAgainForASerialItAppliedReportsAtOnce) {
+  ExpectEv(ExpectFrom("L"));
+  Done(Child(ChildKind::kMcastRecv)->id, 0, false, true);
+  Done(Child(ChildKind::kApply)->id);
+  Answer(Endpoint::kMemberReport, 200, "{}", "http://L");
+  const size_t children = children_.size();
+  ExpectEv(ExpectFrom("L"));  // the same leader, ordered again
+  EXPECT_EQ(children_.size(), children);
+  EXPECT_EQ(ParseMemberReport(Answer(Endpoint::kMemberReport, 200, "{}", "http://L").body)->result.state,
+            ServerState::kStaged);
+}
+
+// ---- a member that comes back (issue 12) ----------------------------------------------
+
+TEST_F(RelayCoreTest, AMemberRestartedMidPushIsAskedAgainAndReportsLongBeforeMemberWait) {
+  LeadAndComplete(Order({"m1", "m2"}));
+  Answer(Endpoint::kExpect, 200, "{}", "http://m1");
+  Answer(Endpoint::kExpect, 200, "{}", "http://m2");
+  Done(Child(ChildKind::kMcastSend)->id);
+  Done(Child(ChildKind::kApply)->id);
+  Report("m1", ServerState::kStaged);
+  // m2 restarted and lost the serial; it never reports by itself.
+  Advance(3 * kSeconds);
+  EXPECT_EQ(Pending(Endpoint::kStatus), 1u);  // m1 reported: only m2 is probed
+  Call probe = Answer(Endpoint::kStatus, 200, StatusBody("m2"), "http://m2");
+  EXPECT_TRUE(probe.body.empty());
+  Call again = Answer(Endpoint::kExpect, 200, "{}", "http://m2");
+  EXPECT_EQ(again.query, "?unicast=1");  // the multicast is over
+  EXPECT_EQ(again.to, "m2");
+  Report("m2", ServerState::kStaged);
+  SiteReport r = TakeSiteReport();
+  EXPECT_EQ(StateOf(r, "m2"), ServerState::kStaged);
+  EXPECT_LT(now_, 1000 * kSeconds + 10 * kSeconds);
+}
+
+TEST_F(RelayCoreTest, AMemberThatStillWorksOnTheSerialIsLeftAlone) {
+  LeadAndComplete(Order({"m1"}));
+  Answer(Endpoint::kExpect);
+  Done(Child(ChildKind::kMcastSend)->id);
+  Done(Child(ChildKind::kApply)->id);
+  for (int i = 0; i < 5; ++i) {
+    Advance(3 * kSeconds);
+    Answer(Endpoint::kStatus, 200, StatusBody("m1", "receiving"));
+    EXPECT_EQ(Pending(Endpoint::kExpect), 0u);
+  }
+  Report("m1", ServerState::kStaged);
+  EXPECT_EQ(StateOf(TakeSiteReport(), "m1"), ServerState::kStaged);
+}
+
+TEST_F(RelayCoreTest, AMemberUnreachablePastMemberRetryIsReportedFailedWithTheReason) {
+  LeadAndComplete(Order({"m1"}));
+  Answer(Endpoint::kExpect);
+  Done(Child(ChildKind::kMcastSend)->id);
+  Done(Child(ChildKind::kApply)->id);
+  Advance(3 * kSeconds);
+  Unreached(Endpoint::kStatus);
+  Advance(3 * kSeconds);
+  Unreached(Endpoint::kStatus);
+  EXPECT_EQ(Pending(Endpoint::kSiteReport), 0u);  // 3 s < member_retry (5 s)
+  Advance(3 * kSeconds);
+  Unreached(Endpoint::kStatus);
+  SiteReport r = TakeSiteReport();
+  EXPECT_EQ(StateOf(r, "m1"), ServerState::kFailed);
+  EXPECT_EQ(r.servers[0].error, "unreachable for 6 s: connection refused");
+  EXPECT_LT(now_, 1000 * kSeconds + 60 * kSeconds);  // member_wait is 60 s here
+}
+
+TEST_F(RelayCoreTest, AMemberToldTheMulticastIsOverFetchesOverHttpAtOnce) {
+  ExpectEv(ExpectFrom("L"), /*unicast=*/true);
+  EXPECT_EQ(Child(ChildKind::kMcastRecv), nullptr);
+  ASSERT_EQ(fetches_.size(), 1u);
+  EXPECT_EQ(fetches_[0].source_url, "http://L");
+}
+
+TEST_F(RelayCoreTest, AMemberWhoseSpoolIsFullFailsAtOnceWithTheReason) {
+  ExpectEv(ExpectFrom("L", ""));
+  Update(fetches_.back().attempt, false, 0, false, true, "no space", FetchFault::kLocal);
+  EXPECT_EQ(fetches_.size(), 1u);
+  auto r = ParseMemberReport(Answer(Endpoint::kMemberReport).body);
+  EXPECT_EQ(r->result.state, ServerState::kFailed);
+  EXPECT_EQ(r->result.error, "could not receive: no space");
+}
+
+TEST_F(RelayCoreTest, ForgetDropsOnlyAnIdleSerial) {
+  Fetch(Order());
+  EXPECT_FALSE(core_.Forget(kSerial));
+  Update(fetches_.back().attempt, true, kSize, true);
+  Update(fetches_.back().attempt, true, kSize, true, true);
+  Done(Child(ChildKind::kApply)->id);
+  EXPECT_FALSE(core_.Forget(kSerial));  // the site report is in flight
+  Answer(Endpoint::kSiteReport);
+  Answer(Endpoint::kProgress);
+  EXPECT_TRUE(core_.Forget(kSerial));
+  EXPECT_TRUE(core_.View().empty());
 }
 
 // ---- member ----------------------------------------------------------------------

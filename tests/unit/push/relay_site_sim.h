@@ -91,6 +91,7 @@ class RelaySiteSim {
   const std::vector<std::string>& Violations() const { return violations_; }
   const std::vector<SiteReport>& Reports() const { return reports_; }
   std::optional<Micros> ReportSentAt() const { return report_sent_at_; }
+  int Restarts() const { return restarts_; }
 
  private:
   struct Node {
@@ -158,6 +159,7 @@ class RelaySiteSim {
 
   void Restart(size_t i) {
     if (nodes_[i].up) return;
+    ++restarts_;
     Boot(nodes_[i]);
   }
 
@@ -355,7 +357,7 @@ class RelaySiteSim {
     if (!n.up) return std::nullopt;
     Reply r{400, EncodeError("bad request")};
     if (call.endpoint == Endpoint::kExpect) {
-      if (auto e = ParseExpect(call.body); e.ok()) r = n.core->OnExpect(now_, *e, &n.out);
+      if (auto e = ParseExpect(call.body); e.ok()) r = n.core->OnExpect(now_, *e, &n.out, call.query == "?unicast=1");
     } else if (call.endpoint == Endpoint::kMemberReport) {
       if (auto m = ParseMemberReport(call.body); m.ok()) {
         CheckStaged(m->result, "member report");
@@ -363,6 +365,11 @@ class RelaySiteSim {
       }
     } else if (call.endpoint == Endpoint::kFetch) {
       if (auto o = ParseFetchOrder(call.body); o.ok()) r = n.core->OnFetchOrder(now_, *o, &n.out);
+    } else if (call.endpoint == Endpoint::kStatus) {
+      RelayStatus st;
+      st.name = n.name;
+      st.transfers = StatusOf(n.core->View());
+      r = Reply{200, Encode(st)};
     }
     Apply(i);
     return r;
@@ -415,6 +422,7 @@ class RelaySiteSim {
   std::vector<SiteReport> reports_;
   std::optional<Micros> report_sent_at_;
   std::vector<std::string> violations_;
+  int restarts_ = 0;
 };
 
 }  // namespace cm::push::sim

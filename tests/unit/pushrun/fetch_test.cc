@@ -21,6 +21,7 @@
 #include "pack/keys.h"
 #include "pack/packer.h"
 #include "push/held_content.h"
+#include "push/relay_core.h"
 #include "pushrun/content_body.h"
 #include "pushrun/relay.h"
 #include "support/test_util.h"
@@ -170,8 +171,10 @@ TEST_F(FetchTest, AForgedSignatureIsRefusedBeforeTheTable) {
   auto server = Serve(src);
   ASSERT_TRUE(server);
   Fetcher f(Target());
-  Status st = f.FetchFrom(Base(*server), nullptr);
+  push::FetchFault fault = push::FetchFault::kNone;
+  Status st = f.FetchFrom(Base(*server), nullptr, nullptr, &fault);
   EXPECT_EQ(st.code(), Code::kAuth) << st.ToString();
+  EXPECT_EQ(fault, push::FetchFault::kAuth);  // the relay decides whose: its source's, or its own key's
   EXPECT_EQ(src->served.load(), 256u + pack::kTrailerSize);
   EXPECT_TRUE(SpoolEmpty());
 }
@@ -207,8 +210,10 @@ TEST_F(FetchTest, DeclaredSizeIsCheckedAgainstFreeSpaceBeforeWriting) {
     return uint64_t{1000};
   };
   Fetcher f(t);
-  Status st = f.FetchFrom(Base(*server), nullptr);
+  push::FetchFault fault = push::FetchFault::kNone;
+  Status st = f.FetchFrom(Base(*server), nullptr, nullptr, &fault);
   EXPECT_EQ(st.code(), Code::kNoSpace) << st.ToString();
+  EXPECT_EQ(fault, push::FetchFault::kLocal);  // the server's failure, not its source's (issue 12)
   EXPECT_NE(st.message().find("no space: need " + std::to_string(signed_.size()) + ", have 1000"), std::string::npos)
       << st.message();
   EXPECT_EQ(asked_dir, spool());
@@ -219,6 +224,14 @@ TEST_F(FetchTest, DeclaredSizeIsCheckedAgainstFreeSpaceBeforeWriting) {
   ASSERT_TRUE(ok.FetchFrom(Base(*server), nullptr).ok());
   EXPECT_TRUE(ok.complete());
   EXPECT_EQ(test::ReadFile(t.path), signed_);
+}
+
+TEST_F(FetchTest, AnUnreachableSourceIsTheSourcesFault) {
+  Fetcher f(Target());
+  push::FetchFault fault = push::FetchFault::kNone;
+  Status st = f.FetchFrom("http://127.0.0.1:1", nullptr, nullptr, &fault);
+  EXPECT_FALSE(st.ok());
+  EXPECT_EQ(fault, push::FetchFault::kSource);
 }
 
 TEST_F(FetchTest, AnAssignmentWithoutChunksIsFetchedWithAKey) {
