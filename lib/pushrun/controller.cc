@@ -122,7 +122,6 @@ class Controller {
   Result<push::JobPlan> Plan() const;
   http::Response Handle(const http::Request& req);
   http::Response Dispatch(push::Endpoint ep, const std::string& from, const std::string& body);
-  http::Response RelayFailed(const http::Request& req);
   template <typename Parse, typename Sender, typename On>
   http::Response Dispatch(const std::string& body, Parse parse, Sender sender, On on);
   void Apply(push::JobActions& a);  // on the loop thread
@@ -488,7 +487,6 @@ http::Response Controller::Handle(const http::Request& req) {
     const bool latest = reports_->Add(std::move(*rep));
     return http::Response::Json(200, JsonObject().Bool("ok", true).Bool("latest", latest).Build());
   }
-  if (path == "/v1/relay-failed") return RelayFailed(req);
   push::Endpoint ep;
   if (!push::ParseEndpoint(path, &ep)) return JsonError(404, "no such resource");
   std::string from;
@@ -497,31 +495,6 @@ http::Response Controller::Handle(const http::Request& req) {
   if (resp.status / 100 == 2 && (ep == push::Endpoint::kNext || ep == push::Endpoint::kSourceFailed))
     resp.headers.push_back({push::auth::kHeader, auth_->SealAnswer(from, path, resp.body)});
   return resp;
-}
-
-// POST /v1/relay-failed: a relay cannot do its part for a reason of its own.
-http::Response Controller::RelayFailed(const http::Request& req) {
-  std::string from;
-  if (auto v = auth_->CheckReport(req, &from); v != push::auth::Verdict::kOk) return AuthEdge::Refuse(v, req);
-  auto v = ParseJson(req.body);
-  if (!v.ok() || !v->is_object() || !v->Has("serial") || !v->Has("relay"))
-    return JsonError(400, "relay-failed: needs serial and relay");
-  const std::string relay = v->Str("relay");
-  if (relay != from) return JsonError(403, "forbidden: a server may report only for itself");
-  const uint64_t serial = v->Uint("serial");
-  std::string error = v->Str("error").substr(0, 400);
-  const int apply_exit = static_cast<int>(v->Int("apply_exit"));
-  EdgeLoop* loop = live_loop_.load();
-  if (!loop) return JsonError(503, "the job has not started");
-  std::optional<push::Reply> reply = loop->Run([&]() -> std::optional<push::Reply> {
-    if (core_->finished()) return push::Reply{409, push::EncodeError("the job is over")};
-    push::JobActions a;
-    push::Reply r = core_->OnRelayFailed(SteadyNow(), relay, serial, error, apply_exit, &a);
-    Apply(a);
-    return r;
-  });
-  if (!reply) return JsonError(503, "the job is over");
-  return ToHttp(*reply);
 }
 
 // A report whose stamp verified, from `from`: the body must speak for the
@@ -543,6 +516,11 @@ http::Response Controller::Dispatch(push::Endpoint ep, const std::string& from, 
   if (path == "/v1/notify-failed")
     return Dispatch(body, push::ParseNotifyFailed, [&](const push::NotifyFailed& m) { return as(m.from); },
                     [&](const push::NotifyFailed& m, push::JobActions* a) { return core_->OnNotifyFailed(at(), m, a); });
+  if (path == "/v1/relay-failed")  // a relay cannot do its part for a reason of its own
+    return Dispatch(body, push::ParseRelayFailed, [&](const push::RelayFailed& m) { return as(m.relay); },
+                    [&](const push::RelayFailed& m, push::JobActions* a) {
+                      return core_->OnRelayFailed(at(), m.relay, m.serial, m.error, m.apply_exit, a);
+                    });
   if (path == "/v1/source-failed")
     return Dispatch(body, push::ParseSourceFailed, [&](const push::SourceFailed& m) { return as(m.relay); },
                     [&](const push::SourceFailed& m, push::JobActions* a) { return core_->OnSourceFailed(at(), m, a); });

@@ -20,7 +20,8 @@ bool CheckStatusAnswer(const std::string& server, const std::string& nonce, cons
   want.to = cm_auth::kCcmName;
   want.from = server;
   want.report_key = &report_key;
-  if (cm_auth::Verify(stamp, "GET", "/v1/status", body, want, now_s, nullptr) != cm_auth::Verdict::kOk) return false;
+  // The relay stamps its answer with method "ANSWER" (AuthEdge::StampAnswer).
+  if (cm_auth::Verify(stamp, "ANSWER", "/v1/status", body, want, now_s, nullptr) != cm_auth::Verdict::kOk) return false;
   auto v = ParseJson(body);
   if (!v.ok() || !v->is_object() || v->Str("nonce") != nonce) return false;
   const JsonValue& sl = (*v)["site_leader"];

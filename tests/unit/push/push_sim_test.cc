@@ -596,7 +596,11 @@ Reply PushSim::Deliver(int to, const Call& c) {
       case Endpoint::kSiteReport:
         if (auto m = ParseSiteReport(c.body); m.ok()) rep = job_->OnSiteReport(now_, *m, &a);
         break;
-      default:  // /v1/relay-failed until the job core takes it: nothing changes at the CCM
+      case Endpoint::kRelayFailed:
+        if (auto m = ParseRelayFailed(c.body); m.ok())
+          rep = job_->OnRelayFailed(now_, m->relay, m->serial, m->error, m->apply_exit, &a);
+        break;
+      default:
         return Reply{404, EncodeError("no such resource")};
     }
     if (rep.status == 400) Fail(std::string("the CCM refused a relay's ") + EndpointPath(c.endpoint) + ": " + c.body);

@@ -22,7 +22,7 @@ std::string StampFor(const GroupKey& group, const std::string& from, const std::
   s.to = cm_auth::kCcmName;
   s.exp = now + 60;
   s.nonce = std::string(cm_auth::kNonceHexSize, 'a');
-  cm_auth::Mac(&s, cm_auth::ReportKey(group), "GET", "/v1/status", body);
+  cm_auth::Mac(&s, cm_auth::ReportKey(group), "ANSWER", "/v1/status", body);
   return cm_auth::Format(s);
 }
 
