@@ -846,7 +846,7 @@ for n in $(seq 1 40); do
       cm-push r20.cma "${PUSH_ARGS[@]}" --report "$T/r-r20.json" --wait 60 >r20w.out 2>r20w.err &
       pw=$!
       bg+=("$pw")
-      wait_for 5 grep -q waiting r20w.err || bad "the --wait push did not say it waits: $(head -1 r20w.err)"
+      wait_for 5 grep -qs waiting r20w.err || bad "the --wait push did not say it waits: $(head -1 r20w.err)"
       rm -f gate/on
       touch gate/open
       rc=0
