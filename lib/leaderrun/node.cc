@@ -87,6 +87,9 @@ class Node {
       written_ = Segment();
       written_at_ = drv_->now();
     }
+    // Set up: from here on a daemon, whose log lines carry the time (setup
+    // errors above keep the plain "cm-leader: error: " line scripts match).
+    log::UseTimestamps(true);
     Sample();
     net::CoreRef<leader::Election> ref(&core_);
     drv_->Run(ref, {.after = [this](const proto::Effects& fx) { After(fx); },

@@ -187,6 +187,5 @@ int main(int argc, char** argv) {
   if (!o.content_root.empty()) r.content_root = o.content_root;
   r.state_file = o.state_file;
   r.json = o.json;
-  log::UseTimestamps(true);  // a daemon: its log lines carry the time (journald adds its own)
   return ExitCodeFor(leaderrun::RunNode(std::move(r)));
 }

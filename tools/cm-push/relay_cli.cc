@@ -101,6 +101,7 @@ int RunRelay(RelayCli& cli) {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   auto relay = pushrun::Relay::Start(r);
   if (!relay.ok()) return Fail(relay.status());
+  log::UseTimestamps(true);  // running: a daemon's log lines carry the time (not under journald)
   char settings[200];
   std::snprintf(settings, sizeof settings, " (member wait %gs, retry %gs; spool keeps %d serials; unsigned assignments %s)",
                 r.member_wait_s, r.member_retry_s, r.spool_keep, r.allow_unsigned ? "accepted" : "refused");
