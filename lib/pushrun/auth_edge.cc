@@ -3,6 +3,8 @@
 #include <sodium.h>
 
 #include <chrono>
+#include <map>
+#include <mutex>
 
 #include "util/hash.h"
 #include "util/log.h"
@@ -131,9 +133,47 @@ auth::Verdict AuthEdge::CheckReport(const http::Request& req, std::string* from,
   return v;
 }
 
+namespace {
+
+// One log line per (peer, path, reason) per kRefusalLogEvery; the lines
+// held back are counted into the next one. A retrying or hostile peer
+// cannot flood the log. Bounded: at most kMaxRefusalKeys keys (the oldest
+// dropped).
+constexpr auto kRefusalLogEvery = std::chrono::seconds(30);
+constexpr size_t kMaxRefusalKeys = 256;
+
+bool ShouldLogRefusal(const std::string& key, uint64_t* held) {
+  static std::mutex mu;
+  static std::map<std::string, std::pair<std::chrono::steady_clock::time_point, uint64_t>> last;
+  std::lock_guard<std::mutex> l(mu);
+  const auto now = std::chrono::steady_clock::now();
+  auto it = last.find(key);
+  if (it != last.end() && now - it->second.first < kRefusalLogEvery) {
+    ++it->second.second;
+    return false;
+  }
+  if (it == last.end()) {
+    if (last.size() >= kMaxRefusalKeys) {
+      auto oldest = last.begin();
+      for (auto i = last.begin(); i != last.end(); ++i)
+        if (i->second.first < oldest->second.first) oldest = i;
+      last.erase(oldest);
+    }
+    it = last.emplace(key, std::make_pair(now, uint64_t{0})).first;
+  }
+  *held = it->second.second;
+  it->second = {now, 0};
+  return true;
+}
+
+}  // namespace
+
 http::Response AuthEdge::Refuse(auth::Verdict v, const http::Request& req) {
   std::string text = auth::VerdictText(v);
-  log::Warn("refused " + req.method + " " + req.path() + " from " + req.peer_ip + ": " + text);
+  uint64_t held = 0;
+  if (ShouldLogRefusal(req.peer_ip + " " + req.path() + " " + text, &held))
+    log::Warn("refused " + req.method + " " + req.path() + " from " + req.peer_ip + ": " + text +
+              (held ? " (and " + std::to_string(held) + " more like it in the last 30 s)" : ""));
   http::Response r;
   r.status = auth::VerdictStatus(v);
   r.body = v == auth::Verdict::kReplayed ? push::EncodeDuplicate(text) : push::EncodeError(text);

@@ -44,6 +44,14 @@ std::string ToolPath(const std::string& name) {
 
 }  // namespace
 
+struct TempDir {
+  std::string path;
+  ~TempDir() {
+    std::error_code ec;
+    if (!path.empty()) std::filesystem::remove_all(path, ec);
+  }
+};
+
 int main(int argc, char** argv) {
   pushrun::PushOptions p;
   p.cm_pack = ToolPath("cm-pack");
@@ -104,7 +112,8 @@ int main(int argc, char** argv) {
   CLI::App* retry = app.add_subcommand("retry", "Run a job again on its servers that did not reach its goal");
   retry->add_option("job", job, "Job id or name (default: the latest)");
   retry->add_option("--state", p.state_dir, "CCM state directory")->required();
-  std::string to_release, rollback_tmp;
+  std::string to_release;
+  TempDir rollback_tmp;  // the rollback assignment's directory: gone however main returns
   CLI::App* rollback = app.add_subcommand("rollback", "Switch every server back to one release, through the tree");
   rollback->add_option("--to-release", to_release, "Release name (s<serial>-<job>; default: the one before the current)");
   rollback->add_option("--to", p.sites_file, "Sites file")->required();
@@ -145,7 +154,7 @@ int main(int argc, char** argv) {
   if (retry->parsed()) return RetryCommand(p.state_dir, job);
   if (rollback->parsed()) {
     p.sign_key = DefaultFile(p.sign_key, "ccm.key");
-    if (int rc = PrepareRollback(&p, to_release, &rollback_tmp); rc != 0) return rc;
+    if (int rc = PrepareRollback(&p, to_release, &rollback_tmp.path); rc != 0) return rc;
   }
 
   if (p.assignments.empty()) return Fail(Error(Code::kUsage, "no assignment given (cm-push --help)"));
@@ -169,7 +178,6 @@ int main(int argc, char** argv) {
   for (int i = 0; i < argc; ++i) p.command_line += (i ? " " : "") + std::string(argv[i]);
   p.invocation = InvocationJson(argc, argv);
   auto out = pushrun::RunPush(p);
-  if (!rollback_tmp.empty()) std::filesystem::remove_all(rollback_tmp);
   if (!out.ok()) return Fail(out.status());
   return out->exit_code;
 }
