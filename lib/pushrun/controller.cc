@@ -329,6 +329,9 @@ void Controller::Probe() {
 
 Status Controller::BeginInDb() {
   if (opts_.state_dir.empty()) return Status::Ok();
+  std::error_code ec;
+  if (std::filesystem::exists(opts_.state_dir, ec) && !std::filesystem::is_directory(opts_.state_dir, ec))
+    return Error(Code::kUsage, opts_.state_dir + ": not a directory (--state DIR)");
   auto db = pushdb::StateDb::Open(opts_.state_dir);
   if (!db.ok()) return db.status();
   db_ = std::move(*db);

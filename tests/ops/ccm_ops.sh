@@ -117,4 +117,13 @@ expect_rc 0 cm-push rollback --to sites.toml --state ccm --sign-key ccm.key --gr
 check_live v2 a1 a2 b1 b2
 expect_rc 0 cm-push servers --state ccm
 [[ $(grep -c ' s[0-9]*-two ' out) == 4 ]] || { cat out >&2; fail "servers after rollback"; }
+
+# 6. The same mistake, the same exit code as the other tools: a missing state directory is 3,
+#    a file given as one is 2; each one line.
+expect_rc 3 cm-push servers --state no-such-dir
+one_error_line cm-push
+touch a-file
+expect_rc 2 cm-push status --state a-file
+one_error_line cm-push
+expect_rc 2 push one.cma --state a-file
 echo "ccm_ops: ok"

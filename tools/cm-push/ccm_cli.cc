@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <filesystem>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -29,6 +30,7 @@ Result<std::unique_ptr<pushdb::StateDb>> OpenDb(const std::string& dir) {
   if (dir.empty()) return Error(Code::kUsage, "--state DIR is required");
   // Reading must not create: a typo is "no such state directory", not an empty history.
   if (::access(dir.c_str(), F_OK) != 0) return Error(Code::kNotFound, dir + ": no such state directory");
+  if (!std::filesystem::is_directory(dir)) return Error(Code::kUsage, dir + ": not a directory (--state DIR)");
   return pushdb::StateDb::Open(dir);
 }
 
