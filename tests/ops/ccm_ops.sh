@@ -125,5 +125,6 @@ one_error_line cm-push
 touch a-file
 expect_rc 2 cm-push status --state a-file
 one_error_line cm-push
-expect_rc 2 push one.cma --state a-file
+expect_rc 2 cm-push one.cma --to sites.toml --state a-file --sign-key ccm.key --group-key group.key
+one_error_line cm-push
 echo "ccm_ops: ok"
