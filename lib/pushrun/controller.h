@@ -39,7 +39,7 @@ struct PushOptions {
   std::string listen;                    // overrides [ccm] listen
   std::string shadow;                    // content root brought up to date after a commit
   std::string cm_apply = "cm-apply";     // for the shadow copy
-  size_t star_max = 0;                   // 0: from [ccm] uplink_mbit and the sites' rate_mbit (a chain unless known)
+  size_t star_max = 0;                   // a star up to this many sites; 0: [ccm] uplink_mbit / fastest rate_mbit, else 1 (a chain)
   std::vector<std::string> only;         // push only to these servers or sites (names); empty = all
   std::string on_commit;                 // shell command per committed server
   std::string metrics_file;              // node_exporter textfile written at the end ("" = none)

@@ -88,7 +88,7 @@ int main(int argc, char** argv) {
   app.add_option("--listen", p.listen, "HTTP ADDR:PORT relays reach the CCM at (default: [ccm] listen)");
   app.add_option("--shadow", p.shadow, "Content root of the CCM's shadow copy, updated after a commit");
   app.add_option("--star-max", p.star_max,
-                 "Up to this many sites fetch from the CCM directly (default: [ccm] uplink_mbit / fastest site, else 1)");
+                 "With at most this many sites, all fetch from the CCM (default: [ccm] uplink_mbit / fastest site, else 1)");
   app.add_option("--only", p.only, "Push only to these servers or sites: NAME[,NAME...] (from the sites file)")
       ->delimiter(',')
       ->allow_extra_args(false);
