@@ -203,14 +203,21 @@ cm_doc_run() {
     command "$t" "$@"
     rc=$?
   else
+    # A trapped signal ends `wait` early (status 128+N): wait again for the
+    # tool's own status; 127 means it was collected already.
+    local sig=0 r
+    trap 'sig=1; [[ -n ${pid:-} ]] && kill -TERM $pid 2>/dev/null' TERM
+    trap 'sig=1; [[ -n ${pid:-} ]] && kill -INT $pid 2>/dev/null' INT
     command "$t" "$@" <&0 &
     pid=$!
-    trap 'kill -TERM $pid 2>/dev/null' TERM
-    trap 'kill -INT $pid 2>/dev/null' INT
+    rc=0
     while :; do
+      sig=0
       wait $pid
-      rc=$?
-      kill -0 $pid 2>/dev/null || break
+      r=$?
+      ((r == 127)) && break
+      rc=$r
+      ((sig)) || break
     done
   fi
   if ((rc != 0)) && ! [[ $t == cm-delta && rc -eq 15 && " $* " == *" --exit-code "* ]]; then
