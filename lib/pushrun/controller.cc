@@ -57,6 +57,16 @@ http::Response JsonError(int status, const std::string& msg) { return http::Resp
 
 push::JobPart PartOf(const AssignmentInfo& a) { return {a.serial, a.job, a.size, a.covered, a.chunk_size}; }
 
+// The serial in a release name "s<serial>-<job>" (0 if none): what a server
+// that runs the release is shown at, everywhere (not the commit's serial).
+uint64_t ReleaseSerial(const std::string& release) {
+  if (release.size() < 3 || release[0] != 's') return 0;
+  uint64_t v = 0;
+  size_t i = 1;
+  for (; i < release.size() && release[i] >= '0' && release[i] <= '9' && i < 21; ++i) v = v * 10 + (release[i] - '0');
+  return i > 1 && i < release.size() && release[i] == '-' ? v : 0;
+}
+
 // Writes the core's state records to the database on its own thread, so
 // that no handler ever waits for SQLite.
 class DbWriter {
@@ -92,7 +102,9 @@ class DbWriter {
       queue_.pop_front();
       l.unlock();
       ServerState state = rollback_ && r.state == ServerState::kCommitted ? ServerState::kRolledBack : r.state;
-      Status s = db_->UpdateServer(job_, r.server, state, r.serial, r.error, release_);
+      // A switch is recorded at the serial of the release it made live.
+      uint64_t serial = r.state == ServerState::kCommitted && ReleaseSerial(release_) ? ReleaseSerial(release_) : r.serial;
+      Status s = db_->UpdateServer(job_, r.server, state, serial, r.error, release_);
       if (!s.ok()) log::Warn("state: " + s.message());
       l.lock();
     }
@@ -717,14 +729,16 @@ PushOutcome Controller::Finish() {
     if (v.ok) ++out.ok;
     else ++out.failed;
     (v.ok ? committed : failed).push_back(v);
+    const uint64_t serial =
+        v.state == ServerState::kCommitted && ReleaseSerial(release_) ? ReleaseSerial(release_) : v.serial;
     JsonObject o;
     o.Str("server", v.server).Str("site", v.site).Str("state", push::ServerStateName(shown(v.state))).Uint(
-        "serial", v.serial);
+        "serial", serial);
     o.Str("release", v.state == ServerState::kCommitted ? release_ : "").Str("error", v.error);
     if (v.apply_exit) o.Int("apply_exit", v.apply_exit);
     servers.Raw(o.Build());
     std::snprintf(line, sizeof line, "%-16s %-12s %-11s %-20s %s\n", v.server.c_str(), v.site.c_str(),
-                  push::ServerStateName(shown(v.state)), v.serial ? std::to_string(v.serial).c_str() : "-",
+                  push::ServerStateName(shown(v.state)), serial ? std::to_string(serial).c_str() : "-",
                   v.error.c_str());
     table += line;
   }

@@ -3,7 +3,7 @@
 # 127.0.0.1, site multicast on loopback), a signed push, commit, every live
 # tree checked; then status/history, a second push of a delta, and bad input.
 source "$(dirname "$0")/lib.inc"
-base=$((20000 + RANDOM % 20000))
+base=$((20000 + RANDOM % 12000))  # below the ephemeral range (32768-)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap 'cleanup; chmod -R u+w "$T" 2>/dev/null; rm -rf "$T"' EXIT

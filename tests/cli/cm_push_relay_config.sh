@@ -3,7 +3,7 @@
 # flag gave (also listen, cm_apply, cm_mcast), unknown keys and mistyped
 # values are usage errors (exit 2, one line).
 source "$(dirname "$0")/lib.inc"
-port=$((20000 + RANDOM % 20000))
+port=$((20000 + RANDOM % 12000))  # below the ephemeral range (32768-)
 pid=
 trap '[[ -n $pid ]] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$T"' EXIT
 

@@ -7,7 +7,7 @@
 # killed mid-push is reaped by `status` and the same command run again
 # converges; a fleet rollback switches every server back and is recorded.
 source "$(dirname "$0")/../cli/lib.inc"
-base=$((20000 + RANDOM % 20000))
+base=$((20000 + RANDOM % 12000))  # below the ephemeral range (32768-)
 declare -A relay_pid
 cleanup() { for p in "${relay_pid[@]}"; do kill -CONT "$p" 2>/dev/null; kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap 'cleanup; chmod -R u+w "$T" 2>/dev/null; rm -rf "$T"' EXIT
@@ -38,7 +38,7 @@ start_relay() {  # NAME [AS-NAME]
     --iface 127.0.0.1 --pub-key ccm.key.pub --group-key group.key --cm-apply "$CM_BIN/cm-apply" --cm-mcast "$CM_BIN/cm-mcast" 2>>"$h.log" &
   relay_pid[$h]=$!
   for ((k = 0; k < 50; k++)); do (exec 3<>/dev/tcp/127.0.0.1/${port[$h]}) 2>/dev/null && return; sleep 0.1; done
-  fail "relay $h did not start"
+  cat "$h.log" >&2; fail "relay $h did not start"
 }
 stop_relay() { kill "${relay_pid[$1]}"; wait "${relay_pid[$1]}" 2>/dev/null || true; }
 ARGS=(--to sites.toml --state ccm --sign-key ccm.key --group-key group.key --timeout 120)

@@ -116,13 +116,14 @@ int main(int argc, char** argv) {
   app.add_flag("-v,--verbose", o.verbose, "More messages on stderr (repeatable)");
   app.add_flag("-q,--quiet", o.quiet, "Errors only");
   app.add_option("--config", o.config, "TOML configuration (default CONFIG_DIR/pack.toml if present; CONFIG_DIR = $CM_CONFIG_DIR or /etc/content-mover)");
+  app.fallthrough();  // -q/-v/--config also after the subcommand: cm-pack replicate DIR -o a.cma -q
 
   auto add_common = [&](CLI::App* a) {
     a->add_option("-o,--output", o.output, "Output assignment file ('-' = stdout)");
     a->add_option("--job", o.pack.job, "Job id (1-32 of A-Z a-z 0-9 . _ -; default job-<serial>)");
     a->add_option("--serial", o.pack.serial, "Serial number of the (first) assignment")->check(CLI::PositiveNumber);
     a->add_option("--serial-file", o.pack.serial_file, "File holding the last serial used; advanced under a lock");
-    a->add_option("--sign-key", o.pack.sign_key, "Ed25519 signing key (from cm-pack keygen)");
+    a->add_option("--sign-key", o.pack.sign_key, "Ed25519 signing key (default CONFIG_DIR/ccm.key if present)");
     a->add_option("--group-key", o.pack.group_key, "Encrypt with this group key (from cm-pack keygen --group)");
     a->add_flag("--json", o.json, "Print a JSON summary on stdout");
     a->add_option("--chunk-size", o.pack.chunk_size,
@@ -189,6 +190,8 @@ int main(int argc, char** argv) {
   auto flag = [&](const char* opt) { return active->get_option_no_throw(opt); };
   Status st = LoadPackConfig(cfg, !o.config.empty(), flag, &o.pack);
   if (!st.ok()) return Fail(st);
+  // Signed by default with the CCM's key where cm-push finds it (CONFIG_DIR/ccm.key).
+  if (o.pack.sign_key.empty() && !*keygen && !*inspect && !*verify) o.pack.sign_key = DefaultFile("", "ccm.key");
 
   try {
     if (*keygen) {
