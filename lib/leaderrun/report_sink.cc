@@ -3,7 +3,10 @@
 // as one JSON line on stdout and answers 200. With the group key it checks
 // the CM-Auth stamp as the CCM does (to = "ccm", mac with the report key,
 // fresh, not replayed) and refuses the rest (401/403/409, a line on stderr).
+#include <pthread.h>
 #include <unistd.h>
+
+#include <csignal>
 
 #include <chrono>
 #include <cstdio>
@@ -29,6 +32,14 @@ http::Response Error(int status, const std::string& why) {
 }  // namespace
 
 Code ReportSink(proto::Address listen, std::optional<GroupKey> key) {
+  // Blocked before the server's threads start, so only sigwait below takes
+  // them: TERM/INT end the sink with exit 0 like every daemon; HUP is ignored.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
   std::mutex mu;
   cm_auth::NonceCache cache;
   std::optional<GroupKey> report_key;
@@ -59,7 +70,10 @@ Code ReportSink(proto::Address listen, std::optional<GroupKey> key) {
     return http::Response::Json(200, "{\"ok\":true}");
   });
   if (!srv.ok()) return log::Error("report-sink: " + srv.status().message()), Code::kFailure;
-  for (;;) pause();  // until killed
+  for (int sig = 0; sigwait(&set, &sig) == 0 && sig == SIGHUP;) {
+  }
+  (*srv)->Stop();
+  return Code::kOk;
 }
 
 }  // namespace cm::leaderrun
