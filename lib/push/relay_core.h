@@ -99,6 +99,7 @@ struct RelayCoreOptions {
   Micros failed_call_pause = 500 * proto::kMillis;  // after an unanswered /v1/next or /v1/source-failed
   Micros serve_retry_min = 20 * proto::kMillis;     // clamp of the CCM's retry_ms
   Micros serve_retry_max = 5 * proto::kSeconds;
+  Micros serve_give_up = 60 * proto::kSeconds;     // /v1/next unanswered (transport) this long: serving ends
   int max_source_failures = 30;  // failed sources (attempts) before the leader gives up
   int report_tries = 10;         // site and member reports
   int mcast_recv_idle_s = 15;    // cm-mcast recv --timeout
@@ -157,6 +158,7 @@ struct ChildDone {
   std::string error_line;      // the last line of its stderr, or why it did not start
   bool cancelled = false;      // ended by CancelChild
   bool file_complete = false;  // kMcastRecv: the serial's file is complete now
+  std::string release;         // kApply: the release the server runs after it (cm-apply --json), "" = unknown
 };
 
 struct StartFetch {
