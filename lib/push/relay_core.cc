@@ -888,6 +888,7 @@ struct RelayCore::Impl {
     ServerResult r;
     r.name = o.name;
     r.via = via;
+    r.release = d.release;  // what the server runs now, whatever the outcome
     if (d.exit_code == 0 && !d.cancelled) {
       r.state = SuccessState(kind);
       return r;

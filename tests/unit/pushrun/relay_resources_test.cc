@@ -94,6 +94,10 @@ class FakeCcm {
     std::lock_guard<std::mutex> l(mu_);
     return failed_;
   }
+  size_t Nexts() {
+    std::lock_guard<std::mutex> l(mu_);
+    return nexts_;
+  }
 
  private:
   http::Response Handle(const http::Request& req) {
@@ -114,6 +118,10 @@ class FakeCcm {
       }
     } else if (path == "/v1/relay-failed") {
       if (auto f = push::ParseRelayFailed(req.body); f.ok()) failed_.push_back(*f);
+    } else if (path == "/v1/next") {
+      // As a CCM whose run is over (or another run) answers: refused.
+      ++nexts_;
+      return http::Response::Json(403, push::EncodeError("forbidden: addressed to another server"));
     }
     return http::Response::Json(200, push::EncodeAck());
   }
@@ -124,6 +132,7 @@ class FakeCcm {
   std::map<uint64_t, push::SiteReport> reports_;
   std::map<uint64_t, size_t> counts_;
   std::vector<push::RelayFailed> failed_;
+  size_t nexts_ = 0;
 };
 
 class RelayResources : public ::testing::Test {
@@ -156,8 +165,7 @@ class RelayResources : public ::testing::Test {
     o.spool_keep = 3;
     o.leader_state = dir_ / (name + "/leader.json");
     o.metrics = dir_ / (name + "/metrics.prom");
-    o.housekeeping_s = 0.1;
-    o.linger_s = 0;
+    // The defaults: housekeeping every 10 s, far slower than the pushes.
     auto r = Relay::Start(o);
     EXPECT_TRUE(r.ok()) << r.status().ToString();
     return r.ok() ? std::move(*r) : nullptr;
@@ -181,7 +189,7 @@ class RelayResources : public ::testing::Test {
     o.ccm_id = "ccm-test";
     o.relay = relay;
     o.site = "a";
-    o.serve = false;
+    o.serve = true;  // asks /v1/next: the fake CCM refuses it
     o.members.push_back({"a2", member_->url(), seal_->Seal("a2", push::Endpoint::kExpect, push::Encode(e), 600)});
     return seal_->Seal(relay, push::Endpoint::kFetch, push::Encode(o), 600);
   }
@@ -228,6 +236,11 @@ size_t SettlesTo(size_t limit, F count) {
   return n;
 }
 
+// Issue 12: "a1 grows from 13 to 73 fds over 36 jobs; spool retention then
+// cannot remove them": pushes back to back, far faster than the relays'
+// housekeeping, each refused at /v1/next by its CCM (the job is over): a
+// serial's file closes as soon as its part is over, and the CCM is asked
+// once per serial, never again.
 TEST_F(RelayResources, ManyTransfersLeaveFlatFdAndThreadCountsAndABoundedSpool) {
   uint64_t serial = 1;
   for (; serial <= 5; ++serial) {  // warm up: worker threads, first files
@@ -238,9 +251,12 @@ TEST_F(RelayResources, ManyTransfersLeaveFlatFdAndThreadCountsAndABoundedSpool) 
   for (; serial <= 40; ++serial) {
     Push(serial);
     if (HasFatalFailure()) return;
+    EXPECT_LE(SettlesTo(fds + 2, OpenFds), fds + 2) << "descriptors grew after serial " << serial;
   }
   EXPECT_LE(SettlesTo(fds, OpenFds), fds) << "descriptors grew over 35 transfers";
   EXPECT_LE(SettlesTo(threads, Threads), threads) << "threads grew over 35 transfers";
+  std::this_thread::sleep_for(1500ms);  // a relay asking again would do so every 0.5 s
+  EXPECT_EQ(ccm_.Nexts(), 40u) << "a refused /v1/next was asked again";
   // Each spool keeps its 3 newest serials, and no .part.
   for (const char* relay : {"a1", "a2"}) {
     std::vector<std::string> names;
