@@ -520,6 +520,7 @@ struct RelayCore::Impl {
     LeaderRole& l = t.leader;
     if (l.fetch != FetchState::kAskingSource || p.tag != l.epoch) return;  // a new order moved us meanwhile
     if (Refused(r)) return Abandon(t, "the CCM refused /v1/source-failed (" + CallError(r) + ")", out);
+    if (Gone(r)) return Abandon(t, "the CCM is gone (/v1/source-failed: " + CallError(r) + ")", out);
     auto a = r.ok() ? ParseSourceAnswer(r.body) : Result<SourceAnswer>(Error(Code::kFailure, CallError(r)));
     if (a.ok()) {
       l.source = a->source_url;
@@ -545,6 +546,27 @@ struct RelayCore::Impl {
   }
 
   static bool Refused(const CallResult& r) { return r.reached && r.status / 100 == 4; }
+  // Nobody listens at the CCM's address any more (ECONNREFUSED): its run is
+  // over (a CCM that is killed and run again is another run, and orders us
+  // again).
+  static bool Gone(const CallResult& r) {
+    return !r.reached && r.body.find("onnection refused") != std::string::npos;  // ECONNREFUSED, either case
+  }
+
+  // An order of a CCM run for one serial: the run's CCM serves one part at
+  // a time and answers /v1/next for any other with none_left, so serving
+  // the run's other serials ends.
+  void EndServingOthers(Micros now, const FetchOrder& order, RelayActions* out) {
+    for (auto& [serial, other] : transfers) {
+      LeaderRole& l = other.leader;
+      if (serial == order.serial || !l.active || l.serve == ServeState::kDone) continue;
+      if (l.order.ccm_id != order.ccm_id || l.order.ccm != order.ccm) continue;
+      l.serve = ServeState::kDone;
+      NoteT(out, other, LogNote::Level::kDebug, "its CCM moved on to serial " + std::to_string(order.serial) +
+                                                    ": serving ends");
+      Step(now, other, out);  // `ended` when nothing else runs
+    }
+  }
 
   void LeaderStop(Transfer& t, const std::string& why, int apply_exit, bool local, RelayActions* out,
                   bool tell = true) {
@@ -592,9 +614,11 @@ struct RelayCore::Impl {
 
   void OnNextAnswer(Micros now, Transfer& t, const CallResult& r, RelayActions* out) {
     LeaderRole& l = t.leader;
-    if (Refused(r)) {  // the job is over, another run, not its transfer: asking again changes nothing
+    if (Refused(r) || Gone(r)) {  // the job is over, another run, not its transfer: asking again changes nothing
       l.serve = ServeState::kDone;
-      NoteT(out, t, LogNote::Level::kInfo, "the CCM refused /v1/next (" + CallError(r) + "): serving ends");
+      NoteT(out, t, LogNote::Level::kInfo,
+            std::string(Gone(r) ? "the CCM is gone" : "the CCM refused") + " /v1/next (" + CallError(r) +
+                "): serving ends");
       return;
     }
     if (!r.reached) {
@@ -1095,6 +1119,7 @@ RelayCore::~RelayCore() = default;
 
 Reply RelayCore::OnFetchOrder(Micros now, const FetchOrder& order, RelayActions* out) {
   out->Clear();
+  impl_->EndServingOthers(now, order, out);
   Transfer& t = impl_->Get(order.serial);
   if (!t.leader.active)
     impl_->StartLeader(now, t, order, out);
@@ -1221,12 +1246,17 @@ void RelayCore::OnCallDone(Micros now, const CallResult& r, RelayActions* out) {
     case Purpose::kProgress:
       if (!r.ok()) impl_->NoteT(out, t, LogNote::Level::kDebug, "progress to CCM: " + CallError(r));
       t.leader.progress_in_flight = false;
-      if (Impl::Refused(r)) t.leader.progress_off = true;  // the run's CCM does not want it: no more
+      if (Impl::Refused(r) || Impl::Gone(r)) t.leader.progress_off = true;  // the run's CCM does not want it: no more
       break;
-    case Purpose::kNext: impl_->OnNextAnswer(now, t, r, out); break;
-    case Purpose::kForward: impl_->OnForwarded(t, *p, r, out); break;
+    case Purpose::kNext:  // unless serving ended meanwhile
+      if (t.leader.serve == ServeState::kAsking) impl_->OnNextAnswer(now, t, r, out);
+      break;
+    case Purpose::kForward:
+      if (t.leader.serve == ServeState::kForwarding) impl_->OnForwarded(t, *p, r, out);
+      break;
     case Purpose::kNotifyFailed:
-      t.leader.serve = Impl::Refused(r) ? ServeState::kDone : ServeState::kWaitingForBytes;
+      if (t.leader.serve == ServeState::kForwarding)
+        t.leader.serve = Impl::Refused(r) || Impl::Gone(r) ? ServeState::kDone : ServeState::kWaitingForBytes;
       break;
     case Purpose::kSourceFailed: impl_->OnSourceAnswer(now, t, *p, r, out); break;
     case Purpose::kExpect: impl_->OnExpectAnswer(now, t, *p, r, out); break;

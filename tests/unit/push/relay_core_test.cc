@@ -110,9 +110,9 @@ class RelayCoreTest : public ::testing::Test {
     Collect();
     return c;
   }
-  Call Unreached(Endpoint ep, const std::string& url = "") {
+  Call Unreached(Endpoint ep, const std::string& url = "", const std::string& why = "connection refused") {
     Call c = TakeCall(ep, url);
-    core_.OnCallDone(now_, CallResult{c.id, false, 0, "connection refused"}, &a_);
+    core_.OnCallDone(now_, CallResult{c.id, false, 0, why}, &a_);
     Collect();
     return c;
   }
@@ -250,11 +250,29 @@ TEST_F(RelayCoreTest, UnansweredSourceFailedRetriesTheSameSourceAfterAPause) {
   Fetch(Order());
   Update(fetches_.back().attempt, false, 0, false, true, "refused");
   for (int i = 0; i < 3; ++i) {  // three tries, 300 ms * i apart
-    Unreached(Endpoint::kSourceFailed);
+    Unreached(Endpoint::kSourceFailed, "", "timed out after 5000 ms");
     Advance(1 * kSeconds);
   }
   ASSERT_EQ(fetches_.size(), 2u);
   EXPECT_EQ(fetches_.back().source_url, "http://ccm");
+}
+
+// Nobody listens at the CCM's address: its run is over (killed; a rerun
+// orders us again). The part is given up at once, the bytes kept.
+TEST_F(RelayCoreTest, ASourceFailedThatFindsNobodyListeningGivesThePartUpUntilOrderedAgain) {
+  Fetch(RunOrder("ccm-1"));
+  Update(fetches_.back().attempt, true, 400, false);
+  Update(fetches_.back().attempt, true, 400, false, true, "connection refused");
+  for (int i = 0; i < 3; ++i) {
+    Unreached(Endpoint::kSourceFailed);
+    Advance(1 * kSeconds);
+  }
+  Advance(60 * kSeconds);
+  EXPECT_EQ(fetches_.size(), 1u);
+  EXPECT_EQ(Pending(Endpoint::kRelayFailed), 0u);
+  Fetch(RunOrder("ccm-2"));
+  ASSERT_EQ(fetches_.size(), 2u);
+  EXPECT_EQ(core_.View()[0].verified, 400u);  // resumes at the watermark
 }
 
 TEST_F(RelayCoreTest, GivesUpAfterThirtyFailedSourcesTellsTheCcmAndSendsNoReport) {
@@ -750,12 +768,45 @@ TEST_F(RelayCoreTest, ANextThatNeverReachesTheCcmEndsServingAfterServeGiveUp) {
   Update(fetches_.back().attempt, true, 100, false);
   int asked = 0;
   for (; asked < 1000 && Pending(Endpoint::kNext); ++asked) {
-    Unreached(Endpoint::kNext);
+    Unreached(Endpoint::kNext, "", "timed out after 5000 ms");
     Advance(1 * kSeconds);
   }
   EXPECT_LT(asked, 1000);
   EXPECT_GE(now_ - 1000 * kSeconds, 60 * kSeconds);
   EXPECT_LE(now_ - 1000 * kSeconds, 65 * kSeconds);
+}
+
+TEST_F(RelayCoreTest, ANextThatFindsNobodyListeningEndsServingAtOnce) {
+  Fetch(RunOrder("ccm-1", {}, true));
+  Update(fetches_.back().attempt, true, 100, false);
+  for (int i = 0; i < 2; ++i) {  // its two tries
+    Call c = TakeCall(Endpoint::kNext, "");
+    core_.OnCallDone(now_, CallResult{c.id, false, 0, "POST http://ccm/v1/next: Connection refused"}, &a_);
+    Collect();
+    Advance(1 * kSeconds);
+  }
+  Advance(60 * kSeconds);
+  EXPECT_EQ(Pending(Endpoint::kNext), 0u);
+}
+
+// The run's CCM ordered the next part (the commit): it answers /v1/next for
+// no other serial, so serving the stage part ends without asking again.
+TEST_F(RelayCoreTest, AnOrderOfTheSameRunForAnotherSerialEndsServingTheEarlierOne) {
+  Fetch(RunOrder("ccm-1", {}, true));
+  const uint64_t at = fetches_.back().attempt;
+  Update(at, true, kSize, true);
+  Update(at, true, kSize, true, true);
+  Answer(Endpoint::kNext, 200, "{\"retry_ms\":3000}");
+  Done(Child(ChildKind::kApply)->id);
+  Answer(Endpoint::kSiteReport);
+  while (Pending(Endpoint::kProgress)) Answer(Endpoint::kProgress);
+  FetchOrder commit = RunOrder("ccm-1");
+  commit.serial = kSerial + 1;
+  commit.kind = TransferKind::kCommit;
+  Fetch(commit);
+  EXPECT_FALSE(core_.InUse(kSerial));
+  Advance(60 * kSeconds);
+  for (const auto& c : calls_) EXPECT_FALSE(c.endpoint == Endpoint::kNext && ParseNextAsk(c.body)->serial == kSerial);
 }
 
 TEST_F(RelayCoreTest, ARefusedProgressIsNotSentAgainForThatRun) {
