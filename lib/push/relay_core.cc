@@ -601,7 +601,10 @@ struct RelayCore::Impl {
   void StepServe(Micros now, Transfer& t, RelayActions* out) {
     LeaderRole& l = t.leader;
     if (l.serve == ServeState::kPausing && now >= l.serve_at) l.serve = ServeState::kWaitingForBytes;
-    if (l.serve != ServeState::kWaitingForBytes || !t.held.table_known || t.held.verified == 0) return;
+    // Something to serve: checked bytes, or the whole file (a commit or
+    // rollback assignment has no chunks: nothing is "verified" ever).
+    if (l.serve != ServeState::kWaitingForBytes || !t.held.table_known || (t.held.verified == 0 && !t.held.complete))
+      return;
     l.serve = ServeState::kAsking;
     NextAsk a{t.serial, o.name, t.held.verified, t.held.complete};
     Call_(t, Purpose::kNext, l.order.ccm, Endpoint::kNext, Encode(a), 2, o.call_timeout, out);

@@ -809,6 +809,24 @@ TEST_F(RelayCoreTest, AnOrderOfTheSameRunForAnotherSerialEndsServingTheEarlierOn
   for (const auto& c : calls_) EXPECT_FALSE(c.endpoint == Endpoint::kNext && ParseNextAsk(c.body)->serial == kSerial);
 }
 
+// Issue 12: every relay kept one fd per commit serial: a commit assignment
+// has no chunks (nothing is ever "verified"), so its leader never asked
+// /v1/next and stayed busy serving forever.
+TEST_F(RelayCoreTest, ALeaderOfACommitAssignmentAsksNextOnceCompleteAndEnds) {
+  FetchOrder o = RunOrder("ccm-1", {}, true);
+  o.kind = TransferKind::kCommit;
+  Fetch(o);
+  const uint64_t at = fetches_.back().attempt;
+  core_.OnFetchUpdate(now_, FetchUpdate{kSerial, at, true, 0, 384, true, true, "", FetchFault::kNone}, &a_);
+  Collect();
+  ASSERT_EQ(Pending(Endpoint::kNext), 1u);
+  Answer(Endpoint::kNext, 200, "{\"none_left\":true}");
+  Done(Child(ChildKind::kApply)->id);
+  Answer(Endpoint::kSiteReport);
+  while (Pending(Endpoint::kProgress)) Answer(Endpoint::kProgress);
+  EXPECT_FALSE(core_.InUse(kSerial));
+}
+
 TEST_F(RelayCoreTest, ARefusedProgressIsNotSentAgainForThatRun) {
   Fetch(RunOrder("ccm-1"));
   const uint64_t at = fetches_.back().attempt;

@@ -42,15 +42,20 @@ size_t Entries(const char* dir) {
 size_t OpenFds() { return Entries("/proc/self/fd"); }
 size_t Threads() { return Entries("/proc/self/task"); }
 
-// A signed assignment with one file of `bytes` bytes, chunked.
-std::string MakeSigned(const std::string& path, uint64_t serial, const pack::SigningKey& key, size_t bytes) {
+// A signed assignment with one file of `bytes` bytes, chunked; with
+// `commit`, a commit assignment (a header and no chunks, as cm-push's
+// automatic commit: nothing in it is ever "verified").
+std::string MakeSigned(const std::string& path, uint64_t serial, const pack::SigningKey& key, size_t bytes,
+                       bool commit = false) {
   pack::WriterOptions wo;
   wo.serial = serial;
   wo.job_id = "job-" + std::to_string(serial);
   wo.chunk_size = pack::kMinChunkSize;
   wo.sign = key;
+  if (commit) wo.type = pack::Type::kCommit;
   pack::AssignmentWriter w;
   if (!w.Open(path, wo).ok()) return {};
+  if (commit) return w.Finish().ok() ? test::ReadFile(path) : std::string();
   std::string data(bytes, '\0');
   for (size_t i = 0; i < bytes; ++i) data[i] = static_cast<char>((i * 2654435761u + serial) >> 7);
   pack::Command c;
@@ -172,7 +177,7 @@ class RelayResources : public ::testing::Test {
   }
 
   // The CCM's sealed order for the leader, with its member's sealed expect.
-  push::Sealed Order(uint64_t serial, uint64_t size, const std::string& relay = "a1") {
+  push::Sealed Order(uint64_t serial, uint64_t size, const std::string& relay = "a1", bool commit = false) {
     push::Expect e;
     e.serial = serial;
     e.job = "job-" + std::to_string(serial);
@@ -184,6 +189,7 @@ class RelayResources : public ::testing::Test {
     o.serial = serial;
     o.job = e.job;
     o.size = size;
+    o.kind = e.kind = commit ? push::TransferKind::kCommit : push::TransferKind::kStage;
     o.source = ccm_.url();
     o.ccm = ccm_.url();
     o.ccm_id = "ccm-test";
@@ -203,18 +209,19 @@ class RelayResources : public ::testing::Test {
   }
 
   // Pushes serial through the site and waits for its site report.
-  void Push(uint64_t serial) {
-    std::string bytes = MakeSigned(dir_ / ("src/" + std::to_string(serial) + ".cma"), serial, key_, 150'000);
+  void Push(uint64_t serial, bool commit = false) {
+    std::string bytes = MakeSigned(dir_ / ("src/" + std::to_string(serial) + ".cma"), serial, key_, 150'000, commit);
     ASSERT_FALSE(bytes.empty());
     const uint64_t size = bytes.size();
     ccm_.Put(serial, std::move(bytes));
-    ASSERT_EQ(PostOrder(Order(serial, size)), 200);
+    ASSERT_EQ(PostOrder(Order(serial, size, "a1", commit)), 200);
     auto deadline = std::chrono::steady_clock::now() + 20s;
     while (!ccm_.Report(serial) && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(5ms);
     auto r = ccm_.Report(serial);
     ASSERT_TRUE(r) << "no site report for serial " << serial;
     ASSERT_EQ(r->servers.size(), 2u);
-    for (const auto& s : r->servers) ASSERT_EQ(s.state, push::ServerState::kStaged) << s.name << ": " << s.error;
+    for (const auto& s : r->servers)
+      ASSERT_EQ(s.state, commit ? push::ServerState::kCommitted : push::ServerState::kStaged) << s.name << ": " << s.error;
   }
 
   test::TempDir dir_;
@@ -249,7 +256,7 @@ TEST_F(RelayResources, ManyTransfersLeaveFlatFdAndThreadCountsAndABoundedSpool) 
   }
   const size_t fds = SettlesTo(0, OpenFds), threads = SettlesTo(0, Threads);
   for (; serial <= 40; ++serial) {
-    Push(serial);
+    Push(serial, serial % 2 == 0);  // a job and its commit, as cm-push sends them
     if (HasFatalFailure()) return;
     EXPECT_LE(SettlesTo(fds + 2, OpenFds), fds + 2) << "descriptors grew after serial " << serial;
   }
@@ -272,7 +279,10 @@ TEST_F(RelayResources, ManyTransfersLeaveFlatFdAndThreadCountsAndABoundedSpool) 
       << metrics;
   EXPECT_NE(metrics.find("cm_relay_last_serial 40\n"), std::string::npos) << metrics;
   std::string member = test::ReadFile(dir_ / "a2/metrics.prom");
-  EXPECT_NE(member.find("cm_relay_transfers_total{role=\"member\",outcome=\"staged\"} 40\n"), std::string::npos)
+  // Serials 1-5 and the odd ones staged, the even ones from 6 on committed.
+  EXPECT_NE(member.find("cm_relay_transfers_total{role=\"member\",outcome=\"staged\"} 22\n"), std::string::npos)
+      << member;
+  EXPECT_NE(member.find("cm_relay_transfers_total{role=\"member\",outcome=\"committed\"} 18\n"), std::string::npos)
       << member;
 }
 
