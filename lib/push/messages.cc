@@ -161,6 +161,7 @@ std::string Encode(const ServerResult& r) {
   JsonObject o;
   o.Str("name", r.name).Str("state", ServerStateName(r.state)).Str("error", r.error).Str("via", ViaName(r.via));
   if (r.apply_exit != 0) o.Int("apply_exit", r.apply_exit);
+  if (!r.release.empty()) o.Str("release", r.release);
   return o.Build();
 }
 
@@ -170,6 +171,7 @@ Result<ServerResult> ParseServerResult(const JsonValue& v) {
   auto st = ParseServerState(v.Str("state"));
   r.error = v.Str("error");
   r.via = ParseVia(v.Str("via"));
+  r.release = v.Str("release");
   int64_t code = v.Int("apply_exit", 0);
   CM_RETURN_IF_ERROR(Need(!r.name.empty(), "server result", "name"));
   CM_RETURN_IF_ERROR(Need(st == ServerState::kStaged || st == ServerState::kCommitted || st == ServerState::kFailed,

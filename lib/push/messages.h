@@ -100,13 +100,18 @@ Result<Expect> ParseExpect(std::string_view json);
 
 // One server's outcome for one assignment. state is kStaged, kCommitted or
 // kFailed. apply_exit: cm-apply's exit code when cm-apply ran and failed
-// (util/exit_codes.h), else 0.
+// (util/exit_codes.h), else 0. release: the release the server runs after
+// the action, as its cm-apply reported it (`--json`'s "release"; a stage or
+// a no-op leaves the live release as it was); "" = unknown (cm-apply did
+// not say, or an older relay). Encoded only when known; a report without
+// it parses with "".
 struct ServerResult {
   std::string name;
   ServerState state = ServerState::kFailed;
   std::string error;  // why, when failed
   Via via = Via::kNone;
   int apply_exit = 0;
+  std::string release;
   bool operator==(const ServerResult&) const = default;
 };
 std::string Encode(const ServerResult& r);

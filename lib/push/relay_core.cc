@@ -82,6 +82,8 @@ struct PendingCall {
   uint64_t serial = 0;
   std::string peer;  // kExpect: the member; kForward: the next leader's name
   uint64_t tag = 0;  // kSourceFailed: the order epoch; kMemberReport: the member run
+  uint64_t run = 0;       // the leader's run it was made for (LeaderRole::run)
+  uint64_t site_gen = 0;  // the site phase it was made for (Site::gen)
   Call call;
   int tries_left = 0;  // further tries on a transport failure
   int tried = 0;
@@ -111,6 +113,7 @@ struct SiteSlot {
 };
 
 struct Site {
+  uint64_t gen = 0;  // which site phase of the transfer this is (calls of an earlier one are stale)
   SiteState state = SiteState::kNotStarted;
   FetchOrder order;  // as the site phase started
   bool streaming = false;
@@ -126,6 +129,12 @@ struct LeaderRole {
   bool stopped = false;     // it told the CCM it cannot do its part (/v1/relay-failed), until ordered again
   std::string auth_source;  // the source a signature verdict was blamed on (once)
   FetchOrder order;  // the latest
+  // The CCM run and part this role works for: bumped when another CCM run
+  // takes over (a different ccm_id or URL in an order) and when the part
+  // runs again; answers to calls of an earlier run are dropped and its
+  // queued calls are never sent (they are stamped for that run's CCM).
+  uint64_t run = 1;
+  uint64_t site_gens = 0;
   uint64_t epoch = 0;
   std::string source, source_name;
   FetchState fetch = FetchState::kIdle;
@@ -134,8 +143,10 @@ struct LeaderRole {
   Micros last_progress = -proto::kNever / 2;
   uint64_t progress_verified = 0;
   bool progress_in_flight = false;
+  bool progress_off = false;  // the run's CCM refused a progress report (4xx): no more for this run
   ServeState serve = ServeState::kWaitingForBytes;
   Micros serve_at = 0;
+  std::optional<Micros> next_unanswered_since;  // /v1/next has not reached the CCM since then
   Site site;
 };
 
@@ -224,7 +235,25 @@ struct RelayCore::Impl {
       p.call.auth = sealed->auth;
     }
     p.tries_left = tries - 1;
+    p.run = t.leader.run;
+    p.site_gen = t.leader.site.gen;
     Send(std::move(p), out);
+  }
+
+  // A call made for an earlier run of the leader role (another CCM run took
+  // over, or the part ran again) or an earlier site phase: its answer
+  // changes nothing and, queued, it is never sent again.
+  bool Stale(const PendingCall& p) const {
+    auto it = transfers.find(p.serial);
+    if (it == transfers.end()) return true;
+    const LeaderRole& l = it->second.leader;
+    switch (p.purpose) {
+      case Purpose::kMemberReport: return false;
+      case Purpose::kExpect:
+      case Purpose::kProbe:
+      case Purpose::kReexpect: return p.site_gen != l.site.gen;
+      default: return p.run != l.run;
+    }
   }
 
   // Whom a call is for: `to` of its CM-Auth stamp (push/auth.h).
@@ -257,7 +286,7 @@ struct RelayCore::Impl {
     while (!resends.empty() && resends.begin()->first <= now) {
       PendingCall p = std::move(resends.begin()->second);
       resends.erase(resends.begin());
-      Send(std::move(p), out);
+      if (!Stale(p)) Send(std::move(p), out);
     }
   }
 
@@ -301,15 +330,98 @@ struct RelayCore::Impl {
     }
   }
 
+  // An order from another CCM run than the one the role works for (its
+  // ccm_id or URL differ: the CCM was restarted, or a rerun): everything
+  // after it goes to the new run, stamped for it; the old run's calls are
+  // dropped. A part that is over (reported, stopped, failed, or its report
+  // on the way to the old run) runs again for the new run (Rerun). One
+  // still running goes on: a running fetch keeps its bytes and continues
+  // (from the new order's source when it names another, at once when it was
+  // waiting for the old CCM's answer), serving starts over with the new
+  // run's /v1/next, a site phase in progress takes the new order's members
+  // it lacks and reports to the new run.
+  void NewRun(Micros now, Transfer& t, const FetchOrder& order, RelayActions* out) {
+    LeaderRole& l = t.leader;
+    const std::string old_id = l.order.ccm_id.empty() ? "ccm" : l.order.ccm_id;
+    l.order = order;
+    ++l.epoch;
+    ++l.run;
+    l.failures = 0;
+    l.auth_source.clear();
+    l.progress_in_flight = false;
+    l.progress_off = false;
+    l.progress_verified = 0;
+    l.last_progress = -proto::kNever / 2;
+    l.next_unanswered_since.reset();
+    NoteT(out, t, LogNote::Level::kInfo,
+          "ordered by another CCM run (" + (order.ccm_id.empty() ? std::string("ccm") : order.ccm_id) + " at " +
+              order.ccm + ", was " + old_id + "): it takes over");
+    const SiteState site = l.site.state;
+    if (l.stopped || l.fetch == FetchState::kFailed || site == SiteState::kReporting ||
+        site == SiteState::kReported || site == SiteState::kCancelled)
+      return Rerun(now, t, out);
+    const bool moved = order.source != l.source;
+    l.source = order.source;
+    l.source_name = order.source_name;
+    l.serve = order.serve ? ServeState::kWaitingForBytes : ServeState::kDone;
+    switch (l.fetch) {
+      case FetchState::kRunning:
+        if (!moved) break;
+        [[fallthrough]];
+      case FetchState::kAskingSource:
+      case FetchState::kPausing:
+      case FetchState::kIdle:
+        l.fetch = FetchState::kRunning;
+        t.phase = TransferPhase::kFetching;
+        StartFetch_(t, FetchOwner::kLeader, l.source, out);
+        break;
+      case FetchState::kComplete: {
+        // The new run learns at once that the file is here.
+        Progress p{t.serial, o.name, t.held.verified, t.held.size, true};
+        Call_(t, Purpose::kProgress, l.order.ccm, Endpoint::kProgress, Encode(p), 5, o.progress_timeout, out);
+        l.last_progress = now;
+        break;
+      }
+      case FetchState::kFailed: break;  // handled above
+    }
+    if (site == SiteState::kExpecting || site == SiteState::kRunning || site == SiteState::kCollecting)
+      AddMembers(now, t, out);
+  }
+
+  // A site phase in progress and an order that names members it lacks (the
+  // new run's): they are expected too, as late members, and the report
+  // waits for them.
+  void AddMembers(Micros now, Transfer& t, RelayActions* out) {
+    Site& s = t.leader.site;
+    for (const auto& m : t.leader.order.members) {
+      if (Slot(s, m.name)) continue;
+      s.order.members.push_back(m);
+      s.slots.push_back(SiteSlot{m});
+      SiteSlot& slot = s.slots.back();
+      if (s.state != SiteState::kExpecting) {
+        slot.state = SlotState::kRetrying;
+        slot.pause = o.member_retry_first;
+      }
+      NoteT(out, t, LogNote::Level::kInfo, "member " + m.name + " joins the site phase");
+      SendExpect(t, m, out);
+    }
+    if (s.state == SiteState::kCollecting && Retrying(s)) {
+      s.state = SiteState::kRunning;  // collects again once they answered
+      s.retry_deadline = now + o.member_retry;
+    } else if (s.state == SiteState::kRunning && Retrying(s)) {
+      s.retry_deadline = std::max(s.retry_deadline, now + o.member_retry);
+    }
+  }
+
   void MoveLeader(Micros now, Transfer& t, const FetchOrder& order, RelayActions* out) {
     LeaderRole& l = t.leader;
-    ++l.epoch;
     const bool moved = order.source != l.source;
     l.order = order;
     if (l.stopped || l.fetch == FetchState::kFailed || l.site.state == SiteState::kReported ||
         l.site.state == SiteState::kCancelled)
       return Rerun(now, t, out);
-    if (!moved) return;
+    if (!moved) return;  // a repeat (an earlier try reached us): nothing changes
+    ++l.epoch;           // an answer to /v1/source-failed in flight is for the old source
     l.source = order.source;
     l.source_name = order.source_name;
     if (l.fetch == FetchState::kRunning || l.fetch == FetchState::kAskingSource || l.fetch == FetchState::kPausing) {
@@ -328,7 +440,18 @@ struct RelayCore::Impl {
   // now), and a fresh site report. Members' successes stand.
   void Rerun(Micros now, Transfer& t, RelayActions* out) {
     LeaderRole& l = t.leader;
+    // Children of the earlier site phase still running carry over: its
+    // cm-apply's result counts for this one (the same file), and the new
+    // multicast waits until the old one ended (StepSite).
+    const ChildId apply = l.site.apply, mcast = l.site.mcast;
     l.site = Site{};
+    l.site.gen = ++l.site_gens;
+    l.site.apply = apply;
+    l.site.mcast = mcast;
+    ++l.run;
+    l.progress_in_flight = false;
+    l.progress_off = false;
+    l.next_unanswered_since.reset();
     l.stopped = false;
     l.auth_source.clear();
     for (auto it = t.results.begin(); it != t.results.end();)
@@ -352,6 +475,7 @@ struct RelayCore::Impl {
     l.fetch = FetchState::kComplete;
     t.phase = TransferPhase::kComplete;
     if (t.owner == FetchOwner::kLeader) t.attempt = 0;
+    if (l.progress_off) return;
     Progress p{t.serial, o.name, t.held.verified, t.held.size, true};
     Call_(t, Purpose::kProgress, l.order.ccm, Endpoint::kProgress, Encode(p), 5, o.progress_timeout, out);
     l.last_progress = now;
@@ -359,7 +483,7 @@ struct RelayCore::Impl {
 
   void MaybeProgress(Micros now, Transfer& t, RelayActions* out) {
     LeaderRole& l = t.leader;
-    if (l.fetch != FetchState::kRunning || l.progress_in_flight) return;
+    if (l.fetch != FetchState::kRunning || l.progress_in_flight || l.progress_off) return;
     if (t.held.verified == l.progress_verified || now - l.last_progress < o.progress_interval) return;
     l.last_progress = now;
     l.progress_verified = t.held.verified;
@@ -395,6 +519,8 @@ struct RelayCore::Impl {
   void OnSourceAnswer(Micros now, Transfer& t, const PendingCall& p, const CallResult& r, RelayActions* out) {
     LeaderRole& l = t.leader;
     if (l.fetch != FetchState::kAskingSource || p.tag != l.epoch) return;  // a new order moved us meanwhile
+    if (Refused(r)) return Abandon(t, "the CCM refused /v1/source-failed (" + CallError(r) + ")", out);
+    if (Gone(r)) return Abandon(t, "the CCM is gone (/v1/source-failed: " + CallError(r) + ")", out);
     auto a = r.ok() ? ParseSourceAnswer(r.body) : Result<SourceAnswer>(Error(Code::kFailure, CallError(r)));
     if (a.ok()) {
       l.source = a->source_url;
@@ -411,7 +537,39 @@ struct RelayCore::Impl {
   // kept failing): the CCM hears why at once (/v1/relay-failed) and we stop
   // leading the serial: no fetch, multicast, /v1/next or site report, until
   // an order runs the part again (Rerun). The file held so far stays.
-  void LeaderStop(Transfer& t, const std::string& why, int apply_exit, bool local, RelayActions* out) {
+  // The run's CCM refused a call about this transfer (4xx: the job is over,
+  // another run, not its transfer): the part ends here for that run, at
+  // once and without telling it (it would refuse that too). An order runs
+  // it again (Rerun).
+  void Abandon(Transfer& t, const std::string& why, RelayActions* out) {
+    LeaderStop(t, why, 0, false, out, /*tell=*/false);
+  }
+
+  static bool Refused(const CallResult& r) { return r.reached && r.status / 100 == 4; }
+  // Nobody listens at the CCM's address any more (ECONNREFUSED): its run is
+  // over (a CCM that is killed and run again is another run, and orders us
+  // again).
+  static bool Gone(const CallResult& r) {
+    return !r.reached && r.body.find("onnection refused") != std::string::npos;  // ECONNREFUSED, either case
+  }
+
+  // An order of a CCM run for one serial: the run's CCM serves one part at
+  // a time and answers /v1/next for any other with none_left, so serving
+  // the run's other serials ends.
+  void EndServingOthers(Micros now, const FetchOrder& order, RelayActions* out) {
+    for (auto& [serial, other] : transfers) {
+      LeaderRole& l = other.leader;
+      if (serial == order.serial || !l.active || l.serve == ServeState::kDone) continue;
+      if (l.order.ccm_id != order.ccm_id || l.order.ccm != order.ccm) continue;
+      l.serve = ServeState::kDone;
+      NoteT(out, other, LogNote::Level::kDebug, "its CCM moved on to serial " + std::to_string(order.serial) +
+                                                    ": serving ends");
+      Step(now, other, out);  // `ended` when nothing else runs
+    }
+  }
+
+  void LeaderStop(Transfer& t, const std::string& why, int apply_exit, bool local, RelayActions* out,
+                  bool tell = true) {
     LeaderRole& l = t.leader;
     if (l.stopped) return;
     l.stopped = true;
@@ -422,13 +580,17 @@ struct RelayCore::Impl {
     }
     l.serve = ServeState::kDone;
     t.phase = TransferPhase::kFailed;
-    NoteT(out, t, LogNote::Level::kError, std::string(local ? "cannot do its part: " : "") + why + " (told the CCM)");
+    if (tell)
+      NoteT(out, t, LogNote::Level::kError, std::string(local ? "cannot do its part: " : "") + why + " (told the CCM)");
+    else
+      NoteT(out, t, LogNote::Level::kInfo, why + ": its part for this run ends");
     Site& s = l.site;
     if (s.state != SiteState::kNotStarted && s.state != SiteState::kReporting && s.state != SiteState::kReported) {
       Cancel(s.mcast, out);
       s.state = SiteState::kCancelled;
     }
-    out->outcomes.push_back({t.serial, true, "failed"});
+    out->outcomes.push_back({t.serial, true, tell ? "failed" : "abandoned"});
+    if (!tell) return;
     RelayFailed f{t.serial, o.name, why, apply_exit, local};
     Call_(t, Purpose::kRelayFailed, l.order.ccm, Endpoint::kRelayFailed, Encode(f), o.report_tries, o.call_timeout,
           out);
@@ -439,7 +601,10 @@ struct RelayCore::Impl {
   void StepServe(Micros now, Transfer& t, RelayActions* out) {
     LeaderRole& l = t.leader;
     if (l.serve == ServeState::kPausing && now >= l.serve_at) l.serve = ServeState::kWaitingForBytes;
-    if (l.serve != ServeState::kWaitingForBytes || !t.held.table_known || t.held.verified == 0) return;
+    // Something to serve: checked bytes, or the whole file (a commit or
+    // rollback assignment has no chunks: nothing is "verified" ever).
+    if (l.serve != ServeState::kWaitingForBytes || !t.held.table_known || (t.held.verified == 0 && !t.held.complete))
+      return;
     l.serve = ServeState::kAsking;
     NextAsk a{t.serial, o.name, t.held.verified, t.held.complete};
     Call_(t, Purpose::kNext, l.order.ccm, Endpoint::kNext, Encode(a), 2, o.call_timeout, out);
@@ -452,6 +617,26 @@ struct RelayCore::Impl {
 
   void OnNextAnswer(Micros now, Transfer& t, const CallResult& r, RelayActions* out) {
     LeaderRole& l = t.leader;
+    if (Refused(r) || Gone(r)) {  // the job is over, another run, not its transfer: asking again changes nothing
+      l.serve = ServeState::kDone;
+      NoteT(out, t, LogNote::Level::kInfo,
+            std::string(Gone(r) ? "the CCM is gone" : "the CCM refused") + " /v1/next (" + CallError(r) +
+                "): serving ends");
+      return;
+    }
+    if (!r.reached) {
+      if (!l.next_unanswered_since) l.next_unanswered_since = now;
+      if (now - *l.next_unanswered_since >= o.serve_give_up) {
+        l.serve = ServeState::kDone;
+        NoteT(out, t, LogNote::Level::kWarn,
+              "the CCM has not answered /v1/next for " +
+                  std::to_string((now - *l.next_unanswered_since) / proto::kSeconds) + " s (" + CallError(r) +
+                  "): serving ends");
+        return;
+      }
+      return ServePause(now, t, o.failed_call_pause);
+    }
+    l.next_unanswered_since.reset();
     if (!r.ok()) return ServePause(now, t, o.failed_call_pause);
     auto a = ParseNextAnswer(r.body);
     if (!a.ok()) {
@@ -675,7 +860,7 @@ struct RelayCore::Impl {
     Site& s = l.site;
     if (l.stopped) return;
     if (s.state == SiteState::kNotStarted) {
-      if (l.fetch == FetchState::kFailed) return;
+      if (l.fetch == FetchState::kFailed || s.mcast) return;  // s.mcast: an earlier phase's, ending
       if (!(l.order.stream ? t.held.table_known : t.held.complete)) return;
       StartSite(t, out);
     }
@@ -730,6 +915,7 @@ struct RelayCore::Impl {
     ServerResult r;
     r.name = o.name;
     r.via = via;
+    r.release = d.release;  // what the server runs now, whatever the outcome
     if (d.exit_code == 0 && !d.cancelled) {
       r.state = SuccessState(kind);
       return r;
@@ -936,11 +1122,14 @@ RelayCore::~RelayCore() = default;
 
 Reply RelayCore::OnFetchOrder(Micros now, const FetchOrder& order, RelayActions* out) {
   out->Clear();
+  impl_->EndServingOthers(now, order, out);
   Transfer& t = impl_->Get(order.serial);
   if (!t.leader.active)
     impl_->StartLeader(now, t, order, out);
+  else if (order.ccm_id != t.leader.order.ccm_id || order.ccm != t.leader.order.ccm)
+    impl_->NewRun(now, t, order, out);
   else
-    impl_->MoveLeader(now, t, order, out);
+    impl_->MoveLeader(now, t, order, out);  // the same run: a repeat, a new source, or the part again
   impl_->Finish(now, t, out);
   return Reply{200, JsonObject().Bool("ok", true).Uint("verified", t.held.verified).Bool("complete", t.held.complete).Build()};
 }
@@ -1050,14 +1239,28 @@ void RelayCore::OnCallDone(Micros now, const CallResult& r, RelayActions* out) {
     return;
   }
   Transfer& t = impl_->Get(p->serial);
+  if (impl_->Stale(*p)) {  // for an earlier run or site phase: changes nothing now
+    impl_->NoteT(out, t, LogNote::Level::kDebug,
+                 std::string("answer to ") + EndpointPath(p->call.endpoint) + " for an earlier run dropped");
+    impl_->Finish(now, t, out);
+    return;
+  }
   switch (p->purpose) {
     case Purpose::kProgress:
       if (!r.ok()) impl_->NoteT(out, t, LogNote::Level::kDebug, "progress to CCM: " + CallError(r));
       t.leader.progress_in_flight = false;
+      if (Impl::Refused(r) || Impl::Gone(r)) t.leader.progress_off = true;  // the run's CCM does not want it: no more
       break;
-    case Purpose::kNext: impl_->OnNextAnswer(now, t, r, out); break;
-    case Purpose::kForward: impl_->OnForwarded(t, *p, r, out); break;
-    case Purpose::kNotifyFailed: t.leader.serve = ServeState::kWaitingForBytes; break;
+    case Purpose::kNext:  // unless serving ended meanwhile
+      if (t.leader.serve == ServeState::kAsking) impl_->OnNextAnswer(now, t, r, out);
+      break;
+    case Purpose::kForward:
+      if (t.leader.serve == ServeState::kForwarding) impl_->OnForwarded(t, *p, r, out);
+      break;
+    case Purpose::kNotifyFailed:
+      if (t.leader.serve == ServeState::kForwarding)
+        t.leader.serve = Impl::Refused(r) || Impl::Gone(r) ? ServeState::kDone : ServeState::kWaitingForBytes;
+      break;
     case Purpose::kSourceFailed: impl_->OnSourceAnswer(now, t, *p, r, out); break;
     case Purpose::kExpect: impl_->OnExpectAnswer(now, t, *p, r, out); break;
     case Purpose::kSiteReport:

@@ -40,7 +40,20 @@
 //            the file held is not fetched again, every member is expected
 //            again (those that applied report at once), its own cm-apply
 //            runs again (idempotent) and a fresh site report goes out. An
-//            order while the part runs only moves the source.
+//            order of the same CCM run while the part runs only moves the
+//            source (a repeat is a no-op). An order from another CCM run
+//            (another ccm_id or ccm URL: the CCM was restarted) takes the
+//            transfer over in any phase: later calls go to the new run and
+//            are stamped for it, the old run's queued calls are dropped and
+//            answers to them ignored; a running fetch continues with its
+//            bytes, serving starts over, a site phase under way takes the
+//            new order's extra members and reports to the new run, a part
+//            that is over (or whose report is on its way) runs again.
+//            A 4xx from the CCM to /v1/next, /v1/progress or
+//            /v1/source-failed (the job is over, another run) ends that for
+//            the run at once, never asked again: serving stops, progress
+//            stops, the part is given up (without /v1/relay-failed); a
+//            /v1/next unanswered for serve_give_up ends serving too.
 //   member - told by POST /v1/expect. Receives with a cm-mcast recv child,
 //            else fetches from the leader over HTTP (member_fetch_attempts
 //            attempts), applies, and reports to the leader. A /v1/expect from
@@ -99,6 +112,7 @@ struct RelayCoreOptions {
   Micros failed_call_pause = 500 * proto::kMillis;  // after an unanswered /v1/next or /v1/source-failed
   Micros serve_retry_min = 20 * proto::kMillis;     // clamp of the CCM's retry_ms
   Micros serve_retry_max = 5 * proto::kSeconds;
+  Micros serve_give_up = 60 * proto::kSeconds;     // /v1/next unanswered (transport) this long: serving ends
   int max_source_failures = 30;  // failed sources (attempts) before the leader gives up
   int report_tries = 10;         // site and member reports
   int mcast_recv_idle_s = 15;    // cm-mcast recv --timeout
@@ -157,6 +171,7 @@ struct ChildDone {
   std::string error_line;      // the last line of its stderr, or why it did not start
   bool cancelled = false;      // ended by CancelChild
   bool file_complete = false;  // kMcastRecv: the serial's file is complete now
+  std::string release;         // kApply: the release the server runs after it (cm-apply --json), "" = unknown
 };
 
 struct StartFetch {

@@ -105,12 +105,13 @@ struct Relay::Impl {
   std::atomic<bool> stopping{false};
   RelayMetrics metrics;
 
-  // Data plane (any thread): the held bytes of every serial in use, and of
-  // ended ones for linger_s after their last use.
+  // Data plane (any thread): the held bytes of every serial in use. A
+  // serial's file is closed as soon as nothing uses it (its part ended, no
+  // fetch or child holds it); a reader that comes later opens it again, and
+  // one reading keeps its own handle (HeldContent) until it is done.
   struct FetcherSlot {
     std::shared_ptr<Fetcher> fetcher;
     std::once_flag opened;  // the spool's file for the serial checked (Fetcher::OpenExisting)
-    Micros last_used = 0;   // guarded by mu
   };
   std::mutex mu;
   std::map<uint64_t, std::shared_ptr<FetcherSlot>> fetchers;
@@ -129,7 +130,8 @@ struct Relay::Impl {
   };
   std::map<uint64_t, FetchSlot> fetch_slots;
   std::map<push::ChildId, ChildSlot> child_slots;
-  std::set<uint64_t> told;  // serials whose held state the core knows
+  std::set<uint64_t> told;     // serials whose held state the core knows
+  std::set<uint64_t> closing;  // serials whose part ended: their files close once nothing uses them
   RelayActions actions;
   Micros next_housekeeping = 0;
 
@@ -153,7 +155,6 @@ struct Relay::Impl {
         s = std::make_shared<FetcherSlot>();
         s->fetcher = std::make_shared<Fetcher>(ft);
       }
-      s->last_used = SteadyNow();
       slot = s;
     }
     std::call_once(slot->opened, [&] { slot->fetcher->OpenExisting(); });
@@ -206,7 +207,12 @@ struct Relay::Impl {
     for (auto& c : a.children) StartChild(c);
     for (const auto& n : a.notes) Note(n);
     for (const auto& o : a.outcomes) metrics.Transfer(o.leader ? "leader" : "member", o.outcome);
-    if (!a.ended.empty()) Housekeep(SteadyNow());
+    closing.insert(a.ended.begin(), a.ended.end());
+    if (!a.ended.empty()) {
+      Housekeep(SteadyNow());
+    } else if (!closing.empty()) {
+      CloseIdle();
+    }
     loop->SetTimer(std::min(a.wake_at, next_housekeeping));
   }
 
@@ -232,16 +238,25 @@ struct Relay::Impl {
       fetchers.erase(serial);
     }
     told.erase(serial);
+    closing.erase(serial);
+  }
+
+  // Closes the files of ended serials nothing uses any more (a call still in
+  // flight for one keeps it open until its answer: every answer runs this).
+  void CloseIdle() {
+    const std::vector<uint64_t> ended(closing.begin(), closing.end());
+    for (uint64_t serial : ended)
+      if (Idle(serial)) Drop(serial);  // also leaves `closing`
   }
 
   void Housekeep(Micros now) {
     next_housekeeping = now + Seconds(opts.housekeeping_s);
-    // Open files of ended serials nobody has read for linger_s.
+    CloseIdle();
+    // And any other open file nothing uses (one a late reader opened).
     std::vector<uint64_t> open;
     {
       std::lock_guard<std::mutex> l(mu);
-      for (const auto& [serial, slot] : fetchers)
-        if (now - slot->last_used >= Seconds(opts.linger_s)) open.push_back(serial);
+      for (const auto& [serial, slot] : fetchers) open.push_back(serial);
     }
     for (uint64_t serial : open)
       if (Idle(serial)) Drop(serial);
@@ -470,8 +485,8 @@ struct Relay::Impl {
     uint64_t serial = std::strtoull(id.c_str(), nullptr, 10);
     std::shared_ptr<Fetcher> f;
     if (PeekFetcher(serial)) f = FetcherFor(serial);
-    // Complete from an earlier run or a part that ended: checked once, then
-    // kept open until it has not been read for linger_s.
+    // Complete from an earlier run or a part that ended: checked again, and
+    // closed by the next housekeeping once the reader has its handle.
     if (!f && serial > 0 && fs::exists(SpoolPath(serial))) f = FetcherFor(serial);
     std::shared_ptr<push::HeldContent> held = f ? f->held() : nullptr;
     if (!held) return JsonError(404, "serial " + id + " not held here");

@@ -15,8 +15,9 @@
 // the spool_keep serials written last (pushrun/spool_retention.h).
 //
 // Resources: every fetch attempt and child runs on a thread that is joined
-// when it ends; a serial's open file is closed linger_s after its part
-// ended and nobody reads it; the children die with the relay
+// when it ends; a serial's open file is closed as soon as its part ended
+// and no fetch, child or call uses it (a reader keeps its own handle until
+// it is done); the children die with the relay
 // (util/subprocess.h). So an idle relay holds a fixed set of threads and
 // descriptors however many pushes went through it.
 // Thread-safe.
@@ -48,8 +49,7 @@ struct RelayOptions {
   int spool_keep = 10;              // serials whose files the spool keeps (never one in use)
   std::string leader_state = "/run/content-mover/leader.json";  // cm-leader's state file ("" = none)
   std::string metrics;              // node_exporter textfile ("" = none)
-  double housekeeping_s = 10;       // metrics written, retention and idle files checked this often
-  double linger_s = 30;             // an ended serial's checked file stays open this long for late readers
+  double housekeeping_s = 10;       // metrics written, retention and idle files checked this often (and when a part ends)
   bool verbose = false;
 };
 

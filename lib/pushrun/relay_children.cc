@@ -15,6 +15,7 @@
 #include "push/held_content.h"
 #include "pushrun/fetch.h"
 #include "util/file_util.h"
+#include "util/json_value.h"
 #include "util/log.h"
 #include "util/subprocess.h"
 
@@ -33,7 +34,8 @@ std::string Iface(const RelayOptions& opts) {
   return host == "0.0.0.0" ? "" : host;
 }
 
-push::ChildDone Process(const std::vector<std::string>& argv, push::Micros timeout, const std::atomic<bool>* cancel) {
+push::ChildDone Process(const std::vector<std::string>& argv, push::Micros timeout, const std::atomic<bool>* cancel,
+                        std::string* out = nullptr) {
   ProcessOptions po;
   po.timeout = Millis(timeout);
   po.cancel = cancel;
@@ -45,16 +47,35 @@ push::ChildDone Process(const std::vector<std::string>& argv, push::Micros timeo
   }
   d.exit_code = res->exit_code;
   d.error_line = LastLine(res->err);
+  if (out) *out = std::move(res->out);
   return d;
+}
+
+// The live release after cm-apply's last action: "release" of the last
+// report line its --json printed that has one ("" when none says).
+std::string LiveRelease(const std::string& out) {
+  std::string release;
+  size_t begin = 0;
+  while (begin < out.size()) {
+    size_t end = out.find('\n', begin);
+    if (end == std::string::npos) end = out.size();
+    auto v = ParseJson(std::string_view(out).substr(begin, end - begin));
+    if (v.ok() && v->is_object() && (*v)["release"].kind() == JsonValue::Kind::kString) release = v->Str("release");
+    begin = end + 1;
+  }
+  return release;
 }
 
 push::ChildDone Apply(const RelayChildEnv& env, const push::StartChild& c) {
   const RelayOptions& opts = *env.opts;
   if (opts.root.empty()) return push::ChildDone{0, 0};  // receive only
-  std::vector<std::string> argv{opts.cm_apply, env.spool_path(c.serial), "--root", opts.root, "-q",
+  std::vector<std::string> argv{opts.cm_apply, env.spool_path(c.serial), "--root", opts.root, "-q", "--json",
                                 "--pub-key", opts.pub_key};
   if (opts.allow_unsigned) argv.push_back("--allow-unsigned");
-  return Process(argv, c.timeout, nullptr);
+  std::string out;
+  push::ChildDone d = Process(argv, c.timeout, nullptr, &out);
+  d.release = LiveRelease(out);
+  return d;
 }
 
 push::ChildDone McastRecv(const RelayChildEnv& env, const push::StartChild& c, const std::atomic<bool>* cancel) {

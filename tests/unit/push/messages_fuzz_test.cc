@@ -26,7 +26,7 @@ TEST(MessagesFuzz, RandomMutationsOfEveryEndpointsBodyKeepTheParsersTotal) {
   o.relay = "a1";
   o.members = {{"a2", "http://10.0.0.2:7710", {"{\"serial\":7}", "v=1 alg=ed25519"}}};
   Expect e{7, "j", TransferKind::kStage, 100, "a2", "a1", "http://10.0.0.1:7710", "239.1.1.1:7000"};
-  ServerResult r{"a2", ServerState::kStaged, "", Via::kMulticast, 0};
+  ServerResult r{"a2", ServerState::kStaged, "", Via::kMulticast, 0, "s000000000007-j"};
   NextAnswer n;
   n.kind = NextAnswer::Kind::kNext;
   n.relay = "b1";

@@ -49,6 +49,25 @@ TEST(Messages, SiteReportCarriesEveryServer) {
   EXPECT_FALSE(ParseSiteReport(R"({"serial":9,"servers":[{"name":"x","state":"pending"}]})").ok());
 }
 
+// Issue 12: the record names each server's release from what the server
+// reports; a report from an older relay (no "release") still parses.
+TEST(Messages, AServerResultCarriesTheLiveReleaseAndParsesWithoutIt) {
+  ServerResult r{"a2", ServerState::kCommitted, "", Via::kMulticast, 0, "s000000000041-w30"};
+  const std::string body = Encode(MemberReport{41, r});
+  EXPECT_NE(body.find(R"("release":"s000000000041-w30")"), std::string::npos) << body;
+  auto p = ParseMemberReport(body);
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  EXPECT_EQ(p->result, r);
+  SiteReport s{41, "a", "a1", {r, {"a1", ServerState::kStaged, "", Via::kLeader, 0, "s000000000040-w29"}}};
+  auto ps = ParseSiteReport(Encode(s));
+  ASSERT_TRUE(ps.ok());
+  EXPECT_EQ(*ps, s);
+  auto old = ParseSiteReport(R"({"serial":41,"site":"a","leader":"a1","servers":[{"name":"a1","state":"staged"}]})");
+  ASSERT_TRUE(old.ok()) << old.status().ToString();
+  EXPECT_EQ(old->servers[0].release, "");
+  EXPECT_EQ(Encode(ServerResult{"a1", ServerState::kStaged}).find("release"), std::string::npos);
+}
+
 TEST(Messages, MemberReportAndExpectRoundTrip) {
   MemberReport m{7, {"b", ServerState::kCommitted, "", Via::kUnicast, 0}};
   auto pm = ParseMemberReport(Encode(m));
@@ -149,6 +168,7 @@ RC_GTEST_PROP(Messages, EveryMessageRoundTripsThroughItsJson, ()) {
   r.error = AnyText();
   r.via = *rc::gen::element(Via::kNone, Via::kMulticast, Via::kUnicast, Via::kLeader, Via::kCcm);
   r.apply_exit = *rc::gen::inRange(0, 256);
+  r.release = AnyText();
   MemberReport m{o.serial, r};
   RC_ASSERT(*ParseMemberReport(Encode(m)) == m);
   SiteReport s{o.serial, AnyText(), AnyText(), {r, r}};

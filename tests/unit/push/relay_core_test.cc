@@ -72,7 +72,7 @@ class RelayCoreTest : public ::testing::Test {
 
   void Collect() {
     wake_ = a_.wake_at;
-    for (const auto& c : a_.calls) calls_.push_back(c);
+    for (const auto& c : a_.calls) calls_.push_back(c), made_.push_back(c);
     for (const auto& f : a_.fetches) fetches_.push_back(f);
     for (const auto& c : a_.children) children_.push_back(c);
     for (auto id : a_.cancel_children) cancelled_.push_back(id);
@@ -98,8 +98,9 @@ class RelayCoreTest : public ::testing::Test {
         now_, FetchUpdate{kSerial, attempt, table, verified, table ? kSize : 0, complete, ended, error, fault}, &a_);
     Collect();
   }
-  void Done(ChildId id, int exit_code = 0, bool cancelled = false, bool file_complete = false, std::string line = "") {
-    core_.OnChildDone(now_, ChildDone{id, exit_code, line, cancelled, file_complete}, &a_);
+  void Done(ChildId id, int exit_code = 0, bool cancelled = false, bool file_complete = false, std::string line = "",
+            std::string release = "") {
+    core_.OnChildDone(now_, ChildDone{id, exit_code, line, cancelled, file_complete, release}, &a_);
     Collect();
   }
   // Answers the oldest unanswered call to `ep` (at `url` when given).
@@ -109,9 +110,9 @@ class RelayCoreTest : public ::testing::Test {
     Collect();
     return c;
   }
-  Call Unreached(Endpoint ep, const std::string& url = "") {
+  Call Unreached(Endpoint ep, const std::string& url = "", const std::string& why = "connection refused") {
     Call c = TakeCall(ep, url);
-    core_.OnCallDone(now_, CallResult{c.id, false, 0, "connection refused"}, &a_);
+    core_.OnCallDone(now_, CallResult{c.id, false, 0, why}, &a_);
     Collect();
     return c;
   }
@@ -163,8 +164,29 @@ class RelayCoreTest : public ::testing::Test {
     return r.ok() ? *r : SiteReport{};
   }
 
+  // An order of the CCM run `id` at `url`.
+  static FetchOrder RunOrder(const std::string& id, std::vector<std::string> members = {}, bool serve = false,
+                             const std::string& url = "http://ccm") {
+    FetchOrder o = Order(std::move(members), true, serve);
+    o.ccm_id = id;
+    o.ccm = url;
+    o.source = url;
+    return o;
+  }
+  // Every call made so far (answered or not) for the CCM's endpoints: whom
+  // its stamp is for.
+  std::vector<std::string> CcmRecipients() const {
+    std::vector<std::string> to;
+    for (const auto& c : made_)
+      if (c.endpoint != Endpoint::kExpect && c.endpoint != Endpoint::kFetch && c.endpoint != Endpoint::kStatus &&
+          c.endpoint != Endpoint::kMemberReport)
+        to.push_back(c.to);
+    return to;
+  }
+
   RelayCore core_;
   RelayActions a_;
+  std::vector<Call> made_;  // every call, also the answered ones
   Micros now_ = 1000 * kSeconds;
   Micros wake_ = proto::kNever;
   std::vector<Call> calls_;
@@ -228,11 +250,29 @@ TEST_F(RelayCoreTest, UnansweredSourceFailedRetriesTheSameSourceAfterAPause) {
   Fetch(Order());
   Update(fetches_.back().attempt, false, 0, false, true, "refused");
   for (int i = 0; i < 3; ++i) {  // three tries, 300 ms * i apart
-    Unreached(Endpoint::kSourceFailed);
+    Unreached(Endpoint::kSourceFailed, "", "timed out after 5000 ms");
     Advance(1 * kSeconds);
   }
   ASSERT_EQ(fetches_.size(), 2u);
   EXPECT_EQ(fetches_.back().source_url, "http://ccm");
+}
+
+// Nobody listens at the CCM's address: its run is over (killed; a rerun
+// orders us again). The part is given up at once, the bytes kept.
+TEST_F(RelayCoreTest, ASourceFailedThatFindsNobodyListeningGivesThePartUpUntilOrderedAgain) {
+  Fetch(RunOrder("ccm-1"));
+  Update(fetches_.back().attempt, true, 400, false);
+  Update(fetches_.back().attempt, true, 400, false, true, "connection refused");
+  for (int i = 0; i < 3; ++i) {
+    Unreached(Endpoint::kSourceFailed);
+    Advance(1 * kSeconds);
+  }
+  Advance(60 * kSeconds);
+  EXPECT_EQ(fetches_.size(), 1u);
+  EXPECT_EQ(Pending(Endpoint::kRelayFailed), 0u);
+  Fetch(RunOrder("ccm-2"));
+  ASSERT_EQ(fetches_.size(), 2u);
+  EXPECT_EQ(core_.View()[0].verified, 400u);  // resumes at the watermark
 }
 
 TEST_F(RelayCoreTest, GivesUpAfterThirtyFailedSourcesTellsTheCcmAndSendsNoReport) {
@@ -588,6 +628,260 @@ TEST_F(RelayCoreTest, ADuplicateOrderWhileThePartRunsIsANoOp) {
   EXPECT_EQ(fetches_.size(), fetches);
   EXPECT_EQ(children_.size(), children);
   EXPECT_EQ(Pending(Endpoint::kExpect), 0u);
+}
+
+// ---- another CCM run takes over (issue 12: the CCM killed at its first order) ---------
+
+// The old run's CCM died while we asked it for another source; the rerun's
+// CCM (a new ccm_id at the same URL) orders the same serial: the fetch
+// continues at once with the bytes held, the old run's queued calls are
+// never sent, and everything after goes to the new run, stamped for it.
+TEST_F(RelayCoreTest, AnOrderFromAnotherCcmRunWhileFetchingTakesOverAndStampsForIt) {
+  Fetch(RunOrder("ccm-old", {"m1"}, true));
+  Update(fetches_.back().attempt, true, 400, false);
+  Unreached(Endpoint::kNext);
+  Update(fetches_.back().attempt, true, 400, false, true, "connection refused");
+  Unreached(Endpoint::kSourceFailed);  // queued to be tried again, for ccm-old
+  made_.clear();
+  const size_t fetches = fetches_.size();
+  Reply r = Fetch(RunOrder("ccm-new", {"m1"}, true));
+  EXPECT_EQ(r.status, 200);
+  ASSERT_EQ(fetches_.size(), fetches + 1) << "the fetch waits for the dead run's CCM";
+  EXPECT_EQ(fetches_.back().source_url, "http://ccm");
+  Advance(5 * kSeconds);
+  for (const auto& to : CcmRecipients()) EXPECT_EQ(to, "ccm-new");
+  // Whatever the old run's calls still in flight get back changes nothing.
+  while (Pending(Endpoint::kSourceFailed)) Answer(Endpoint::kSourceFailed, 403, "{\"error\":\"forbidden\"}");
+  while (Pending(Endpoint::kNext)) Answer(Endpoint::kNext, 200, "{\"none_left\":true}");
+  const uint64_t at = fetches_.back().attempt;
+  Update(at, true, kSize, true);
+  Update(at, true, kSize, true, true);
+  Answer(Endpoint::kExpect);
+  Done(Child(ChildKind::kMcastSend)->id);
+  Done(Child(ChildKind::kApply)->id);
+  Report("m1", ServerState::kStaged);
+  Call rep = TakeCall(Endpoint::kSiteReport, "");
+  EXPECT_EQ(rep.to, "ccm-new");
+  for (const auto& to : CcmRecipients()) EXPECT_EQ(to, "ccm-new");
+}
+
+// The site report was on its way to the old run when the new run's order
+// came: the new run gets a site report of its own (the old one's answer
+// changes nothing).
+TEST_F(RelayCoreTest, AnOrderFromAnotherCcmRunWhileTheReportIsOnItsWayBringsTheNewRunAReport) {
+  LeadAndComplete(RunOrder("ccm-old", {"m1"}));
+  Answer(Endpoint::kExpect);
+  Done(Child(ChildKind::kMcastSend)->id);
+  Done(Child(ChildKind::kApply)->id);
+  Report("m1", ServerState::kStaged);
+  Call old = TakeCall(Endpoint::kSiteReport, "");  // in flight, unanswered
+  EXPECT_EQ(old.to, "ccm-old");
+  Fetch(RunOrder("ccm-new", {"m1"}));
+  core_.OnCallDone(now_, CallResult{old.id, true, 200, "{\"ok\":true}"}, &a_);
+  Collect();
+  Answer(Endpoint::kExpect, 200, "{}", "http://m1");
+  Done(Child(ChildKind::kApply)->id);
+  Done(Child(ChildKind::kMcastSend)->id);
+  Report("m1", ServerState::kStaged);
+  Call again = TakeCall(Endpoint::kSiteReport, "");
+  EXPECT_EQ(again.to, "ccm-new");
+  auto r = ParseSiteReport(again.body);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(StateOf(*r, "m1"), ServerState::kStaged);
+  EXPECT_EQ(StateOf(*r, "r1"), ServerState::kStaged);
+}
+
+// A relay-failed queued for the old run is never sent once a new run took
+// over: the new CCM would refuse it ("addressed to another server").
+TEST_F(RelayCoreTest, ARelayFailedQueuedForTheOldRunIsNeverSentToTheNewRun) {
+  LeadAndComplete(RunOrder("ccm-old"));
+  Done(Child(ChildKind::kApply)->id, 9, false, false, "cm-apply: error: no space left on device");
+  Unreached(Endpoint::kRelayFailed);
+  Fetch(RunOrder("ccm-new"));
+  Advance(30 * kSeconds);
+  EXPECT_EQ(Pending(Endpoint::kRelayFailed), 0u);
+  Done(Child(ChildKind::kApply)->id);
+  EXPECT_EQ(TakeCall(Endpoint::kSiteReport, "").to, "ccm-new");
+  for (const auto& c : made_) {
+    if (c.endpoint == Endpoint::kRelayFailed) {
+      EXPECT_EQ(c.to, "ccm-old") << "tried once before the new run";
+    }
+  }
+  EXPECT_EQ(std::count_if(made_.begin(), made_.end(), [](const Call& c) { return c.endpoint == Endpoint::kRelayFailed; }),
+            1);
+}
+
+// A site phase in progress goes on for the new run, takes the members its
+// order adds, and reports to it.
+TEST_F(RelayCoreTest, ASitePhaseInProgressTakesTheNewRunsMembersAndReportsToIt) {
+  LeadAndComplete(RunOrder("ccm-old", {"m1"}));
+  Answer(Endpoint::kExpect);
+  const size_t children = children_.size();
+  Fetch(RunOrder("ccm-new", {"m1", "m2"}));
+  EXPECT_EQ(children_.size(), children);  // the multicast and cm-apply go on
+  Answer(Endpoint::kExpect, 200, "{}", "http://m2");
+  Done(Child(ChildKind::kMcastSend)->id);
+  Done(Child(ChildKind::kApply)->id);
+  Report("m1", ServerState::kStaged);
+  EXPECT_EQ(Pending(Endpoint::kSiteReport), 0u) << "the report waits for m2";
+  Report("m2", ServerState::kStaged);
+  Call rep = TakeCall(Endpoint::kSiteReport, "");
+  EXPECT_EQ(rep.to, "ccm-new");
+  auto r = ParseSiteReport(rep.body);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(StateOf(*r, "m2"), ServerState::kStaged);
+}
+
+TEST_F(RelayCoreTest, ARepeatFromTheSameRunIsANoOpWhateverWasInFlight) {
+  Fetch(RunOrder("ccm-1"));
+  Update(fetches_.back().attempt, true, 400, false);
+  Update(fetches_.back().attempt, true, 400, false, true, "timeout");
+  const size_t fetches = fetches_.size();
+  Fetch(RunOrder("ccm-1"));  // the CCM's earlier try reached us
+  EXPECT_EQ(fetches_.size(), fetches);
+  Answer(Endpoint::kSourceFailed, 200, Encode(SourceAnswer{"http://r5", "r5"}));  // still counts
+  ASSERT_EQ(fetches_.size(), fetches + 1);
+  EXPECT_EQ(fetches_.back().source_url, "http://r5");
+}
+
+// ---- a refusing CCM ends the run's part at once (issue 12: /v1/next refused forever) ----
+
+TEST_F(RelayCoreTest, ARefusedNextEndsServingAtOnceAndIsNeverAskedAgain) {
+  Fetch(RunOrder("ccm-1", {}, true));
+  Update(fetches_.back().attempt, true, 100, false);
+  Answer(Endpoint::kNext, 403, "{\"error\":\"forbidden: addressed to another server\"}");
+  Advance(120 * kSeconds);
+  EXPECT_EQ(Pending(Endpoint::kNext), 0u);
+  const uint64_t at = fetches_.back().attempt;
+  Update(at, true, kSize, true);
+  Update(at, true, kSize, true, true);
+  Done(Child(ChildKind::kApply)->id);
+  Answer(Endpoint::kSiteReport);
+  while (Pending(Endpoint::kProgress)) Answer(Endpoint::kProgress);
+  Advance(120 * kSeconds);
+  EXPECT_EQ(Pending(Endpoint::kNext), 0u);
+  EXPECT_FALSE(core_.InUse(kSerial));
+}
+
+TEST_F(RelayCoreTest, ANextThatNeverReachesTheCcmEndsServingAfterServeGiveUp) {
+  Fetch(RunOrder("ccm-1", {}, true));
+  Update(fetches_.back().attempt, true, 100, false);
+  int asked = 0;
+  for (; asked < 1000 && Pending(Endpoint::kNext); ++asked) {
+    Unreached(Endpoint::kNext, "", "timed out after 5000 ms");
+    Advance(1 * kSeconds);
+  }
+  EXPECT_LT(asked, 1000);
+  EXPECT_GE(now_ - 1000 * kSeconds, 60 * kSeconds);
+  EXPECT_LE(now_ - 1000 * kSeconds, 65 * kSeconds);
+}
+
+TEST_F(RelayCoreTest, ANextThatFindsNobodyListeningEndsServingAtOnce) {
+  Fetch(RunOrder("ccm-1", {}, true));
+  Update(fetches_.back().attempt, true, 100, false);
+  for (int i = 0; i < 2; ++i) {  // its two tries
+    Call c = TakeCall(Endpoint::kNext, "");
+    core_.OnCallDone(now_, CallResult{c.id, false, 0, "POST http://ccm/v1/next: Connection refused"}, &a_);
+    Collect();
+    Advance(1 * kSeconds);
+  }
+  Advance(60 * kSeconds);
+  EXPECT_EQ(Pending(Endpoint::kNext), 0u);
+}
+
+// The run's CCM ordered the next part (the commit): it answers /v1/next for
+// no other serial, so serving the stage part ends without asking again.
+TEST_F(RelayCoreTest, AnOrderOfTheSameRunForAnotherSerialEndsServingTheEarlierOne) {
+  Fetch(RunOrder("ccm-1", {}, true));
+  const uint64_t at = fetches_.back().attempt;
+  Update(at, true, kSize, true);
+  Update(at, true, kSize, true, true);
+  Answer(Endpoint::kNext, 200, "{\"retry_ms\":3000}");
+  Done(Child(ChildKind::kApply)->id);
+  Answer(Endpoint::kSiteReport);
+  while (Pending(Endpoint::kProgress)) Answer(Endpoint::kProgress);
+  FetchOrder commit = RunOrder("ccm-1");
+  commit.serial = kSerial + 1;
+  commit.kind = TransferKind::kCommit;
+  Fetch(commit);
+  EXPECT_FALSE(core_.InUse(kSerial));
+  Advance(60 * kSeconds);
+  for (const auto& c : calls_) EXPECT_FALSE(c.endpoint == Endpoint::kNext && ParseNextAsk(c.body)->serial == kSerial);
+}
+
+// Issue 12: every relay kept one fd per commit serial: a commit assignment
+// has no chunks (nothing is ever "verified"), so its leader never asked
+// /v1/next and stayed busy serving forever.
+TEST_F(RelayCoreTest, ALeaderOfACommitAssignmentAsksNextOnceCompleteAndEnds) {
+  FetchOrder o = RunOrder("ccm-1", {}, true);
+  o.kind = TransferKind::kCommit;
+  Fetch(o);
+  const uint64_t at = fetches_.back().attempt;
+  core_.OnFetchUpdate(now_, FetchUpdate{kSerial, at, true, 0, 384, true, true, "", FetchFault::kNone}, &a_);
+  Collect();
+  ASSERT_EQ(Pending(Endpoint::kNext), 1u);
+  Answer(Endpoint::kNext, 200, "{\"none_left\":true}");
+  Done(Child(ChildKind::kApply)->id);
+  Answer(Endpoint::kSiteReport);
+  while (Pending(Endpoint::kProgress)) Answer(Endpoint::kProgress);
+  EXPECT_FALSE(core_.InUse(kSerial));
+}
+
+TEST_F(RelayCoreTest, ARefusedProgressIsNotSentAgainForThatRun) {
+  Fetch(RunOrder("ccm-1"));
+  const uint64_t at = fetches_.back().attempt;
+  Update(at, true, 100, false);
+  Answer(Endpoint::kProgress, 409, "{\"error\":\"the job is over\"}");
+  Advance(1 * kSeconds);
+  Update(at, true, 600, false);
+  Update(at, true, kSize, true);
+  EXPECT_EQ(Pending(Endpoint::kProgress), 0u);
+}
+
+TEST_F(RelayCoreTest, ARefusedSourceFailedEndsThePartWithoutRelayFailed) {
+  Fetch(RunOrder("ccm-1", {"m1"}));
+  Update(fetches_.back().attempt, true, 100, false);
+  Answer(Endpoint::kExpect);
+  ASSERT_NE(Child(ChildKind::kMcastSend), nullptr);
+  Update(fetches_.back().attempt, true, 100, false, true, "HTTP 404: serial not served here");
+  const size_t fetches = fetches_.size();
+  Answer(Endpoint::kSourceFailed, 409, "{\"error\":\"no such transfer\"}");
+  Advance(60 * kSeconds);
+  EXPECT_EQ(fetches_.size(), fetches);
+  EXPECT_EQ(Pending(Endpoint::kRelayFailed), 0u);
+  EXPECT_EQ(Pending(Endpoint::kSiteReport), 0u);
+  EXPECT_EQ(cancelled_, std::vector<ChildId>{Child(ChildKind::kMcastSend)->id});
+  Done(Child(ChildKind::kMcastSend)->id, 143, true);
+  while (Pending(Endpoint::kProgress)) Answer(Endpoint::kProgress);
+  EXPECT_FALSE(core_.InUse(kSerial));
+  // A later order runs the part again.
+  Fetch(RunOrder("ccm-2", {"m1"}));
+  EXPECT_EQ(fetches_.size(), fetches + 1);
+}
+
+// ---- the release each server runs (issue 12: the record must be the truth) -------------
+
+TEST_F(RelayCoreTest, ReportsCarryTheReleaseCmApplySaysTheServerRuns) {
+  LeadAndComplete(Order({"m1"}));
+  Answer(Endpoint::kExpect);
+  Done(Child(ChildKind::kMcastSend)->id);
+  Done(Child(ChildKind::kApply)->id, 0, false, false, "", "s000000000006-w30");
+  core_.OnMemberReport(now_,
+                       MemberReport{kSerial, ServerResult{"m1", ServerState::kStaged, "", Via::kMulticast, 0,
+                                                          "s000000000006-w30"}},
+                       &a_);
+  Collect();
+  SiteReport r = TakeSiteReport();
+  for (const auto& s : r.servers) EXPECT_EQ(s.release, "s000000000006-w30") << s.name;
+}
+
+TEST_F(RelayCoreTest, AMemberReportsTheReleaseItsCmApplySaid) {
+  ExpectEv(ExpectFrom("L"));
+  Done(Child(ChildKind::kMcastRecv)->id, 0, false, true);
+  Done(Child(ChildKind::kApply)->id, 0, false, false, "", "s000000000007-j");
+  auto r = ParseMemberReport(TakeCall(Endpoint::kMemberReport, "http://L").body);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->result.release, "s000000000007-j");
 }
 
 TEST_F(RelayCoreTest, AMemberAskedAgainForASerialItAppliedReportsAtOnce) {
