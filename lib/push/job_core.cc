@@ -331,6 +331,7 @@ void JobCore::Finish(Micros now, bool timed_out, JobActions* out) {
       v.serial = sr == final_serial_.end() ? 0 : sr->second;
       v.error = r.error;
       v.apply_exit = r.apply_exit;
+      v.release = r.release;
       v.ok = r.state == want;
       out->verdicts.push_back(std::move(v));
     }
@@ -509,7 +510,7 @@ void JobCore::Verdict(const ServerResult& r, const std::string& site, JobActions
   phase_->results[r.name] = r;
   final_[r.name] = r;
   if (r.state != ServerState::kFailed) final_serial_[r.name] = cur_part_.serial;
-  out->records.push_back({r.name, site, r.state, cur_part_.serial, r.error, r.apply_exit});
+  out->records.push_back({r.name, site, r.state, cur_part_.serial, r.error, r.apply_exit, r.release});
 }
 
 void JobCore::CheckStalls(Micros now, JobActions* out) {

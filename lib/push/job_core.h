@@ -126,6 +126,7 @@ struct StateRecord {
   uint64_t serial = 0;
   std::string error;
   int apply_exit = 0;
+  std::string release;  // the live release the server reported ("" = not said)
   bool operator==(const StateRecord&) const = default;
 };
 
@@ -178,6 +179,7 @@ struct FinalVerdict {
   uint64_t serial = 0;  // the last part it reached (0 = none)
   std::string error;
   int apply_exit = 0;
+  std::string release;  // the live release the server last reported ("" = not said)
   bool ok = false;      // state is the job's goal (committed, or staged with commit off)
 };
 

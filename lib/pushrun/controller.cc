@@ -102,9 +102,12 @@ class DbWriter {
       queue_.pop_front();
       l.unlock();
       ServerState state = rollback_ && r.state == ServerState::kCommitted ? ServerState::kRolledBack : r.state;
-      // A switch is recorded at the serial of the release it made live.
-      uint64_t serial = r.state == ServerState::kCommitted && ReleaseSerial(release_) ? ReleaseSerial(release_) : r.serial;
-      Status s = db_->UpdateServer(job_, r.server, state, serial, r.error, release_);
+      // A switch is recorded as the release the server says it runs now
+      // (cm-apply's report: a no-op job leaves the release it had), at
+      // that release's serial; a server that does not say: what was sent.
+      const std::string& release = r.release.empty() ? release_ : r.release;
+      uint64_t serial = r.state == ServerState::kCommitted && ReleaseSerial(release) ? ReleaseSerial(release) : r.serial;
+      Status s = db_->UpdateServer(job_, r.server, state, serial, r.error, release);
       if (!s.ok()) log::Warn("state: " + s.message());
       l.lock();
     }
@@ -705,7 +708,8 @@ void RunPerServer(const std::string& flag, const std::string& command, const std
     po.capture_stderr = false;
     po.timeout = std::chrono::minutes(5);
     po.env = {"CM_SERVER=" + v.server, "CM_SITE=" + v.site, "CM_JOB=" + job, "CM_ERROR=" + v.error,
-              "CM_STATE=" + std::string(push::ServerStateName(v.state)), "CM_RELEASE=" + release,
+              "CM_STATE=" + std::string(push::ServerStateName(v.state)),
+              "CM_RELEASE=" + (v.release.empty() ? release : v.release),
               "CM_SERIAL=" + std::to_string(v.serial)};
     auto res = RunProcess({"/bin/sh", "-c", command}, po);
     if (!res.ok() || res->exit_code != 0) log::Warn(flag + " for " + v.server + " failed");
@@ -729,12 +733,14 @@ PushOutcome Controller::Finish() {
     if (v.ok) ++out.ok;
     else ++out.failed;
     (v.ok ? committed : failed).push_back(v);
+    // What the server says it runs (else, for a switch, what was sent).
+    const std::string release = !v.release.empty() ? v.release : v.state == ServerState::kCommitted ? release_ : "";
     const uint64_t serial =
-        v.state == ServerState::kCommitted && ReleaseSerial(release_) ? ReleaseSerial(release_) : v.serial;
+        v.state == ServerState::kCommitted && ReleaseSerial(release) ? ReleaseSerial(release) : v.serial;
     JsonObject o;
     o.Str("server", v.server).Str("site", v.site).Str("state", push::ServerStateName(shown(v.state))).Uint(
         "serial", serial);
-    o.Str("release", v.state == ServerState::kCommitted ? release_ : "").Str("error", v.error);
+    o.Str("release", release).Str("error", v.error);
     if (v.apply_exit) o.Int("apply_exit", v.apply_exit);
     servers.Raw(o.Build());
     std::snprintf(line, sizeof line, "%-16s %-12s %-11s %-20s %s\n", v.server.c_str(), v.site.c_str(),
