@@ -508,7 +508,17 @@ http::Response Controller::Handle(const http::Request& req) {
   push::Endpoint ep;
   if (!push::ParseEndpoint(path, &ep)) return JsonError(404, "no such resource");
   std::string from;
-  if (auto v = auth_->CheckReport(req, &from); v != push::auth::Verdict::kOk) return AuthEdge::Refuse(v, req);
+  if (auto v = auth_->CheckReport(req, &from); v != push::auth::Verdict::kOk) {
+    // A genuine relay's report for another run of the CCM (a job before this
+    // one, or the run a rerun replaced, at the same address): refused, but
+    // no warning: it is the expected tail of a rerun, not an attack (the
+    // group key's MAC verified).
+    if (v == push::auth::Verdict::kWrongRecipient) {
+      if (opts_.verbosity > 1) log::Info("ignored " + req.method + " " + path + " from " + req.peer_ip + ": for another CCM run");
+      return JsonError(push::auth::VerdictStatus(v), push::auth::VerdictText(v));
+    }
+    return AuthEdge::Refuse(v, req);
+  }
   http::Response resp = Dispatch(ep, from, req.body);
   if (resp.status / 100 == 2 && (ep == push::Endpoint::kNext || ep == push::Endpoint::kSourceFailed))
     resp.headers.push_back({push::auth::kHeader, auth_->SealAnswer(from, path, resp.body)});

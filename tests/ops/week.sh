@@ -26,6 +26,10 @@ source "$(dirname "$0")/../cli/lib.inc"
 KEEP_GOING=${WEEK_KEEP_GOING:-0}
 TO=${WEEK_TIMEOUT:-20}
 export WEEK_SLACK=${WEEK_SLACK:-4} WEEK_DIR=$T CM_BIN
+# The servers' cm-apply keeps its last 20 reports (apply.toml report_keep; the default is 200,
+# more than a week of these jobs): the end of the week checks that retention holds.
+mkdir -p "$T/conf" && echo 'report_keep = 20' >"$T/conf/apply.toml"
+export CM_CONFIG_DIR=$T/conf
 base=$((20000 + RANDOM % 12000))  # below the ephemeral range (32768-)
 RANDOM=${WEEK_SEED:-12}  # the content's choices are the same every run
 declare -A relay_pid port
