@@ -1270,13 +1270,14 @@ void RelayCore::OnCallDone(Micros now, const CallResult& r, RelayActions* out) {
     out->wake_at = impl_->NextWake(now);
     return;
   }
-  Transfer& t = impl_->Get(p->serial);
-  if (impl_->Stale(*p)) {  // for an earlier run or site phase: changes nothing now
-    impl_->NoteT(out, t, LogNote::Level::kDebug,
-                 std::string("answer to ") + EndpointPath(p->call.endpoint) + " for an earlier run dropped");
-    impl_->Finish(now, t, out);
+  if (impl_->Stale(*p)) {  // for an earlier run or site phase, or a serial forgotten: changes nothing now
+    if (auto it = impl_->transfers.find(p->serial); it != impl_->transfers.end())
+      impl_->NoteT(out, it->second, LogNote::Level::kDebug,
+                   std::string("answer to ") + EndpointPath(p->call.endpoint) + " for an earlier run dropped");
+    out->wake_at = impl_->NextWake(now);
     return;
   }
+  Transfer& t = impl_->Get(p->serial);
   switch (p->purpose) {
     case Purpose::kProgress:
       if (!r.ok()) impl_->NoteT(out, t, LogNote::Level::kDebug, "progress to CCM: " + CallError(r));
