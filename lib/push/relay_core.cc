@@ -144,6 +144,7 @@ struct LeaderRole {
   uint64_t progress_verified = 0;
   bool progress_in_flight = false;
   bool progress_off = false;  // the run's CCM refused a progress report (4xx): no more for this run
+  bool run_gone = false;      // another CCM run took the URL of this one's (RunGone), until ordered again
   ServeState serve = ServeState::kWaitingForBytes;
   Micros serve_at = 0;
   std::optional<Micros> next_unanswered_since;  // /v1/next has not reached the CCM since then
@@ -346,6 +347,7 @@ struct RelayCore::Impl {
     l.order = order;
     ++l.epoch;
     ++l.run;
+    l.run_gone = false;
     l.failures = 0;
     l.auth_source.clear();
     l.progress_in_flight = false;
@@ -449,6 +451,7 @@ struct RelayCore::Impl {
     l.site.apply = apply;
     l.site.mcast = mcast;
     ++l.run;
+    l.run_gone = false;
     l.progress_in_flight = false;
     l.progress_off = false;
     l.next_unanswered_since.reset();
@@ -553,19 +556,48 @@ struct RelayCore::Impl {
     return !r.reached && r.body.find("onnection refused") != std::string::npos;  // ECONNREFUSED, either case
   }
 
-  // An order of a CCM run for one serial: the run's CCM serves one part at
-  // a time and answers /v1/next for any other with none_left, so serving
-  // the run's other serials ends.
-  void EndServingOthers(Micros now, const FetchOrder& order, RelayActions* out) {
+  // An order of a CCM run for one serial says two things about the others:
+  // the run's CCM serves one part at a time (it answers /v1/next for any
+  // other serial with none_left), so serving the run's other serials ends;
+  // and a CCM's URL is one process at a time, so an earlier run at the same
+  // URL is gone: nothing sent to it can arrive (the new one refuses it).
+  void OthersOfTheOrder(Micros now, const FetchOrder& order, RelayActions* out) {
     for (auto& [serial, other] : transfers) {
       LeaderRole& l = other.leader;
-      if (serial == order.serial || !l.active || l.serve == ServeState::kDone) continue;
-      if (l.order.ccm_id != order.ccm_id || l.order.ccm != order.ccm) continue;
-      l.serve = ServeState::kDone;
-      NoteT(out, other, LogNote::Level::kDebug, "its CCM moved on to serial " + std::to_string(order.serial) +
-                                                    ": serving ends");
+      if (serial == order.serial || !l.active || l.run_gone || l.order.ccm != order.ccm) continue;
+      if (l.order.ccm_id == order.ccm_id) {
+        if (l.serve == ServeState::kDone) continue;
+        l.serve = ServeState::kDone;
+        NoteT(out, other, LogNote::Level::kDebug,
+              "its CCM moved on to serial " + std::to_string(order.serial) + ": serving ends");
+      } else {
+        RunGone(other, out);
+      }
       Step(now, other, out);  // `ended` when nothing else runs
     }
+  }
+
+  // The CCM run this role works for is gone (another runs at its URL): its
+  // calls are dropped, serving and progress end, a report on its way counts
+  // as sent, and a part not done yet is given up (the bytes stay; an order
+  // of the new run runs it again).
+  void RunGone(Transfer& t, RelayActions* out) {
+    LeaderRole& l = t.leader;
+    l.run_gone = true;
+    ++l.run;
+    l.serve = ServeState::kDone;
+    l.progress_off = true;
+    l.progress_in_flight = false;
+    if (l.stopped) return;
+    const std::string why = "its CCM run (" + (l.order.ccm_id.empty() ? std::string("ccm") : l.order.ccm_id) +
+                            ") is gone: another runs at " + l.order.ccm;
+    if (l.site.state == SiteState::kReporting || l.site.state == SiteState::kReported) {
+      if (l.site.state == SiteState::kReporting) NoteT(out, t, LogNote::Level::kInfo, why + ": its site report is dropped");
+      l.site.state = SiteState::kReported;
+      t.phase = TransferPhase::kReported;
+      return;
+    }
+    Abandon(t, why, out);
   }
 
   void LeaderStop(Transfer& t, const std::string& why, int apply_exit, bool local, RelayActions* out,
@@ -1122,7 +1154,7 @@ RelayCore::~RelayCore() = default;
 
 Reply RelayCore::OnFetchOrder(Micros now, const FetchOrder& order, RelayActions* out) {
   out->Clear();
-  impl_->EndServingOthers(now, order, out);
+  impl_->OthersOfTheOrder(now, order, out);
   Transfer& t = impl_->Get(order.serial);
   if (!t.leader.active)
     impl_->StartLeader(now, t, order, out);
@@ -1238,13 +1270,14 @@ void RelayCore::OnCallDone(Micros now, const CallResult& r, RelayActions* out) {
     out->wake_at = impl_->NextWake(now);
     return;
   }
-  Transfer& t = impl_->Get(p->serial);
-  if (impl_->Stale(*p)) {  // for an earlier run or site phase: changes nothing now
-    impl_->NoteT(out, t, LogNote::Level::kDebug,
-                 std::string("answer to ") + EndpointPath(p->call.endpoint) + " for an earlier run dropped");
-    impl_->Finish(now, t, out);
+  if (impl_->Stale(*p)) {  // for an earlier run or site phase, or a serial forgotten: changes nothing now
+    if (auto it = impl_->transfers.find(p->serial); it != impl_->transfers.end())
+      impl_->NoteT(out, it->second, LogNote::Level::kDebug,
+                   std::string("answer to ") + EndpointPath(p->call.endpoint) + " for an earlier run dropped");
+    out->wake_at = impl_->NextWake(now);
     return;
   }
+  Transfer& t = impl_->Get(p->serial);
   switch (p->purpose) {
     case Purpose::kProgress:
       if (!r.ok()) impl_->NoteT(out, t, LogNote::Level::kDebug, "progress to CCM: " + CallError(r));
@@ -1299,7 +1332,7 @@ bool RelayCore::InUse(uint64_t serial) const {
   for (const auto& [id, p] : impl_->calls)
     if (p.serial == serial) return true;
   for (const auto& [at, p] : impl_->resends)
-    if (p.serial == serial) return true;
+    if (p.serial == serial && !impl_->Stale(p)) return true;  // a stale one is never sent
   for (const auto& [id, s] : impl_->children)
     if (s == serial) return true;
   return false;

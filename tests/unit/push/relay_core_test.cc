@@ -827,6 +827,41 @@ TEST_F(RelayCoreTest, ALeaderOfACommitAssignmentAsksNextOnceCompleteAndEnds) {
   EXPECT_FALSE(core_.InUse(kSerial));
 }
 
+// A CCM's URL is one process at a time: an order of a new run at the same
+// URL (the next cron job) means the old run is gone. Its serial's serving
+// ends and its report still queued is dropped: the new CCM would refuse
+// both ("addressed to another server").
+TEST_F(RelayCoreTest, AnOrderOfANewRunAtTheSameUrlEndsWhatTheOldRunsSerialsStillSendIt) {
+  Fetch(RunOrder("ccm-1", {}, true));
+  const uint64_t at = fetches_.back().attempt;
+  Update(at, true, kSize, true);
+  Update(at, true, kSize, true, true);
+  Answer(Endpoint::kNext, 200, "{\"retry_ms\":3000}");
+  Done(Child(ChildKind::kApply)->id);
+  Unreached(Endpoint::kSiteReport);  // the CCM exited: queued to be tried again
+  while (Pending(Endpoint::kProgress)) Answer(Endpoint::kProgress);
+  FetchOrder next = RunOrder("ccm-2");
+  next.serial = kSerial + 1;
+  made_.clear();
+  Fetch(next);
+  EXPECT_FALSE(core_.InUse(kSerial));
+  Advance(60 * kSeconds);
+  for (const auto& c : made_) EXPECT_NE(c.to, "ccm-1") << EndpointPath(c.endpoint);
+  EXPECT_EQ(core_.View()[0].phase, TransferPhase::kReported);
+}
+
+// A run at another URL (a concurrent CCM) changes nothing for it.
+TEST_F(RelayCoreTest, AnOrderOfARunAtAnotherUrlLeavesTheOthersAlone) {
+  Fetch(RunOrder("ccm-1", {}, true));
+  Update(fetches_.back().attempt, true, 100, false);
+  Answer(Endpoint::kNext, 200, "{\"retry_ms\":1000}");
+  FetchOrder other = RunOrder("ccm-2", {}, false, "http://ccm2");
+  other.serial = kSerial + 1;
+  Fetch(other);
+  Advance(1 * kSeconds);
+  EXPECT_EQ(Pending(Endpoint::kNext), 1u);
+}
+
 TEST_F(RelayCoreTest, ARefusedProgressIsNotSentAgainForThatRun) {
   Fetch(RunOrder("ccm-1"));
   const uint64_t at = fetches_.back().attempt;

@@ -1,11 +1,12 @@
 // The relay edge's small parts: spool retention's plan, cm-leader's state
-// file, the metrics textfile.
+// file, the metrics textfile, what a cm-apply child says.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <filesystem>
 
 #include "pushrun/leader_state.h"
+#include "pushrun/relay_children.h"
 #include "pushrun/relay_metrics.h"
 #include "pushrun/spool_retention.h"
 #include "support/test_util.h"
@@ -82,6 +83,46 @@ TEST(RelayMetrics, TheTextfileIsWrittenWholeWithEveryFamily) {
   EXPECT_FALSE(std::filesystem::exists(dir / "relay.prom.tmp"));
   ASSERT_TRUE(m.Write(dir / "relay.prom", false).ok());
   EXPECT_NE(test::ReadFile(dir / "relay.prom").find("cm_relay_up 0\n"), std::string::npos);
+}
+
+// Issue 12: "the record must be the truth": the release a server runs is
+// what its cm-apply says (--json: "release" after every action), not what
+// the CCM sent; also when cm-apply fails (the live release stays).
+TEST(RelayChildren, CmApplyRunsWithJsonAndItsLiveReleaseIsTheLastReportsRelease) {
+  test::TempDir dir;
+  const std::string fake = dir / "cm-apply";
+  test::WriteFile(fake,
+                  "#!/bin/sh\n"
+                  "case \" $* \" in *' --json '*) ;; *) echo 'no --json' >&2; exit 2;; esac\n"
+                  "echo '{\"action\":\"staged\",\"release\":\"s000000000004-w03\",\"release_serial\":4}'\n"
+                  "echo '{\"action\":\"unchanged\",\"release\":\"s000000000005-w04\",\"release_serial\":5}'\n"
+                  "echo 'not json'\n"
+                  "exit ${FAKE_EXIT:-0}\n",
+                  0755);
+  RelayOptions o;
+  o.name = "a1";
+  o.root = dir / "root";
+  o.cm_apply = fake;
+  o.pub_key = dir / "ccm.pub";
+  std::atomic<bool> stopping{false}, cancel{false};
+  RelayChildEnv env{&o, [&](uint64_t serial) { return dir / (std::to_string(serial) + ".cma"); },
+                    nullptr, &stopping};
+  push::StartChild c;
+  c.serial = 5;
+  c.kind = push::ChildKind::kApply;
+  push::ChildDone d = RunRelayChild(env, c, &cancel);
+  EXPECT_EQ(d.exit_code, 0) << d.error_line;
+  EXPECT_EQ(d.release, "s000000000005-w04");
+
+  test::WriteFile(fake, "#!/bin/sh\necho '{\"result\":\"error\",\"release\":\"s000000000003-w02\"}'\n"
+                        "echo 'cm-apply: error: no space left on device' >&2\nexit 9\n", 0755);
+  d = RunRelayChild(env, c, &cancel);
+  EXPECT_EQ(d.exit_code, 9);
+  EXPECT_EQ(d.release, "s000000000003-w02");
+  EXPECT_EQ(d.error_line, "cm-apply: error: no space left on device");
+
+  test::WriteFile(fake, "#!/bin/sh\nexit 0\n", 0755);  // says nothing: unknown
+  EXPECT_EQ(RunRelayChild(env, c, &cancel).release, "");
 }
 
 }  // namespace
