@@ -34,7 +34,7 @@ for h in "${PUSH_SERVERS[@]}"; do
   [[ $h == "$victim" ]] && continue
   push_check_live "$h"
 done
-grep -q "\"name\":\"$victim\",\"site\":\"site1\",\"state\":\"failed\"" "$WORK/report.json" ||
+grep -q "\"server\":\"$victim\",\"site\":\"site1\",\"state\":\"failed\"" "$WORK/report.json" ||
   { echo "FAIL: $victim not reported failed" >&2; cat "$WORK/report.json" >&2; exit 1; }
 # The site went on under another leader.
 grep '"event":"leader-changed"' "$WORK/events.json" | grep -q '"site":"site1"' ||

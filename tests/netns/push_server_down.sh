@@ -19,7 +19,7 @@ for h in "${PUSH_SERVERS[@]}"; do
   push_check_live "$h"
 done
 [[ ! -e $WORK/$down/root/current ]] || { echo "FAIL: $down has a live tree" >&2; exit 1; }
-grep -q "\"name\":\"$down\",\"site\":\"site3\",\"state\":\"failed\"" "$WORK/report.json" ||
+grep -q "\"server\":\"$down\",\"site\":\"site3\",\"state\":\"failed\"" "$WORK/report.json" ||
   { echo "FAIL: $down not reported failed" >&2; cat "$WORK/report.json" >&2; exit 1; }
 grep -qx "$down site3" "$WORK/on-fail.txt" || { echo "FAIL: --on-fail did not run for $down" >&2; exit 1; }
 echo "push_server_down: ok"
