@@ -32,9 +32,10 @@ declare -A port
 i=0
 for h in "${servers[@]}"; do i=$((i + 1)); port[$h]=$((base + 50 + i)); mkdir -p "$h/root"; done
 
-start_relay() {  # NAME [AS-NAME]
+RELAY_EXTRA=()
+start_relay() {  # NAME [AS-NAME]   (RELAY_EXTRA: more relay options)
   local h=$1 as=${2:-$1}
-  cm-push relay --name "$as" --listen "127.0.0.1:${port[$h]}" --spool "$h/spool" --root "$h/root" --member-retry 2 \
+  cm-push relay --name "$as" --listen "127.0.0.1:${port[$h]}" --spool "$h/spool" --root "$h/root" --member-retry 2 "${RELAY_EXTRA[@]}" \
     --iface 127.0.0.1 --pub-key ccm.key.pub --group-key group.key --cm-apply "$CM_BIN/cm-apply" --cm-mcast "$CM_BIN/cm-mcast" 2>>"$h.log" &
   relay_pid[$h]=$!
   for ((k = 0; k < 50; k++)); do (exec 3<>/dev/tcp/127.0.0.1/${port[$h]}) 2>/dev/null && return; sleep 0.1; done
@@ -117,6 +118,26 @@ expect_rc 0 cm-push rollback --to sites.toml --state ccm --sign-key ccm.key --gr
 check_live v2 a1 a2 b1 b2
 expect_rc 0 cm-push servers --state ccm
 [[ $(grep -c ' s[0-9]*-two ' out) == 4 ]] || { cat out >&2; fail "servers after rollback"; }
+
+# 7. The elected leader leads: site a's relays read cm-leader's state file (as `cm-leader run
+#    --state-file` writes it), which names a2 (127.0.0.3); the sites file names no leader, so
+#    without it a1 (the first server) would lead. The CCM asks the relays at start.
+for h in a1 a2; do stop_relay "$h"; done
+now_ms=$(date +%s%3N)
+for h in a1 a2; do
+  role=$([[ $h == a2 ]] && echo leader || echo member)
+  printf '{"v":1,"segment":"a","self":"127.0.0.%d:7800","leader":"127.0.0.3:7800","epoch":7,"role":"%s","updated_unix_ms":%s}\n' \
+    "$([[ $h == a1 ]] && echo 2 || echo 3)" "$role" "$now_ms" >"$h.leader.json"
+  RELAY_EXTRA=(--leader-state "$h.leader.json")
+  start_relay "$h"
+done
+RELAY_EXTRA=()
+cp -a v2 v4 && echo four >v4/four.txt
+cm-delta v2 v4 | cm-pack - --source v4 --job four --sign-key ccm.key --serial-file ccm/serial -o four.cma
+expect_rc 0 push four.cma --json
+first_a=$(grep '"event":"order"' out | grep '"site":"a"' | head -n 1)
+[[ $first_a == *'"relay":"a2"'* ]] || { cat out >&2; fail "site a was not led by its elected leader a2: $first_a"; }
+check_live v4 a1 a2 b1 b2
 
 # 6. The same mistake, the same exit code as the other tools: a missing state directory is 3,
 #    a file given as one is 2; each one line.
