@@ -21,7 +21,9 @@
 #include <mutex>
 #include <thread>
 
+#include "apply/layout.h"
 #include "http/server.h"
+#include "pack/packer.h"
 #include "push/job_core.h"
 #include "push/messages.h"
 #include "push/require.h"
@@ -57,14 +59,12 @@ http::Response JsonError(int status, const std::string& msg) { return http::Resp
 
 push::JobPart PartOf(const AssignmentInfo& a) { return {a.serial, a.job, a.size, a.covered, a.chunk_size}; }
 
-// The serial in a release name "s<serial>-<job>" (0 if none): what a server
-// that runs the release is shown at, everywhere (not the commit's serial).
+// The serial in a release name (pack::ParseReleaseName; 0 if not one): what
+// a server that runs the release is shown at, everywhere (not the commit's).
 uint64_t ReleaseSerial(const std::string& release) {
-  if (release.size() < 3 || release[0] != 's') return 0;
-  uint64_t v = 0;
-  size_t i = 1;
-  for (; i < release.size() && release[i] >= '0' && release[i] <= '9' && i < 21; ++i) v = v * 10 + (release[i] - '0');
-  return i > 1 && i < release.size() && release[i] == '-' ? v : 0;
+  uint64_t serial = 0;
+  std::string job;
+  return pack::ParseReleaseName(release, &serial, &job).ok() ? serial : 0;
 }
 
 // Writes the core's state records to the database on its own thread, so
@@ -168,7 +168,6 @@ class Controller {
   std::atomic<EdgeLoop*> live_loop_{nullptr};  // loop_ once the core runs (for handler threads)
   std::unique_ptr<CallRunner> runner_;
   std::unique_ptr<AuthEdge> auth_;  // this run's name, keys, nonces (thread-safe)
-  std::optional<GroupKey> group_;
   std::map<std::string, ProbeAnswer> probed_;     // server -> its answer at start (empty: not probed)
   std::map<std::string, std::string> elected_;    // site -> the leader its relays' cm-leader names
   bool switch_job_ = false;         // the parts are commit/rollback assignments (a fleet rollback)
@@ -197,20 +196,6 @@ void Controller::Event(const std::string& name, JsonObject fields) {
 
 int64_t UnixMillis() {
   return std::chrono::duration_cast<milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
-// "s<serial, 12 digits>-<job>" (docs/LAYOUT.md): the release a job makes.
-std::string ReleaseName(uint64_t serial, const std::string& job) {
-  char num[32];
-  std::snprintf(num, sizeof num, "s%012llu-", static_cast<unsigned long long>(serial));
-  std::string out = num;
-  for (size_t i = 0; i < job.size(); ++i) {
-    char c = job[i];
-    bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
-              (c == '.' && i > 0);
-    out += ok ? c : '_';
-  }
-  return out;
 }
 
 Status Controller::Setup() {
@@ -253,7 +238,7 @@ Status Controller::Setup() {
       return Error(Code::kUsage, opts_.assignments[i] + ": a " + parts_[i].type + " assignment cannot be pushed with " +
                                      parts_.front().type + " ones");
   rollback_ = parts_.front().type == "rollback";
-  release_ = switch_job_ ? opts_.release : ReleaseName(parts_.back().serial, parts_.back().job);
+  release_ = switch_job_ ? opts_.release : apply::ReleaseId(parts_.back().serial, parts_.back().job);
   if (switch_job_) opts_.commit = false;  // the parts switch by themselves: no commit follows
   if (opts_.serial_file.empty() && !opts_.state_dir.empty()) opts_.serial_file = opts_.state_dir + "/serial";
   if (opts_.commit) CM_RETURN_IF_ERROR(push::ParseRequire(opts_.require).status());
@@ -265,7 +250,6 @@ Status Controller::Setup() {
   if (!sign.ok()) return sign.status();
   auto group = LoadGroupKey(opts_.group_key);
   if (!group.ok()) return group.status();
-  group_ = *group;
   auth_ = std::make_unique<AuthEdge>(NewCcmId(), *sign, std::nullopt, *group);
   if (opts_.listen.empty() && sites_.ccm.listen.ToString().empty())
     return Error(Code::kUsage, opts_.sites_file + ": [ccm] listen is required (or --listen)");
@@ -330,7 +314,7 @@ Status Controller::Listen() {
 // Every relay at once: who is up, whom cm-leader elected in each site.
 void Controller::Probe() {
   if (opts_.sequential || !opts_.probe) return;
-  probed_ = ProbeSites(sites_, *group_);
+  probed_ = ProbeSites(sites_, *auth_);
   elected_ = ElectedLeaders(sites_, probed_);
   size_t down = 0;
   for (const auto& [name, a] : probed_)

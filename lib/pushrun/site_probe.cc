@@ -7,41 +7,29 @@
 
 #include "http/client.h"
 #include "pushrun/auth_edge.h"
-#include "util/cm_auth.h"
-#include "util/json_value.h"
+#include "push/messages.h"
 
 namespace cm::pushrun {
 
-bool CheckStatusAnswer(const std::string& server, const std::string& nonce, const std::string* stamp,
-                       const std::string& body, const GroupKey& report_key, int64_t now_s, ProbeAnswer* out) {
-  if (!stamp) return false;
-  cm_auth::Expectation want;
-  want.alg = cm_auth::Alg::kMac;
-  want.to = cm_auth::kCcmName;
-  want.from = server;
-  want.report_key = &report_key;
-  // The relay stamps its answer with method "ANSWER" (AuthEdge::StampAnswer).
-  if (cm_auth::Verify(stamp, "ANSWER", "/v1/status", body, want, now_s, nullptr) != cm_auth::Verdict::kOk) return false;
-  auto v = ParseJson(body);
-  if (!v.ok() || !v->is_object() || v->Str("nonce") != nonce) return false;
-  const JsonValue& sl = (*v)["site_leader"];
-  if (!sl.is_object()) return true;
-  std::string addr = sl.Str("address");
-  if (auto colon = addr.find(':'); colon != std::string::npos) addr.resize(colon);
-  if (!push::ParseIpv4(addr)) return true;
-  out->leader_address = addr;
-  out->epoch = sl.Uint("epoch");
+bool CheckStatusAnswer(const AuthEdge& auth, const std::string& server, const std::string& nonce,
+                       const http::HeaderMap& headers, const std::string& body, ProbeAnswer* out) {
+  if (auth.CheckStampedAnswer(headers, server, "/v1/status", body) != push::auth::Verdict::kOk) return false;
+  auto st = push::ParseRelayStatus(body);
+  if (!st.ok() || st->nonce != nonce) return false;
+  if (st->site_leader && push::ParseIpv4(st->site_leader->address)) {
+    out->leader_address = st->site_leader->address;
+    out->epoch = st->site_leader->epoch;
+  }
   return true;
 }
 
-std::map<std::string, ProbeAnswer> ProbeSites(const push::SitesConfig& sites, const GroupKey& group_key,
+std::map<std::string, ProbeAnswer> ProbeSites(const push::SitesConfig& sites, const AuthEdge& auth,
                                               const ProbeOptions& o) {
   std::vector<const push::Server*> all;
   for (const auto& site : sites.sites)
     for (const auto& s : site.servers) all.push_back(&s);
   std::map<std::string, ProbeAnswer> out;
   for (const auto* s : all) out[s->name];
-  const GroupKey report_key = cm_auth::ReportKey(group_key);
   std::mutex mu;
   std::atomic<size_t> next{0};
   auto work = [&] {
@@ -55,7 +43,7 @@ std::map<std::string, ProbeAnswer> ProbeSites(const push::SitesConfig& sites, co
         a.error = r.status().message();
       } else {
         a.up = true;
-        CheckStatusAnswer(s.name, nonce, r->header(cm_auth::kHeaderLower), r->body, report_key, WallSeconds(), &a);
+        CheckStatusAnswer(auth, s.name, nonce, r->headers, r->body, &a);
       }
       std::lock_guard<std::mutex> l(mu);
       out[s.name] = std::move(a);

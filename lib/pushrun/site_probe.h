@@ -13,8 +13,8 @@
 #include <optional>
 #include <string>
 
+#include "http/wire.h"
 #include "push/sites.h"
-#include "util/group_key.h"
 
 namespace cm::pushrun {
 
@@ -30,8 +30,11 @@ struct ProbeOptions {
   size_t threads = 16;
 };
 
-// server name -> answer, for every server of `sites`.
-std::map<std::string, ProbeAnswer> ProbeSites(const push::SitesConfig& sites, const GroupKey& group_key,
+class AuthEdge;
+
+// server name -> answer, for every server of `sites`; `auth` (the CCM's,
+// with the group key) checks the stamps.
+std::map<std::string, ProbeAnswer> ProbeSites(const push::SitesConfig& sites, const AuthEdge& auth,
                                               const ProbeOptions& o = {});
 
 // Per site: the leader the newest epoch among verified answers names (a
@@ -39,9 +42,10 @@ std::map<std::string, ProbeAnswer> ProbeSites(const push::SitesConfig& sites, co
 std::map<std::string, std::string> ElectedLeaders(const push::SitesConfig& sites,
                                                   const std::map<std::string, ProbeAnswer>& answers);
 
-// Checks one status answer (pure but for `now_s`): the stamp verifies from
-// `server`, and the body echoes `nonce`. Fills leader_address/epoch.
-bool CheckStatusAnswer(const std::string& server, const std::string& nonce, const std::string* stamp,
-                       const std::string& body, const GroupKey& report_key, int64_t now_s, ProbeAnswer* out);
+// Checks one status answer: the stamp verifies from `server`
+// (AuthEdge::CheckStampedAnswer) and the body (push::ParseRelayStatus)
+// echoes `nonce`. Fills leader_address/epoch.
+bool CheckStatusAnswer(const AuthEdge& auth, const std::string& server, const std::string& nonce,
+                       const http::HeaderMap& headers, const std::string& body, ProbeAnswer* out);
 
 }  // namespace cm::pushrun

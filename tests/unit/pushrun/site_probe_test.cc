@@ -16,30 +16,28 @@ GroupKey Key(uint8_t b) {
   return k;
 }
 
-std::string StampFor(const GroupKey& group, const std::string& from, const std::string& body, int64_t now) {
-  cm_auth::Stamp s;
-  s.from = from;
-  s.to = cm_auth::kCcmName;
-  s.exp = now + 60;
-  s.nonce = std::string(cm_auth::kNonceHexSize, 'a');
-  cm_auth::Mac(&s, cm_auth::ReportKey(group), "ANSWER", "/v1/status", body);
-  return cm_auth::Format(s);
+// A relay's stamped answer, as the relay makes it (AuthEdge::StampAnswer).
+http::HeaderMap Stamped(const GroupKey& group, const std::string& from, const std::string& body) {
+  AuthEdge relay(from, std::nullopt, std::nullopt, group);
+  return {{cm_auth::kHeaderLower, relay.StampAnswer(cm_auth::kCcmName, "/v1/status", body)}};
 }
 
 TEST(SiteProbe, OnlyAStampedAnswerThatEchoesOurNonceNamesALeader) {
   const GroupKey group = Key(7);
-  const int64_t now = 1'800'000'000;
-  const std::string body = R"({"name":"a2","nonce":"n1","site_leader":{"address":"127.0.0.3:7800","epoch":4}})";
+  const AuthEdge ccm("ccm-test", std::nullopt, std::nullopt, group);
+  const std::string n1(32, '1'), n2(32, '2');
+  const std::string body =
+      R"({"name":"a2","transfers":[],"site_leader":{"address":"127.0.0.3","epoch":4},"nonce":")" + n1 + R"("})";
   ProbeAnswer a;
-  std::string stamp = StampFor(group, "a2", body, now);
-  EXPECT_TRUE(CheckStatusAnswer("a2", "n1", &stamp, body, cm_auth::ReportKey(group), now, &a));
+  const http::HeaderMap stamp = Stamped(group, "a2", body);
+  EXPECT_TRUE(CheckStatusAnswer(ccm, "a2", n1, stamp, body, &a));
   EXPECT_EQ(a.leader_address, "127.0.0.3");
   EXPECT_EQ(a.epoch, 4u);
   ProbeAnswer b;  // a replayed answer (another nonce), another sender, another key, no stamp
-  EXPECT_FALSE(CheckStatusAnswer("a2", "n2", &stamp, body, cm_auth::ReportKey(group), now, &b));
-  EXPECT_FALSE(CheckStatusAnswer("a1", "n1", &stamp, body, cm_auth::ReportKey(group), now, &b));
-  EXPECT_FALSE(CheckStatusAnswer("a2", "n1", &stamp, body, cm_auth::ReportKey(Key(8)), now, &b));
-  EXPECT_FALSE(CheckStatusAnswer("a2", "n1", nullptr, body, cm_auth::ReportKey(group), now, &b));
+  EXPECT_FALSE(CheckStatusAnswer(ccm, "a2", n2, stamp, body, &b));
+  EXPECT_FALSE(CheckStatusAnswer(ccm, "a1", n1, stamp, body, &b));
+  EXPECT_FALSE(CheckStatusAnswer(ccm, "a2", n1, Stamped(Key(8), "a2", body), body, &b));
+  EXPECT_FALSE(CheckStatusAnswer(ccm, "a2", n1, {}, body, &b));
   EXPECT_TRUE(b.leader_address.empty());
 }
 
