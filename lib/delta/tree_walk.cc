@@ -188,6 +188,7 @@ Status TreeWalker::List(const std::string& rel, std::vector<WalkEntry>* out) {
     w.mode = static_cast<uint32_t>(st.st_mode & 07777);
     w.uid = st.st_uid;
     w.gid = st.st_gid;
+    w.ino = static_cast<uint64_t>(st.st_ino);
     w.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
     out->push_back(std::move(w));
   }

@@ -25,6 +25,7 @@ struct WalkEntry {
   uint32_t mode = 0;  // permission bits (07777)
   uint32_t uid = 0, gid = 0;
   int64_t mtime_ns = 0;
+  uint64_t ino = 0;         // inode number (manifest stat cache)
   uint64_t size = 0;        // files: bytes; others: 0
   std::string link_target;  // symlinks
 };
