@@ -25,6 +25,13 @@ Result<JsonValue> Object(std::string_view json, const char* what) {
   return v;
 }
 
+bool IsHashHex(std::string_view h) {
+  if (h.size() != 64) return false;
+  for (char c : h)
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  return true;
+}
+
 Status Need(bool ok, const char* what, const char* field) {
   if (ok) return Status::Ok();
   return Error(Code::kCorrupt, std::string(what) + ": missing or bad \"" + field + "\"");
@@ -162,6 +169,7 @@ std::string Encode(const ServerResult& r) {
   o.Str("name", r.name).Str("state", ServerStateName(r.state)).Str("error", r.error).Str("via", ViaName(r.via));
   if (r.apply_exit != 0) o.Int("apply_exit", r.apply_exit);
   if (!r.release.empty()) o.Str("release", r.release);
+  if (!r.manifest.empty()) o.Str("manifest", r.manifest);
   return o.Build();
 }
 
@@ -172,6 +180,8 @@ Result<ServerResult> ParseServerResult(const JsonValue& v) {
   r.error = v.Str("error");
   r.via = ParseVia(v.Str("via"));
   r.release = v.Str("release");
+  r.manifest = v.Str("manifest");
+  CM_RETURN_IF_ERROR(Need(r.manifest.empty() || IsHashHex(r.manifest), "server result", "manifest"));
   int64_t code = v.Int("apply_exit", 0);
   CM_RETURN_IF_ERROR(Need(!r.name.empty(), "server result", "name"));
   CM_RETURN_IF_ERROR(Need(st == ServerState::kStaged || st == ServerState::kCommitted || st == ServerState::kFailed,
@@ -374,6 +384,46 @@ Result<RelayFailed> ParseRelayFailed(std::string_view json) {
   return f;
 }
 
+std::string EncodeLiveTree(const LiveTree& t) {
+  auto list = [](const std::vector<std::string>& v) {
+    JsonArray a;
+    for (const auto& p : v) a.Str(p);
+    return a.Build();
+  };
+  JsonObject o;
+  o.Str("release", t.release).Uint("release_serial", t.release_serial).Str("manifest", t.manifest);
+  o.Str("live_manifest", t.live_manifest).Bool("ok", t.ok);
+  o.Raw("changed", list(t.changed)).Raw("missing", list(t.missing)).Raw("extra", list(t.extra));
+  o.Bool("truncated", t.truncated);
+  return o.Build();
+}
+
+Result<LiveTree> ParseLiveTree(const JsonValue& v) {
+  if (!v.is_object()) return Error(Code::kCorrupt, "live tree: not an object");
+  LiveTree t;
+  t.release = v.Str("release");
+  t.release_serial = v.Uint("release_serial");
+  t.manifest = v.Str("manifest");
+  t.live_manifest = v.Str("live_manifest");
+  t.ok = v.Bool("ok", true);
+  t.truncated = v.Bool("truncated");
+  CM_RETURN_IF_ERROR(Need(t.manifest.empty() || IsHashHex(t.manifest), "live tree", "manifest"));
+  CM_RETURN_IF_ERROR(Need(IsHashHex(t.live_manifest), "live tree", "live_manifest"));
+  auto list = [&](const char* key, std::vector<std::string>* out) -> Status {
+    const auto& items = v[key].items();
+    CM_RETURN_IF_ERROR(Need(items.size() <= LiveTree::kMaxLivePaths, "live tree", key));
+    for (const auto& p : items) {
+      CM_RETURN_IF_ERROR(Need(p.kind() == JsonValue::Kind::kString && !p.AsString().empty(), "live tree", key));
+      out->push_back(p.AsString());
+    }
+    return Status::Ok();
+  };
+  CM_RETURN_IF_ERROR(list("changed", &t.changed));
+  CM_RETURN_IF_ERROR(list("missing", &t.missing));
+  CM_RETURN_IF_ERROR(list("extra", &t.extra));
+  return t;
+}
+
 std::string Encode(const RelayStatus& s) {
   JsonArray transfers;
   for (const auto& t : s.transfers)
@@ -390,6 +440,7 @@ std::string Encode(const RelayStatus& s) {
   if (s.site_leader)
     o.Raw("site_leader",
           JsonObject().Str("address", s.site_leader->address).Uint("epoch", s.site_leader->epoch).Build());
+  if (s.live) o.Raw("live", EncodeLiveTree(*s.live));
   if (!s.nonce.empty()) o.Str("nonce", s.nonce);
   return o.Build();
 }
@@ -410,6 +461,11 @@ Result<RelayStatus> ParseRelayStatus(std::string_view json) {
     SiteLeader l{sl.Str("address"), sl.Uint("epoch")};
     CM_RETURN_IF_ERROR(Need(!l.address.empty(), "relay status", "site_leader"));
     s.site_leader = std::move(l);
+  }
+  if ((*v)["live"].is_object()) {
+    auto t = ParseLiveTree((*v)["live"]);
+    if (!t.ok()) return t.status();
+    s.live = std::move(*t);
   }
   s.nonce = v->Str("nonce");
   return s;

@@ -112,6 +112,7 @@ struct ServerResult {
   Via via = Via::kNone;
   int apply_exit = 0;
   std::string release;
+  std::string manifest;  // hex of the live release's manifest as cm-apply reported it ("" = unknown)
   bool operator==(const ServerResult&) const = default;
 };
 std::string Encode(const ServerResult& r);
@@ -234,6 +235,24 @@ struct TransferStatus {
   std::string source;  // leader role: the current source's URL
   bool operator==(const TransferStatus&) const = default;
 };
+// The relay's live tree as `cm-apply verify-live --json` (quick) says,
+// asked by the CCM's start probe (`?live=1`): the release it runs, the
+// manifest recorded for it, the manifest the tree has now, and what differs
+// (each list at most kMaxLivePaths). Absent: not asked, no root, or an
+// older relay.
+struct LiveTree {
+  static constexpr size_t kMaxLivePaths = 1000;
+  std::string release;          // "" = no live release (an empty root)
+  uint64_t release_serial = 0;
+  std::string manifest;         // hex of the release's recorded manifest ("" = none)
+  std::string live_manifest;    // hex of the tree now
+  bool ok = true;               // live_manifest == manifest
+  std::vector<std::string> changed, missing, extra;
+  bool truncated = false;
+  bool operator==(const LiveTree&) const = default;
+};
+std::string EncodeLiveTree(const LiveTree& t);
+Result<LiveTree> ParseLiveTree(const JsonValue& v);
 struct SiteLeader {
   std::string address;  // the elected leader's IPv4 address (no port)
   uint64_t epoch = 0;   // cm-leader's election epoch
@@ -244,6 +263,7 @@ struct RelayStatus {
   std::vector<TransferStatus> transfers;
   std::optional<SiteLeader> site_leader;  // absent: no (readable) cm-leader state, or no leader known
   std::string nonce;                      // echoed ("" = none asked)
+  std::optional<LiveTree> live;           // present when asked (?live=1) and known
   bool operator==(const RelayStatus&) const = default;
 };
 std::string Encode(const RelayStatus& s);

@@ -46,7 +46,9 @@ TEST(MessagesFuzz, RandomMutationsOfEveryEndpointsBodyKeepTheParsersTotal) {
       Encode(NotifyFailed{7, "a1", "b1", "refused"}), auth::Format(st),
       R"({"type":"segment-report","segment":"a","leader_address":"10.0.0.1:7400","epoch":2})",
       Encode(RelayFailed{7, "a1", "cm-apply: error: no space left on device", 9, true}),
-      Encode(RelayStatus{"a1", {{7, "staged", 10, 100, true, "http://x"}}, SiteLeader{"10.0.0.1", 3}, "00ff00ff00ff00ff"})};
+      Encode(RelayStatus{"a1", {{7, "staged", 10, 100, true, "http://x"}}, SiteLeader{"10.0.0.1", 3}, "00ff00ff00ff00ff"}),
+      Encode(RelayStatus{"a1", {}, std::nullopt, "00ff00ff00ff00ff",
+                         LiveTree{"s000000000001-j", 1, std::string(64, 'a'), std::string(64, 'b'), false, {"x"}, {"y/z"}, {}, false}})};
   std::mt19937 rng(777);
   for (int iter = 0; iter < 24000; ++iter) {
     const size_t which = iter % bases.size();

@@ -114,6 +114,27 @@ TEST(Messages, RelayFailedCarriesTheReasonAndTheApplyExit) {
   EXPECT_FALSE(ParseRelayFailed(R"({"serial":3,"relay":"b","apply_exit":300})").ok());
 }
 
+TEST(Messages, RelayStatusCarriesTheLiveTree) {
+  RelayStatus st{"web1", {}, std::nullopt, "0123456789abcdef",
+                 LiveTree{"s000000000007-j7", 7, std::string(64, 'a'), std::string(64, 'b'), false,
+                          {"p7.html"}, {"gone"}, {"new/x"}, false}};
+  const std::string body = Encode(st);
+  auto back = ParseRelayStatus(body);
+  ASSERT_TRUE(back.ok()) << back.status().message();
+  EXPECT_EQ(*back, st);
+  EXPECT_FALSE(ParseRelayStatus(R"({"name":"x","transfers":[],"live":{"live_manifest":"zz"}})").ok());
+  std::string many = R"({"name":"x","transfers":[],"live":{"live_manifest":")" + std::string(64, 'b') +
+                     R"(","changed":[)";
+  for (size_t i = 0; i <= LiveTree::kMaxLivePaths; ++i) many += (i ? ",\"p" : "\"p") + std::to_string(i) + "\"";
+  EXPECT_FALSE(ParseRelayStatus(many + "]}}").ok());
+  ServerResult r{"web1", ServerState::kCommitted, "", Via::kNone, 0, "s000000000007-j7", std::string(64, 'c')};
+  auto rb = ParseMemberReport(Encode(MemberReport{7, r}));
+  ASSERT_TRUE(rb.ok());
+  EXPECT_EQ(rb->result, r);
+  r.manifest = "short";
+  EXPECT_FALSE(ParseMemberReport(Encode(MemberReport{7, r})).ok());
+}
+
 TEST(Messages, RelayStatusCarriesTheElectedLeaderAndTheNonce) {
   RelayStatus st{"web1", {{9, "staged", 100, 100, true, ""}}, SiteLeader{"10.0.0.7", 4}, "0123456789abcdef"};
   const std::string body = Encode(st);
