@@ -23,6 +23,7 @@
 #include "pushrun/edge_loop.h"
 #include "pushrun/fetch.h"
 #include "pushrun/leader_state.h"
+#include "pushrun/live_tree.h"
 #include "pushrun/relay_children.h"
 #include "pushrun/relay_metrics.h"
 #include "pushrun/spool_retention.h"
@@ -102,6 +103,7 @@ struct Relay::Impl {
   std::unique_ptr<EdgeLoop> loop;
   std::unique_ptr<CallRunner> runner;
   std::unique_ptr<AuthEdge> auth;
+  std::unique_ptr<LiveTreeProbe> live_probe;  // the live tree for the CCM's start probe
   std::atomic<bool> stopping{false};
   RelayMetrics metrics;
 
@@ -516,6 +518,7 @@ struct Relay::Impl {
     }
     st.site_leader = ReadLeaderState(opts.leader_state);
     st.nonce = nonce;
+    if (QueryParam(req.target, "live") == "1" && live_probe) st.live = live_probe->Get();
     http::Response resp = ToResponse({200, push::Encode(st)});
     if (!nonce.empty()) {
       std::string stamp = auth->StampAnswer(push::auth::kCcmName, "/v1/status", resp.body);
@@ -562,6 +565,7 @@ Result<std::unique_ptr<Relay>> Relay::Start(const RelayOptions& opts) {
   auto impl = std::make_unique<Impl>();
   impl->opts = opts;
   impl->auth = std::make_unique<AuthEdge>(opts.name, std::nullopt, *pub, *group);
+  if (!opts.root.empty()) impl->live_probe = std::make_unique<LiveTreeProbe>(opts.cm_apply, opts.root);
   if (opts.spool_keep < 1) return Error(Code::kUsage, "spool_keep must be at least 1");
   std::error_code ec;
   if (fs::create_directories(opts.spool, ec)) ::chmod(opts.spool.c_str(), 0700);  // ours alone

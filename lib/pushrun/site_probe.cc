@@ -20,6 +20,7 @@ bool CheckStatusAnswer(const AuthEdge& auth, const std::string& server, const st
     out->leader_address = st->site_leader->address;
     out->epoch = st->site_leader->epoch;
   }
+  out->live = st->live;
   return true;
 }
 
@@ -38,7 +39,8 @@ std::map<std::string, ProbeAnswer> ProbeSites(const push::SitesConfig& sites, co
       const push::Server& s = *all[i];
       ProbeAnswer a;
       std::string nonce = NewNonce();
-      auto r = client.Call("GET", s.url + "/v1/status?nonce=" + nonce, "", o.timeout);
+      auto r = client.Call("GET", s.url + "/v1/status?nonce=" + nonce + (o.live ? "&live=1" : ""), "",
+                           o.live ? o.live_timeout : o.timeout);
       if (!r.ok()) {
         a.error = r.status().message();
       } else {

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "http/wire.h"
+#include "push/messages.h"
 #include "push/sites.h"
 
 namespace cm::pushrun {
@@ -23,11 +24,14 @@ struct ProbeAnswer {
   std::string error;          // why not, one line
   std::string leader_address; // the site leader's IPv4 address as its cm-leader says ("" = none/unverified)
   uint64_t epoch = 0;
+  std::optional<push::LiveTree> live;  // verified answers to a live probe only
 };
 
 struct ProbeOptions {
   std::chrono::milliseconds timeout{1500};
   size_t threads = 16;
+  bool live = false;  // ask for the live tree (cm-apply verify-live on every relay)
+  std::chrono::milliseconds live_timeout{30000};
 };
 
 class AuthEdge;

@@ -1,0 +1,56 @@
+#include "pushrun/live_tree.h"
+
+#include "push/converge.h"
+#include "util/exit_codes.h"
+#include "util/json_value.h"
+#include "util/log.h"
+#include "util/subprocess.h"
+
+namespace cm::pushrun {
+
+std::optional<push::LiveTree> ParseVerifyLive(int exit_code, const std::string& out, std::string* error) {
+  if (exit_code == kExitNotFound) {
+    push::LiveTree t;
+    t.live_manifest = push::EmptyManifestHex();
+    return t;
+  }
+  if (exit_code != kExitOk && exit_code != kExitBaseMismatch) {
+    *error = "cm-apply verify-live exited " + std::to_string(exit_code);
+    return std::nullopt;
+  }
+  std::string line = out;
+  while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
+  if (size_t nl = line.rfind('\n'); nl != std::string::npos) line = line.substr(nl + 1);
+  auto v = ParseJson(line);
+  if (!v.ok()) {
+    *error = "cm-apply verify-live: " + v.status().message();
+    return std::nullopt;
+  }
+  auto t = push::ParseLiveTree(*v);
+  if (!t.ok()) {
+    *error = "cm-apply verify-live: " + t.status().message();
+    return std::nullopt;
+  }
+  return *t;
+}
+
+std::optional<push::LiveTree> LiveTreeProbe::Get() {
+  if (root_.empty()) return std::nullopt;
+  std::lock_guard<std::mutex> l(mu_);
+  const auto now = std::chrono::steady_clock::now();
+  if (have_ && now - at_ < kFresh) return last_;
+  ProcessOptions po;
+  po.timeout = std::chrono::seconds(60);
+  auto r = RunProcess({cm_apply_, "verify-live", "--root", root_, "--json"}, po);
+  std::string error;
+  std::optional<push::LiveTree> t;
+  if (!r.ok()) error = r.status().message();
+  else t = ParseVerifyLive(r->exit_code, r->out, &error);
+  if (!error.empty()) log::Info("live tree unknown: " + error + (r.ok() ? ": " + LastLine(r->err) : ""));
+  last_ = t;
+  have_ = true;
+  at_ = std::chrono::steady_clock::now();
+  return t;
+}
+
+}  // namespace cm::pushrun
