@@ -948,6 +948,7 @@ struct RelayCore::Impl {
     r.name = o.name;
     r.via = via;
     r.release = d.release;  // what the server runs now, whatever the outcome
+    r.manifest = d.manifest;
     if (d.exit_code == 0 && !d.cancelled) {
       r.state = SuccessState(kind);
       return r;

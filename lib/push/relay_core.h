@@ -172,6 +172,7 @@ struct ChildDone {
   bool cancelled = false;      // ended by CancelChild
   bool file_complete = false;  // kMcastRecv: the serial's file is complete now
   std::string release;         // kApply: the release the server runs after it (cm-apply --json), "" = unknown
+  std::string manifest;        // kApply: that release's manifest hash (hex, cm-apply --json), "" = unknown
 };
 
 struct StartFetch {

@@ -6,6 +6,7 @@
 // on CallRunner's workers; the database is written by its own thread; cm-pack
 // runs off the loop and posts its result back.
 #include "pushrun/controller.h"
+#include "pushrun/converge_run.h"
 
 #include <unistd.h>
 
@@ -874,8 +875,19 @@ Result<PushOutcome> Controller::Run() {
 }  // namespace
 
 Result<PushOutcome> RunPush(const PushOptions& opts) {
+  // Convergence first (converge_run.h): a failure there is a warning; the
+  // push itself then fails, with cm-apply's reason, where a base is wrong.
+  if (opts.converge && !opts.sequential && !opts.state_dir.empty()) {
+    auto base = BaseReleaseOf(opts);
+    if (!base.ok()) log::Warn("convergence skipped: " + base.status().message());
+    else if (!base->empty())
+      if (auto c = ConvergeTo(opts, *base); !c.ok()) log::Warn("convergence: " + c.status().message());
+  }
   Controller c(opts);
-  return c.Run();
+  auto out = c.Run();
+  if (out.ok() && out->ok > 0)
+    if (Status st = KeepCheckpoint(opts); !st.ok()) log::Warn("checkpoint not kept: " + st.message());
+  return out;
 }
 
 }  // namespace cm::pushrun

@@ -51,16 +51,20 @@ push::ChildDone Process(const std::vector<std::string>& argv, push::Micros timeo
   return d;
 }
 
-// The live release after cm-apply's last action: "release" of the last
-// report line its --json printed that has one ("" when none says).
-std::string LiveRelease(const std::string& out) {
+// The live release after cm-apply's last action: "release" (and its
+// "manifest") of the last report line its --json printed that has one (""
+// when none says).
+std::string LiveRelease(const std::string& out, std::string* manifest) {
   std::string release;
   size_t begin = 0;
   while (begin < out.size()) {
     size_t end = out.find('\n', begin);
     if (end == std::string::npos) end = out.size();
     auto v = ParseJson(std::string_view(out).substr(begin, end - begin));
-    if (v.ok() && v->is_object() && (*v)["release"].kind() == JsonValue::Kind::kString) release = v->Str("release");
+    if (v.ok() && v->is_object() && (*v)["release"].kind() == JsonValue::Kind::kString) {
+      release = v->Str("release");
+      *manifest = v->Str("manifest");
+    }
     begin = end + 1;
   }
   return release;
@@ -74,7 +78,7 @@ push::ChildDone Apply(const RelayChildEnv& env, const push::StartChild& c) {
   if (opts.allow_unsigned) argv.push_back("--allow-unsigned");
   std::string out;
   push::ChildDone d = Process(argv, c.timeout, nullptr, &out);
-  d.release = LiveRelease(out);
+  d.release = LiveRelease(out, &d.manifest);
   return d;
 }
 

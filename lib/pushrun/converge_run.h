@@ -1,0 +1,51 @@
+// Convergence on the CCM (docs/protocol/convergence.md): before a push, every
+// server whose live tree is not the tree the push applies to is brought there
+// from the checkpoint store, without an operator:
+//
+//   1. The base of the job: the assignment's BASE (cm-pack inspect --json).
+//      The store must hold it; the shadow's current release is stored when
+//      it is the base (a first run after an upgrade).
+//   2. Every relay is asked for its live tree (site_probe.h, live=1).
+//   3. push/converge.h plans: ready, synchronize from a release the store
+//      holds (only the files that differ, by content, and every path changed
+//      behind cm-apply's back), or replicate.
+//   4. One catch-up job per group: the table (ckpt/sync_table.h) or the whole
+//      tree, packed and signed with the job's key and serial file, pushed and
+//      committed to that group only (--only), recorded like any job.
+//
+// A server that could not be brought to the base fails the job's stage with
+// cm-apply's exit 8: the report says so, never "committed".
+//
+// After a job commits, the shadow's new release is stored as a checkpoint and
+// the store keeps the newest `checkpoints` (ckpt::Store::Prune).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "pushrun/controller.h"
+#include "util/status.h"
+
+namespace cm::pushrun {
+
+struct ConvergeSummary {
+  size_t ready = 0, caught_up = 0, failed = 0, unknown = 0;
+  std::vector<std::string> jobs;  // catch-up job ids run
+};
+
+// The store of a state directory: STATE/checkpoints.
+std::string CheckpointDir(const std::string& state_dir);
+
+// Brings every server of the push to `want_release` (a release the store
+// holds). `only`: restrict to these servers/sites (as --only). Runs nested
+// pushes (RunPush with converge off).
+Result<ConvergeSummary> ConvergeTo(const PushOptions& opts, const std::string& want_release);
+
+// The base release of the push's first assignment, in the store ("" = the
+// assignment names no base, or the store cannot have it: then no catch-up).
+Result<std::string> BaseReleaseOf(const PushOptions& opts);
+
+// Stores the shadow's current release (after a commit) and prunes.
+Status KeepCheckpoint(const PushOptions& opts);
+
+}  // namespace cm::pushrun
