@@ -7,6 +7,7 @@
 // runs off the loop and posts its result back.
 #include "pushrun/controller.h"
 #include "pushrun/converge_run.h"
+#include "ckpt/store.h"
 
 #include <unistd.h>
 
@@ -885,6 +886,23 @@ Result<PushOutcome> RunPush(const PushOptions& opts) {
   }
   Controller c(opts);
   auto out = c.Run();
+  // A server that could not switch back to the rollback's release (it never
+  // had it: it caught up later, or was new) gets that release's tree from
+  // its checkpoint.
+  if (out.ok() && out->failed > 0 && opts.converge && !opts.release.empty() && !opts.state_dir.empty()) {
+    auto store = ckpt::Store::Open(CheckpointDir(opts.state_dir));
+    if (store.ok() && (*store)->Info(opts.release).ok()) {
+      auto c2 = ConvergeTo(opts, opts.release);
+      if (!c2.ok()) {
+        log::Warn("convergence: " + c2.status().message());
+      } else if (c2->caught_up > 0 && opts.verbosity > 0) {
+        // The rollback job's report stays what it was; the catch-up jobs are
+        // recorded on their own (cm-push servers shows where each server is).
+        log::Info(std::to_string(c2->caught_up) + " server(s) that could not switch got " + opts.release +
+                  "'s tree from its checkpoint");
+      }
+    }
+  }
   if (out.ok() && out->ok > 0)
     if (Status st = KeepCheckpoint(opts); !st.ok()) log::Warn("checkpoint not kept: " + st.message());
   return out;
