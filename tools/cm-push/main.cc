@@ -98,6 +98,9 @@ int main(int argc, char** argv) {
   app.add_flag("--no-pipeline", no_pipeline, "Store and forward: a leader serves others only once it holds all");
   app.add_flag("--sequential", p.sequential, "Baseline: send to every server in turn from the CCM (no tree)");
   app.add_option("--timeout", p.timeout_s, "Give up after this many seconds (default 3600)");
+  app.add_option("--checkpoints", p.checkpoints, "Releases kept in STATE/checkpoints for catch-up and restore (default 10; 0 = none)");
+  bool no_converge = false;
+  app.add_flag("--no-converge", no_converge, "Do not first bring servers that run another tree to the job's base");
   app.add_option("--cm-pack", p.cm_pack, "cm-pack program (default: beside cm-push, else PATH)");
   app.add_option("--cm-apply", p.cm_apply, "cm-apply program for --shadow (default: beside cm-push, else PATH)");
 
@@ -160,6 +163,7 @@ int main(int argc, char** argv) {
   if (p.assignments.empty()) return Fail(Error(Code::kUsage, "no assignment given (cm-push --help)"));
   if (p.sites_file.empty()) return Fail(Error(Code::kUsage, "--to SITES.toml is required"));
   p.commit = !no_commit;
+  p.converge = !no_converge;
   p.pipeline = !no_pipeline;
   if (app.count("--wait")) {
     if (wait_arg.empty()) {
