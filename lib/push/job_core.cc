@@ -332,6 +332,7 @@ void JobCore::Finish(Micros now, bool timed_out, JobActions* out) {
       v.error = r.error;
       v.apply_exit = r.apply_exit;
       v.release = r.release;
+      v.manifest = r.manifest;
       v.ok = r.state == want;
       out->verdicts.push_back(std::move(v));
     }
@@ -505,12 +506,21 @@ void JobCore::ReplaceLeader(Micros now, const std::string& site, ReplaceReason w
   SendOrders(now, *moved, out);
 }
 
-void JobCore::Verdict(const ServerResult& r, const std::string& site, JobActions* out) {
-  if (!phase_ || phase_->results.count(r.name)) return;  // one verdict per server per part
+void JobCore::Verdict(const ServerResult& given, const std::string& site, JobActions* out) {
+  if (!phase_ || phase_->results.count(given.name)) return;  // one verdict per server per part
+  ServerResult r = given;
+  // A record must be the truth: committed means the tree the job makes.
+  const std::string& want = plan_.options.expect_manifest;
+  if (r.state == ServerState::kCommitted && !want.empty() && !r.manifest.empty() && r.manifest != want) {
+    r.state = ServerState::kFailed;
+    r.apply_exit = 8;
+    r.error = "switched, but its live tree (manifest " + r.manifest.substr(0, 16) + ") is not the job's (manifest " +
+              want.substr(0, 16) + ")";
+  }
   phase_->results[r.name] = r;
   final_[r.name] = r;
   if (r.state != ServerState::kFailed) final_serial_[r.name] = cur_part_.serial;
-  out->records.push_back({r.name, site, r.state, cur_part_.serial, r.error, r.apply_exit, r.release});
+  out->records.push_back({r.name, site, r.state, cur_part_.serial, r.error, r.apply_exit, r.release, r.manifest});
 }
 
 void JobCore::CheckStalls(Micros now, JobActions* out) {

@@ -106,6 +106,10 @@ struct JobOptions {
   // this (it waits for its members up to its --member-wait, 300 s by
   // default); else the site gets another leader.
   Micros report_timeout = 360 * proto::kSeconds;
+  // Hex of the manifest hash of the tree the job makes (the assignment's
+  // result manifest; "" = not known). A server that reports it committed
+  // with another live manifest has not reached the goal: failed, exit 8.
+  std::string expect_manifest;
 };
 
 struct JobPlan {
@@ -127,6 +131,7 @@ struct StateRecord {
   std::string error;
   int apply_exit = 0;
   std::string release;  // the live release the server reported ("" = not said)
+  std::string manifest;  // its manifest hash (hex) as the server reported it ("" = not said)
   bool operator==(const StateRecord&) const = default;
 };
 
@@ -180,6 +185,7 @@ struct FinalVerdict {
   std::string error;
   int apply_exit = 0;
   std::string release;  // the live release the server last reported ("" = not said)
+  std::string manifest;  // its manifest hash (hex) ("" = not said)
   bool ok = false;      // state is the job's goal (committed, or staged with commit off)
 };
 

@@ -98,6 +98,7 @@ struct ServerRow {
   std::string server, site;
   uint64_t live_serial = 0;  // 0 = no commit recorded by this CCM
   std::string live_release;  // the release it runs ("" = unknown)
+  std::string live_manifest; // hex of its tree's manifest hash, as it reported it ("" = unknown)
   int64_t live_job = 0;      // the job that switched it; 0 = none
   int64_t last_seen_ms = 0;  // the last report about it; 0 = never
   int64_t last_job = 0;      // the last job that reported about it

@@ -163,10 +163,11 @@ std::string RenderServerTableHuman(const std::vector<ServerRow>& rows) {
   std::vector<std::vector<std::string>> cells;
   for (const ServerRow& r : rows) {
     cells.push_back({r.site, r.server, r.live_release.empty() ? "-" : r.live_release,
+                     r.live_manifest.empty() ? "-" : r.live_manifest.substr(0, 16),
                      r.live_serial ? std::to_string(r.live_serial) : "-", r.live_job ? std::to_string(r.live_job) : "-",
                      FormatTimeHuman(r.last_seen_ms), r.last_state.empty() ? "-" : r.last_state, r.last_error});
   }
-  return RenderTable({"SITE", "SERVER", "RELEASE", "SERIAL", "JOB", "LAST-SEEN", "LAST", "ERROR"}, cells);
+  return RenderTable({"SITE", "SERVER", "RELEASE", "MANIFEST", "SERIAL", "JOB", "LAST-SEEN", "LAST", "ERROR"}, cells);
 }
 
 std::string RenderServerTableJson(const std::vector<ServerRow>& rows) {
@@ -174,6 +175,7 @@ std::string RenderServerTableJson(const std::vector<ServerRow>& rows) {
   for (const ServerRow& r : rows) {
     JsonObject o;
     o.Str("site", r.site).Str("server", r.server).Str("release", r.live_release).Uint("serial", r.live_serial);
+    o.Str("manifest", r.live_manifest);
     if (r.live_job) {
       o.Int("live_job", r.live_job);
     } else {

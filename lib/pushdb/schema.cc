@@ -19,6 +19,13 @@ ALTER TABLE servers ADD COLUMN last_job INTEGER;
 UPDATE schema_version SET version = 2;
 )sql";
 
+// Version 3 (from 2): per server the manifest hash of the tree it runs, as
+// its cm-apply reported it (the truth: convergence, exact reports).
+constexpr char kUpgradeV3[] = R"sql(
+ALTER TABLE servers ADD COLUMN live_manifest TEXT NOT NULL DEFAULT '';
+UPDATE schema_version SET version = 3;
+)sql";
+
 // Version 1. Keep in step with docs/STATE.md. Times are Unix milliseconds.
 constexpr char kSchemaV1[] = R"sql(
 CREATE TABLE schema_version (
@@ -112,6 +119,10 @@ Status PrepareSchema(Sql* db) {
   if (version == 1) {
     CM_RETURN_IF_ERROR(db->Exec(kUpgradeV2));
     version = 2;
+  }
+  if (version == 2) {
+    CM_RETURN_IF_ERROR(db->Exec(kUpgradeV3));
+    version = 3;
   }
   if (version != kSchemaVersion)
     return Error(Code::kCorrupt, db->path() + ": unknown schema version " + std::to_string(version));

@@ -11,7 +11,7 @@
 
 namespace cm::pushdb {
 
-constexpr int64_t kSchemaVersion = 2;
+constexpr int64_t kSchemaVersion = 3;
 // PRAGMA application_id: "CMPS", so `file state.db` can tell it apart.
 constexpr int64_t kApplicationId = 0x434d5053;
 

@@ -265,7 +265,7 @@ Status StateDb::TryBegin(JobHandle* job) {
 }
 
 Status StateDb::UpdateServer(int64_t job, std::string_view server, ServerState state, uint64_t serial,
-                             std::string_view error, std::string_view release) {
+                             std::string_view error, std::string_view release, std::string_view manifest) {
   const bool switches = state == ServerState::kCommitted || state == ServerState::kRolledBack;
   if (switches && serial == 0)
     return Error(Code::kFailure, std::string("UpdateServer: ") + ServerStateName(state) + " needs a serial");
@@ -294,8 +294,15 @@ Status StateDb::UpdateServer(int64_t job, std::string_view server, ServerState s
   }
   if (switches) {
     CM_ASSIGN_OR_RETURN(Stmt st, sql_->Prepare(
-        "UPDATE servers SET live_serial = ?, live_job = ?, live_release = ? WHERE server = ?"));
-    CM_RETURN_IF_ERROR(st.Bind(1, static_cast<int64_t>(serial)).Bind(2, job).Bind(3, release).Bind(4, server).Run());
+        "UPDATE servers SET live_serial = ?, live_job = ?, live_release = ?, live_manifest = ? WHERE server = ?"));
+    CM_RETURN_IF_ERROR(
+        st.Bind(1, static_cast<int64_t>(serial)).Bind(2, job).Bind(3, release).Bind(4, manifest).Bind(5, server).Run());
+  } else if (!manifest.empty() && !release.empty()) {
+    // Any other report that says what the server runs (a refused stage
+    // names its live tree): the record follows the server, not the job.
+    CM_ASSIGN_OR_RETURN(Stmt st, sql_->Prepare(
+        "UPDATE servers SET live_release = ?, live_manifest = ? WHERE server = ?"));
+    CM_RETURN_IF_ERROR(st.Bind(1, release).Bind(2, manifest).Bind(3, server).Run());
   }
   if (state != ServerState::kPending && state != ServerState::kFetching) {
     CM_ASSIGN_OR_RETURN(Stmt st, sql_->Prepare(

@@ -86,7 +86,8 @@ class StateDb {
   // kFailure: the job is not running (finished, or still queued).
   // `release`: the release a switch made live (committed / rolled-back).
   Status UpdateServer(int64_t job, std::string_view server, ServerState state, uint64_t serial,
-                      std::string_view error = {}, std::string_view release = {});
+                      std::string_view error = {}, std::string_view release = {},
+                      std::string_view manifest = {});
 
   // Ends an active job. `state` must be done, partial, failed or aborted; a
   // job that never started can only be aborted. kNotFound: no such job;

@@ -115,8 +115,8 @@ Result<std::vector<JobRecord>> StateDb::History(int limit) {
 
 Result<std::vector<ServerRow>> StateDb::ServerTable() {
   CM_ASSIGN_OR_RETURN(Stmt st, sql_->Prepare(
-      "SELECT server, site, live_serial, live_job, last_seen_ms, live_release, last_job, last_state, last_error"
-      " FROM servers ORDER BY site, server"));
+      "SELECT server, site, live_serial, live_job, last_seen_ms, live_release, last_job, last_state, last_error,"
+      " live_manifest FROM servers ORDER BY site, server"));
   std::vector<ServerRow> out;
   for (;;) {
     CM_ASSIGN_OR_RETURN(bool row, st.Step());
@@ -131,6 +131,7 @@ Result<std::vector<ServerRow>> StateDb::ServerTable() {
     r.last_job = st.IsNull(6) ? 0 : st.Int(6);
     r.last_state = st.Text(7);
     r.last_error = st.Text(8);
+    r.live_manifest = st.Text(9);
     out.push_back(std::move(r));
   }
 }

@@ -109,7 +109,7 @@ class DbWriter {
       // that release's serial; a server that does not say: what was sent.
       const std::string& release = r.release.empty() ? release_ : r.release;
       uint64_t serial = r.state == ServerState::kCommitted && ReleaseSerial(release) ? ReleaseSerial(release) : r.serial;
-      Status s = db_->UpdateServer(job_, r.server, state, serial, r.error, release);
+      Status s = db_->UpdateServer(job_, r.server, state, serial, r.error, release, r.manifest);
       if (!s.ok()) log::Warn("state: " + s.message());
       l.lock();
     }
@@ -398,6 +398,10 @@ Result<push::JobPlan> Controller::Plan() const {
   }
   for (const auto& p : parts_) plan.parts.push_back(PartOf(p));
   push::JobOptions& o = plan.options;
+  if (!switch_job_) {  // the tree the job makes, when its assignment says (exact reports)
+    auto b = InspectBase(opts_.cm_pack, opts_.assignments.back());
+    if (b.ok()) o.expect_manifest = b->result;
+  }
   if (opts_.commit) {
     auto req = push::ParseRequire(opts_.require);
     if (!req.ok()) return req.status();
@@ -736,7 +740,7 @@ PushOutcome Controller::Finish() {
     JsonObject o;
     o.Str("server", v.server).Str("site", v.site).Str("state", push::ServerStateName(shown(v.state))).Uint(
         "serial", serial);
-    o.Str("release", release).Str("error", v.error);
+    o.Str("release", release).Str("manifest", v.manifest).Str("error", v.error);
     if (v.apply_exit) o.Int("apply_exit", v.apply_exit);
     servers.Raw(o.Build());
     std::snprintf(line, sizeof line, "%-16s %-12s %-11s %-20s %s\n", v.server.c_str(), v.site.c_str(),

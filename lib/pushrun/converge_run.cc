@@ -26,42 +26,17 @@
 
 namespace cm::pushrun {
 
-std::string CheckpointDir(const std::string& state_dir) { return state_dir + "/checkpoints"; }
-
 namespace {
 
 // A pseudo-server name for the CCM's own shadow copy in a plan.
 constexpr const char* kShadowName = " shadow";
 
-struct BaseInfo {
-  std::string job, type;
-  std::string release;
-  Hash256 manifest{};
-  bool has = false;
-};
-
 bool ParseHashHex(const std::string& hex, Hash256* out) {
   return hex.size() == 64 && FromHex(hex, out->data(), out->size());
 }
-
-// The first assignment's job, type and BASE, as `cm-pack inspect --json` says.
-Result<BaseInfo> Inspect(const PushOptions& opts) {
-  auto r = RunProcess({opts.cm_pack, "inspect", opts.assignments.front(), "--json"});
-  if (!r.ok()) return r.status();
-  if (r->exit_code != 0) return Error(Code::kFailure, "cm-pack inspect: " + LastLine(r->err));
-  auto v = ParseJson(r->out);
-  if (!v.ok() || !v->is_object()) return Error(Code::kCorrupt, "cm-pack inspect --json: not one JSON object");
-  BaseInfo b;
-  const JsonValue& h = (*v)["header"].is_object() ? (*v)["header"] : *v;
-  b.job = h.Str("job", v->Str("job"));
-  b.type = h.Str("type", v->Str("type"));
-  const JsonValue& base = (*v)["base"];
-  if (base.is_object() && ParseHashHex(base.Str("manifest"), &b.manifest) &&
-      b.manifest != Hash256{}) {
-    b.has = true;
-    b.release = base.Str("release");
-  }
-  return b;
+std::string NonZeroHex(const std::string& hex) {
+  Hash256 h;
+  return ParseHashHex(hex, &h) && h != Hash256{} ? hex : std::string();
 }
 
 struct Shadow {
@@ -148,14 +123,38 @@ Status ApplyToShadow(const PushOptions& opts, const std::string& cma) {
 
 }  // namespace
 
+std::string CheckpointDir(const std::string& state_dir) { return state_dir + "/checkpoints"; }
+
+Result<AssignmentBase> InspectBase(const std::string& cm_pack, const std::string& file) {
+  auto r = RunProcess({cm_pack, "inspect", file, "--json"});
+  if (!r.ok()) return r.status();
+  if (r->exit_code != 0) return Error(Code::kFailure, "cm-pack inspect: " + LastLine(r->err));
+  auto v = ParseJson(r->out);
+  if (!v.ok() || !v->is_object()) return Error(Code::kCorrupt, "cm-pack inspect --json: not one JSON object");
+  AssignmentBase b;
+  const JsonValue& h = (*v)["header"].is_object() ? (*v)["header"] : *v;
+  b.job = h.Str("job", v->Str("job"));
+  b.type = h.Str("type", v->Str("type"));
+  const JsonValue& base = (*v)["base"];
+  if (base.is_object()) {
+    b.release = base.Str("release");
+    b.manifest = NonZeroHex(base.Str("manifest"));
+    b.result = NonZeroHex(base.Str("result_manifest"));
+  }
+  return b;
+}
+
+
 Result<std::string> BaseReleaseOf(const PushOptions& opts) {
   if (opts.state_dir.empty() || opts.assignments.empty()) return std::string();
-  auto b = Inspect(opts);
+  auto b = InspectBase(opts.cm_pack, opts.assignments.front());
   if (!b.ok()) return b.status();
-  if (!b->has) return std::string();
+  if (b->manifest.empty()) return std::string();
+  Hash256 base_hash;
+  ParseHashHex(b->manifest, &base_hash);
   auto store = ckpt::Store::Open(CheckpointDir(opts.state_dir));
   if (!store.ok()) return store.status();
-  if (auto r = (*store)->FindByManifest(b->manifest)) return *r;
+  if (auto r = (*store)->FindByManifest(base_hash)) return *r;
   // Not stored yet (a first run, or checkpoints were off): the shadow's
   // current release, when it is the base.
   if (auto sh = ReadShadow(opts.shadow)) {
@@ -163,15 +162,15 @@ Result<std::string> BaseReleaseOf(const PushOptions& opts) {
     ao.cache_same_device = true;
     auto added = (*store)->Add(sh->release, sh->serial, sh->tree, ao);
     if (!added.ok()) return added.status();
-    if (added->info.manifest == b->manifest) return sh->release;
+    if (added->info.manifest == base_hash) return sh->release;
     log::Warn("the shadow copy runs " + sh->release + " (manifest " + delta::ShortHash(added->info.manifest) +
-              "), not the base of " + opts.assignments.front() + " (manifest " + delta::ShortHash(b->manifest) +
+              "), not the base of " + opts.assignments.front() + " (manifest " + b->manifest.substr(0, 16) +
               "): servers are not caught up");
     return std::string();
   }
   if (opts.verbosity > 0)
     log::Info("no checkpoint of the base of " + opts.assignments.front() + " (" +
-              (b->release.empty() ? "manifest " + delta::ShortHash(b->manifest) : b->release) +
+              (b->release.empty() ? "manifest " + b->manifest.substr(0, 16) : b->release) +
               "): servers on another tree will refuse it (exit 8); --shadow keeps checkpoints");
   return std::string();
 }
@@ -239,7 +238,7 @@ Result<ConvergeSummary> ConvergeTo(const PushOptions& opts, const std::string& w
   const std::string tree = dir + "/tree";
   CM_RETURN_IF_ERROR(store.Materialize(want_release, tree));
 
-  auto job_base = Inspect(opts);
+  auto job_base = InspectBase(opts.cm_pack, opts.assignments.front());
   std::string base_job = job_base.ok() && !job_base->job.empty() ? job_base->job : "converge";
   if (base_job.size() > 26) base_job.resize(26);
   for (size_t i = 0; i < plan.groups.size(); ++i) {

@@ -33,6 +33,15 @@ struct ConvergeSummary {
   std::vector<std::string> jobs;  // catch-up job ids run
 };
 
+// What `cm-pack inspect --json` says of an assignment's BASE (pack format).
+struct AssignmentBase {
+  std::string job, type;
+  std::string release;      // the base's release name ("" = not said)
+  std::string manifest;     // hex of the base manifest ("" = none / not checked)
+  std::string result;       // hex of the result manifest ("" = not known)
+};
+Result<AssignmentBase> InspectBase(const std::string& cm_pack, const std::string& file);
+
 // The store of a state directory: STATE/checkpoints.
 std::string CheckpointDir(const std::string& state_dir);
 

@@ -85,12 +85,15 @@ class JobCoreTest : public ::testing::Test {
     now_ = std::max(now_, t);
   }
   Reply Report(const std::string& site, const std::string& leader, std::vector<std::pair<std::string, ServerState>> s,
-               uint64_t serial = 10) {
+               uint64_t serial = 10, const std::map<std::string, std::string>& manifests = {}) {
     SiteReport r;
     r.serial = serial;
     r.site = site;
     r.leader = leader;
-    for (const auto& [name, st] : s) r.servers.push_back({name, st, st == ServerState::kFailed ? "boom" : "", Via::kMulticast, 0});
+    for (const auto& [name, st] : s) {
+      r.servers.push_back({name, st, st == ServerState::kFailed ? "boom" : "", Via::kMulticast, 0});
+      if (auto m = manifests.find(name); m != manifests.end()) r.servers.back().manifest = m->second;
+    }
     a_.Clear();
     Reply rep = core_->OnSiteReport(now_, r, &a_);
     Take();
@@ -323,6 +326,31 @@ TEST_F(JobCoreTest, CommitGoesOnlyToStagedServersWhenRequireAllows) {
   EXPECT_EQ(VerdictOf("a1")->serial, 20u);
   EXPECT_FALSE(VerdictOf("b2")->ok);
   EXPECT_EQ(VerdictOf("b2")->error, "boom");
+}
+
+TEST_F(JobCoreTest, ACommitOfAnotherTreeIsAFailureNotCommitted) {
+  const std::string want(64, 'a'), other(64, 'b');
+  JobPlan p = MakePlan(1, 3);
+  p.options.expect_manifest = want;
+  Make(p);
+  Start();
+  AckOrders();
+  Report("a", "a1", {{"a1", ServerState::kStaged}, {"a2", ServerState::kStaged}, {"a3", ServerState::kStaged}});
+  ASSERT_TRUE(make_commit_);
+  a_.Clear();
+  core_->OnCommitReady(now_, JobPart{20, "job", 256, 0, 0}, &a_);
+  Take();
+  for (const auto& c : TakeCalls(Endpoint::kFetch)) Done(c, true);
+  Report("a", "a1", {{"a1", ServerState::kCommitted}, {"a2", ServerState::kCommitted}, {"a3", ServerState::kCommitted}},
+         20, {{"a1", want}, {"a2", other}});  // a3: an older relay that does not say
+  ASSERT_TRUE(finished_);
+  EXPECT_TRUE(VerdictOf("a1")->ok);
+  EXPECT_EQ(VerdictOf("a1")->manifest, want);
+  EXPECT_FALSE(VerdictOf("a2")->ok);
+  EXPECT_EQ(VerdictOf("a2")->state, ServerState::kFailed);
+  EXPECT_EQ(VerdictOf("a2")->apply_exit, 8);
+  EXPECT_NE(VerdictOf("a2")->error.find("is not the job's"), std::string::npos) << VerdictOf("a2")->error;
+  EXPECT_TRUE(VerdictOf("a3")->ok);
 }
 
 TEST_F(JobCoreTest, ARefusedOrderFailsTheLeaderAtOnceWithTheRelaysReason) {

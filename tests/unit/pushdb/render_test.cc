@@ -111,6 +111,7 @@ TEST(RenderTest, ServerTable) {
   rows[0].site = "ams";
   rows[0].live_serial = 43;
   rows[0].live_release = "s000000000043-job7";
+  rows[0].live_manifest = "0123456789abcdef" + std::string(48, '0');
   rows[0].live_job = 12;
   rows[0].last_seen_ms = kT0 + 9000;
   rows[0].last_job = 12;
@@ -121,15 +122,16 @@ TEST(RenderTest, ServerTable) {
   rows[1].last_state = "failed";
   rows[1].last_error = "connection refused";
   EXPECT_EQ(RenderServerTableHuman(rows),
-            "SITE  SERVER  RELEASE             SERIAL  JOB  LAST-SEEN            LAST       ERROR\n"
-            "ams   ams-1   s000000000043-job7  43      12   2024-05-01 12:00:09  committed\n"
-            "ams   ams-2   -                   -       -    -                    failed     connection refused\n");
+            "SITE  SERVER  RELEASE             MANIFEST          SERIAL  JOB  LAST-SEEN            LAST       ERROR\n"
+            "ams   ams-1   s000000000043-job7  0123456789abcdef  43      12   2024-05-01 12:00:09  committed\n"
+            "ams   ams-2   -                   -                 -       -    -                    failed     connection refused\n");
   auto v = ParseJson(RenderServerTableJson(rows));
   ASSERT_TRUE(v.ok());
   const auto& s = (*v)["servers"].items();
   ASSERT_EQ(s.size(), 2u);
   EXPECT_EQ(s[0].Uint("serial"), 43u);
   EXPECT_EQ(s[0].Str("release"), "s000000000043-job7");
+  EXPECT_EQ(s[0].Str("manifest"), rows[0].live_manifest);
   EXPECT_EQ(s[1].Str("last_error"), "connection refused");
   EXPECT_EQ((*v).Int("v"), kJsonSchema);
   EXPECT_TRUE(s[1]["live_job"].is_null());

@@ -37,7 +37,7 @@ TEST_F(PushDbTest, OpenCreatesDatabaseInWalModeWithSchemaVersion) {
   EXPECT_EQ(stat((dir + "/state.db").c_str(), &st), 0);
   EXPECT_EQ((*db)->path(), dir + "/state.db");
   EXPECT_EQ(RawQuery(dir + "/state.db", "PRAGMA journal_mode"), "wal|");
-  EXPECT_EQ(RawQuery(dir + "/state.db", "SELECT version FROM schema_version"), "2|");
+  EXPECT_EQ(RawQuery(dir + "/state.db", "SELECT version FROM schema_version"), "3|");
   EXPECT_EQ(RawQuery(dir + "/state.db", "PRAGMA application_id"), std::to_string(kApplicationId) + "|");
 }
 
@@ -47,9 +47,20 @@ TEST_F(PushDbTest, NewerSchemaIsRefusedWithClearError) {
   auto db = StateDb::Open(dir_.path(), Options());
   ASSERT_FALSE(db.ok());
   EXPECT_EQ(db.status().code(), Code::kFailure);
-  EXPECT_NE(db.status().message().find("schema version 7 is newer than this cm-push understands (2)"),
+  EXPECT_NE(db.status().message().find("schema version 7 is newer than this cm-push understands (3)"),
             std::string::npos)
       << db.status().message();
+}
+
+TEST_F(PushDbTest, AVersion2DatabaseGainsTheLiveManifest) {
+  OpenDb().reset();
+  RawQuery(dir_ / "state.db", "ALTER TABLE servers DROP COLUMN live_manifest; UPDATE schema_version SET version = 2");
+  ASSERT_EQ(RawQuery(dir_ / "state.db", "SELECT version FROM schema_version"), "2|");
+  auto db = StateDb::Open(dir_.path(), Options());
+  ASSERT_TRUE(db.ok()) << db.status().message();
+  EXPECT_EQ(RawQuery(dir_ / "state.db", "SELECT version FROM schema_version"), "3|");
+  EXPECT_EQ(RawQuery(dir_ / "state.db", "SELECT count(*) FROM pragma_table_info('servers') WHERE name = 'live_manifest'"),
+            "1|");
 }
 
 TEST_F(PushDbTest, ForeignSqliteDatabaseIsRefused) {
