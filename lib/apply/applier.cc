@@ -9,6 +9,7 @@
 #include <chrono>
 
 #include "apply/part_stage.h"
+#include "apply/release_manifest.h"
 #include "apply/switcher.h"
 #include "pack/assignment_reader.h"
 #include "util/file_util.h"
@@ -94,6 +95,27 @@ Result<uint64_t> CheckSpace(const std::string& root, uint64_t needed, uint64_t c
   return avail - margin;
 }
 
+// The stage is complete: its manifest (stat cache: the live release's, whose
+// files it hard-links) must be the assignment's result manifest when it names
+// one, else kBaseMismatch and the stage is dropped (PartStage's destructor);
+// it is kept as the manifest of the release the stage becomes.
+Status RecordStagedManifest(ContentRoot* root, const PartStage& stage, const PartInfo& info,
+                            const std::optional<delta::TableBase>& base, Report* report) {
+  const Layout& l = root->layout();
+  auto live = RecordedManifest(l, root->state().current, /*compute_if_missing=*/true);
+  if (!live.ok()) log::Warn("no manifest of the live release: " + live.status().message());
+  CM_ASSIGN_OR_RETURN(delta::Manifest m, StagedManifest(l, stage.name(), live.ok() ? &*live : nullptr));
+  const Hash256 h = delta::ManifestHash(m);
+  if (base && !delta::IsZeroHash(base->result_manifest) && h != base->result_manifest)
+    return Error(Code::kBaseMismatch, "the staged tree has manifest " + delta::ShortHash(h) +
+                                          ", the assignment makes " + delta::ShortHash(base->result_manifest) +
+                                          "; stage discarded, live tree unchanged");
+  if (::mkdir(l.manifests.c_str(), 0700) != 0 && errno != EEXIST) return ErrnoError(l.manifests, errno);
+  CM_RETURN_IF_ERROR(delta::SaveManifest(ManifestPath(l, ReleaseId(info.serial, info.job)), m));
+  report->staged_manifest = ToHex(h);
+  return Status::Ok();
+}
+
 Status StageCommands(ContentRoot* root, pack::AssignmentReader* reader, const AppliedId& id, uint64_t budget,
                      Report* report) {
   const pack::Header& h = reader->header();
@@ -105,6 +127,7 @@ Status StageCommands(ContentRoot* root, pack::AssignmentReader* reader, const Ap
   info.last_part = (h.flags & pack::kFlagLastPart) != 0;
   CM_ASSIGN_OR_RETURN(std::unique_ptr<PartStage> stage, PartStage::Begin(root, info));
   stage->stager().set_write_budget(budget);
+  const uint64_t commands = h.command_count - (reader->base() ? 1 : 0);
   pack::Command c;
   uint64_t done = 0;
   const bool progress = log::ProgressEnabled();  // isatty once, not per command
@@ -118,11 +141,12 @@ Status StageCommands(ContentRoot* root, pack::AssignmentReader* reader, const Ap
     Status st = stage->stager().Apply(c, data);
     report->stats = stage->stager().stats();
     if (!st.ok()) return st;
-    if (progress && (++done % 64 == 0 || done == h.command_count))
-      log::Progress("staging " + std::to_string(done) + "/" + std::to_string(h.command_count));
+    if (progress && (++done % 64 == 0 || done == commands))
+      log::Progress("staging " + std::to_string(done) + "/" + std::to_string(commands));
   }
   log::ProgressDone();
   report->stats = stage->stager().stats();
+  if (info.last_part) CM_RETURN_IF_ERROR(RecordStagedManifest(root, *stage, info, reader->base(), report));
   return stage->Finish(id);
 }
 
@@ -147,6 +171,7 @@ Status ApplyFile(ContentRoot* root, const std::string& path, const ApplyOptions&
     report->duration_ms =
         std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
     report->release_serial = ReleaseSerial(report->release);
+    report->manifest = RecordedManifestHex(root->layout(), report->release, /*compute_if_missing=*/!o.dry_run);
     if (write_report && !o.dry_run) {
       Status w = WriteReport(root->layout(), *report, root->options().report_keep);
       // After a failure the apply's own error is the one line that matters.
@@ -206,10 +231,21 @@ Status ApplyFile(ContentRoot* root, const std::string& path, const ApplyOptions&
                      : h.type == pack::Type::kCommit ? "committed" : "rolled-back";
     return finish(r->post_hook, true);
   }
+  // The tree the assignment applies to (its BASE): checked on the live tree
+  // before anything is staged; whole trees apply to any tree.
+  const std::optional<delta::TableBase>& base = (*reader)->base();
+  if (base && h.part == 1 && !pack::IsWholeTree(h.type)) {
+    Status st = CheckBase(root->layout(), s.current, *base);
+    if (!st.ok()) {
+      report->release = s.current;
+      return finish(st, true);
+    }
+  }
   // A job of one part that changes nothing: no stage and, at its commit, no
   // new release (which would push the real rollback target out).
   const bool last = (h.flags & pack::kFlagLastPart) != 0;
-  if (h.command_count == 0 && h.part == 1 && last && !pack::IsWholeTree(h.type) && !s.current.empty() &&
+  const uint64_t commands = h.command_count - (base ? 1 : 0);
+  if (commands == 0 && h.part == 1 && last && !pack::IsWholeTree(h.type) && !s.current.empty() &&
       !(s.HasStage() && s.staged_job == h.job_id)) {
     State before = s;
     s.noop_job = h.job_id;

@@ -9,6 +9,7 @@
 #include <deque>
 #include <vector>
 
+#include "apply/release_manifest.h"
 #include "apply/switcher.h"
 #include "util/file_util.h"
 
@@ -27,6 +28,7 @@ Report SwitchReport(const char* action, const Result<SwitchResult>& r, const std
   rep.action = r.ok() ? (r->noop ? "unchanged" : r->already ? "already-applied" : action) : "none";
   rep.release = root.state().current;
   rep.release_serial = ReleaseSerial(rep.release);
+  rep.manifest = RecordedManifestHex(root.layout(), rep.release, /*compute_if_missing=*/true);
   rep.status = r.ok() ? r->post_hook : r.status();
   rep.hooks = std::move(hooks);
   rep.host = HostName();
@@ -155,6 +157,13 @@ Result<SerialReset> ResetSerials(const std::string& root_dir, std::optional<uint
   s.last_stage_serial = s.last_switch_serial = r.serial;
   CM_RETURN_IF_ERROR(root->SaveState());
   return r;
+}
+
+Result<LiveTree> VerifyLive(const std::string& root_dir, bool full, const RootOptions& ro) {
+  CM_ASSIGN_OR_RETURN(std::unique_ptr<ContentRoot> root, ContentRoot::Open(root_dir, ro));
+  const std::string& current = root->state().current;
+  if (current.empty()) return Error(Code::kNotFound, root->layout().root + ": no live release");
+  return ExamineLive(root->layout(), current, full);
 }
 
 Outcome RunVerify(const std::vector<std::string>& files, const ApplyOptions& opts) {

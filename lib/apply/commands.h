@@ -9,6 +9,7 @@
 
 #include "apply/applier.h"
 #include "apply/content_root.h"
+#include "apply/release_manifest.h"
 #include "apply/report.h"
 #include "util/status.h"
 
@@ -46,6 +47,11 @@ struct SerialReset {
 // root's lock and ownership like every writing subcommand.
 Result<SerialReset> ResetSerials(const std::string& root, std::optional<uint64_t> to, uint64_t now_us,
                                  const RootOptions& ro);
+// `cm-apply verify-live`: the live tree against its release's recorded
+// manifest (computed first for a root from an older version). full: every
+// file read (no stat cache). kNotFound when there is no live release. Takes
+// the root's lock (a switch in progress is finished first).
+Result<LiveTree> VerifyLive(const std::string& root, bool full, const RootOptions& ro);
 // Verifies files without a content root.
 Outcome RunVerify(const std::vector<std::string>& files, const ApplyOptions& opts);
 

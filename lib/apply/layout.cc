@@ -22,6 +22,7 @@ Layout::Layout(std::string root_dir) : root(std::move(root_dir)) {
   stage = meta + "/stage";
   reports = meta + "/reports";
   trash = meta + "/trash";
+  manifests = meta + "/manifests";
 }
 
 std::string SafeName(std::string_view job) {
@@ -93,7 +94,7 @@ Status EnsureLayout(const Layout& l) {
   struct stat st;
   if (::stat(l.root.c_str(), &st) != 0) return ErrnoError(l.root, errno);
   if (!S_ISDIR(st.st_mode)) return Error(Code::kUsage, l.root + ": not a directory");
-  for (const std::string* d : {&l.meta, &l.stage, &l.reports, &l.trash, &l.releases}) {
+  for (const std::string* d : {&l.meta, &l.stage, &l.reports, &l.trash, &l.manifests, &l.releases}) {
     if (::mkdir(d->c_str(), d == &l.releases ? 0755 : 0700) != 0 && errno != EEXIST) return ErrnoError(*d, errno);
     // .cm first: nothing in it is looked at before it is known to be ours.
     if (d != &l.releases) CM_RETURN_IF_ERROR(CheckPrivate(*d, /*dir=*/true));

@@ -10,6 +10,7 @@
 //   ROOT/.cm/stage/<name>.dirmeta     desired directory metadata (dir_meta.h)
 //   ROOT/.cm/reports/<serial>.json    one report per assignment
 //   ROOT/.cm/trash/                   releases being deleted by retention
+//   ROOT/.cm/manifests/<id>.mf        each release's manifest (release_manifest.h)
 //   ROOT/.cm/spool-*                  an assignment read from stdin
 //
 // Everything lives on one file system: staging hard-links live files and
@@ -26,7 +27,7 @@ namespace cm::apply {
 
 struct Layout {
   explicit Layout(std::string root_dir);
-  std::string root, current, current_tmp, releases, meta, lock, state, journal, stage, reports, trash;
+  std::string root, current, current_tmp, releases, meta, lock, state, journal, stage, reports, trash, manifests;
 
   std::string Release(const std::string& id) const { return releases + "/" + id; }
   std::string StageDir(const std::string& name) const { return stage + "/" + name; }

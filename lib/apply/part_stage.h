@@ -40,6 +40,8 @@ class PartStage {
   ~PartStage();  // discards the work tree unless Finish() succeeded
 
   Stager& stager() { return *stager_; }
+  // The work directory's name under .cm/stage.
+  const std::string& name() const { return name_; }
   // Makes the work tree durable (syncfs) and records it (and `applied`) in the
   // state: from then on it is the job's staged tree.
   Status Finish(const AppliedId& applied);

@@ -21,6 +21,7 @@ std::string ReportJson(const Report& r) {
   o.Bool("last_part", r.last_part).Str("action", r.action);
   o.Str("result", r.status.ok() ? "ok" : "error").Str("code", CodeName(r.status.code()));
   o.Str("message", r.status.message()).Str("release", r.release).Uint("release_serial", r.release_serial);
+  o.Str("manifest", r.manifest).Str("staged_manifest", r.staged_manifest);
   o.Uint("files_created", r.stats.created).Uint("files_patched", r.stats.patched);
   o.Uint("files_removed", r.stats.removed).Uint("dirs_created", r.stats.dirs);
   o.Uint("files_renamed", r.stats.renamed).Uint("files_copied", r.stats.copied);

@@ -14,7 +14,10 @@
 //
 // serial is the assignment's; release is the release ROOT/current points at
 // after the action (whatever it was: also after an error or a no-op; "" =
-// none) and release_serial the serial in its name. hooks: the hooks that ran.
+// none) and release_serial the serial in its name; manifest the hex of its
+// recorded manifest (release_manifest.h; "" = none), staged_manifest that of
+// the staged tree when the action completed a stage ("" otherwise). hooks:
+// the hooks that ran.
 #pragma once
 
 #include <cstdint>
@@ -41,6 +44,8 @@ struct Report {
   std::string action = "none";
   std::string release;  // the live release after the action
   uint64_t release_serial = 0;
+  std::string manifest;         // hex of the live release's recorded manifest ("" = none)
+  std::string staged_manifest;  // a stage that completed: hex of the staged tree's manifest
   std::vector<HookRun> hooks;
   Status status;
   StageStats stats;

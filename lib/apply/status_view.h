@@ -21,11 +21,20 @@ struct StatusView {
   bool initialized = false;         // ROOT/.cm exists
   std::string last_report;          // JSON text of the newest report, "" if none
   std::string last_report_path;     // its file, "" if none
+  std::string manifest;             // hex of current's recorded manifest, "" if none recorded
+  std::string staged_manifest;      // hex of a complete stage's manifest, "" if none
 };
 
 // kNotFound when ROOT does not exist.
 Result<StatusView> ReadStatus(const std::string& root);
 std::string StatusJson(const StatusView& v);
 std::string StatusText(const StatusView& v);
+
+struct LiveTree;
+// `cm-apply verify-live`: one JSON line (man cm-apply(1), VERIFY-LIVE; each
+// list at most kMaxLivePaths paths, "truncated" when cut), or text for people.
+constexpr size_t kMaxLivePaths = 1000;
+std::string LiveJson(const LiveTree& t);
+std::string LiveText(const LiveTree& t);
 
 }  // namespace cm::apply

@@ -11,6 +11,7 @@
 
 #include "apply/dir_meta.h"
 #include "apply/fs_ops.h"
+#include "apply/release_manifest.h"
 #include "util/crash_point.h"
 #include "util/file_util.h"
 #include "util/log.h"
@@ -301,6 +302,7 @@ Status ApplyRetention(ContentRoot* root) {
     CrashPoint("retention.moved");
     CM_RETURN_IF_ERROR(RemoveTree(trash));
   }
+  PruneManifests(l, StagedRelease(s));
   return Status::Ok();
 }
 

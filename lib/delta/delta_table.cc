@@ -16,6 +16,7 @@ constexpr size_t kHeaderSize = 12;
 constexpr size_t kMaxPathBytes = 4096;
 constexpr uint32_t kMaxEntryRecord = 2 * kMaxPathBytes + 256;
 constexpr uint32_t kMaxEndRecord = 10 + 32;
+constexpr uint32_t kMaxBaseRecord = 2 + kMaxBaseRelease + 10 + 64;
 // Instruction bytes are written in records of at most this size.
 constexpr size_t kChunkSize = 1 << 20;
 
@@ -74,6 +75,33 @@ const char* KindName(Kind k) {
 
 bool IsSafeRelativePath(const std::string& path) { return IsSafeContentPath(path); }
 
+bool IsZeroHash(const Hash256& h) {
+  for (uint8_t b : h)
+    if (b) return false;
+  return true;
+}
+
+void EncodeTableBase(const TableBase& b, std::string* out) {
+  ByteWriter w(out);
+  w.Str(b.release);
+  w.Varint(b.serial);
+  w.Bytes(b.manifest.data(), b.manifest.size());
+  w.Bytes(b.result_manifest.data(), b.result_manifest.size());
+}
+
+bool DecodeTableBase(std::string_view payload, TableBase* b) {
+  ByteReader r(payload);
+  TableBase out;
+  if (!r.Str(&out.release, kMaxBaseRelease) || !r.Varint(&out.serial) ||
+      !r.Bytes(out.manifest.data(), out.manifest.size()) ||
+      !r.Bytes(out.result_manifest.data(), out.result_manifest.size()) || !r.AtEnd())
+    return false;
+  for (unsigned char c : out.release)
+    if (c <= 0x20 || c >= 0x7f) return false;
+  *b = std::move(out);
+  return true;
+}
+
 // ---- writer ------------------------------------------------------------------
 
 DeltaTableWriter::DeltaTableWriter(ByteSink* sink) : sink_(sink) {}
@@ -82,11 +110,17 @@ Status DeltaTableWriter::Begin(uint16_t flags) {
   std::string h;
   ByteWriter w(&h);
   w.Bytes(kTableMagic, 4);
-  w.U16(kTableVersion);
+  w.U16(base_ ? kTableVersionBase : kTableVersion);
   w.U16(flags);
   w.U32(0);
   hasher_.Update(h);
-  return sink_->Write(h.data(), h.size());
+  CM_RETURN_IF_ERROR(sink_->Write(h.data(), h.size()));
+  if (!base_) return Status::Ok();
+  std::string p;
+  EncodeTableBase(*base_, &p);
+  TableBase check;
+  if (!DecodeTableBase(p, &check)) return Error(Code::kFailure, "delta table: bad base release name");
+  return WriteRecord(kRecBase, p);
 }
 
 Status DeltaTableWriter::WriteRecord(uint8_t type, const std::string& payload) {
@@ -177,11 +211,25 @@ Status DeltaTableReader::Begin() {
   r.U16(&version);
   r.U16(&flags_);
   r.U32(&reserved);
-  if (version != 1 && version != kTableVersion) return Corrupt("unsupported version " + std::to_string(version));
+  if (version < 1 || version > kTableVersionBase) return Corrupt("unsupported version " + std::to_string(version));
   version_ = version;
   if ((flags_ & ~(kTableFlagChecksum | kTableFlagNoTimes)) != 0) return Corrupt("unknown flags");
   if (reserved != 0) return Corrupt("nonzero reserved field");
   hasher_.Update(h, sizeof h);
+  if (version_ < kTableVersionBase) return Status::Ok();
+  // Version 3: the base record comes first.
+  uint8_t type;
+  uint32_t len;
+  CM_RETURN_IF_ERROR(ReadRecordHeader(&type, &len));
+  if (type != kRecBase) return Corrupt("version 3 table without its base record first");
+  if (len > kMaxBaseRecord) return Corrupt("base record too large");
+  std::string p(len, '\0');
+  st = src_->ReadExact(p.data(), len, "base record");
+  if (!st.ok()) return st.code() == Code::kCorrupt ? Corrupt("truncated base record") : st;
+  hasher_.Update(p);
+  TableBase b;
+  if (!DecodeTableBase(p, &b)) return Corrupt("malformed base record");
+  base_ = std::move(b);
   return Status::Ok();
 }
 
@@ -231,6 +279,7 @@ Result<bool> DeltaTableReader::Next(DeltaEntry* e) {
     CM_RETURN_IF_ERROR(ReadRecordHeader(&type, &len));
   }
   if (type == kRecDeltaChunk) return Corrupt("instruction bytes without a DELTA entry");
+  if (type == kRecBase) return Corrupt("base record not first (or not in a version 3 table)");
   if (type == kRecEnd) {
     if (len > kMaxEndRecord) return Corrupt("END record too large");
     uint8_t p[kMaxEndRecord];

@@ -1,8 +1,12 @@
 // The delta table: cm-delta's versioned binary output and cm-pack's input.
-// Format v2 (v1 still read) in docs/FORMATS.md ("Delta table"):
+// Format v2, v3 with a base record (v1 still read) in docs/FORMATS.md
+// ("Delta table"):
 //
-//   header  "CMDT" | u16 version=2 | u16 flags | u32 reserved(0)      12 bytes
+//   header  "CMDT" | u16 version=2|3 | u16 flags | u32 reserved(0)    12 bytes
 //   record  u8 type | varint length (<= kMaxRecord) | payload[length]
+//     kRecBase        v3 only, exactly once, the first record: the tree the
+//                     table applies to (TableBase):
+//                     str release | varint serial | manifest[32] | result_manifest[32]
 //     kRecEntry       one DeltaEntry (payload layout below)
 //     kRecDeltaChunk  instruction-stream bytes of the preceding DELTA entry
 //     kRecEnd         varint entry_count | hash[32] of every preceding record's bytes
@@ -30,7 +34,9 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "util/byte_source.h"
 #include "util/hash.h"
@@ -43,13 +49,16 @@ constexpr char kTableMagic[4] = {'C', 'M', 'D', 'T'};
 // names its base path (empty: the entry's own path in the old tree).
 // Version 1 is still read.
 constexpr uint16_t kTableVersion = 2;
+// Version 3 = version 2 with a base record (kRecBase) before the first entry.
+// A reader that predates it refuses the table ("unsupported version 3").
+constexpr uint16_t kTableVersionBase = 3;
 constexpr uint16_t kTableFlagChecksum = 1;  // change detection by content hash
 // Modification times are not carried (--no-times): every entry's mtime_ns is
 // 0 ("leave as is") and a change of mtime alone is no change.
 constexpr uint16_t kTableFlagNoTimes = 2;
 constexpr uint32_t kMaxRecord = 16 << 20;
 
-enum RecordType : uint8_t { kRecEntry = 1, kRecDeltaChunk = 2, kRecEnd = 3 };
+enum RecordType : uint8_t { kRecEntry = 1, kRecDeltaChunk = 2, kRecEnd = 3, kRecBase = 4 };
 enum class Op : uint8_t { kAdd = 1, kRemove = 2, kModify = 3, kMeta = 4 };
 enum class Kind : uint8_t { kFile = 1, kDir = 2, kSymlink = 3 };
 enum class Encoding : uint8_t { kWhole = 0, kDelta = 1 };
@@ -72,6 +81,24 @@ struct DeltaEntry {
   Hash256 base_hash{};      // DELTA: hash of the old file
 };
 
+// The tree a table applies to (the old tree) and the tree it makes: what
+// cm-apply checks before staging it and when the stage is complete
+// (delta/manifest.h: the manifest hash names a tree).
+struct TableBase {
+  std::string release;        // the old tree's release name ("" = not known); <= 255 printable bytes
+  uint64_t serial = 0;        // its serial (0 = not known)
+  Hash256 manifest{};         // manifest hash of the old tree (zero = do not check)
+  Hash256 result_manifest{};  // manifest hash of the tree the table makes (zero = not known)
+  bool operator==(const TableBase&) const = default;
+};
+constexpr size_t kMaxBaseRelease = 255;
+// Encodes/decodes the base payload (shared with the assignment's BASE
+// command, pack/assignment_format.h). Decode is total: false on anything
+// malformed (also a release name that is too long or not printable).
+void EncodeTableBase(const TableBase& b, std::string* out);
+bool DecodeTableBase(std::string_view payload, TableBase* b);
+bool IsZeroHash(const Hash256& h);
+
 const char* OpName(Op op);      // "add", "remove", "modify", "meta"
 const char* KindName(Kind k);   // "file", "dir", "symlink"
 
@@ -84,6 +111,8 @@ bool IsSafeRelativePath(const std::string& path);
 class DeltaTableWriter {
  public:
   explicit DeltaTableWriter(ByteSink* sink);
+  // Before Begin: the table names its base (written as version 3).
+  void SetBase(const TableBase& b) { base_ = b; }
   Status Begin(uint16_t flags);
   Status AddEntry(const DeltaEntry& e);
   Status AddDeltaBytes(const void* data, size_t n);
@@ -97,6 +126,7 @@ class DeltaTableWriter {
   uint64_t entries_ = 0;
   bool delta_open_ = false;     // the last entry was DELTA
   uint64_t delta_written_ = 0;  // instruction bytes written for it
+  std::optional<TableBase> base_;
 };
 
 // Reads a table from a source. The parser is total: malformed, truncated or
@@ -104,9 +134,12 @@ class DeltaTableWriter {
 class DeltaTableReader {
  public:
   explicit DeltaTableReader(ByteSource* src);
-  // Reads and checks the header.
+  // Reads and checks the header (and, version 3, the base record).
   Status Begin();
   uint16_t flags() const { return flags_; }
+  uint16_t version() const { return version_; }
+  // After Begin: the base record of a version 3 table, else nullopt.
+  const std::optional<TableBase>& base() const { return base_; }
   // Next entry: true with *e filled, false at a valid END record (after its
   // count and hash are checked). For a DELTA entry, call ReadDeltaBytes until
   // it returns 0 before calling Next again (Next skips unread bytes).
@@ -131,6 +164,7 @@ class DeltaTableReader {
   bool done_ = false;          // END seen and checked
   uint32_t chunk_left_ = 0;    // unread payload bytes of the current chunk record
   uint64_t delta_seen_ = 0;    // instruction bytes read for the current entry
+  std::optional<TableBase> base_;
 };
 
 }  // namespace cm::delta

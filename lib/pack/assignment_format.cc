@@ -38,6 +38,7 @@ const char* OpcodeName(Opcode op) {
     case Opcode::kCopy: return "copy";
     case Opcode::kSetMeta: return "set-meta";
     case Opcode::kSymlink: return "symlink";
+    case Opcode::kBase: return "base";
   }
   return "unknown";
 }
@@ -259,7 +260,8 @@ constexpr size_t kMaxPath = 4096;
 void EncodeCommand(const Command& c, std::string* out) {
   std::string p;
   ByteWriter w(&p);
-  w.Str(c.path);
+  if (c.op == Opcode::kBase) delta::EncodeTableBase(c.base, &p);
+  else w.Str(c.path);
   switch (c.op) {
     case Opcode::kMkdir:
     case Opcode::kSetMeta:
@@ -289,6 +291,8 @@ void EncodeCommand(const Command& c, std::string* out) {
       w.Str(c.path2);
       PutMeta(w, c.meta);
       break;
+    case Opcode::kBase:
+      break;
   }
   ByteWriter o(out);
   o.U8(static_cast<uint8_t>(c.op));
@@ -299,6 +303,10 @@ void EncodeCommand(const Command& c, std::string* out) {
 Status DecodeCommandPayload(Opcode op, std::string_view payload, Command* c) {
   *c = Command{};
   c->op = op;
+  if (op == Opcode::kBase) {
+    if (!delta::DecodeTableBase(payload, &c->base)) return Error(Code::kCorrupt, "malformed base command");
+    return Status::Ok();
+  }
   ByteReader r(payload);
   bool ok = r.Str(&c->path, kMaxPath);
   switch (op) {

@@ -33,6 +33,7 @@
 #include <string_view>
 #include <vector>
 
+#include "delta/delta_table.h"
 #include "pack/chunk_table.h"
 #include "util/hash.h"
 #include "util/status.h"
@@ -164,6 +165,13 @@ enum class Opcode : uint8_t {
   kCopy = 6,     // path -> path2 (files)
   kSetMeta = 7,  // path, meta
   kSymlink = 8,  // path, target (path2), meta (owner only)
+  // The tree the assignment applies to and the tree it makes (base): at most
+  // one, the first command, never in commit/rollback. Payload in every body
+  // version: str release | varint serial | manifest[32] | result_manifest[32]
+  // (delta::EncodeTableBase; no path). Readers that predate it refuse the
+  // assignment ("unknown command opcode 9"). AssignmentReader consumes it
+  // (base()); NextCommand never returns it.
+  kBase = 9,
 };
 const char* OpcodeName(Opcode op);
 
@@ -184,6 +192,7 @@ struct Command {
   uint64_t base_size = 0;
   Hash256 base_hash{};
   DataRef data;       // create/patch
+  delta::TableBase base;  // BASE only
   // create/patch: whether `hash` is carried. v3 carries none: the data is
   // covered by the data hash, the chunk table and the signature, and a patch's
   // result is determined by its (checked) base and its (covered) instructions.

@@ -414,6 +414,7 @@ Status AssignmentReader::Verify() {
   CM_RETURN_IF_ERROR(Reset());
   uint64_t count = 0;
   declared_bytes_ = 0;
+  base_.reset();
   Command c;
   uint64_t last_segment = 0;
   for (;;) {
@@ -421,6 +422,12 @@ Status AssignmentReader::Verify() {
     if (!more.ok()) return more.status();
     if (!*more) break;
     if (++count > h.command_count) return Error(Code::kCorrupt, "more commands than the header declares");
+    if (c.op == pack::Opcode::kBase) {
+      if (count != 1) return Error(Code::kCorrupt, "base command not first (or more than one)");
+      if (IsControl(h.type)) return Error(Code::kCorrupt, "control assignment carries a base command");
+      base_ = c.base;
+      continue;
+    }
     if (PathDepth(c.path) > kMaxPathDepth || PathDepth(c.path2) > kMaxPathDepth)
       return Error(Code::kUnsafePath, "path nested deeper than " + std::to_string(kMaxPathDepth) +
                                           " directories in assignment: " + c.path.substr(0, 200));
@@ -455,6 +462,8 @@ Result<bool> AssignmentReader::NextCommand(Command* c) {
   if (sealed_) return Error(Code::kAuth, "assignment is encrypted; a group key is needed");
   auto r = ReadCommand(impl_->body, impl_->decoder ? &*impl_->decoder : nullptr, c);
   if (r.ok() && *r) ++impl_->commands_read;
+  // The base was taken by Verify (base()); appliers never see it.
+  if (r.ok() && *r && c->op == Opcode::kBase) return NextCommand(c);
   return r;
 }
 

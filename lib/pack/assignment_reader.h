@@ -81,6 +81,10 @@ class AssignmentReader {
   // After Verify(): the sum of the final sizes of all create/patch commands
   // (saturating), the bytes of new file content the assignment declares.
   uint64_t declared_bytes() const { return declared_bytes_; }
+  // After Verify(): the BASE command (assignment_format.h Opcode::kBase) if
+  // the assignment has one; NextCommand skips it. Commands other than BASE:
+  // header().command_count - (base() ? 1 : 0).
+  const std::optional<delta::TableBase>& base() const { return base_; }
 
  private:
   AssignmentReader() = default;
@@ -93,6 +97,7 @@ class AssignmentReader {
   bool verified_ = false;
   bool sealed_ = false;
   uint64_t declared_bytes_ = 0;
+  std::optional<delta::TableBase> base_;
   ReaderOptions opts_;
 };
 

@@ -80,6 +80,15 @@ bool Bounded(ByteReader& r, uint64_t v) { return v <= std::numeric_limits<uint64
 void CommandEncoder::Encode(const Command& c, std::string* out) {
   std::string p;
   ByteWriter w(&p);
+  if (c.op == Opcode::kBase) {
+    // No path and no context: the same payload as v1/v2.
+    delta::EncodeTableBase(c.base, &p);
+    ByteWriter o(out);
+    o.U8(static_cast<uint8_t>(c.op));
+    o.Varint(p.size());
+    o.Bytes(p);
+    return;
+  }
   size_t keep = 0;
   const size_t lim = std::min(prev_path_.size(), c.path.size());
   while (keep < lim && prev_path_[keep] == c.path[keep]) ++keep;
@@ -114,6 +123,8 @@ void CommandEncoder::Encode(const Command& c, std::string* out) {
       w.Str(c.path2);
       PutMeta(w, c.meta, &prev_meta_);
       break;
+    case Opcode::kBase:
+      break;
   }
   ByteWriter o(out);
   o.U8(static_cast<uint8_t>(c.op));
@@ -125,6 +136,10 @@ Status CommandDecoder::Decode(Opcode op, std::string_view payload, Command* c) {
   *c = Command{};
   c->op = op;
   c->has_hash = false;
+  if (op == Opcode::kBase) {
+    if (!delta::DecodeTableBase(payload, &c->base)) return Error(Code::kCorrupt, "malformed base command");
+    return Status::Ok();
+  }
   ByteReader r(payload);
   uint64_t keep;
   std::string suffix;

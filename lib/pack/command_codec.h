@@ -10,6 +10,8 @@
 //     REMOVE           -
 //     RENAME, COPY     str to
 //     SYMLINK          str target, meta3
+//   except BASE, whose payload is as in v1/v2 (no keep/suffix) and which
+//   leaves the context alone.
 //   meta3 := u8 bits | [varint mode] | [varint uid | varint gid] | [svarint mtime_delta]
 //     bit 0: mode follows (else the previous meta's mode)
 //     bit 1: uid and gid follow (else the previous meta's)

@@ -33,6 +33,22 @@ std::string HeaderJson(const Header& h) {
   return o.Build();
 }
 
+std::string HashOrNone(const Hash256& h) { return delta::IsZeroHash(h) ? std::string() : ToHex(h); }
+
+std::string BaseJson(const delta::TableBase& b) {
+  JsonObject o;
+  o.Str("release", b.release).Uint("serial", b.serial).Str("manifest", HashOrNone(b.manifest));
+  o.Str("result_manifest", HashOrNone(b.result_manifest));
+  return o.Build();
+}
+
+std::string BaseText(const delta::TableBase& b) {
+  auto h = [](const Hash256& x) { return delta::IsZeroHash(x) ? std::string("none") : ToHex(x); };
+  return "  base      " + (b.release.empty() ? std::string("(release not named)") : b.release) + " serial " +
+         std::to_string(b.serial) + "\n            manifest " + h(b.manifest) + "\n            result   " +
+         h(b.result_manifest) + "\n";
+}
+
 std::string ChunkLine(const Header& h) {
   if (!h.has_chunk_table()) return "1 (no chunk table)";
   return std::to_string(h.version()) + (h.compact_body ? " (compact commands)" : "") + ", chunk table: " + std::to_string(h.chunk_count) + (h.chunk_count == 1 ? " chunk" : " chunks") +
@@ -72,6 +88,7 @@ std::string CommandLine(const Command& c) {
     case Opcode::kRename:
     case Opcode::kCopy: return s + "     " + c.path + " => " + c.path2;
     case Opcode::kRemove: return s + "     " + c.path;
+    case Opcode::kBase: return s;  // never returned by NextCommand
   }
   return s;
 }
@@ -102,6 +119,8 @@ Status DescribeAssignment(const std::string& path, const ReaderOptions& opts, bo
   if (json) {
     JsonObject o;
     o.Str("file", path).Raw("header", HeaderJson(h)).Bool("verified", verified.ok());
+    // null: no BASE command (or the commands are unreadable).
+    o.Raw("base", reader->base() ? BaseJson(*reader->base()) : "null");
     if (sealed) o.Bool("commands_sealed", true);
     if (!verified.ok()) o.Str("error", verified.message());
     o.Raw("commands", cmds.Build());
@@ -126,7 +145,8 @@ Status DescribeAssignment(const std::string& path, const ReaderOptions& opts, bo
     s += "  signed    " + std::string((h.flags & kFlagSigned) ? "yes, key " + ToHex(h.key_id.data(), 8) : "no") + "\n";
     s += "  encrypted " + std::string((h.flags & kFlagEncrypted) ? "yes" : "no") + "\n";
     s += "  data      " + HumanBytes(h.data_size) + " stored, " + HumanBytes(h.space_needed) + " of files\n";
-    s += "  commands  " + std::to_string(h.command_count) + "\n";
+    s += "  commands  " + std::to_string(h.command_count) + (reader->base() ? " (1 base)" : "") + "\n";
+    if (reader->base()) s += BaseText(*reader->base());
     s += "  verified  " + std::string(verified.ok() ? "hashes ok" : "NO: " + verified.message()) +
          (verified.ok() && opts.pub_key ? ", signature ok" : "") +
          (sealed ? "; commands encrypted (no group key given)" : "") + "\n";

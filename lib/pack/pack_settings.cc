@@ -1,5 +1,7 @@
 #include "pack/pack_settings.h"
 
+#include <charconv>
+
 #include "util/file_util.h"
 #include "util/strings.h"
 #include "util/toml_flags.h"
@@ -29,8 +31,39 @@ Status LoadPackConfig(const std::string& path, bool explicit_path,
   return toml.ApplyText(*text, path);
 }
 
+namespace {
+Status ParseManifestFlag(const char* flag, const std::string& v, std::optional<Hash256>* out) {
+  if (v.empty()) return Status::Ok();
+  Hash256 h{};
+  if (v != "none" && (v.size() != 64 || !FromHex(v, h.data(), h.size())))
+    return Error(Code::kUsage, std::string(flag) + ": expected 64 hex digits or 'none': " + v);
+  *out = h;
+  return Status::Ok();
+}
+}  // namespace
+
 Result<PackOptions> MakePackOptions(const PackSettings& o, Type type) {
   PackOptions p;
+  CM_RETURN_IF_ERROR(ParseManifestFlag("--base-manifest", o.base_manifest, &p.base_manifest));
+  CM_RETURN_IF_ERROR(ParseManifestFlag("--result-manifest", o.result_manifest, &p.result_manifest));
+  if (!o.base_release.empty()) {
+    delta::TableBase b;
+    b.release = o.base_release;
+    std::string enc;
+    delta::EncodeTableBase(b, &enc);
+    if (!delta::DecodeTableBase(enc, &b))
+      return Error(Code::kUsage, "--base-release: at most 255 printable characters: " + o.base_release);
+    p.base_release = o.base_release == "none" ? "" : o.base_release;
+  }
+  if (!o.base_serial.empty()) {
+    uint64_t v = 0;
+    const char* b = o.base_serial.data();
+    const char* e = b + o.base_serial.size();
+    auto r = std::from_chars(b, e, v);
+    if (r.ec != std::errc() || r.ptr != e || b == e) return Error(Code::kUsage, "--base-serial: not a number: " + o.base_serial);
+    p.base_serial = v;
+  }
+  p.no_base = o.no_base;
   p.type = type;
   if (o.serial) p.serial = o.serial;
   p.serial_file = o.serial_file;

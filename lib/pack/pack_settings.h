@@ -27,6 +27,10 @@ struct PackSettings {
   int delta_level = 17;
   bool no_owner = false;
   std::string sign_key, group_key;
+  // The BASE command's overrides (PackOptions): "" = from the delta table.
+  // base_manifest/result_manifest: 64 hex digits or "none".
+  std::string base_release, base_serial, base_manifest, result_manifest;
+  bool no_base = false;
 };
 
 // Reads pack.toml (man cm-pack(1)) with util::TomlFlags: each key (sign_key,

@@ -94,8 +94,8 @@ class PartWriter {
  public:
   // Bytes of one command besides its path (meta, sizes, hashes, reference).
   static constexpr uint64_t kCommandBound = 160;
-  PartWriter(const PackOptions& o, uint64_t first_serial, std::string job)
-      : opts_(o), serial_(first_serial), job_(std::move(job)) {}
+  PartWriter(const PackOptions& o, uint64_t first_serial, std::string job, std::optional<delta::TableBase> base)
+      : opts_(o), serial_(first_serial), job_(std::move(job)), base_(std::move(base)) {}
 
   Status Start() {
     writer_ = std::make_unique<AssignmentWriter>();
@@ -111,14 +111,24 @@ class PartWriter {
     w.encrypt = opts_.encrypt;
     w.chunk_size = opts_.chunk_size;
     w.version = opts_.version;
-    return writer_->Open(PartPath(opts_.output, part_), w);
+    CM_RETURN_IF_ERROR(writer_->Open(PartPath(opts_.output, part_), w));
+    if (base_) {
+      Command c;
+      c.op = Opcode::kBase;
+      c.base = *base_;
+      if (part_ > 1) c.base.manifest = {};  // parts 2.. apply to the staged parts before them
+      writer_->AddCommand(c);
+    }
+    first_commands_ = writer_->commands();
+    return Status::Ok();
   }
   // Called before an item with at most `incoming` data bytes (raw: a bound
   // of what it stores) and its command are added: the part stays within
   // max_size as a whole unless the item alone exceeds it.
   Status MaybeSplit(uint64_t incoming, size_t path_bytes) {
     const uint64_t item = incoming + incoming / 128 + 64 + path_bytes + kCommandBound;
-    if (writer_->commands() == 0 || writer_->part_bytes_bound() + item <= opts_.max_size) return Status::Ok();
+    if (writer_->commands() == first_commands_ || writer_->part_bytes_bound() + item <= opts_.max_size)
+      return Status::Ok();
     writer_->set_last_part(false);
     CM_RETURN_IF_ERROR(FinishPart());
     ++part_;
@@ -149,6 +159,8 @@ class PartWriter {
   uint32_t part_ = 1;
   std::unique_ptr<AssignmentWriter> writer_;
   PackResult result_;
+  std::optional<delta::TableBase> base_;
+  uint64_t first_commands_ = 0;  // the BASE command
 };
 
 Status AddWholeFile(PartWriter* pw, const PackOptions& opts, const std::string& root,
@@ -275,7 +287,7 @@ Result<PackResult> PackDeltaTable(ByteSource* table_src, const std::string& sour
   // (with a serial file) or follow consecutively.
   CM_ASSIGN_OR_RETURN(uint64_t serial, AllocateSerials(opts, 1));
   std::string job = opts.job_id.empty() ? "job-" + std::to_string(serial) : opts.job_id;
-  PartWriter pw(opts, serial, job);
+  PartWriter pw(opts, serial, job, EffectiveBase(table.base(), opts));
   CM_RETURN_IF_ERROR(pw.Start());
   PackResult& res = pw.result();
   delta::DeltaEntry e;
@@ -326,6 +338,26 @@ Result<PackResult> PackDeltaTable(ByteSource* table_src, const std::string& sour
   CM_RETURN_IF_ERROR(pw.FinishPart());
   res.no_changes = res.entries == 0;
   return std::move(res);
+}
+
+std::optional<delta::TableBase> EffectiveBase(const std::optional<delta::TableBase>& from_table,
+                                             const PackOptions& opts) {
+  if (opts.no_base || IsControl(opts.type)) return std::nullopt;
+  const bool overridden = opts.base_release || opts.base_serial || opts.base_manifest || opts.result_manifest;
+  if (!from_table && !overridden) return std::nullopt;
+  delta::TableBase b = from_table.value_or(delta::TableBase{});
+  if (opts.base_release) b.release = *opts.base_release;
+  if (opts.base_serial) b.serial = *opts.base_serial;
+  if (opts.base_manifest) b.manifest = *opts.base_manifest;
+  if (opts.result_manifest) b.result_manifest = *opts.result_manifest;
+  if (IsWholeTree(opts.type)) {
+    b.release.clear();
+    b.serial = 0;
+    b.manifest = {};
+  }
+  if (b.release.empty() && b.serial == 0 && delta::IsZeroHash(b.manifest) && delta::IsZeroHash(b.result_manifest))
+    return std::nullopt;
+  return b;
 }
 
 Status ParseReleaseName(const std::string& name, uint64_t* serial, std::string* job) {

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "delta/delta_table.h"
 #include "pack/assignment_format.h"
 #include "pack/compress_policy.h"
 #include "pack/keys.h"
@@ -45,7 +46,22 @@ struct PackOptions {
   // Rollback only: the release to switch to ("" = the previous one), as
   // s<serial, 12+ digits>-<job>; its job becomes the assignment's job id.
   std::string rollback_release;
+  // The BASE command (assignment_format.h Opcode::kBase) of delta types: the
+  // delta table's base record with each field replaced when set here (a zero
+  // hash = "none": not checked / not known). no_base: no BASE command at all
+  // (servers whose cm-apply predates it). Whole-tree types (replicate,
+  // restore) apply to any tree: their base manifest, release and serial are
+  // dropped, the result manifest kept. In a job of several parts, every part
+  // carries the result manifest (checked when the last part is staged) and
+  // only part 1 the base manifest.
+  std::optional<std::string> base_release;
+  std::optional<uint64_t> base_serial;
+  std::optional<Hash256> base_manifest, result_manifest;
+  bool no_base = false;
 };
+
+// The BASE a delta table with base record `from_table` gets under opts (see above).
+std::optional<delta::TableBase> EffectiveBase(const std::optional<delta::TableBase>& from_table, const PackOptions& opts);
 
 struct PackedFile {
   std::string path;

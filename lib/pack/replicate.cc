@@ -5,6 +5,7 @@
 
 #include <cstdlib>
 
+#include "delta/manifest.h"
 #include "delta/tree_diff.h"
 #include "util/file_util.h"
 
@@ -26,7 +27,13 @@ Result<PackResult> PackTree(const std::string& dir, const PackOptions& opts) {
   if (!r.ok()) return r.status();
   if (::lseek(spool.get(), 0, SEEK_SET) != 0) return ErrnoError("temporary file", errno);
   FdSource src(spool.get());
-  return PackDeltaTable(&src, dir, opts);
+  // The staged tree must be this one (BASE result manifest): cm-apply checks it.
+  PackOptions o = opts;
+  if (!o.result_manifest && !o.no_base) {
+    auto m = delta::BuildManifest(dir, {});
+    if (m.ok()) o.result_manifest = delta::ManifestHash(*m);
+  }
+  return PackDeltaTable(&src, dir, o);
 }
 
 }  // namespace cm::pack

@@ -67,9 +67,13 @@ grep -q '"action":"unchanged".*"release":"[^"]*-j2"' out || fail "commit without
 # The rollback target is still the real one.
 expect_rc 0 cm-apply rollback R
 [[ $(cat R/current/f) == 1 ]] || fail "rollback after no-op jobs did not return to j1"
-# An empty job on a server without a live tree still makes its (empty) release.
+# An empty job on a server without a live tree still makes its (empty) release
+# (one that names no base: e1 applies to j2's tree, which R2 does not have).
 mkdir R2
-expect_rc 0 A e1.cma --root R2 --commit
+expect_rc 8 A e1.cma --root R2 --commit
+grep -q "live tree is (none) .*; the assignment applies to .*-j2 (manifest " err || fail "base: $(cat err)"
+cm-delta S/current staging 2>/dev/null | cm-pack -q - --source staging --job noop9 --serial-file sf --no-base -o e9.cma
+expect_rc 0 A e9.cma --root R2 --commit
 [[ -L R2/current ]] || fail "empty first job made no release"
 # The cron example of cm-delta(1), as written (shadow/current, staging/):
 # nothing changed -> no assignment; a change -> one.

@@ -30,7 +30,7 @@ struct Options {
   std::vector<std::string> pre_commit, post_commit;
   std::string pre_flag, post_flag;
   std::optional<uint64_t> reset_to;
-  bool commit = false, json = false, dry_run = false, quiet = false, allow_unsigned = false;
+  bool commit = false, json = false, dry_run = false, quiet = false, allow_unsigned = false, full = false;
   int verbose = 0;
 };
 
@@ -135,6 +135,7 @@ int main(int argc, char** argv) {
                "  cm-apply status [ROOT] [--json]\n"
                "  cm-apply reset-serial [ROOT] [--to N]\n"
                "  cm-apply verify FILE... [--pub-key F]\n"
+               "  cm-apply verify-live [ROOT] [--full] [--json]\n"
                "(ROOT: the content root, or --root DIR, or root = in the config)",
                "cm-apply"};
   app.set_version_flag("--version", std::string("cm-apply ") + CM_VERSION);
@@ -156,17 +157,15 @@ int main(int argc, char** argv) {
   reset->add_option("--to", o.reset_to, "The serial to reset to (default: the newest not in the future)");
   CLI::App* verify = app.add_subcommand("verify", "Verify assignments (format, hashes, signature) only");
   verify->add_option("files", o.files, "Assignment files")->required();
-  for (CLI::App* sub : {commit, rollback, status, reset}) sub->add_option("ROOT", o.root_arg, "The content root");
-  for (CLI::App* sub : {apply, commit, rollback, status, reset, verify}) sub->fallthrough();
+  CLI::App* vlive = app.add_subcommand("verify-live", "Check that the live tree is its release (exit 8 if not)");
+  vlive->add_flag("--full", o.full, "Read every file (default: only files whose size, mtime or inode changed)");
+  for (CLI::App* sub : {commit, rollback, status, reset, vlive}) sub->add_option("ROOT", o.root_arg, "The content root");
+  for (CLI::App* sub : {apply, commit, rollback, status, reset, verify, vlive}) sub->fallthrough();
   app.require_subcommand(0, 1);
 
   try {
     app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForAllHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForVersion& e) {
+  } catch (const CLI::Success& e) {  // --help, --help-all, --version
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     log::Init("cm-apply", 1);
@@ -208,6 +207,12 @@ int main(int argc, char** argv) {
     if (!v.ok()) return Fail("", v.status());
     std::printf("%s", o.json ? (StatusJson(*v) + "\n").c_str() : StatusText(*v).c_str());
     return kExitOk;
+  }
+  if (vlive->parsed()) {
+    auto t = VerifyLive(o.root, o.full, ro);
+    if (!t.ok()) return Fail("", t.status());
+    std::printf("%s", o.json ? (LiveJson(*t) + "\n").c_str() : o.quiet ? "" : LiveText(*t).c_str());
+    return t->ok() ? kExitOk : kExitBaseMismatch;
   }
   if (reset->parsed()) {
     auto r = ResetSerials(o.root, o.reset_to, NowMicros(), ro);

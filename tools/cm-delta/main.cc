@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "delta/listing.h"
+#include "delta/table_base.h"
 #include "delta/tree_diff.h"
 #include "util/exit_codes.h"
 #include "util/file_util.h"
@@ -131,14 +132,12 @@ int Run(Options& o) {
     table_sink = file_sink.get();
   }
   std::optional<CountingSink> counter;
-  std::optional<DeltaTableWriter> table;
-  if (table_sink != nullptr) {
-    counter.emplace(table_sink);
-    table.emplace(&*counter);
-  }
+  if (table_sink != nullptr) counter.emplace(table_sink);
 
+  // A table names its base and result (table_base.h); a listing needs neither.
   ListingObserver reporter(o.list, o.json, &stdout_sink);
-  auto res = DiffTrees(o.old_root, o.new_root, dopts, table ? &*table : nullptr, &reporter);
+  auto res = counter ? DiffTreesWithBase(o.old_root, o.new_root, dopts, &*counter, &reporter)
+                     : DiffTrees(o.old_root, o.new_root, dopts, nullptr, &reporter);
   log::ProgressDone();
   if (!res.ok()) return Fail(res.status());
   const DiffSummary& s = *res;

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include "base_flags.h"
 #include "pack/inspect.h"
 #include "pack/pack_settings.h"
 #include "pack/packer.h"
@@ -146,12 +147,14 @@ int main(int argc, char** argv) {
   app.add_option("--type", o.type, "publish (default), synchronize, remove or hot");
   add_common(&app);
   add_data(&app);
+  AddBaseFlags(&app, &o.pack);
 
   auto* replicate = app.add_subcommand("replicate", "Pack a whole tree (a new or resynced server)");
   replicate->add_option("dir", o.dir, "The tree")->required();
   replicate->add_option("--type", o.type, "replicate (default) or restore");
   add_common(replicate);
   add_data(replicate);
+  AddBaseFlags(replicate, &o.pack, /*only_result=*/true);
   auto* commit = app.add_subcommand("commit", "Commit assignment: switch servers to the staged job");
   add_common(commit);
   auto* rollback = app.add_subcommand("rollback", "Rollback assignment: switch servers back, or to a release");
@@ -173,12 +176,9 @@ int main(int argc, char** argv) {
   verify->add_option("--group-key", o.pack.group_key, "Group key for an encrypted assignment");
   verify->add_flag("--json", o.json, "JSON on stdout");
   app.require_subcommand(0, 1);
-
   try {
     app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForVersion& e) {
+  } catch (const CLI::Success& e) {  // --help, --version
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     std::fprintf(stderr, "cm-pack: error: %s (try --help)\n", e.what());

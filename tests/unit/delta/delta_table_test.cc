@@ -549,3 +549,164 @@ RC_GTEST_PROP(DeltaTable, RandomEntriesRoundTrip, ()) {
 
 }  // namespace
 }  // namespace cm::delta
+
+namespace cm::delta {
+namespace {
+
+TableBase SampleBase() {
+  TableBase b;
+  b.release = "s000000000041-job41";
+  b.serial = 41;
+  for (size_t i = 0; i < 32; ++i) {
+    b.manifest[i] = static_cast<uint8_t>(i + 1);
+    b.result_manifest[i] = static_cast<uint8_t>(200 - i);
+  }
+  return b;
+}
+
+std::string WriteWithBase(const std::optional<TableBase>& base, const std::vector<DeltaEntry>& entries) {
+  StringSink sink;
+  DeltaTableWriter w(&sink);
+  if (base) w.SetBase(*base);
+  EXPECT_TRUE(w.Begin(0).ok());
+  for (const auto& e : entries) EXPECT_TRUE(w.AddEntry(e).ok());
+  EXPECT_TRUE(w.End().ok());
+  return sink.data();
+}
+
+DeltaEntry Dir(const std::string& p) {
+  DeltaEntry e;
+  e.op = Op::kAdd;
+  e.kind = Kind::kDir;
+  e.path = p;
+  e.mode = 0755;
+  return e;
+}
+
+// Raw record bytes: type | varint length | payload.
+std::string Record(uint8_t type, const std::string& payload) {
+  std::string out;
+  ByteWriter w(&out);
+  w.U8(type);
+  w.Varint(payload.size());
+  w.Bytes(payload);
+  return out;
+}
+
+std::string Header(uint16_t version) {
+  std::string h;
+  ByteWriter w(&h);
+  w.Bytes(kTableMagic, 4);
+  w.U16(version);
+  w.U16(0);
+  w.U32(0);
+  return h;
+}
+
+TEST(DeltaTableBase, RoundTripsAsVersion3) {
+  const TableBase b = SampleBase();
+  std::string t = WriteWithBase(b, {Dir("a"), Dir("a/b")});
+  EXPECT_EQ(static_cast<uint8_t>(t[4]), 3);  // version, little-endian
+  StringSource src(t);
+  DeltaTableReader r(&src);
+  ASSERT_TRUE(r.Begin().ok());
+  EXPECT_EQ(r.version(), 3);
+  ASSERT_TRUE(r.base().has_value());
+  EXPECT_EQ(*r.base(), b);
+  DeltaEntry e;
+  int n = 0;
+  for (;;) {
+    auto more = r.Next(&e);
+    ASSERT_TRUE(more.ok()) << more.status().message();
+    if (!*more) break;
+    ++n;
+  }
+  EXPECT_EQ(n, 2);
+}
+
+TEST(DeltaTableBase, ATableWithoutBaseStaysVersion2) {
+  std::string t = WriteWithBase(std::nullopt, {Dir("a")});
+  EXPECT_EQ(static_cast<uint8_t>(t[4]), 2);
+  StringSource src(t);
+  DeltaTableReader r(&src);
+  ASSERT_TRUE(r.Begin().ok());
+  EXPECT_FALSE(r.base().has_value());
+}
+
+TEST(DeltaTableBase, EveryFlippedByteOfTheBaseIsCorrupt) {
+  std::string t = WriteWithBase(SampleBase(), {Dir("a")});
+  for (size_t i = 12; i < t.size(); ++i) {
+    std::string bad = t;
+    bad[i] ^= 0x40;
+    std::vector<Item> items;
+    Status st = ReadAll(bad, &items);
+    EXPECT_EQ(st.code(), Code::kCorrupt) << "byte " << i;
+  }
+}
+
+TEST(DeltaTableBase, Version3WithoutTheBaseFirstIsCorrupt) {
+  std::string entry;
+  {
+    // An entry record as a v2 writer makes it.
+    std::string t2 = WriteWithBase(std::nullopt, {Dir("a")});
+    entry = t2.substr(12, t2.size() - 12);
+  }
+  StringSource src(Header(3) + entry);
+  DeltaTableReader r(&src);
+  Status st = r.Begin();
+  EXPECT_EQ(st.code(), Code::kCorrupt);
+  EXPECT_NE(st.message().find("base record"), std::string::npos) << st.message();
+}
+
+TEST(DeltaTableBase, MisplacedOrDuplicatedBaseIsCorrupt) {
+  std::string payload;
+  EncodeTableBase(SampleBase(), &payload);
+  const std::string base = Record(kRecBase, payload);
+  for (const std::string& t : {Header(2) + base, Header(3) + base + base, Header(1) + base}) {
+    StringSource src(t);
+    DeltaTableReader r(&src);
+    Status st = r.Begin();
+    DeltaEntry e;
+    if (st.ok()) st = r.Next(&e).status();
+    EXPECT_EQ(st.code(), Code::kCorrupt);
+    EXPECT_NE(st.message().find("base record not first"), std::string::npos) << st.message();
+  }
+}
+
+TEST(DeltaTableBase, MalformedBasePayloadsAreRefused) {
+  TableBase b = SampleBase();
+  std::string p;
+  EncodeTableBase(b, &p);
+  TableBase out;
+  EXPECT_TRUE(DecodeTableBase(p, &out));
+  EXPECT_FALSE(DecodeTableBase(p + "x", &out));               // trailing bytes
+  EXPECT_FALSE(DecodeTableBase(p.substr(0, p.size() - 1), &out));  // truncated
+  b.release = "bad name";                                      // not printable without spaces
+  p.clear();
+  EncodeTableBase(b, &p);
+  EXPECT_FALSE(DecodeTableBase(p, &out));
+  b.release = std::string(kMaxBaseRelease + 1, 'x');
+  p.clear();
+  EncodeTableBase(b, &p);
+  EXPECT_FALSE(DecodeTableBase(p, &out));
+  // The writer refuses it rather than write a table no reader takes.
+  StringSink sink;
+  DeltaTableWriter w(&sink);
+  w.SetBase(b);
+  EXPECT_FALSE(w.Begin(0).ok());
+}
+
+// A reader of version 2 (before the base record) refuses any version above
+// 2: the same check this reader applies to version 4.
+TEST(DeltaTableBase, VersionsAboveThreeAreRefused) {
+  std::string t = WriteWithBase(SampleBase(), {});
+  t[4] = 4;
+  StringSource src(t);
+  DeltaTableReader r(&src);
+  Status st = r.Begin();
+  EXPECT_EQ(st.code(), Code::kCorrupt);
+  EXPECT_NE(st.message().find("unsupported version 4"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace cm::delta

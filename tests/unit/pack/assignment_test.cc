@@ -5,6 +5,8 @@
 
 #include "pack/assignment_reader.h"
 #include "pack/assignment_writer.h"
+#include "pack/command_codec.h"
+#include "util/byte_io.h"
 #include "pack/keys.h"
 #include "pack/packer.h"
 #include "pack/segments.h"
@@ -450,6 +452,190 @@ RC_GTEST_PROP(AssignmentProp, RandomBlobsRoundTrip, ()) {
     blobs.push_back({data, *rc::gen::arbitrary<bool>(), *rc::gen::arbitrary<bool>()});
   }
   RoundTrip(blobs, BasicOptions(*rc::gen::elementOf(std::vector<uint64_t>(std::begin(kChunkSizes), std::end(kChunkSizes)))), {});
+}
+
+}  // namespace
+}  // namespace cm::pack
+
+namespace cm::pack {
+namespace {
+
+delta::TableBase SomeBase() {
+  delta::TableBase b;
+  b.release = "s000000000006-job6";
+  b.serial = 6;
+  b.manifest[0] = 0xaa;
+  b.result_manifest[31] = 0xbb;
+  return b;
+}
+
+Command MkdirCmd(const std::string& p) {
+  Command c;
+  c.op = Opcode::kMkdir;
+  c.path = p;
+  c.meta.mode = 0755;
+  return c;
+}
+
+Command BaseCmd(const delta::TableBase& b) {
+  Command c;
+  c.op = Opcode::kBase;
+  c.base = b;
+  return c;
+}
+
+// Writes the commands, then Verify()s; the reader on success.
+Result<std::unique_ptr<AssignmentReader>> WriteAndVerify(const std::string& path, const std::vector<Command>& cmds,
+                                                         WriterOptions wo) {
+  AssignmentWriter w;
+  CM_RETURN_IF_ERROR(w.Open(path, wo));
+  for (const auto& c : cmds) w.AddCommand(c);
+  CM_RETURN_IF_ERROR(w.Finish());
+  CM_ASSIGN_OR_RETURN(auto r, AssignmentReader::Open(path, {}));
+  CM_RETURN_IF_ERROR(r->Verify());
+  return r;
+}
+
+TEST(AssignmentBase, RoundTripsInEveryFormatAndIsNeverReturnedAsACommand) {
+  for (uint64_t cs : kChunkSizes) {
+    SCOPED_TRACE("format " + std::to_string(cs));
+    TempDir d;
+    auto r = WriteAndVerify(d / "a.cma", {BaseCmd(SomeBase()), MkdirCmd("a"), MkdirCmd("a/b")}, BasicOptions(cs));
+    ASSERT_TRUE(r.ok()) << r.status().message();
+    ASSERT_TRUE((*r)->base().has_value());
+    EXPECT_EQ(*(*r)->base(), SomeBase());
+    EXPECT_EQ((*r)->header().command_count, 3u);
+    Command c;
+    std::vector<std::string> seen;
+    for (;;) {
+      auto more = (*r)->NextCommand(&c);
+      ASSERT_TRUE(more.ok());
+      if (!*more) break;
+      seen.push_back(c.path);
+    }
+    EXPECT_EQ(seen, (std::vector<std::string>{"a", "a/b"}));
+  }
+}
+
+TEST(AssignmentBase, WithoutABaseThereIsNone) {
+  TempDir d;
+  auto r = WriteAndVerify(d / "a.cma", {MkdirCmd("a")}, BasicOptions());
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE((*r)->base().has_value());
+}
+
+TEST(AssignmentBase, MisplacedOrDuplicatedBaseIsCorrupt) {
+  for (uint64_t cs : kChunkSizes) {
+    TempDir d;
+    auto late = WriteAndVerify(d / "a.cma", {MkdirCmd("a"), BaseCmd(SomeBase())}, BasicOptions(cs));
+    EXPECT_EQ(late.status().code(), Code::kCorrupt);
+    auto twice = WriteAndVerify(d / "b.cma", {BaseCmd(SomeBase()), BaseCmd(SomeBase())}, BasicOptions(cs));
+    EXPECT_EQ(twice.status().code(), Code::kCorrupt);
+    EXPECT_NE(twice.status().message().find("base command not first"), std::string::npos);
+    WriterOptions commit = BasicOptions(cs);
+    commit.type = Type::kCommit;
+    auto control = WriteAndVerify(d / "c.cma", {BaseCmd(SomeBase())}, commit);
+    EXPECT_EQ(control.status().code(), Code::kCorrupt);
+  }
+}
+
+TEST(AssignmentBase, MalformedPayloadIsCorruptInBothEncodings) {
+  Command c;
+  EXPECT_EQ(DecodeCommandPayload(Opcode::kBase, "\x01", &c).code(), Code::kCorrupt);
+  CommandDecoder dec;
+  EXPECT_EQ(dec.Decode(Opcode::kBase, std::string(10, '\0'), &c).code(), Code::kCorrupt);
+  // A reader that predates BASE sees opcode 9 as unknown: what an older
+  // cm-apply answers (exit 4) to an assignment that names its base.
+  EXPECT_EQ(DecodeCommandPayload(static_cast<Opcode>(10), "", &c).code(), Code::kCorrupt);
+}
+
+TEST(AssignmentBase, TheV3ContextIsUntouchedByTheBase) {
+  CommandEncoder enc;
+  std::string body;
+  Command m = MkdirCmd("dir/one");
+  enc.Encode(m, &body);
+  enc.Encode(BaseCmd(SomeBase()), &body);  // (never after another command in a file; the codec allows it)
+  enc.Encode(MkdirCmd("dir/two"), &body);
+  CommandDecoder dec;
+  ByteReader r(body);
+  std::vector<Command> out;
+  while (!r.AtEnd()) {
+    uint8_t op;
+    uint64_t len;
+    std::string payload;
+    ASSERT_TRUE(r.U8(&op) && r.Varint(&len));
+    payload.resize(len);
+    ASSERT_TRUE(r.Bytes(payload.data(), len));
+    Command c;
+    ASSERT_TRUE(dec.Decode(static_cast<Opcode>(op), payload, &c).ok());
+    out.push_back(c);
+  }
+  ASSERT_EQ(out.size(), 3u);
+  EXPECT_EQ(out[1].base, SomeBase());
+  EXPECT_EQ(out[2].path, "dir/two");
+}
+
+TEST(AssignmentBase, EffectiveBaseOverridesAndWholeTrees) {
+  PackOptions o;
+  EXPECT_FALSE(EffectiveBase(std::nullopt, o).has_value());
+  EXPECT_EQ(EffectiveBase(SomeBase(), o), SomeBase());
+  o.base_manifest = Hash256{};  // --base-manifest none
+  o.base_release = "s000000000009-x";
+  auto b = EffectiveBase(SomeBase(), o);
+  ASSERT_TRUE(b);
+  EXPECT_TRUE(delta::IsZeroHash(b->manifest));
+  EXPECT_EQ(b->release, "s000000000009-x");
+  EXPECT_EQ(b->result_manifest, SomeBase().result_manifest);
+  o.type = Type::kReplicate;
+  b = EffectiveBase(SomeBase(), o);
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b->release, "");
+  EXPECT_EQ(b->serial, 0u);
+  EXPECT_TRUE(delta::IsZeroHash(b->manifest));
+  o.type = Type::kPublish;
+  o.no_base = true;
+  EXPECT_FALSE(EffectiveBase(SomeBase(), o).has_value());
+}
+
+// Packing a table that names its base puts the BASE in every part: the base
+// manifest in part 1 only, the result manifest in all.
+TEST(AssignmentBase, PackedPartsCarryTheBase) {
+  TempDir d;
+  test::WriteFile(d / "src/a", std::string(3000, 'a'));
+  test::WriteFile(d / "src/b", std::string(3000, 'b'));
+  StringSink sink;
+  delta::DeltaTableWriter w(&sink);
+  w.SetBase(SomeBase());
+  ASSERT_TRUE(w.Begin(0).ok());
+  for (const char* p : {"a", "b"}) {
+    delta::DeltaEntry e;
+    e.op = delta::Op::kAdd;
+    e.path = p;
+    e.mode = 0644;
+    e.size = 3000;
+    std::string content(3000, p[0]);
+    e.hash = HashBytes(content.data(), content.size());
+    ASSERT_TRUE(w.AddEntry(e).ok());
+  }
+  ASSERT_TRUE(w.End().ok());
+  PackOptions o;
+  o.serial = 100;
+  o.output = d / "out.cma";
+  o.max_size = 2000;  // one file per part
+  o.policy = CompressPolicy::Default();
+  StringSource src(sink.data());
+  auto res = PackDeltaTable(&src, d / "src", o);
+  ASSERT_TRUE(res.ok()) << res.status().message();
+  ASSERT_EQ(res->files.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    auto r = AssignmentReader::Open(res->files[i].path, {});
+    ASSERT_TRUE(r.ok());
+    ASSERT_TRUE((*r)->Verify().ok());
+    ASSERT_TRUE((*r)->base().has_value());
+    EXPECT_EQ((*r)->base()->result_manifest, SomeBase().result_manifest);
+    EXPECT_EQ((*r)->base()->release, SomeBase().release);
+    EXPECT_EQ(delta::IsZeroHash((*r)->base()->manifest), i > 0) << "part " << i + 1;
+  }
 }
 
 }  // namespace
