@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <vector>
 
+#include "util/crash_point.h"
 #include "util/file_util.h"
 
 namespace cm::ckpt {
@@ -136,6 +137,7 @@ Status Objects::Put(const std::string& src, const Hash256& want, uint64_t size) 
   const std::string final_path = PathOf(want);
   const std::string sub = DirName(final_path);
   if (::mkdir(sub.c_str(), 0755) != 0 && errno != EEXIST) return drop(ErrnoError(sub, errno));
+  CrashPoint("ckpt-object-tmp");
   if (::rename(tmp.c_str(), final_path.c_str()) != 0) return drop(ErrnoError(final_path, errno));
   return Status::Ok();
 }

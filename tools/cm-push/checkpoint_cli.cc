@@ -135,6 +135,8 @@ int Create(const CheckpointCli& c) {
     }
     opts.cache_same_device = true;
   }
+  if (!ckpt::IsValidReleaseName(release))
+    return Fail(Error(Code::kUsage, "--release: '" + release + "' is not a release name ([A-Za-z0-9._-], not starting with '.')"));
   if (serial == 0) serial = apply::ReleaseSerial(release);
   auto store = ckpt::Store::Open(StoreDir(c.state_dir));
   if (!store.ok()) return Fail(store.status());
