@@ -120,21 +120,23 @@ Status Store::Materialize(const std::string& release, const std::string& dir) co
   return s;
 }
 
-Result<VerifyResult> Store::Verify(const std::string& release) const {
+Result<VerifyResult> Store::Verify(const std::string& release, std::map<Hash256, bool>* checked) const {
   CM_ASSIGN_OR_RETURN(delta::Manifest m, LoadManifest(release));
   CM_ASSIGN_OR_RETURN(UniqueFd lock, Lock(LOCK_SH));
   VerifyResult v;
+  std::map<Hash256, bool> local;
+  if (!checked) checked = &local;
   std::set<Hash256> seen;
   for (const auto& e : m.entries) {
     if (e.kind != delta::Kind::kFile || !seen.insert(e.hash).second) continue;
     ++v.objects;
-    auto h = objects_.Rehash(e.hash);
-    if (!h.ok()) {
-      if (h.status().code() != Code::kNotFound) return h.status();
-      v.bad.push_back(e.path + ": object missing");
-    } else if (*h != e.hash) {
-      v.bad.push_back(e.path + ": object damaged");
+    auto known = checked->find(e.hash);
+    if (known == checked->end()) {
+      auto h = objects_.Rehash(e.hash);
+      if (!h.ok() && h.status().code() != Code::kNotFound) return h.status();
+      known = checked->emplace(e.hash, h.ok() && *h == e.hash).first;
     }
+    if (!known->second) v.bad.push_back(e.path + (objects_.Has(e.hash) ? ": object damaged" : ": object missing"));
   }
   return v;
 }

@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <map>
 
 #include "apply/layout.h"
 #include "apply/state.h"
@@ -66,9 +67,10 @@ int List(const CheckpointCli& c) {
     disk = *d;
   }
   std::string damaged;
+  std::map<Hash256, bool> checked;  // each shared content read once
   for (const auto& i : all) {
     if (!c.verify) break;
-    auto v = store->Verify(i.release);
+    auto v = store->Verify(i.release, &checked);
     if (!v.ok()) return Fail(v.status());
     if (!v->ok() && damaged.empty())
       damaged = "checkpoint " + i.release + " is damaged: " + std::to_string(v->bad.size()) + " objects (e.g. " +
