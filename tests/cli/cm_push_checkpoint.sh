@@ -69,7 +69,7 @@ expect_rc 0 cm-push checkpoint create --state state --from staging --release han
 expect_rc 0 cm-push checkpoint list --state state --verify
 grep -q ' ok$' out || fail "verify column: $(cat out)"
 cp -a state damaged
-obj=$(find damaged/checkpoints/objects -type f | head -1)
+obj=$(find damaged/checkpoints/objects -type f -print -quit)
 chmod u+w "$obj" && printf 'x' >>"$obj"
 expect_rc 4 cm-push checkpoint list --state damaged --verify --json
 one_error_line cm-push
@@ -113,7 +113,8 @@ for ((n = 1; n <= points; n++)); do
   expect_rc 0 cm-push checkpoint list --state state --json --verify
   count=$(json 'len(d["checkpoints"])' <out)
   [[ -z $(ls -A state/checkpoints/tmp) ]] || fail "crash point $n: tmp not cleaned: $(ls -A state/checkpoints/tmp)"
-  ls state/checkpoints/releases | grep -qv '\.info$\|\.mf$' && fail "crash point $n: stray files in releases/"
+  stray=$(ls -A state/checkpoints/releases | grep -v '\.info$\|\.mf$' || true)
+  [[ -z $stray ]] || fail "crash point $n: stray files in releases/: $stray"
   if [[ $count == 1 ]]; then
     [[ $(json 'd["checkpoints"][0]["manifest"]' <out) == "$manifest_hash" ]] || fail "crash point $n: other manifest"
   else
