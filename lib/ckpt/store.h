@@ -57,8 +57,8 @@ struct AddResult {
 };
 
 struct VerifyResult {
-  uint64_t objects = 0;           // distinct contents re-hashed
-  std::vector<std::string> bad;   // "PATH: object missing" / "PATH: object damaged"
+  uint64_t objects = 0;          // distinct contents re-hashed
+  std::vector<std::string> bad;  // "PATH: object missing" / "PATH: object damaged"
   bool ok() const { return bad.empty(); }
 };
 

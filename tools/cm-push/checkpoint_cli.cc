@@ -118,7 +118,8 @@ int Create(const CheckpointCli& c) {
     const std::string root = c.shadow.empty() ? c.state_dir + "/shadow" : c.shadow;
     apply::Layout l(root);
     if (!std::filesystem::is_directory(l.releases))
-      return Fail(Error(Code::kNotFound, root + ": no shadow copy here (give --shadow ROOT, or --from DIR --release NAME)"));
+      return Fail(
+          Error(Code::kNotFound, root + ": no shadow copy here (give --shadow ROOT, or --from DIR --release NAME)"));
     if (release.empty()) {
       auto st = apply::LoadState(l.state);
       if (!st.ok()) return Fail(st.status());
@@ -138,7 +139,8 @@ int Create(const CheckpointCli& c) {
     opts.cache_same_device = true;
   }
   if (!ckpt::IsValidReleaseName(release))
-    return Fail(Error(Code::kUsage, "--release: '" + release + "' is not a release name ([A-Za-z0-9._-], not starting with '.')"));
+    return Fail(Error(Code::kUsage,
+                      "--release: '" + release + "' is not a release name ([A-Za-z0-9._-], not starting with '.')"));
   if (serial == 0) serial = apply::ReleaseSerial(release);
   auto store = ckpt::Store::Open(StoreDir(c.state_dir));
   if (!store.ok()) return Fail(store.status());
@@ -223,7 +225,9 @@ CLI::App* AddCheckpointCommand(CLI::App& app, CheckpointCli* c) {
   c->prune->add_option("--state", c->state_dir, "CCM state directory")->required();
   c->prune->add_option("--keep", c->keep, "How many to keep, newest by serial (default 10)")
       ->check(CLI::Range(size_t{1}, size_t{1000000}));
-  c->prune->add_option("--pin", c->pin, "Keep these releases too: NAME[,NAME...]")->delimiter(',')->allow_extra_args(false);
+  c->prune->add_option("--pin", c->pin, "Keep these releases too: NAME[,NAME...]")
+      ->delimiter(',')
+      ->allow_extra_args(false);
   c->prune->add_flag("--json", c->json, "One JSON object");
   return c->cmd;
 }

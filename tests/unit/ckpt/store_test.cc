@@ -1,11 +1,10 @@
 #include "ckpt/store.h"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <set>
 
@@ -90,7 +89,8 @@ TEST(CheckpointStore, TenReleasesOfSmallChangesTakeAboutOneTree) {
   TempDir d;
   const int kFiles = 100;
   const size_t kSize = 20000;
-  for (int i = 0; i < kFiles; ++i) WriteFile(d / ("tree/d" + std::to_string(i % 7) + "/f" + std::to_string(i)), Content(i, 0, kSize));
+  for (int i = 0; i < kFiles; ++i)
+    WriteFile(d / ("tree/d" + std::to_string(i % 7) + "/f" + std::to_string(i)), Content(i, 0, kSize));
   auto s = OpenStore(d / "store");
   uint64_t tree_bytes = kFiles * kSize;
   for (int v = 1; v <= 10; ++v) {

@@ -1,9 +1,8 @@
 #include "ckpt/sync_table.h"
 
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <algorithm>
 #include <map>
@@ -80,10 +79,9 @@ TEST(SyncTable, EachKindOfDifference) {
   Manifest have{{Dir("a"), File("a/edited", "old"), File("a/extra", "e"), File("a/mode", "m", 0644), File("d2f", "f"),
                  Dir("f2d"), File("f2d/deep", "d"), Dir("gone"), File("gone/g", "g"), Link("l", "a/edited"),
                  Dir("ro", 0755)}};
-  EXPECT_EQ(Ops(want, have),
-            (std::vector<std::string>{"modify a/edited", "remove a/extra", "meta a/mode", "add a/new", "remove d2f",
-                                      "add d2f", "add d2f/in", "remove f2d", "add f2d", "remove gone", "modify l",
-                                      "meta ro"}));
+  EXPECT_EQ(Ops(want, have), (std::vector<std::string>{"modify a/edited", "remove a/extra", "meta a/mode", "add a/new",
+                                                       "remove d2f", "add d2f", "add d2f/in", "remove f2d", "add f2d",
+                                                       "remove gone", "modify l", "meta ro"}));
 }
 
 TEST(SyncTable, UnknownPathsAreAlwaysRewrittenOrRemoved) {
@@ -233,7 +231,8 @@ bool Apply(const std::string& table, Tree* t, const std::map<Hash256, std::strin
       continue;
     }
     if (it != t->end() && it->second.kind == Kind::kDir) return *why = "file or link over a directory " + e.path, false;
-    (*t)[e.path] = e.kind == Kind::kFile ? Node{Kind::kFile, e.mode, blobs.at(e.hash)} : Node{Kind::kSymlink, 0, e.link_target};
+    (*t)[e.path] =
+        e.kind == Kind::kFile ? Node{Kind::kFile, e.mode, blobs.at(e.hash)} : Node{Kind::kSymlink, 0, e.link_target};
   }
 }
 
@@ -264,9 +263,15 @@ Tree RandomTree(std::mt19937* rng) {
   for (const char* p : kPaths) {  // parents come first in this list
     if (!ParentIsDir(t, p) || (*rng)() % 3 == 0) continue;
     switch ((*rng)() % 3) {
-      case 0: t[p] = Node{Kind::kDir, (*rng)() % 2 ? 0755u : 0700u, ""}; break;
-      case 1: t[p] = Node{Kind::kFile, (*rng)() % 2 ? 0644u : 0600u, (*rng)() % 2 ? "one" : "two"}; break;
-      default: t[p] = Node{Kind::kSymlink, 0, (*rng)() % 2 ? "a" : "b"}; break;
+      case 0:
+        t[p] = Node{Kind::kDir, (*rng)() % 2 ? 0755u : 0700u, ""};
+        break;
+      case 1:
+        t[p] = Node{Kind::kFile, (*rng)() % 2 ? 0644u : 0600u, (*rng)() % 2 ? "one" : "two"};
+        break;
+      default:
+        t[p] = Node{Kind::kSymlink, 0, (*rng)() % 2 ? "a" : "b"};
+        break;
     }
   }
   return t;
