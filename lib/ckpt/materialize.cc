@@ -91,6 +91,9 @@ Status Build(const delta::Manifest& m, const Objects& objects, int tmp_fd) {
 }  // namespace
 
 Status Store::Materialize(const std::string& release, const std::string& dir) const {
+  // Shared from before the manifest is read: no prune removes the release's
+  // objects until the tree is built.
+  CM_ASSIGN_OR_RETURN(UniqueFd lock, Lock(LOCK_SH));
   CM_ASSIGN_OR_RETURN(delta::Manifest m, LoadManifest(release));
   struct stat st;
   if (::lstat(dir.c_str(), &st) == 0) {
@@ -106,7 +109,6 @@ Status Store::Materialize(const std::string& release, const std::string& dir) co
   RemoveBuilt(tmp);  // left by a killed run of this pid number
   if (::mkdir(tmp.c_str(), 0700) != 0) return ErrnoError(tmp, errno);
   Status s = [&]() -> Status {
-    CM_ASSIGN_OR_RETURN(UniqueFd lock, Lock(LOCK_SH));  // no GC while objects are read
     UniqueFd fd(::open(tmp.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!fd) return ErrnoError(tmp, errno);
     CM_RETURN_IF_ERROR(Build(m, objects_, fd.get()));
@@ -120,21 +122,23 @@ Status Store::Materialize(const std::string& release, const std::string& dir) co
   return s;
 }
 
-Result<VerifyResult> Store::Verify(const std::string& release) const {
-  CM_ASSIGN_OR_RETURN(delta::Manifest m, LoadManifest(release));
+Result<VerifyResult> Store::Verify(const std::string& release, std::map<Hash256, bool>* checked) const {
   CM_ASSIGN_OR_RETURN(UniqueFd lock, Lock(LOCK_SH));
+  CM_ASSIGN_OR_RETURN(delta::Manifest m, LoadManifest(release));
   VerifyResult v;
+  std::map<Hash256, bool> local;
+  if (!checked) checked = &local;
   std::set<Hash256> seen;
   for (const auto& e : m.entries) {
     if (e.kind != delta::Kind::kFile || !seen.insert(e.hash).second) continue;
     ++v.objects;
-    auto h = objects_.Rehash(e.hash);
-    if (!h.ok()) {
-      if (h.status().code() != Code::kNotFound) return h.status();
-      v.bad.push_back(e.path + ": object missing");
-    } else if (*h != e.hash) {
-      v.bad.push_back(e.path + ": object damaged");
+    auto known = checked->find(e.hash);
+    if (known == checked->end()) {
+      auto h = objects_.Rehash(e.hash);
+      if (!h.ok() && h.status().code() != Code::kNotFound) return h.status();
+      known = checked->emplace(e.hash, h.ok() && *h == e.hash).first;
     }
+    if (!known->second) v.bad.push_back(e.path + (objects_.Has(e.hash) ? ": object damaged" : ": object missing"));
   }
   return v;
 }

@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <vector>
 
+#include "util/crash_point.h"
 #include "util/file_util.h"
 
 namespace cm::ckpt {
@@ -102,8 +103,8 @@ Status Objects::Put(const std::string& src, const Hash256& want, uint64_t size) 
   struct stat st;
   if (::fstat(in.get(), &st) != 0) return ErrnoError(src, errno);
   if (!S_ISREG(st.st_mode)) return Error(Code::kFailure, src + ": no longer a regular file (checkpoint again)");
-  const std::string tmp = tmp_ + "/" + ToHex(want.data(), 8) + "." + std::to_string(::getpid()) + "." +
-                          std::to_string(++seq_);
+  const std::string tmp =
+      tmp_ + "/" + ToHex(want.data(), 8) + "." + std::to_string(::getpid()) + "." + std::to_string(++seq_);
   UniqueFd out(::open(tmp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
   if (!out) return ErrnoError(tmp, errno);
   auto drop = [&](Status s) {
@@ -136,6 +137,7 @@ Status Objects::Put(const std::string& src, const Hash256& want, uint64_t size) 
   const std::string final_path = PathOf(want);
   const std::string sub = DirName(final_path);
   if (::mkdir(sub.c_str(), 0755) != 0 && errno != EEXIST) return drop(ErrnoError(sub, errno));
+  CrashPoint("ckpt-object-tmp");
   if (::rename(tmp.c_str(), final_path.c_str()) != 0) return drop(ErrnoError(final_path, errno));
   return Status::Ok();
 }

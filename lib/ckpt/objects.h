@@ -18,8 +18,7 @@ namespace cm::ckpt {
 class Objects {
  public:
   // `objects_dir` and `tmp_dir` must exist and be on one file system.
-  Objects(std::string objects_dir, std::string tmp_dir)
-      : dir_(std::move(objects_dir)), tmp_(std::move(tmp_dir)) {}
+  Objects(std::string objects_dir, std::string tmp_dir) : dir_(std::move(objects_dir)), tmp_(std::move(tmp_dir)) {}
 
   std::string PathOf(const Hash256& h) const;
   bool Has(const Hash256& h) const;

@@ -127,8 +127,8 @@ Result<delta::Manifest> Store::LoadManifest(const std::string& release) const {
   CM_ASSIGN_OR_RETURN(ReleaseInfo info, Info(release));
   CM_ASSIGN_OR_RETURN(delta::Manifest m, delta::LoadManifest(MfPath(release)));
   if (delta::ManifestHash(m) != info.manifest)
-    return Error(Code::kCorrupt, MfPath(release) + ": manifest does not hash to the recorded " +
-                                     delta::ShortHash(info.manifest));
+    return Error(Code::kCorrupt,
+                 MfPath(release) + ": manifest does not hash to the recorded " + delta::ShortHash(info.manifest));
   return m;
 }
 
@@ -175,9 +175,9 @@ Result<AddResult> Store::Add(const std::string& release, uint64_t serial, const 
   AddResult res;
   delta::Manifest cache_holder;
   delta::ManifestOptions mo;
-  mo.cache = opts.cache ? opts.cache
-                        : PickCache(all, real, static_cast<uint64_t>(root_st.st_dev), opts.cache_same_device,
-                                    &cache_holder);
+  mo.cache = opts.cache
+                 ? opts.cache
+                 : PickCache(all, real, static_cast<uint64_t>(root_st.st_dev), opts.cache_same_device, &cache_holder);
   CM_ASSIGN_OR_RETURN(delta::Manifest m, delta::BuildManifest(real, mo, &res.hashed_bytes));
   const Hash256 mh = delta::ManifestHash(m);
 

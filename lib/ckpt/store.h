@@ -23,6 +23,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -56,8 +57,8 @@ struct AddResult {
 };
 
 struct VerifyResult {
-  uint64_t objects = 0;           // distinct contents re-hashed
-  std::vector<std::string> bad;   // "PATH: object missing" / "PATH: object damaged"
+  uint64_t objects = 0;          // distinct contents re-hashed
+  std::vector<std::string> bad;  // "PATH: object missing" / "PATH: object damaged"
   bool ok() const { return bad.empty(); }
 };
 
@@ -93,8 +94,10 @@ class Store {
   // are not kept). Built beside `dir` and renamed onto it when complete.
   Status Materialize(const std::string& release, const std::string& dir) const;
 
-  // Re-hashes every object the release refers to.
-  Result<VerifyResult> Verify(const std::string& release) const;
+  // Re-hashes every object the release refers to. With `checked`, objects
+  // it holds are not read again, and those read are added (good: true):
+  // verifying many releases reads each shared content once.
+  Result<VerifyResult> Verify(const std::string& release, std::map<Hash256, bool>* checked = nullptr) const;
 
   // Keeps the newest `keep` releases (by serial) and those named in `pinned`,
   // removes the others, then every object no remaining manifest refers to.

@@ -19,6 +19,7 @@
 #include "util/exit_codes.h"
 #include "util/log.h"
 #include "ccm_cli.h"
+#include "checkpoint_cli.h"
 #include "relay_cli.h"
 
 namespace {
@@ -64,7 +65,8 @@ int main(int argc, char** argv) {
                "  cm-push ASSIGNMENT... --to sites.toml [--state DIR] [--require all|quorum|N%]\n"
                "  cm-push relay --config relay.toml        (on every server)\n"
                "  cm-push status [JOB] --state DIR [--json]\n"
-               "  cm-push history --state DIR [--json]",
+               "  cm-push history --state DIR [--json]\n"
+               "  cm-push checkpoint list|create|prune --state DIR",
                "cm-push"};
   app.set_version_flag("--version", std::string("cm-push ") + CM_VERSION);
   app.add_flag("-q,--quiet", quiet, "Errors only");
@@ -108,6 +110,8 @@ int main(int argc, char** argv) {
   relay_cli.r.cm_apply = p.cm_apply;
   relay_cli.r.cm_mcast = ToolPath("cm-mcast");
   CLI::App* relay = AddRelayCommand(app, &relay_cli);
+  CheckpointCli ckpt_cli;
+  CLI::App* checkpoint = AddCheckpointCommand(app, &ckpt_cli);
 
   CLI::App* servers = app.add_subcommand("servers", "Every server: its live release, last seen, last error");
   servers->add_option("--state", p.state_dir, "CCM state directory")->required();
@@ -151,6 +155,7 @@ int main(int argc, char** argv) {
     relay_cli.r.verbose = verbose > 0;
     return RunRelay(relay_cli);
   }
+  if (checkpoint->parsed()) return RunCheckpoint(ckpt_cli);
   if (status->parsed()) return StatusCommand(p.state_dir, job, p.json);
   if (history->parsed()) return HistoryCommand(p.state_dir, limit, p.json);
   if (servers->parsed()) return ServersCommand(p.state_dir, p.json);

@@ -1,11 +1,10 @@
 #include "ckpt/store.h"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <set>
 
@@ -90,7 +89,8 @@ TEST(CheckpointStore, TenReleasesOfSmallChangesTakeAboutOneTree) {
   TempDir d;
   const int kFiles = 100;
   const size_t kSize = 20000;
-  for (int i = 0; i < kFiles; ++i) WriteFile(d / ("tree/d" + std::to_string(i % 7) + "/f" + std::to_string(i)), Content(i, 0, kSize));
+  for (int i = 0; i < kFiles; ++i)
+    WriteFile(d / ("tree/d" + std::to_string(i % 7) + "/f" + std::to_string(i)), Content(i, 0, kSize));
   auto s = OpenStore(d / "store");
   uint64_t tree_bytes = kFiles * kSize;
   for (int v = 1; v <= 10; ++v) {
@@ -218,6 +218,8 @@ TEST(CheckpointStore, VerifyFindsADamagedOrMissingObject) {
   WriteFile(d / "t/a", "alpha");
   WriteFile(d / "t/b", "beta");
   ASSERT_TRUE(s->Add("r1", 1, d / "t").ok());
+  WriteFile(d / "u/alpha-again", "alpha");
+  ASSERT_TRUE(s->Add("r2", 2, d / "u").ok());
   Objects objs(d / "store/objects", d / "store/tmp");
   const std::string pa = objs.PathOf(HashBytes("alpha", 5));
   ASSERT_EQ(chmod(pa.c_str(), 0644), 0);
@@ -226,6 +228,13 @@ TEST(CheckpointStore, VerifyFindsADamagedOrMissingObject) {
   auto v = s->Verify("r1");
   ASSERT_TRUE(v.ok());
   EXPECT_EQ(v->bad, (std::vector<std::string>{"a: object damaged", "b: object missing"}));
+  // Verifying several releases reads a shared content once, and reports it for each.
+  std::map<Hash256, bool> checked;
+  ASSERT_TRUE(s->Verify("r1", &checked).ok());
+  EXPECT_EQ(checked.size(), 2u);
+  auto v2 = s->Verify("r2", &checked);
+  ASSERT_TRUE(v2.ok());
+  EXPECT_EQ(v2->bad, std::vector<std::string>{"alpha-again: object damaged"});
   // Materialize of a release with a missing object fails and leaves nothing.
   EXPECT_EQ(s->Materialize("r1", d / "out").code(), Code::kNotFound);
   EXPECT_NE(access((d / "out").c_str(), F_OK), 0);

@@ -1,9 +1,12 @@
 #include "ckpt/sync_table.h"
 
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <gtest/gtest.h>
+#include <algorithm>
+#include <map>
+#include <random>
 
 #include "ckpt/store.h"
 #include "delta/delta_table.h"
@@ -76,10 +79,9 @@ TEST(SyncTable, EachKindOfDifference) {
   Manifest have{{Dir("a"), File("a/edited", "old"), File("a/extra", "e"), File("a/mode", "m", 0644), File("d2f", "f"),
                  Dir("f2d"), File("f2d/deep", "d"), Dir("gone"), File("gone/g", "g"), Link("l", "a/edited"),
                  Dir("ro", 0755)}};
-  EXPECT_EQ(Ops(want, have),
-            (std::vector<std::string>{"modify a/edited", "remove a/extra", "meta a/mode", "add a/new", "remove d2f",
-                                      "add d2f", "add d2f/in", "remove f2d", "add f2d", "remove gone", "modify l",
-                                      "meta ro"}));
+  EXPECT_EQ(Ops(want, have), (std::vector<std::string>{"modify a/edited", "remove a/extra", "meta a/mode", "add a/new",
+                                                       "remove d2f", "add d2f", "add d2f/in", "remove f2d", "add f2d",
+                                                       "remove gone", "modify l", "meta ro"}));
 }
 
 TEST(SyncTable, UnknownPathsAreAlwaysRewrittenOrRemoved) {
@@ -170,6 +172,132 @@ TEST_F(SyncEndToEnd, ADamagedTreeEndsWithTheWantedManifest) {
   WriteTable(want, want, {"index.html", "stray.txt"});
   PackAndApply(d_ / "M", 3);
   EXPECT_EQ(delta::ManifestHash(Build(live)), delta::ManifestHash(want));
+}
+
+}  // namespace
+}  // namespace cm::ckpt
+
+namespace cm::ckpt {
+namespace {
+
+// A server's tree in memory, and the staging semantics cm-apply gives each
+// table entry (stager.cc): REMOVE is a no-op on a missing path and takes a
+// directory's subtree; MKDIR accepts an existing directory; a file or link
+// is created or renamed over anything but a directory; META needs the path;
+// everything but REMOVE needs its parent to be a directory.
+struct Node {
+  Kind kind;
+  uint32_t mode;
+  std::string content;  // file bytes or link target
+};
+using Tree = std::map<std::string, Node>;
+
+std::string ParentOf(const std::string& p) {
+  size_t s = p.rfind('/');
+  return s == std::string::npos ? "" : p.substr(0, s);
+}
+bool ParentIsDir(const Tree& t, const std::string& p) {
+  std::string parent = ParentOf(p);
+  if (parent.empty()) return true;
+  auto it = t.find(parent);
+  return it != t.end() && it->second.kind == Kind::kDir;
+}
+
+// Applies the table to `t`; false (with why) where cm-apply would fail.
+bool Apply(const std::string& table, Tree* t, const std::map<Hash256, std::string>& blobs, std::string* why) {
+  StringSource src(table);
+  delta::DeltaTableReader r(&src);
+  if (!r.Begin().ok()) return false;
+  delta::DeltaEntry e;
+  for (;;) {
+    auto more = r.Next(&e);
+    if (!more.ok()) return false;
+    if (!*more) return true;
+    auto it = t->find(e.path);
+    if (e.op == delta::Op::kRemove) {
+      for (auto j = t->begin(); j != t->end();)
+        j = (j->first == e.path || j->first.rfind(e.path + "/", 0) == 0) ? t->erase(j) : std::next(j);
+      continue;
+    }
+    if (!ParentIsDir(*t, e.path)) return *why = "no parent directory for " + e.path, false;
+    if (e.op == delta::Op::kMeta) {
+      if (it == t->end()) return *why = "META of missing " + e.path, false;
+      it->second.mode = e.mode;
+      continue;
+    }
+    if (e.kind == Kind::kDir) {
+      if (it != t->end() && it->second.kind != Kind::kDir) return *why = "MKDIR over a non-directory " + e.path, false;
+      (*t)[e.path] = Node{Kind::kDir, e.mode, ""};
+      continue;
+    }
+    if (it != t->end() && it->second.kind == Kind::kDir) return *why = "file or link over a directory " + e.path, false;
+    (*t)[e.path] =
+        e.kind == Kind::kFile ? Node{Kind::kFile, e.mode, blobs.at(e.hash)} : Node{Kind::kSymlink, 0, e.link_target};
+  }
+}
+
+Manifest ToManifest(const Tree& t, std::map<Hash256, std::string>* blobs) {
+  Manifest m;
+  for (const auto& [p, n] : t) {
+    ManifestEntry e;
+    e.path = p;
+    e.kind = n.kind;
+    e.mode = n.kind == Kind::kSymlink ? 0 : n.mode;
+    if (n.kind == Kind::kFile) {
+      e.size = n.content.size();
+      e.hash = HashBytes(n.content.data(), n.content.size());
+      (*blobs)[e.hash] = n.content;
+    } else if (n.kind == Kind::kSymlink) {
+      e.link_target = n.content;
+    }
+    m.entries.push_back(e);
+  }
+  std::sort(m.entries.begin(), m.entries.end(),
+            [](const ManifestEntry& a, const ManifestEntry& b) { return delta::ComparePaths(a.path, b.path) < 0; });
+  return m;
+}
+
+Tree RandomTree(std::mt19937* rng) {
+  static const char* kPaths[] = {"a", "a/x", "a/y", "a/y/deep", "b", "b/z", "c", "c/w", "d"};
+  Tree t;
+  for (const char* p : kPaths) {  // parents come first in this list
+    if (!ParentIsDir(t, p) || (*rng)() % 3 == 0) continue;
+    switch ((*rng)() % 3) {
+      case 0:
+        t[p] = Node{Kind::kDir, (*rng)() % 2 ? 0755u : 0700u, ""};
+        break;
+      case 1:
+        t[p] = Node{Kind::kFile, (*rng)() % 2 ? 0644u : 0600u, (*rng)() % 2 ? "one" : "two"};
+        break;
+      default:
+        t[p] = Node{Kind::kSymlink, 0, (*rng)() % 2 ? "a" : "b"};
+        break;
+    }
+  }
+  return t;
+}
+
+// For random want, recorded (have) and actual trees, with the paths where
+// actual differs from have named unknown (what verify-live reports) plus
+// some more at random, the table turns actual into want.
+TEST(SyncTable, PropertyAnyServerTreeEndsAsWant) {
+  for (uint32_t seed = 1; seed <= 3000; ++seed) {
+    std::mt19937 rng(seed);
+    Tree want = RandomTree(&rng), have = RandomTree(&rng), actual = (rng() % 3 == 0) ? have : RandomTree(&rng);
+    std::map<Hash256, std::string> blobs;
+    Manifest mw = ToManifest(want, &blobs), mh = ToManifest(have, &blobs), ma = ToManifest(actual, &blobs);
+    std::set<std::string> unknown;
+    delta::ManifestDiff diff = delta::DiffManifests(ma, mh);
+    for (const auto* list : {&diff.changed, &diff.missing, &diff.extra}) unknown.insert(list->begin(), list->end());
+    if (rng() % 4 == 0) unknown.insert(rng() % 2 ? "a/x" : "c");
+    StringSink sink;
+    ASSERT_TRUE(WriteSyncTable(mw, mh, unknown, &sink).ok()) << "seed " << seed;
+    std::string why;
+    Tree t = actual;
+    ASSERT_TRUE(Apply(sink.data(), &t, blobs, &why)) << "seed " << seed << ": " << why;
+    std::map<Hash256, std::string> unused;
+    ASSERT_EQ(delta::ManifestHash(ToManifest(t, &unused)), delta::ManifestHash(mw)) << "seed " << seed;
+  }
 }
 
 }  // namespace
