@@ -22,9 +22,12 @@ ConvergePlan PlanConvergence(const std::vector<ServerTree>& servers, const std::
     auto it = index.find(key);
     if (it == index.end()) {
       it = index.emplace(key, plan.groups.size()).first;
-      plan.groups.push_back(CatchUpGroup{kind, std::move(from), std::move(unknown), {}});
+      plan.groups.push_back(CatchUpGroup{kind, std::move(from), std::move(unknown), {}, 0});
     }
     plan.groups[it->second].servers.push_back(server);
+  };
+  auto last = [&](size_t group, const ServerTree& s) {
+    plan.groups[group].last_serial = std::max(plan.groups[group].last_serial, s.live->last_serial);
   };
   for (const auto& s : servers) {
     if (!s.answered || !s.live) {
@@ -43,6 +46,7 @@ ConvergePlan PlanConvergence(const std::vector<ServerTree>& servers, const std::
     const bool from_known = !from.empty() && (from == EmptyManifestHex() || known(from));
     if (!from_known || t.truncated) {
       add(CatchUp::kReplicate, "", {}, s.server);
+      last(index[std::make_tuple(CatchUp::kReplicate, std::string(), std::vector<std::string>())], s);
       continue;
     }
     std::vector<std::string> unknown;
@@ -53,7 +57,9 @@ ConvergePlan PlanConvergence(const std::vector<ServerTree>& servers, const std::
       std::sort(unknown.begin(), unknown.end());
       unknown.erase(std::unique(unknown.begin(), unknown.end()), unknown.end());
     }
+    auto key = std::make_tuple(CatchUp::kSync, from, unknown);
     add(CatchUp::kSync, from, std::move(unknown), s.server);
+    last(index[key], s);
   }
   return plan;
 }

@@ -41,6 +41,7 @@ struct CatchUpGroup {
   std::string from_manifest;               // kSync: hex of the tree to start from ("" = the empty tree)
   std::vector<std::string> unknown_paths;  // kSync: rewritten whatever they hold (sorted, unique)
   std::vector<std::string> servers;        // in input order
+  uint64_t last_serial = 0;                // the newest serial any of them applied (LiveTree::last_serial)
   bool operator==(const CatchUpGroup&) const = default;
 };
 

@@ -395,6 +395,7 @@ std::string EncodeLiveTree(const LiveTree& t) {
   o.Str("live_manifest", t.live_manifest).Bool("ok", t.ok);
   o.Raw("changed", list(t.changed)).Raw("missing", list(t.missing)).Raw("extra", list(t.extra));
   o.Bool("truncated", t.truncated);
+  if (t.last_serial) o.Uint("last_serial", t.last_serial);
   return o.Build();
 }
 
@@ -407,6 +408,7 @@ Result<LiveTree> ParseLiveTree(const JsonValue& v) {
   t.live_manifest = v.Str("live_manifest");
   t.ok = v.Bool("ok", true);
   t.truncated = v.Bool("truncated");
+  t.last_serial = v.Uint("last_serial");
   CM_RETURN_IF_ERROR(Need(t.manifest.empty() || IsHashHex(t.manifest), "live tree", "manifest"));
   CM_RETURN_IF_ERROR(Need(IsHashHex(t.live_manifest), "live tree", "live_manifest"));
   auto list = [&](const char* key, std::vector<std::string>* out) -> Status {

@@ -249,6 +249,7 @@ struct LiveTree {
   bool ok = true;               // live_manifest == manifest
   std::vector<std::string> changed, missing, extra;
   bool truncated = false;
+  uint64_t last_serial = 0;     // the newest serial its cm-apply applied, either space (0 = not said)
   bool operator==(const LiveTree&) const = default;
 };
 std::string EncodeLiveTree(const LiveTree& t);

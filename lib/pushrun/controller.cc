@@ -882,11 +882,12 @@ Result<PushOutcome> Controller::Run() {
 Result<PushOutcome> RunPush(const PushOptions& opts) {
   // Convergence first (converge_run.h): a failure there is a warning; the
   // push itself then fails, with cm-apply's reason, where a base is wrong.
-  if (opts.converge && !opts.sequential && !opts.state_dir.empty()) {
+  if (opts.converge && !opts.sequential && !opts.state_dir.empty() && !opts.assignments.empty()) {
     auto base = BaseReleaseOf(opts);
+    auto info = ReadAssignmentInfo(opts.assignments.front());
     if (!base.ok()) log::Warn("convergence skipped: " + base.status().message());
-    else if (!base->empty())
-      if (auto c = ConvergeTo(opts, *base); !c.ok()) log::Warn("convergence: " + c.status().message());
+    else if (!base->empty() && info.ok())
+      if (auto c = ConvergeTo(opts, *base, info->serial); !c.ok()) log::Warn("convergence: " + c.status().message());
   }
   Controller c(opts);
   auto out = c.Run();

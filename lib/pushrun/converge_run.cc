@@ -77,7 +77,8 @@ std::string SerialFile(const PushOptions& o) {
 // whole tree.
 Status PackCatchUp(const PushOptions& opts, const push::CatchUpGroup& g, const delta::Manifest& want,
                    const std::string& want_hex, const delta::Manifest* have, const std::string& from_release,
-                   const std::string& tree, const std::string& job, const std::string& out_dir, std::string* cma) {
+                   const std::string& tree, const std::string& job, uint64_t serial, const std::string& out_dir,
+                   std::string* cma) {
   *cma = out_dir + "/" + job + ".cma";
   std::vector<std::string> argv{opts.cm_pack};
   if (g.kind == push::CatchUp::kSync) {
@@ -98,7 +99,8 @@ Status PackCatchUp(const PushOptions& opts, const push::CatchUpGroup& g, const d
   }
   argv.insert(argv.end(), {"--job", job, "-o", *cma, "-q"});
   if (!opts.sign_key.empty()) argv.insert(argv.end(), {"--sign-key", opts.sign_key});
-  if (!SerialFile(opts).empty()) argv.insert(argv.end(), {"--serial-file", SerialFile(opts)});
+  if (serial) argv.insert(argv.end(), {"--serial", std::to_string(serial)});
+  else if (!SerialFile(opts).empty()) argv.insert(argv.end(), {"--serial-file", SerialFile(opts)});
   auto r = RunProcess(argv);
   if (!r.ok()) return r.status();
   if (r->exit_code != 0) return Error(Code::kFailure, "cm-pack (catch-up " + job + "): " + LastLine(r->err));
@@ -135,6 +137,7 @@ Result<AssignmentBase> InspectBase(const std::string& cm_pack, const std::string
   const JsonValue& h = (*v)["header"].is_object() ? (*v)["header"] : *v;
   b.job = h.Str("job", v->Str("job"));
   b.type = h.Str("type", v->Str("type"));
+  b.serial = h.Uint("serial", v->Uint("serial"));
   const JsonValue& base = (*v)["base"];
   if (base.is_object()) {
     b.release = base.Str("release");
@@ -175,7 +178,8 @@ Result<std::string> BaseReleaseOf(const PushOptions& opts) {
   return std::string();
 }
 
-Result<ConvergeSummary> ConvergeTo(const PushOptions& opts, const std::string& want_release) {
+Result<ConvergeSummary> ConvergeTo(const PushOptions& opts, const std::string& want_release,
+                                   uint64_t below_serial) {
   ConvergeSummary sum;
   auto store_r = ckpt::Store::Open(CheckpointDir(opts.state_dir));
   if (!store_r.ok()) return store_r.status();
@@ -213,9 +217,10 @@ Result<ConvergeSummary> ConvergeTo(const PushOptions& opts, const std::string& w
     return ParseHashHex(hex, &h) && store.FindByManifest(h).has_value();
   };
   push::ConvergePlan plan = push::PlanConvergence(in, want_hex, known);
+  std::erase(plan.ready, std::string(kShadowName));  // the summary counts servers
+  std::erase(plan.unknown, std::string(kShadowName));
   sum.ready = plan.ready.size();
   sum.unknown = plan.unknown.size();
-  std::erase(plan.unknown, std::string(kShadowName));
   if (!plan.unknown.empty() && opts.verbosity > 1)
     log::Info("live tree unknown (down or an older relay): " + Join(plan.unknown));
   if (plan.groups.empty()) return sum;
@@ -238,8 +243,9 @@ Result<ConvergeSummary> ConvergeTo(const PushOptions& opts, const std::string& w
   const std::string tree = dir + "/tree";
   CM_RETURN_IF_ERROR(store.Materialize(want_release, tree));
 
-  auto job_base = InspectBase(opts.cm_pack, opts.assignments.front());
-  std::string base_job = job_base.ok() && !job_base->job.empty() ? job_base->job : "converge";
+  std::string base_job = "restore";
+  if (!opts.assignments.empty())
+    if (auto b = InspectBase(opts.cm_pack, opts.assignments.front()); b.ok() && !b->job.empty()) base_job = b->job;
   if (base_job.size() > 26) base_job.resize(26);
   for (size_t i = 0; i < plan.groups.size(); ++i) {
     const push::CatchUpGroup& g = plan.groups[i];
@@ -254,8 +260,22 @@ Result<ConvergeSummary> ConvergeTo(const PushOptions& opts, const std::string& w
       if (!m.ok()) return m.status();
       have = std::move(*m);
     }
+    // Its stage serial: below the job that follows, above what the group applied.
+    uint64_t serial = 0;
+    if (below_serial) {
+      const uint64_t room = plan.groups.size() - i;
+      if (below_serial <= room || below_serial - room <= g.last_serial) {
+        log::Warn(job + ": no serial between " + std::to_string(g.last_serial) + " (applied by " + Join(g.servers) +
+                  ") and " + std::to_string(below_serial) + " (this job's): not caught up (serial files and clock "
+                  "serials leave room; small --serial numbers do not)");
+        sum.failed += g.servers.size();
+        continue;
+      }
+      serial = below_serial - room;
+    }
     std::string cma;
-    if (Status st = PackCatchUp(opts, g, *want, want_hex, &have, from_release, tree, job, dir, &cma); !st.ok()) {
+    if (Status st = PackCatchUp(opts, g, *want, want_hex, &have, from_release, tree, job, serial, dir, &cma);
+        !st.ok()) {
       log::Error(st.message());
       sum.failed += g.servers.size();
       continue;
@@ -295,7 +315,7 @@ Result<ConvergeSummary> ConvergeTo(const PushOptions& opts, const std::string& w
     sub.live_view = false;
     sub.verbosity = std::min(opts.verbosity, 1);
     sub.invocation.clear();
-    sub.command_line = opts.command_line + "  [catch-up " + job + "]";
+    sub.command_line = opts.command_line + "  " + kCatchUpMark + job + "]";
     auto out = RunPush(sub);
     sum.jobs.push_back(job);
     if (!out.ok()) {

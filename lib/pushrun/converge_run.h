@@ -36,6 +36,7 @@ struct ConvergeSummary {
 // What `cm-pack inspect --json` says of an assignment's BASE (pack format).
 struct AssignmentBase {
   std::string job, type;
+  uint64_t serial = 0;
   std::string release;      // the base's release name ("" = not said)
   std::string manifest;     // hex of the base manifest ("" = none / not checked)
   std::string result;       // hex of the result manifest ("" = not known)
@@ -48,11 +49,21 @@ std::string CheckpointDir(const std::string& state_dir);
 // Brings every server of the push to `want_release` (a release the store
 // holds). `only`: restrict to these servers/sites (as --only). Runs nested
 // pushes (RunPush with converge off).
-Result<ConvergeSummary> ConvergeTo(const PushOptions& opts, const std::string& want_release);
+// below_serial: the serial of the job that follows (its stage must come
+// after the catch-up's): catch-ups are numbered just below it, above every
+// serial the group's servers applied; a group with no room there is left to
+// fail that job (exit 8). 0: serials from the serial file.
+Result<ConvergeSummary> ConvergeTo(const PushOptions& opts, const std::string& want_release,
+                                   uint64_t below_serial = 0);
 
 // The base release of the push's first assignment, in the store ("" = the
 // assignment names no base, or the store cannot have it: then no catch-up).
 Result<std::string> BaseReleaseOf(const PushOptions& opts);
+
+// Catch-up jobs are recorded with this in their options (the command line):
+// a rollback's "previous release" is never one of them.
+constexpr const char* kCatchUpMark = "[catch-up ";
+inline bool IsCatchUpJob(const std::string& options) { return options.find(kCatchUpMark) != std::string::npos; }
 
 // Stores the shadow's current release (after a commit) and prunes.
 Status KeepCheckpoint(const PushOptions& opts);

@@ -1,5 +1,7 @@
 #include "pushrun/live_tree.h"
 
+#include <algorithm>
+
 #include "push/converge.h"
 #include "util/exit_codes.h"
 #include "util/json_value.h"
@@ -47,6 +49,12 @@ std::optional<push::LiveTree> LiveTreeProbe::Get() {
   if (!r.ok()) error = r.status().message();
   else t = ParseVerifyLive(r->exit_code, r->out, &error);
   if (!error.empty()) log::Info("live tree unknown: " + error + (r.ok() ? ": " + LastLine(r->err) : ""));
+  if (t) {  // the newest serial applied: catch-ups are numbered above it (converge_run.h)
+    auto st = RunProcess({cm_apply_, "status", "--root", root_, "--json"}, po);
+    if (st.ok() && st->exit_code == 0)
+      if (auto v = ParseJson(st->out); v.ok() && v->is_object())
+        t->last_serial = std::max(v->Uint("last_stage_serial"), v->Uint("last_switch_serial"));
+  }
   last_ = t;
   have_ = true;
   at_ = std::chrono::steady_clock::now();

@@ -19,7 +19,7 @@ source "$(dirname "$0")/push_lib.inc"
 bed_require_root
 WORK=$(mktemp -d)
 push_bed 40mbit
-trap 'bed_cleanup; rm -rf "$WORK"' EXIT
+trap 'bed_cleanup; [[ ${KEEP_WORK:-} ]] && echo "work kept: $WORK" >&2 || rm -rf "$WORK"' EXIT
 push_content 20
 push_start_all
 PUSH_LETTERS=(a b c d)  # s1d: added after push 5
@@ -108,7 +108,13 @@ echo "push 5 (s1b catches up 3 pushes, then the delta): $((SECONDS - t0)) s" >&2
 step="s1d added"
 bed_site_host s1d 198.18.1.13/24 site1 198.18.1.1
 mkdir -p "$WORK/s1d/root" "$WORK/s1d/spool"
-printf '[[site.server]]\nname = "s1d"\naddress = "198.18.1.13"\n' >>"$WORK/sites.toml"
+python3 - "$WORK/sites.toml" <<'PY'
+import sys
+p = sys.argv[1]
+s = open(p).read()
+i = s.index('[[site]]\nname = "site2"')
+open(p, "w").write(s[:i] + '[[site.server]]\nname = "s1d"\naddress = "198.18.1.13"\n\n' + s[i:])
+PY
 push_relay s1d
 push_leader s1d
 in_sites+=(s1d)

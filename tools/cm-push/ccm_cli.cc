@@ -11,6 +11,7 @@
 
 #include "pushdb/render.h"
 #include "pushdb/state_db.h"
+#include "pushrun/converge_run.h"
 #include "util/exit_codes.h"
 #include "util/file_util.h"
 #include "util/json.h"
@@ -179,7 +180,7 @@ int PrepareRollback(pushrun::PushOptions* p, std::string release, std::string* t
     bool past_current = current.empty();
     for (const auto& j : *h) {  // newest first
       if (j.kind == pushdb::JobKind::kCommit || j.kind == pushdb::JobKind::kRollback || j.release.empty() ||
-          j.servers_ok == 0)
+          j.servers_ok == 0 || pushrun::IsCatchUpJob(j.options))
         continue;
       if (j.release == current) {
         past_current = true;

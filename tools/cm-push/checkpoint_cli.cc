@@ -9,6 +9,8 @@
 #include "apply/layout.h"
 #include "apply/state.h"
 #include "ckpt/store.h"
+#include "pushrun/converge_run.h"
+#include "util/config_dir.h"
 #include "pushdb/render.h"
 #include "util/exit_codes.h"
 #include "util/json.h"
@@ -229,12 +231,56 @@ CLI::App* AddCheckpointCommand(CLI::App& app, CheckpointCli* c) {
       ->delimiter(',')
       ->allow_extra_args(false);
   c->prune->add_flag("--json", c->json, "One JSON object");
+  c->restore = c->cmd->add_subcommand(
+      "restore", "Bring every server (and the shadow copy) to a checkpoint: each gets only the files it lacks");
+  c->restore->add_option("release", c->release, "The checkpoint's release name (cm-push checkpoint list)")->required();
+  c->restore->add_option("--to", c->push.sites_file, "Sites file")->required();
+  c->restore->add_option("--state", c->state_dir, "CCM state directory")->required();
+  c->restore->add_option("--shadow", c->push.shadow, "Content root of the CCM's shadow copy, restored too");
+  c->restore->add_option("--sign-key", c->push.sign_key, "The CCM's key (default CONF/ccm.key)");
+  c->restore->add_option("--group-key", c->push.group_key, "Group key (default CONF/group.key)");
+  c->restore->add_option("--serial-file", c->push.serial_file, "Serial file (default STATE/serial)");
+  c->restore->add_option("--only", c->push.only, "Only these servers or sites: NAME[,NAME...]")
+      ->delimiter(',')
+      ->allow_extra_args(false);
+  c->restore->add_option("--timeout", c->push.timeout_s, "Give up on each catch-up job after this many seconds");
   return c->cmd;
 }
 
-int RunCheckpoint(const CheckpointCli& c) {
+namespace {
+// restore: the checkpoint's tree to every server that does not run it.
+int Restore(const CheckpointCli& c, const pushrun::PushOptions& defaults) {
+  if (Status s = CheckState(c.state_dir); !s.ok()) return Fail(s);
+  pushrun::PushOptions p = c.push;
+  p.state_dir = c.state_dir;
+  p.cm_pack = defaults.cm_pack;
+  p.cm_apply = defaults.cm_apply;
+  p.verbosity = defaults.verbosity;
+  p.sign_key = DefaultFile(p.sign_key, "ccm.key");
+  p.group_key = DefaultFile(p.group_key, "group.key");
+  p.command_line = defaults.command_line;
+  if (p.sign_key.empty()) return Fail(Error(Code::kUsage, "no signing key (--sign-key)"));
+  if (p.group_key.empty()) return Fail(Error(Code::kUsage, "no group key (--group-key)"));
+  auto store = ckpt::Store::Open(StoreDir(c.state_dir));
+  if (!store.ok()) return Fail(store.status());
+  if (auto info = (*store)->Info(c.release); !info.ok())
+    return Fail(Error(Code::kNotFound, "no checkpoint " + c.release + " (cm-push checkpoint list --state " +
+                                           c.state_dir + ")"));
+  auto sum = pushrun::ConvergeTo(p, c.release);
+  if (!sum.ok()) return Fail(sum.status());
+  if (Status st = pushrun::KeepCheckpoint(p); !st.ok()) log::Warn("checkpoint not kept: " + st.message());
+  const size_t total = sum->ready + sum->caught_up + sum->failed + sum->unknown;
+  const size_t ok = sum->ready + sum->caught_up;
+  std::printf("restore %s: %zu of %zu servers run it (%zu caught up, %zu failed, %zu did not answer)\n",
+              c.release.c_str(), ok, total, sum->caught_up, sum->failed, sum->unknown);
+  return ok == total ? kExitOk : ok > 0 ? kExitPartial : kExitFailure;
+}
+}  // namespace
+
+int RunCheckpoint(const CheckpointCli& c, const pushrun::PushOptions& defaults) {
   if (c.list->parsed()) return List(c);
   if (c.create->parsed()) return Create(c);
+  if (c.restore->parsed()) return Restore(c, defaults);
   return Prune(c);
 }
 

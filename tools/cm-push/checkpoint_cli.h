@@ -1,4 +1,4 @@
-// `cm-push checkpoint list|create|prune`: the CCM's checkpoint store
+// `cm-push checkpoint list|create|prune|restore`: the CCM's checkpoint store
 // (lib/ckpt/store.h) at STATE/checkpoints, from the command line.
 #pragma once
 
@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <string>
 #include <vector>
+
+#include "pushrun/controller.h"
 
 namespace cm {
 
@@ -16,12 +18,14 @@ struct CheckpointCli {
   size_t keep = 10;
   std::vector<std::string> pin;
   bool json = false, verify = false;
-  CLI::App *cmd = nullptr, *list = nullptr, *create = nullptr, *prune = nullptr;
+  pushrun::PushOptions push;  // restore: the push it makes (--to, keys, --only, --timeout)
+  CLI::App *cmd = nullptr, *list = nullptr, *create = nullptr, *prune = nullptr, *restore = nullptr;
 };
 
 // Adds `checkpoint` and its subcommands to `app`.
 CLI::App* AddCheckpointCommand(CLI::App& app, CheckpointCli* cli);
 // Runs the parsed subcommand; the process exit code (errors logged).
-int RunCheckpoint(const CheckpointCli& cli);
+// `defaults`: tool paths and verbosity for restore's push.
+int RunCheckpoint(const CheckpointCli& cli, const pushrun::PushOptions& defaults);
 
 }  // namespace cm

@@ -66,7 +66,7 @@ int main(int argc, char** argv) {
                "  cm-push relay --config relay.toml        (on every server)\n"
                "  cm-push status [JOB] --state DIR [--json]\n"
                "  cm-push history --state DIR [--json]\n"
-               "  cm-push checkpoint list|create|prune --state DIR",
+               "  cm-push checkpoint list|create|prune|restore --state DIR",
                "cm-push"};
   app.set_version_flag("--version", std::string("cm-push ") + CM_VERSION);
   app.add_flag("-q,--quiet", quiet, "Errors only");
@@ -155,7 +155,11 @@ int main(int argc, char** argv) {
     relay_cli.r.verbose = verbose > 0;
     return RunRelay(relay_cli);
   }
-  if (checkpoint->parsed()) return RunCheckpoint(ckpt_cli);
+  if (checkpoint->parsed()) {
+    p.verbosity = quiet ? 0 : 1 + verbose;
+    for (int i = 0; i < argc; ++i) p.command_line += (i ? " " : "") + std::string(argv[i]);
+    return RunCheckpoint(ckpt_cli, p);
+  }
   if (status->parsed()) return StatusCommand(p.state_dir, job, p.json);
   if (history->parsed()) return HistoryCommand(p.state_dir, limit, p.json);
   if (servers->parsed()) return ServersCommand(p.state_dir, p.json);

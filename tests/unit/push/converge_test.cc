@@ -33,8 +33,9 @@ delta::Manifest ManifestOf(const Tree& t) {
 }
 std::string Hex(const Tree& t) { return ToHex(delta::ManifestHash(ManifestOf(t))); }
 
-LiveTree Live(const std::string& release, const Tree& recorded, const Tree& now) {
+LiveTree Live(const std::string& release, const Tree& recorded, const Tree& now, uint64_t last_serial = 0) {
   LiveTree l;
+  l.last_serial = last_serial;
   l.release = release;
   l.manifest = release.empty() ? "" : Hex(recorded);
   l.live_manifest = Hex(now);
@@ -52,7 +53,7 @@ TEST(Converge, ReadyUnknownSyncAndReplicate) {
   edited["y"] = 7;
   std::vector<ServerTree> s{
       {"ready", true, Live("rb", b, b)},       {"down", false, std::nullopt},
-      {"old1", true, Live("ra", a, a)},        {"old2", true, Live("ra", a, a)},
+      {"old1", true, Live("ra", a, a)},        {"old2", true, Live("ra", a, a, 9)},
       {"drift", true, Live("ra", a, edited)},  {"lost", true, Live("rc", c, c)},
       {"new", true, Live("", Tree{}, Tree{})}, {"oldrelay", true, std::nullopt},
   };
@@ -60,10 +61,10 @@ TEST(Converge, ReadyUnknownSyncAndReplicate) {
   EXPECT_EQ(plan.ready, std::vector<std::string>{"ready"});
   EXPECT_EQ(plan.unknown, (std::vector<std::string>{"down", "oldrelay"}));
   ASSERT_EQ(plan.groups.size(), 4u);
-  EXPECT_EQ(plan.groups[0], (CatchUpGroup{CatchUp::kSync, Hex(a), {}, {"old1", "old2"}}));
-  EXPECT_EQ(plan.groups[1], (CatchUpGroup{CatchUp::kSync, Hex(a), {"y"}, {"drift"}}));
-  EXPECT_EQ(plan.groups[2], (CatchUpGroup{CatchUp::kReplicate, "", {}, {"lost"}}));
-  EXPECT_EQ(plan.groups[3], (CatchUpGroup{CatchUp::kSync, EmptyManifestHex(), {}, {"new"}}));
+  EXPECT_EQ(plan.groups[0], (CatchUpGroup{CatchUp::kSync, Hex(a), {}, {"old1", "old2"}, 9}));
+  EXPECT_EQ(plan.groups[1], (CatchUpGroup{CatchUp::kSync, Hex(a), {"y"}, {"drift"}, 0}));
+  EXPECT_EQ(plan.groups[2], (CatchUpGroup{CatchUp::kReplicate, "", {}, {"lost"}, 0}));
+  EXPECT_EQ(plan.groups[3], (CatchUpGroup{CatchUp::kSync, EmptyManifestHex(), {}, {"new"}, 0}));
   EXPECT_EQ(plan.CatchUpCount(), 5u);
 }
 
