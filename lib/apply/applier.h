@@ -16,6 +16,12 @@
 //      declared sizes, + margin, must be free, and an inode per command,
 //      else kNoSpace), then stage the part (part_stage.h) command by command
 //      (stager.h) within a byte budget of the free space less the margin.
+//      Before all that, part 1 of a delta type whose BASE (pack::Opcode::kBase)
+//      names a base manifest: the live tree must be that tree
+//      (release_manifest.h CheckBase; kBaseMismatch, nothing staged). When the
+//      last part is staged: the staged tree's manifest is recorded for the
+//      release it becomes and must be BASE's result manifest when it names one
+//      (kBaseMismatch, the stage is discarded).
 //   4. The report is written to ROOT/.cm/reports/<serial>.json.
 #pragma once
 

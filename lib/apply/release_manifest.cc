@@ -58,7 +58,13 @@ Result<LiveTree> ExamineLive(const Layout& l, const std::string& release, bool f
 
 Status CheckBase(const Layout& l, const std::string& release, const delta::TableBase& base) {
   if (delta::IsZeroHash(base.manifest)) return Status::Ok();
-  CM_ASSIGN_OR_RETURN(LiveTree t, ExamineLive(l, release, false));
+  auto live = ExamineLive(l, release, false);
+  // A special file put into the live tree: it has no manifest, so it is not the base.
+  if (!live.ok() && live.status().code() == Code::kFailure)
+    return Error(Code::kBaseMismatch, "live tree is " + Named(release) + ": " + live.status().message() +
+                                          "; the assignment applies to " + Named(base.release));
+  if (!live.ok()) return live.status();
+  const LiveTree& t = *live;
   if (t.now_hash == base.manifest) return Status::Ok();
   std::string msg = "live tree is " + Named(release) + " (manifest " + delta::ShortHash(t.recorded_hash) + ")";
   if (!t.ok()) {

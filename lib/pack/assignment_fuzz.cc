@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -36,6 +37,7 @@ int CmFuzzAssignment(const uint8_t* data, size_t size, bool rehash) {
     for (int i = 0; i < 100000; ++i) {
       auto more = (*r)->NextCommand(&c);
       if (!more.ok() || !*more) break;
+      if (c.op == cm::pack::Opcode::kBase) std::abort();  // taken by Verify (base()), never returned
       if (c.op != cm::pack::Opcode::kCreate && c.op != cm::pack::Opcode::kPatch) continue;
       auto src = (*r)->OpenData(c.data);
       if (!src.ok()) break;
