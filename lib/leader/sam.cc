@@ -518,9 +518,14 @@ void Sam::CollectGarbage() {
 void Sam::RequestRepairs(Micros now, proto::Effects* out) {
   std::vector<std::pair<int, uint64_t>> want;
   const size_t limit = static_cast<size_t>(cfg_.max_repairs);
+  // Data nobody answers for may have been dropped under a checkpoint this
+  // member never heard of: then ask any peer for a newer checkpoint too.
+  bool stuck = false;
+  for (const auto& [key, r] : repairs_) stuck |= key.first == kRepairFetch && r.attempt >= 3;
   if (adv_ckpt_ > st_.delivered) {
     want.push_back({kRepairCkpt, adv_ckpt_});
   } else {
+    if (stuck) want.push_back({kRepairCkpt, st_.delivered + 1});
     for (uint64_t s = st_.delivered + 1; s <= known_committed_ && want.size() < limit;) {
       if (known_.count(s)) {
         ++s;
@@ -533,6 +538,7 @@ void Sam::RequestRepairs(Micros now, proto::Effects* out) {
       if (it->first > st_.delivered + 4 * kNackSpan) break;
       if (it->second.id != 0 && !st_.held.count(it->second.id)) want.push_back({kRepairFetch, it->second.id});
     }
+
   }
   // Requests no longer wanted are answered (or moot).
   for (auto it = repairs_.begin(); it != repairs_.end();)
@@ -542,7 +548,7 @@ void Sam::RequestRepairs(Micros now, proto::Effects* out) {
   for (const auto& key : want) {
     auto it = repairs_.find(key);
     if (it == repairs_.end()) {
-      if (repairs_.size() >= limit) break;
+      if (repairs_.size() >= limit) continue;
       it = repairs_.emplace(key, Repair{0, -1}).first;
     } else if (now < it->second.deadline) {
       continue;
@@ -580,7 +586,7 @@ void Sam::SendHave(proto::Effects* out) {
   Message m = Make(Type::kHave);
   m.n1 = st_.ckpt_seq;
   m.n2 = st_.ckpt_hash;
-  m.n3 = st_.delivered;
+  m.n3 = adv_ckpt_;
   for (const auto& [id, h] : st_.held) {
     if (m.entries.size() >= 64) break;
     if (h.seq != 0 || h.fetched || known_ids.count(id)) continue;
@@ -765,6 +771,12 @@ void Sam::FinishRecovery(proto::Effects* out) {
 
 void Sam::OnHave(const Message& m, proto::Effects* out) {
   member_ckpt_[m.sender] = {m.n1, m.n2};
+  if (m.n3 > ckpt_seq_) {
+    // A checkpoint an earlier sequencer advertised: data below it may be
+    // gone, so it stays advertised (held by the members whose own is newer).
+    ckpt_seq_ = m.n3;
+    ckpt_holders_.clear();
+  }
   UpdateCheckpoint();
   for (const Entry& e : m.entries) {
     if (e.id == 0 || id_seq_.count(e.id)) continue;
@@ -871,14 +883,15 @@ void Sam::UpdateCheckpoint() {
   member_ckpt_[cfg_.id] = {st_.ckpt_seq, st_.ckpt_hash};
   std::vector<uint64_t> seqs;
   for (const auto& [id, c] : member_ckpt_) seqs.push_back(c.first);
-  if (static_cast<int>(seqs.size()) < cfg_.copies) return;
-  std::nth_element(seqs.begin(), seqs.begin() + (cfg_.copies - 1), seqs.end(), std::greater<>());
-  const uint64_t c = seqs[cfg_.copies - 1];  // the newest checkpoint `copies` members hold
-  if (c <= ckpt_seq_) return;
-  ckpt_seq_ = c;
+  uint64_t c = 0;  // the newest checkpoint `copies` members hold
+  if (static_cast<int>(seqs.size()) >= cfg_.copies) {
+    std::nth_element(seqs.begin(), seqs.begin() + (cfg_.copies - 1), seqs.end(), std::greater<>());
+    c = seqs[cfg_.copies - 1];
+  }
+  ckpt_seq_ = std::max(ckpt_seq_, c);
   ckpt_holders_.clear();
   for (const auto& [id, ck] : member_ckpt_)
-    if (ck.first >= c && ckpt_holders_.size() < sam::kMaxHolders) ckpt_holders_.push_back(id);
+    if (ckpt_seq_ > 0 && ck.first >= ckpt_seq_ && ckpt_holders_.size() < sam::kMaxHolders) ckpt_holders_.push_back(id);
 }
 
 void Sam::SendAlive(proto::Effects* out) {

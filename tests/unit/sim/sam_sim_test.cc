@@ -15,8 +15,8 @@
 //    committed there, and its state hash equals the hash of the global
 //    prefix (so a checkpoint it installed is right too); it never goes back;
 //  - no two different ids are committed at one number;
-//  - while fewer than commit_quorum commit servers are alive, nothing commits
-//    (after the acknowledgements already in flight, max_delay).
+//  - while fewer than commit_quorum commit servers are alive, no number
+//    assigned after they fell commits (numbers acknowledged before may).
 // After the last fault heals (network faults cleared, crashed members
 // restarted but at most one non-commit member, one sequencer): every live
 // member applies up to the newest committed number within kCatchUpBound of
@@ -87,6 +87,7 @@ struct SiteRun {
   uint64_t gmax = 0;                // highest committed number anywhere
   std::vector<uint64_t> seen_delivered, seen_installs, seen_commits;
   Micros stall_from = proto::kNever, stall_to = proto::kNever;
+  uint64_t stall_limit = 0;  // numbers at or above it were assigned after the reduction
   Outcome res;
 
   int leader = -1;  // slot
@@ -184,9 +185,9 @@ struct SiteRun {
         for (size_t k = log.size() - std::min<uint64_t>(fresh, log.size()); k < log.size(); ++k) {
           if (!Set(log[k].seq, log[k].id, "commit", i)) return;
           gmax = std::max(gmax, log[k].seq);
-          if (s.now() >= stall_from && s.now() < stall_to)
-            Fail("number " + std::to_string(log[k].seq) + " committed with fewer than " + std::to_string(quorum) +
-                 " commit servers alive");
+          if (s.now() >= stall_from && s.now() < stall_to && log[k].seq >= stall_limit)
+            Fail("number " + std::to_string(log[k].seq) + " (assigned after the commit servers fell below " +
+                 std::to_string(quorum) + ") committed");
         }
         seen_commits[i] = c.commits();
       }
@@ -309,7 +310,10 @@ struct SiteRun {
           if (Up(v) && AliveCommitServers() > quorum - 1) CrashSlot(v);
           if (!Up(v)) reduced_slots.push_back(v);
         }
-        stall_from = s.now() + s.net().max_delay + 1;
+        stall_from = s.now();
+        stall_limit = 0;
+        for (int i = 0; i < slots; ++i)
+          if (node[i] >= 0) stall_limit = std::max(stall_limit, Up(i) ? Core(i).stable().next_seq : disk[i].next_seq);
         stall_to = reduce_at + reduce_len;
       }
       if (!reduced_slots.empty() && t >= reduce_at + reduce_len) {
@@ -385,7 +389,10 @@ struct SiteRun {
         for (int i = 0; i < slots; ++i)
           if (Up(i))
             who += " " + std::to_string(i) + ":" + std::to_string(Core(i).delivered()) + "/" +
-                   std::to_string(Core(i).known_committed());
+                   std::to_string(Core(i).known_committed()) + " ckpt " + std::to_string(Core(i).stable().ckpt_seq) +
+                   " adv " + std::to_string(Core(i).advertised_checkpoint()) + " held " +
+                   std::to_string(Core(i).stable().held.size()) + " repairs " +
+                   std::to_string(Core(i).outstanding_repairs());
         Fail("not caught up " + std::to_string(kCatchUpBound / kMillis) + " ms after the heal: newest committed " +
              std::to_string(gmax) + ", leader " + std::to_string(final_leader) + " sequencing=" +
              std::to_string(Core(final_leader).sequencing()) + " uncommitted=" +
