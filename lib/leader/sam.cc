@@ -138,6 +138,7 @@ Sam::Sam(SamConfig cfg, SamStable stable) : cfg_(std::move(cfg)), st_(std::move(
   if (cfg_.checkpoint_every == 0) cfg_.checkpoint_every = 1;
   cfg_.max_repairs = std::max(cfg_.max_repairs, 1);
   cfg_.pipeline = std::max(cfg_.pipeline, 1);
+  cfg_.lifetime = std::clamp<uint64_t>(cfg_.lifetime, 1, sam::kMaxEntries);
 }
 
 std::optional<proto::Address> Sam::AddrOf(uint64_t member) const {
@@ -250,7 +251,11 @@ void Sam::Tick(Micros now, proto::Effects* out) {
     want_epoch_.reset();
   }
   if (phase_ == Phase::kRecovering && now >= next_assign_) {
-    SendRecover(out);
+    if (recover_started_) {
+      SendRecover(out);
+    } else {
+      StartRecovery(out);
+    }
     next_assign_ = now + t.assign_retry;
   }
   if (phase_ == Phase::kSequencing) {
@@ -351,11 +356,13 @@ void Sam::Dispatch(const proto::Address& from, const Message& m, proto::Effects*
         Message c = Make(Type::kCkpt);
         c.n1 = st_.ckpt_seq;
         c.n2 = st_.ckpt_hash;
+        for (auto it = st_.log.begin(); it != st_.log.end() && it->first <= st_.ckpt_seq; ++it)
+          if (it->first + cfg_.lifetime > st_.ckpt_seq) c.entries.push_back(Entry{it->first, it->second, {}, {}});
         Send(from, c, out);
       }
       break;
     case Type::kCkpt:
-      if (m.n1 > st_.delivered) Install(m.n1, m.n2);
+      if (m.n1 > st_.delivered) Install(m);
       DeliverReady();
       RequestRepairs(now_, out);
       break;
@@ -463,22 +470,26 @@ void Sam::DeliverReady() {
     st_.hash = sam::ChainHash(st_.hash, st_.delivered, id);
     st_.log[st_.delivered] = id;
     if (id != 0) h->second.seq = st_.delivered;
-    while (!st_.log.empty() && st_.log.begin()->first + cfg_.lifetime <= st_.delivered) st_.log.erase(st_.log.begin());
     if (st_.delivered % cfg_.checkpoint_every == 0) {
       st_.ckpt_seq = st_.delivered;
       st_.ckpt_hash = st_.hash;
     }
+    while (!st_.log.empty() && st_.log.begin()->first + cfg_.lifetime <= st_.ckpt_seq) st_.log.erase(st_.log.begin());
     known_.erase(it);
     Dirty();
   }
 }
 
-// A state transfer: the prefix up to `seq` replaced by its checkpoint.
-void Sam::Install(uint64_t seq, uint64_t hash) {
+// A state transfer: the prefix up to the checkpoint replaced by its hash
+// and the ids of its last `lifetime` numbers.
+void Sam::Install(const Message& ckpt) {
+  const uint64_t seq = ckpt.n1, hash = ckpt.n2;
   st_.delivered = seq;
   st_.hash = hash;
   st_.install_floor = seq;
   st_.log.clear();
+  for (const Entry& e : ckpt.entries)
+    if (e.seq <= seq && e.seq + cfg_.lifetime > seq) st_.log[e.seq] = e.id;
   st_.ckpt_seq = seq;
   st_.ckpt_hash = hash;
   known_.erase(known_.begin(), known_.upper_bound(seq));
@@ -672,23 +683,32 @@ void Sam::BeginLeading(proto::Effects* out) {
   Dirty();
   ballot_ = b;
   phase_ = Phase::kRecovering;
-  // Numbers up to our own applied prefix (or the checkpoint) are committed;
-  // the ids above the floor are known from the log.
-  recover_base_ = std::max(st_.delivered, adv_ckpt_);
-  recover_from_ = recover_base_;
-  floor_ = adv_ckpt_ > st_.delivered ? recover_base_ : st_.install_floor;
-  if (!st_.log.empty()) floor_ = std::max(floor_, st_.log.begin()->first - 1);
-  for (const auto& [s, id] : st_.log)
-    if (s > floor_ && id) id_seq_[id] = s;
-  committed_ = recover_base_;
-  window_last_ = recover_from_;
+  recover_started_ = false;
+  committed_ = st_.delivered;
   ckpt_seq_ = adv_ckpt_;
   ckpt_holders_ = adv_holders_;
-  out->events.push_back("sam: leads ballot " + std::to_string(b.epoch) + "." + std::to_string(b.round) +
-                        "; recovering above " + std::to_string(recover_base_));
-  SendRecover(out);
+  out->events.push_back("sam: leads ballot " + std::to_string(b.epoch) + "." + std::to_string(b.round));
+  StartRecovery(out);
   next_assign_ = now_ + cfg_.timers.assign_retry;
   next_alive_ = now_;
+}
+
+// Recovery starts from our own applied prefix (all committed; its ids and
+// the `lifetime` before it are in the log). Behind the advertised
+// checkpoint we install it first (the member side does), then start.
+void Sam::StartRecovery(proto::Effects* out) {
+  if (recover_started_ || adv_ckpt_ > st_.delivered) return;
+  recover_started_ = true;
+  recover_base_ = recover_from_ = window_last_ = st_.delivered;
+  committed_ = std::max(committed_, st_.delivered);
+  floor_ = st_.delivered > cfg_.lifetime ? st_.delivered - cfg_.lifetime : 0;
+  id_seq_.clear();
+  for (const auto& [s, id] : st_.log)
+    if (s > floor_ && id) id_seq_[id] = s;
+  promises_.clear();
+  recovered_.clear();
+  out->events.push_back("sam: recovering above " + std::to_string(recover_base_));
+  SendRecover(out);
 }
 
 void Sam::StopLeading() {
@@ -703,6 +723,7 @@ void Sam::StopLeading() {
 }
 
 void Sam::SendRecover(proto::Effects* out) {
+  if (!recover_started_) return;
   Message m = Make(Type::kRecover);
   m.ballot = ballot_;
   m.n1 = recover_from_;
@@ -713,17 +734,15 @@ void Sam::SendRecover(proto::Effects* out) {
 }
 
 void Sam::OnPromise(const Message& m, proto::Effects* out) {
-  if (m.n1 != recover_from_) return;  // an answer to an earlier window
+  if (!recover_started_ || m.n1 != recover_from_) return;  // an answer to an earlier window
   if (m.n3 > recover_from_) {
-    // That server dropped numbers up to a checkpoint: all of them are
-    // committed; recover above it (ids below are unknown: floor moves up).
-    recover_base_ = recover_from_ = m.n3;
-    floor_ = std::max(floor_, m.n3);
-    committed_ = std::max(committed_, m.n3);
-    recovered_.clear();
-    promises_.clear();
-    window_last_ = recover_from_;
-    SendRecover(out);
+    // That server dropped numbers up to a checkpoint we have not applied:
+    // install it (the member side asks for it), then recover above it.
+    recover_started_ = false;
+    if (m.n3 > adv_ckpt_) {
+      adv_ckpt_ = m.n3;
+      adv_holders_.clear();
+    }
     return;
   }
   if (!promises_.insert(m.sender).second) return;
@@ -746,13 +765,28 @@ void Sam::OnPromise(const Message& m, proto::Effects* out) {
 
 // Re-proposes every number up to the highest accepted one under our ballot
 // (the highest-ballot entry, a no-op where none), then new numbers follow.
+// An id found at two numbers keeps the applied one, else the one of the
+// higher ballot (I3: once an id is committed somewhere, every copy of it at
+// another number has a lower ballot), and the other becomes a no-op.
 void Sam::FinishRecovery(proto::Effects* out) {
   const uint64_t last = std::min(window_last_, recover_from_ + kRecoverWindow);
+  std::map<uint64_t, std::pair<Ballot, uint64_t>> best;  // id -> (ballot, number) to keep
+  for (const auto& [s, e] : recovered_) {
+    if (e.id == 0 || s <= recover_base_ || s > last || id_seq_.count(e.id)) continue;
+    auto [it, fresh] = best.try_emplace(e.id, e.ballot, s);
+    if (!fresh && it->second.first < e.ballot) it->second = {e.ballot, s};
+  }
+  uint64_t dropped = 0;
   for (uint64_t s = recover_base_ + 1; s <= last; ++s) {
     Pending p;
-    if (auto it = recovered_.find(s); it != recovered_.end()) {
-      p.id = it->second.id;
-      p.holders = it->second.holders;
+    if (auto it = recovered_.find(s); it != recovered_.end() && it->second.id != 0) {
+      auto b = best.find(it->second.id);
+      if (b != best.end() && b->second.second == s) {
+        p.id = it->second.id;
+        p.holders = it->second.holders;
+      } else {
+        ++dropped;
+      }
     }
     if (p.id) id_seq_[p.id] = s;
     pending_[s] = std::move(p);
@@ -763,7 +797,8 @@ void Sam::FinishRecovery(proto::Effects* out) {
   Dirty();
   phase_ = Phase::kSequencing;
   out->events.push_back("sam: sequencing from " + std::to_string(st_.next_seq) + " (" +
-                        std::to_string(pending_.size()) + " re-proposed)");
+                        std::to_string(pending_.size()) + " re-proposed, " + std::to_string(dropped) +
+                        " duplicate ids made no-ops)");
   SendAssigns(out);
   next_assign_ = now_ + cfg_.timers.assign_retry;
   AssignReady(out);
@@ -816,6 +851,8 @@ void Sam::AssignReady(proto::Effects* out) {
     have_.erase(id);
     have_ts_.erase(id);
     fresh.push_back(s);
+    out->events.push_back("sam: numbered " + std::to_string(id) + " at " + std::to_string(s) + " (stamp " +
+                          std::to_string(ts) + ", floor " + std::to_string(floor_) + ")");
   }
   Dirty();
   while (!id_seq_.empty() && floor_ + cfg_.lifetime < st_.next_seq) {

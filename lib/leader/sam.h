@@ -33,10 +33,13 @@
 //  I2 a member's delivered sequence is a prefix of the one committed
 //     sequence: it applies n+1 only after n, only the committed id, once;
 //     a checkpoint it installs is the hash of the committed prefix;
-//  I3 an id is numbered at most once: the sequencer knows every assignment
-//     above its floor (its log, the recovered entries, its own) and numbers
-//     only ids whose stamp `ts` (the committed number when the data was
-//     sent) is at or above that floor and within `lifetime` of the next number;
+//  I3 an id is numbered at most once: an id is numbered only within
+//     `lifetime` numbers above its stamp `ts` (the committed number when its
+//     data was sent), and a sequencer knows the ids of the `lifetime`
+//     numbers below what it recovers (its log; a checkpoint carries them)
+//     plus the recovered and its own ones; it numbers no id it knows, and
+//     when recovery finds one id at two numbers it keeps the applied or
+//     highest-ballot one and fills the other with a no-op;
 //  I4 nothing in stable() is lost by a crash: the edge writes stable() to
 //     disk after every call in which stable_version() changed, BEFORE sending
 //     that call's Effects (so a number is on disk before any Assign for it
@@ -91,7 +94,7 @@ enum class Type : uint8_t {
   kFetch,       // member -> peer: ids wanted
   kData,        // peer -> member: ids it holds (the data travels elsewhere)
   kCkptFetch,   // member -> peer: n1 checkpoint seq wanted (at least)
-  kCkpt,        // peer -> member: n1 checkpoint seq, n2 state hash
+  kCkpt,        // peer -> member: n1 checkpoint seq, n2 state hash, entries the ids of the `lifetime` numbers up to n1
 };
 
 struct Message {
@@ -144,7 +147,11 @@ struct SamConfig {
   int copies = 2;           // k: holders needed before an id is numbered
   int commit_quorum = 0;    // Acks needed to commit; 0 = max(copies, majority of commit servers)
   uint64_t checkpoint_every = 16;  // every member checkpoints at multiples of this
-  uint64_t lifetime = 4096;        // an id stamped more than this below the next number is never numbered
+  // An id is numbered only within `lifetime` numbers of its stamp, and
+  // every member keeps the ids of the last `lifetime` numbers it applied (a
+  // checkpoint carries them): a new sequencer knows every id that could
+  // already hold a number (I3). At most kMaxEntries.
+  uint64_t lifetime = 128;
   int max_repairs = 4;      // outstanding repair requests per member
   int pipeline = 16;        // numbers assigned but not committed, at most
   SamTimers timers;
@@ -158,7 +165,9 @@ struct SamStable {
   uint64_t delivered = 0;     // highest number applied
   uint64_t hash = 0;          // state hash of the applied prefix
   uint64_t install_floor = 0; // the checkpoint last installed (log_ starts above it)
-  std::map<uint64_t, uint64_t> log;   // number -> id applied, the last `lifetime` numbers
+  // number -> id applied: the last `lifetime` numbers below the own
+  // checkpoint and everything above it (a checkpoint carries its window).
+  std::map<uint64_t, uint64_t> log;
   struct Held {
     uint64_t ts = 0;   // the stamp it came with
     uint64_t seq = 0;  // the number it was applied at, 0 = not yet
@@ -246,7 +255,8 @@ class Sam : public Sequencer {
   void OnAlive(const proto::Address& from, const sam::Message& m, proto::Effects* out);
   void Learn(const sam::Entry& e);
   void DeliverReady();
-  void Install(uint64_t seq, uint64_t hash);
+  void Install(const sam::Message& ckpt);
+  void StartRecovery(proto::Effects* out);
   void CollectGarbage();
   void RequestRepairs(proto::Micros now, proto::Effects* out);
   void SendHave(proto::Effects* out);
@@ -302,6 +312,7 @@ class Sam : public Sequencer {
   bool want_stop_ = false;
   Phase phase_ = Phase::kIdle;
   sam::Ballot ballot_;
+  bool recover_started_ = false;  // false: waiting to have applied up to the checkpoint first
   uint64_t recover_base_ = 0;  // numbers above it are re-proposed
   uint64_t recover_from_ = 0;  // the window being recovered: (from, from + kRecoverWindow]
   uint64_t window_last_ = 0;   // highest accepted number the window's promises reported

@@ -10,6 +10,7 @@
 // empty storage during a fail-over (it installs a checkpoint).
 //
 // Checked after EVERY step:
+//  - an id is committed at one number only (no no-op counts);
 //  - every member's applied sequence is a prefix of one global sequence: each
 //    number it applies matches what any member applied or any sequencer
 //    committed there, and its state hash equals the hash of the global
@@ -85,6 +86,7 @@ struct SiteRun {
   std::vector<uint64_t> global{0};  // number -> id (global[0] unused)
   std::vector<uint64_t> ghash{0};   // hash of the global prefix 1..n, while contiguous
   uint64_t gmax = 0;                // highest committed number anywhere
+  std::map<uint64_t, uint64_t> number_of;  // id -> its number (an id is numbered once)
   std::vector<uint64_t> seen_delivered, seen_installs, seen_commits;
   Micros stall_from = proto::kNever, stall_to = proto::kNever;
   uint64_t stall_limit = 0;  // numbers at or above it were assigned after the reduction
@@ -105,6 +107,12 @@ struct SiteRun {
     if (seq >= global.size()) global.resize(seq + 1, kUnset);
     if (global[seq] == kUnset) {
       global[seq] = id;
+      if (id != 0) {
+        auto [it, fresh] = number_of.try_emplace(id, seq);
+        if (!fresh)
+          return Fail("id " + std::to_string(id) + " is in the global sequence twice: at " + std::to_string(it->second) +
+                      " and " + std::to_string(seq));
+      }
     } else if (global[seq] != id) {
       return Fail(std::string(who) + " at slot " + std::to_string(slot) + ": number " + std::to_string(seq) +
                   " is id " + std::to_string(id) + " but the global sequence has " + std::to_string(global[seq]));
@@ -341,7 +349,13 @@ struct SiteRun {
         run_to(until);
       }
     }
-    if (!res.ok) return res;
+    if (!res.ok) {
+      if (std::getenv("CM_SIM_TRACE"))
+        for (int i = 0; i < slots; ++i)
+          if (node[i] >= 0)
+            for (const std::string& e : s.events(node[i])) std::fprintf(stderr, "slot %d: %s\n", i, e.c_str());
+      return res;
+    }
 
     // Heal: no more network faults, crashed members back (one non-commit
     // member may stay down), one sequencer.
@@ -398,6 +412,12 @@ struct SiteRun {
              std::to_string(Core(final_leader).sequencing()) + " uncommitted=" +
              std::to_string(Core(final_leader).uncommitted()) + "; applied/known:" + who);
         break;
+      }
+    }
+    if (!res.ok && std::getenv("CM_SIM_TRACE")) {
+      for (int i = 0; i < slots; ++i) {
+        if (node[i] < 0) continue;
+        for (const std::string& e : s.events(node[i])) std::fprintf(stderr, "slot %d: %s\n", i, e.c_str());
       }
     }
     res.committed = gmax;
