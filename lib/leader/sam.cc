@@ -14,40 +14,49 @@ namespace sam {
 
 namespace {
 
-constexpr size_t kHeader = 2 + 8 + 24 + 24 + 2 + 2;
-
-void Put64(std::string* s, uint64_t v) {
-  for (int i = 0; i < 8; ++i) s->push_back(static_cast<char>(v >> (8 * i)));
-}
-void Put16(std::string* s, uint16_t v) {
-  s->push_back(static_cast<char>(v));
-  s->push_back(static_cast<char>(v >> 8));
+// Every number is a LEB128 varint (most are small): a few bytes a field.
+void Put(std::string* s, uint64_t v) {
+  char buf[10];
+  int n = 0;
+  while (v >= 0x80) {
+    buf[n++] = static_cast<char>((v & 0x7f) | 0x80);
+    v >>= 7;
+  }
+  buf[n++] = static_cast<char>(v);
+  s->append(buf, n);
 }
 void PutBallot(std::string* s, const Ballot& b) {
-  Put64(s, b.epoch);
-  Put64(s, b.round);
-  Put64(s, b.id);
+  Put(s, b.epoch);
+  Put(s, b.round);
+  Put(s, b.id);
 }
 
 struct Reader {
   std::string_view b;
   size_t pos = 0;
   bool ok = true;
-  uint64_t Get(int bytes) {
-    if (!ok || b.size() - pos < static_cast<size_t>(bytes)) {
-      ok = false;
-      return 0;
-    }
+  uint64_t Get() {
     uint64_t v = 0;
-    for (int i = 0; i < bytes; ++i) v |= uint64_t(static_cast<uint8_t>(b[pos + i])) << (8 * i);
-    pos += bytes;
-    return v;
+    for (int shift = 0; ok; shift += 7) {
+      if (pos >= b.size() || shift > 63) {
+        ok = false;
+        break;
+      }
+      const uint8_t c = static_cast<uint8_t>(b[pos++]);
+      if (shift == 63 && c > 1) {
+        ok = false;
+        break;
+      }
+      v |= uint64_t(c & 0x7f) << shift;
+      if (!(c & 0x80)) return v;
+    }
+    return 0;
   }
   Ballot GetBallot() {
     Ballot x;
-    x.epoch = Get(8);
-    x.round = Get(8);
-    x.id = Get(8);
+    x.epoch = Get();
+    x.round = Get();
+    x.id = Get();
     return x;
   }
 };
@@ -56,56 +65,60 @@ struct Reader {
 
 std::string Encode(const Message& m) {
   std::string s;
-  s.reserve(kHeader + m.entries.size() * 50 + m.ids.size() * 8);
+  s.reserve(32 + m.entries.size() * 12 + m.ids.size() * 4);
   s.push_back(static_cast<char>(kVersion));
   s.push_back(static_cast<char>(m.type));
-  Put64(&s, m.sender);
+  Put(&s, m.sender);
   PutBallot(&s, m.ballot);
-  Put64(&s, m.n1);
-  Put64(&s, m.n2);
-  Put64(&s, m.n3);
-  Put16(&s, static_cast<uint16_t>(std::min(m.entries.size(), kMaxEntries)));
-  for (size_t i = 0; i < m.entries.size() && i < kMaxEntries; ++i) {
+  Put(&s, m.n1);
+  Put(&s, m.n2);
+  Put(&s, m.n3);
+  const size_t ne = std::min(m.entries.size(), kMaxEntries);
+  Put(&s, ne);
+  for (size_t i = 0; i < ne; ++i) {
     const Entry& e = m.entries[i];
-    Put64(&s, e.seq);
-    Put64(&s, e.id);
+    Put(&s, e.seq);
+    Put(&s, e.id);
     PutBallot(&s, e.ballot);
     const size_t h = std::min(e.holders.size(), kMaxHolders);
-    s.push_back(static_cast<char>(h));
-    for (size_t j = 0; j < h; ++j) Put64(&s, e.holders[j]);
+    Put(&s, h);
+    for (size_t j = 0; j < h; ++j) Put(&s, e.holders[j]);
   }
-  Put16(&s, static_cast<uint16_t>(std::min(m.ids.size(), kMaxEntries)));
-  for (size_t i = 0; i < m.ids.size() && i < kMaxEntries; ++i) Put64(&s, m.ids[i]);
+  const size_t ni = std::min(m.ids.size(), kMaxEntries);
+  Put(&s, ni);
+  for (size_t i = 0; i < ni; ++i) Put(&s, m.ids[i]);
   return s;
 }
 
 bool Decode(std::string_view bytes, Message* out) {
-  Reader r{bytes};
+  if (bytes.size() < 2 || static_cast<uint8_t>(bytes[0]) != kVersion) return false;
+  const uint8_t t = static_cast<uint8_t>(bytes[1]);
+  if (t < uint8_t(Type::kAlive) || t > uint8_t(Type::kCkpt)) return false;
+  Reader r{bytes, 2};
   Message m;
-  if (r.Get(1) != kVersion) return false;
-  const uint64_t t = r.Get(1);
-  if (t < uint64_t(Type::kAlive) || t > uint64_t(Type::kCkpt)) return false;
   m.type = static_cast<Type>(t);
-  m.sender = r.Get(8);
+  m.sender = r.Get();
   m.ballot = r.GetBallot();
-  m.n1 = r.Get(8);
-  m.n2 = r.Get(8);
-  m.n3 = r.Get(8);
-  const uint64_t ne = r.Get(2);
+  m.n1 = r.Get();
+  m.n2 = r.Get();
+  m.n3 = r.Get();
+  const uint64_t ne = r.Get();
   if (!r.ok || ne > kMaxEntries) return false;
+  m.entries.reserve(ne);
   for (uint64_t i = 0; i < ne && r.ok; ++i) {
     Entry e;
-    e.seq = r.Get(8);
-    e.id = r.Get(8);
+    e.seq = r.Get();
+    e.id = r.Get();
     e.ballot = r.GetBallot();
-    const uint64_t h = r.Get(1);
+    const uint64_t h = r.Get();
     if (h > kMaxHolders) return false;
-    for (uint64_t j = 0; j < h && r.ok; ++j) e.holders.push_back(r.Get(8));
+    for (uint64_t j = 0; j < h && r.ok; ++j) e.holders.push_back(r.Get());
     m.entries.push_back(std::move(e));
   }
-  const uint64_t ni = r.Get(2);
+  const uint64_t ni = r.Get();
   if (!r.ok || ni > kMaxEntries) return false;
-  for (uint64_t i = 0; i < ni && r.ok; ++i) m.ids.push_back(r.Get(8));
+  m.ids.reserve(ni);
+  for (uint64_t i = 0; i < ni && r.ok; ++i) m.ids.push_back(r.Get());
   if (!r.ok || r.pos != bytes.size()) return false;
   *out = std::move(m);
   return true;
@@ -269,9 +282,10 @@ void Sam::Tick(Micros now, proto::Effects* out) {
     SendAlive(out);
     next_alive_ = now + t.alive_every;
   }
-  if (now >= next_have_ || !unreported_.empty()) {
+  const bool news = !unreported_.empty() || have_seq_id_ != seq_id_ || have_ckpt_ != st_.ckpt_seq;
+  if (news || now >= next_have_) {
     SendHave(out);
-    next_have_ = now + t.have_every;
+    next_have_ = now + (have_pending_ ? t.have_every : t.have_idle);
   }
   RequestRepairs(now, out);
 }
@@ -592,6 +606,8 @@ void Sam::RequestRepairs(Micros now, proto::Effects* out) {
 void Sam::SendHave(proto::Effects* out) {
   unreported_.clear();
   if (!seq_known_) return;
+  have_seq_id_ = seq_id_;
+  have_ckpt_ = st_.ckpt_seq;
   std::set<uint64_t> known_ids;
   for (const auto& [s, e] : known_) known_ids.insert(e.id);
   Message m = Make(Type::kHave);
@@ -603,6 +619,7 @@ void Sam::SendHave(proto::Effects* out) {
     if (h.seq != 0 || h.fetched || known_ids.count(id)) continue;
     m.entries.push_back(Entry{h.ts, id, {}, {}});
   }
+  have_pending_ = !m.entries.empty();
   Send(seq_addr_, m, out);
 }
 

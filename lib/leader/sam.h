@@ -129,7 +129,11 @@ uint64_t ChainHash(uint64_t prev, uint64_t seq, uint64_t id);
 struct SamTimers {
   proto::Micros tick = 100 * proto::kMillis;          // the one periodic wake-up
   proto::Micros alive_every = 200 * proto::kMillis;   // sequencer heartbeat (Alive)
-  proto::Micros have_every = 300 * proto::kMillis;    // Have (holdings + checkpoint) to the sequencer
+  // Have (holdings + checkpoint) to the sequencer: at once for new data or a
+  // new sequencer, every have_every while held data waits for a number,
+  // every have_idle otherwise (the checkpoint report).
+  proto::Micros have_every = 300 * proto::kMillis;
+  proto::Micros have_idle = 2 * proto::kSeconds;
   proto::Micros assign_retry = 200 * proto::kMillis;  // re-send unacknowledged Assign / Recover
   proto::Micros repair_retry = 300 * proto::kMillis;  // a repair request unanswered this long goes to another peer
 };
@@ -302,6 +306,8 @@ class Sam : public Sequencer {
   std::vector<uint64_t> droppable_;
   std::set<uint64_t> unreported_;  // ids received since the last Have
   proto::Micros next_have_ = 0;
+  bool have_pending_ = false;       // the last Have listed data still waiting for a number
+  uint64_t have_seq_id_ = 0, have_ckpt_ = 0;  // the sequencer and checkpoint the last Have went with
   proto::Micros next_tick_ = 0;
   uint64_t seq_id_ = 0;
   uint64_t conflicts_ = 0;

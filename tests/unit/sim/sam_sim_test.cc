@@ -43,7 +43,7 @@ using proto::Micros;
 using Sim = sim::Simulator<Sam>;
 
 constexpr uint64_t kSeeds = 10000;
-constexpr Micros kFaultEnd = 8 * kSeconds;
+constexpr Micros kFaultEnd = 6 * kSeconds;
 // After the last fault heals every live member has applied the newest
 // committed number within this much virtual time (docs/protocol/ordering.md).
 constexpr Micros kCatchUpBound = 5 * kSeconds;
@@ -264,10 +264,10 @@ struct SiteRun {
 
     // Scenario times.
     const bool crash_between = chance(0.5);
-    const Micros crash_arm = pick(1000, 5000) * kMillis;
+    const Micros crash_arm = pick(1000, 4000) * kMillis;
     const bool reduce = chance(0.4);
-    const Micros reduce_at = pick(1000, 5500) * kMillis, reduce_len = pick(500, 2000) * kMillis;
-    const Micros join_at = pick(4000, 6500) * kMillis;
+    const Micros reduce_at = pick(1000, 4000) * kMillis, reduce_len = pick(500, 1500) * kMillis;
+    const Micros join_at = pick(3000, 5500) * kMillis;
     uint64_t next_id = 1;
 
     Lead(pick(0, n - 1), 1);
@@ -383,7 +383,7 @@ struct SiteRun {
     const Micros healed = s.now();
 
     // Caught up: every live member has applied the newest committed number,
-    // and nothing is left to number (quiet for one second).
+    // and nothing is left to number (quiet for half a second).
     Micros quiet_since = proto::kNever;
     for (Micros t = healed; res.ok; t += 50 * kMillis) {
       run_to(t + 50 * kMillis);
@@ -395,7 +395,7 @@ struct SiteRun {
         res.catch_up = s.now() - healed;
       } else if (quiet_since == proto::kNever) {
         quiet_since = s.now();
-      } else if (s.now() - quiet_since >= kSeconds) {
+      } else if (s.now() - quiet_since >= 500 * kMillis) {
         break;
       }
       if (s.now() - healed > kCatchUpBound) {
