@@ -58,6 +58,8 @@ struct Outcome {
   std::string why;
   Micros catch_up = 0;
   uint64_t committed = 0, installs = 0, steps = 0;
+  // Which of the special faults this run had.
+  bool crashed_between = false, reduced = false, joined = false, joiner_installed = false;
 };
 
 struct SiteRun {
@@ -318,6 +320,7 @@ struct SiteRun {
           if (Up(v) && AliveCommitServers() > quorum - 1) CrashSlot(v);
           if (!Up(v)) reduced_slots.push_back(v);
         }
+        res.reduced = true;
         stall_from = s.now();
         stall_limit = 0;
         for (int i = 0; i < slots; ++i)
@@ -333,6 +336,7 @@ struct SiteRun {
       // A new member joins during a fail-over.
       if (!joined && t >= join_at) {
         joined = true;
+        res.joined = true;
         FailOver(true, false);
         StartSlot(slots - 1);
       }
@@ -342,6 +346,7 @@ struct SiteRun {
           CheckStep();
           if (armed && leader >= 0 && Up(leader) && Core(leader).sequencing() && Core(leader).uncommitted() > 0) {
             armed = false;
+            res.crashed_between = true;
             CrashSlot(leader);
           }
         });
@@ -423,6 +428,9 @@ struct SiteRun {
     res.committed = gmax;
     for (int i = 0; i < slots; ++i)
       if (Up(i)) res.installs += Core(i).installs();
+    // The joiner started with nothing: a floor means it installed a checkpoint.
+    res.joiner_installed = joiner && node[slots - 1] >= 0 &&
+                           (Up(slots - 1) ? Core(slots - 1).stable() : disk[slots - 1]).install_floor > 0;
     return res;
   }
 };
@@ -434,6 +442,7 @@ TEST(SamSim, DeliveredPrefixOfOneSequenceAndCatchUpAfterFaults) {
   const auto t0 = std::chrono::steady_clock::now();
   Micros worst = 0;
   uint64_t worst_seed = 0, committed = 0, installs = 0, steps = 0;
+  uint64_t crashed_between = 0, reduced = 0, joined = 0, joiner_installed = 0;
   for (uint64_t i = 0; i < seeds; ++i) {
     const uint64_t seed = replay ? one : i + 1;
     SiteRun run(seed);
@@ -445,6 +454,10 @@ TEST(SamSim, DeliveredPrefixOfOneSequenceAndCatchUpAfterFaults) {
       worst_seed = seed;
     }
     committed += o.committed;
+    crashed_between += o.crashed_between;
+    reduced += o.reduced;
+    joined += o.joined;
+    joiner_installed += o.joiner_installed;
     installs += o.installs;
     steps += o.steps;
   }
@@ -455,7 +468,16 @@ TEST(SamSim, DeliveredPrefixOfOneSequenceAndCatchUpAfterFaults) {
               static_cast<unsigned long long>(committed), static_cast<unsigned long long>(installs),
               static_cast<long long>(worst / kMillis), static_cast<unsigned long long>(worst_seed),
               static_cast<long long>(kCatchUpBound / kMillis));
+  std::printf("SamSim: runs with the sequencer crashed between assign and commit %llu, commit servers below "
+              "the quorum %llu, a member joining during a fail-over %llu (installed a checkpoint %llu)\n",
+              static_cast<unsigned long long>(crashed_between), static_cast<unsigned long long>(reduced),
+              static_cast<unsigned long long>(joined), static_cast<unsigned long long>(joiner_installed));
   EXPECT_GT(committed, seeds);  // the runs do order something
+  if (seeds >= 1000) {  // every special fault happens in a good share of the runs
+    EXPECT_GT(crashed_between, seeds / 10);
+    EXPECT_GT(reduced, seeds / 10);
+    EXPECT_GT(joiner_installed, seeds / 10);
+  }
 }
 
 }  // namespace
