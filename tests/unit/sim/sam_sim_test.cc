@@ -240,9 +240,9 @@ struct SiteRun {
 
   Outcome Go() {
     // The site.
-    const int r = pick(0, 9);
-    const int n = r < 6 ? pick(3, 8) : r < 9 ? pick(9, 16) : pick(17, 30);
     const bool joiner = chance(0.5);
+    const int r = pick(0, 9);  // members at the start; with the joiner at most 30
+    const int n = r < 6 ? pick(3, 8) : r < 9 ? pick(9, 16) : pick(17, joiner ? 29 : 30);
     slots = n + (joiner ? 1 : 0);
     const int servers = (n >= 7 && chance(0.3)) ? 5 : 3;
     base.group = kGroup;
