@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include "sim_harness.h"
+
 namespace cm::leader {
 namespace {
 
@@ -295,6 +297,50 @@ TEST(Sam, RecoveryReproposesTheHighestBallotFillsGapsAndDropsADuplicateId) {
   // 60 again at a lower ballot, no-op.
   EXPECT_EQ(got, (std::vector<std::pair<uint64_t, uint64_t>>{{1, 51}, {2, 0}, {3, 60}, {4, 0}}));
   EXPECT_EQ(assigns[0].ballot, s.core.ballot());
+}
+
+// The election core drives the Sequencer hook: the leader's Alive carries its
+// highest committed number, and members keep the highest they heard.
+struct FixedSequencer : Sequencer {
+  uint64_t n = 42;
+  std::vector<std::pair<bool, uint64_t>> calls;
+  void OnLeadership(bool leader, uint64_t epoch) override { calls.push_back({leader, epoch}); }
+  uint64_t HighestSequence() const override { return n; }
+};
+
+TEST(SamElection, LeaderAliveCarriesTheCommittedNumberAndMembersKeepIt) {
+  testing::Sim s(3, sim::NetParams{});
+  FixedSequencer seq[3];
+  for (int i = 0; i < 3; ++i) {
+    leader::Config c = testing::NodeConfig(i, i == 2 ? 200 : 100, 3);
+    const int n = s.AddNode(c.self, std::make_unique<Election>(c, &seq[i]));
+    s.Join(n, testing::kControl);
+  }
+  s.RunUntil(10 * proto::kSeconds);
+  ASSERT_EQ(s.core(2).state(), State::kLeader);
+  ASSERT_FALSE(seq[2].calls.empty());
+  EXPECT_EQ(seq[2].calls.back(), (std::pair<bool, uint64_t>{true, s.core(2).epoch()}));
+  EXPECT_TRUE(seq[0].calls.empty());
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(s.core(i).committed_seq(), 42u) << i;
+  seq[2].n = 50;
+  s.RunUntil(13 * proto::kSeconds);
+  EXPECT_EQ(s.core(0).committed_seq(), 50u);
+  EXPECT_EQ(s.core(1).committed_seq(), 50u);
+  seq[2].n = 7;  // a new sequencer may start lower: what members show never goes down
+  s.RunUntil(16 * proto::kSeconds);
+  EXPECT_EQ(s.core(0).committed_seq(), 50u);
+}
+
+TEST(SamElection, TheElectionTellsASamCoreToSequence) {
+  Member sam(Config(1));
+  testing::Sim s(4, sim::NetParams{});
+  leader::Config c = testing::NodeConfig(0, 200, 4);
+  s.Join(s.AddNode(c.self, std::make_unique<Election>(c, &sam.core)), testing::kControl);
+  s.RunUntil(10 * proto::kSeconds);
+  ASSERT_EQ(s.core(0).state(), State::kLeader);
+  sam.Tick();
+  EXPECT_TRUE(sam.core.leading());
+  EXPECT_EQ(sam.core.ballot().epoch, s.core(0).epoch());
 }
 
 }  // namespace
