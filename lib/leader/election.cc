@@ -44,6 +44,11 @@ uint64_t Election::leader() const {
   return state_ == State::kKnown ? leader_ : 0;
 }
 
+uint64_t Election::committed_seq() const {
+  if (state_ == State::kLeader && sequencer_) return std::max(heard_sequence_, sequencer_->HighestSequence());
+  return heard_sequence_;
+}
+
 std::vector<uint64_t> Election::members() const {
   if (state_ != State::kLeader) return heard_list_;
   std::vector<uint64_t> ids;
@@ -247,6 +252,7 @@ void Election::Follow(Micros now, const Message& m, proto::Effects* out) {
   leader_epoch_ = m.epoch;
   leader_addr_ = m.addr;
   last_alive_ = now;
+  heard_sequence_ = std::max(heard_sequence_, m.sequence);
   CountBeat(m);
   const Micros interval = m.interval_us ? m.interval_us : cfg_.timers.interval;
   const int dead = LossDeadIntervals(m.dead_intervals ? m.dead_intervals : cfg_.timers.dead_intervals);

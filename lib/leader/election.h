@@ -106,6 +106,10 @@ class Election {
   uint64_t leader() const;  // 0 = none known
   proto::Address leader_addr() const { return state_ == State::kLeader ? cfg_.self : leader_addr_; }
   uint64_t epoch() const { return state_ == State::kLeader ? epoch_ : leader_epoch_; }
+  // The site's highest committed SAM number (docs/protocol/ordering.md): the
+  // sequencer's while leading, else the highest a followed leader's Alive
+  // carried (committed numbers never go down); 0 without SAM.
+  uint64_t committed_seq() const;
   proto::Address control() const { return control_; }
   // The member ids: the leader's list, or the last list a member heard.
   std::vector<uint64_t> members() const;
@@ -178,6 +182,7 @@ class Election {
   proto::Address leader_addr_;
   proto::Micros last_alive_ = 0;
   proto::Micros dead_at_ = proto::kNever;
+  uint64_t heard_sequence_ = 0;  // highest `sequence` a followed leader's Alive carried
   // Loss estimate from the followed leader's heartbeat numbers.
   double loss_ = 0;
   uint64_t beats_seen_ = 0;  // heartbeats (received or missed) in the estimate

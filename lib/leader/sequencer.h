@@ -1,5 +1,8 @@
-// Room for the leader being the group's sequencer (SAM ordering, a later
-// issue). The election core calls these hooks; nothing implements them yet.
+// The leader is also its group's sequencer (SAM ordering,
+// docs/protocol/ordering.md). The election core calls these hooks; the SAM
+// core (leader/sam.h, class Sam) implements them. Its Leader Alive carries
+// HighestSequence() in `sequence`, and members expose what they heard as
+// Election::committed_seq().
 #pragma once
 
 #include <cstdint>

@@ -44,7 +44,7 @@ struct Message {
   uint32_t interval_us = 0;
   uint8_t dead_intervals = 0;
   uint32_t member_count = 0;  // kAlive: members the leader holds
-  uint64_t sequence = 0;      // kAlive: highest ordered number (room for SAM; 0 now)
+  uint64_t sequence = 0;      // kAlive: the sequencer's highest committed SAM number (0 without one)
   // kAlive (v2): the leader's heartbeat number, +1 per Leader Alive sent; members
   // estimate the loss from its gaps. 0 = not counted (a v1 sender).
   uint64_t beat = 0;

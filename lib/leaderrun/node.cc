@@ -136,6 +136,7 @@ class Node {
     s.self = o_.cfg.self;
     if (core_.leader()) s.leader = core_.leader_addr();
     s.epoch = core_.epoch();
+    s.committed_seq = core_.committed_seq();
     s.role = RoleName(core_.state());
     return s;
   }

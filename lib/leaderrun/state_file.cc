@@ -23,7 +23,7 @@ std::string StateFileJson(const SegmentState& s, int64_t updated_unix_ms) {
   j.Uint("v", 1).Str("segment", s.segment).Str("self", s.self.ToString());
   if (s.leader) j.Str("leader", s.leader->ToString());
   else j.Null("leader");
-  return j.Uint("epoch", s.epoch).Str("role", s.role).Int("updated_unix_ms", updated_unix_ms).Build() + "\n";
+  return j.Uint("epoch", s.epoch).Uint("committed_seq", s.committed_seq).Str("role", s.role).Int("updated_unix_ms", updated_unix_ms).Build() + "\n";
 }
 
 Status WriteStateFile(const std::string& path, const std::string& json) {

@@ -3,11 +3,15 @@
 // readers (the relay tells the CCM who leads its site). One JSON object:
 //
 //   {"v":1,"segment":"NAME","self":"a.b.c.d:port","leader":"a.b.c.d:port"|null,
-//    "epoch":N,"role":"leader"|"member"|"candidate","updated_unix_ms":N}
+//    "epoch":N,"committed_seq":N,"role":"leader"|"member"|"candidate","updated_unix_ms":N}
+//
+// committed_seq: the site's highest committed SAM number as this node knows
+// it (Election::committed_seq(); 0 while cm-leader runs no sequencer).
 //
 // Rewritten whole and atomically (a temporary file in the same directory,
 // O_EXCL|O_NOFOLLOW, fsync, mode 0644 whatever the umask, rename, fsync of
-// the directory) at start, on every change of leader, epoch or role, and at
+// the directory) at start, on every change of leader, epoch, committed_seq
+// or role, and at
 // least every kStateRefresh (so updated_unix_ms also tells a reader that
 // cm-leader is alive); removed on a clean exit. Readers ignore unknown keys.
 #pragma once
@@ -30,6 +34,7 @@ struct SegmentState {
   proto::Address self;
   std::optional<proto::Address> leader;  // none known
   uint64_t epoch = 0;
+  uint64_t committed_seq = 0;
   std::string role;  // RoleName()
   bool operator==(const SegmentState&) const = default;
 };

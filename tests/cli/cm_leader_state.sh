@@ -62,7 +62,7 @@ follows() { grep -q '"role":"member"' "$T/run/two.json" 2>/dev/null; }
 wait_for 10 leads || fail "node 1 never wrote role leader: $(cat "$T/run/one.json" 2>/dev/null) $(cat "$T/one.err")"
 wait_for 10 follows || fail "node 2 never wrote role member: $(cat "$T/run/two.json" 2>/dev/null)"
 [[ ! -e $T/run/shared.json ]] || fail "the TOML state_file was used despite --state-file"
-grep -qE '^\{"v":1,"segment":"lyon","self":"127\.0\.0\.1:'"$PORT"'","leader":"127\.0\.0\.1:'"$PORT"'","epoch":[1-9][0-9]*,"role":"leader","updated_unix_ms":[0-9]{13}\}$' \
+grep -qE '^\{"v":1,"segment":"lyon","self":"127\.0\.0\.1:'"$PORT"'","leader":"127\.0\.0\.1:'"$PORT"'","epoch":[1-9][0-9]*,"committed_seq":0,"role":"leader","updated_unix_ms":[0-9]{13}\}$' \
   "$T/run/one.json" || fail "state file format: $(cat "$T/run/one.json")"
 e1=$(field "$T/run/one.json" epoch)
 [[ $(field "$T/run/two.json" epoch) == "$e1" ]] || fail "member's epoch differs: $(cat "$T/run/two.json")"

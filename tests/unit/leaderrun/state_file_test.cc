@@ -28,7 +28,7 @@ SegmentState Member() {
 TEST(StateFile, JsonIsTheDocumentedObject) {
   EXPECT_EQ(StateFileJson(Member(), 1700000000123),
             R"({"v":1,"segment":"paris","self":"10.0.0.2:7400","leader":"10.0.0.9:7400","epoch":12,)"
-            R"("role":"member","updated_unix_ms":1700000000123})" "\n");
+            R"("committed_seq":0,"role":"member","updated_unix_ms":1700000000123})" "\n");
   SegmentState none = Member();
   none.leader.reset();
   none.role = RoleName(leader::State::kVoting);
