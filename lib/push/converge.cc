@@ -14,7 +14,7 @@ const std::string& EmptyManifestHex() {
 }
 
 ConvergePlan PlanConvergence(const std::vector<ServerTree>& servers, const std::string& want,
-                             const std::function<bool(const std::string&)>& known) {
+                             const std::function<bool(const std::string&)>& known, const std::string& also_ready) {
   ConvergePlan plan;
   std::map<std::tuple<CatchUp, std::string, std::vector<std::string>>, size_t> index;
   auto add = [&](CatchUp kind, std::string from, std::vector<std::string> unknown, const std::string& server) {
@@ -35,7 +35,7 @@ ConvergePlan PlanConvergence(const std::vector<ServerTree>& servers, const std::
       continue;
     }
     const LiveTree& t = *s.live;
-    if (t.live_manifest == want) {
+    if (t.live_manifest == want || (!also_ready.empty() && t.live_manifest == also_ready)) {
       plan.ready.push_back(s.server);
       continue;
     }

@@ -58,8 +58,11 @@ struct ConvergePlan {
 
 // want: hex of the manifest every server must run. known(hex): the store
 // holds a release with that manifest (the empty tree's is always known).
+// also_ready: another manifest that counts as ready (the tree of the job
+// that follows, on a server that already runs it; "" = none).
 ConvergePlan PlanConvergence(const std::vector<ServerTree>& servers, const std::string& want,
-                             const std::function<bool(const std::string&)>& known);
+                             const std::function<bool(const std::string&)>& known,
+                             const std::string& also_ready = "");
 
 // The hex of the empty tree's manifest (delta::ManifestHash of no entries).
 const std::string& EmptyManifestHex();

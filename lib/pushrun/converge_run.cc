@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <set>
@@ -18,6 +19,7 @@
 #include "pushrun/live_tree.h"
 #include "pushrun/site_probe.h"
 #include "util/config_dir.h"
+#include "util/exit_codes.h"
 #include "util/file_util.h"
 #include "util/group_key.h"
 #include "util/json_value.h"
@@ -157,25 +159,40 @@ Result<std::string> BaseReleaseOf(const PushOptions& opts) {
   ParseHashHex(b->manifest, &base_hash);
   auto store = ckpt::Store::Open(CheckpointDir(opts.state_dir));
   if (!store.ok()) return store.status();
-  if (auto r = (*store)->FindByManifest(base_hash)) return *r;
-  // Not stored yet (a first run, or checkpoints were off): the shadow's
-  // current release, when it is the base.
+  std::optional<std::string> found = (*store)->FindByManifest(base_hash);
+  // The CCM's newest tree: the shadow's current release (stored as a
+  // checkpoint if it is not yet: a first run, or checkpoints were off), else
+  // the newest checkpoint.
+  std::optional<Hash256> newest;
+  std::string newest_name;
   if (auto sh = ReadShadow(opts.shadow)) {
     ckpt::AddOptions ao;
     ao.cache_same_device = true;
     auto added = (*store)->Add(sh->release, sh->serial, sh->tree, ao);
     if (!added.ok()) return added.status();
-    if (added->info.manifest == base_hash) return sh->release;
-    log::Warn("the shadow copy runs " + sh->release + " (manifest " + delta::ShortHash(added->info.manifest) +
-              "), not the base of " + opts.assignments.front() + " (manifest " + b->manifest.substr(0, 16) +
-              "): servers are not caught up");
+    newest = added->info.manifest;
+    newest_name = sh->release;
+  } else if (auto all = (*store)->List(); all.ok() && !all->empty()) {
+    newest = all->front().manifest;
+    newest_name = all->front().release;
+  }
+  if (!found && newest && *newest == base_hash) found = newest_name;
+  if (!found) {
+    if (opts.verbosity > 0)
+      log::Info("no checkpoint of the base of " + opts.assignments.front() + " (" +
+                (b->release.empty() ? "manifest " + b->manifest.substr(0, 16) : b->release) +
+                "): servers on another tree will refuse it (exit 8); --shadow keeps checkpoints");
     return std::string();
   }
-  if (opts.verbosity > 0)
-    log::Info("no checkpoint of the base of " + opts.assignments.front() + " (" +
-              (b->release.empty() ? "manifest " + b->manifest.substr(0, 16) : b->release) +
-              "): servers on another tree will refuse it (exit 8); --shadow keeps checkpoints");
-  return std::string();
+  // Servers catch up only to the CCM's newest tree: a job packed against an
+  // older one (an old job run again) must not take servers back.
+  if (newest && *newest != base_hash) {
+    if (opts.verbosity > 1)
+      log::Info(opts.assignments.front() + " applies to " + *found + ", not the CCM's newest release " + newest_name +
+                ": no catch-up");
+    return std::string();
+  }
+  return *found;
 }
 
 Result<ConvergeSummary> ConvergeTo(const PushOptions& opts, const std::string& want_release,
@@ -216,7 +233,11 @@ Result<ConvergeSummary> ConvergeTo(const PushOptions& opts, const std::string& w
     Hash256 h;
     return ParseHashHex(hex, &h) && store.FindByManifest(h).has_value();
   };
-  push::ConvergePlan plan = push::PlanConvergence(in, want_hex, known);
+  // Servers that already run the job that follows (a rerun) are ready too.
+  std::string done;
+  if (below_serial && !opts.assignments.empty())
+    if (auto b = InspectBase(opts.cm_pack, opts.assignments.back()); b.ok()) done = b->result;
+  push::ConvergePlan plan = push::PlanConvergence(in, want_hex, known, done);
   std::erase(plan.ready, std::string(kShadowName));  // the summary counts servers
   std::erase(plan.unknown, std::string(kShadowName));
   sum.ready = plan.ready.size();
@@ -327,6 +348,26 @@ Result<ConvergeSummary> ConvergeTo(const PushOptions& opts, const std::string& w
     sum.failed += out->failed;
   }
   return sum;
+}
+
+Result<ConvergeSummary> ConvergeToShadow(const PushOptions& opts, std::string* release) {
+  auto sh = ReadShadow(opts.shadow);
+  if (!sh) return Error(Code::kNotFound, (opts.shadow.empty() ? std::string("no --shadow") : opts.shadow + ": no current release") +
+                                             ": the shadow copy is what servers converge to");
+  *release = sh->release;
+  PushOptions o = opts;
+  if (o.checkpoints == 0) o.checkpoints = 10;
+  CM_RETURN_IF_ERROR(KeepCheckpoint(o));
+  return ConvergeTo(opts, sh->release);
+}
+
+int ConvergeOutcome(const std::string& what, const std::string& release, const ConvergeSummary& s) {
+  const size_t total = s.ready + s.caught_up + s.failed + s.unknown;
+  const size_t ok = s.ready + s.caught_up;
+  std::printf("%s %s: %zu of %zu servers run it (%zu caught up, %zu failed, %zu did not answer)\n", what.c_str(),
+              release.c_str(), ok, total, s.caught_up, s.failed, s.unknown);
+  std::fflush(stdout);
+  return ok == total ? kExitOk : ok > 0 ? kExitPartial : kExitFailure;
 }
 
 Status KeepCheckpoint(const PushOptions& opts) {

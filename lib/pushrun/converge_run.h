@@ -65,6 +65,14 @@ Result<std::string> BaseReleaseOf(const PushOptions& opts);
 constexpr const char* kCatchUpMark = "[catch-up ";
 inline bool IsCatchUpJob(const std::string& options) { return options.find(kCatchUpMark) != std::string::npos; }
 
+// `cm-push converge`: every server to the shadow's current release (the
+// CCM's newest), stored as a checkpoint first. kNotFound without a shadow.
+Result<ConvergeSummary> ConvergeToShadow(const PushOptions& opts, std::string* release);
+
+// One line for the operator ("RELEASE: N of M servers run it ...") and the
+// exit code: 0 all, 11 some, 1 none.
+int ConvergeOutcome(const std::string& what, const std::string& release, const ConvergeSummary& s);
+
 // Stores the shadow's current release (after a commit) and prunes.
 Status KeepCheckpoint(const PushOptions& opts);
 

@@ -269,11 +269,7 @@ int Restore(const CheckpointCli& c, const pushrun::PushOptions& defaults) {
   auto sum = pushrun::ConvergeTo(p, c.release);
   if (!sum.ok()) return Fail(sum.status());
   if (Status st = pushrun::KeepCheckpoint(p); !st.ok()) log::Warn("checkpoint not kept: " + st.message());
-  const size_t total = sum->ready + sum->caught_up + sum->failed + sum->unknown;
-  const size_t ok = sum->ready + sum->caught_up;
-  std::printf("restore %s: %zu of %zu servers run it (%zu caught up, %zu failed, %zu did not answer)\n",
-              c.release.c_str(), ok, total, sum->caught_up, sum->failed, sum->unknown);
-  return ok == total ? kExitOk : ok > 0 ? kExitPartial : kExitFailure;
+  return pushrun::ConvergeOutcome("restore", c.release, *sum);
 }
 }  // namespace
 

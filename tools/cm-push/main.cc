@@ -20,6 +20,7 @@
 #include "util/log.h"
 #include "ccm_cli.h"
 #include "checkpoint_cli.h"
+#include "pushrun/converge_run.h"
 #include "relay_cli.h"
 
 namespace {
@@ -133,6 +134,12 @@ int main(int argc, char** argv) {
   rollback->add_option("--report", p.report_file, "Write the final report (JSON) to FILE");
   rollback->add_option("--shadow", p.shadow, "Content root of the CCM's shadow copy, switched too");
   rollback->add_flag("--json", p.json, "JSON events on stdout, one per line");
+  CLI::App* converge = app.add_subcommand("converge", "Bring every server that runs another tree to the CCM's newest release");
+  converge->add_option("--to", p.sites_file, "Sites file")->required();
+  converge->add_option("--state", p.state_dir, "CCM state directory")->required();
+  converge->add_option("--shadow", p.shadow, "Content root of the CCM's shadow copy (default STATE/shadow)");
+  converge->add_option("--only", p.only, "Only these servers or sites: NAME[,NAME...]")->delimiter(',')->allow_extra_args(false);
+  converge->add_option("--timeout", p.timeout_s, "Give up on each catch-up job after this many seconds");
   CLI::App* status = app.add_subcommand("status", "Show a job's per-server status (default: active jobs and the latest)");
   status->add_option("job", job, "Job id or name");
   status->add_option("--state", p.state_dir, "CCM state directory")->required();
@@ -164,6 +171,16 @@ int main(int argc, char** argv) {
   if (history->parsed()) return HistoryCommand(p.state_dir, limit, p.json);
   if (servers->parsed()) return ServersCommand(p.state_dir, p.json);
   if (retry->parsed()) return RetryCommand(p.state_dir, job);
+  if (converge->parsed()) {
+    p.verbosity = quiet ? 0 : 1 + verbose;
+    p.sign_key = DefaultFile(p.sign_key, "ccm.key");
+    p.group_key = DefaultFile(p.group_key, "group.key");
+    if (p.shadow.empty()) p.shadow = p.state_dir + "/shadow";
+    std::string release;
+    auto sum = pushrun::ConvergeToShadow(p, &release);
+    if (!sum.ok()) return Fail(sum.status());
+    return pushrun::ConvergeOutcome("converge", release, *sum);
+  }
   if (rollback->parsed()) {
     p.sign_key = DefaultFile(p.sign_key, "ccm.key");
     if (int rc = PrepareRollback(&p, to_release, &rollback_tmp.path); rc != 0) return rc;

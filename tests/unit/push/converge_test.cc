@@ -68,6 +68,17 @@ TEST(Converge, ReadyUnknownSyncAndReplicate) {
   EXPECT_EQ(plan.CatchUpCount(), 5u);
 }
 
+TEST(Converge, AServerThatRunsTheNextJobAlreadyIsReady) {
+  Tree base{{"x", 1}}, next{{"x", 2}};
+  std::vector<ServerTree> s{{"done", true, Live("rn", next, next)}, {"behind", true, Live("rb", base, base)}};
+  auto plan = PlanConvergence(s, Hex(base), [](const std::string&) { return true; }, Hex(next));
+  EXPECT_EQ(plan.ready, (std::vector<std::string>{"done", "behind"}));
+  EXPECT_TRUE(plan.groups.empty());
+  plan = PlanConvergence(s, Hex(base), [](const std::string&) { return true; });
+  EXPECT_EQ(plan.ready, std::vector<std::string>{"behind"});
+  ASSERT_EQ(plan.groups.size(), 1u);
+}
+
 TEST(Converge, ATruncatedDriftListIsAReplicate) {
   Tree a{{"x", 1}}, b{{"x", 2}};
   LiveTree l = Live("ra", a, b);
