@@ -1,5 +1,8 @@
 #include "pushrun/live_tree.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 
 #include "push/converge.h"
@@ -36,11 +39,28 @@ std::optional<push::LiveTree> ParseVerifyLive(int exit_code, const std::string& 
   return *t;
 }
 
+namespace {
+// What changes whenever cm-apply stages, switches or rolls back.
+std::string StateFingerprint(const std::string& root) {
+  std::string fp;
+  struct stat st;
+  if (::stat((root + "/.cm/state").c_str(), &st) == 0)
+    fp = std::to_string(st.st_ino) + ":" + std::to_string(st.st_size) + ":" + std::to_string(st.st_mtim.tv_sec) + "." +
+         std::to_string(st.st_mtim.tv_nsec);
+  char buf[4096];
+  ssize_t n = ::readlink((root + "/current").c_str(), buf, sizeof buf);
+  if (n > 0) fp += "|" + std::string(buf, static_cast<size_t>(n));
+  return fp;
+}
+}  // namespace
+
 std::optional<push::LiveTree> LiveTreeProbe::Get() {
   if (root_.empty()) return std::nullopt;
   std::lock_guard<std::mutex> l(mu_);
   const auto now = std::chrono::steady_clock::now();
-  if (have_ && now - at_ < kFresh) return last_;
+  const std::string fp = StateFingerprint(root_);
+  if (have_ && now - at_ < kFresh && fp == fingerprint_) return last_;
+  fingerprint_ = fp;
   ProcessOptions po;
   po.timeout = std::chrono::seconds(60);
   auto r = RunProcess({cm_apply_, "verify-live", "--root", root_, "--json"}, po);

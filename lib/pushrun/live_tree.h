@@ -1,8 +1,10 @@
 // The relay's view of its live tree for the CCM's start probe
 // (GET /v1/status?nonce=..&live=1): `cm-apply verify-live --json` on the
 // relay's root (quick: the stat cache; unchanged files are not read). One run
-// at a time, its answer shared for kFresh by every caller, so callers on the
-// network can make the relay walk its tree at most once per kFresh.
+// at a time, its answer shared for kFresh by every caller while cm-apply's
+// state (ROOT/.cm/state, ROOT/current) is unchanged, so callers on the
+// network can make the relay walk its tree at most once per kFresh, and an
+// answer never outlives an apply.
 #pragma once
 
 #include <chrono>
@@ -25,6 +27,7 @@ class LiveTreeProbe {
   std::string cm_apply_, root_;
   std::mutex mu_;
   std::chrono::steady_clock::time_point at_{};
+  std::string fingerprint_;  // of cm-apply's state when last_ was taken
   std::optional<push::LiveTree> last_;
   bool have_ = false;
 };
