@@ -111,24 +111,12 @@ Status CopyFileData(int src_fd, int dst_fd) {
   }
 }
 
-namespace {
-timespec ToTimespec(int64_t ns) {
-  timespec ts;
-  ts.tv_sec = static_cast<time_t>(ns / 1000000000);
-  ts.tv_nsec = static_cast<long>(ns % 1000000000);
-  if (ts.tv_nsec < 0) {
-    ts.tv_nsec += 1000000000;
-    ts.tv_sec -= 1;
-  }
-  return ts;
-}
-}  // namespace
 
 Status ApplyMetaFd(int fd, const pack::Meta& meta, const std::string& what) {
   if (meta.has_owner && RunningAsRoot() && ::fchown(fd, meta.uid, meta.gid) != 0) return ErrnoError(what, errno);
   if (::fchmod(fd, meta.mode & 07777) != 0) return ErrnoError(what, errno);
   if (meta.mtime_ns != 0) {
-    timespec ts[2] = {{0, UTIME_OMIT}, ToTimespec(meta.mtime_ns)};
+    timespec ts[2] = {{0, UTIME_OMIT}, NsToTimespec(meta.mtime_ns)};
     if (::futimens(fd, ts) != 0) return ErrnoError(what, errno);
   }
   return Status::Ok();
@@ -143,7 +131,7 @@ Status ApplyMetaAt(int dir_fd, const std::string& name, const pack::Meta& meta, 
   // checked `name` is not a symlink when is_symlink is false.
   if (!is_symlink && ::fchmodat(dir_fd, name.c_str(), meta.mode & 07777, 0) != 0) return ErrnoError(what, errno);
   if (meta.mtime_ns != 0) {
-    timespec ts[2] = {{0, UTIME_OMIT}, ToTimespec(meta.mtime_ns)};
+    timespec ts[2] = {{0, UTIME_OMIT}, NsToTimespec(meta.mtime_ns)};
     if (::utimensat(dir_fd, name.c_str(), ts, AT_SYMLINK_NOFOLLOW) != 0) return ErrnoError(what, errno);
   }
   return Status::Ok();

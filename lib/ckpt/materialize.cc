@@ -15,21 +15,11 @@ namespace cm::ckpt {
 
 namespace {
 
-timespec ToTimespec(int64_t ns) {
-  timespec ts;
-  ts.tv_sec = static_cast<time_t>(ns / 1000000000);
-  ts.tv_nsec = static_cast<long>(ns % 1000000000);
-  if (ts.tv_nsec < 0) {
-    ts.tv_nsec += 1000000000;
-    ts.tv_sec -= 1;
-  }
-  return ts;
-}
 
 // Sets the mtime (atime too: the same) of `path` relative to dir_fd; 0 = leave.
 Status SetMtimeAt(int dir_fd, const std::string& path, int64_t mtime_ns, int flags) {
   if (mtime_ns == 0) return Status::Ok();
-  timespec ts[2] = {ToTimespec(mtime_ns), ToTimespec(mtime_ns)};
+  timespec ts[2] = {NsToTimespec(mtime_ns), NsToTimespec(mtime_ns)};
   if (::utimensat(dir_fd, path.c_str(), ts, flags) != 0) return ErrnoError(path, errno);
   return Status::Ok();
 }
@@ -71,7 +61,7 @@ Status Build(const delta::Manifest& m, const Objects& objects, int tmp_fd) {
         if (!s.ok()) return Status(s.code(), e.path + ": " + s.message());
         if (::fchmod(out.get(), e.mode & 07777) != 0) return ErrnoError(e.path, errno);
         if (e.mtime_ns != 0) {
-          timespec ts[2] = {ToTimespec(e.mtime_ns), ToTimespec(e.mtime_ns)};
+          timespec ts[2] = {NsToTimespec(e.mtime_ns), NsToTimespec(e.mtime_ns)};
           if (::futimens(out.get(), ts) != 0) return ErrnoError(e.path, errno);
         }
         break;

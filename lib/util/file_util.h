@@ -4,6 +4,7 @@
 #pragma once
 
 #include <sys/types.h>
+#include <time.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -45,6 +46,9 @@ Result<size_t> ReadFull(int fd, void* buf, size_t n);
 Result<size_t> PreadFull(int fd, void* buf, size_t n, uint64_t offset);
 Status WriteFull(int fd, const void* buf, size_t n);
 Status PwriteFull(int fd, const void* buf, size_t n, uint64_t offset);
+
+// Nanoseconds since the epoch as a timespec (tv_nsec always in [0, 1e9)).
+timespec NsToTimespec(int64_t ns);
 
 Result<std::string> ReadFileToString(const std::string& path);
 // Writes via AtomicFile (temporary name, fsync, rename, fsync of the directory).
