@@ -79,8 +79,8 @@ std::string SerialFile(const PushOptions& o) {
 // whole tree.
 Status PackCatchUp(const PushOptions& opts, const push::CatchUpGroup& g, const delta::Manifest& want,
                    const std::string& want_hex, const delta::Manifest* have, const std::string& from_release,
-                   const std::string& tree, const std::string& job, uint64_t serial, const std::string& out_dir,
-                   std::string* cma) {
+                   const std::string& tree, const std::string& job, uint64_t serial, bool encrypt,
+                   const std::string& out_dir, std::string* cma) {
   *cma = out_dir + "/" + job + ".cma";
   std::vector<std::string> argv{opts.cm_pack};
   if (g.kind == push::CatchUp::kSync) {
@@ -101,6 +101,7 @@ Status PackCatchUp(const PushOptions& opts, const push::CatchUpGroup& g, const d
   }
   argv.insert(argv.end(), {"--job", job, "-o", *cma, "-q"});
   if (!opts.sign_key.empty()) argv.insert(argv.end(), {"--sign-key", opts.sign_key});
+  if (encrypt && !opts.group_key.empty()) argv.insert(argv.end(), {"--group-key", opts.group_key});
   if (serial) argv.insert(argv.end(), {"--serial", std::to_string(serial)});
   else if (!SerialFile(opts).empty()) argv.insert(argv.end(), {"--serial-file", SerialFile(opts)});
   auto r = RunProcess(argv);
@@ -140,6 +141,7 @@ Result<AssignmentBase> InspectBase(const std::string& cm_pack, const std::string
   b.job = h.Str("job", v->Str("job"));
   b.type = h.Str("type", v->Str("type"));
   b.serial = h.Uint("serial", v->Uint("serial"));
+  b.encrypted = h.Bool("encrypted");
   const JsonValue& base = (*v)["base"];
   if (base.is_object()) {
     b.release = base.Str("release");
@@ -265,8 +267,12 @@ Result<ConvergeSummary> ConvergeTo(const PushOptions& opts, const std::string& w
   CM_RETURN_IF_ERROR(store.Materialize(want_release, tree));
 
   std::string base_job = "restore";
+  bool encrypt = false;
   if (!opts.assignments.empty())
-    if (auto b = InspectBase(opts.cm_pack, opts.assignments.front()); b.ok() && !b->job.empty()) base_job = b->job;
+    if (auto b = InspectBase(opts.cm_pack, opts.assignments.front()); b.ok() && !b->job.empty()) {
+      base_job = b->job;
+      encrypt = b->encrypted;
+    }
   if (base_job.size() > 26) base_job.resize(26);
   for (size_t i = 0; i < plan.groups.size(); ++i) {
     const push::CatchUpGroup& g = plan.groups[i];
@@ -284,7 +290,12 @@ Result<ConvergeSummary> ConvergeTo(const PushOptions& opts, const std::string& w
     // Its stage serial: below the job that follows, above what the group applied.
     uint64_t serial = 0;
     if (below_serial) {
-      const uint64_t room = plan.groups.size() - i;
+      // 1024 serials per catch-up when there is room (a whole tree over
+      // cm-pack's --max-size is several parts), else 1.
+      uint64_t max_last = 0;
+      for (const auto& gg : plan.groups) max_last = std::max(max_last, gg.last_serial);
+      const uint64_t stride = below_serial > max_last + 1024 * (plan.groups.size() + 1) ? 1024 : 1;
+      const uint64_t room = (plan.groups.size() - i) * stride;
       if (below_serial <= room || below_serial - room <= g.last_serial) {
         log::Warn(job + ": no serial between " + std::to_string(g.last_serial) + " (applied by " + Join(g.servers) +
                   ") and " + std::to_string(below_serial) + " (this job's): not caught up (serial files and clock "
@@ -295,7 +306,7 @@ Result<ConvergeSummary> ConvergeTo(const PushOptions& opts, const std::string& w
       serial = below_serial - room;
     }
     std::string cma;
-    if (Status st = PackCatchUp(opts, g, *want, want_hex, &have, from_release, tree, job, serial, dir, &cma);
+    if (Status st = PackCatchUp(opts, g, *want, want_hex, &have, from_release, tree, job, serial, encrypt, dir, &cma);
         !st.ok()) {
       log::Error(st.message());
       sum.failed += g.servers.size();

@@ -37,6 +37,7 @@ struct ConvergeSummary {
 struct AssignmentBase {
   std::string job, type;
   uint64_t serial = 0;
+  bool encrypted = false;   // packed with a group key: catch-ups are encrypted too
   std::string release;      // the base's release name ("" = not said)
   std::string manifest;     // hex of the base manifest ("" = none / not checked)
   std::string result;       // hex of the result manifest ("" = not known)
