@@ -198,7 +198,7 @@ Result<std::string> BaseReleaseOf(const PushOptions& opts) {
 }
 
 Result<ConvergeSummary> ConvergeTo(const PushOptions& opts, const std::string& want_release,
-                                   uint64_t below_serial) {
+                                   uint64_t below_serial, const std::string& name) {
   ConvergeSummary sum;
   auto store_r = ckpt::Store::Open(CheckpointDir(opts.state_dir));
   if (!store_r.ok()) return store_r.status();
@@ -266,7 +266,7 @@ Result<ConvergeSummary> ConvergeTo(const PushOptions& opts, const std::string& w
   const std::string tree = dir + "/tree";
   CM_RETURN_IF_ERROR(store.Materialize(want_release, tree));
 
-  std::string base_job = "restore";
+  std::string base_job = name;
   bool encrypt = false;
   if (!opts.assignments.empty())
     if (auto b = InspectBase(opts.cm_pack, opts.assignments.front()); b.ok() && !b->job.empty()) {
@@ -369,7 +369,7 @@ Result<ConvergeSummary> ConvergeToShadow(const PushOptions& opts, std::string* r
   PushOptions o = opts;
   if (o.checkpoints == 0) o.checkpoints = 10;
   CM_RETURN_IF_ERROR(KeepCheckpoint(o));
-  return ConvergeTo(opts, sh->release);
+  return ConvergeTo(opts, sh->release, 0, "converge");
 }
 
 int ConvergeOutcome(const std::string& what, const std::string& release, const ConvergeSummary& s) {

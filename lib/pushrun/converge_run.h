@@ -54,8 +54,9 @@ std::string CheckpointDir(const std::string& state_dir);
 // after the catch-up's): catch-ups are numbered just below it, above every
 // serial the group's servers applied; a group with no room there is left to
 // fail that job (exit 8). 0: serials from the serial file.
+// name: catch-up jobs are <name>.c<N> when no job follows (restore, converge).
 Result<ConvergeSummary> ConvergeTo(const PushOptions& opts, const std::string& want_release,
-                                   uint64_t below_serial = 0);
+                                   uint64_t below_serial = 0, const std::string& name = "restore");
 
 // The base release of the push's first assignment, in the store ("" = the
 // assignment names no base, or the store cannot have it: then no catch-up).

@@ -9,6 +9,7 @@
 #   rollback cm-push rollback (s1d never had the release by name)
 #   restore  cm-push checkpoint restore to push 3's release
 #   push 7   a delta on top of the restored tree
+#   converge a file deleted by hand on s2b; `cm-push converge` (no job) brings it back
 # After every step: every live server's tree hashes equal to the shadow's
 # (the CCM's newest release), and `cm-push servers --json` names the release
 # each server's ROOT/current points at.
@@ -139,6 +140,15 @@ check
 grep -q "edited by hand" "$S/shadow/current/txt/2.txt" && fail "the restored tree has the hand edit"
 
 push 7
+
+step="converge"  # between pushes (cron): a file removed by hand on s2b comes back without a job
+rm "$WORK/s2b/root/current/txt/3.txt"
+rc=0
+bed_exec ccm "$BIN/cm-push" converge --to "$WORK/sites.toml" --state "$S" --shadow "$S/shadow" --timeout 120 \
+  >>"$WORK/push.log" 2>&1 || rc=$?
+[[ $rc == 0 ]] || { tail -20 "$WORK/push.log" >&2; fail "cm-push converge exit $rc"; }
+grep -q "^converge .*: 7 of 7 servers run it (1 caught up" "$WORK/push.log" || fail "s2b was not caught up by cm-push converge"
+check
 du=$(du -sb "$S/checkpoints" | cut -f1)
 echo "checkpoint store: $du bytes for $(ls "$S/checkpoints/releases" | grep -c '\.info$') releases of a $(du -sb "$STAGING" | cut -f1)-byte tree" >&2
 echo "push_converge: ok"

@@ -140,6 +140,9 @@ int main(int argc, char** argv) {
   converge->add_option("--shadow", p.shadow, "Content root of the CCM's shadow copy (default STATE/shadow)");
   converge->add_option("--only", p.only, "Only these servers or sites: NAME[,NAME...]")->delimiter(',')->allow_extra_args(false);
   converge->add_option("--timeout", p.timeout_s, "Give up on each catch-up job after this many seconds");
+  converge->add_option("--sign-key", p.sign_key, "The CCM's key (default CONF/ccm.key)");
+  converge->add_option("--group-key", p.group_key, "Group key (default CONF/group.key)");
+  converge->add_option("--serial-file", p.serial_file, "Serial file (default STATE/serial)");
   CLI::App* status = app.add_subcommand("status", "Show a job's per-server status (default: active jobs and the latest)");
   status->add_option("job", job, "Job id or name");
   status->add_option("--state", p.state_dir, "CCM state directory")->required();
