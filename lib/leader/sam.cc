@@ -502,14 +502,19 @@ void Sam::SendHave(proto::Effects* out) {
 
 // ---- commit server -------------------------------------------------------------
 
+// A commit server answers a message of an older ballot than it promised
+// with kFenced (and counts it): true when `m` was fenced.
+bool Sam::Fence(const proto::Address& from, const Message& m, proto::Effects* out) {
+  if (!(m.ballot < st_.promised)) return false;
+  Message f = Make(Type::kFenced);
+  f.ballot = st_.promised;
+  Send(from, f, out);
+  ++rejected_;
+  return true;
+}
+
 void Sam::OnAssign(const proto::Address& from, const Message& m, proto::Effects* out) {
-  if (m.ballot < st_.promised) {
-    Message f = Make(Type::kFenced);
-    f.ballot = st_.promised;
-    Send(from, f, out);
-    ++rejected_;
-    return;
-  }
+  if (Fence(from, m, out)) return;
   if (st_.promised < m.ballot) st_.promised = m.ballot;
   Message ack = Make(Type::kAck);
   ack.ballot = m.ballot;
@@ -528,13 +533,7 @@ void Sam::OnAssign(const proto::Address& from, const Message& m, proto::Effects*
 }
 
 void Sam::OnRecover(const proto::Address& from, const Message& m, proto::Effects* out) {
-  if (m.ballot < st_.promised) {
-    Message f = Make(Type::kFenced);
-    f.ballot = st_.promised;
-    Send(from, f, out);
-    ++rejected_;
-    return;
-  }
+  if (Fence(from, m, out)) return;
   if (st_.promised < m.ballot) {
     st_.promised = m.ballot;
     Dirty();

@@ -206,6 +206,7 @@ class Sam : public Sequencer {
   bool KnownCommitted(uint64_t seq, sam::Entry* e) const;
 
   // Commit server side.
+  bool Fence(const proto::Address& from, const sam::Message& m, proto::Effects* out);
   void OnAssign(const proto::Address& from, const sam::Message& m, proto::Effects* out);
   void OnRecover(const proto::Address& from, const sam::Message& m, proto::Effects* out);
   void MarkCommitted(const sam::Entry& e);

@@ -1,5 +1,7 @@
 #include "push/sites.h"
 
+#include <set>
+
 #include <toml++/toml.h>
 
 #include <algorithm>
@@ -383,6 +385,26 @@ Result<SitesConfig> LoadSites(const std::string& path) {
   auto text = ReadFileToString(path);
   if (!text.ok()) return Error(Code::kUsage, text.status().message());
   return ParseSites(*text, path);
+}
+
+Status RestrictToOnly(SitesConfig* sites, const std::vector<std::string>& only, const std::string& file) {
+  if (only.empty()) return Status::Ok();
+  std::set<std::string> want(only.begin(), only.end()), used;
+  for (auto& site : sites->sites) {
+    std::vector<Server> keep;
+    for (auto& srv : site.servers)
+      if (want.count(srv.name) || want.count(site.name)) {
+        used.insert(want.count(srv.name) ? srv.name : site.name);
+        keep.push_back(srv);
+      }
+    site.servers = std::move(keep);
+  }
+  for (const auto& w : want)
+    if (!used.count(w) && !sites->FindSite(w))
+      return Error(Code::kUsage, "--only " + w + ": no such server or site in " + file);
+  std::erase_if(sites->sites, [](const Site& s) { return s.servers.empty(); });
+  if (sites->sites.empty()) return Error(Code::kUsage, "--only: no server left to push to");
+  return Status::Ok();
 }
 
 }  // namespace cm::push

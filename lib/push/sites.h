@@ -105,6 +105,11 @@ Result<SitesConfig> ParseSites(std::string_view text, const std::string& name);
 // Reads and parses `path`. An unreadable file is kUsage too ("<path>: <reason>").
 Result<SitesConfig> LoadSites(const std::string& path);
 
+// --only NAME[,NAME...]: keeps the named servers and every server of a named
+// site (empty `only`: all). kUsage naming `file` for a name that is neither,
+// or when no server is left.
+Status RestrictToOnly(SitesConfig* sites, const std::vector<std::string>& only, const std::string& file);
+
 // "a.b.c.d" -> host-order address; nullopt on anything else.
 std::optional<uint32_t> ParseIpv4(std::string_view s);
 

@@ -205,24 +205,7 @@ Status Controller::Setup() {
   auto sites = push::LoadSites(opts_.sites_file);
   if (!sites.ok()) return sites.status();
   sites_ = std::move(*sites);
-  if (!opts_.only.empty()) {
-    // --only: the named servers, and every server of a named site.
-    std::set<std::string> want(opts_.only.begin(), opts_.only.end()), used;
-    for (auto& site : sites_.sites) {
-      std::vector<push::Server> keep;
-      for (auto& srv : site.servers)
-        if (want.count(srv.name) || want.count(site.name)) {
-          used.insert(want.count(srv.name) ? srv.name : site.name);
-          keep.push_back(srv);
-        }
-      site.servers = std::move(keep);
-    }
-    for (const auto& w : want)
-      if (!used.count(w) && !sites_.FindSite(w))
-        return Error(Code::kUsage, "--only " + w + ": no such server or site in " + opts_.sites_file);
-    std::erase_if(sites_.sites, [](const push::Site& s) { return s.servers.empty(); });
-    if (sites_.sites.empty()) return Error(Code::kUsage, "--only: no server left to push to");
-  }
+  CM_RETURN_IF_ERROR(push::RestrictToOnly(&sites_, opts_.only, opts_.sites_file));
   for (const auto& f : opts_.assignments) {
     auto info = ReadAssignmentInfo(f);
     if (!info.ok()) return info.status();
@@ -398,10 +381,7 @@ Result<push::JobPlan> Controller::Plan() const {
   }
   for (const auto& p : parts_) plan.parts.push_back(PartOf(p));
   push::JobOptions& o = plan.options;
-  if (!switch_job_) {  // the tree the job makes, when its assignment says (exact reports)
-    auto b = InspectBase(opts_.cm_pack, opts_.assignments.back());
-    if (b.ok()) o.expect_manifest = b->result;
-  }
+  if (!switch_job_) o.expect_manifest = opts_.expect_manifest;  // exact reports
   if (opts_.commit) {
     auto req = push::ParseRequire(opts_.require);
     if (!req.ok()) return req.status();
@@ -879,15 +859,31 @@ Result<PushOutcome> Controller::Run() {
 
 }  // namespace
 
-Result<PushOutcome> RunPush(const PushOptions& opts) {
+Result<PushOutcome> RunPush(const PushOptions& given) {
+  PushOptions opts = given;
+  // The BASE of the job (cm-pack inspect, once per file): the tree it makes
+  // (exact reports) and, for convergence, the tree it applies to.
+  std::optional<AssignmentBase> first, last;
+  if (!opts.assignments.empty()) {
+    if (auto b = InspectBase(opts.cm_pack, opts.assignments.front()); b.ok()) first = *b;
+    if (opts.assignments.size() == 1) last = first;
+    else if (auto b = InspectBase(opts.cm_pack, opts.assignments.back()); b.ok()) last = *b;
+  }
+  if (last && opts.expect_manifest.empty()) opts.expect_manifest = last->result;
   // Convergence first (converge_run.h): a failure there is a warning; the
   // push itself then fails, with cm-apply's reason, where a base is wrong.
-  if (opts.converge && !opts.sequential && !opts.state_dir.empty() && !opts.assignments.empty()) {
-    auto base = BaseReleaseOf(opts);
-    auto info = ReadAssignmentInfo(opts.assignments.front());
-    if (!base.ok()) log::Warn("convergence skipped: " + base.status().message());
-    else if (!base->empty() && info.ok())
-      if (auto c = ConvergeTo(opts, *base, info->serial); !c.ok()) log::Warn("convergence: " + c.status().message());
+  if (opts.converge && !opts.sequential && !opts.state_dir.empty() && first) {
+    auto base = BaseReleaseOf(opts, *first);
+    if (!base.ok()) {
+      log::Warn("convergence skipped: " + base.status().message());
+    } else if (!base->empty()) {
+      ConvergeJob cj;
+      cj.below_serial = first->serial;
+      cj.name = first->job.empty() ? "converge" : first->job;
+      cj.done_manifest = last ? last->result : "";
+      cj.encrypt = first->encrypted;
+      if (auto c = ConvergeTo(opts, *base, cj); !c.ok()) log::Warn("convergence: " + c.status().message());
+    }
   }
   Controller c(opts);
   auto out = c.Run();

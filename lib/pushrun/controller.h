@@ -53,6 +53,9 @@ struct PushOptions {
   bool live_view = false;                // per-site progress on stderr (a terminal)
   int verbosity = 1;                     // 0 quiet, 1 normal, 2+ verbose
   std::string command_line;              // recorded with the job
+  // Hex of the manifest of the tree the job makes (its BASE's result; RunPush
+  // fills it from the last assignment): exact reports (push::JobOptions).
+  std::string expect_manifest;
   bool converge = true;                  // first bring servers not on the job's base there (converge_run.h)
   size_t checkpoints = 10;               // releases kept in STATE/checkpoints (0 = none kept)
 };

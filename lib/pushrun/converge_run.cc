@@ -53,17 +53,6 @@ std::optional<Shadow> ReadShadow(const std::string& root) {
   return Shadow{*cur, l.Release(*cur), apply::ReleaseSerial(*cur)};
 }
 
-// --only: the named servers, and every server of a named site.
-void FilterOnly(push::SitesConfig* sites, const std::vector<std::string>& only) {
-  if (only.empty()) return;
-  std::set<std::string> want(only.begin(), only.end());
-  for (auto& site : sites->sites) {
-    const bool whole = want.count(site.name) > 0;
-    std::erase_if(site.servers, [&](const push::Server& s) { return !whole && !want.count(s.name); });
-  }
-  std::erase_if(sites->sites, [](const push::Site& s) { return s.servers.empty(); });
-}
-
 std::string Join(const std::vector<std::string>& v, size_t max = 6) {
   std::string out;
   for (size_t i = 0; i < v.size() && i < max; ++i) out += (i ? "," : "") + v[i];
@@ -152,10 +141,9 @@ Result<AssignmentBase> InspectBase(const std::string& cm_pack, const std::string
 }
 
 
-Result<std::string> BaseReleaseOf(const PushOptions& opts) {
+Result<std::string> BaseReleaseOf(const PushOptions& opts, const AssignmentBase& first) {
   if (opts.state_dir.empty() || opts.assignments.empty()) return std::string();
-  auto b = InspectBase(opts.cm_pack, opts.assignments.front());
-  if (!b.ok()) return b.status();
+  const AssignmentBase* b = &first;
   if (b->manifest.empty()) return std::string();
   Hash256 base_hash;
   ParseHashHex(b->manifest, &base_hash);
@@ -198,7 +186,8 @@ Result<std::string> BaseReleaseOf(const PushOptions& opts) {
 }
 
 Result<ConvergeSummary> ConvergeTo(const PushOptions& opts, const std::string& want_release,
-                                   uint64_t below_serial, const std::string& name) {
+                                   const ConvergeJob& cj) {
+  const uint64_t below_serial = cj.below_serial;
   ConvergeSummary sum;
   auto store_r = ckpt::Store::Open(CheckpointDir(opts.state_dir));
   if (!store_r.ok()) return store_r.status();
@@ -209,7 +198,7 @@ Result<ConvergeSummary> ConvergeTo(const PushOptions& opts, const std::string& w
 
   auto sites = push::LoadSites(opts.sites_file);
   if (!sites.ok()) return sites.status();
-  FilterOnly(&*sites, opts.only);
+  CM_RETURN_IF_ERROR(push::RestrictToOnly(&*sites, opts.only, opts.sites_file));
   auto sign = pack::LoadSigningKey(opts.sign_key);
   if (!sign.ok()) return sign.status();
   auto group = LoadGroupKey(opts.group_key);
@@ -236,10 +225,7 @@ Result<ConvergeSummary> ConvergeTo(const PushOptions& opts, const std::string& w
     return ParseHashHex(hex, &h) && store.FindByManifest(h).has_value();
   };
   // Servers that already run the job that follows (a rerun) are ready too.
-  std::string done;
-  if (below_serial && !opts.assignments.empty())
-    if (auto b = InspectBase(opts.cm_pack, opts.assignments.back()); b.ok()) done = b->result;
-  push::ConvergePlan plan = push::PlanConvergence(in, want_hex, known, done);
+  push::ConvergePlan plan = push::PlanConvergence(in, want_hex, known, cj.done_manifest);
   std::erase(plan.ready, std::string(kShadowName));  // the summary counts servers
   std::erase(plan.unknown, std::string(kShadowName));
   sum.ready = plan.ready.size();
@@ -266,13 +252,8 @@ Result<ConvergeSummary> ConvergeTo(const PushOptions& opts, const std::string& w
   const std::string tree = dir + "/tree";
   CM_RETURN_IF_ERROR(store.Materialize(want_release, tree));
 
-  std::string base_job = name;
-  bool encrypt = false;
-  if (!opts.assignments.empty())
-    if (auto b = InspectBase(opts.cm_pack, opts.assignments.front()); b.ok() && !b->job.empty()) {
-      base_job = b->job;
-      encrypt = b->encrypted;
-    }
+  std::string base_job = cj.name;
+  const bool encrypt = cj.encrypt;
   if (base_job.size() > 26) base_job.resize(26);
   for (size_t i = 0; i < plan.groups.size(); ++i) {
     const push::CatchUpGroup& g = plan.groups[i];
@@ -334,6 +315,7 @@ Result<ConvergeSummary> ConvergeTo(const PushOptions& opts, const std::string& w
     sub.assignments = {cma};
     sub.only = servers;
     sub.converge = false;
+    sub.expect_manifest.clear();  // the catch-up's own BASE says (RunPush)
     sub.checkpoints = 0;
     sub.shadow.clear();
     sub.report_file.clear();
@@ -369,7 +351,9 @@ Result<ConvergeSummary> ConvergeToShadow(const PushOptions& opts, std::string* r
   PushOptions o = opts;
   if (o.checkpoints == 0) o.checkpoints = 10;
   CM_RETURN_IF_ERROR(KeepCheckpoint(o));
-  return ConvergeTo(opts, sh->release, 0, "converge");
+  ConvergeJob cj;
+  cj.name = "converge";
+  return ConvergeTo(opts, sh->release, cj);
 }
 
 int ConvergeOutcome(const std::string& what, const std::string& release, const ConvergeSummary& s) {

@@ -50,17 +50,24 @@ std::string CheckpointDir(const std::string& state_dir);
 // Brings every server of the push to `want_release` (a release the store
 // holds). `only`: restrict to these servers/sites (as --only). Runs nested
 // pushes (RunPush with converge off).
-// below_serial: the serial of the job that follows (its stage must come
-// after the catch-up's): catch-ups are numbered just below it, above every
-// serial the group's servers applied; a group with no room there is left to
-// fail that job (exit 8). 0: serials from the serial file.
-// name: catch-up jobs are <name>.c<N> when no job follows (restore, converge).
+// The job a convergence precedes (none: a restore or `cm-push converge`).
+struct ConvergeJob {
+  // The stage serial of the job that follows (its stage must come after the
+  // catch-up's): catch-ups are numbered just below it, above every serial
+  // the group's servers applied; a group with no room there is left to fail
+  // that job (exit 8). 0: serials from the serial file.
+  uint64_t below_serial = 0;
+  std::string name = "restore";  // catch-up jobs are <name>.c<N>
+  std::string done_manifest;     // the job's result: servers already on it are ready
+  bool encrypt = false;          // the job is encrypted: so are its catch-ups
+};
 Result<ConvergeSummary> ConvergeTo(const PushOptions& opts, const std::string& want_release,
-                                   uint64_t below_serial = 0, const std::string& name = "restore");
+                                   const ConvergeJob& job = {});
 
 // The base release of the push's first assignment, in the store ("" = the
 // assignment names no base, or the store cannot have it: then no catch-up).
-Result<std::string> BaseReleaseOf(const PushOptions& opts);
+// `first`: InspectBase of the push's first assignment.
+Result<std::string> BaseReleaseOf(const PushOptions& opts, const AssignmentBase& first);
 
 // Catch-up jobs are recorded with this in their options (the command line):
 // a rollback's "previous release" is never one of them.
