@@ -56,6 +56,13 @@ std::vector<uint64_t> Election::members() const {
   return ids;
 }
 
+std::vector<Member> Election::member_table() const {
+  std::vector<Member> v;
+  if (state_ != State::kLeader) return v;
+  for (const auto& [id, m] : table_) v.push_back(m);
+  return v;
+}
+
 bool Election::CanClaim(Micros now) const { return candidate_ && !stopped_ && now >= listen_until_; }
 
 Micros Election::Skew(Micros now) const {

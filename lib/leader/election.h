@@ -113,6 +113,9 @@ class Election {
   proto::Address control() const { return control_; }
   // The member ids: the leader's list, or the last list a member heard.
   std::vector<uint64_t> members() const;
+  // The leader's member table (self included), with addresses and
+  // registered facts; empty on a node that does not lead.
+  std::vector<Member> member_table() const;
   bool registered() const { return registered_; }
   // The report the leader sends to the CCM (one JSON line).
   std::string ReportJson() const;

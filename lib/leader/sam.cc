@@ -37,6 +37,13 @@ std::optional<proto::Address> Sam::AddrOf(uint64_t member) const {
   return it->second;
 }
 
+void Sam::AddPeer(uint64_t id, const proto::Address& addr) {
+  if (id == 0 || id == cfg_.id) return;
+  addr_[id] = addr;
+  if (std::none_of(cfg_.members.begin(), cfg_.members.end(), [&](const SamPeer& p) { return p.id == id; }))
+    cfg_.members.push_back({id, addr});
+}
+
 bool Sam::IsCommitServer(uint64_t id) const {
   return std::find(cfg_.commit_servers.begin(), cfg_.commit_servers.end(), id) != cfg_.commit_servers.end();
 }

@@ -144,6 +144,11 @@ class Sam : public Sequencer {
   // the committed number its sender knew when it was first sent.
   void OnData(uint64_t id, uint64_t ts);
 
+  // A member heard at `addr` (the edge learns addresses from authenticated
+  // traffic): repair requests may go to it; a new id joins the member list.
+  void AddPeer(uint64_t id, const proto::Address& addr);
+  const std::map<uint64_t, proto::Address>& peers() const { return addr_; }  // self included
+
   // Sequencer hook (the election core calls it): lead `epoch`, or stop.
   void OnLeadership(bool leader, uint64_t epoch) override;
   // The highest committed number this node knows (the prefix it may carry in Alive).

@@ -69,9 +69,62 @@ int64_t WallMicros() {
   return duration_cast<microseconds>(system_clock::now().time_since_epoch()).count();
 }
 
+// The segment core with SAM's stable storage written before any datagram of
+// the call leaves (invariant I4): the driver sends the effects after this
+// returns. A write that fails stops the SAM core's part of the call (its
+// datagrams are dropped) and is logged.
+class PersistingCore : public net::CoreHandle {
+ public:
+  PersistingCore(leader::SegmentCore* c, SamEdge* edge) : c_(c), edge_(edge) {}
+  void Start(Micros now, proto::Effects* out) override { After(out, [&] { c_->Start(now, out); }); }
+  void OnDatagram(Micros now, const proto::Address& from, std::string_view bytes, proto::Effects* out) override {
+    After(out, [&] { c_->OnDatagram(now, from, bytes, out); });
+  }
+  void OnTimer(Micros now, proto::Effects* out) override { After(out, [&] { c_->OnTimer(now, out); }); }
+  template <typename F>
+  void After(proto::Effects* out, F f) {
+    f();
+    if (!edge_ || !c_->sam()) return;
+    if (Status st = edge_->Persist(*c_->sam()); !st.ok()) {
+      if (!failing_) log::Error("SAM stable storage: " + st.message() + " (ordering paused until it can be written)");
+      failing_ = true;
+      std::erase_if(out->sends, [](const proto::Send& s) { return leader::SegmentCore::IsSam(s.bytes); });
+      return;
+    }
+    failing_ = false;
+    edge_->Offer(c_->TakeOffers());
+    edge_->Deliver(*c_->sam());
+  }
+
+ private:
+  leader::SegmentCore* c_;
+  SamEdge* edge_;
+  bool failing_ = false;
+};
+
+leader::SegmentConfig SegmentOf(const NodeOptions& o, const net::Driver& d) {
+  leader::SegmentConfig sc;
+  sc.election = o.cfg;
+  sc.election.wall_offset = WallMicros() - d.now();
+  if (o.sam) {
+    leader::SamConfig s = *o.sam;
+    s.id = o.cfg.id;
+    s.group = o.cfg.control;
+    s.members = {{o.cfg.id, d.local()}};
+    s.rng_seed = o.cfg.rng_seed ^ 0x5a5a;
+    sc.sam = s;
+  }
+  return sc;
+}
+
 class Node {
  public:
-  Node(NodeOptions o, net::Driver* drv) : o_(std::move(o)), drv_(drv), core_(WithClock(o_.cfg, *drv)) {
+  Node(NodeOptions o, net::Driver* drv, std::unique_ptr<SamEdge> edge)
+      : o_(std::move(o)),
+        drv_(drv),
+        edge_(std::move(edge)),
+        seg_(SegmentOf(o_, *drv), edge_ ? edge_->loaded() : leader::SamStable{}),
+        core_(seg_.election()) {
     // Reports to the CCM only when keyed: the CCM takes no unstamped report.
     if (o_.cfg.ccm && o_.cfg.key)
       reporter_ = std::make_unique<Reporter>(*o_.cfg.ccm, *o_.cfg.key, StampName(o_.facts.name, o_.cfg.id));
@@ -91,10 +144,15 @@ class Node {
     // errors above keep the plain "cm-leader: error: " line scripts match).
     log::UseTimestamps(true);
     Sample();
-    net::CoreRef<leader::Election> ref(&core_);
+    PersistingCore ref(&seg_, edge_.get());
     drv_->Run(ref, {.after = [this](const proto::Effects& fx) { After(fx); },
                     .tick =
-                        [this] {
+                        [this, &ref] {
+                          if (edge_) {
+                            edge_->Scan(drv_->now(), &seg_);
+                            for (const leader::DataOffer& f : edge_->TakeFetched())
+                              drv_->Call([&](Micros now, proto::Effects* out) { ref.After(out, [&] { seg_.OnFetched(now, f.from, f.id, out); }); });
+                          }
                           if (drv_->now() - last_sample_ >= kSamplePeriod) Sample();
                           RunPendingHooks();
                           ReapExited(&hooks_);
@@ -116,13 +174,6 @@ class Node {
   }
 
  private:
-  // Auth counters are wall-clock timestamps: the core is told the offset
-  // between the wall clock and the driver's.
-  static leader::Config WithClock(leader::Config c, const net::Driver& d) {
-    c.wall_offset = WallMicros() - d.now();
-    return c;
-  }
-
   void After(const proto::Effects& fx) {
     for (const std::string& ev : fx.events) log::Debug(ev);
     for (const std::string& ev : fx.alerts) log::Warn(ev);
@@ -137,6 +188,16 @@ class Node {
     if (core_.leader()) s.leader = core_.leader_addr();
     s.epoch = core_.epoch();
     s.committed_seq = core_.committed_seq();
+    for (const leader::Member& m : core_.member_table()) {
+      if (m.facts.name.empty()) continue;
+      std::string ip = m.addr.ToString();
+      s.members.emplace_back(m.facts.name, ip.substr(0, ip.rfind(':')));
+    }
+    if (const leader::Sam* sam = seg_.sam()) {
+      s.sam = true;
+      s.sam_delivered = sam->delivered();
+      s.sam_applied = edge_ ? edge_->status().applied : 0;
+    }
     s.role = RoleName(core_.state());
     return s;
   }
@@ -274,7 +335,9 @@ class Node {
 
   NodeOptions o_;
   net::Driver* drv_;
-  leader::Election core_;
+  std::unique_ptr<SamEdge> edge_;
+  leader::SegmentCore seg_;
+  leader::Election& core_;
   std::unique_ptr<Reporter> reporter_;  // --ccm with a key
   std::vector<int> hooks_;  // started hooks not yet reaped
   std::deque<Micros> hook_runs_[3];  // per HookKind: start times within kHookWindow
@@ -306,8 +369,17 @@ Code RunNode(NodeOptions o) {
   if (o.cfg.ccm && !o.cfg.key)
     log::Warn("--ccm without a group key: no segment report is sent (the CCM takes only reports stamped with "
               "the group key); give --key-file");
+  std::unique_ptr<SamEdge> edge;
+  if (o.sam) {
+    o.sam_edge.self = o.cfg.self;
+    auto e = SamEdge::Open(o.sam_edge);
+    if (!e.ok()) return log::Error("--spool: " + e.status().message()), e.status().code();
+    edge = std::move(*e);
+    if (!o.cfg.key)
+      log::Warn("SAM ordering without a group key: anyone on the segment can order this site's assignments");
+  }
   IgnoreHangups();
-  Node n(std::move(o), drv->get());
+  Node n(std::move(o), drv->get(), std::move(edge));
   return n.Run();
 }
 

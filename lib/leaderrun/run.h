@@ -8,6 +8,8 @@
 #include <string>
 
 #include "leader/election.h"
+#include "leader/sam.h"
+#include "leaderrun/sam_edge.h"
 #include "util/group_key.h"
 #include "util/status.h"
 
@@ -26,6 +28,12 @@ struct NodeOptions {
   // every minute; removed on a clean exit.
   std::string state_file;
   bool json = false;
+  // Ordered delivery in the site (docs/protocol/ordering.md): the SAM core
+  // and its edge over the relay's spool. sam->id is cfg.id; its members and
+  // group are filled in at start (this node's unicast address, the control
+  // channel); peers are learned from their authenticated Hellos.
+  std::optional<leader::SamConfig> sam;
+  SamEdgeOptions sam_edge;
 };
 // Runs the node until SIGTERM/SIGINT, then resigns (kOk). SIGHUP is logged
 // and ignored.

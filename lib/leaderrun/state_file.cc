@@ -23,7 +23,14 @@ std::string StateFileJson(const SegmentState& s, int64_t updated_unix_ms) {
   j.Uint("v", 1).Str("segment", s.segment).Str("self", s.self.ToString());
   if (s.leader) j.Str("leader", s.leader->ToString());
   else j.Null("leader");
-  return j.Uint("epoch", s.epoch).Uint("committed_seq", s.committed_seq).Str("role", s.role).Int("updated_unix_ms", updated_unix_ms).Build() + "\n";
+  j.Uint("epoch", s.epoch).Uint("committed_seq", s.committed_seq).Str("role", s.role);
+  if (!s.members.empty()) {
+    JsonArray a;
+    for (const auto& [name, address] : s.members) a.Raw(JsonObject().Str("name", name).Str("address", address).Build());
+    j.Raw("members", a.Build());
+  }
+  if (s.sam) j.Raw("sam", JsonObject().Uint("delivered", s.sam_delivered).Uint("applied", s.sam_applied).Build());
+  return j.Int("updated_unix_ms", updated_unix_ms).Build() + "\n";
 }
 
 Status WriteStateFile(const std::string& path, const std::string& json) {

@@ -20,6 +20,8 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "leader/election.h"
 #include "proto/core.h"
@@ -36,6 +38,15 @@ struct SegmentState {
   uint64_t epoch = 0;
   uint64_t committed_seq = 0;
   std::string role;  // RoleName()
+  // With SAM ordering (cm-leader --spool): the numbers this node's core
+  // delivered and its edge has done ("sam": {"delivered": N, "applied": N}).
+  // Leader only: the registered members, name and address (IPv4, no port):
+  // "members": [{"name": "web3", "address": "a.b.c.d"}]; a relay passes them
+  // to the CCM, which adds a server that joined without being in its sites
+  // file (docs/protocol/convergence.md, "New servers").
+  std::vector<std::pair<std::string, std::string>> members;
+  bool sam = false;
+  uint64_t sam_delivered = 0, sam_applied = 0;
   bool operator==(const SegmentState&) const = default;
 };
 

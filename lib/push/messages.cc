@@ -439,9 +439,17 @@ std::string Encode(const RelayStatus& s) {
                       .Build());
   JsonObject o;
   o.Str("name", s.name).Raw("transfers", transfers.Build());
-  if (s.site_leader)
-    o.Raw("site_leader",
-          JsonObject().Str("address", s.site_leader->address).Uint("epoch", s.site_leader->epoch).Build());
+  if (s.site_leader) {
+    JsonObject l;
+    l.Str("address", s.site_leader->address).Uint("epoch", s.site_leader->epoch);
+    if (!s.site_leader->members.empty()) {
+      JsonArray m;
+      for (const SiteMember& x : s.site_leader->members)
+        m.Raw(JsonObject().Str("name", x.name).Str("address", x.address).Build());
+      l.Raw("members", m.Build());
+    }
+    o.Raw("site_leader", l.Build());
+  }
   if (s.live) o.Raw("live", EncodeLiveTree(*s.live));
   if (!s.nonce.empty()) o.Str("nonce", s.nonce);
   return o.Build();
@@ -460,8 +468,14 @@ Result<RelayStatus> ParseRelayStatus(std::string_view json) {
   }
   const JsonValue& sl = (*v)["site_leader"];
   if (sl.is_object()) {
-    SiteLeader l{sl.Str("address"), sl.Uint("epoch")};
+    SiteLeader l{sl.Str("address"), sl.Uint("epoch"), {}};
     CM_RETURN_IF_ERROR(Need(!l.address.empty(), "relay status", "site_leader"));
+    for (const auto& m : sl["members"].items()) {
+      CM_RETURN_IF_ERROR(Need(l.members.size() < 1000, "relay status", "site_leader.members"));
+      SiteMember x{m.Str("name"), m.Str("address")};
+      CM_RETURN_IF_ERROR(Need(!x.name.empty() && !x.address.empty(), "relay status", "site_leader.members"));
+      l.members.push_back(std::move(x));
+    }
     s.site_leader = std::move(l);
   }
   if ((*v)["live"].is_object()) {

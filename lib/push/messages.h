@@ -254,9 +254,18 @@ struct LiveTree {
 };
 std::string EncodeLiveTree(const LiveTree& t);
 Result<LiveTree> ParseLiveTree(const JsonValue& v);
+// A server registered with the site's cm-leader (its name, IPv4 address).
+struct SiteMember {
+  std::string name, address;
+  bool operator==(const SiteMember&) const = default;
+};
 struct SiteLeader {
   std::string address;  // the elected leader's IPv4 address (no port)
   uint64_t epoch = 0;   // cm-leader's election epoch
+  // Answered by the leader's own relay: the members its cm-leader lists
+  // (at most 1000), so the CCM learns servers that joined the site without
+  // being in its sites file. Empty elsewhere.
+  std::vector<SiteMember> members;
   bool operator==(const SiteLeader&) const = default;
 };
 struct RelayStatus {

@@ -37,6 +37,7 @@
 #include "pushrun/auth_edge.h"
 #include "pushrun/content_body.h"
 #include "pushrun/edge_loop.h"
+#include "pushrun/joined.h"
 #include "pushrun/leader_reports.h"
 #include "pushrun/live_view.h"
 #include "pushrun/site_probe.h"
@@ -205,6 +206,8 @@ Status Controller::Setup() {
   auto sites = push::LoadSites(opts_.sites_file);
   if (!sites.ok()) return sites.status();
   sites_ = std::move(*sites);
+  // Servers that joined a site's cm-leader membership (pushrun/joined.h).
+  CM_RETURN_IF_ERROR(MergeJoined(&sites_, opts_.state_dir));
   CM_RETURN_IF_ERROR(push::RestrictToOnly(&sites_, opts_.only, opts_.sites_file));
   for (const auto& f : opts_.assignments) {
     auto info = ReadAssignmentInfo(f);

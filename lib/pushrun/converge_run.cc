@@ -16,6 +16,7 @@
 #include "push/converge.h"
 #include "push/sites.h"
 #include "pushrun/auth_edge.h"
+#include "pushrun/joined.h"
 #include "pushrun/live_tree.h"
 #include "pushrun/site_probe.h"
 #include "util/config_dir.h"
@@ -198,6 +199,7 @@ Result<ConvergeSummary> ConvergeTo(const PushOptions& opts, const std::string& w
 
   auto sites = push::LoadSites(opts.sites_file);
   if (!sites.ok()) return sites.status();
+  CM_RETURN_IF_ERROR(MergeJoined(&*sites, opts.state_dir));
   CM_RETURN_IF_ERROR(push::RestrictToOnly(&*sites, opts.only, opts.sites_file));
   auto sign = pack::LoadSigningKey(opts.sign_key);
   if (!sign.ok()) return sign.status();
@@ -207,6 +209,16 @@ Result<ConvergeSummary> ConvergeTo(const PushOptions& opts, const std::string& w
   ProbeOptions po;
   po.live = true;
   auto answers = ProbeSites(*sites, auth, po);
+  // A server its site's cm-leader lists and the sites file does not: from
+  // now on a server of that site (recorded), converged like any other.
+  if (std::vector<JoinedServer> joined = FindJoiners(*sites, answers); !joined.empty()) {
+    for (const JoinedServer& j : joined)
+      log::Info("server " + j.name + " (" + j.address + ") joined site " + j.site +
+                " (its cm-leader membership); recorded in " + opts.state_dir + "/joined.json");
+    CM_RETURN_IF_ERROR(RecordJoined(opts.state_dir, joined));
+    CM_RETURN_IF_ERROR(MergeJoined(&*sites, opts.state_dir));
+    answers = ProbeSites(*sites, auth, po);
+  }
 
   std::vector<push::ServerTree> in;
   for (const auto& site : sites->sites)

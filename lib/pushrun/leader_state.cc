@@ -13,7 +13,14 @@ std::optional<push::SiteLeader> ParseLeaderState(std::string_view json) {
   const size_t colon = leader.rfind(':');
   std::string address = colon == std::string::npos ? leader : leader.substr(0, colon);
   if (address.empty()) return std::nullopt;
-  return push::SiteLeader{std::move(address), v->Uint("epoch")};
+  push::SiteLeader l{std::move(address), v->Uint("epoch"), {}};
+  if (v->Str("role") == "leader")
+    for (const auto& m : (*v)["members"].items()) {
+      if (l.members.size() >= 1000) break;
+      push::SiteMember x{m.Str("name"), m.Str("address")};
+      if (!x.name.empty() && !x.address.empty()) l.members.push_back(std::move(x));
+    }
+  return l;
 }
 
 std::optional<push::SiteLeader> ReadLeaderState(const std::string& path) {

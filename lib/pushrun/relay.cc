@@ -269,6 +269,7 @@ struct Relay::Impl {
       Drop(serial);
       ::unlink(SpoolPath(serial).c_str());
       ::unlink((SpoolPath(serial) + ".part").c_str());
+      ::unlink((SpoolPath(serial) + ".to").c_str());
     }
     for (const auto& part : plan.stale_parts) {
       uint64_t serial = std::strtoull(fs::path(part).filename().c_str(), nullptr, 10);
@@ -447,6 +448,7 @@ struct Relay::Impl {
     if ((req.method == "GET" || req.method == "HEAD") && path.rfind("/v1/content/", 0) == 0)
       return Content(path.substr(12));
     if (req.method == "GET" && path == "/v1/status") return StatusJson(req);
+    if (req.method == "GET" && path.rfind("/v1/targets/", 0) == 0) return Targets(path.substr(12));
     if (req.method != "POST") return JsonError(404, "no such resource: " + req.method + " " + path);
     if (path == "/v1/fetch") {
       if (auto v = auth->CheckOrder(req); v != push::auth::Verdict::kOk) return Refuse(v, req, true);
@@ -456,6 +458,7 @@ struct Relay::Impl {
         return Refuse(403, "wrong_relay", "forbidden: this relay is '" + opts.name + "', the order is for '" +
                                               o->relay + "'", req);
       metrics.Serial(o->serial);
+      WriteTargets(*o);
       return ToResponse(Handle(o->serial, [&] { return core->OnFetchOrder(SteadyNow(), *o, &actions); }));
     }
     if (path == "/v1/expect") {
@@ -481,6 +484,30 @@ struct Relay::Impl {
       return ToResponse(Handle(r->serial, [&] { return core->OnMemberReport(SteadyNow(), *r, &actions); }));
     }
     return JsonError(404, "no such resource: POST " + path);
+  }
+
+  // <serial>.cma.to beside the spool file: the servers of this site the
+  // CCM's order targets (this relay first, then its members), one name a
+  // line. cm-leader's SAM edge reads it (here, or from a peer through GET
+  // /v1/targets/<serial>) before it applies a serial it repaired from a peer,
+  // so ordered delivery never widens a push the CCM restricted (--only, a
+  // catch-up for some servers). Orders are authenticated (CM-Auth) before.
+  void WriteTargets(const push::FetchOrder& o) {
+    std::string names = o.relay + "\n";
+    for (const push::Member& m : o.members) names += m.name + "\n";
+    const std::string path = SpoolPath(o.serial) + ".to";
+    if (auto old = ReadFileToString(path); old.ok() && *old == names) return;
+    if (Status st = WriteFileAtomic(path, names); !st.ok()) log::Warn(opts.name + ": targets: " + st.message());
+  }
+
+  http::Response Targets(const std::string& id) {
+    const uint64_t serial = std::strtoull(id.c_str(), nullptr, 10);
+    auto names = serial ? ReadFileToString(SpoolPath(serial) + ".to") : Result<std::string>(Error(Code::kNotFound, ""));
+    if (!names.ok()) return JsonError(404, "no targets for serial " + id + " here");
+    http::Response r;
+    r.content_type = "text/plain";
+    r.body = *names;
+    return r;
   }
 
   http::Response Content(const std::string& id) {

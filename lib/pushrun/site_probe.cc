@@ -19,6 +19,7 @@ bool CheckStatusAnswer(const AuthEdge& auth, const std::string& server, const st
   if (st->site_leader && push::ParseIpv4(st->site_leader->address)) {
     out->leader_address = st->site_leader->address;
     out->epoch = st->site_leader->epoch;
+    out->members = st->site_leader->members;
   }
   out->live = st->live;
   return true;

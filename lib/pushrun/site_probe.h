@@ -12,6 +12,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "http/wire.h"
 #include "push/messages.h"
@@ -25,6 +26,7 @@ struct ProbeAnswer {
   std::string leader_address; // the site leader's IPv4 address as its cm-leader says ("" = none/unverified)
   uint64_t epoch = 0;
   std::optional<push::LiveTree> live;  // verified answers to a live probe only
+  std::vector<push::SiteMember> members;  // verified answers of a site leader's relay: its cm-leader's members
 };
 
 struct ProbeOptions {

@@ -65,12 +65,7 @@ push() {  # push N [WANT_RC...]: a cron tick that changes the staging tree
   local n=$1 rc=0
   shift
   step="push $n"
-  echo "page $n" >"$STAGING/p$n.html"
-  seq "$n" 3000 >"$STAGING/txt/1.txt"
-  rm -f "$STAGING/p$((n - 2)).html"
-  bed_exec ccm "$BIN/cm-delta" "$S/shadow/current" "$STAGING" -o "$S/d.cmdt" || fail "cm-delta"
-  bed_exec ccm "$BIN/cm-pack" "$S/d.cmdt" --source "$STAGING" --serial-file "$S/serial" --job "push$n" \
-    -o "$S/a$n.cma" -q || fail "cm-pack"
+  push_next "$n" || fail "cm-delta or cm-pack"
   run_push "$S/a$n.cma" "$@"
 }
 

@@ -26,6 +26,11 @@ struct Options {
   std::string config, group, address, segment, name, location, timers, key_file, ccm, listen, content_root, state_file;
   std::string on_elected, on_demoted, on_member_change;
   std::vector<uint64_t> leaders;
+  std::string spool, root, cm_apply = "cm-apply", pub_key;
+  std::vector<std::string> commit_servers;
+  int copies = 2;
+  uint64_t checkpoint_every = 16;
+  int relay_port = 7710;
   uint64_t id = 0, static_leader = 0;
   int64_t priority = -1;
   double heartbeat = 0, timeout = 0, replay_window = -1;
@@ -92,6 +97,21 @@ int main(int argc, char** argv) {
       "/run/content-mover/leader.json");
   opt("--replay-window", "replay_window", o.replay_window,
       "Seconds a keyed message's timestamp may differ from this host's clock (default 10; 0 = off)");
+  opt("--spool", "spool", o.spool,
+      "The relay's spool: order the site's assignments held there (SAM) and repair this server from its peers "
+      "(docs/protocol/ordering.md)");
+  opt("--root", "root", o.root, "With --spool: the content root repaired assignments are applied to (the relay's --root)");
+  opt("--commit-servers", "commit_servers", o.commit_servers,
+      "With --spool: the site's commit servers, ids or addresses, the same list on every member (default: --leaders)");
+  opt("--copies", "copies", o.copies, "With --spool: members that must hold an assignment before it is numbered (default 2)")
+      ->check(CLI::Range(1, 8));
+  opt("--checkpoint-every", "checkpoint_every", o.checkpoint_every, "With --spool: numbers between checkpoints (default 16)")
+      ->check(CLI::Range(1, 4096));
+  opt("--relay-port", "relay_port", o.relay_port, "With --spool: the port peers' relays serve on (default 7710)")
+      ->check(CLI::Range(1, 65535));
+  opt("--cm-apply", "cm_apply", o.cm_apply, "With --spool: the cm-apply program (default: cm-apply in PATH)");
+  opt("--pub-key", "pub_key", o.pub_key,
+      "With --spool: the CCM's public key for cm-apply (default /etc/content-mover/ccm.pub when it exists)");
   run->add_flag("--json", o.json, "Print state changes as JSON lines on stdout");
   CLI::App* who = app.add_subcommand("who", "Print the current leader (exit 3 if none)");
   who->add_option("--group", o.group, "Control channel ADDR:PORT")->required();
@@ -187,5 +207,39 @@ int main(int argc, char** argv) {
   if (!o.content_root.empty()) r.content_root = o.content_root;
   r.state_file = o.state_file;
   r.json = o.json;
+  if (!o.spool.empty()) {
+    leader::SamConfig sam;
+    std::vector<std::string> cs;
+    for (const std::string& item : o.commit_servers)  // "a,b,c" or several values
+      for (size_t b = 0; b <= item.size();) {
+        size_t e = item.find(',', b);
+        if (e == std::string::npos) e = item.size();
+        if (e > b) cs.push_back(item.substr(b, e - b));
+        b = e + 1;
+      }
+    if (cs.empty())
+      for (uint64_t id : o.leaders) cs.push_back(std::to_string(id));
+    if (cs.empty())
+      return Fail(Error(Code::kUsage, "--spool needs the site's commit servers (--commit-servers or commit_servers =)"));
+    for (const std::string& c : cs) {
+      proto::Address a;
+      if (c.find('.') != std::string::npos && proto::ParseAddress(c + ":0", &a)) {
+        sam.commit_servers.push_back(a.ip);
+      } else if (!c.empty() && c.find_first_not_of("0123456789") == std::string::npos) {
+        sam.commit_servers.push_back(std::strtoull(c.c_str(), nullptr, 10));
+      } else {
+        return Fail(Error(Code::kUsage, "bad commit server '" + c + "' (an id or an IPv4 address)"));
+      }
+    }
+    sam.copies = o.copies;
+    sam.checkpoint_every = o.checkpoint_every;
+    r.sam = sam;
+    r.sam_edge.spool = o.spool;
+    r.sam_edge.root = o.root;
+    r.sam_edge.name = o.name;
+    r.sam_edge.cm_apply = o.cm_apply;
+    r.sam_edge.pub_key = DefaultFile(o.pub_key, "ccm.pub");
+    r.sam_edge.relay_port = static_cast<uint16_t>(o.relay_port);
+  }
   return ExitCodeFor(leaderrun::RunNode(std::move(r)));
 }

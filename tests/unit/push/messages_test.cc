@@ -145,6 +145,12 @@ TEST(Messages, RelayStatusCarriesTheElectedLeaderAndTheNonce) {
   EXPECT_FALSE(plain->site_leader);
   EXPECT_EQ(plain->nonce, "");
   EXPECT_FALSE(ParseRelayStatus(R"({"name":"x","transfers":[{"state":"new"}]})").ok());
+  // The leader's relay lists its cm-leader's members (servers that joined).
+  st.site_leader->members = {{"web1", "10.0.0.7"}, {"web9", "10.0.0.19"}};
+  EXPECT_EQ(*ParseRelayStatus(Encode(st)), st);
+  EXPECT_FALSE(ParseRelayStatus(
+                   R"({"name":"x","transfers":[],"site_leader":{"address":"10.0.0.7","epoch":1,"members":[{"name":""}]}})")
+                   .ok());
   EXPECT_TRUE(IsStatusNonce("0123456789abcdef"));
   EXPECT_TRUE(IsStatusNonce(std::string(64, 'F')));
   EXPECT_FALSE(IsStatusNonce("0123456789abcde"));

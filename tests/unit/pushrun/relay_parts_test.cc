@@ -59,6 +59,17 @@ TEST(LeaderState, TheElectedLeadersAddressAndEpoch) {
   EXPECT_FALSE(ReadLeaderState(""));
 }
 
+TEST(LeaderState, TheLeadersMembersOnlyFromTheLeader) {
+  const std::string members = R"("members":[{"name":"web1","address":"10.1.1.3"},{"name":"web9","address":"10.1.1.9"},)"
+                              R"({"name":"","address":"10.1.1.10"}]})";
+  auto l = ParseLeaderState(R"({"v":1,"leader":"10.1.1.3:7400","epoch":9,"role":"leader",)" + members);
+  ASSERT_TRUE(l);
+  EXPECT_EQ(l->members, (std::vector<push::SiteMember>{{"web1", "10.1.1.3"}, {"web9", "10.1.1.9"}}));
+  auto m = ParseLeaderState(R"({"v":1,"leader":"10.1.1.3:7400","epoch":9,"role":"member",)" + members);
+  ASSERT_TRUE(m);
+  EXPECT_TRUE(m->members.empty());  // a member's list is hearsay
+}
+
 TEST(RelayMetrics, TheTextfileIsWrittenWholeWithEveryFamily) {
   test::TempDir dir;
   RelayMetrics m;
