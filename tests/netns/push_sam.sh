@@ -17,6 +17,9 @@
 #            leader's relay lists its cm-leader's members), replicates push 5's
 #            tree to it from the CCM's checkpoint, then the delta; `cm-push
 #            servers` shows it
+#   s1a down s1a (the site's leader and sequencer) killed: s1b leads and, after
+#            recovering the numbers from the commit servers, sequences push 7;
+#            s1a comes back and catches up from its peers (the CCM stopped)
 # The state files show the ordering: every member's delivered number reaches
 # the site's committed number.
 set -euo pipefail
@@ -130,6 +133,23 @@ rel = os.path.basename(os.readlink(sys.argv[2]))
 r = next(r for r in rows if r.get("server") == "s1d")
 assert r.get("release") == rel, (r, rel)
 PY
+
+step="s1a down"
+kill -KILL "$PID_s1a" "$LPID_s1a"
+sleep 3  # a new leader: s1b (3 heartbeats of 0.5 s, then its claim)
+push 7
+same s1b s1c s1d
+h7=$(want)
+step="s1a back"
+t0=$SECONDS
+push_relay s1a
+push_leader s1a
+for ((i = 0; i < 600; i++)); do
+  [[ $(live s1a) == "$h7" ]] && break
+  sleep 0.1
+done
+[[ $(live s1a) == "$h7" ]] || fail "s1a did not reach push 7's tree in 60 s"
+echo "[s1a back] caught up from its peers in $((SECONDS - t0)) s after a fail-over (CCM stopped)" >&2
 
 step="state files"
 sleep 2
