@@ -44,6 +44,13 @@ void Sam::AddPeer(uint64_t id, const proto::Address& addr) {
     cfg_.members.push_back({id, addr});
 }
 
+bool Sam::WantsData(uint64_t id) const {
+  if (id == 0 || st_.held.count(id)) return false;
+  for (const auto& [seq, e] : known_)
+    if (e.id == id && seq > st_.delivered) return true;
+  return false;
+}
+
 bool Sam::IsCommitServer(uint64_t id) const {
   return std::find(cfg_.commit_servers.begin(), cfg_.commit_servers.end(), id) != cfg_.commit_servers.end();
 }

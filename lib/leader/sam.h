@@ -148,6 +148,9 @@ class Sam : public Sequencer {
   // traffic): repair requests may go to it; a new id joins the member list.
   void AddPeer(uint64_t id, const proto::Address& addr);
   const std::map<uint64_t, proto::Address>& peers() const { return addr_; }  // self included
+  // Whether `id` is committed at a number this member has not applied and
+  // its data is not held here: the only data worth fetching from a peer.
+  bool WantsData(uint64_t id) const;
 
   // Sequencer hook (the election core calls it): lead `epoch`, or stop.
   void OnLeadership(bool leader, uint64_t epoch) override;

@@ -179,8 +179,8 @@ void SegmentCore::OnDatagram(Micros now, const proto::Address& from, std::string
   }
   if (m.sender != 0 && m.sender != cfg_.sam->id) sam_->AddPeer(m.sender, from);
   if (m.type == sam::Type::kData) {  // the bytes are the edge's to fetch first
-    for (uint64_t id : m.ids)
-      if (id != 0) offers_.push_back({id, m.sender, from});
+    for (uint64_t id : m.ids)  // only what this member asked for: a peer cannot fill our spool
+      if (sam_->WantsData(id)) offers_.push_back({id, m.sender, from});
     Reschedule(now, out);
     return;
   }

@@ -137,6 +137,18 @@ TEST(SegmentCore, AMemberThatMissedNumbersGetsOffersNotData) {
   ASSERT_FALSE(offers.empty());
   EXPECT_EQ(offers[0].id, 201u);
   EXPECT_EQ(n.nodes[2]->sam()->delivered(), 0u);
+  // Data it did not ask for is no offer (a peer cannot make it fetch).
+  sam::Message junk;
+  junk.type = sam::Type::kData;
+  junk.sender = Addr(0).ip;
+  junk.ids = {999, 201};
+  const GroupKey key = Key(7);
+  n.Call(2, [&](proto::Effects* fx) {
+    n.nodes[2]->OnDatagram(n.now, Addr(0), SegmentCore::Seal(sam::Encode(junk), &key, uint64_t(n.now) + 100), fx);
+  });
+  auto again = n.nodes[2]->TakeOffers();
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].id, 201u);
   // The edge fetched it: delivered.
   n.Call(2, [&](proto::Effects* fx) { n.nodes[2]->OnFetched(n.now, offers[0].from, 201, fx); });
   n.Run(9 * kSeconds);
