@@ -549,7 +549,10 @@ void Sender::Finish(Micros now, Outcome o, proto::Effects* out) {
   // nobody can send one, so waiting would only lengthen the session.
   bool all_settled = std::all_of(recv_.begin(), recv_.end(),
                                  [](const auto& e) { return e.second.state == RecvState::kComplete; });
-  finish_at_ = o == Outcome::kAllDone && all_settled && !cfg_.receivers.empty() ? now : now + cfg_.linger;
+  // Known receivers (a list, or --expect N) that all reported complete:
+  // nobody is left to NACK, so close at once (docs/protocol/mcast.md).
+  bool known_group = !cfg_.receivers.empty() || cfg_.expect > 0;
+  finish_at_ = o == Outcome::kAllDone && all_settled && known_group ? now : now + cfg_.linger;
   repairs_.clear();
   pending_.clear();
   Message m = Base(Type::kClose);
