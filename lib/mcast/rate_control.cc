@@ -47,8 +47,8 @@ void RateControl::Forget(const std::string& id) {
 RateDecision RateControl::Tick(Micros now, uint64_t frame_bits, size_t group) {
   RateDecision d;
   if (now < next_tick_) return d;
-  // The first reports cover the first frames only, sent before any queue
-  // could build: the first start-up step waits for a second epoch of them.
+  // The first tick does not step the rate up: its reports cover the first
+  // frames only, sent before any queue could build.
   if (next_tick_ == 0) hold_until_ = now + cfg_.epoch;
   next_tick_ = now + cfg_.epoch;
   struct Seen {
@@ -150,8 +150,8 @@ RateDecision RateControl::Tick(Micros now, uint64_t frame_bits, size_t group) {
     double r = double(rate_) * (starting_ ? kStartupGain : 1 + step);
     rate_ = r >= double(cfg_.cap_bps) ? cfg_.cap_bps : static_cast<uint64_t>(r);
     if (rate_ >= cfg_.cap_bps) starting_ = false;
-    // A start-up step waits for feedback on frames sent at the new rate
-    // (reports lag up to an epoch): one step per two epochs.
+    // Ticks come about an epoch apart, so this allows one step per epoch;
+    // it only stops a tick that comes early from stepping twice.
     if (starting_) hold_until_ = now + cfg_.epoch;
   }
   rate_ = std::clamp(rate_, cfg_.floor_bps, cfg_.cap_bps);
