@@ -1,6 +1,8 @@
 #include "mcast/receiver.h"
 
 #include <algorithm>
+#include <array>
+#include <cstdint>
 
 namespace cm::mcast {
 
@@ -21,6 +23,15 @@ void Remember(std::set<uint64_t>* set, std::deque<uint64_t>* order, uint64_t run
     order->pop_front();
   }
 }
+}  // namespace
+
+namespace {
+constexpr int kOwdSeconds = 10;  // the base delay is the least over this many seconds
+// A report's delay is the least of the last this many frames' (not of the
+// whole interval: a queue that built up during it would be hidden by the
+// frames before it; not of one frame: scheduling jitter).
+constexpr size_t kOwdRecent = 16;
+constexpr uint32_t kSeqJump = 1u << 16;  // a larger jump in Data::seq is another sender run
 }  // namespace
 
 struct Receiver::Session {
@@ -45,8 +56,20 @@ struct Receiver::Session {
   Micros nack_period = 100 * kMillis;
   Micros last_heard = 0, next_report = kNever, query_reply_at = kNever, close_deadline = kNever;
   Micros wait_until = 0, ended_at = 0, last_complete_answer = -proto::kSeconds * 100;
-  uint64_t next_g = 0;
+  bool seq_init = false;
+  uint32_t next_seq = 0;  // the sender's frame sequence number expected next
   uint32_t lost = 0, heard = 0, seq = 0;
+  // One-way delay of multicast data frames (sender clock to ours, relative
+  // to the first frame's): the least since the last report, and the least
+  // per second over the last kOwdSeconds (the base). Their difference is
+  // the queueing delay a report carries.
+  bool owd_init = false;
+  uint32_t owd_ref = 0;
+  bool owd_heard = false;  // a multicast data frame was heard since the last report
+  std::array<int64_t, kOwdRecent> owd_recent{};  // the last frames' delays (a ring)
+  uint32_t owd_count = 0;
+  std::array<int64_t, kOwdSeconds> owd_sec_min{};
+  std::array<int64_t, kOwdSeconds> owd_sec{};
   bool closed = false;
   SessionResult result;
 };
@@ -225,6 +248,16 @@ void Receiver::SendStatus(Micros now, Session& s, proto::Effects* out) {
   st.lost = s.lost;
   st.heard = s.heard;
   s.lost = s.heard = 0;
+  st.unicast = s.result.unicast_frames;
+  if (s.owd_heard) {
+    int64_t recent = INT64_MAX;
+    for (size_t i = 0; i < std::min<size_t>(s.owd_count, kOwdRecent); ++i) recent = std::min(recent, s.owd_recent[i]);
+    int64_t sec = now / proto::kSeconds + 1, base = recent;
+    for (int i = 0; i < kOwdSeconds; ++i)
+      if (s.owd_sec[static_cast<size_t>(i)] > sec - kOwdSeconds) base = std::min(base, s.owd_sec_min[static_cast<size_t>(i)]);
+    st.qdelay_us = static_cast<uint32_t>(std::min<int64_t>(recent - base, UINT32_MAX));
+    s.owd_heard = false;
+  }
   st.id = cfg_.id;
   st.reason = s.result.reason;
   bool silent = !s.via_backup && now - s.last_heard > cfg_.sender_timeout;
@@ -416,12 +449,34 @@ void Receiver::OnData(Micros now, const proto::Address& from, const Message& m, 
     ++s.result.unicast_frames;
   } else {
     ++s.heard;
-    if (d.pass == 0 && d.esi < k) {
-      uint64_t g = static_cast<uint64_t>(d.block) * s.geo.k + d.esi;
-      if (g >= s.next_g) {
-        s.lost += static_cast<uint32_t>(std::min<uint64_t>(g - s.next_g, UINT32_MAX / 2));
-        s.next_g = g + 1;
-      }
+    // Relative one-way delay: the clocks' offset cancels in the differences.
+    uint32_t x = static_cast<uint32_t>(now) - d.sent_us;
+    if (!s.owd_init) {
+      s.owd_init = true;
+      s.owd_ref = x;
+    }
+    int64_t rel = static_cast<int32_t>(x - s.owd_ref);
+    s.owd_heard = true;
+    s.owd_recent[s.owd_count++ % kOwdRecent] = rel;
+    int64_t sec = now / proto::kSeconds + 1;  // +1: 0 marks an empty slot
+    size_t slot = static_cast<size_t>(sec % kOwdSeconds);
+    if (s.owd_sec[slot] != sec) {
+      s.owd_sec[slot] = sec;
+      s.owd_sec_min[slot] = rel;
+    } else {
+      s.owd_sec_min[slot] = std::min(s.owd_sec_min[slot], rel);
+    }
+    // Loss: gaps in the sender's frame sequence (data and parity alike),
+    // counted from the first frame heard; a frame arriving late fills its gap.
+    // Another sender run (a backup, a restart) numbers from anywhere: a jump
+    // of more than kSeqJump either way starts counting again.
+    uint32_t ahead = d.seq - s.next_seq, behind = s.next_seq - d.seq;
+    if (!s.seq_init || ahead <= kSeqJump || behind > kSeqJump) {
+      if (s.seq_init && ahead <= kSeqJump) s.lost += ahead;
+      s.seq_init = true;
+      s.next_seq = d.seq + 1;
+    } else if (s.lost > 0) {
+      --s.lost;
     }
   }
   s.highest_seen = std::max<int64_t>(s.highest_seen, d.block);

@@ -26,8 +26,14 @@ constexpr uint64_t kBurstBytes = 512 << 10;
 constexpr Micros kPaceAhead = 500;
 constexpr int kParityBatch = 24;  // parity symbols computed per pass over a block
 constexpr size_t kWireOverhead = 14 + 20 + 8;   // Ethernet + IPv4 + UDP
-constexpr Micros kRateCheck = 500 * kMillis;
-constexpr Micros kUnicastRepeat = 5 * proto::kSeconds;
+constexpr Micros kRateCheck = 100 * kMillis;  // the rate control's epoch
+// The unicast finish: a receiver's window of frames in flight is what it
+// took in kUnicastWindowTime (at least kUnicastMinWindow); with nothing
+// acknowledged for kUnicastStall, what is in flight counts as lost.
+constexpr uint64_t kUnicastMinWindow = 256;
+constexpr double kSlowLoss = 0.5;  // a receiver losing more (and 3x the median) is finished by unicast
+constexpr double kUnicastWindowTime = 500'000;  // µs
+constexpr Micros kUnicastStall = 5 * proto::kSeconds;
 }  // namespace
 
 const char* OutcomeName(Outcome o) {
@@ -46,7 +52,10 @@ Sender::Sender(SenderConfig cfg, ObjectSource* source)
       hash_(cfg_.hash),
       key_(cfg_.key ? &*cfg_.key : nullptr),
       rng_(cfg_.seed),
-      rate_(cfg_.rate_bps) {
+      rate_(cfg_.rate_bps),
+      rc_(RateConfig{.cap_bps = cfg_.rate_bps, .start_bps = cfg_.start_rate_bps}) {
+  rate_ = rc_.rate();
+  rate_said_ = rate_;
   cfg_.block_k = std::clamp(cfg_.block_k, 1, kMaxBlockK);
   if (cfg_.frame_size == 0) cfg_.frame_size = 1;
   geo_ = Geometry{cfg_.size, cfg_.frame_size, static_cast<uint32_t>(cfg_.block_k)};
@@ -398,19 +407,58 @@ bool Sender::SendOneFrame(Micros now, proto::Effects* out) {
     return false;
   }
   m.data.payload = std::string_view(reinterpret_cast<const char*>(frame_buf_.data()), cfg_.frame_size);
+  m.data.sent_us = static_cast<uint32_t>(now);
+  m.data.seq = frame_seq_++;
   Emit(m, cfg_.group, Transport::kDatagram, out);
   next_send_ += FrameCost(kDataHeaderSize + cfg_.frame_size + (key_ ? kTagSize : 0));
   return true;
 }
 
-void Sender::SendUnicast(Micros now, proto::Effects* out) {
-  (void)now;
+bool Sender::SendUnicast(Micros now, proto::Effects* out) {
+  // Each receiver's stream carries at most its window of frames not yet
+  // acknowledged (the `unicast` count of its reports): the TCP queue never
+  // holds more than about half a second of what the receiver takes, and a
+  // block is never queued behind a copy of itself.
+  // A slow receiver's finish waits for the multicast part: every byte sent
+  // to it crosses the links the others share, and they must not wait for it.
+  bool hold_slow = outcome_ == Outcome::kRunning &&
+                   std::any_of(recv_.begin(), recv_.end(), [](const auto& e) {
+                     return !e.second.slow && e.second.heard && e.second.state == RecvState::kIncomplete;
+                   });
   std::vector<uint8_t> buf;
-  for (int jobs = 0; jobs < 4 && !unicast_.empty(); ++jobs) {
-    UnicastJob j = unicast_.front();
-    unicast_.pop_front();
-    auto it = recv_.find(j.id);
-    if (it == recv_.end() || !LoadBlock(j.block, &buf)) continue;
+  int jobs = 0;
+  for (auto q = unicast_.begin(); q != unicast_.end();) {
+    auto it = recv_.find(q->id);
+    if (it == recv_.end()) {
+      q = unicast_.erase(q);
+      continue;
+    }
+    ReceiverInfo& r = it->second;
+    if (r.slow && hold_slow) {
+      ++q;
+      continue;
+    }
+    uint64_t in_flight = r.uni_sent - std::min(r.uni_sent, r.uni_acked);
+    if (in_flight > 0 && now - r.uni_progress > kUnicastStall) {
+      // Nothing acknowledged for this long (a stream that broke and took
+      // its queue with it): what is in flight is lost, blocks may go again.
+      out->events.push_back("unicast to " + r.id + ": no progress for " +
+                            std::to_string(kUnicastStall / proto::kSeconds) + " s, sending again");
+      r.uni_sent = r.uni_acked;
+      for (auto u = unicast_sent_.begin(); u != unicast_sent_.end();)
+        u = u->first.first == r.id && u->second > r.uni_acked ? unicast_sent_.erase(u) : std::next(u);
+      in_flight = 0;
+    }
+    if (in_flight >= UnicastWindow(r)) {
+      ++q;
+      continue;
+    }
+    if (jobs == 4) return true;  // more to send: the caller comes back at once
+    ++jobs;
+    UnicastJob j = *q;
+    q = unicast_.erase(q);
+    if (!LoadBlock(j.block, &buf)) continue;
+    auto recv = it;
     uint32_t k = geo_.BlockK(j.block);
     std::vector<const uint8_t*> ptrs(k);
     for (uint32_t i = 0; i < k; ++i) ptrs[i] = &buf[static_cast<size_t>(i) * cfg_.frame_size];
@@ -445,11 +493,32 @@ void Sender::SendUnicast(Micros now, proto::Effects* out) {
         m.data.esi = static_cast<uint8_t>(n);
         m.data.payload = std::string_view(reinterpret_cast<const char*>(ptrs[n]), cfg_.frame_size);
       }
-      Emit(m, it->second.addr, Transport::kStream, out);
+      Emit(m, recv->second.addr, Transport::kStream, out);
     }
-    it->second.unicast_frames += count;
+    if (in_flight == 0) r.uni_progress = now;  // the stall clock starts with the first frame in flight
+    r.unicast_frames += count;
+    r.uni_sent += count;
+    unicast_sent_[{r.id, j.block}] = r.uni_sent;
     stats_.unicast_frames += count;
   }
+  return false;
+}
+
+uint64_t Sender::UnicastWindow(const ReceiverInfo& r) const {
+  return std::max<uint64_t>(kUnicastMinWindow, static_cast<uint64_t>(r.uni_rate * kUnicastWindowTime / 1e6));
+}
+
+void Sender::OnUnicastAck(Micros now, ReceiverInfo& r, uint64_t acked) {
+  if (acked <= r.uni_acked) return;
+  bool busy = r.uni_sent > r.uni_acked;  // frames were in flight all along: a rate sample
+  if (busy && r.uni_rate_at > 0 && now > r.uni_rate_at) {
+    double inst = double(acked - r.uni_rate_acked) * 1e6 / double(now - r.uni_rate_at);
+    r.uni_rate = r.uni_rate == 0 ? inst : 0.7 * r.uni_rate + 0.3 * inst;
+  }
+  r.uni_rate_at = now;
+  r.uni_rate_acked = acked;
+  r.uni_acked = acked;
+  r.uni_progress = now;
 }
 
 void Sender::SendQuery(Micros now, proto::Effects* out) {
@@ -549,7 +618,10 @@ void Sender::Finish(Micros now, Outcome o, proto::Effects* out) {
   // nobody can send one, so waiting would only lengthen the session.
   bool all_settled = std::all_of(recv_.begin(), recv_.end(),
                                  [](const auto& e) { return e.second.state == RecvState::kComplete; });
-  finish_at_ = o == Outcome::kAllDone && all_settled && !cfg_.receivers.empty() ? now : now + cfg_.linger;
+  // Known receivers (a list, or --expect N) that all reported complete:
+  // nobody is left to NACK, so close at once (docs/protocol/mcast.md).
+  bool known_group = !cfg_.receivers.empty() || cfg_.expect > 0;
+  finish_at_ = o == Outcome::kAllDone && all_settled && known_group ? now : now + cfg_.linger;
   repairs_.clear();
   pending_.clear();
   Message m = Base(Type::kClose);
@@ -561,30 +633,43 @@ void Sender::Finish(Micros now, Outcome o, proto::Effects* out) {
 
 void Sender::AdjustRate(Micros now, proto::Effects* out) {
   next_rate_check_ = now + kRateCheck;
+  uint64_t frame_bits = (kDataHeaderSize + cfg_.frame_size + (key_ ? kTagSize : 0) + kWireOverhead) * 8;
+  size_t group = 0;
+  for (auto& [id, r] : recv_)
+    if (r.state == RecvState::kIncomplete && !r.slow) ++group;
+  if (cfg_.receivers.empty() && cfg_.expect > static_cast<int>(recv_.size()))
+    group += static_cast<size_t>(cfg_.expect) - recv_.size();  // expected, not heard yet
+  RateDecision d = rc_.Tick(now, frame_bits, group);
   std::vector<double> losses;
   for (auto& [id, r] : recv_)
-    if (r.heard && r.state == RecvState::kIncomplete && now - r.last_heard < 2 * kRateCheck) losses.push_back(r.loss);
-  if (losses.empty()) return;
+    if (r.heard && r.state == RecvState::kIncomplete && now - r.last_heard < 5 * kRateCheck) losses.push_back(r.loss);
   std::sort(losses.begin(), losses.end());
-  double median = losses[losses.size() / 2], least = losses.front();
+  double median = losses.empty() ? 0 : losses[losses.size() / 2];
   // A receiver far behind the others is finished by unicast instead of
-  // slowing everyone down.
-  if (losses.size() >= 2) {
-    for (auto& [id, r] : recv_) {
-      if (!r.slow && r.state == RecvState::kIncomplete && r.loss > 0.3 && r.loss > 3 * median) {
-        r.slow = true;
-        out->events.push_back("slow " + id + ": finishing it by unicast");
-      }
-    }
-  }
-  // Loss everyone sees is congestion: back off; little loss: recover.
-  uint64_t before = rate_;
-  if (least > 0.25)
-    rate_ = std::max<uint64_t>(rate_ * 3 / 4, cfg_.rate_bps / 8);
-  else if (least < 0.05)
-    rate_ = std::min<uint64_t>(rate_ + rate_ / 10 + 1, cfg_.rate_bps);
-  if (rate_ != before && (rate_ < before * 9 / 10 || rate_ == cfg_.rate_bps))
+  // slowing everyone down: one whose own link queues while the group's does
+  // not (the rate control names it), or one that loses most of what is sent.
+  median_loss_ = losses.size() >= 2 ? median : 1.0;
+  auto flag = [&](ReceiverInfo& r, const char* why) {
+    if (r.slow || r.state != RecvState::kIncomplete) return;
+    r.slow = true;
+    rc_.Forget(r.id);
+    // Repairs queued so far were sized for it too: drop them; the others'
+    // next reports ask again for what they still need.
+    repairs_.clear();
+    pending_.clear();
+    out->events.push_back("slow " + r.id + ": finishing it by unicast (" + why + ")");
+  };
+  for (const std::string& id : d.slow) flag(Info(id), "its own link queues");
+  if (losses.size() >= 2)
+    for (auto& [id, r] : recv_)
+      if (r.loss > kSlowLoss && r.loss > 3 * median) flag(r, "loses most frames");
+  rate_ = rc_.rate();
+  // Name the rate when it moved by a tenth since it was last named.
+  uint64_t diff = rate_ > rate_said_ ? rate_ - rate_said_ : rate_said_ - rate_;
+  if (diff * 10 > rate_said_) {
+    rate_said_ = rate_;
     out->events.push_back("rate " + std::to_string(rate_));
+  }
 }
 
 void Sender::OnNack(Micros now, ReceiverInfo& r, uint32_t b, int need, uint8_t seen_pass, proto::Effects* out) {
@@ -594,14 +679,23 @@ void Sender::OnNack(Micros now, ReceiverInfo& r, uint32_t b, int need, uint8_t s
   auto key = std::make_pair(r.id, b);
   bool late = outcome_ != Outcome::kRunning;
   if (late || r.slow || (bs.pass >= cfg_.max_passes && !pending_.count(b))) {
+    // Once per evidence: a block queued is not queued again (its need is
+    // updated); one sent is sent again only when the receiver's report shows
+    // every frame sent up to it arrived and still lacks the block.
     auto it = std::find_if(unicast_.begin(), unicast_.end(),
                            [&](const UnicastJob& j) { return j.id == r.id && j.block == b; });
-    auto done = unicast_done_.find(key);
-    if (it != unicast_.end() || (done != unicast_done_.end() && now - done->second < kUnicastRepeat)) return;
-    unicast_done_[key] = now;
+    if (it != unicast_.end()) {
+      it->need = need;
+      return;
+    }
+    auto sent = unicast_sent_.find(key);
+    if (sent != unicast_sent_.end() && sent->second > r.uni_acked) return;  // on its way
     unicast_.push_back({r.id, b, need});
     return;
   }
+  // A receiver losing most frames while the others do not is about to be
+  // named slow: its needs would size every repair round.
+  if (r.loss > kSlowLoss && r.loss > 3 * median_loss_) return;
   // Margin for the receiver's own loss rate so the repair usually lands in one round.
   int want = need + static_cast<int>(std::ceil(need * std::min(r.loss, 0.5) / (1 - std::min(r.loss, 0.5))));
   auto p = pending_.find(b);
@@ -651,8 +745,13 @@ void Sender::OnStatus(Micros now, const proto::Address& from, const Message& msg
     r.have_bytes = s.have_bytes;
     last_progress_ = now;
   }
+  OnUnicastAck(now, r, s.unicast);
   if (s.heard + s.lost >= 16) r.loss = 0.6 * r.loss + 0.4 * (double(s.lost) / double(s.heard + s.lost));
   if (r.state != RecvState::kIncomplete) return;
+  if (s.state == RecvState::kIncomplete && !r.slow)
+    rc_.OnReport(now, s.id, s.heard, s.lost, static_cast<Micros>(s.qdelay_us));
+  else
+    rc_.Forget(s.id);
   if (hash_ && s.state == RecvState::kIncomplete && s.have_bytes >= cfg_.size && s.nacks.empty()) {
     // It holds every byte and waits for the hash: the announcement carrying
     // it was lost. Send one straight to it.
@@ -811,14 +910,15 @@ void Sender::Pump(Micros now, proto::Effects* out) {
     return BackupTick(now, out);
   }
   if (outcome_ != Outcome::kRunning) {
-    SendUnicast(now, out);
+    bool more = SendUnicast(now, out);
     if (now >= finish_at_ && unicast_.empty()) {
       finished_ = true;
       out->events.push_back("finished");
       out->wake_at = kNever;
       return;
     }
-    out->wake_at = unicast_.empty() ? finish_at_ : now;
+    // Jobs held back by a full window go when a report acknowledges frames.
+    out->wake_at = more ? now : unicast_.empty() ? finish_at_ : std::max(finish_at_, now + kRateCheck);
     return;
   }
   RefreshSource(now, out);
@@ -830,7 +930,7 @@ void Sender::Pump(Micros now, proto::Effects* out) {
     next_announce_ = now < data_start_ ? std::min(data_start_, now + cfg_.announce_lead / 4 + 1)
                                        : now + cfg_.announce_interval;
   }
-  SendUnicast(now, out);
+  bool unicast_more = SendUnicast(now, out);
   bool waited_for_source = source_wait_;
   source_wait_ = false;
   if (now >= data_start_) {
@@ -862,7 +962,8 @@ void Sender::Pump(Micros now, proto::Effects* out) {
     if (source_wait_) due = std::max(due, now + kSourcePoll);
     w = std::min(w, due);
   }
-  if (!unicast_.empty()) w = now;
+  if (unicast_more) w = now;
+  else if (!unicast_.empty()) w = std::min(w, now + kRateCheck);  // held back by windows: reports open them
   if (tail_) w = std::min(w, next_query_);
   if (source_wait_ || !hash_) w = std::min(w, now + kSourcePoll);  // a growing source, a hash to come
   out->wake_at = w;

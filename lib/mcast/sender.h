@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "mcast/fec.h"
+#include "mcast/rate_control.h"
 #include "mcast/store.h"
 #include "mcast/wire.h"
 #include "proto/core.h"
@@ -42,7 +43,11 @@ struct SenderConfig {
   uint64_t size = 0;            // the object's (final) size
   uint16_t frame_size = 1440;  // payload bytes per frame
   int block_k = 128;           // data frames per FEC block
-  uint64_t rate_bps = 500'000'000;  // wire bits per second (headers included)
+  // Wire bits per second (headers included): the cap. The rate control
+  // (mcast/rate_control.h) starts at start_rate_bps (0: at the cap, as with
+  // a --rate the user knows) and backs off only on congestion.
+  uint64_t rate_bps = 500'000'000;
+  uint64_t start_rate_bps = 0;
   int max_passes = 4;          // multicast repair rounds per block, then unicast
   std::vector<std::string> receivers;  // expected receiver ids (may be empty)
   int expect = 0;              // or: how many receivers to expect
@@ -80,6 +85,11 @@ struct ReceiverInfo {
   double loss = 0;         // EWMA of reported loss
   bool slow = false;       // served by unicast instead of multicast repair
   uint64_t unicast_frames = 0;
+  // Unicast finish: frames sent and acknowledged (its reports' count), when
+  // the count last grew, and the rate it takes them at (frames/s).
+  uint64_t uni_sent = 0, uni_acked = 0, uni_rate_acked = 0;
+  Micros uni_progress = 0, uni_rate_at = 0;
+  double uni_rate = 0;
   uint64_t nacks = 0;
   bool answered = false;   // reported since the last query
 };
@@ -106,6 +116,7 @@ class Sender {
   bool finished() const { return finished_; }
   bool active() const { return active_; }  // a backup that has taken over (a primary: always)
   uint64_t rate_bps() const { return rate_; }
+  const RateControl& rate_control() const { return rc_; }
   const std::map<std::string, ReceiverInfo>& receivers() const { return recv_; }
   const SenderStats& stats() const { return stats_; }
   uint32_t session() const { return session_; }  // 0 until the first bytes are available
@@ -142,7 +153,11 @@ class Sender {
   Message Base(Type t) const;
   void SendAnnounce(Micros now, proto::Effects* out, const proto::Address* to = nullptr);
   bool SendOneFrame(Micros now, proto::Effects* out);
-  void SendUnicast(Micros now, proto::Effects* out);
+  // Sends queued unicast jobs within each receiver's window; true when more
+  // could go now (the per-call limit stopped it).
+  bool SendUnicast(Micros now, proto::Effects* out);
+  uint64_t UnicastWindow(const ReceiverInfo& r) const;
+  void OnUnicastAck(Micros now, ReceiverInfo& r, uint64_t acked);
   void SendQuery(Micros now, proto::Effects* out);
   // Marks every receiver still incomplete failed (the session cannot finish).
   void FailIncomplete(const std::string& why, proto::Effects* out);
@@ -189,6 +204,10 @@ class Sender {
   Micros next_announce_ = 0, next_send_ = 0, next_query_ = proto::kNever, next_rate_check_ = 0;
   uint32_t epoch_ = 0, query_seq_ = 0;
   uint64_t rate_;
+  RateControl rc_;
+  uint64_t rate_said_ = 0;      // the rate last named in an event
+  double median_loss_ = 1.0;    // receivers' median loss (1 with fewer than two)
+  uint32_t frame_seq_ = 0;      // multicast data frames sent (Data::seq)
   uint64_t pace_carry_ns_ = 0;  // pacing remainder below a microsecond
   // Data pass position.
   uint32_t next_block_ = 0;
@@ -197,7 +216,9 @@ class Sender {
   std::deque<uint32_t> repairs_;  // blocks with a queued repair round
   std::map<uint32_t, int> pending_;  // block -> queued repair count (aggregated max)
   std::deque<UnicastJob> unicast_;
-  std::map<std::pair<std::string, uint32_t>, Micros> unicast_done_;  // (id, block) -> when sent
+  // (id, block) -> the receiver's uni_sent once the block's frames were
+  // sent: they have all arrived when its acknowledged count reaches it.
+  std::map<std::pair<std::string, uint32_t>, uint64_t> unicast_sent_;
   std::map<std::string, ReceiverInfo> recv_;
   std::map<int, std::unique_ptr<RsCode>> codes_;
   uint32_t cached_block_ = UINT32_MAX;

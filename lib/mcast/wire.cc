@@ -32,6 +32,8 @@ void EncodeBody(const Message& m, ByteWriter* w) {
       w->U32(m.data.block);
       w->U8(m.data.esi);
       w->U8(m.data.pass);
+      w->U32(m.data.seq);
+      w->U32(m.data.sent_us);
       w->U16(static_cast<uint16_t>(m.data.payload.size()));
       w->Bytes(m.data.payload);
       break;
@@ -42,6 +44,8 @@ void EncodeBody(const Message& m, ByteWriter* w) {
       w->Varint(s.have_bytes);
       w->Varint(s.lost);
       w->Varint(s.heard);
+      w->Varint(s.qdelay_us);
+      w->Varint(s.unicast);
       w->Str(s.id.substr(0, kMaxIdLen));
       w->Str(s.reason.substr(0, kMaxNameLen));
       size_t n = std::min(s.nacks.size(), kMaxListEntries);
@@ -121,18 +125,24 @@ bool ParseBody(ByteReader* r, Message* m) {
     }
     case Type::kData: {
       uint16_t len;
-      if (!r->U32(&m->data.block) || !r->U8(&m->data.esi) || !r->U8(&m->data.pass) || !r->U16(&len)) return false;
+      if (!r->U32(&m->data.block) || !r->U8(&m->data.esi) || !r->U8(&m->data.pass) || !r->U32(&m->data.seq) ||
+          !r->U32(&m->data.sent_us) ||
+          !r->U16(&len))
+        return false;
       if (m->data.esi == 255) return false;
       return r->View(len, &m->data.payload);
     }
     case Type::kStatus: {
       StatusReport& s = m->status;
       uint8_t state, more;
-      uint64_t have, lost, heard, n;
+      uint64_t have, lost, heard, qdelay, n;
       if (!r->U32(&s.seq) || !r->U8(&state) || !r->Varint(&have) || !r->Varint(&lost) || !r->Varint(&heard) ||
-          !r->Str(&s.id, kMaxIdLen) || !r->Str(&s.reason, kMaxNameLen) || !r->U8(&more) || !r->Varint(&n))
+          !r->Varint(&qdelay) || !r->Varint(&s.unicast) || !r->Str(&s.id, kMaxIdLen) || !r->Str(&s.reason, kMaxNameLen) || !r->U8(&more) || !r->Varint(&n))
         return false;
-      if (state > 2 || more > 1 || n > kMaxListEntries || lost > UINT32_MAX || heard > UINT32_MAX) return false;
+      if (state > 2 || more > 1 || n > kMaxListEntries || lost > UINT32_MAX || heard > UINT32_MAX ||
+          qdelay > UINT32_MAX)
+        return false;
+      s.qdelay_us = static_cast<uint32_t>(qdelay);
       s.state = static_cast<RecvState>(state);
       s.have_bytes = have;
       s.lost = static_cast<uint32_t>(lost);

@@ -21,10 +21,10 @@ constexpr uint16_t kMagic = 0x4d43;  // "CM" little-endian
 // 2: late hash in announce, want (type 9), session id from the prefix;
 // 3: the tag is the group MAC (keyed BLAKE2b-128) instead of HMAC-SHA-512-256;
 // 4: the announce carries the sender's run id, run start and clock (replay defence).
-constexpr uint8_t kVersion = 4;
+constexpr uint8_t kVersion = 5;
 constexpr size_t kHeaderSize = 9;
 constexpr size_t kTagSize = kMacSize;
-constexpr size_t kDataHeaderSize = kHeaderSize + 8;  // + block, esi, pass, len
+constexpr size_t kDataHeaderSize = kHeaderSize + 16;  // + block, esi, pass, seq, sent_us, len
 constexpr size_t kMaxDatagram = 1472;                // 1500-byte MTU minus IP/UDP
 constexpr size_t kMaxIdLen = 64;
 constexpr size_t kMaxNameLen = 255;
@@ -76,6 +76,8 @@ struct Data {
   uint32_t block = 0;
   uint8_t esi = 0;          // < k: data frame block*k+esi; >= k: parity symbol
   uint8_t pass = 0;         // 0 first transmission, n = n-th repair round of this block
+  uint32_t seq = 0;         // multicast data frames sent before this one in the run (receivers count gaps: loss)
+  uint32_t sent_us = 0;     // sender's clock (µs, wrapping) when sent: receivers measure queueing delay
   std::string_view payload; // frame_size bytes (the file's last frame is zero-padded)
 };
 
@@ -94,6 +96,11 @@ struct StatusReport {
   RecvState state = RecvState::kIncomplete;
   uint64_t have_bytes = 0;
   uint32_t lost = 0, heard = 0;  // frames lost / heard since the previous report (loss estimate)
+  // Queueing delay (µs): the least one-way delay of the multicast data frames
+  // heard since the previous report, over the least of the last ~10 s
+  // (docs/protocol/mcast.md, "Rate"); 0 when none was heard.
+  uint32_t qdelay_us = 0;
+  uint64_t unicast = 0;          // unicast data frames received in this session so far
   std::string id;                // receiver name
   std::string reason;            // why failed
   std::vector<NackRun> nacks;    // empty + kIncomplete: nothing missing yet behind the horizon

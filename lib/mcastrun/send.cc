@@ -112,8 +112,9 @@ Code Send(const SendJob& job) {
   const SenderConfig& tmpl = job.session;
   log::Info("rate " + std::to_string(tmpl.rate_bps / 1000000) + " Mbit/s, group " + job.net.group.ToString());
   if (tmpl.backup_for.empty() && log::Verbosity() >= 1 && !job.net.json)
-    std::fprintf(stderr, "cm-mcast: sending at %.0f Mbit/s (--rate to change) to %s\n", double(tmpl.rate_bps) / 1e6,
-                 job.net.group.ToString().c_str());
+    std::fprintf(stderr, tmpl.start_rate_bps ? "cm-mcast: finding the link's rate (at most %.0f Mbit/s; --rate to cap) for %s\n"
+                                             : "cm-mcast: sending at %.0f Mbit/s (--rate to change) to %s\n",
+                 double(tmpl.rate_bps) / 1e6, job.net.group.ToString().c_str());
   Code worst = Code::kOk;
   Files files = OpenAll(job, &worst);
   for (size_t i = 0; i < files.sources.size(); ++i) {

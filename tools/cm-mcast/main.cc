@@ -20,7 +20,7 @@ using namespace cm::mcast;
 
 struct Options {
   std::string group, iface = "127.0.0.1", id, key_file, config;
-  std::string rate = "500M";
+  std::string rate;  // empty: find the link's rate (RateControl), up to kDefaultCap
   std::vector<std::string> files, receivers;
   int expect = 0, quorum = 0, max_passes = 4, frame_size = 0, block = 128;
   std::string backup_for;
@@ -31,6 +31,11 @@ struct Options {
   bool json = false, quiet = false;
   int verbose = 0;
 };
+
+// Without --rate the sender finds the path's rate (docs/protocol/mcast.md,
+// "Rate"): from kDefaultStart, never above kDefaultCap.
+constexpr uint64_t kDefaultCap = 10'000'000'000;
+constexpr uint64_t kDefaultStart = 50'000'000;
 
 // "500M" -> 500e6 bits per second (decimal multiples, as for link rates).
 std::optional<uint64_t> ParseRate(std::string s) {
@@ -105,7 +110,7 @@ std::string DefaultId(const Options& o) {
 Result<mcastrun::SendJob> SendJobFrom(const Options& o) {
   mcastrun::SendJob j;
   CM_ASSIGN_OR_RETURN(j.net, ResolveNet(o));
-  auto rate = ParseRate(o.rate);
+  auto rate = o.rate.empty() ? std::optional<uint64_t>(kDefaultCap) : ParseRate(o.rate);
   if (!rate) return Error(Code::kUsage, "--rate: want e.g. 500M (bits per second)");
   int frame = o.frame_size ? o.frame_size : j.net.key ? 1424 : 1440;  // fills a 1500-byte MTU
   if (frame < 64 || frame + kDataHeaderSize + (j.net.key ? kTagSize : 0) > kMaxDatagram)
@@ -116,6 +121,7 @@ Result<mcastrun::SendJob> SendJobFrom(const Options& o) {
   sc.frame_size = static_cast<uint16_t>(frame);
   sc.block_k = o.block;
   sc.rate_bps = *rate;
+  sc.start_rate_bps = o.rate.empty() ? kDefaultStart : 0;  // a given --rate is trusted (a cap it never exceeds)
   sc.max_passes = o.max_passes;
   sc.group = j.net.group;
   sc.key = j.net.key;
@@ -174,7 +180,8 @@ int main(int argc, char** argv) {
   auto* send = app.add_subcommand("send", "multicast FILE... to the group");
   common(send);
   send->add_option("files", o.files, "files to send")->required();
-  send->add_option("--rate", o.rate, "wire rate in bits/s, e.g. 200M (default 500M)");
+  send->add_option("--rate", o.rate,
+                   "wire rate cap in bits/s, e.g. 200M (default: find the link's rate; congestion still slows it)");
   auto* rl = send->add_option("--receivers", o.receivers, "receiver ids that must complete")->delimiter(',');
   send->add_option("--expect", o.expect, "number of receivers to expect")->excludes(rl);
   send->add_option("--quorum", o.quorum, "enough completed receivers for exit 11 instead of 1");
@@ -190,7 +197,8 @@ int main(int argc, char** argv) {
   auto* serve = app.add_subcommand("serve", "serve FILE... to receivers that want them (recv --want), until stopped");
   common(serve);
   serve->add_option("files", o.files, "files to serve")->required();
-  serve->add_option("--rate", o.rate, "wire rate in bits/s, e.g. 200M (default 500M)");
+  serve->add_option("--rate", o.rate,
+                    "wire rate cap in bits/s, e.g. 200M (default: find the link's rate; congestion still slows it)");
   serve->add_option("--max-passes", o.max_passes, "multicast repair rounds per block before unicast (default 4)");
   serve->add_option("--frame-size", o.frame_size, "payload bytes per frame (default 1440, 1424 with --key)");
   serve->add_option("--block", o.block, "frames per FEC block, 1-128 (default 128)");

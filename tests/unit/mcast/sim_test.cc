@@ -360,5 +360,55 @@ TEST(McastSim, RepairCostTracksWorstReceiverNotUnion) {
   for (auto& store : stores) EXPECT_EQ(store->objects()["obj"], bytes);
 }
 
+// With --expect N (no list), a sender whose N receivers all reported
+// complete closes at once, as with --receivers: no linger (issue 16).
+void ClosesAtOnce(bool by_list) {
+  sim::NetParams net;
+  net.loss = 0.05;
+  for (uint64_t seed = 1; seed <= 20; ++seed) {
+    sim::Simulator<McastNode> sim(seed, net);
+    std::string bytes = RandomBytes(seed, 50000);
+    MemorySource source(bytes);
+    SenderConfig c;
+    c.name = "obj";
+    c.hash = HashBytes(bytes.data(), bytes.size());
+    c.size = bytes.size();
+    c.frame_size = 256;
+    c.block_k = 32;
+    c.rate_bps = 20'000'000;
+    c.group = kGroup;
+    c.seed = seed;
+    c.linger = 3 * kSeconds;
+    for (int i = 0; i < 3; ++i) {
+      if (by_list) c.receivers.push_back("r" + std::to_string(i));
+    }
+    if (!by_list) c.expect = 3;
+    std::vector<std::unique_ptr<MemoryStore>> stores;
+    int s = sim.AddNode(SenderAddr(), std::make_unique<McastNode>(std::make_unique<Sender>(c, &source)));
+    sim.Join(s, kGroup);
+    for (int i = 0; i < 3; ++i) {
+      stores.push_back(std::make_unique<MemoryStore>());
+      ReceiverConfig rc;
+      rc.id = "r" + std::to_string(i);
+      rc.group = kGroup;
+      rc.seed = seed * 7 + static_cast<uint64_t>(i);
+      int n = sim.AddNode(RecvAddr(i), std::make_unique<McastNode>(std::make_unique<Receiver>(rc, stores.back().get())));
+      sim.Join(n, kGroup);
+    }
+    Sender* snd = sim.core(s).sender();
+    proto::Micros decided = proto::kNever;
+    while (!snd->finished() && sim.now() < 30 * kSeconds) {
+      sim.RunUntil(sim.now() + kMillis);
+      if (decided == proto::kNever && snd->outcome() != Outcome::kRunning) decided = sim.now();
+    }
+    ASSERT_EQ(snd->outcome(), Outcome::kAllDone) << "seed " << seed;
+    EXPECT_LE(sim.now() - decided, 2 * kMillis) << "seed " << seed << ": lingered after everyone completed";
+    for (auto& st : stores) EXPECT_EQ(st->objects()["obj"], bytes);
+  }
+}
+
+TEST(McastSim, ExpectClosesAtOnceWhenAllExpectedComplete) { ClosesAtOnce(false); }
+TEST(McastSim, ListClosesAtOnceWhenAllListedComplete) { ClosesAtOnce(true); }
+
 }  // namespace
 }  // namespace cm::mcast

@@ -19,6 +19,8 @@ Message SampleStatus() {
   m.status.have_bytes = 123456;
   m.status.lost = 5;
   m.status.heard = 100;
+  m.status.qdelay_us = 12345;
+  m.status.unicast = 70000;
   m.status.nacks = {{2, 3, 7, 1}, {9, 1, 128, 0}};
   return m;
 }
@@ -51,6 +53,8 @@ TEST(McastWire, StatusRoundTrips) {
   EXPECT_EQ(out.status.nacks[1].first, 9u);
   EXPECT_EQ(out.status.nacks[1].need, 128);
   EXPECT_EQ(out.status.have_bytes, 123456u);
+  EXPECT_EQ(out.status.qdelay_us, 12345u);
+  EXPECT_EQ(out.status.unicast, 70000u);
 }
 
 Message SampleWant() {
@@ -181,6 +185,8 @@ TEST(McastWire, DataPayloadLengthMustMatch) {
   m.data.block = 4;
   m.data.esi = 130;
   m.data.pass = 2;
+  m.data.seq = 0xfffffff0u;
+  m.data.sent_us = 0x89abcdefu;
   std::string payload(100, 'x');
   m.data.payload = payload;
   std::string b = Encode(m);
@@ -188,6 +194,8 @@ TEST(McastWire, DataPayloadLengthMustMatch) {
   ASSERT_EQ(Parse(b, nullptr, &out), ParseResult::kOk);
   EXPECT_EQ(out.data.payload, payload);
   EXPECT_EQ(out.data.esi, 130);
+  EXPECT_EQ(out.data.seq, 0xfffffff0u);
+  EXPECT_EQ(out.data.sent_us, 0x89abcdefu);
   EXPECT_EQ(Parse(b + "y", nullptr, &out), ParseResult::kBad);
 }
 
