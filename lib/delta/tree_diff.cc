@@ -40,6 +40,9 @@ constexpr uint64_t kZstdDeltaMaxFile = 1 << 20;
 constexpr int kZstdDeltaLevel = 6;
 // Added files smaller than this are not worth a delta against a moved base.
 constexpr uint64_t kMinMoveDelta = 256;
+// A TIMES entry (two front-coded paths, a count, an mtime) replaces the META
+// entries of a run when it spares at least this many.
+constexpr uint64_t kMinTimeRunChanges = 4;
 
 const uint8_t kEmpty[1] = {0};
 
@@ -181,10 +184,11 @@ class Differ {
   Result<DiffSummary> Run() {
     CM_RETURN_IF_ERROR(new_.Start(false));
     CM_RETURN_IF_ERROR(old_.Start(opts_.old_may_be_missing));
-    if (opts_.moves) CM_RETURN_IF_ERROR(FindMoveCandidates());
+    runs_on_ = opts_.time_runs && opts_.times && opts_.excludes.empty() && !opts_.listing_only;
+    if (opts_.moves || runs_on_) CM_RETURN_IF_ERROR(Prepass());
     if (table_ != nullptr)
       CM_RETURN_IF_ERROR(table_->Begin((opts_.checksum ? kTableFlagChecksum : 0) |
-                                       (opts_.times ? 0 : kTableFlagNoTimes)));
+                                       (opts_.times ? 0 : kTableFlagNoTimes) | (runs_.empty() ? 0 : kTableFlagTimeRuns)));
 
     WalkEntry o, n;
     CM_ASSIGN_OR_RETURN(bool have_o, old_.Next(&o));
@@ -192,6 +196,7 @@ class Differ {
     while (have_o || have_n) {
       int c = !have_o ? 1 : !have_n ? -1 : ComparePaths(o.path, n.path);
       bool step_old = c <= 0, step_new = c >= 0;
+      if (step_new) EnterRun(n);
       if (c < 0) {
         CM_RETURN_IF_ERROR(Remove(o));
       } else if (c > 0) {
@@ -200,7 +205,7 @@ class Differ {
         CM_RETURN_IF_ERROR(Remove(o));
         CM_RETURN_IF_ERROR(Add(n));
       } else if (n.kind == Kind::kDir) {
-        if (MetaDiffers(o, n, opts_.times)) CM_RETURN_IF_ERROR(Emit(Entry(Op::kMeta, n), {}));
+        if (MetaDiffers(o, n, TimesMatter())) CM_RETURN_IF_ERROR(Emit(Entry(Op::kMeta, n), {}));
       } else if (n.kind == Kind::kSymlink) {
         if (o.link_target != n.link_target) {
           DeltaEntry e = Entry(Op::kModify, n);
@@ -219,8 +224,21 @@ class Differ {
         CM_ASSIGN_OR_RETURN(have_o, old_.Next(&o));
       }
     }
-    // The removals held back for moved files' bases (see FindMoveCandidates).
+    // The removals held back for moved files' bases (see Prepass).
     for (const DeltaEntry& e : deferred_removes_) CM_RETURN_IF_ERROR(Emit(e, {}));
+    if (runs_on_) {
+      if (run_index_ != run_total_) return Error(Code::kIo, new_.root() + ": changed during the diff");
+      for (const TimeRun& r : runs_) {
+        DeltaEntry e;
+        e.op = Op::kTimes;
+        e.kind = Kind::kFile;
+        e.path = r.first;
+        e.last_path = r.last;
+        e.mtime_ns = r.mtime_ns;
+        e.size = r.count;
+        CM_RETURN_IF_ERROR(Emit(e, {}));
+      }
+    }
     if (table_ != nullptr) CM_RETURN_IF_ERROR(table_->End());
     return summary_;
   }
@@ -242,7 +260,7 @@ class Differ {
   // an added file are candidate bases for it (a moved or renamed file).
   // Their REMOVEs are held back to the end of the table, so that the server
   // still has them when the added file is built from one of them.
-  Status FindMoveCandidates() {
+  Status Prepass() {
     auto quiet = [](const std::string&, const std::string&) {};
     // The roots the main walkers resolved (a symlinked root is read once).
     TreeWalker o(old_.root(), &filter_, quiet);
@@ -256,6 +274,12 @@ class Differ {
     CM_ASSIGN_OR_RETURN(bool have_n, n.Next(&b));
     while (have_o || have_n) {
       int c = !have_o ? 1 : !have_n ? -1 : ComparePaths(a.path, b.path);
+      if (c >= 0 && runs_on_) {
+        // Likely an mtime-only change (a file of another size is a MODIFY,
+        // which carries its mtime anyway).
+        const bool changed = c == 0 && a.kind == b.kind && a.mtime_ns != b.mtime_ns && a.size == b.size;
+        NoteRunEntry(b, changed);
+      }
       if (c < 0) {
         if (a.kind == Kind::kDir) o.SkipChildren();
         if (a.kind == Kind::kFile) removed.emplace_back(a.path, a.size);
@@ -272,6 +296,11 @@ class Differ {
         CM_ASSIGN_OR_RETURN(have_n, n.Next(&b));
       }
     }
+    if (runs_on_) CloseRun();
+    run_total_ = run_index_;
+    run_index_ = 0;
+    run_next_ = 0;
+    if (!opts_.moves) return Status::Ok();
     for (auto& [path, size] : removed) {
       std::string name = BaseName(path);
       if (!added_names.count(name)) continue;
@@ -280,6 +309,49 @@ class Differ {
     }
     return Status::Ok();
   }
+
+  // Runs (TreeDiffOptions::time_runs). The files and directories of the new
+  // tree are numbered in walk order (symlinks are not: their mtimes are not
+  // carried); the prepass groups consecutive ones of one mtime and keeps the
+  // groups with enough mtime-only changes; the main walk then ignores mtime
+  // differences inside them.
+  struct TimeRun {
+    std::string first, last;
+    int64_t mtime_ns = 0;
+    uint64_t count = 0, changed = 0;
+    uint64_t begin = 0;  // index of its first entry
+  };
+  void NoteRunEntry(const WalkEntry& b, bool changed) {
+    if (b.kind == Kind::kSymlink) return;
+    const uint64_t i = run_index_++;
+    if (open_run_.count > 0 && b.mtime_ns == open_run_.mtime_ns) {
+      open_run_.last = b.path;
+      ++open_run_.count;
+      open_run_.changed += changed;
+      return;
+    }
+    CloseRun();
+    if (b.mtime_ns == 0) return;
+    open_run_.first = open_run_.last = b.path;
+    open_run_.mtime_ns = b.mtime_ns;
+    open_run_.count = 1;
+    open_run_.changed = changed;
+    open_run_.begin = i;
+  }
+  void CloseRun() {
+    if (open_run_.count > 0 && open_run_.changed >= kMinTimeRunChanges) runs_.push_back(std::move(open_run_));
+    open_run_ = TimeRun{};
+  }
+  // Main walk: called for every new-tree entry before it is handled.
+  void EnterRun(const WalkEntry& n) {
+    in_run_ = false;
+    if (!runs_on_ || n.kind == Kind::kSymlink) return;
+    const uint64_t i = run_index_++;
+    while (run_next_ < runs_.size() && runs_[run_next_].begin + runs_[run_next_].count <= i) ++run_next_;
+    in_run_ = run_next_ < runs_.size() && runs_[run_next_].begin <= i && runs_[run_next_].mtime_ns == n.mtime_ns;
+  }
+  // Whether an mtime difference alone is a change for the current entry.
+  bool TimesMatter() const { return opts_.times && !in_run_; }
 
   // A REMOVE of a directory stands for its whole subtree.
   Status Remove(const WalkEntry& o) {
@@ -356,7 +428,7 @@ class Differ {
   }
 
   Status CompareFiles(const WalkEntry& o, const WalkEntry& n) {
-    bool meta = MetaDiffers(o, n, opts_.times);
+    bool meta = MetaDiffers(o, n, TimesMatter());
     if (!opts_.checksum && o.size == n.size && o.mtime_ns == n.mtime_ns) {
       return meta ? Emit(Entry(Op::kMeta, n), {}) : Status::Ok();
     }
@@ -472,6 +544,10 @@ class Differ {
       case Op::kRemove: ++summary_.removed; break;
       case Op::kModify: ++summary_.modified; break;
       case Op::kMeta: ++summary_.meta; break;
+      case Op::kTimes:
+        ++summary_.time_runs;
+        summary_.time_run_entries += e.size;
+        break;
     }
     if (e.op == Op::kModify && e.kind == Kind::kFile) {
       if (e.encoding == Encoding::kDelta) {
@@ -491,10 +567,17 @@ class Differ {
   PathFilter filter_;
   TreeWalker old_, new_;
   DiffSummary summary_;
-  // Moves (FindMoveCandidates): removed files by name, and those held back.
+  // Moves (Prepass): removed files by name, and those held back.
   std::unordered_map<std::string, std::vector<std::pair<std::string, uint64_t>>> move_bases_;
   std::unordered_set<std::string> held_back_;
   std::vector<DeltaEntry> deferred_removes_;
+  // Runs of equal mtimes (Prepass, EnterRun).
+  bool runs_on_ = false;
+  std::vector<TimeRun> runs_;
+  TimeRun open_run_;
+  uint64_t run_index_ = 0, run_total_ = 0;
+  size_t run_next_ = 0;
+  bool in_run_ = false;
 };
 
 }  // namespace

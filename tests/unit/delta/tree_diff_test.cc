@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <random>
 
 #include "patch_helpers.h"
@@ -40,6 +41,10 @@ class Collector : public DiffObserver {
 std::vector<std::string> Lines(const std::vector<DeltaEntry>& es) {
   std::vector<std::string> out;
   for (const auto& e : es) {
+    if (e.op == Op::kTimes) {
+      out.push_back("t " + e.path + ".." + e.last_path + " " + std::to_string(e.size));
+      continue;
+    }
     char tag = e.op == Op::kAdd ? 'A' : e.op == Op::kRemove ? 'D' : e.op == Op::kModify ? 'M' : 'm';
     out.push_back(std::string(1, tag) + " " + e.path + (e.kind == Kind::kDir ? "/" : ""));
   }
@@ -147,6 +152,73 @@ TEST_F(TreeDiffTest, NoTimesIgnoresMtimeOnlyChangesButStillComparesBytes) {
   EXPECT_EQ(r.flags() & kTableFlagNoTimes, kTableFlagNoTimes);
   // With times (the default) the same trees give three more META entries.
   EXPECT_EQ(Diff(), (std::vector<std::string>{"m chmod", "m d/", "M edited", "m same"}));
+}
+
+// A release where every file got one new mtime: the mtime-only changes are
+// runs (first path, last path, count, mtime) at the end of the table, not a
+// META entry each. A file of another mtime splits the run; a symlink does not
+// (symlink mtimes are not carried); content changes keep their entries.
+TEST_F(TreeDiffTest, MtimeOnlyChangesOfOneNewMtimeAreRunsAtTheEnd) {
+  for (const char* f : {"a/1", "a/2", "a/3", "b/1", "b/2", "c/1", "c/2", "c/3", "c/4"}) {
+    WriteFile(Old(f), std::string("same ") + f);
+    WriteFile(New(f), std::string("same ") + f);
+  }
+  WriteFile(Old("a/edited"), "old content");
+  WriteFile(New("a/edited"), "new content, longer");
+  ASSERT_EQ(::symlink("1", New("b/link").c_str()), 0);
+  ASSERT_EQ(::symlink("1", Old("b/link").c_str()), 0);
+  PinMtimes(Old());
+  std::string out;
+  cm::test::Run("find '" + New() + "' -depth -exec touch -h -d @1700000000 {} +", &out);
+  SetMtime(New("b/2"), 1700000555);  // splits the run: a/..b/1, then c..c/4
+  auto lines = Diff();
+  EXPECT_EQ(lines, (std::vector<std::string>{"M a/edited", "m b/2", "t a..b/1 7", "t c..c/4 5"}));
+  const DeltaEntry& run = collector_.entries[2];
+  EXPECT_EQ(run.mtime_ns, 1700000000ll * 1000000000);
+  // The table carries them (flag set, entries read back).
+  StringSource src(table_);
+  DeltaTableReader r(&src);
+  ASSERT_TRUE(r.Begin().ok());
+  EXPECT_EQ(r.flags() & kTableFlagTimeRuns, kTableFlagTimeRuns);
+  std::vector<DeltaEntry> back;
+  DeltaEntry e;
+  for (;;) {
+    auto more = r.Next(&e);
+    ASSERT_TRUE(more.ok()) << more.status().message();
+    if (!*more) break;
+    back.push_back(e);
+  }
+  EXPECT_EQ(Lines(back), lines);
+
+  // Off: a META entry per file and directory, no flag.
+  TreeDiffOptions o;
+  o.time_runs = false;
+  lines = Diff(o);
+  EXPECT_EQ(lines.size(), 13u);
+  EXPECT_EQ(std::count(lines.begin(), lines.end(), "m a/1"), 1);
+  StringSource src2(table_);
+  DeltaTableReader r2(&src2);
+  ASSERT_TRUE(r2.Begin().ok());
+  EXPECT_EQ(r2.flags() & kTableFlagTimeRuns, 0);
+  // With excludes (the server's tree holds excluded paths a run would count)
+  // and without times there are no runs either.
+  o = {};
+  o.excludes = {"nothing-matches"};
+  EXPECT_EQ(Diff(o).size(), 13u);
+  o = {};
+  o.times = false;
+  EXPECT_EQ(Diff(o), std::vector<std::string>{"M a/edited"});
+}
+
+TEST_F(TreeDiffTest, FewMtimeOnlyChangesStayMetaEntries) {
+  for (const char* f : {"1", "2", "3"}) {
+    WriteFile(Old(f), "x");
+    WriteFile(New(f), "x");
+  }
+  PinMtimes(Old());
+  PinMtimes(New());
+  for (const char* f : {"1", "2", "3"}) SetMtime(New(f), 1700000000);
+  EXPECT_EQ(Diff(), (std::vector<std::string>{"m 1", "m 2", "m 3"}));
 }
 
 TEST_F(TreeDiffTest, AMovedFileIsADeltaAgainstItsOldPlaceWhoseRemovalComesLast) {
