@@ -50,7 +50,7 @@ struct TreeDiffOptions {
   // a META entry each. Only with times, without excludes (the server's tree
   // holds the excluded paths, which a run would count) and for a table.
   bool time_runs = true;
-  // A changed file of at most 1 MiB (base at most 8 MiB) may be one zstd
+  // A changed file of at most 8 MiB (base at most 8 MiB) may be one zstd
   // frame with its old version as prefix (delta instruction ZSTD) when that
   // beats COPY/INSERT. Off for servers whose cm-apply predates it.
   bool zstd_deltas = true;

@@ -291,6 +291,45 @@ TEST_F(TreeDiffTest, ARebuiltBinaryIsAZstdDeltaThatApplies) {
   }
 }
 
+// Above 1 MiB too (level 9 there): a 6 MiB rebuilt library is one ZSTD
+// instruction, much smaller than the file, that applies.
+TEST_F(TreeDiffTest, ALargeRebuiltBinaryIsAZstdDeltaToo) {
+  std::string old_bin, new_bin;
+  std::mt19937 rng(9);
+  for (int i = 0; i < (6 << 20) / 4; ++i) {
+    uint32_t w = rng() % 4096;
+    old_bin.append(reinterpret_cast<const char*>(&w), 4);
+    w += (i % 5 == 0) ? 32 : 0;
+    new_bin.append(reinterpret_cast<const char*>(&w), 4);
+  }
+  WriteFile(Old("big.so"), old_bin);
+  WriteFile(New("big.so"), new_bin);
+  PinMtimes(Old());
+  PinMtimes(New());
+  SetMtime(New("big.so"), 1700000000);
+  EXPECT_EQ(Diff(), std::vector<std::string>{"M big.so"});
+  ASSERT_EQ(collector_.entries[0].encoding, Encoding::kDelta);
+  StringSource src(table_);
+  DeltaTableReader r(&src);
+  ASSERT_TRUE(r.Begin().ok());
+  DeltaEntry e;
+  ASSERT_TRUE(*r.Next(&e));
+  std::string stream(16 << 20, '\0');
+  size_t got = 0;
+  for (;;) {
+    auto n = r.ReadDeltaBytes(stream.data() + got, stream.size() - got);
+    ASSERT_TRUE(n.ok());
+    if (*n == 0) break;
+    got += *n;
+  }
+  stream.resize(got);
+  EXPECT_EQ(static_cast<uint8_t>(stream[0]), kOpZstd);
+  EXPECT_LT(stream.size(), new_bin.size() / 2);
+  auto out = testing::Apply(old_bin, stream, new_bin.size());
+  ASSERT_TRUE(out.ok()) << out.status().message();
+  EXPECT_TRUE(*out == new_bin);
+}
+
 TEST_F(TreeDiffTest, ChecksumCatchesSameSizeSameMtimeChange) {
   WriteFile(Old("f"), "aaaa");
   WriteFile(New("f"), "bbbb");

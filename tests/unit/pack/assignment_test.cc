@@ -496,6 +496,18 @@ Result<std::unique_ptr<AssignmentReader>> WriteAndVerify(const std::string& path
   return r;
 }
 
+// Every command NextCommand returns, in order (a failure ends the list).
+std::vector<Command> ReadCommands(AssignmentReader* r) {
+  std::vector<Command> out;
+  Command c;
+  for (;;) {
+    auto more = r->NextCommand(&c);
+    EXPECT_TRUE(more.ok()) << more.status().message();
+    if (!more.ok() || !*more) return out;
+    out.push_back(c);
+  }
+}
+
 TEST(AssignmentBase, RoundTripsInEveryFormatAndIsNeverReturnedAsACommand) {
   for (uint64_t cs : kChunkSizes) {
     SCOPED_TRACE("format " + std::to_string(cs));
@@ -505,14 +517,8 @@ TEST(AssignmentBase, RoundTripsInEveryFormatAndIsNeverReturnedAsACommand) {
     ASSERT_TRUE((*r)->base().has_value());
     EXPECT_EQ(*(*r)->base(), SomeBase());
     EXPECT_EQ((*r)->header().command_count, 3u);
-    Command c;
     std::vector<std::string> seen;
-    for (;;) {
-      auto more = (*r)->NextCommand(&c);
-      ASSERT_TRUE(more.ok());
-      if (!*more) break;
-      seen.push_back(c.path);
-    }
+    for (const Command& c : ReadCommands(r->get())) seen.push_back(c.path);
     EXPECT_EQ(seen, (std::vector<std::string>{"a", "a/b"}));
   }
 }
@@ -569,15 +575,10 @@ TEST(AssignmentTouch, RunsRoundTripInEveryFormatAndMustComeLastInOrder) {
     auto r = WriteAndVerify(d / "a.cma", {MkdirCmd("a"), TouchCmd("a", "a/z", 7), TouchCmd("b", "c/d", 3)},
                             BasicOptions(cs));
     ASSERT_TRUE(r.ok()) << r.status().message();
-    Command c;
     std::vector<std::string> seen;
-    for (;;) {
-      auto more = (*r)->NextCommand(&c);
-      ASSERT_TRUE(more.ok());
-      if (!*more) break;
+    for (const Command& c : ReadCommands(r->get()))
       seen.push_back(std::string(OpcodeName(c.op)) + " " + c.path + " " + c.path2 + " " + std::to_string(c.size) +
                      (c.op == Opcode::kTouch ? " " + std::to_string(c.meta.mtime_ns) : ""));
-    }
     EXPECT_EQ(seen, (std::vector<std::string>{"mkdir a  0", "touch a a/z 7 1700000000000000000",
                                               "touch b c/d 3 1700000000000000000"}));
     auto code = [&](const std::vector<Command>& cmds) {
