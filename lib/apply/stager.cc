@@ -1,5 +1,6 @@
 #include "apply/stager.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -17,6 +18,7 @@
 #include "apply/fs_ops.h"
 #include "apply/safe_path.h"
 #include "delta/instructions.h"
+#include "delta/tree_walk.h"
 #include "util/crash_point.h"
 #include "util/hash.h"
 
@@ -206,7 +208,8 @@ struct NewFile {
 
 Status Stager::Apply(const pack::Command& c, ByteSource* data) {
   CM_RETURN_IF_ERROR(ValidateRelPath(c.path));
-  if (c.op == pack::Opcode::kRename || c.op == pack::Opcode::kCopy) CM_RETURN_IF_ERROR(ValidateRelPath(c.path2));
+  if (c.op == pack::Opcode::kRename || c.op == pack::Opcode::kCopy || c.op == pack::Opcode::kTouch)
+    CM_RETURN_IF_ERROR(ValidateRelPath(c.path2));
   Status st;
   switch (c.op) {
     case pack::Opcode::kMkdir: st = Mkdir(c); break;
@@ -217,6 +220,7 @@ Status Stager::Apply(const pack::Command& c, ByteSource* data) {
     case pack::Opcode::kCopy: st = Copy(c); break;
     case pack::Opcode::kSetMeta: st = SetMeta(c); break;
     case pack::Opcode::kSymlink: st = Symlink(c); break;
+    case pack::Opcode::kTouch: st = Touch(c); break;
     default: return Error(Code::kCorrupt, c.path + ": unknown command");
   }
   if (st.ok()) CrashPoint("stage.command");
@@ -503,6 +507,102 @@ Status Stager::Symlink(const pack::Command& c) {
   tmp.Release();
   CM_RETURN_IF_ERROR(parent.Restore(c.path));
   ++stats_.symlinks;
+  return Status::Ok();
+}
+
+// TOUCH: the staged tree is walked in the delta's walk order (names
+// bytewise within a directory, a directory before its children), entering
+// only directories whose subtree can hold a path of the run, and every file
+// and directory from c.path to c.path2 gets the run's mtime (through
+// SetMeta/DirMeta: a shared file is copied first, a directory's change is
+// logged). Their number must be the run's count: otherwise the tree is not
+// the one the delta was made from.
+struct Stager::TouchWalk {
+  const pack::Command* c = nullptr;
+  uint64_t seen = 0;
+  bool past = false;  // beyond the run's last path
+};
+
+Status Stager::Touch(const pack::Command& c) {
+  if (c.meta.mtime_ns == 0 || c.size == 0 || delta::ComparePaths(c.path, c.path2) > 0)
+    return Error(Code::kCorrupt, c.path + ": malformed touch command");
+  if (!logged_dirs_) {
+    CM_ASSIGN_OR_RETURN(DirMetaMap m, ReplayDirMeta(log_->path()));
+    logged_dirs_ = std::move(m);
+  }
+  TouchWalk t;
+  t.c = &c;
+  CM_RETURN_IF_ERROR(TouchDir(&t, ""));
+  if (t.seen != c.size)
+    return Mismatch(c.path, "the run to " + c.path2 + " has " + std::to_string(t.seen) + " files and directories, the "
+                                "assignment says " + std::to_string(c.size));
+  return Status::Ok();
+}
+
+Status Stager::TouchDir(TouchWalk* t, const std::string& dir) {
+  UniqueFd fd(dir.empty() ? ::openat(tree_fd_, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+                          : ::openat(tree_fd_, dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd) return ErrnoError(dir.empty() ? "staged tree" : dir, errno);
+  std::vector<std::string> names;
+  {
+    DIR* d = ::fdopendir(::dup(fd.get()));
+    if (d == nullptr) return ErrnoError(dir, errno);
+    while (struct dirent* de = ::readdir(d)) {
+      std::string n = de->d_name;
+      if (n == "." || n == "..") continue;
+      names.push_back(std::move(n));
+    }
+    ::closedir(d);
+  }
+  std::sort(names.begin(), names.end());  // bytewise, as the walk
+  const pack::Command& c = *t->c;
+  for (const std::string& name : names) {
+    if (t->past) return Status::Ok();
+    const std::string path = dir.empty() ? name : dir + "/" + name;
+    if (delta::ComparePaths(path, c.path2) > 0) {
+      t->past = true;
+      return Status::Ok();
+    }
+    CM_ASSIGN_OR_RETURN(struct stat st, LstatAt(fd.get(), name));
+    const bool in_run = delta::ComparePaths(path, c.path) >= 0;
+    if (in_run && !S_ISLNK(st.st_mode)) CM_RETURN_IF_ERROR(TouchOne(t, path, st));
+    // A subtree before the run's first path holds none of it unless the
+    // first path is inside.
+    if (S_ISDIR(st.st_mode) && (in_run || (c.path.size() > path.size() && c.path.compare(0, path.size(), path) == 0 &&
+                                           c.path[path.size()] == '/')))
+      CM_RETURN_IF_ERROR(TouchDir(t, path));
+  }
+  return Status::Ok();
+}
+
+Status Stager::TouchOne(TouchWalk* t, const std::string& path, const struct stat& st) {
+  ++t->seen;
+  if (t->seen > t->c->size) return Status::Ok();  // reported as a count mismatch
+  pack::Command m;
+  m.op = pack::Opcode::kSetMeta;
+  m.path = path;
+  if (S_ISDIR(st.st_mode)) {
+    auto it = logged_dirs_->find(path);
+    if (it != logged_dirs_->end()) {
+      m.meta = it->second;
+    } else {
+      m.meta.mode = st.st_mode & 07777;
+    }
+    m.meta.mtime_ns = t->c->meta.mtime_ns;
+    (*logged_dirs_)[path] = m.meta;
+  } else if (S_ISREG(st.st_mode)) {
+    m.meta.mode = st.st_mode & 07777;
+    m.meta.mtime_ns = t->c->meta.mtime_ns;
+    if (MetaFromStat(st).mtime_ns == m.meta.mtime_ns) {  // already so (an added or patched file)
+      ++stats_.touched;
+      return Status::Ok();
+    }
+  } else {
+    return Error(Code::kUnsafePath, path + ": special file");
+  }
+  CM_RETURN_IF_ERROR(SetMeta(m));
+  --stats_.meta;  // counted as touched, not as a SET_META
+  ++stats_.touched;
   return Status::Ok();
 }
 

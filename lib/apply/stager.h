@@ -19,7 +19,10 @@
 // and must be discarded. Not thread-safe.
 #pragma once
 
+#include <sys/stat.h>
+
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,6 +36,7 @@ namespace cm::apply {
 
 struct StageStats {
   uint64_t dirs = 0, created = 0, patched = 0, removed = 0, renamed = 0, copied = 0, meta = 0, symlinks = 0;
+  uint64_t touched = 0;  // files and directories given a run's mtime (TOUCH)
   uint64_t bytes_written = 0;
 };
 
@@ -67,6 +71,10 @@ class Stager {
   Status Copy(const pack::Command& c);
   Status SetMeta(const pack::Command& c);
   Status Symlink(const pack::Command& c);
+  Status Touch(const pack::Command& c);
+  struct TouchWalk;
+  Status TouchDir(TouchWalk* t, const std::string& dir);
+  Status TouchOne(TouchWalk* t, const std::string& path, const struct stat& st);
 
   std::vector<char>& IoBuffer();
   Status Spend(uint64_t bytes, const std::string& path);
@@ -76,6 +84,8 @@ class Stager {
   ParentWalker walker_;
   StageStats stats_;
   std::vector<char> io_buf_;
+  // TOUCH: the directories' logged metadata (their true modes), read once.
+  std::optional<DirMetaMap> logged_dirs_;
   uint64_t budget_ = UINT64_MAX;
 };
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "delta/tree_walk.h"
 #include "util/byte_io.h"
 
 namespace cm::delta {
@@ -37,7 +38,15 @@ bool HasEncoding(const DeltaEntry& e, uint16_t version = kTableVersion) {
 // Semantic checks shared by writer and reader (the reader maps a failure to
 // kCorrupt, the writer to kFailure since it means a caller bug).
 const char* ValidateEntry(const DeltaEntry& e) {
-  if (e.op < Op::kAdd || e.op > Op::kMeta) return "bad op";
+  if (e.op < Op::kAdd || e.op > Op::kTimes) return "bad op";
+  if (e.op == Op::kTimes) {
+    if (e.kind != Kind::kFile || e.mode != 0 || e.uid != 0 || e.gid != 0) return "bad TIMES entry";
+    if (e.mtime_ns == 0 || e.size == 0) return "bad TIMES entry";
+    if (!IsSafeRelativePath(e.path) || !IsSafeRelativePath(e.last_path) || ComparePaths(e.path, e.last_path) > 0)
+      return "bad TIMES range";
+    return nullptr;
+  }
+  if (!e.last_path.empty()) return "bad entry";
   if (e.kind < Kind::kFile || e.kind > Kind::kSymlink) return "bad kind";
   if (!IsSafeRelativePath(e.path)) return "unsafe path";
   if (e.mode > 07777) return "bad mode";
@@ -60,6 +69,7 @@ const char* OpName(Op op) {
     case Op::kRemove: return "remove";
     case Op::kModify: return "modify";
     case Op::kMeta: return "meta";
+    case Op::kTimes: return "times";
   }
   return "?";
 }
@@ -107,6 +117,7 @@ bool DecodeTableBase(std::string_view payload, TableBase* b) {
 DeltaTableWriter::DeltaTableWriter(ByteSink* sink) : sink_(sink) {}
 
 Status DeltaTableWriter::Begin(uint16_t flags) {
+  flags_ = flags;
   std::string h;
   ByteWriter w(&h);
   w.Bytes(kTableMagic, 4);
@@ -140,6 +151,10 @@ Status DeltaTableWriter::AddEntry(const DeltaEntry& e) {
     return Error(Code::kFailure, "delta table: " + e.path + ": " + why);
   if (delta_open_ && delta_written_ == 0)
     return Error(Code::kFailure, "delta table: DELTA entry without instructions");
+  if (e.op == Op::kTimes ? !(flags_ & kTableFlagTimeRuns) ||
+                               (!times_last_.empty() && ComparePaths(times_last_, e.path) >= 0)
+                         : !times_last_.empty())
+    return Error(Code::kFailure, "delta table: " + e.path + ": TIMES entry out of place");
   std::string p;
   ByteWriter w(&p);
   w.U8(static_cast<uint8_t>(e.op));
@@ -159,6 +174,10 @@ Status DeltaTableWriter::AddEntry(const DeltaEntry& e) {
       w.Varint(e.base_size);
       w.Bytes(e.base_hash.data(), e.base_hash.size());
     }
+  }
+  if (e.op == Op::kTimes) {
+    w.Str(e.last_path);
+    times_last_ = e.last_path;
   }
   CM_RETURN_IF_ERROR(WriteRecord(kRecEntry, p));
   ++entries_;
@@ -213,7 +232,7 @@ Status DeltaTableReader::Begin() {
   r.U32(&reserved);
   if (version < 1 || version > kTableVersionBase) return Corrupt("unsupported version " + std::to_string(version));
   version_ = version;
-  if ((flags_ & ~(kTableFlagChecksum | kTableFlagNoTimes)) != 0) return Corrupt("unknown flags");
+  if ((flags_ & ~(kTableFlagChecksum | kTableFlagNoTimes | kTableFlagTimeRuns)) != 0) return Corrupt("unknown flags");
   if (reserved != 0) return Corrupt("nonzero reserved field");
   hasher_.Update(h, sizeof h);
   if (version_ < kTableVersionBase) return Status::Ok();
@@ -313,7 +332,7 @@ Result<bool> DeltaTableReader::Next(DeltaEntry* e) {
   if (!r.U8(&op) || !r.U8(&kind) || !r.Str(&out.path, kMaxPathBytes) || !r.Varint(&mode) ||
       !r.Varint(&uid) || !r.Varint(&gid) || !r.SVarint(&out.mtime_ns) || !r.Varint(&out.size))
     return Corrupt("malformed entry");
-  if (op < 1 || op > 4) return Corrupt("bad op " + std::to_string(op));
+  if (op < 1 || op > 5 || (op == 5 && !(flags_ & kTableFlagTimeRuns))) return Corrupt("bad op " + std::to_string(op));
   if (kind < 1 || kind > 3) return Corrupt("bad kind " + std::to_string(kind));
   if (mode > 07777 || uid > UINT32_MAX || gid > UINT32_MAX) return Corrupt("bad mode or owner");
   out.op = static_cast<Op>(op);
@@ -332,8 +351,15 @@ Result<bool> DeltaTableReader::Next(DeltaEntry* e) {
          !r.Bytes(out.base_hash.data(), out.base_hash.size())))
       return Corrupt("malformed entry");
   }
+  if (out.op == Op::kTimes) {
+    if (!r.Str(&out.last_path, kMaxPathBytes)) return Corrupt("malformed entry");
+    if (!times_last_.empty() && ComparePaths(times_last_, out.path) >= 0) return Corrupt("TIMES entries overlap or out of order");
+  } else if (!times_last_.empty()) {
+    return Corrupt(out.path + ": entry after a TIMES entry");
+  }
   if (!r.AtEnd()) return Corrupt("trailing bytes in entry");
   if (const char* why = ValidateEntry(out)) return Corrupt(out.path + ": " + why);
+  if (out.op == Op::kTimes) times_last_ = out.last_path;
   ++entries_;
   in_delta_ = HasEncoding(out, version_) && out.encoding == Encoding::kDelta;
   delta_seen_ = 0;

@@ -25,6 +25,8 @@
 //       [v2: str base_path] | varint base_size | base_hash[32]
 //   A DELTA entry is followed by kRecDeltaChunk records carrying one
 //   instruction stream (delta/instructions.h) that ends with its END opcode.
+//   TIMES entry (flag kTableFlagTimeRuns): op 5 | kind 1 | str first | 0 | 0 |
+//     0 | svarint mtime_ns (nonzero) | varint count (>= 1) | str last.
 //
 // Entries come in a deterministic depth-first order: within a directory,
 // names sorted bytewise; a directory before its children; when a path
@@ -56,10 +58,19 @@ constexpr uint16_t kTableFlagChecksum = 1;  // change detection by content hash
 // Modification times are not carried (--no-times): every entry's mtime_ns is
 // 0 ("leave as is") and a change of mtime alone is no change.
 constexpr uint16_t kTableFlagNoTimes = 2;
+// TIMES entries may follow the other entries (any table version): runs of the
+// new tree's files and directories that share one mtime (Op::kTimes). A
+// reader that predates the flag refuses the table ("unknown flags").
+constexpr uint16_t kTableFlagTimeRuns = 4;
 constexpr uint32_t kMaxRecord = 16 << 20;
 
 enum RecordType : uint8_t { kRecEntry = 1, kRecDeltaChunk = 2, kRecEnd = 3, kRecBase = 4 };
-enum class Op : uint8_t { kAdd = 1, kRemove = 2, kModify = 3, kMeta = 4 };
+// kTimes (tables with kTableFlagTimeRuns only, after every other entry, in
+// walk order, not overlapping): every file and directory of the new tree from
+// `path` to `last_path` (both inclusive, walk order; symlinks are neither
+// counted nor touched) gets mtime_ns; there are exactly `size` of them. Their
+// mtime-only changes have no META entry of their own.
+enum class Op : uint8_t { kAdd = 1, kRemove = 2, kModify = 3, kMeta = 4, kTimes = 5 };
 enum class Kind : uint8_t { kFile = 1, kDir = 2, kSymlink = 3 };
 enum class Encoding : uint8_t { kWhole = 0, kDelta = 1 };
 
@@ -79,6 +90,7 @@ struct DeltaEntry {
   std::string base_path;
   uint64_t base_size = 0;   // DELTA: size of the old file
   Hash256 base_hash{};      // DELTA: hash of the old file
+  std::string last_path;    // TIMES: the run's last path (path is its first; size its count)
 };
 
 // The tree a table applies to (the old tree) and the tree it makes: what
@@ -99,7 +111,7 @@ void EncodeTableBase(const TableBase& b, std::string* out);
 bool DecodeTableBase(std::string_view payload, TableBase* b);
 bool IsZeroHash(const Hash256& h);
 
-const char* OpName(Op op);      // "add", "remove", "modify", "meta"
+const char* OpName(Op op);      // "add", "remove", "modify", "meta", "times"
 const char* KindName(Kind k);   // "file", "dir", "symlink"
 
 // Validates a relative content path: non-empty, no leading '/', no empty,
@@ -124,6 +136,8 @@ class DeltaTableWriter {
   ByteSink* sink_;
   Hasher hasher_;
   uint64_t entries_ = 0;
+  uint16_t flags_ = 0;
+  std::string times_last_;      // last_path of the previous TIMES entry ("" = none yet)
   bool delta_open_ = false;     // the last entry was DELTA
   uint64_t delta_written_ = 0;  // instruction bytes written for it
   std::optional<TableBase> base_;
@@ -161,6 +175,7 @@ class DeltaTableReader {
   std::string chunk_;
   size_t chunk_pos_ = 0;
   bool in_delta_ = false;
+  std::string times_last_;     // last_path of the previous TIMES entry ("" = none yet)
   bool done_ = false;          // END seen and checked
   uint32_t chunk_left_ = 0;    // unread payload bytes of the current chunk record
   uint64_t delta_seen_ = 0;    // instruction bytes read for the current entry

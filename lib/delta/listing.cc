@@ -72,6 +72,19 @@ ListingObserver::ListingObserver(bool list, bool json, ByteSink* out)
     : list_(list), json_(json), out_(out), progress_(log::ProgressEnabled()) {}
 
 Status ListingObserver::OnEntry(const DeltaEntry& e, const EntryDetails& d) {
+  if (e.op == Op::kTimes) {
+    if (list_) {
+      std::string line = "t " + EscapeForListing(e.path) + " .. " + EscapeForListing(e.last_path) + " (" +
+                         std::to_string(e.size) + ")\n";
+      return out_->Write(line.data(), line.size());
+    }
+    if (!json_) return Status::Ok();
+    JsonObject o;
+    o.Str("type", "entry").Str("op", OpName(e.op)).Str("path", e.path).Str("last_path", e.last_path);
+    o.Int("mtime_ns", e.mtime_ns).Uint("count", e.size);
+    std::string line = o.Build() + "\n";
+    return out_->Write(line.data(), line.size());
+  }
   if (list_) {
     char tag = e.op == Op::kAdd ? 'A' : e.op == Op::kRemove ? 'D' : e.op == Op::kModify ? 'M' : 'm';
     std::string line =
@@ -115,7 +128,7 @@ std::string SummaryJson(const DiffSummary& s, bool checksum, const uint64_t* tab
   JsonObject j;
   j.Str("type", "summary").Uint("entries", s.entries).Uint("added", s.added).Uint("removed", s.removed);
   j.Uint("modified", s.modified).Uint("meta", s.meta).Uint("delta_files", s.delta_files);
-  j.Uint("whole_files", s.whole_files).Uint("moved_files", s.moved_files).Uint("delta_bytes", s.delta_bytes).Uint("scanned", s.scanned);
+  j.Uint("whole_files", s.whole_files).Uint("moved_files", s.moved_files).Uint("time_runs", s.time_runs).Uint("time_run_entries", s.time_run_entries).Uint("delta_bytes", s.delta_bytes).Uint("scanned", s.scanned);
   j.Uint("bytes_read", s.bytes_read).Bool("checksum", checksum);
   if (table_bytes_or_null) j.Uint("table_bytes", *table_bytes_or_null);
   return j.Build();

@@ -125,6 +125,7 @@ Result<Manifest> ApplyEntries(const Manifest& base, const std::vector<DeltaEntry
     return base.Find(p);
   };
   for (const DeltaEntry& e : entries) {
+    if (e.op == Op::kTimes) continue;  // mtimes are not content
     if (e.op == Op::kRemove) {
       if (e.kind == Kind::kDir) {
         // Whatever was added under it before is gone too.

@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <thread>
 #include <unordered_map>
@@ -32,14 +33,25 @@ constexpr size_t kSpillBytes = 64u << 20;
 constexpr uint64_t kEntropyProbeBytes = 8u << 20;
 
 constexpr uint64_t kPopulateMax = 1ull << 30;
+constexpr uint64_t kReadNotMapBytes = 1u << 20;
 // zstd-prefix deltas (TryZstdDelta): files up to this size, at this level.
 // On three 0.169 -> 0.170 level 6 gave 196 KB for 0.29 s of cm-delta CPU,
 // level 3 243 KB (0.21 s), 9/19 by size 186 KB (0.49 s): 6 keeps cm-delta
 // | cm-pack within rsync's time.
-constexpr uint64_t kZstdDeltaMaxFile = 1 << 20;
+constexpr uint64_t kZstdDeltaSmallFile = 1 << 20;
 constexpr int kZstdDeltaLevel = 6;
+// Larger files (up to the base limit, 8 MiB): level 9. A rebuilt shared
+// library (libruby-3.1.so, 3.8 MB, 3.1.2-7+deb12u1 -> 3.1.7+really3.1.2):
+// COPY/INSERT 692 KB of instructions, about 320 KB once cm-pack compressed
+// them; zstd with the old version as prefix: level 3 275 KB (0.02 s), level 6
+// 1.58 MB (its search misses the prefix), level 9 228 KB (0.36 s), level 19
+// 195 KB (8 s).
+constexpr int kZstdDeltaLevelLarge = 9;
 // Added files smaller than this are not worth a delta against a moved base.
 constexpr uint64_t kMinMoveDelta = 256;
+// A TIMES entry (two front-coded paths, a count, an mtime) replaces the META
+// entries of a run when it spares at least this many.
+constexpr uint64_t kMinTimeRunChanges = 4;
 
 const uint8_t kEmpty[1] = {0};
 
@@ -61,6 +73,21 @@ class MappedFile {
     if (!S_ISREG(st.st_mode)) return Error(Code::kIo, path + ": changed during the walk (not a file)");
     size_ = static_cast<uint64_t>(st.st_size);
     if (size_ == 0) return Status::Ok();
+    if (size_ <= kReadNotMapBytes) {
+      // A small file is read: a mapping's munmap (a TLB shootdown) cost more
+      // than the copy (perlmods, 1,199 files each side: 2,403 munmaps took
+      // 0.11 s of cm-delta's 0.30 s of system calls).
+      buf_ = std::make_unique<uint8_t[]>(size_);
+      uint64_t got = 0;
+      while (got < size_) {
+        const ssize_t n = ::pread(fd_.get(), buf_.get() + got, size_ - got, static_cast<off_t>(got));
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return ErrnoError(path, errno);
+        if (n == 0) return Error(Code::kIo, path + ": changed during the walk (shrank)");
+        got += static_cast<uint64_t>(n);
+      }
+      return Status::Ok();
+    }
     // Prefaulting the whole mapping at once is much cheaper than a page
     // fault per 4 KiB; files too big to sit in memory are faulted lazily.
     int flags = MAP_PRIVATE | (size_ <= kPopulateMax ? MAP_POPULATE : 0);
@@ -69,12 +96,15 @@ class MappedFile {
     map_ = p;
     return Status::Ok();
   }
-  const uint8_t* data() const { return map_ != nullptr ? static_cast<const uint8_t*>(map_) : kEmpty; }
+  const uint8_t* data() const {
+    return buf_ ? buf_.get() : map_ != nullptr ? static_cast<const uint8_t*>(map_) : kEmpty;
+  }
   uint64_t size() const { return size_; }
 
  private:
   UniqueFd fd_;
   void* map_ = nullptr;
+  std::unique_ptr<uint8_t[]> buf_;  // small files: read, not mapped
   uint64_t size_ = 0;
 };
 
@@ -181,10 +211,11 @@ class Differ {
   Result<DiffSummary> Run() {
     CM_RETURN_IF_ERROR(new_.Start(false));
     CM_RETURN_IF_ERROR(old_.Start(opts_.old_may_be_missing));
-    if (opts_.moves) CM_RETURN_IF_ERROR(FindMoveCandidates());
+    runs_on_ = opts_.time_runs && opts_.times && opts_.excludes.empty() && !opts_.listing_only;
+    if (opts_.moves || runs_on_) CM_RETURN_IF_ERROR(Prepass());
     if (table_ != nullptr)
       CM_RETURN_IF_ERROR(table_->Begin((opts_.checksum ? kTableFlagChecksum : 0) |
-                                       (opts_.times ? 0 : kTableFlagNoTimes)));
+                                       (opts_.times ? 0 : kTableFlagNoTimes) | (runs_.empty() ? 0 : kTableFlagTimeRuns)));
 
     WalkEntry o, n;
     CM_ASSIGN_OR_RETURN(bool have_o, old_.Next(&o));
@@ -192,6 +223,7 @@ class Differ {
     while (have_o || have_n) {
       int c = !have_o ? 1 : !have_n ? -1 : ComparePaths(o.path, n.path);
       bool step_old = c <= 0, step_new = c >= 0;
+      if (step_new) EnterRun(n);
       if (c < 0) {
         CM_RETURN_IF_ERROR(Remove(o));
       } else if (c > 0) {
@@ -200,7 +232,7 @@ class Differ {
         CM_RETURN_IF_ERROR(Remove(o));
         CM_RETURN_IF_ERROR(Add(n));
       } else if (n.kind == Kind::kDir) {
-        if (MetaDiffers(o, n, opts_.times)) CM_RETURN_IF_ERROR(Emit(Entry(Op::kMeta, n), {}));
+        if (MetaDiffers(o, n, TimesMatter())) CM_RETURN_IF_ERROR(Emit(Entry(Op::kMeta, n), {}));
       } else if (n.kind == Kind::kSymlink) {
         if (o.link_target != n.link_target) {
           DeltaEntry e = Entry(Op::kModify, n);
@@ -219,8 +251,21 @@ class Differ {
         CM_ASSIGN_OR_RETURN(have_o, old_.Next(&o));
       }
     }
-    // The removals held back for moved files' bases (see FindMoveCandidates).
+    // The removals held back for moved files' bases (see Prepass).
     for (const DeltaEntry& e : deferred_removes_) CM_RETURN_IF_ERROR(Emit(e, {}));
+    if (runs_on_) {
+      if (run_index_ != run_total_) return Error(Code::kIo, new_.root() + ": changed during the diff");
+      for (const TimeRun& r : runs_) {
+        DeltaEntry e;
+        e.op = Op::kTimes;
+        e.kind = Kind::kFile;
+        e.path = r.first;
+        e.last_path = r.last;
+        e.mtime_ns = r.mtime_ns;
+        e.size = r.count;
+        CM_RETURN_IF_ERROR(Emit(e, {}));
+      }
+    }
     if (table_ != nullptr) CM_RETURN_IF_ERROR(table_->End());
     return summary_;
   }
@@ -242,7 +287,7 @@ class Differ {
   // an added file are candidate bases for it (a moved or renamed file).
   // Their REMOVEs are held back to the end of the table, so that the server
   // still has them when the added file is built from one of them.
-  Status FindMoveCandidates() {
+  Status Prepass() {
     auto quiet = [](const std::string&, const std::string&) {};
     // The roots the main walkers resolved (a symlinked root is read once).
     TreeWalker o(old_.root(), &filter_, quiet);
@@ -256,6 +301,12 @@ class Differ {
     CM_ASSIGN_OR_RETURN(bool have_n, n.Next(&b));
     while (have_o || have_n) {
       int c = !have_o ? 1 : !have_n ? -1 : ComparePaths(a.path, b.path);
+      if (c >= 0 && runs_on_) {
+        // Likely an mtime-only change (a file of another size is a MODIFY,
+        // which carries its mtime anyway).
+        const bool changed = c == 0 && a.kind == b.kind && a.mtime_ns != b.mtime_ns && a.size == b.size;
+        NoteRunEntry(b, changed);
+      }
       if (c < 0) {
         if (a.kind == Kind::kDir) o.SkipChildren();
         if (a.kind == Kind::kFile) removed.emplace_back(a.path, a.size);
@@ -272,6 +323,11 @@ class Differ {
         CM_ASSIGN_OR_RETURN(have_n, n.Next(&b));
       }
     }
+    if (runs_on_) CloseRun();
+    run_total_ = run_index_;
+    run_index_ = 0;
+    run_next_ = 0;
+    if (!opts_.moves) return Status::Ok();
     for (auto& [path, size] : removed) {
       std::string name = BaseName(path);
       if (!added_names.count(name)) continue;
@@ -280,6 +336,49 @@ class Differ {
     }
     return Status::Ok();
   }
+
+  // Runs (TreeDiffOptions::time_runs). The files and directories of the new
+  // tree are numbered in walk order (symlinks are not: their mtimes are not
+  // carried); the prepass groups consecutive ones of one mtime and keeps the
+  // groups with enough mtime-only changes; the main walk then ignores mtime
+  // differences inside them.
+  struct TimeRun {
+    std::string first, last;
+    int64_t mtime_ns = 0;
+    uint64_t count = 0, changed = 0;
+    uint64_t begin = 0;  // index of its first entry
+  };
+  void NoteRunEntry(const WalkEntry& b, bool changed) {
+    if (b.kind == Kind::kSymlink) return;
+    const uint64_t i = run_index_++;
+    if (open_run_.count > 0 && b.mtime_ns == open_run_.mtime_ns) {
+      open_run_.last = b.path;
+      ++open_run_.count;
+      open_run_.changed += changed;
+      return;
+    }
+    CloseRun();
+    if (b.mtime_ns == 0) return;
+    open_run_.first = open_run_.last = b.path;
+    open_run_.mtime_ns = b.mtime_ns;
+    open_run_.count = 1;
+    open_run_.changed = changed;
+    open_run_.begin = i;
+  }
+  void CloseRun() {
+    if (open_run_.count > 0 && open_run_.changed >= kMinTimeRunChanges) runs_.push_back(std::move(open_run_));
+    open_run_ = TimeRun{};
+  }
+  // Main walk: called for every new-tree entry before it is handled.
+  void EnterRun(const WalkEntry& n) {
+    in_run_ = false;
+    if (!runs_on_ || n.kind == Kind::kSymlink) return;
+    const uint64_t i = run_index_++;
+    while (run_next_ < runs_.size() && runs_[run_next_].begin + runs_[run_next_].count <= i) ++run_next_;
+    in_run_ = run_next_ < runs_.size() && runs_[run_next_].begin <= i && runs_[run_next_].mtime_ns == n.mtime_ns;
+  }
+  // Whether an mtime difference alone is a change for the current entry.
+  bool TimesMatter() const { return opts_.times && !in_run_; }
 
   // A REMOVE of a directory stands for its whole subtree.
   Status Remove(const WalkEntry& o) {
@@ -356,7 +455,7 @@ class Differ {
   }
 
   Status CompareFiles(const WalkEntry& o, const WalkEntry& n) {
-    bool meta = MetaDiffers(o, n, opts_.times);
+    bool meta = MetaDiffers(o, n, TimesMatter());
     if (!opts_.checksum && o.size == n.size && o.mtime_ns == n.mtime_ns) {
       return meta ? Emit(Entry(Op::kMeta, n), {}) : Status::Ok();
     }
@@ -426,7 +525,7 @@ class Differ {
   Status TryZstdDelta(const MappedFile& of, const MappedFile& nf, bool have_delta, SpillSink* ours,
                       SpillSink* out, bool* used) {
     *used = false;
-    if (of.size() > kMaxZstdBase || nf.size() > kZstdDeltaMaxFile) return Status::Ok();
+    if (of.size() > kMaxZstdBase || nf.size() > kMaxZstdBase) return Status::Ok();
     std::string mine;
     if (have_delta) {
       CM_RETURN_IF_ERROR(ours->ForEachChunk([&](const char* p, size_t n) {
@@ -440,7 +539,8 @@ class Differ {
     size_t est_n = ZSTD_compress(est.data(), est.size(), mine.data(), mine.size(), 3);
     if (ZSTD_isError(est_n)) return Status::Ok();
     ZSTD_CCtx* c = ZSTD_createCCtx();
-    ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, kZstdDeltaLevel);
+    ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel,
+                           nf.size() <= kZstdDeltaSmallFile ? kZstdDeltaLevel : kZstdDeltaLevelLarge);
     ZSTD_CCtx_setParameter(c, ZSTD_c_checksumFlag, 0);
     ZSTD_CCtx_setParameter(c, ZSTD_c_contentSizeFlag, 0);
     // The window must reach back over the whole base (as --patch-from sets it).
@@ -472,6 +572,10 @@ class Differ {
       case Op::kRemove: ++summary_.removed; break;
       case Op::kModify: ++summary_.modified; break;
       case Op::kMeta: ++summary_.meta; break;
+      case Op::kTimes:
+        ++summary_.time_runs;
+        summary_.time_run_entries += e.size;
+        break;
     }
     if (e.op == Op::kModify && e.kind == Kind::kFile) {
       if (e.encoding == Encoding::kDelta) {
@@ -491,10 +595,17 @@ class Differ {
   PathFilter filter_;
   TreeWalker old_, new_;
   DiffSummary summary_;
-  // Moves (FindMoveCandidates): removed files by name, and those held back.
+  // Moves (Prepass): removed files by name, and those held back.
   std::unordered_map<std::string, std::vector<std::pair<std::string, uint64_t>>> move_bases_;
   std::unordered_set<std::string> held_back_;
   std::vector<DeltaEntry> deferred_removes_;
+  // Runs of equal mtimes (Prepass, EnterRun).
+  bool runs_on_ = false;
+  std::vector<TimeRun> runs_;
+  TimeRun open_run_;
+  uint64_t run_index_ = 0, run_total_ = 0;
+  size_t run_next_ = 0;
+  bool in_run_ = false;
 };
 
 }  // namespace

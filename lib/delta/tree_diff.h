@@ -16,6 +16,8 @@
 //   - a symlink with another target: MODIFY.
 // An added file may be a DELTA against a removed file of the same name
 // (TreeDiffOptions::moves); such removals are held back to the end.
+// Mtime-only changes inside runs of equal new mtimes are TIMES entries at
+// the very end (TreeDiffOptions::time_runs).
 // Output is deterministic: the same trees give byte-identical tables.
 #pragma once
 
@@ -41,7 +43,14 @@ struct TreeDiffOptions {
   // (a move or rename) when that is at most half its size; those removals
   // then come at the end of the table. Needs table version 2.
   bool moves = true;
-  // A changed file of at most 1 MiB (base at most 8 MiB) may be one zstd
+  // A run of at least 4 files and directories whose mtime alone changed,
+  // consecutive in walk order among the new tree's files and directories
+  // and sharing one new mtime (a release tarball's), is one TIMES entry
+  // (first path, last path, count, mtime) at the end of the table instead of
+  // a META entry each. Only with times, without excludes (the server's tree
+  // holds the excluded paths, which a run would count) and for a table.
+  bool time_runs = true;
+  // A changed file of at most 8 MiB (base at most 8 MiB) may be one zstd
   // frame with its old version as prefix (delta instruction ZSTD) when that
   // beats COPY/INSERT. Off for servers whose cm-apply predates it.
   bool zstd_deltas = true;
@@ -65,6 +74,8 @@ struct DiffSummary {
   uint64_t added = 0, removed = 0, modified = 0, meta = 0;
   uint64_t delta_files = 0, whole_files = 0;  // MODIFY files by encoding
   uint64_t moved_files = 0;                   // ADD files sent as deltas against a moved base
+  uint64_t time_runs = 0;                     // TIMES entries
+  uint64_t time_run_entries = 0;              // files and directories they cover
   uint64_t delta_bytes = 0;                   // all instruction streams
   uint64_t scanned = 0;                       // entries walked in the new tree
   uint64_t bytes_read = 0;                    // file content bytes read (both trees)

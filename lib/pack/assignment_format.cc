@@ -39,6 +39,7 @@ const char* OpcodeName(Opcode op) {
     case Opcode::kSetMeta: return "set-meta";
     case Opcode::kSymlink: return "symlink";
     case Opcode::kBase: return "base";
+    case Opcode::kTouch: return "touch";
   }
   return "unknown";
 }
@@ -293,6 +294,11 @@ void EncodeCommand(const Command& c, std::string* out) {
       break;
     case Opcode::kBase:
       break;
+    case Opcode::kTouch:
+      w.Str(c.path2);
+      w.SVarint(c.meta.mtime_ns);
+      w.Varint(c.size);
+      break;
   }
   ByteWriter o(out);
   o.U8(static_cast<uint8_t>(c.op));
@@ -330,6 +336,9 @@ Status DecodeCommandPayload(Opcode op, std::string_view payload, Command* c) {
       break;
     case Opcode::kSymlink:
       ok = ok && r.Str(&c->path2, kMaxPath) && GetMeta(r, &c->meta);
+      break;
+    case Opcode::kTouch:
+      ok = ok && r.Str(&c->path2, kMaxPath) && r.SVarint(&c->meta.mtime_ns) && r.Varint(&c->size);
       break;
     default:
       return Error(Code::kCorrupt, "unknown command opcode " + std::to_string(static_cast<int>(op)));

@@ -172,6 +172,17 @@ enum class Opcode : uint8_t {
   // assignment ("unknown command opcode 9"). AssignmentReader consumes it
   // (base()); NextCommand never returns it.
   kBase = 9,
+  // A run of the staged tree's files and directories, from path to path2
+  // (both inclusive, walk order: names bytewise within a directory, a
+  // directory before its children; symlinks are neither counted nor
+  // touched), gets meta.mtime_ns; there must be exactly `size` of them
+  // (else kBaseMismatch: the tree is not the one the delta was made from).
+  // The delta table's TIMES entry (delta_table.h). Only at the end of a
+  // part, after every other command, in order and not overlapping; never in
+  // commit/rollback. Payload v1/v2: str path | str path2 | svarint mtime_ns |
+  // varint count; v3: see command_codec.h. Readers that predate it refuse
+  // the assignment ("unknown command opcode 10").
+  kTouch = 10,
 };
 const char* OpcodeName(Opcode op);
 

@@ -1,5 +1,7 @@
 #include "pack/assignment_reader.h"
 
+#include "delta/tree_walk.h"
+
 #include <fcntl.h>
 #include <sodium.h>
 #include <sys/stat.h>
@@ -417,6 +419,8 @@ Status AssignmentReader::Verify() {
   base_.reset();
   Command c;
   uint64_t last_segment = 0;
+  bool touched = false;     // a TOUCH came: only TOUCHes may follow
+  std::string touch_last;   // the previous TOUCH's last path
   for (;;) {
     auto more = ReadCommand(impl_->body, impl_->decoder ? &*impl_->decoder : nullptr, &c);
     if (!more.ok()) return more.status();
@@ -433,8 +437,18 @@ Status AssignmentReader::Verify() {
                                           " directories in assignment: " + c.path.substr(0, 200));
     if (!IsSafeContentPath(c.path))
       return Error(Code::kUnsafePath, "unsafe path in assignment: " + c.path);
-    if ((c.op == Opcode::kRename || c.op == Opcode::kCopy) && !IsSafeContentPath(c.path2))
+    if ((c.op == Opcode::kRename || c.op == Opcode::kCopy || c.op == Opcode::kTouch) && !IsSafeContentPath(c.path2))
       return Error(Code::kUnsafePath, "unsafe path in assignment: " + c.path2);
+    if (c.op == Opcode::kTouch) {
+      if (delta::ComparePaths(c.path, c.path2) > 0 || c.size == 0 || c.meta.mtime_ns == 0)
+        return Error(Code::kCorrupt, "malformed touch command: " + c.path);
+      if (touched && delta::ComparePaths(touch_last, c.path) >= 0)
+        return Error(Code::kCorrupt, "touch commands overlap or are out of order: " + c.path);
+      touched = true;
+      touch_last = c.path2;
+    } else if (touched) {
+      return Error(Code::kCorrupt, "command after a touch command: " + c.path);
+    }
     if (c.op == Opcode::kCreate || c.op == Opcode::kPatch) {
       if (c.data.segment < last_segment) return Error(Code::kCorrupt, "data references go backwards");
       last_segment = c.data.segment;

@@ -125,6 +125,19 @@ void CommandEncoder::Encode(const Command& c, std::string* out) {
       break;
     case Opcode::kBase:
       break;
+    case Opcode::kTouch: {
+      // The last path against the first; the mtime against the previous meta's.
+      size_t k2 = 0;
+      const size_t lim2 = std::min(c.path.size(), c.path2.size());
+      while (k2 < lim2 && c.path[k2] == c.path2[k2]) ++k2;
+      w.Varint(k2);
+      w.Str(std::string_view(c.path2).substr(k2));
+      w.SVarint(static_cast<int64_t>(static_cast<uint64_t>(c.meta.mtime_ns) -
+                                     static_cast<uint64_t>(prev_meta_.mtime_ns)));
+      prev_meta_.mtime_ns = c.meta.mtime_ns;
+      w.Varint(c.size);
+      break;
+    }
   }
   ByteWriter o(out);
   o.U8(static_cast<uint8_t>(c.op));
@@ -177,6 +190,19 @@ Status CommandDecoder::Decode(Opcode op, std::string_view payload, Command* c) {
     case Opcode::kSymlink:
       ok = ok && r.Str(&c->path2, kMaxPath) && GetMeta(r, &c->meta, &prev_meta_);
       break;
+    case Opcode::kTouch: {
+      uint64_t k2 = 0;
+      std::string s2;
+      int64_t d = 0;
+      ok = ok && r.Varint(&k2) && r.Str(&s2, kMaxPath) && r.SVarint(&d) && r.Varint(&c->size);
+      if (ok && (k2 > c->path.size() || k2 + s2.size() > kMaxPath)) ok = r.Fail();
+      if (ok) {
+        c->path2 = c->path.substr(0, k2) + s2;
+        c->meta.mtime_ns = static_cast<int64_t>(static_cast<uint64_t>(prev_meta_.mtime_ns) + static_cast<uint64_t>(d));
+        prev_meta_.mtime_ns = c->meta.mtime_ns;
+      }
+      break;
+    }
     default:
       return Error(Code::kCorrupt, "unknown command opcode " + std::to_string(static_cast<int>(op)));
   }

@@ -10,6 +10,9 @@
 //     REMOVE           -
 //     RENAME, COPY     str to
 //     SYMLINK          str target, meta3
+//     TOUCH            varint keep2 | str suffix2 (last path = path[0..keep2) + suffix2),
+//                      svarint mtime_delta (mtime = previous meta's mtime + delta,
+//                      which becomes the previous meta's mtime), varint count
 //   except BASE, whose payload is as in v1/v2 (no keep/suffix) and which
 //   leaves the context alone.
 //   meta3 := u8 bits | [varint mode] | [varint uid | varint gid] | [svarint mtime_delta]

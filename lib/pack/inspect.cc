@@ -60,6 +60,10 @@ std::string CommandJson(const Command& c) {
   o.Str("op", OpcodeName(c.op)).Str("path", c.path);
   if (c.op == Opcode::kRename || c.op == Opcode::kCopy) o.Str("to", c.path2);
   if (c.op == Opcode::kSymlink) o.Str("target", c.path2);
+  if (c.op == Opcode::kTouch) {
+    o.Str("last", c.path2).Int("mtime_ns", c.meta.mtime_ns).Uint("count", c.size);
+    return o.Build();
+  }
   if (c.op != Opcode::kRemove && c.op != Opcode::kRename && c.op != Opcode::kCopy) {
     char mode[8];
     std::snprintf(mode, sizeof mode, "%04o", c.meta.mode);
@@ -89,6 +93,8 @@ std::string CommandLine(const Command& c) {
     case Opcode::kCopy: return s + "     " + c.path + " => " + c.path2;
     case Opcode::kRemove: return s + "     " + c.path;
     case Opcode::kBase: return s;  // never returned by NextCommand
+    case Opcode::kTouch:
+      return s + "     " + c.path + " .. " + c.path2 + "  (" + std::to_string(c.size) + " entries)";
   }
   return s;
 }

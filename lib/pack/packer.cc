@@ -299,9 +299,20 @@ Result<PackResult> PackDeltaTable(ByteSource* table_src, const std::string& sour
     Command c;
     c.path = e.path;
     c.meta = MetaOf(e, opts.owners);
-    if (e.op == delta::Op::kRemove || e.op == delta::Op::kMeta || e.kind != delta::Kind::kFile)
-      CM_RETURN_IF_ERROR(pw.MaybeSplit(e.link_target.size(), e.path.size()));
+    if (e.op == delta::Op::kRemove || e.op == delta::Op::kMeta || e.op == delta::Op::kTimes ||
+        e.kind != delta::Kind::kFile)
+      CM_RETURN_IF_ERROR(pw.MaybeSplit(e.link_target.size() + e.last_path.size(), e.path.size()));
     switch (e.op) {
+      case delta::Op::kTimes:
+        // Last in the table: every other command is in this part or an
+        // earlier one, so the tree is complete when it is applied (a split
+        // here leaves TOUCH commands only to the next part).
+        c.op = Opcode::kTouch;
+        c.path2 = e.last_path;
+        c.meta = {};
+        c.meta.mtime_ns = e.mtime_ns;
+        c.size = e.size;
+        break;
       case delta::Op::kRemove:
         c.op = Opcode::kRemove;
         c.meta = {};

@@ -26,4 +26,25 @@ cmp -s "$W/R/current/big.bin" "$W/new/big.bin" || fail "patched file differs"
 echo "peak RSS for a $MB MiB file: create ${create_kb} KiB, patch ${patch_kb} KiB (limit $LIMIT_KB KiB)"
 [ "$create_kb" -lt "$LIMIT_KB" ] || fail "create used ${create_kb} KiB"
 [ "$patch_kb" -lt "$LIMIT_KB" ] || fail "patch used ${patch_kb} KiB"
+
+# The largest ZSTD delta cm-delta writes: an 8 MiB rebuilt library against an
+# 8 MiB base (the base mapped, a 16 MiB window) stays under the limit too.
+rm -rf "$W/old" "$W/new" "$W/p.cma"
+mkdir -p "$W/old2" "$W/new2" "$W/R2"
+python3 - "$W/old2/lib.so" "$W/new2/lib.so" <<'PY'
+import random, struct, sys
+r = random.Random(3)
+words = [r.randrange(4096) for _ in range(2 << 20)]
+open(sys.argv[1], "wb").write(struct.pack("<%dI" % len(words), *words))
+open(sys.argv[2], "wb").write(struct.pack("<%dI" % len(words), *[w + (32 if i % 5 == 0 else 0) for i, w in enumerate(words)]))
+PY
+"$PACK" replicate "$W/old2" -o "$W/base2.cma" --serial 1 --job base2 --level 1 || fail "pack replicate 2"
+"$APPLY" "$W/base2.cma" --root "$W/R2" --commit >/dev/null || fail "apply replicate 2"
+"$DELTA" "$W/old2" "$W/new2" | "$PACK" - --source "$W/new2" -o "$W/z.cma" --serial 2 --job z || fail "pack zstd delta"
+zsize=$(stat -c %s "$W/z.cma")
+[ "$zsize" -lt $((2 << 20)) ] || fail "the 8 MiB library's delta is $zsize bytes"
+zstd_kb=$(peak "$APPLY" "$W/z.cma" --root "$W/R2" --commit)
+cmp -s "$W/R2/current/lib.so" "$W/new2/lib.so" || fail "ZSTD-patched file differs"
+echo "peak RSS for an 8 MiB ZSTD delta ($zsize bytes): ${zstd_kb} KiB"
+[ "$zstd_kb" -lt "$LIMIT_KB" ] || fail "ZSTD patch used ${zstd_kb} KiB"
 echo PASS

@@ -191,4 +191,26 @@ assert f[1]["path"] == "split.part2.cma", f
 # --max-size counts the whole file (header, data, commands, trailer, chunk table).
 assert all(x["file_size"] <= 400 * 1024 for x in f), [x["file_size"] for x in f]
 PY
+# Also when the commands are what fills the parts: 3000 files whose mtime alone
+# changed, a metadata command each (--no-time-runs) in the uncompressed body of
+# format 2, under a 16 KiB cap; by default the same change is one TOUCH run in
+# one small part.
+mkdir -p many.old
+for d in $(seq 1 30); do mkdir many.old/dir-$d; for f in $(seq 1 100); do echo "$d $f" >many.old/dir-$d/file-$f.txt; done; done
+touch -d @1600000000 many.old/*/* && cp -a many.old many.new && touch -d @1700000000 many.new/*/* many.new/*
+cm-delta --no-time-runs many.old many.new | cm-pack - --source many.new --format 2 --max-size 16K --json -o meta.cma >out
+python3 - out <<'PY'
+import json, sys
+f = json.load(open(sys.argv[1]))["files"]
+assert len(f) >= 3, [x["file_size"] for x in f]
+assert all(x["file_size"] <= 16 * 1024 for x in f), [x["file_size"] for x in f]
+PY
+cm-delta many.old many.new | cm-pack - --source many.new --max-size 16K --json -o runs.cma >out
+python3 - out <<'PY'
+import json, sys
+f = json.load(open(sys.argv[1]))["files"]
+assert len(f) == 1 and f[0]["file_size"] < 1024, f
+PY
+expect_rc 0 cm-pack inspect runs.cma
+grep -q "touch *dir-1 \.\. dir-9/file-99.txt  (3030 entries)" out || fail "inspect shows the run: $(cat out)"
 echo "cm_pack_cli: ok"

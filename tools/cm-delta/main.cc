@@ -31,6 +31,7 @@ struct Options {
   bool empty_old = false;
   bool no_times = false;
   bool no_zstd_deltas = false;
+  bool no_time_runs = false;
   bool exit_code = false;
   std::vector<std::string> excludes;
   std::vector<std::string> exclude_from;
@@ -86,6 +87,7 @@ Status BuildDiffOptions(Options& o, TreeDiffOptions* d) {
   d->old_may_be_missing = o.empty_old;
   d->times = !o.no_times;
   d->zstd_deltas = !o.no_zstd_deltas;
+  d->time_runs = !o.no_time_runs;
   for (const auto& f : o.exclude_from) CM_RETURN_IF_ERROR(ReadGlobFile(f, &d->excludes));
   for (const auto& g : o.excludes) d->excludes.push_back(g);
   if (!o.block_size.empty()) {
@@ -188,6 +190,8 @@ int main(int argc, char** argv) {
                                           "change alone is no change; written files get the time they are written");
   app.add_flag("--no-zstd-deltas", o.no_zstd_deltas, "only COPY/INSERT deltas, for servers whose cm-apply "
                                                       "predates the ZSTD delta instruction");
+  app.add_flag("--no-time-runs", o.no_time_runs, "a META entry per file whose mtime alone changed, no TIMES "
+                                                  "runs, for servers whose cm-apply predates them");
   app.add_flag("--exit-code", o.exit_code, "exit 15 instead of 0 when nothing changed (the table is written all "
                                           "the same: an empty one)");
   app.add_flag("--empty-old", o.empty_old, "treat a missing OLD as an empty tree (everything is new)");

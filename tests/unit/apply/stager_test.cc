@@ -310,6 +310,57 @@ TEST_F(StagerTest, SetMetaOnDirIsDeferredToCommit) {
   EXPECT_EQ(m->at("d").mode, 0500u);
 }
 
+pack::Command Touch(const std::string& first, const std::string& last, uint64_t count, int64_t mtime_ns) {
+  pack::Command c;
+  c.op = pack::Opcode::kTouch;
+  c.path = first;
+  c.path2 = last;
+  c.size = count;
+  c.meta.mtime_ns = mtime_ns;
+  return c;
+}
+
+int64_t MtimeOf(const std::string& p) {
+  struct stat st;
+  EXPECT_EQ(::lstat(p.c_str(), &st), 0) << p;
+  return static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+}
+
+// TOUCH gives every file and directory from its first to its last path (walk
+// order; not symlinks, not what lies outside) the run's mtime; a file shared
+// with live is copied first, a directory's time is logged for the commit.
+TEST_F(StagerTest, TouchSetsTheRunsMtimeOnFilesAndDirectoriesInWalkOrder) {
+  const int64_t kOld = 1600000000000000000, kNew = 1700000000123456789;
+  test::MakeDirs(S("a/sub"));
+  for (const char* f : {"a/1", "a/2", "a/sub/x", "b", "c"}) WriteFile(S(f), f);
+  WriteFile(d_ / "live", "shared");
+  ASSERT_EQ(::link((d_ / "live").c_str(), S("a/shared").c_str()), 0);
+  ASSERT_EQ(::symlink("1", S("a/link").c_str()), 0);
+  std::string out;
+  test::Run("find '" + S("") + "' '" + (d_ / "live") + "' -exec touch -h -d @1600000000 {} +", &out);
+  // a/1 a/2 a/shared a/sub a/sub/x b: six (a itself comes before a/1).
+  ASSERT_TRUE(stager_->Apply(Touch("a/1", "b", 6, kNew), nullptr).ok());
+  for (const char* p : {"a/1", "a/2", "a/shared", "a/sub/x", "b"}) EXPECT_EQ(MtimeOf(S(p)), kNew) << p;
+  for (const char* p : {"a", "c", "a/link"}) EXPECT_EQ(MtimeOf(S(p)), kOld) << p;
+  EXPECT_EQ(MtimeOf(d_ / "live"), kOld);  // the shared inode is untouched
+  EXPECT_NE(Ino(S("a/shared")), Ino(d_ / "live"));
+  EXPECT_EQ(ReadFile(S("a/shared")), "shared");
+  auto m = ReplayDirMeta(log_.path());
+  ASSERT_TRUE(m.ok());
+  EXPECT_EQ(m->at("a/sub").mtime_ns, kNew);
+  EXPECT_EQ(m->count("a"), 0u);
+  EXPECT_EQ(stager_->stats().touched, 6u);
+}
+
+TEST_F(StagerTest, TouchOfAnotherNumberOfEntriesIsBaseMismatch) {
+  for (const char* f : {"a", "b", "c"}) WriteFile(S(f), f);
+  EXPECT_EQ(stager_->Apply(Touch("a", "c", 4, 1700000000000000000), nullptr).code(), Code::kBaseMismatch);
+  EXPECT_EQ(stager_->Apply(Touch("a", "c", 2, 1700000000000000000), nullptr).code(), Code::kBaseMismatch);
+  EXPECT_EQ(stager_->Apply(Touch("a", "../c", 3, 1700000000000000000), nullptr).code(), Code::kUnsafePath);
+  EXPECT_EQ(stager_->Apply(Touch("c", "a", 3, 1700000000000000000), nullptr).code(), Code::kCorrupt);
+  EXPECT_TRUE(stager_->Apply(Touch("a", "c", 3, 1700000000000000000), nullptr).ok());
+}
+
 TEST_F(StagerTest, SymlinkCreatesAndReplaces) {
   Op o = Simple(pack::Opcode::kSymlink, "l", "target-1");
   ASSERT_TRUE(Do(o).ok());

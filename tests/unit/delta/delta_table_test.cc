@@ -710,3 +710,100 @@ TEST(DeltaTableBase, VersionsAboveThreeAreRefused) {
 
 }  // namespace
 }  // namespace cm::delta
+
+namespace cm::delta {
+namespace {
+
+DeltaEntry Times(const std::string& first, const std::string& last, uint64_t count, int64_t mtime = 1700000000) {
+  DeltaEntry e;
+  e.op = Op::kTimes;
+  e.kind = Kind::kFile;
+  e.path = first;
+  e.last_path = last;
+  e.size = count;
+  e.mtime_ns = mtime;
+  return e;
+}
+
+// Writes entries with the runs flag; false when the writer refused one.
+bool WriteRuns(const std::vector<DeltaEntry>& es, std::string* out, uint16_t flags = kTableFlagTimeRuns) {
+  StringSink sink;
+  DeltaTableWriter w(&sink);
+  if (!w.Begin(flags).ok()) return false;
+  for (const auto& e : es)
+    if (!w.AddEntry(e).ok()) return false;
+  if (!w.End().ok()) return false;
+  *out = sink.data();
+  return true;
+}
+
+TEST(DeltaTableTimes, RunsRoundTripAfterTheOtherEntries) {
+  std::string t;
+  ASSERT_TRUE(WriteRuns({Dir("a"), Times("a", "a/z", 12), Times("b", "c/d", 3, -5)}, &t));
+  std::vector<Item> got;
+  uint16_t flags = 0;
+  ASSERT_TRUE(ReadAll(t, &got, true, &flags).ok());
+  EXPECT_EQ(flags, kTableFlagTimeRuns);
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(got[1].e.op, Op::kTimes);
+  EXPECT_EQ(got[1].e.path, "a");
+  EXPECT_EQ(got[1].e.last_path, "a/z");
+  EXPECT_EQ(got[1].e.size, 12u);
+  EXPECT_EQ(got[1].e.mtime_ns, 1700000000);
+  EXPECT_EQ(got[2].e.last_path, "c/d");
+  EXPECT_EQ(got[2].e.mtime_ns, -5);
+  EXPECT_STREQ(OpName(Op::kTimes), "times");
+  // Every truncation and every flipped byte is refused (or reads as other valid entries).
+  for (size_t n = 0; n < t.size(); ++n) EXPECT_EQ(ReadCode(t.substr(0, n)), Code::kCorrupt) << n;
+}
+
+TEST(DeltaTableTimes, WriterRefusesRunsOutOfPlace) {
+  std::string t;
+  EXPECT_FALSE(WriteRuns({Times("a", "b", 1)}, &t, 0));                      // no flag
+  EXPECT_FALSE(WriteRuns({Times("a", "b", 1), Dir("c")}, &t));              // an entry after a run
+  EXPECT_FALSE(WriteRuns({Times("a", "b", 1), Times("b", "c", 1)}, &t));    // overlapping
+  EXPECT_FALSE(WriteRuns({Times("c", "d", 1), Times("a", "b", 1)}, &t));    // out of order
+  EXPECT_FALSE(WriteRuns({Times("b", "a", 1)}, &t));                        // last before first
+  EXPECT_FALSE(WriteRuns({Times("a/b", "a", 1)}, &t));                      // a child before its directory
+  EXPECT_FALSE(WriteRuns({Times("a", "b", 0)}, &t));                        // empty
+  EXPECT_FALSE(WriteRuns({Times("a", "b", 1, 0)}, &t));                     // mtime 0 means "leave"
+  EXPECT_FALSE(WriteRuns({Times("a", "../b", 1)}, &t));                     // unsafe
+  EXPECT_TRUE(WriteRuns({Times("a", "a", 1)}, &t));
+}
+
+// A table of these entries whatever their order (the writer would refuse
+// some), with a valid END: what a buggy or hostile writer could produce.
+std::string Craft(const std::vector<DeltaEntry>& es, uint16_t flags = kTableFlagTimeRuns) {
+  std::string t;
+  ByteWriter hw(&t);
+  hw.Bytes(kTableMagic, 4);
+  hw.U16(kTableVersion);
+  hw.U16(flags);
+  hw.U32(0);
+  for (const auto& e : es) {
+    StringSink one;
+    DeltaTableWriter w(&one);
+    EXPECT_TRUE(w.Begin(kTableFlagTimeRuns).ok());
+    EXPECT_TRUE(w.AddEntry(e).ok());
+    t += one.data().substr(12);
+  }
+  Hash256 h = HashBytes(t.data(), t.size());
+  std::string p;
+  ByteWriter w(&p);
+  w.Varint(es.size());
+  w.Bytes(h.data(), h.size());
+  return t + Record(kRecEnd, p);
+}
+
+TEST(DeltaTableTimes, ReaderRefusesRunsWithoutTheFlagOrOutOfPlace) {
+  EXPECT_EQ(ReadCode(Craft({Dir("a"), Times("b", "c", 2)})), Code::kOk);
+  EXPECT_EQ(ReadCode(Craft({Dir("a"), Times("b", "c", 2)}, 0)), Code::kCorrupt);
+  EXPECT_EQ(ReadCode(Craft({Times("b", "c", 2), Dir("d")})), Code::kCorrupt);
+  EXPECT_EQ(ReadCode(Craft({Times("b", "c", 2), Times("c", "d", 2)})), Code::kCorrupt);
+  EXPECT_EQ(ReadCode(Craft({Times("c", "d", 2), Times("a", "b", 2)})), Code::kCorrupt);
+  EXPECT_EQ(ReadCode(Craft({Times("b", "c", 2), Times("c/x", "d", 2)})), Code::kOk);  // c's children follow c
+  EXPECT_EQ(ReadCode(Craft({Times("b", "c", 2), Times("d", "e", 2)})), Code::kOk);
+}
+
+}  // namespace
+}  // namespace cm::delta

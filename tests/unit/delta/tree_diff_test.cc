@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <random>
 
 #include "patch_helpers.h"
@@ -40,6 +41,10 @@ class Collector : public DiffObserver {
 std::vector<std::string> Lines(const std::vector<DeltaEntry>& es) {
   std::vector<std::string> out;
   for (const auto& e : es) {
+    if (e.op == Op::kTimes) {
+      out.push_back("t " + e.path + ".." + e.last_path + " " + std::to_string(e.size));
+      continue;
+    }
     char tag = e.op == Op::kAdd ? 'A' : e.op == Op::kRemove ? 'D' : e.op == Op::kModify ? 'M' : 'm';
     out.push_back(std::string(1, tag) + " " + e.path + (e.kind == Kind::kDir ? "/" : ""));
   }
@@ -59,6 +64,10 @@ void PinMtimes(const std::string& root) {
 }
 
 class TreeDiffTest : public ::testing::Test {
+ public:
+  std::string OldPath(const std::string& rel) { return Old(rel); }
+  std::string NewPath(const std::string& rel) { return New(rel); }
+
  protected:
   std::string Old(const std::string& rel = "") { return rel.empty() ? t_ / "old" : t_ / ("old/" + rel); }
   std::string New(const std::string& rel = "") { return rel.empty() ? t_ / "new" : t_ / ("new/" + rel); }
@@ -75,6 +84,19 @@ class TreeDiffTest : public ::testing::Test {
     EXPECT_TRUE(r.ok()) << r.status().message();
     table_ = sink.data();
     return Lines(collector_.entries);
+  }
+  // The instruction stream of the last table's first entry ("" if none).
+  std::string FirstDeltaStream() {
+    StringSource src(table_);
+    DeltaTableReader r(&src);
+    DeltaEntry e;
+    std::string stream;
+    if (!r.Begin().ok() || !r.Next(&e).ok()) return stream;
+    std::vector<char> buf(1 << 20);
+    for (auto n = r.ReadDeltaBytes(buf.data(), buf.size()); n.ok() && *n > 0;
+         n = r.ReadDeltaBytes(buf.data(), buf.size()))
+      stream.append(buf.data(), *n);
+    return stream;
   }
   TempDir t_;
   Collector collector_;
@@ -149,6 +171,73 @@ TEST_F(TreeDiffTest, NoTimesIgnoresMtimeOnlyChangesButStillComparesBytes) {
   EXPECT_EQ(Diff(), (std::vector<std::string>{"m chmod", "m d/", "M edited", "m same"}));
 }
 
+// A release where every file got one new mtime: the mtime-only changes are
+// runs (first path, last path, count, mtime) at the end of the table, not a
+// META entry each. A file of another mtime splits the run; a symlink does not
+// (symlink mtimes are not carried); content changes keep their entries.
+TEST_F(TreeDiffTest, MtimeOnlyChangesOfOneNewMtimeAreRunsAtTheEnd) {
+  for (const char* f : {"a/1", "a/2", "a/3", "b/1", "b/2", "c/1", "c/2", "c/3", "c/4"}) {
+    WriteFile(Old(f), std::string("same ") + f);
+    WriteFile(New(f), std::string("same ") + f);
+  }
+  WriteFile(Old("a/edited"), "old content");
+  WriteFile(New("a/edited"), "new content, longer");
+  ASSERT_EQ(::symlink("1", New("b/link").c_str()), 0);
+  ASSERT_EQ(::symlink("1", Old("b/link").c_str()), 0);
+  PinMtimes(Old());
+  std::string out;
+  cm::test::Run("find '" + New() + "' -depth -exec touch -h -d @1700000000 {} +", &out);
+  SetMtime(New("b/2"), 1700000555);  // splits the run: a/..b/1, then c..c/4
+  auto lines = Diff();
+  EXPECT_EQ(lines, (std::vector<std::string>{"M a/edited", "m b/2", "t a..b/1 7", "t c..c/4 5"}));
+  const DeltaEntry& run = collector_.entries[2];
+  EXPECT_EQ(run.mtime_ns, 1700000000ll * 1000000000);
+  // The table carries them (flag set, entries read back).
+  StringSource src(table_);
+  DeltaTableReader r(&src);
+  ASSERT_TRUE(r.Begin().ok());
+  EXPECT_EQ(r.flags() & kTableFlagTimeRuns, kTableFlagTimeRuns);
+  std::vector<DeltaEntry> back;
+  DeltaEntry e;
+  for (;;) {
+    auto more = r.Next(&e);
+    ASSERT_TRUE(more.ok()) << more.status().message();
+    if (!*more) break;
+    back.push_back(e);
+  }
+  EXPECT_EQ(Lines(back), lines);
+
+  // Off: a META entry per file and directory, no flag.
+  TreeDiffOptions o;
+  o.time_runs = false;
+  lines = Diff(o);
+  EXPECT_EQ(lines.size(), 13u);
+  EXPECT_EQ(std::count(lines.begin(), lines.end(), "m a/1"), 1);
+  StringSource src2(table_);
+  DeltaTableReader r2(&src2);
+  ASSERT_TRUE(r2.Begin().ok());
+  EXPECT_EQ(r2.flags() & kTableFlagTimeRuns, 0);
+  // With excludes (the server's tree holds excluded paths a run would count)
+  // and without times there are no runs either.
+  o = {};
+  o.excludes = {"nothing-matches"};
+  EXPECT_EQ(Diff(o).size(), 13u);
+  o = {};
+  o.times = false;
+  EXPECT_EQ(Diff(o), std::vector<std::string>{"M a/edited"});
+}
+
+TEST_F(TreeDiffTest, FewMtimeOnlyChangesStayMetaEntries) {
+  for (const char* f : {"1", "2", "3"}) {
+    WriteFile(Old(f), "x");
+    WriteFile(New(f), "x");
+  }
+  PinMtimes(Old());
+  PinMtimes(New());
+  for (const char* f : {"1", "2", "3"}) SetMtime(New(f), 1700000000);
+  EXPECT_EQ(Diff(), (std::vector<std::string>{"m 1", "m 2", "m 3"}));
+}
+
 TEST_F(TreeDiffTest, AMovedFileIsADeltaAgainstItsOldPlaceWhoseRemovalComesLast) {
   std::string body;
   for (int i = 0; i < 400; ++i) body += "export function f" + std::to_string(i) + "() { return " + std::to_string(i) + "; }\n";
@@ -173,33 +262,32 @@ TEST_F(TreeDiffTest, AMovedFileIsADeltaAgainstItsOldPlaceWhoseRemovalComesLast) 
   EXPECT_EQ(collector_.entries[2].encoding, Encoding::kWhole);
 }
 
+// A rebuilt binary: `words` words, every `every`-th shifted by `shift` (a
+// relocation), written as OLD/name and NEW/name, NEW's mtime new.
+void RebuiltBinary(TreeDiffTest* t, const std::string& name, int words, int every, uint32_t shift, uint32_t seed,
+                   std::string* old_bin, std::string* new_bin) {
+  std::mt19937 rng(seed);
+  for (int i = 0; i < words; ++i) {
+    uint32_t w = rng() % 4096;
+    old_bin->append(reinterpret_cast<const char*>(&w), 4);
+    w += (i % every == 0) ? shift : 0;
+    new_bin->append(reinterpret_cast<const char*>(&w), 4);
+  }
+  WriteFile(t->OldPath(name), *old_bin);
+  WriteFile(t->NewPath(name), *new_bin);
+  PinMtimes(t->OldPath(""));
+  PinMtimes(t->NewPath(""));
+  SetMtime(t->NewPath(name), 1700000000);
+}
+
 // A rebuilt binary: the same words, many of them shifted by a little.
 TEST_F(TreeDiffTest, ARebuiltBinaryIsAZstdDeltaThatApplies) {
   std::string old_bin, new_bin;
-  std::mt19937 rng(5);
-  for (int i = 0; i < 20000; ++i) {
-    uint32_t w = rng() % 4096;
-    old_bin.append(reinterpret_cast<const char*>(&w), 4);
-    w += (i % 3 == 0) ? 16 : 0;  // a relocation every third word
-    new_bin.append(reinterpret_cast<const char*>(&w), 4);
-  }
-  WriteFile(Old("lib.so"), old_bin);
-  WriteFile(New("lib.so"), new_bin);
-  PinMtimes(Old());
-  PinMtimes(New());
-  SetMtime(New("lib.so"), 1700000000);
+  RebuiltBinary(this, "lib.so", 20000, 3, 16, 5, &old_bin, &new_bin);
   EXPECT_EQ(Diff(), std::vector<std::string>{"M lib.so"});
   ASSERT_EQ(collector_.entries[0].encoding, Encoding::kDelta);
   // The stream is one ZSTD instruction; applying it gives the new bytes.
-  StringSource src(table_);
-  DeltaTableReader r(&src);
-  ASSERT_TRUE(r.Begin().ok());
-  DeltaEntry e;
-  ASSERT_TRUE(*r.Next(&e));
-  std::string stream(1 << 20, '\0');
-  auto n = r.ReadDeltaBytes(stream.data(), stream.size());
-  ASSERT_TRUE(n.ok());
-  stream.resize(*n);
+  std::string stream = FirstDeltaStream();
   EXPECT_EQ(static_cast<uint8_t>(stream[0]), kOpZstd);
   auto out = testing::Apply(old_bin, stream, new_bin.size());
   ASSERT_TRUE(out.ok()) << out.status().message();
@@ -208,15 +296,26 @@ TEST_F(TreeDiffTest, ARebuiltBinaryIsAZstdDeltaThatApplies) {
   TreeDiffOptions o;
   o.zstd_deltas = false;
   Diff(o);
-  StringSource src2(table_);
-  DeltaTableReader r2(&src2);
-  ASSERT_TRUE(r2.Begin().ok());
-  ASSERT_TRUE(*r2.Next(&e));
-  char first;
-  if (e.encoding == Encoding::kDelta) {
-    ASSERT_TRUE(r2.ReadDeltaBytes(&first, 1).ok());
-    EXPECT_NE(static_cast<uint8_t>(first), kOpZstd);
+  if (collector_.entries[0].encoding == Encoding::kDelta) {
+    std::string plain = FirstDeltaStream();
+    ASSERT_FALSE(plain.empty());
+    EXPECT_NE(static_cast<uint8_t>(plain[0]), kOpZstd);
   }
+}
+
+// Above 1 MiB too (level 9 there): a 6 MiB rebuilt library is one ZSTD
+// instruction, much smaller than the file, that applies.
+TEST_F(TreeDiffTest, ALargeRebuiltBinaryIsAZstdDeltaToo) {
+  std::string old_bin, new_bin;
+  RebuiltBinary(this, "big.so", (6 << 20) / 4, 5, 32, 9, &old_bin, &new_bin);
+  EXPECT_EQ(Diff(), std::vector<std::string>{"M big.so"});
+  ASSERT_EQ(collector_.entries[0].encoding, Encoding::kDelta);
+  std::string stream = FirstDeltaStream();
+  EXPECT_EQ(static_cast<uint8_t>(stream[0]), kOpZstd);
+  EXPECT_LT(stream.size(), new_bin.size() / 2);
+  auto out = testing::Apply(old_bin, stream, new_bin.size());
+  ASSERT_TRUE(out.ok()) << out.status().message();
+  EXPECT_TRUE(*out == new_bin);
 }
 
 TEST_F(TreeDiffTest, ChecksumCatchesSameSizeSameMtimeChange) {

@@ -496,6 +496,18 @@ Result<std::unique_ptr<AssignmentReader>> WriteAndVerify(const std::string& path
   return r;
 }
 
+// Every command NextCommand returns, in order (a failure ends the list).
+std::vector<Command> ReadCommands(AssignmentReader* r) {
+  std::vector<Command> out;
+  Command c;
+  for (;;) {
+    auto more = r->NextCommand(&c);
+    EXPECT_TRUE(more.ok()) << more.status().message();
+    if (!more.ok() || !*more) return out;
+    out.push_back(c);
+  }
+}
+
 TEST(AssignmentBase, RoundTripsInEveryFormatAndIsNeverReturnedAsACommand) {
   for (uint64_t cs : kChunkSizes) {
     SCOPED_TRACE("format " + std::to_string(cs));
@@ -505,14 +517,8 @@ TEST(AssignmentBase, RoundTripsInEveryFormatAndIsNeverReturnedAsACommand) {
     ASSERT_TRUE((*r)->base().has_value());
     EXPECT_EQ(*(*r)->base(), SomeBase());
     EXPECT_EQ((*r)->header().command_count, 3u);
-    Command c;
     std::vector<std::string> seen;
-    for (;;) {
-      auto more = (*r)->NextCommand(&c);
-      ASSERT_TRUE(more.ok());
-      if (!*more) break;
-      seen.push_back(c.path);
-    }
+    for (const Command& c : ReadCommands(r->get())) seen.push_back(c.path);
     EXPECT_EQ(seen, (std::vector<std::string>{"a", "a/b"}));
   }
 }
@@ -546,7 +552,47 @@ TEST(AssignmentBase, MalformedPayloadIsCorruptInBothEncodings) {
   EXPECT_EQ(dec.Decode(Opcode::kBase, std::string(10, '\0'), &c).code(), Code::kCorrupt);
   // A reader that predates BASE sees opcode 9 as unknown: what an older
   // cm-apply answers (exit 4) to an assignment that names its base.
-  EXPECT_EQ(DecodeCommandPayload(static_cast<Opcode>(10), "", &c).code(), Code::kCorrupt);
+  EXPECT_EQ(DecodeCommandPayload(static_cast<Opcode>(11), "", &c).code(), Code::kCorrupt);
+}
+
+Command TouchCmd(const std::string& first, const std::string& last, uint64_t count = 2,
+                 int64_t mtime = 1700000000000000000) {
+  Command c;
+  c.op = Opcode::kTouch;
+  c.path = first;
+  c.path2 = last;
+  c.size = count;
+  c.meta.mtime_ns = mtime;
+  return c;
+}
+
+// TOUCH runs come last, in walk order, not overlapping, with a nonzero mtime
+// and count and safe paths; the reader refuses anything else before staging.
+TEST(AssignmentTouch, RunsRoundTripInEveryFormatAndMustComeLastInOrder) {
+  for (uint64_t cs : kChunkSizes) {
+    SCOPED_TRACE("format " + std::to_string(cs));
+    TempDir d;
+    auto r = WriteAndVerify(d / "a.cma", {MkdirCmd("a"), TouchCmd("a", "a/z", 7), TouchCmd("b", "c/d", 3)},
+                            BasicOptions(cs));
+    ASSERT_TRUE(r.ok()) << r.status().message();
+    std::vector<std::string> seen;
+    for (const Command& c : ReadCommands(r->get()))
+      seen.push_back(std::string(OpcodeName(c.op)) + " " + c.path + " " + c.path2 + " " + std::to_string(c.size) +
+                     (c.op == Opcode::kTouch ? " " + std::to_string(c.meta.mtime_ns) : ""));
+    EXPECT_EQ(seen, (std::vector<std::string>{"mkdir a  0", "touch a a/z 7 1700000000000000000",
+                                              "touch b c/d 3 1700000000000000000"}));
+    auto code = [&](const std::vector<Command>& cmds) {
+      return WriteAndVerify(d / "b.cma", cmds, BasicOptions(cs)).status().code();
+    };
+    EXPECT_EQ(code({TouchCmd("a", "b"), MkdirCmd("c")}), Code::kCorrupt);           // a command after a run
+    EXPECT_EQ(code({TouchCmd("a", "b"), TouchCmd("b", "c")}), Code::kCorrupt);      // overlapping
+    EXPECT_EQ(code({TouchCmd("c", "d"), TouchCmd("a", "b")}), Code::kCorrupt);      // out of order
+    EXPECT_EQ(code({TouchCmd("b", "a")}), Code::kCorrupt);                          // last before first
+    EXPECT_EQ(code({TouchCmd("a", "b", 0)}), Code::kCorrupt);                       // empty
+    EXPECT_EQ(code({TouchCmd("a", "b", 1, 0)}), Code::kCorrupt);                    // mtime 0
+    EXPECT_EQ(code({TouchCmd("a", "../b")}), Code::kUnsafePath);
+    EXPECT_EQ(code({TouchCmd("a", "a/b"), TouchCmd("a/c", "b")}), Code::kOk);
+  }
 }
 
 TEST(AssignmentBase, TheV3ContextIsUntouchedByTheBase) {

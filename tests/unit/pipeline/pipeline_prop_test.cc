@@ -161,7 +161,10 @@ Status ApplyOne(apply::ContentRoot* root, const std::string& file) {
 
 // Replicates `old_dir` onto a fresh root, then pushes the delta to `new_dir`.
 // Returns "" when the live tree ends up equal to new_dir, else what went wrong.
-std::string CheckPipeline(const std::string& old_dir, const std::string& new_dir, bool checksum, const TempDir& d) {
+// format: 0 the default (3), 2 (v2 body, content hashes), 1 (no chunk table):
+// what servers that read no newer format are sent, which cm-apply still reads.
+std::string CheckPipeline(const std::string& old_dir, const std::string& new_dir, bool checksum, const TempDir& d,
+                          int format = 0) {
   std::string root_dir = d / "root";
   test::MakeDirs(root_dir);
   pack::PackOptions po;
@@ -203,6 +206,8 @@ std::string CheckPipeline(const std::string& old_dir, const std::string& new_dir
     po.job_id = "pub" + std::to_string(serial);
     po.output = d / ("p" + std::to_string(serial) + ".cma");
     po.max_size = 64 * 1024;  // force splits now and then
+    if (format == 2) po.version = 2;
+    if (format == 1) po.chunk_size = 0;
     auto pub = pack::PackDeltaTable(&table_src, to, po);
     if (!pub.ok()) return "pack: " + pub.status().message();
     serial += pub->files.size();
@@ -255,6 +260,52 @@ TEST(Pipeline, MovedFilesAndMtimeOnlyChanges) {
   test::Run("find '" + d / "old" + "' -depth -exec touch -h -d @1600000000 {} +", &out);
   test::Run("find '" + d / "new" + "' -depth -exec touch -h -d @1700000000 {} +", &out);
   EXPECT_EQ(CheckPipeline(d / "old", d / "new", false, d), "");
+}
+
+// A release where every file and directory got one new mtime (a tarball's):
+// the mtime-only changes travel as TOUCH runs, across parts (64 KiB cap), and
+// the live tree ends with every mtime of new, directories included.
+TEST(Pipeline, AReleaseWhereEveryMtimeMovedTravelsAsRuns) {
+  TempDir d;
+  std::mt19937 rng(7);
+  for (int i = 0; i < 40; ++i) {
+    const std::string rel = "pkg/" + std::string(1, static_cast<char>('a' + i % 5)) + "/f" + std::to_string(i);
+    const std::string body = RandomBytes(rng, 200 + (i % 7) * 9000, true);
+    test::WriteFile(d / ("old/" + rel), body);
+    test::WriteFile(d / ("new/" + rel), i % 9 == 0 ? body + "changed" : body);
+  }
+  ASSERT_EQ(::symlink("f1", (d / "new/pkg/b/link").c_str()), 0);
+  ASSERT_EQ(::symlink("f1", (d / "old/pkg/b/link").c_str()), 0);
+  std::string out;
+  test::Run("find '" + d / "old" + "' -depth -exec touch -h -d @1600000000 {} +", &out);
+  test::Run("find '" + d / "new" + "' -depth -exec touch -h -d @1700000000 {} +", &out);
+  test::Run("touch -d @1700000555 '" + d / "new/pkg/c/f12" + "'", &out);  // splits a run
+  auto s = delta::DiffTrees(d / "old", d / "new", {}, nullptr, nullptr);
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->time_runs, 2u);
+  EXPECT_EQ(s->meta, 1u);
+  EXPECT_EQ(CheckPipeline(d / "old", d / "new", false, d), "");
+}
+
+// Assignments of the older formats (written by the old encoders, as cm-pack
+// --format 2 and --chunk-size 0 do) still apply: patches, moves, runs.
+TEST(Pipeline, OlderFormatsStillApply) {
+  for (int format : {1, 2}) {
+    SCOPED_TRACE("format " + std::to_string(format));
+    TempDir d;
+    std::string body;
+    for (int i = 0; i < 300; ++i) body += "line " + std::to_string(i) + " of a file that changes\n";
+    for (int i = 0; i < 8; ++i) {
+      test::WriteFile(d / ("old/d/f" + std::to_string(i)), body + std::to_string(i));
+      test::WriteFile(d / ("new/d/f" + std::to_string(i)), i % 3 ? body + std::to_string(i) : body + "edited");
+    }
+    test::WriteFile(d / "old/src/Node.js", body);
+    test::WriteFile(d / "new/examples/Node.js", "// moved\n" + body);
+    std::string out;
+    test::Run("find '" + d / "old" + "' -depth -exec touch -h -d @1600000000 {} +", &out);
+    test::Run("find '" + d / "new" + "' -depth -exec touch -h -d @1700000000 {} +", &out);
+    EXPECT_EQ(CheckPipeline(d / "old", d / "new", false, d, format), "");
+  }
 }
 
 TEST(Pipeline, EmptyToEmptyAndBack) {
