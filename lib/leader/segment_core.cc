@@ -66,14 +66,20 @@ void SegmentCore::Merge(proto::Effects* into, proto::Effects& from, bool sam) {
   for (proto::Send& s : from.sends) {
     if (sam) {
       const GroupKey* key = cfg_.election.key ? &*cfg_.election.key : nullptr;
-      // Strictly increasing per sender, and near the wall clock.
-      last_counter_ = std::max(last_counter_ + 1, static_cast<uint64_t>(std::max<Micros>(0, now_ + cfg_.election.wall_offset)));
-      s.bytes = Seal(s.bytes, key, last_counter_);
+      s.bytes = Seal(s.bytes, key, NextCounter());
     }
     into->sends.push_back(std::move(s));
   }
   for (std::string& e : from.events) into->events.push_back(std::move(e));
   for (std::string& a : from.alerts) into->alerts.push_back(std::move(a));
+}
+
+// The next envelope counter: strictly increasing, and near the wall clock
+// (the `now` of the call plus the configured offset).
+uint64_t SegmentCore::NextCounter() {
+  const auto wall = static_cast<uint64_t>(std::max<Micros>(0, now_ + cfg_.election.wall_offset));
+  last_counter_ = std::max(last_counter_ + 1, wall);
+  return last_counter_;
 }
 
 void SegmentCore::Reschedule(Micros now, proto::Effects* out) {
@@ -100,8 +106,8 @@ void SegmentCore::Start(Micros now, proto::Effects* out) {
 
 void SegmentCore::Hello(Micros now, proto::Effects* out) {
   const GroupKey* key = cfg_.election.key ? &*cfg_.election.key : nullptr;
-  last_counter_ = std::max(last_counter_ + 1, static_cast<uint64_t>(std::max<Micros>(0, now + cfg_.election.wall_offset)));
-  out->sends.push_back({cfg_.election.control, Seal(HelloPayload(cfg_.sam->id), key, last_counter_),
+  now_ = now;
+  out->sends.push_back({cfg_.election.control, Seal(HelloPayload(cfg_.sam->id), key, NextCounter()),
                         proto::Transport::kDatagram});
   hello_wake_ = now + cfg_.hello_every;
 }

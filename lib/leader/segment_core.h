@@ -76,6 +76,7 @@ class SegmentCore {
   void Reschedule(proto::Micros now, proto::Effects* out);
   bool Open(proto::Micros now, std::string_view bytes, std::string_view* sam_bytes);
   void Hello(proto::Micros now, proto::Effects* out);
+  uint64_t NextCounter();
 
   SegmentConfig cfg_;
   std::optional<Sam> sam_;

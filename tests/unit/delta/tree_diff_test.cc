@@ -288,6 +288,7 @@ TEST_F(TreeDiffTest, ARebuiltBinaryIsAZstdDeltaThatApplies) {
   ASSERT_EQ(collector_.entries[0].encoding, Encoding::kDelta);
   // The stream is one ZSTD instruction; applying it gives the new bytes.
   std::string stream = FirstDeltaStream();
+  ASSERT_FALSE(stream.empty());
   EXPECT_EQ(static_cast<uint8_t>(stream[0]), kOpZstd);
   auto out = testing::Apply(old_bin, stream, new_bin.size());
   ASSERT_TRUE(out.ok()) << out.status().message();
@@ -311,6 +312,7 @@ TEST_F(TreeDiffTest, ALargeRebuiltBinaryIsAZstdDeltaToo) {
   EXPECT_EQ(Diff(), std::vector<std::string>{"M big.so"});
   ASSERT_EQ(collector_.entries[0].encoding, Encoding::kDelta);
   std::string stream = FirstDeltaStream();
+  ASSERT_FALSE(stream.empty());
   EXPECT_EQ(static_cast<uint8_t>(stream[0]), kOpZstd);
   EXPECT_LT(stream.size(), new_bin.size() / 2);
   auto out = testing::Apply(old_bin, stream, new_bin.size());
