@@ -449,8 +449,9 @@ void Receiver::OnData(Micros now, const proto::Address& from, const Message& m, 
     ++s.result.unicast_frames;
   } else {
     ++s.heard;
-    // Relative one-way delay: the clocks' offset cancels in the differences.
-    uint32_t x = static_cast<uint32_t>(now) - d.sent_us;
+    // Relative one-way delay, to the datagram's arrival (not its read): the
+    // clocks' offset cancels in the differences.
+    uint32_t x = static_cast<uint32_t>(now - queued_) - d.sent_us;
     if (!s.owd_init) {
       s.owd_init = true;
       s.owd_ref = x;

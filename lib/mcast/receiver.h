@@ -97,6 +97,11 @@ class Receiver {
   uint64_t replays_refused() const { return replays_refused_; }
   // The runner follows the wall clock (ReceiverConfig::wall_offset).
   void set_wall_offset(Micros w) { cfg_.wall_offset = w; }
+  // How long the next datagrams sat in the socket's queue before they were
+  // read (the driver's kernel stamps; 0: unknown): the one-way delay is
+  // measured to their arrival, not to the read, so a receiver process that
+  // was not scheduled does not look like a queue in the network.
+  void set_queued(Micros w) { queued_ = w; }
 
  private:
   struct Session;
@@ -120,6 +125,7 @@ class Receiver {
   Micros Jitter(Micros period);
 
   ReceiverConfig cfg_;
+  Micros queued_ = 0;  // set_queued
   ObjectStore* store_;
   const GroupKey* key_;
   proto::Rng rng_;

@@ -107,6 +107,9 @@ struct Driver::Impl {
   std::array<mmsghdr, kBatch> gmsgs{};
   std::array<iovec, kBatch> giov{};
   std::array<sockaddr_in, kBatch> gaddr{};
+  // SO_TIMESTAMPNS: the kernel's receive time of each datagram (wall clock).
+  static constexpr size_t kCtl = CMSG_SPACE(sizeof(timespec));
+  std::array<std::array<char, kCtl>, kBatch> gctl{};
   proto::Micros armed_at = proto::kNever;  // the timer's current deadline
   std::vector<const proto::Send*> dgrams;  // sendmmsg batch being built
 
@@ -171,6 +174,8 @@ struct Driver::Impl {
     if (!ec) g->sock.bind(udp::endpoint(V4(group.ip), group.port), ec);
     if (!ec) g->sock.set_option(asio::ip::multicast::join_group(V4(group.ip), V4(cfg.iface)), ec);
     if (ec) return ec;
+    int on = 1;  // best effort: without stamps the queued time reads 0
+    setsockopt(g->sock.native_handle(), SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof on);
     SizeBuffer(g->sock.native_handle(), SO_RCVBUF, SO_RCVBUFFORCE, cfg.rcvbuf, "/proc/sys/net/core/rmem_max",
                &warnings);
     *out = std::move(g);
@@ -305,10 +310,14 @@ struct Driver::Impl {
         gmsgs[i].msg_hdr.msg_namelen = sizeof gaddr[i];
         gmsgs[i].msg_hdr.msg_iov = &giov[i];
         gmsgs[i].msg_hdr.msg_iovlen = 1;
+        gmsgs[i].msg_hdr.msg_control = gctl[i].data();
+        gmsgs[i].msg_hdr.msg_controllen = kCtl;
       }
       int r = recvmmsg(fd, gmsgs.data(), kBatch, MSG_DONTWAIT, nullptr);
       if (r <= 0) return false;
       proto::Micros now = Now();
+      timespec wall{};
+      clock_gettime(CLOCK_REALTIME, &wall);
       int delivered = 0;
       for (int i = 0; i < r; ++i) {
         if (gmsgs[i].msg_hdr.msg_flags & MSG_TRUNC) continue;  // not one of ours
@@ -316,14 +325,30 @@ struct Driver::Impl {
         if (from == local) continue;  // our own multicast, looped back
         ++stats.datagrams_in;
         ++delivered;
+        core->SetQueued(Queued(gmsgs[i].msg_hdr, wall));
         core->OnDatagram(now, from, std::string_view(&gbufs[i * kSlot], gmsgs[i].msg_len), &fx);
       }
+      core->SetQueued(0);
       // Only after the core ran: fx.wake_at is its answer (an empty fx would
       // read as "no wake-up" and cancel the timer).
       if (delivered) Apply();  // may leave this very group: the caller checks
       if (r < kBatch || !IsGroupFd(fd)) return false;
     }
     return true;
+  }
+
+  // The time between the kernel's receive stamp and `wall` (now), in
+  // [0, 10 s]; 0 without a stamp. A wall-clock step between the two reads
+  // at worst as one wrong delay sample, clamped.
+  static proto::Micros Queued(const msghdr& h, const timespec& wall) {
+    for (cmsghdr* c = CMSG_FIRSTHDR(&h); c != nullptr; c = CMSG_NXTHDR(const_cast<msghdr*>(&h), c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_TIMESTAMPNS) continue;
+      timespec ts;
+      std::memcpy(&ts, CMSG_DATA(c), sizeof ts);
+      int64_t us = (int64_t(wall.tv_sec) - int64_t(ts.tv_sec)) * 1'000'000 + (wall.tv_nsec - ts.tv_nsec) / 1000;
+      return std::clamp<int64_t>(us, 0, 10 * proto::kSeconds);
+    }
+    return 0;
   }
 
   bool IsGroupFd(int fd) const {

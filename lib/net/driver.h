@@ -38,6 +38,12 @@ class CoreHandle {
   virtual void OnDatagram(proto::Micros now, const proto::Address& from, std::string_view bytes,
                           proto::Effects* out) = 0;
   virtual void OnTimer(proto::Micros now, proto::Effects* out) = 0;
+  // How long the next datagrams waited in the socket's receive queue before
+  // this process read them (the kernel's receive stamp; 0: unknown). Cores
+  // that measure one-way delay (cm-mcast's receiver) subtract it, so a
+  // process that was not scheduled for a while is not taken for a queue in
+  // the network. Others ignore it.
+  virtual void SetQueued(proto::Micros) {}
 };
 
 template <proto::Core C>
@@ -50,6 +56,9 @@ class CoreRef : public CoreHandle {
     c_->OnDatagram(now, from, bytes, out);
   }
   void OnTimer(proto::Micros now, proto::Effects* out) override { c_->OnTimer(now, out); }
+  void SetQueued(proto::Micros waited) override {
+    if constexpr (requires { c_->set_queued(waited); }) c_->set_queued(waited);
+  }
 
  private:
   C* c_;
