@@ -8,6 +8,10 @@ namespace cm::mcast {
 namespace {
 constexpr double kStartupGain = 1.5;   // per epoch until the first congestion
 constexpr double kIncrease = 0.03;     // per uncongested epoch after start-up
+constexpr double kDrainGain = 0.9;     // after a cut on a known delivered rate: drain the queue at this
+constexpr double kCruiseGain = 0.98;   // ... then send at this times the delivered rate
+constexpr double kProbe = 0.01;        // first steps above it, per epoch
+constexpr int kMaxDrain = 4;           // epochs the drain may last
 constexpr double kCutMin = 0.8;        // a congested epoch cuts the rate to no less than this
 constexpr double kCutMax = 0.9;        // ... and to no more than this
 constexpr int kHoldEpochs = 2;         // after a cut: the queue drains, feedback catches up
@@ -115,7 +119,19 @@ RateDecision RateControl::Tick(Micros now, uint64_t frame_bits, size_t group) {
     }
   }
   uint64_t before = rate_;
-  if (jam) {
+  if (draining_) {
+    // Sending under the delivered rate until every receiver heard lately
+    // shows no queue (or the drain ran its course), then just under it.
+    bool drained = !jam && std::all_of(seen.begin(), seen.end(),
+                                       [&](const Seen& s) { return s.qdelay >= 0 && s.qdelay <= cfg_.target / 2; });
+    if (drained || ++drain_epochs_ >= kMaxDrain) {
+      draining_ = false;
+      cruising_ = true;
+      rate_ = static_cast<uint64_t>(std::min(drain_est_ * kCruiseGain, double(cfg_.cap_bps)));
+      clear_epochs_ = 0;
+      hold_until_ = now + cfg_.epoch;
+    }
+  } else if (jam) {
     ++congested_epochs_;
     clear_epochs_ = 0;
     std::vector<double> del;
@@ -123,16 +139,25 @@ RateDecision RateControl::Tick(Micros now, uint64_t frame_bits, size_t group) {
       if (s.delivered > 0) del.push_back(s.delivered);
     double est = 0;
     if (del.size() * 2 > active) {  // from most of them (not one slow one alone)
-      // The most any receiver got: the shared bottleneck delivers the same to
-      // all; one that gets less sits behind a narrower link of its own.
-      est = *std::max_element(del.begin(), del.end());
+      // The upper median of what the receivers got: the shared bottleneck
+      // delivers the same to all; one that gets less sits behind a narrower
+      // link of its own, one that got more measured a burst (a short span).
+      std::sort(del.begin(), del.end());
+      est = del[del.size() / 2];
     }
-    if (starting_) {
-      // The first congestion: the rate overshot by up to a start-up step
-      // per epoch of feedback delay; what the receivers got is the link.
+    if (est > 0 && (starting_ || now >= hold_until_) && est * kDrainGain < double(rate_)) {
+      // What the receivers got while the bottleneck queued is its rate: send
+      // under it until the queue it holds has drained, then just under it.
+      // (At the first congestion the start-up overshot by up to a step per
+      // epoch of feedback delay; the queue is at its fullest.)
       starting_ = false;
-      double r = est > 0 ? std::min(est * 0.95, double(rate_) * 0.7) : double(rate_) * 0.5;
-      rate_ = static_cast<uint64_t>(r);
+      draining_ = true;
+      drain_epochs_ = 0;
+      drain_est_ = est;
+      rate_ = static_cast<uint64_t>(est * kDrainGain);
+    } else if (starting_) {
+      starting_ = false;
+      rate_ = static_cast<uint64_t>(double(rate_) * 0.5);
       hold_until_ = now + kHoldEpochs * cfg_.epoch;
     } else if (now >= hold_until_) {
       // Far above what arrives (the rate grew where nothing pushed back, or
@@ -146,7 +171,11 @@ RateDecision RateControl::Tick(Micros now, uint64_t frame_bits, size_t group) {
     // Clear epochs in a row grow the step (from the 8th, up to 3x): a rate cut far below
     // the link by a noisy estimate climbs back in seconds, not tens.
     ++clear_epochs_;
+    // Just under a measured delivered rate, probe above it gently: 1 % per
+    // epoch for 8 epochs, then growing with the clear epochs in a row (up to
+    // the 3-9 % below): a slow probe builds a small queue before it shows.
     double step = kIncrease * std::clamp(double(clear_epochs_) / 8, 1.0, 3.0);
+    if (cruising_) step = std::min(step, kProbe * std::max(1.0, double(clear_epochs_) / 8));
     double r = double(rate_) * (starting_ ? kStartupGain : 1 + step);
     rate_ = r >= double(cfg_.cap_bps) ? cfg_.cap_bps : static_cast<uint64_t>(r);
     if (rate_ >= cfg_.cap_bps) starting_ = false;

@@ -16,11 +16,11 @@
 // in it. The group is congested when more than half of them are (so one
 // receiver behind its own slow link does not slow the others: it is named
 // slow instead and finished by unicast). Start-up multiplies the rate by 1.5
-// per epoch until the first congestion, then sets it to what the receivers
-// were delivered (corrected for their random loss). After that: congested,
-// the rate drops to the larger of 0.8x and the delivered estimate (at most
-// 0.9x), then holds for two epochs while the queue drains and the feedback
-// catches up; not congested, it grows by 3 % per epoch. The cap (--rate)
+// per epoch until the first congestion. Congested, with an estimate of what
+// the receivers were delivered (the bottleneck's rate, corrected for their
+// random loss): 0.9x it until the queue drained, then 0.98x it, probing
+// upwards by 1 % per clear epoch at first. Without an estimate: 0.8x, held
+// for two epochs; not congested, +3 % per epoch, growing. The cap (--rate)
 // is never exceeded; with --rate the controller starts at the cap.
 // docs/protocol/mcast.md, "Rate", has the numbers and their reasons.
 #pragma once
@@ -88,6 +88,10 @@ class RateControl {
   Micros next_tick_ = 0, hold_until_ = 0;
   uint64_t congested_epochs_ = 0;
   int clear_epochs_ = 0;  // uncongested epochs in a row
+  bool draining_ = false;  // under the delivered rate until the queue drained
+  int drain_epochs_ = 0;
+  double drain_est_ = 0;   // the delivered rate the drain measured
+  bool cruising_ = false;  // a delivered rate was measured: probe above it gently
   std::map<std::string, Peer> peers_;
 };
 

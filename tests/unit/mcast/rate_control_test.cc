@@ -90,5 +90,35 @@ TEST(McastRateControl, FollowsABottleneckFromFarAbove) {
   }
 }
 
+TEST(McastRateControl, OneCutDrainsTheQueueThenCruisesJustUnderTheDeliveredRate) {
+  // Started at 120 Mbit/s into a 96 Mbit/s bottleneck: the receivers get
+  // the bottleneck's rate and report a queue. One cut, to 0.9x what they got,
+  // held while the queue drains (reports still show it: no second cut);
+  // once it is gone, 0.98x, then probing up by 1 % per clear epoch.
+  std::mt19937_64 rng(5);
+  RateControl rc(RateConfig{.cap_bps = 1'000'000'000, .start_bps = 120'000'000});
+  Micros now = 0;
+  const double link = 96e6;
+  const uint32_t frames = static_cast<uint32_t>(link / kFrameBits / 10);
+  const double got = frames * double(kFrameBits) * 10;  // what the receivers were delivered, per second
+  Epoch(rc, &now, {"a", "b", "c"}, frames, {0, 0, 0}, {0, 0, 0}, rng);  // the first: no step
+  EXPECT_EQ(rc.rate(), 120'000'000u);
+  Epoch(rc, &now, {"a", "b", "c"}, frames, {0, 0, 0}, {25 * kMillis, 30 * kMillis, 20 * kMillis}, rng);
+  EXPECT_FALSE(rc.starting());
+  EXPECT_NEAR(double(rc.rate()), 0.9 * got, 1e4);
+  for (int e = 0; e < 2; ++e) {
+    Epoch(rc, &now, {"a", "b", "c"}, frames, {0, 0, 0}, {15 * kMillis, 12 * kMillis, 14 * kMillis}, rng);
+    EXPECT_NEAR(double(rc.rate()), 0.9 * got, 1e4) << "draining, epoch " << e;
+  }
+  Epoch(rc, &now, {"a", "b", "c"}, frames, {0, 0, 0}, {2 * kMillis, 1 * kMillis, 0}, rng);
+  EXPECT_NEAR(double(rc.rate()), 0.98 * got, 1e4);
+  uint64_t cruise = rc.rate();
+  Epoch(rc, &now, {"a", "b", "c"}, frames, {0, 0, 0}, {0, 0, 0}, rng);
+  EXPECT_NEAR(double(rc.rate()), 1.01 * double(cruise), 1e4);
+  Epoch(rc, &now, {"a", "b", "c"}, frames, {0, 0, 0}, {0, 0, 0}, rng);
+  EXPECT_NEAR(double(rc.rate()), 1.01 * 1.01 * double(cruise), 1e4);
+  EXPECT_EQ(rc.congestion_epochs(), 1u);
+}
+
 }  // namespace
 }  // namespace cm::mcast
