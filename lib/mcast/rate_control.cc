@@ -9,7 +9,7 @@ namespace {
 constexpr double kStartupGain = 1.5;   // per epoch until the first congestion
 constexpr double kIncrease = 0.03;     // per uncongested epoch after start-up
 constexpr double kDrainGain = 0.9;     // after a cut on a known delivered rate: drain the queue at this
-constexpr double kCruiseGain = 0.98;   // ... then send at this times the delivered rate
+constexpr double kCruiseGain = 1.0;    // ... then send at this times the delivered rate
 constexpr double kProbe = 0.01;        // first steps above it, per epoch
 constexpr int kMaxDrain = 4;           // epochs the drain may last
 constexpr double kCutMin = 0.8;        // a congested epoch cuts the rate to no less than this
@@ -121,10 +121,10 @@ RateDecision RateControl::Tick(Micros now, uint64_t frame_bits, size_t group) {
   uint64_t before = rate_;
   if (draining_) {
     // Sending under the delivered rate until every receiver heard lately
-    // shows no queue (or the drain ran its course), then just under it.
+    // shows no queue (or the drain ran its course), then at it.
     bool drained = !jam && std::all_of(seen.begin(), seen.end(),
                                        [&](const Seen& s) { return s.qdelay >= 0 && s.qdelay <= cfg_.target / 2; });
-    if (drained || ++drain_epochs_ >= kMaxDrain) {
+    if (drained || ++drain_epochs_ >= drain_len_) {
       draining_ = false;
       cruising_ = true;
       rate_ = static_cast<uint64_t>(std::min(drain_est_ * kCruiseGain, double(cfg_.cap_bps)));
@@ -147,13 +147,24 @@ RateDecision RateControl::Tick(Micros now, uint64_t frame_bits, size_t group) {
     }
     if (est > 0 && (starting_ || now >= hold_until_) && est * kDrainGain < double(rate_)) {
       // What the receivers got while the bottleneck queued is its rate: send
-      // under it until the queue it holds has drained, then just under it.
+      // under it until the queue it holds has drained, then at it.
       // (At the first congestion the start-up overshot by up to a step per
       // epoch of feedback delay; the queue is at its fullest.)
       starting_ = false;
       draining_ = true;
       drain_epochs_ = 0;
       drain_est_ = est;
+      // Long enough to drain the queue the receivers reported (their upper
+      // median), plus what the rate above the estimate added since (about an
+      // epoch of feedback delay): the reports that it drained lag by as much.
+      std::vector<Micros> qs;
+      for (const Seen& s : seen)
+        if (s.qdelay >= 0) qs.push_back(s.qdelay);
+      std::sort(qs.begin(), qs.end());
+      double q = qs.empty() ? 0 : double(qs[qs.size() / 2]);
+      q += std::max(0.0, double(rate_) / est - 1) * double(cfg_.epoch);
+      double per_epoch = (1 - kDrainGain) * double(cfg_.epoch);
+      drain_len_ = std::clamp(static_cast<int>(std::ceil(q / per_epoch)), 1, kMaxDrain);
       rate_ = static_cast<uint64_t>(est * kDrainGain);
     } else if (starting_) {
       starting_ = false;

@@ -18,7 +18,7 @@
 // slow instead and finished by unicast). Start-up multiplies the rate by 1.5
 // per epoch until the first congestion. Congested, with an estimate of what
 // the receivers were delivered (the bottleneck's rate, corrected for their
-// random loss): 0.9x it until the queue drained, then 0.98x it, probing
+// random loss): 0.9x it until the queue drained, then at it, probing
 // upwards by 1 % per clear epoch at first. Without an estimate: 0.8x, held
 // for two epochs; not congested, +3 % per epoch, growing. The cap (--rate)
 // is never exceeded; with --rate the controller starts at the cap.
@@ -89,7 +89,7 @@ class RateControl {
   uint64_t congested_epochs_ = 0;
   int clear_epochs_ = 0;  // uncongested epochs in a row
   bool draining_ = false;  // under the delivered rate until the queue drained
-  int drain_epochs_ = 0;
+  int drain_epochs_ = 0, drain_len_ = 1;
   double drain_est_ = 0;   // the delivered rate the drain measured
   bool cruising_ = false;  // a delivered rate was measured: probe above it gently
   std::map<std::string, Peer> peers_;
