@@ -9,7 +9,9 @@
 #include <cstdlib>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
+#include <thread>
 
 #include "util/file_util.h"
 
@@ -178,9 +180,18 @@ Result<Manifest> ApplyEntries(const Manifest& base, const std::vector<DeltaEntry
 Result<DiffSummary> DiffTreesWithBase(const std::string& old_root, const std::string& new_root,
                                       const TreeDiffOptions& opts, ByteSink* sink, DiffObserver* observer,
                                       TableBase* base_out) {
-  auto old = DescribeOldTree(old_root, opts.old_may_be_missing);
-  if (!old.ok() && old.status().code() != Code::kFailure) return old.status();
-  if (!old.ok() && observer) observer->OnWarning(old_root, old.status().message() + "; the delta names no base");
+  // The base manifest reads and hashes the whole old tree, the diff reads
+  // what changed: on a second core they overlap (the diff waits for the
+  // manifest only at the end, for the base record). Both see the same old
+  // tree, as one after the other did.
+  std::optional<Result<OldTreeBase>> old_slot;
+  std::thread describe([&] { old_slot.emplace(DescribeOldTree(old_root, opts.old_may_be_missing)); });
+  struct Joiner {
+    std::thread* t;
+    ~Joiner() {
+      if (t->joinable()) t->join();
+    }
+  } joiner{&describe};
   const char* t = std::getenv("TMPDIR");
   const std::string tmp = t && *t ? t : "/tmp";
   UniqueFd fd(::open(tmp.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
@@ -188,8 +199,15 @@ Result<DiffSummary> DiffTreesWithBase(const std::string& old_root, const std::st
   BufferedSink spool(fd.get());
   DeltaTableWriter w(&spool);
   Collector collect(observer);
-  CM_ASSIGN_OR_RETURN(DiffSummary s, DiffTrees(old_root, new_root, opts, &w, &collect));
+  auto diff = DiffTrees(old_root, new_root, opts, &w, &collect);
+  describe.join();
+  // The old tree's errors first, as when the manifest was built before the diff.
+  Result<OldTreeBase>& old = *old_slot;
+  if (!old.ok() && old.status().code() != Code::kFailure) return old.status();
+  if (!diff.ok()) return diff.status();
+  const DiffSummary& s = *diff;
   CM_RETURN_IF_ERROR(spool.Flush());
+  if (!old.ok() && observer) observer->OnWarning(old_root, old.status().message() + "; the delta names no base");
   TableBase base;
   if (old.ok()) {
     base = old->base;

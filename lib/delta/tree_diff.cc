@@ -16,6 +16,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "delta/manifest.h"
 #include "delta/tree_walk.h"
 #include "util/file_util.h"
 #include "util/hash.h"
@@ -65,8 +66,10 @@ class MappedFile {
   MappedFile(const MappedFile&) = delete;
   MappedFile& operator=(const MappedFile&) = delete;
 
-  Status Open(const std::string& path) {
-    fd_.reset(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  // `name` in the open directory `dir` (AT_FDCWD: `path` itself); `path`
+  // names it in errors.
+  Status Open(const std::string& path, int dir = AT_FDCWD, const std::string* name = nullptr) {
+    fd_.reset(::openat(dir, name != nullptr ? name->c_str() : path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
     if (!fd_) return ErrnoError(path, errno);
     struct stat st;
     if (::fstat(fd_.get(), &st) != 0) return ErrnoError(path, errno);
@@ -77,7 +80,7 @@ class MappedFile {
       // A small file is read: a mapping's munmap (a TLB shootdown) cost more
       // than the copy (perlmods, 1,199 files each side: 2,403 munmaps took
       // 0.11 s of cm-delta's 0.30 s of system calls).
-      buf_ = std::make_unique<uint8_t[]>(size_);
+      buf_ = std::make_unique_for_overwrite<uint8_t[]>(size_);
       uint64_t got = 0;
       while (got < size_) {
         const ssize_t n = ::pread(fd_.get(), buf_.get() + got, size_ - got, static_cast<off_t>(got));
@@ -427,7 +430,8 @@ class Differ {
     if (n.kind == Kind::kSymlink) e.link_target = n.link_target;
     if (n.kind == Kind::kFile && !opts_.listing_only && move_bases_.count(BaseName(n.path))) {
       MappedFile nf;
-      CM_RETURN_IF_ERROR(nf.Open(new_.FullPath(n.path)));
+      const std::string leaf = BaseName(n.path);
+      CM_RETURN_IF_ERROR(nf.Open(new_.FullPath(n.path), new_.ParentFd(), &leaf));
       e.size = nf.size();
       e.hash = HashBytes(nf.data(), nf.size());
       summary_.bytes_read += nf.size();
@@ -440,12 +444,12 @@ class Differ {
     }
     if (n.kind == Kind::kFile && !opts_.listing_only) {
       std::string path = new_.FullPath(n.path);
-      UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+      UniqueFd fd(::openat(new_.ParentFd(), BaseName(n.path).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
       if (!fd) return ErrnoError(path, errno);
       struct stat st;
       if (::fstat(fd.get(), &st) != 0) return ErrnoError(path, errno);
       if (!S_ISREG(st.st_mode)) return Error(Code::kIo, path + ": changed during the walk (not a file)");
-      auto h = HashFile(fd.get());
+      auto h = HashToEnd(fd.get(), static_cast<uint64_t>(st.st_size), &hash_buf_);
       if (!h.ok()) return Status(h.status().code(), path + ": " + h.status().message());
       e.hash = *h;
       e.size = static_cast<uint64_t>(st.st_size);
@@ -460,8 +464,9 @@ class Differ {
       return meta ? Emit(Entry(Op::kMeta, n), {}) : Status::Ok();
     }
     MappedFile nf, of;
-    CM_RETURN_IF_ERROR(nf.Open(new_.FullPath(n.path)));
-    CM_RETURN_IF_ERROR(of.Open(old_.FullPath(o.path)));
+    const std::string leaf = BaseName(n.path);  // o.path == n.path
+    CM_RETURN_IF_ERROR(nf.Open(new_.FullPath(n.path), new_.ParentFd(), &leaf));
+    CM_RETURN_IF_ERROR(of.Open(old_.FullPath(o.path), old_.ParentFd(), &leaf));
     summary_.bytes_read += nf.size() + of.size();
     if (nf.size() == of.size() && std::memcmp(nf.data(), of.data(), nf.size()) == 0) {
       // Same bytes after all: at most a metadata change.
@@ -590,6 +595,7 @@ class Differ {
   }
 
   const TreeDiffOptions& opts_;
+  std::vector<uint8_t> hash_buf_;  // added files' hashing (HashToEnd)
   DeltaTableWriter* table_;
   DiffObserver* obs_;
   PathFilter filter_;
