@@ -95,24 +95,6 @@ Result<uint64_t> CheckSpace(const std::string& root, uint64_t needed, uint64_t c
   return avail - margin;
 }
 
-// A file TOUCH copied holds the bytes of the inode it was copied from: when
-// that inode is the one the live release's manifest records for the path
-// (same inode, size and mtime: the stat cache the base check trusted), the
-// copy's inode and mtime take over the recorded hash, so the staged manifest
-// does not read it again. Anything else is left to be hashed.
-void CarryTouchCopies(const std::vector<Stager::TouchCopy>& copies, delta::Manifest* cache) {
-  for (const Stager::TouchCopy& c : copies) {
-    auto it = std::lower_bound(cache->entries.begin(), cache->entries.end(), c.path,
-                               [](const delta::ManifestEntry& e, const std::string& p) {
-                                 return delta::ComparePaths(e.path, p) < 0;
-                               });
-    if (it == cache->entries.end() || it->path != c.path || it->kind != delta::Kind::kFile) continue;
-    if (it->ino == 0 || it->ino != c.src_ino || it->size != c.size || it->mtime_ns != c.src_mtime_ns) continue;
-    it->ino = c.ino;
-    it->mtime_ns = c.mtime_ns;
-  }
-}
-
 // The stage is complete: its manifest (stat cache: the live release's, whose
 // files it hard-links) must be the assignment's result manifest when it names
 // one, else kBaseMismatch and the stage is dropped (PartStage's destructor);
