@@ -50,6 +50,9 @@ constexpr int kZstdDeltaLevel = 6;
 constexpr int kZstdDeltaLevelLarge = 9;
 // Added files smaller than this are not worth a delta against a moved base.
 constexpr uint64_t kMinMoveDelta = 256;
+// Old files of one size kept as identical bases of added files (renames and
+// copies), the first in walk order: bounds what an added file reads.
+constexpr size_t kMaxSameSizeBases = 4;
 // A TIMES entry (two front-coded paths, a count, an mtime) replaces the META
 // entries of a run when it spares at least this many.
 constexpr uint64_t kMinTimeRunChanges = 4;
@@ -299,6 +302,12 @@ class Differ {
     CM_RETURN_IF_ERROR(o.Start(opts_.old_may_be_missing));
     std::vector<std::pair<std::string, uint64_t>> removed;
     std::unordered_set<std::string> added_names;
+    std::unordered_set<uint64_t> added_sizes;
+    auto index_old = [&](const WalkEntry& w) {
+      if (w.size < kMinMoveDelta) return;
+      auto& v = old_by_size_[w.size];
+      if (v.size() < kMaxSameSizeBases) v.push_back(w.path);
+    };
     WalkEntry a, b;
     CM_ASSIGN_OR_RETURN(bool have_o, o.Next(&a));
     CM_ASSIGN_OR_RETURN(bool have_n, n.Next(&b));
@@ -312,12 +321,23 @@ class Differ {
       }
       if (c < 0) {
         if (a.kind == Kind::kDir) o.SkipChildren();
-        if (a.kind == Kind::kFile) removed.emplace_back(a.path, a.size);
+        if (a.kind == Kind::kFile) {
+          removed.emplace_back(a.path, a.size);
+          index_old(a);
+        }
       } else if (c > 0) {
-        if (b.kind == Kind::kFile) added_names.insert(BaseName(b.path));
+        if (b.kind == Kind::kFile) {
+          added_names.insert(BaseName(b.path));
+          added_sizes.insert(b.size);
+        }
       } else if (a.kind != b.kind) {
         if (a.kind == Kind::kDir) o.SkipChildren();
-        if (b.kind == Kind::kFile) added_names.insert(BaseName(b.path));
+        if (b.kind == Kind::kFile) {
+          added_names.insert(BaseName(b.path));
+          added_sizes.insert(b.size);
+        }
+      } else if (a.kind == Kind::kFile) {
+        index_old(a);  // kept: a base until the table changes it
       }
       if (c <= 0) {
         CM_ASSIGN_OR_RETURN(have_o, o.Next(&a));
@@ -330,9 +350,18 @@ class Differ {
     run_total_ = run_index_;
     run_index_ = 0;
     run_next_ = 0;
-    if (!opts_.moves) return Status::Ok();
+    if (!opts_.moves) {
+      old_by_size_.clear();
+      return Status::Ok();
+    }
+    // Only sizes an added file has can serve as identical bases.
+    for (auto it = old_by_size_.begin(); it != old_by_size_.end();)
+      it = added_sizes.count(it->first) ? std::next(it) : old_by_size_.erase(it);
     for (auto& [path, size] : removed) {
       std::string name = BaseName(path);
+      // A removed file of an added file's size may be its identical base
+      // (a rename): held back too.
+      if (added_sizes.count(size) && size >= kMinMoveDelta) held_back_.insert(path);
       if (!added_names.count(name)) continue;
       held_back_.insert(path);
       move_bases_[name].emplace_back(path, size);
@@ -390,6 +419,7 @@ class Differ {
       deferred_removes_.push_back(Entry(Op::kRemove, o));
       return Status::Ok();
     }
+    if (o.kind == Kind::kFile) gone_bases_.insert(o.path);
     return Emit(Entry(Op::kRemove, o), {});
   }
 
@@ -425,10 +455,43 @@ class Differ {
     return Status::Ok();
   }
 
+  // An added file whose bytes an old file holds under another name (a
+  // rename, or a copy of a file the table leaves alone up to here) is a
+  // DELTA of one COPY against it: a reference, not the bytes. Bases are old
+  // files of its size (the first kMaxSameSizeBases in walk order), compared
+  // byte by byte; one the table already removed or changed is skipped.
+  Status TryIdenticalBase(const MappedFile& nf, DeltaEntry* e, EntryDetails* d, SpillSink* stream, bool* used) {
+    *used = false;
+    auto it = old_by_size_.find(nf.size());
+    if (it == old_by_size_.end()) return Status::Ok();
+    for (const std::string& cand : it->second) {
+      if (gone_bases_.count(cand)) continue;
+      MappedFile of;
+      CM_RETURN_IF_ERROR(of.Open(old_.FullPath(cand)));
+      summary_.bytes_read += of.size();
+      if (of.size() != nf.size() || std::memcmp(of.data(), nf.data(), nf.size()) != 0) continue;
+      InstructionWriter iw(stream);
+      CM_RETURN_IF_ERROR(iw.Copy(0, nf.size()));
+      CM_RETURN_IF_ERROR(iw.Finish());
+      e->encoding = Encoding::kDelta;
+      e->base_path = cand;
+      e->base_size = of.size();
+      e->base_hash = e->hash;  // the same bytes
+      d->delta_bytes = stream->size();
+      d->copied = nf.size();
+      d->inserted = 0;
+      *used = true;
+      return Status::Ok();
+    }
+    return Status::Ok();
+  }
+
   Status Add(const WalkEntry& n) {
     DeltaEntry e = Entry(Op::kAdd, n);
     if (n.kind == Kind::kSymlink) e.link_target = n.link_target;
-    if (n.kind == Kind::kFile && !opts_.listing_only && move_bases_.count(BaseName(n.path))) {
+    const bool by_name = n.kind == Kind::kFile && move_bases_.count(BaseName(n.path));
+    const bool by_size = n.kind == Kind::kFile && old_by_size_.count(n.size);
+    if (!opts_.listing_only && (by_name || by_size)) {
       MappedFile nf;
       const std::string leaf = BaseName(n.path);
       CM_RETURN_IF_ERROR(nf.Open(new_.FullPath(n.path), new_.ParentFd(), &leaf));
@@ -438,7 +501,8 @@ class Differ {
       EntryDetails d;
       SpillSink stream;
       bool used = false;
-      CM_RETURN_IF_ERROR(TryMoveDelta(nf, &e, &d, &stream, &used));
+      if (by_size) CM_RETURN_IF_ERROR(TryIdenticalBase(nf, &e, &d, &stream, &used));
+      if (!used && by_name) CM_RETURN_IF_ERROR(TryMoveDelta(nf, &e, &d, &stream, &used));
       if (used) ++summary_.moved_files;
       return Emit(e, d, used ? &stream : nullptr);
     }
@@ -479,6 +543,7 @@ class Differ {
     DeltaEntry e = Entry(Op::kModify, n);
     e.size = nf.size();
     e.encoding = Encoding::kWhole;
+    gone_bases_.insert(n.path);  // other bytes from here on
     EntryDetails d;
     std::optional<AsyncHash> new_hash;
     if (!opts_.listing_only) new_hash.emplace(nf.data(), nf.size());
@@ -615,6 +680,10 @@ class Differ {
   // Moves (Prepass): removed files by name, and those held back.
   std::unordered_map<std::string, std::vector<std::pair<std::string, uint64_t>>> move_bases_;
   std::unordered_set<std::string> held_back_;
+  // Identical bases (TryIdenticalBase): old files by size (sizes of added
+  // files only), and those the table removed or changed so far.
+  std::unordered_map<uint64_t, std::vector<std::string>> old_by_size_;
+  std::unordered_set<std::string> gone_bases_;
   std::vector<DeltaEntry> deferred_removes_;
   // Runs of equal mtimes (Prepass, EnterRun).
   bool runs_on_ = false;
