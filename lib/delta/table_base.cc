@@ -9,9 +9,7 @@
 #include <cstdlib>
 #include <map>
 #include <memory>
-#include <optional>
 #include <set>
-#include <thread>
 
 #include "util/file_util.h"
 
@@ -180,18 +178,14 @@ Result<Manifest> ApplyEntries(const Manifest& base, const std::vector<DeltaEntry
 Result<DiffSummary> DiffTreesWithBase(const std::string& old_root, const std::string& new_root,
                                       const TreeDiffOptions& opts, ByteSink* sink, DiffObserver* observer,
                                       TableBase* base_out) {
-  // The base manifest reads and hashes the whole old tree, the diff reads
-  // what changed: on a second core they overlap (the diff waits for the
-  // manifest only at the end, for the base record). Both see the same old
-  // tree, as one after the other did.
-  std::optional<Result<OldTreeBase>> old_slot;
-  std::thread describe([&] { old_slot.emplace(DescribeOldTree(old_root, opts.old_may_be_missing)); });
-  struct Joiner {
-    std::thread* t;
-    ~Joiner() {
-      if (t->joinable()) t->join();
-    }
-  } joiner{&describe};
+  // Before the diff, on this thread: built on a second thread while the diff
+  // ran, it saved 0.01-0.07 s of wall time on the Debian release pairs but
+  // cost 10-20% more CPU (two threads on this machine's two vCPUs slow each
+  // other), which a loaded machine pays in wall time (docs/BENCHMARKS.md,
+  // issue 14, session 9).
+  auto old = DescribeOldTree(old_root, opts.old_may_be_missing);
+  if (!old.ok() && old.status().code() != Code::kFailure) return old.status();
+  if (!old.ok() && observer) observer->OnWarning(old_root, old.status().message() + "; the delta names no base");
   const char* t = std::getenv("TMPDIR");
   const std::string tmp = t && *t ? t : "/tmp";
   UniqueFd fd(::open(tmp.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
@@ -199,15 +193,8 @@ Result<DiffSummary> DiffTreesWithBase(const std::string& old_root, const std::st
   BufferedSink spool(fd.get());
   DeltaTableWriter w(&spool);
   Collector collect(observer);
-  auto diff = DiffTrees(old_root, new_root, opts, &w, &collect);
-  describe.join();
-  // The old tree's errors first, as when the manifest was built before the diff.
-  Result<OldTreeBase>& old = *old_slot;
-  if (!old.ok() && old.status().code() != Code::kFailure) return old.status();
-  if (!diff.ok()) return diff.status();
-  const DiffSummary& s = *diff;
+  CM_ASSIGN_OR_RETURN(DiffSummary s, DiffTrees(old_root, new_root, opts, &w, &collect));
   CM_RETURN_IF_ERROR(spool.Flush());
-  if (!old.ok() && observer) observer->OnWarning(old_root, old.status().message() + "; the delta names no base");
   TableBase base;
   if (old.ok()) {
     base = old->base;

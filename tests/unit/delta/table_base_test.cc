@@ -119,8 +119,8 @@ TEST(TableBase, AContentRootReleaseNamesItselfAndUsesItsRecordedManifest) {
   EXPECT_NE(described->base.manifest, real);
 }
 
-// The base manifest is built on a second thread while the diff runs; the old
-// tree's error still comes first, as when it was built before the diff.
+// The old tree's error comes first (its manifest is built before the diff),
+// whether or not the new tree is there.
 TEST(TableBase, AMissingOldTreeIsTheErrorEvenWhenNewIsMissingToo) {
   TempDir t;
   NewTree(t / "new");
