@@ -72,11 +72,13 @@ bool ParseNum(std::string_view s, T* v, int base = 10) {
   return r.ec == std::errc() && r.ptr == s.data() + s.size() && !s.empty();
 }
 
-// The content hash of `name` in directory `dir` (the walk's open parent). A
+// The content hash of `name` in directory `dir` (the walk's open parent; -1:
+// `full` itself). A
 // name that is no longer a regular file is an error: the tree changed during
 // the walk.
 Result<Hash256> HashEntry(int dir, const std::string& name, const std::string& full, std::vector<uint8_t>* buf) {
-  UniqueFd fd(::openat(dir, name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+  UniqueFd fd(::openat(dir >= 0 ? dir : AT_FDCWD, dir >= 0 ? name.c_str() : full.c_str(),
+                       O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
   if (!fd) return ErrnoError(full, errno);
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) return ErrnoError(full, errno);

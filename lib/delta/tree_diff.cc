@@ -69,10 +69,11 @@ class MappedFile {
   MappedFile(const MappedFile&) = delete;
   MappedFile& operator=(const MappedFile&) = delete;
 
-  // `name` in the open directory `dir` (AT_FDCWD: `path` itself); `path`
-  // names it in errors.
+  // `name` in the open directory `dir` (AT_FDCWD or -1: `path` itself);
+  // `path` names it in errors.
   Status Open(const std::string& path, int dir = AT_FDCWD, const std::string* name = nullptr) {
-    fd_.reset(::openat(dir, name != nullptr ? name->c_str() : path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+    const bool rel = dir >= 0 && name != nullptr;
+    fd_.reset(::openat(rel ? dir : AT_FDCWD, rel ? name->c_str() : path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
     if (!fd_) return ErrnoError(path, errno);
     struct stat st;
     if (::fstat(fd_.get(), &st) != 0) return ErrnoError(path, errno);
@@ -508,7 +509,9 @@ class Differ {
     }
     if (n.kind == Kind::kFile && !opts_.listing_only) {
       std::string path = new_.FullPath(n.path);
-      UniqueFd fd(::openat(new_.ParentFd(), BaseName(n.path).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+      const int pfd = new_.ParentFd();
+      UniqueFd fd(pfd >= 0 ? ::openat(pfd, BaseName(n.path).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+                           : ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
       if (!fd) return ErrnoError(path, errno);
       struct stat st;
       if (::fstat(fd.get(), &st) != 0) return ErrnoError(path, errno);

@@ -13,6 +13,9 @@
 #include "util/file_util.h"
 
 namespace cm::delta {
+namespace {
+constexpr size_t kMaxOpenLevels = 64;
+}  // namespace
 
 PathFilter::PathFilter(const std::vector<std::string>& patterns) {
   for (std::string g : patterns) {
@@ -112,7 +115,7 @@ Status TreeWalker::List(const std::string& rel, Frame* frame) {
   std::string dir_path = rel.empty() ? root_ : FullPath(rel);
   // Relative to the parent's open directory: one component to resolve, not
   // the whole path (the parent frame is still on the stack).
-  const int parent = rel.empty() || stack_.empty() ? AT_FDCWD : stack_.back().dir.get();
+  const int parent = rel.empty() || stack_.empty() || !stack_.back().dir ? AT_FDCWD : stack_.back().dir.get();
   const size_t slash = rel.find_last_of('/');
   const std::string leaf = parent == AT_FDCWD ? dir_path : slash == std::string::npos ? rel : rel.substr(slash + 1);
   frame->dir.reset(::openat(parent, leaf.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW));
@@ -139,6 +142,15 @@ Status TreeWalker::List(const std::string& rel, Frame* frame) {
   }
   std::sort(names.begin(), names.end());
 
+  // Levels deeper than kMaxOpenLevels do not keep theirs (a pathologically
+  // deep tree must not run out of descriptors): ParentFd() is -1 there.
+  struct CloseIfDeep {
+    Frame* f;
+    bool deep;
+    ~CloseIfDeep() {
+      if (deep) f->dir.reset();
+    }
+  } close_if_deep{frame, stack_.size() >= kMaxOpenLevels};
   std::vector<WalkEntry>* out = &frame->entries;
   out->clear();
   out->reserve(names.size());

@@ -80,7 +80,8 @@ class TreeWalker {
 
   // The open directory holding the entry the last Next() returned (for
   // openat/fstatat of its base name without resolving the whole path again),
-  // valid until the next call of Next(); -1 before the first entry.
+  // valid until the next call of Next(); -1 before the first entry and below
+  // the 64th level (use FullPath then).
   int ParentFd() const { return stack_.empty() ? -1 : stack_.back().dir.get(); }
 
   // Full filesystem path of a relative path.

@@ -53,6 +53,18 @@ TEST(Manifest, HashToEndIsTheFilesHashWithAReusedBuffer) {
   }
 }
 
+// Files below the walk's 64th level (no open parent kept) are hashed by
+// their whole path.
+TEST(Manifest, FilesDeeperThanTheOpenLevelsAreHashed) {
+  TempDir t;
+  std::string p = t / "root";
+  for (int i = 0; i < 70; ++i) p += "/d";
+  WriteFile(p + "/leaf", "deep bytes");
+  Manifest m = Build(t / "root");
+  ASSERT_FALSE(m.entries.empty());
+  EXPECT_EQ(m.entries.back().hash, HashBytes("deep bytes", 10));
+}
+
 TEST(Manifest, SameContentSameHashAnywhere) {
   TempDir d;
   MakeTree(d.path() + "/one");

@@ -90,6 +90,28 @@ TEST(TreeWalker, ParentFdHoldsTheEntrysDirectory) {
   EXPECT_EQ(n, 7);  // a a/b a/b/c a/b/empty a/link a/z b
 }
 
+// Below the 64th level the walker keeps no directory open (ParentFd -1):
+// a very deep tree neither runs out of descriptors nor loses entries.
+TEST(TreeWalker, AVeryDeepTreeKeepsOnlySixtyFourLevelsOpen) {
+  TempDir t;
+  std::string r = t / "root", p = r;
+  for (int i = 0; i < 80; ++i) p += "/d";
+  WriteFile(p + "/leaf", "leaf");
+  TreeWalker w(r, nullptr, nullptr);
+  ASSERT_TRUE(w.Start().ok());
+  WalkEntry e;
+  int n = 0, without = 0;
+  for (;;) {
+    auto more = w.Next(&e);
+    ASSERT_TRUE(more.ok()) << more.status().message();
+    if (!*more) break;
+    ++n;
+    if (w.ParentFd() < 0) ++without;
+  }
+  EXPECT_EQ(n, 81);
+  EXPECT_EQ(without, 81 - 64);
+}
+
 TEST(TreeWalker, SkipChildrenSkipsTheSubtree) {
   TempDir t;
   WriteFile(t / "r/d/x", "x");
