@@ -58,7 +58,9 @@ def main():
     if not ours:
         print("targets: the cm row did not run (tools not built)")
         return
-    o = ours[0]
+    # With run --ab the first cm row is the other build's; the targets are the --bin row's.
+    main = [r for r in ours if "(--ab:" not in r["tool"]]
+    o = main[0] if main else ours[0]
     print("Targets (from the issue), compared with the peers whose result is OK:")
     if not o["ok"]:
         print("- cm result is %s: every target is MISSED" % o["result"])

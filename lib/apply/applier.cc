@@ -104,6 +104,7 @@ Status RecordStagedManifest(ContentRoot* root, const PartStage& stage, const Par
   const Layout& l = root->layout();
   auto live = RecordedManifest(l, root->state().current, /*compute_if_missing=*/true);
   if (!live.ok()) log::Warn("no manifest of the live release: " + live.status().message());
+  if (live.ok()) CarryTouchCopies(stage.stager().touch_copies(), &*live);
   CM_ASSIGN_OR_RETURN(delta::Manifest m, StagedManifest(l, stage.name(), live.ok() ? &*live : nullptr));
   const Hash256 h = delta::ManifestHash(m);
   if (base && !delta::IsZeroHash(base->result_manifest) && h != base->result_manifest)

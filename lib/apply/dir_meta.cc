@@ -166,26 +166,32 @@ Status ApplyDirMeta(int tree_fd, const DirMetaMap& dirs, bool include_root, bool
   auto depth = [](const std::string& p) { return p.empty() ? 0 : 1 + std::count(p.begin(), p.end(), '/'); };
   std::stable_sort(order.begin(), order.end(),
                    [&](auto* x, auto* y) { return depth(x->first) > depth(y->first); });
+  ParentWalker parents(tree_fd);
   for (const auto* e : order) {
     if (e->first.empty()) {
       CM_RETURN_IF_ERROR(ApplyMetaFd(tree_fd, e->second, "."));
       if (fsync_each && ::fsync(tree_fd) != 0) return ErrnoError(".", errno);
       continue;
     }
-    auto parent = OpenParentBeneath(tree_fd, e->first);
-    if (!parent.ok()) {
+    // Siblings come one after the other (deepest first, then path order):
+    // their parent stays open (ParentWalker) instead of being resolved from
+    // the root for each.
+    std::string leaf;
+    auto parent_fd = parents.Parent(e->first, &leaf);
+    if (!parent_fd.ok()) {
       // The directory went away with a removed or renamed parent: nothing to do.
-      if (parent.status().code() == Code::kNotFound || parent.status().code() == Code::kBaseMismatch) continue;
-      return parent.status();
+      if (parent_fd.status().code() == Code::kNotFound || parent_fd.status().code() == Code::kBaseMismatch) continue;
+      return parent_fd.status();
     }
-    auto st = LstatAt(parent->dir.get(), parent->leaf);
+    const int pdir = *parent_fd;  // borrowed from `parents`
+    auto st = LstatAt(pdir, leaf);
     if (!st.ok()) {
       if (st.status().code() == Code::kNotFound) continue;
       return st.status();
     }
     if (!S_ISDIR(st->st_mode)) continue;
     if (HasMeta(*st, e->second)) continue;  // staged with it already (durable since the stage's syncfs)
-    UniqueFd fd(::openat(parent->dir.get(), parent->leaf.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    UniqueFd fd(::openat(pdir, leaf.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!fd) return ErrnoError(e->first, errno);
     CM_RETURN_IF_ERROR(ApplyMetaFd(fd.get(), e->second, e->first));
     if (fsync_each && ::fsync(fd.get()) != 0) return ErrnoError(e->first, errno);

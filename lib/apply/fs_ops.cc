@@ -85,8 +85,12 @@ Status RemoveTree(const std::string& path) {
   return st;
 }
 
-Status CopyFileData(int src_fd, int dst_fd) {
-  if (::ioctl(dst_fd, FICLONE, src_fd) == 0) return Status::Ok();
+Status CopyFileData(int src_fd, int dst_fd, bool* reflink) {
+  if (reflink == nullptr || *reflink) {
+    if (::ioctl(dst_fd, FICLONE, src_fd) == 0) return Status::Ok();
+    if (reflink != nullptr && (errno == EOPNOTSUPP || errno == ENOTTY || errno == EXDEV))
+      *reflink = false;
+  }
   off_t in_off = 0, out_off = 0;
   bool use_cfr = true;
   for (;;) {

@@ -52,8 +52,10 @@ Status RemoveTree(const std::string& path);
 
 // Copies the bytes of regular file src_fd into the empty file dst_fd
 // (FICLONE when the file system can share extents, else copy_file_range,
-// else read/write). Bounded memory.
-Status CopyFileData(int src_fd, int dst_fd);
+// else read/write). Bounded memory. `reflink`, when given, says whether to
+// try FICLONE and is cleared when the file system refuses it, so a caller
+// copying many files into one file system asks once.
+Status CopyFileData(int src_fd, int dst_fd, bool* reflink = nullptr);
 
 // Applies owner (only as root and when meta.has_owner), permission bits and
 // mtime (when meta.mtime_ns != 0) to an open file. `what` names it in errors.

@@ -40,6 +40,7 @@ class PartStage {
   ~PartStage();  // discards the work tree unless Finish() succeeded
 
   Stager& stager() { return *stager_; }
+  const Stager& stager() const { return *stager_; }
   // The work directory's name under .cm/stage.
   const std::string& name() const { return name_; }
   // Makes the work tree durable (syncfs) and records it (and `applied`) in the

@@ -4,6 +4,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "apply/dir_meta.h"
 #include "util/file_util.h"
 #include "util/hash.h"
@@ -88,6 +90,19 @@ Result<delta::Manifest> StagedManifest(const Layout& l, const std::string& stage
     if (it != dirs.end()) e.mode = it->second.mode & 07777;
   }
   return m;
+}
+
+void CarryTouchCopies(const std::vector<Stager::TouchCopy>& copies, delta::Manifest* cache) {
+  for (const Stager::TouchCopy& c : copies) {
+    auto it = std::lower_bound(cache->entries.begin(), cache->entries.end(), c.path,
+                               [](const delta::ManifestEntry& e, const std::string& p) {
+                                 return delta::ComparePaths(e.path, p) < 0;
+                               });
+    if (it == cache->entries.end() || it->path != c.path || it->kind != delta::Kind::kFile) continue;
+    if (it->ino == 0 || it->ino != c.src_ino || it->size != c.size || it->mtime_ns != c.src_mtime_ns) continue;
+    it->ino = c.ino;
+    it->mtime_ns = c.mtime_ns;
+  }
 }
 
 void PruneManifests(const Layout& l, const std::string& keep_also) {

@@ -17,8 +17,10 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "apply/layout.h"
+#include "apply/stager.h"
 #include "apply/state.h"
 #include "delta/delta_table.h"
 #include "delta/manifest.h"
@@ -53,6 +55,14 @@ Status CheckBase(const Layout& l, const std::string& release, const delta::Table
 // The staged tree's manifest (tree at `stage_dir`, directory modes from its
 // dirmeta log as they will be at the commit); cache: the stat cache.
 Result<delta::Manifest> StagedManifest(const Layout& l, const std::string& stage_name, const delta::Manifest* cache);
+
+// A file TOUCH copied (Stager::touch_copies) holds the bytes of the inode it
+// was copied from: when that inode is the one `cache` (the live release's
+// manifest) records for the path (same inode, size and mtime: the stat cache
+// the base check trusted), the copy's inode and mtime take over the recorded
+// hash in `cache`, so StagedManifest does not read the copy again. Copies of
+// anything else are left to be hashed.
+void CarryTouchCopies(const std::vector<Stager::TouchCopy>& copies, delta::Manifest* cache);
 
 // Removes the manifests of releases that are gone, except `keep_also` (the
 // staged release's). Best effort.

@@ -210,6 +210,7 @@ Status Stager::Apply(const pack::Command& c, ByteSource* data) {
   CM_RETURN_IF_ERROR(ValidateRelPath(c.path));
   if (c.op == pack::Opcode::kRename || c.op == pack::Opcode::kCopy || c.op == pack::Opcode::kTouch)
     CM_RETURN_IF_ERROR(ValidateRelPath(c.path2));
+  if (c.op != pack::Opcode::kTouch) touch_copies_.clear();
   Status st;
   switch (c.op) {
     case pack::Opcode::kMkdir: st = Mkdir(c); break;
@@ -446,7 +447,7 @@ Status Stager::Copy(const pack::Command& c) {
   KeepMtime parent(to.dir.get());
   NewFile f(to.dir.get());
   CM_RETURN_IF_ERROR(f.Open(c.path2));
-  Status s = CopyFileData(src.get(), f.fd.get());
+  Status s = CopyFileData(src.get(), f.fd.get(), &reflink_);
   if (!s.ok()) return Status(s.code(), c.path2 + ": " + s.message());
   // A copy keeps the source's metadata (like cp -p).
   CM_RETURN_IF_ERROR(ApplyMetaFd(f.fd.get(), MetaFromStat(st), c.path2));
@@ -474,7 +475,7 @@ Status Stager::SetMeta(const pack::Command& c) {
   KeepMtime parent(p.dir);
   NewFile f(p.dir);
   CM_RETURN_IF_ERROR(f.Open(c.path));
-  Status s = CopyFileData(src.get(), f.fd.get());
+  Status s = CopyFileData(src.get(), f.fd.get(), &reflink_);
   if (!s.ok()) return Status(s.code(), c.path + ": " + s.message());
   pack::Meta m = c.meta;
   if (m.mtime_ns == 0) m.mtime_ns = MetaFromStat(sst).mtime_ns;  // keep the old mtime
@@ -556,15 +557,24 @@ Status Stager::TouchDir(TouchWalk* t, const std::string& dir) {
   }
   std::sort(names.begin(), names.end());  // bytewise, as the walk
   const pack::Command& c = *t->c;
+  // Files copied into this directory change its mtime: put back once, at
+  // the end (as KeepMtime does per command elsewhere).
+  KeepMtime keep(fd.get());
+  bool changed = false;
+  auto restore = [&]() { return changed ? keep.Restore(dir.empty() ? "." : dir) : Status::Ok(); };
   for (const std::string& name : names) {
-    if (t->past) return Status::Ok();
+    if (t->past) return restore();
     const std::string path = dir.empty() ? name : dir + "/" + name;
     if (delta::ComparePaths(path, c.path2) > 0) {
       t->past = true;
-      return Status::Ok();
+      return restore();
     }
     CM_ASSIGN_OR_RETURN(struct stat st, LstatAt(fd.get(), name));
     const bool in_run = delta::ComparePaths(path, c.path) >= 0;
+    if (in_run && S_ISREG(st.st_mode)) {
+      CM_RETURN_IF_ERROR(TouchFile(t, fd.get(), name, path, st, &changed));
+      continue;
+    }
     if (in_run && !S_ISLNK(st.st_mode)) CM_RETURN_IF_ERROR(TouchOne(t, path, st));
     // A subtree before the run's first path holds none of it unless the
     // first path is inside.
@@ -572,6 +582,57 @@ Status Stager::TouchDir(TouchWalk* t, const std::string& dir) {
                                            c.path[path.size()] == '/')))
       CM_RETURN_IF_ERROR(TouchDir(t, path));
   }
+  return restore();
+}
+
+// TOUCH of a regular file, in its open directory: what SetMeta does for a
+// new mtime (a file written by this stage is changed in place, a shared one
+// copied, the copy changed and renamed over it), without resolving the path
+// again and with the directory's mtime put back once by TouchDir.
+Status Stager::TouchFile(TouchWalk* t, int dir_fd, const std::string& name, const std::string& path,
+                         const struct stat& st, bool* dir_changed) {
+  ++t->seen;
+  if (t->seen > t->c->size) return Status::Ok();  // reported as a count mismatch
+  ++stats_.touched;
+  const int64_t mtime = t->c->meta.mtime_ns;
+  if (MetaFromStat(st).mtime_ns == mtime) return Status::Ok();  // already so (an added or patched file)
+  const timespec ts[2] = {{0, UTIME_OMIT}, NsToTimespec(mtime)};
+  // A file with one link was written by this stage: nobody else sees it.
+  if (st.st_nlink == 1) {
+    if (::utimensat(dir_fd, name.c_str(), ts, AT_SYMLINK_NOFOLLOW) != 0) return ErrnoError(path, errno);
+    return Status::Ok();
+  }
+  UniqueFd src(::openat(dir_fd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+  if (!src) return ErrnoError(path, errno);
+  struct stat sst;
+  if (::fstat(src.get(), &sst) != 0) return ErrnoError(path, errno);
+  if (!S_ISREG(sst.st_mode) || sst.st_ino != st.st_ino || sst.st_dev != st.st_dev)
+    return Error(Code::kIo, path + ": changed while being staged");
+  CM_RETURN_IF_ERROR(Spend(static_cast<uint64_t>(sst.st_size), path));
+  NewFile f(dir_fd);
+  CM_RETURN_IF_ERROR(f.Open(path));
+  Status s = CopyFileData(src.get(), f.fd.get(), &reflink_);
+  if (!s.ok()) return Status(s.code(), path + ": " + s.message());
+  pack::Meta m;
+  m.mode = sst.st_mode & 07777;
+  m.has_owner = true;  // the old owner
+  m.uid = sst.st_uid;
+  m.gid = sst.st_gid;
+  m.mtime_ns = mtime;
+  CM_RETURN_IF_ERROR(ApplyMetaFd(f.fd.get(), m, path));
+  struct stat nst;
+  if (::fstat(f.fd.get(), &nst) != 0) return ErrnoError(path, errno);
+  *dir_changed = true;
+  CM_RETURN_IF_ERROR(f.Install(name, path));
+  stats_.bytes_written += static_cast<uint64_t>(sst.st_size);
+  TouchCopy rec;
+  rec.path = path;
+  rec.size = static_cast<uint64_t>(sst.st_size);
+  rec.src_ino = static_cast<uint64_t>(sst.st_ino);
+  rec.src_mtime_ns = MetaFromStat(sst).mtime_ns;
+  rec.ino = static_cast<uint64_t>(nst.st_ino);
+  rec.mtime_ns = MetaFromStat(nst).mtime_ns;
+  if (static_cast<uint64_t>(nst.st_size) == rec.size) touch_copies_.push_back(std::move(rec));
   return Status::Ok();
 }
 

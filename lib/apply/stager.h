@@ -54,6 +54,20 @@ class Stager {
   // kNoSpace before it writes. Unlimited by default.
   void set_write_budget(uint64_t bytes) { budget_ = bytes; }
 
+  // Files TOUCH gave their new mtime by copying a shared inode (the bytes
+  // of `src_*` into the new inode `ino`): the copy holds the source's bytes,
+  // so the staged manifest may take the hash recorded for the source (the
+  // live release's stat cache) for it instead of reading it again
+  // (applier.cc RecordStagedManifest). Any command other than TOUCH drops
+  // the list (it could replace a copied path).
+  struct TouchCopy {
+    std::string path;
+    uint64_t size = 0;
+    uint64_t src_ino = 0, ino = 0;
+    int64_t src_mtime_ns = 0, mtime_ns = 0;
+  };
+  const std::vector<TouchCopy>& touch_copies() const { return touch_copies_; }
+
  private:
   Status Mkdir(const pack::Command& c);
   // A command's parent directory (borrowed from walker_: valid until the
@@ -75,6 +89,8 @@ class Stager {
   struct TouchWalk;
   Status TouchDir(TouchWalk* t, const std::string& dir);
   Status TouchOne(TouchWalk* t, const std::string& path, const struct stat& st);
+  Status TouchFile(TouchWalk* t, int dir_fd, const std::string& name, const std::string& path, const struct stat& st,
+                   bool* dir_changed);
 
   std::vector<char>& IoBuffer();
   Status Spend(uint64_t bytes, const std::string& path);
@@ -87,6 +103,8 @@ class Stager {
   // TOUCH: the directories' logged metadata (their true modes), read once.
   std::optional<DirMetaMap> logged_dirs_;
   uint64_t budget_ = UINT64_MAX;
+  bool reflink_ = true;  // FICLONE not yet refused by the stage's file system
+  std::vector<TouchCopy> touch_copies_;
 };
 
 }  // namespace cm::apply

@@ -1,5 +1,9 @@
 #include "delta/manifest.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <charconv>
 
@@ -68,9 +72,44 @@ bool ParseNum(std::string_view s, T* v, int base = 10) {
   return r.ec == std::errc() && r.ptr == s.data() + s.size() && !s.empty();
 }
 
+// The content hash of `name` in directory `dir` (the walk's open parent; -1:
+// `full` itself). A
+// name that is no longer a regular file is an error: the tree changed during
+// the walk.
+Result<Hash256> HashEntry(int dir, const std::string& name, const std::string& full, std::vector<uint8_t>* buf) {
+  UniqueFd fd(::openat(dir >= 0 ? dir : AT_FDCWD, dir >= 0 ? name.c_str() : full.c_str(),
+                       O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+  if (!fd) return ErrnoError(full, errno);
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return ErrnoError(full, errno);
+  if (!S_ISREG(st.st_mode)) return Error(Code::kIo, full + ": changed during the walk (not a file)");
+  auto h = HashToEnd(fd.get(), static_cast<uint64_t>(st.st_size), buf);
+  if (!h.ok()) return Status(h.status().code(), full + ": " + h.status().message());
+  return h;
+}
+
 char KindChar(Kind k) { return k == Kind::kDir ? 'd' : k == Kind::kSymlink ? 'l' : 'f'; }
 
 }  // namespace
+
+Result<Hash256> HashToEnd(int fd, uint64_t size_hint, std::vector<uint8_t>* buf) {
+  // Small files in one read (plus the one that sees the end); the buffer is
+  // reused across files: a fresh zeroed 1 MiB one per file (HashFile) cost
+  // more than the hashing on trees of small files.
+  const size_t want = static_cast<size_t>(std::min<uint64_t>(size_hint + 1, 1u << 20));
+  if (buf->size() < want) buf->resize(std::max<size_t>(want, 64u << 10));
+  Hasher h;
+  uint64_t off = 0;
+  for (;;) {
+    const ssize_t n = ::pread(fd, buf->data(), buf->size(), static_cast<off_t>(off));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoError("read", errno);
+    if (n == 0) break;
+    h.Update(buf->data(), static_cast<size_t>(n));
+    off += static_cast<uint64_t>(n);
+  }
+  return h.Finish();
+}
 
 const ManifestEntry* Manifest::Find(std::string_view path) const {
   std::string p(path);
@@ -116,6 +155,7 @@ Result<Manifest> BuildManifest(const std::string& root, const ManifestOptions& o
   if (Status s = walker.Start(opt.missing_ok); !s.ok()) return s;
   Manifest m;
   WalkEntry w;
+  std::vector<uint8_t> buf;
   for (;;) {
     auto more = walker.Next(&w);
     if (!more.ok()) return more.status();
@@ -134,7 +174,9 @@ Result<Manifest> BuildManifest(const std::string& root, const ManifestOptions& o
           c->ino != 0) {
         e.hash = c->hash;
       } else {
-        auto h = HashPath(walker.FullPath(w.path));
+        const size_t slash = w.path.find_last_of('/');
+        auto h = HashEntry(walker.ParentFd(), slash == std::string::npos ? w.path : w.path.substr(slash + 1),
+                           walker.FullPath(w.path), &buf);
         if (!h.ok()) return h.status();
         e.hash = *h;
         if (hashed_bytes) *hashed_bytes += w.size;

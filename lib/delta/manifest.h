@@ -70,6 +70,11 @@ struct ManifestOptions {
 Result<Manifest> BuildManifest(const std::string& root, const ManifestOptions& opt,
                                uint64_t* hashed_bytes = nullptr);
 
+// BLAKE2b-256 of an open file's bytes from offset 0 to its end (as
+// HashFile), read through `buf`, which the caller keeps across files;
+// size_hint (the size the walk saw) sizes its first use.
+Result<Hash256> HashToEnd(int fd, uint64_t size_hint, std::vector<uint8_t>* buf);
+
 // Text form, one entry a line after the line "cm-manifest 1":
 //   <f|d|l> <mode octal> <size> <hash hex|-> <ino> <mtime_ns> <path> [<target>]
 // path and target percent-escaped (bytes <= 0x20, '%' and 0x7f).

@@ -178,6 +178,11 @@ Result<Manifest> ApplyEntries(const Manifest& base, const std::vector<DeltaEntry
 Result<DiffSummary> DiffTreesWithBase(const std::string& old_root, const std::string& new_root,
                                       const TreeDiffOptions& opts, ByteSink* sink, DiffObserver* observer,
                                       TableBase* base_out) {
+  // Before the diff, on this thread: built on a second thread while the diff
+  // ran, it saved 0.01-0.07 s of wall time on the Debian release pairs but
+  // cost 10-20% more CPU (two threads on this machine's two vCPUs slow each
+  // other), which a loaded machine pays in wall time (docs/BENCHMARKS.md,
+  // issue 14, session 9).
   auto old = DescribeOldTree(old_root, opts.old_may_be_missing);
   if (!old.ok() && old.status().code() != Code::kFailure) return old.status();
   if (!old.ok() && observer) observer->OnWarning(old_root, old.status().message() + "; the delta names no base");

@@ -16,6 +16,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "delta/manifest.h"
 #include "delta/tree_walk.h"
 #include "util/file_util.h"
 #include "util/hash.h"
@@ -49,6 +50,9 @@ constexpr int kZstdDeltaLevel = 6;
 constexpr int kZstdDeltaLevelLarge = 9;
 // Added files smaller than this are not worth a delta against a moved base.
 constexpr uint64_t kMinMoveDelta = 256;
+// Old files of one size kept as identical bases of added files (renames and
+// copies), the first in walk order: bounds what an added file reads.
+constexpr size_t kMaxSameSizeBases = 4;
 // A TIMES entry (two front-coded paths, a count, an mtime) replaces the META
 // entries of a run when it spares at least this many.
 constexpr uint64_t kMinTimeRunChanges = 4;
@@ -65,8 +69,11 @@ class MappedFile {
   MappedFile(const MappedFile&) = delete;
   MappedFile& operator=(const MappedFile&) = delete;
 
-  Status Open(const std::string& path) {
-    fd_.reset(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  // `name` in the open directory `dir` (AT_FDCWD or -1: `path` itself);
+  // `path` names it in errors.
+  Status Open(const std::string& path, int dir = AT_FDCWD, const std::string* name = nullptr) {
+    const bool rel = dir >= 0 && name != nullptr;
+    fd_.reset(::openat(rel ? dir : AT_FDCWD, rel ? name->c_str() : path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
     if (!fd_) return ErrnoError(path, errno);
     struct stat st;
     if (::fstat(fd_.get(), &st) != 0) return ErrnoError(path, errno);
@@ -77,7 +84,7 @@ class MappedFile {
       // A small file is read: a mapping's munmap (a TLB shootdown) cost more
       // than the copy (perlmods, 1,199 files each side: 2,403 munmaps took
       // 0.11 s of cm-delta's 0.30 s of system calls).
-      buf_ = std::make_unique<uint8_t[]>(size_);
+      buf_ = std::make_unique_for_overwrite<uint8_t[]>(size_);
       uint64_t got = 0;
       while (got < size_) {
         const ssize_t n = ::pread(fd_.get(), buf_.get() + got, size_ - got, static_cast<off_t>(got));
@@ -296,6 +303,12 @@ class Differ {
     CM_RETURN_IF_ERROR(o.Start(opts_.old_may_be_missing));
     std::vector<std::pair<std::string, uint64_t>> removed;
     std::unordered_set<std::string> added_names;
+    std::unordered_set<uint64_t> added_sizes;
+    auto index_old = [&](const WalkEntry& w) {
+      if (w.size < kMinMoveDelta) return;
+      auto& v = old_by_size_[w.size];
+      if (v.size() < kMaxSameSizeBases) v.push_back(w.path);
+    };
     WalkEntry a, b;
     CM_ASSIGN_OR_RETURN(bool have_o, o.Next(&a));
     CM_ASSIGN_OR_RETURN(bool have_n, n.Next(&b));
@@ -309,12 +322,23 @@ class Differ {
       }
       if (c < 0) {
         if (a.kind == Kind::kDir) o.SkipChildren();
-        if (a.kind == Kind::kFile) removed.emplace_back(a.path, a.size);
+        if (a.kind == Kind::kFile) {
+          removed.emplace_back(a.path, a.size);
+          index_old(a);
+        }
       } else if (c > 0) {
-        if (b.kind == Kind::kFile) added_names.insert(BaseName(b.path));
+        if (b.kind == Kind::kFile) {
+          added_names.insert(BaseName(b.path));
+          added_sizes.insert(b.size);
+        }
       } else if (a.kind != b.kind) {
         if (a.kind == Kind::kDir) o.SkipChildren();
-        if (b.kind == Kind::kFile) added_names.insert(BaseName(b.path));
+        if (b.kind == Kind::kFile) {
+          added_names.insert(BaseName(b.path));
+          added_sizes.insert(b.size);
+        }
+      } else if (a.kind == Kind::kFile) {
+        index_old(a);  // kept: a base until the table changes it
       }
       if (c <= 0) {
         CM_ASSIGN_OR_RETURN(have_o, o.Next(&a));
@@ -327,9 +351,18 @@ class Differ {
     run_total_ = run_index_;
     run_index_ = 0;
     run_next_ = 0;
-    if (!opts_.moves) return Status::Ok();
+    if (!opts_.moves) {
+      old_by_size_.clear();
+      return Status::Ok();
+    }
+    // Only sizes an added file has can serve as identical bases.
+    for (auto it = old_by_size_.begin(); it != old_by_size_.end();)
+      it = added_sizes.count(it->first) ? std::next(it) : old_by_size_.erase(it);
     for (auto& [path, size] : removed) {
       std::string name = BaseName(path);
+      // A removed file of an added file's size may be its identical base
+      // (a rename): held back too.
+      if (added_sizes.count(size) && size >= kMinMoveDelta) held_back_.insert(path);
       if (!added_names.count(name)) continue;
       held_back_.insert(path);
       move_bases_[name].emplace_back(path, size);
@@ -387,6 +420,7 @@ class Differ {
       deferred_removes_.push_back(Entry(Op::kRemove, o));
       return Status::Ok();
     }
+    if (o.kind == Kind::kFile) gone_bases_.insert(o.path);
     return Emit(Entry(Op::kRemove, o), {});
   }
 
@@ -422,30 +456,67 @@ class Differ {
     return Status::Ok();
   }
 
+  // An added file whose bytes an old file holds under another name (a
+  // rename, or a copy of a file the table leaves alone up to here) is a
+  // DELTA of one COPY against it: a reference, not the bytes. Bases are old
+  // files of its size (the first kMaxSameSizeBases in walk order), compared
+  // byte by byte; one the table already removed or changed is skipped.
+  Status TryIdenticalBase(const MappedFile& nf, DeltaEntry* e, EntryDetails* d, SpillSink* stream, bool* used) {
+    *used = false;
+    auto it = old_by_size_.find(nf.size());
+    if (it == old_by_size_.end()) return Status::Ok();
+    for (const std::string& cand : it->second) {
+      if (gone_bases_.count(cand)) continue;
+      MappedFile of;
+      CM_RETURN_IF_ERROR(of.Open(old_.FullPath(cand)));
+      summary_.bytes_read += of.size();
+      if (of.size() != nf.size() || std::memcmp(of.data(), nf.data(), nf.size()) != 0) continue;
+      InstructionWriter iw(stream);
+      CM_RETURN_IF_ERROR(iw.Copy(0, nf.size()));
+      CM_RETURN_IF_ERROR(iw.Finish());
+      e->encoding = Encoding::kDelta;
+      e->base_path = cand;
+      e->base_size = of.size();
+      e->base_hash = e->hash;  // the same bytes
+      d->delta_bytes = stream->size();
+      d->copied = nf.size();
+      d->inserted = 0;
+      *used = true;
+      return Status::Ok();
+    }
+    return Status::Ok();
+  }
+
   Status Add(const WalkEntry& n) {
     DeltaEntry e = Entry(Op::kAdd, n);
     if (n.kind == Kind::kSymlink) e.link_target = n.link_target;
-    if (n.kind == Kind::kFile && !opts_.listing_only && move_bases_.count(BaseName(n.path))) {
+    const bool by_name = n.kind == Kind::kFile && move_bases_.count(BaseName(n.path));
+    const bool by_size = n.kind == Kind::kFile && old_by_size_.count(n.size);
+    if (!opts_.listing_only && (by_name || by_size)) {
       MappedFile nf;
-      CM_RETURN_IF_ERROR(nf.Open(new_.FullPath(n.path)));
+      const std::string leaf = BaseName(n.path);
+      CM_RETURN_IF_ERROR(nf.Open(new_.FullPath(n.path), new_.ParentFd(), &leaf));
       e.size = nf.size();
       e.hash = HashBytes(nf.data(), nf.size());
       summary_.bytes_read += nf.size();
       EntryDetails d;
       SpillSink stream;
       bool used = false;
-      CM_RETURN_IF_ERROR(TryMoveDelta(nf, &e, &d, &stream, &used));
+      if (by_size) CM_RETURN_IF_ERROR(TryIdenticalBase(nf, &e, &d, &stream, &used));
+      if (!used && by_name) CM_RETURN_IF_ERROR(TryMoveDelta(nf, &e, &d, &stream, &used));
       if (used) ++summary_.moved_files;
       return Emit(e, d, used ? &stream : nullptr);
     }
     if (n.kind == Kind::kFile && !opts_.listing_only) {
       std::string path = new_.FullPath(n.path);
-      UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+      const int pfd = new_.ParentFd();
+      UniqueFd fd(pfd >= 0 ? ::openat(pfd, BaseName(n.path).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+                           : ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
       if (!fd) return ErrnoError(path, errno);
       struct stat st;
       if (::fstat(fd.get(), &st) != 0) return ErrnoError(path, errno);
       if (!S_ISREG(st.st_mode)) return Error(Code::kIo, path + ": changed during the walk (not a file)");
-      auto h = HashFile(fd.get());
+      auto h = HashToEnd(fd.get(), static_cast<uint64_t>(st.st_size), &hash_buf_);
       if (!h.ok()) return Status(h.status().code(), path + ": " + h.status().message());
       e.hash = *h;
       e.size = static_cast<uint64_t>(st.st_size);
@@ -460,8 +531,9 @@ class Differ {
       return meta ? Emit(Entry(Op::kMeta, n), {}) : Status::Ok();
     }
     MappedFile nf, of;
-    CM_RETURN_IF_ERROR(nf.Open(new_.FullPath(n.path)));
-    CM_RETURN_IF_ERROR(of.Open(old_.FullPath(o.path)));
+    const std::string leaf = BaseName(n.path);  // o.path == n.path
+    CM_RETURN_IF_ERROR(nf.Open(new_.FullPath(n.path), new_.ParentFd(), &leaf));
+    CM_RETURN_IF_ERROR(of.Open(old_.FullPath(o.path), old_.ParentFd(), &leaf));
     summary_.bytes_read += nf.size() + of.size();
     if (nf.size() == of.size() && std::memcmp(nf.data(), of.data(), nf.size()) == 0) {
       // Same bytes after all: at most a metadata change.
@@ -474,6 +546,7 @@ class Differ {
     DeltaEntry e = Entry(Op::kModify, n);
     e.size = nf.size();
     e.encoding = Encoding::kWhole;
+    gone_bases_.insert(n.path);  // other bytes from here on
     EntryDetails d;
     std::optional<AsyncHash> new_hash;
     if (!opts_.listing_only) new_hash.emplace(nf.data(), nf.size());
@@ -535,10 +608,17 @@ class Differ {
     } else {
       mine.assign(reinterpret_cast<const char*>(nf.data()), nf.size());
     }
-    std::string est(ZSTD_compressBound(mine.size()), '\0');
-    size_t est_n = ZSTD_compress(est.data(), est.size(), mine.data(), mine.size(), 3);
+    // Buffers are not zero-filled and the contexts are kept across files:
+    // on trees of small changed files their set-up was a tenth of cm-delta.
+    if (!est_cctx_) est_cctx_.reset(ZSTD_createCCtx());
+    if (!delta_cctx_) delta_cctx_.reset(ZSTD_createCCtx());
+    if (!est_cctx_ || !delta_cctx_) return Status::Ok();
+    const size_t est_cap = ZSTD_compressBound(mine.size());
+    auto est = std::make_unique_for_overwrite<char[]>(est_cap);
+    size_t est_n = ZSTD_compressCCtx(est_cctx_.get(), est.get(), est_cap, mine.data(), mine.size(), 3);
     if (ZSTD_isError(est_n)) return Status::Ok();
-    ZSTD_CCtx* c = ZSTD_createCCtx();
+    ZSTD_CCtx* c = delta_cctx_.get();
+    ZSTD_CCtx_reset(c, ZSTD_reset_session_and_parameters);
     ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel,
                            nf.size() <= kZstdDeltaSmallFile ? kZstdDeltaLevel : kZstdDeltaLevelLarge);
     ZSTD_CCtx_setParameter(c, ZSTD_c_checksumFlag, 0);
@@ -547,12 +627,12 @@ class Differ {
     ZSTD_CCtx_setParameter(c, ZSTD_c_windowLog,
                            std::max(10, static_cast<int>(std::bit_width(of.size() + nf.size()))));
     ZSTD_CCtx_refPrefix(c, of.data(), of.size());
-    std::string frame(ZSTD_compressBound(nf.size()), '\0');
-    size_t fn = ZSTD_compress2(c, frame.data(), frame.size(), nf.data(), nf.size());
-    ZSTD_freeCCtx(c);
+    const size_t frame_cap = ZSTD_compressBound(nf.size());
+    auto frame = std::make_unique_for_overwrite<char[]>(frame_cap);
+    size_t fn = ZSTD_compress2(c, frame.get(), frame_cap, nf.data(), nf.size());
     if (ZSTD_isError(fn) || fn + 8 >= est_n) return Status::Ok();
     InstructionWriter iw(out);
-    CM_RETURN_IF_ERROR(iw.Zstd(frame.data(), fn, nf.size()));
+    CM_RETURN_IF_ERROR(iw.Zstd(frame.get(), fn, nf.size()));
     CM_RETURN_IF_ERROR(iw.Finish());
     *used = true;
     return Status::Ok();
@@ -590,6 +670,11 @@ class Differ {
   }
 
   const TreeDiffOptions& opts_;
+  std::vector<uint8_t> hash_buf_;  // added files' hashing (HashToEnd)
+  struct CCtxFree {
+    void operator()(ZSTD_CCtx* c) const { ZSTD_freeCCtx(c); }
+  };
+  std::unique_ptr<ZSTD_CCtx, CCtxFree> est_cctx_, delta_cctx_;  // TryZstdDelta's, kept across files
   DeltaTableWriter* table_;
   DiffObserver* obs_;
   PathFilter filter_;
@@ -598,6 +683,10 @@ class Differ {
   // Moves (Prepass): removed files by name, and those held back.
   std::unordered_map<std::string, std::vector<std::pair<std::string, uint64_t>>> move_bases_;
   std::unordered_set<std::string> held_back_;
+  // Identical bases (TryIdenticalBase): old files by size (sizes of added
+  // files only), and those the table removed or changed so far.
+  std::unordered_map<uint64_t, std::vector<std::string>> old_by_size_;
+  std::unordered_set<std::string> gone_bases_;
   std::vector<DeltaEntry> deferred_removes_;
   // Runs of equal mtimes (Prepass, EnterRun).
   bool runs_on_ = false;

@@ -14,8 +14,10 @@
 //     or mtime: META (carrying the new metadata; with times off, mtime
 //     differences alone are ignored);
 //   - a symlink with another target: MODIFY.
-// An added file may be a DELTA against a removed file of the same name
-// (TreeDiffOptions::moves); such removals are held back to the end.
+// An added file may be a DELTA against an old file holding its bytes under
+// another name (one COPY: a rename or a copy) or against a removed file of
+// the same name (TreeDiffOptions::moves); such removals are held back to the
+// end.
 // Mtime-only changes inside runs of equal new mtimes are TIMES entries at
 // the very end (TreeDiffOptions::time_runs).
 // Output is deterministic: the same trees give byte-identical tables.
@@ -39,9 +41,12 @@ struct TreeDiffOptions {
   // whose mtime alone changed is no change, and a file whose mtime changed is
   // still compared byte by byte (its mtime says nothing then).
   bool times = true;
-  // Send an added file as a delta against a removed file of the same name
-  // (a move or rename) when that is at most half its size; those removals
-  // then come at the end of the table. Needs table version 2.
+  // Send an added file as a reference to an old file that holds its bytes
+  // under another name (a rename, or a copy of a file the table has not
+  // changed before it; files of at least 256 bytes), else as a delta against
+  // a removed file of the same name (a move) when that is at most half its
+  // size; removals of possible bases then come at the end of the table.
+  // Needs table version 2.
   bool moves = true;
   // A run of at least 4 files and directories whose mtime alone changed,
   // consecutive in walk order among the new tree's files and directories
@@ -73,7 +78,7 @@ struct DiffSummary {
   uint64_t entries = 0;
   uint64_t added = 0, removed = 0, modified = 0, meta = 0;
   uint64_t delta_files = 0, whole_files = 0;  // MODIFY files by encoding
-  uint64_t moved_files = 0;                   // ADD files sent as deltas against a moved base
+  uint64_t moved_files = 0;                   // ADD files sent as deltas against another old file
   uint64_t time_runs = 0;                     // TIMES entries
   uint64_t time_run_entries = 0;              // files and directories they cover
   uint64_t delta_bytes = 0;                   // all instruction streams

@@ -13,6 +13,9 @@
 #include "util/file_util.h"
 
 namespace cm::delta {
+namespace {
+constexpr size_t kMaxOpenLevels = 64;
+}  // namespace
 
 PathFilter::PathFilter(const std::vector<std::string>& patterns) {
   for (std::string g : patterns) {
@@ -94,7 +97,7 @@ Result<bool> TreeWalker::Next(WalkEntry* e) {
   if (descend_pending_) {
     descend_pending_ = false;
     Frame f;
-    CM_RETURN_IF_ERROR(List(descend_, &f.entries));
+    CM_RETURN_IF_ERROR(List(descend_, &f));
     if (!f.entries.empty()) stack_.push_back(std::move(f));
   }
   while (!stack_.empty() && stack_.back().next == stack_.back().entries.size()) stack_.pop_back();
@@ -108,37 +111,47 @@ Result<bool> TreeWalker::Next(WalkEntry* e) {
   return true;
 }
 
-Status TreeWalker::List(const std::string& rel, std::vector<WalkEntry>* out) {
+Status TreeWalker::List(const std::string& rel, Frame* frame) {
   std::string dir_path = rel.empty() ? root_ : FullPath(rel);
-  UniqueFd dfd(::open(dir_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW));
-  if (!dfd) return ErrnoError(dir_path, errno);
-  int listing_fd = ::dup(dfd.get());
-  if (listing_fd < 0) return ErrnoError(dir_path, errno);
-  DIR* d = ::fdopendir(listing_fd);
-  if (d == nullptr) {
-    int err = errno;
-    ::close(listing_fd);
-    return ErrnoError(dir_path, err);
-  }
+  // Relative to the parent's open directory: one component to resolve, not
+  // the whole path (the parent frame is still on the stack).
+  const int parent = rel.empty() || stack_.empty() || !stack_.back().dir ? AT_FDCWD : stack_.back().dir.get();
+  const size_t slash = rel.find_last_of('/');
+  const std::string leaf = parent == AT_FDCWD ? dir_path : slash == std::string::npos ? rel : rel.substr(slash + 1);
+  frame->dir.reset(::openat(parent, leaf.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW));
+  if (!frame->dir) return ErrnoError(dir_path, errno);
+  const int dfd = frame->dir.get();
   std::vector<std::string> names;
+  // getdents64 on the directory itself (no dup/fdopendir); fstatat and
+  // openat by name stay valid on the same descriptor afterwards.
+  alignas(8) char dents[32768];
   for (;;) {
-    errno = 0;
-    struct dirent* de = ::readdir(d);
-    if (de == nullptr) {
-      int err = errno;
-      if (err != 0) {
-        ::closedir(d);
-        return ErrnoError(dir_path, err);
-      }
-      break;
+    const ssize_t n = ::getdents64(dfd, dents, sizeof dents);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoError(dir_path, errno);
     }
-    const char* n = de->d_name;
-    if (n[0] == '.' && (n[1] == '\0' || (n[1] == '.' && n[2] == '\0'))) continue;
-    names.emplace_back(n);
+    if (n == 0) break;
+    for (ssize_t off = 0; off < n;) {
+      const auto* de = reinterpret_cast<const struct dirent64*>(dents + off);
+      off += de->d_reclen;
+      const char* nm = de->d_name;
+      if (nm[0] == '.' && (nm[1] == '\0' || (nm[1] == '.' && nm[2] == '\0'))) continue;
+      names.emplace_back(nm);
+    }
   }
-  ::closedir(d);
   std::sort(names.begin(), names.end());
 
+  // Levels deeper than kMaxOpenLevels do not keep theirs (a pathologically
+  // deep tree must not run out of descriptors): ParentFd() is -1 there.
+  struct CloseIfDeep {
+    Frame* f;
+    bool deep;
+    ~CloseIfDeep() {
+      if (deep) f->dir.reset();
+    }
+  } close_if_deep{frame, stack_.size() >= kMaxOpenLevels};
+  std::vector<WalkEntry>* out = &frame->entries;
   out->clear();
   out->reserve(names.size());
   for (std::string& name : names) {
@@ -146,7 +159,7 @@ Status TreeWalker::List(const std::string& rel, std::vector<WalkEntry>* out) {
     w.path = rel.empty() ? name : rel + "/" + name;
     if (!IsSafeRelativePath(w.path)) return Error(Code::kFailure, FullPath(w.path) + ": path too long");
     struct stat st;
-    if (::fstatat(dfd.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    if (::fstatat(dfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
       if (errno == ENOENT) {  // vanished since readdir: as if it never was
         if (warn_) warn_(w.path, "vanished during the walk");
         continue;
@@ -172,7 +185,7 @@ Status TreeWalker::List(const std::string& rel, std::vector<WalkEntry>* out) {
     if (w.kind == Kind::kSymlink) {
       std::string buf(static_cast<size_t>(std::max<off_t>(st.st_size, 0)) + 1, '\0');
       for (;;) {
-        ssize_t r = ::readlinkat(dfd.get(), name.c_str(), buf.data(), buf.size());
+        ssize_t r = ::readlinkat(dfd, name.c_str(), buf.data(), buf.size());
         if (r < 0) return ErrnoError(FullPath(w.path), errno);
         if (static_cast<size_t>(r) < buf.size()) {
           buf.resize(static_cast<size_t>(r));

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "delta/delta_table.h"
+#include "util/file_util.h"
 #include "util/status.h"
 
 namespace cm::delta {
@@ -77,6 +78,12 @@ class TreeWalker {
     descend_pending_ = false;
   }
 
+  // The open directory holding the entry the last Next() returned (for
+  // openat/fstatat of its base name without resolving the whole path again),
+  // valid until the next call of Next(); -1 before the first entry and below
+  // the 64th level (use FullPath then).
+  int ParentFd() const { return stack_.empty() ? -1 : stack_.back().dir.get(); }
+
   // Full filesystem path of a relative path.
   std::string FullPath(const std::string& rel) const { return root_ + "/" + rel; }
   // The root walked: after Start(), a root given as a symlink to a directory
@@ -88,8 +95,9 @@ class TreeWalker {
   struct Frame {
     std::vector<WalkEntry> entries;
     size_t next = 0;
+    UniqueFd dir;  // the directory listed (ParentFd)
   };
-  Status List(const std::string& rel, std::vector<WalkEntry>* out);
+  Status List(const std::string& rel, Frame* out);
 
   std::string root_;
   const PathFilter* filter_;

@@ -289,5 +289,42 @@ TEST(LiveJson, ListsAreCutAtOneThousand) {
   EXPECT_NE(j.find("\"truncated\":true}"), std::string::npos);
 }
 
+// A TOUCH copy takes over the live manifest's hash only when it was copied
+// from the inode that manifest records for the path (inode, size, mtime);
+// otherwise the staged manifest reads it.
+TEST(CarryTouchCopiesTest, OnlyACopyOfTheRecordedInodeTakesItsHash) {
+  delta::Manifest live;
+  for (const char* p : {"a", "b", "c", "d"}) {
+    delta::ManifestEntry e;
+    e.path = p;
+    e.size = 10;
+    e.ino = 100 + static_cast<uint64_t>(p[0] - 'a');
+    e.mtime_ns = 5;
+    e.hash[0] = static_cast<uint8_t>(p[0]);
+    live.entries.push_back(e);
+  }
+  auto copy = [](const std::string& p, uint64_t src_ino, uint64_t size, int64_t src_mtime) {
+    Stager::TouchCopy c;
+    c.path = p;
+    c.size = size;
+    c.src_ino = src_ino;
+    c.src_mtime_ns = src_mtime;
+    c.ino = 900;
+    c.mtime_ns = 77;
+    return c;
+  };
+  CarryTouchCopies({copy("a", 100, 10, 5), copy("b", 999, 10, 5), copy("c", 102, 11, 5), copy("d", 103, 10, 6),
+                    copy("missing", 100, 10, 5)},
+                   &live);
+  EXPECT_EQ(live.entries[0].ino, 900u);
+  EXPECT_EQ(live.entries[0].mtime_ns, 77);
+  EXPECT_EQ(live.entries[0].hash[0], 'a');
+  for (size_t i = 1; i < 4; ++i) {
+    EXPECT_EQ(live.entries[i].ino, 100 + i) << live.entries[i].path;
+    EXPECT_EQ(live.entries[i].mtime_ns, 5) << live.entries[i].path;
+  }
+  EXPECT_EQ(live.entries.size(), 4u);
+}
+
 }  // namespace
 }  // namespace cm::apply

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "apply/dir_meta.h"
+#include "apply/fs_ops.h"
 #include "apply/tree_clone.h"
 #include "apply_fixture.h"
 #include "delta/instructions.h"
@@ -350,6 +351,63 @@ TEST_F(StagerTest, TouchSetsTheRunsMtimeOnFilesAndDirectoriesInWalkOrder) {
   EXPECT_EQ(m->at("a/sub").mtime_ns, kNew);
   EXPECT_EQ(m->count("a"), 0u);
   EXPECT_EQ(stager_->stats().touched, 6u);
+}
+
+// A shared file TOUCH copies is recorded (source inode -> new inode), so the
+// staged manifest can take its recorded hash; a file the stage wrote itself
+// is changed in place and not recorded; any later command but TOUCH drops
+// the records (it could replace a copied path).
+TEST_F(StagerTest, TouchRecordsTheCopiesOfSharedFilesUntilAnotherCommand) {
+  const int64_t kNew = 1700000000123456789;
+  WriteFile(d_ / "live", "shared bytes");
+  ASSERT_EQ(::link((d_ / "live").c_str(), S("s").c_str()), 0);
+  ASSERT_TRUE(Do(Create("t", "mine", 0644)).ok());
+  std::string out;
+  test::Run("touch -d @1600000000 '" + S("t") + "' '" + (d_ / "live") + "'", &out);
+  const int64_t live_mtime = MtimeOf(d_ / "live");
+  const ino_t mine = Ino(S("t"));
+  ASSERT_TRUE(stager_->Apply(Touch("s", "t", 2, kNew), nullptr).ok());
+  EXPECT_EQ(Ino(S("t")), mine);  // written by the stage: in place
+  EXPECT_EQ(MtimeOf(S("t")), kNew);
+  ASSERT_EQ(stager_->touch_copies().size(), 1u);
+  const Stager::TouchCopy& c = stager_->touch_copies()[0];
+  EXPECT_EQ(c.path, "s");
+  EXPECT_EQ(c.src_ino, static_cast<uint64_t>(Ino(d_ / "live")));
+  EXPECT_EQ(c.src_mtime_ns, live_mtime);
+  EXPECT_EQ(c.ino, static_cast<uint64_t>(Ino(S("s"))));
+  EXPECT_NE(c.ino, c.src_ino);
+  EXPECT_EQ(c.mtime_ns, kNew);
+  EXPECT_EQ(c.size, 12u);
+  EXPECT_EQ(MtimeOf(d_ / "live"), live_mtime);
+  EXPECT_EQ(ReadFile(S("s")), "shared bytes");
+  ASSERT_TRUE(Do(Create("u", "later", 0644)).ok());
+  EXPECT_TRUE(stager_->touch_copies().empty());
+}
+
+// CopyFileData's reflink flag: asked once, cleared when the file system
+// refuses FICLONE; the bytes are copied either way.
+TEST(CopyFileDataTest, ReflinkRefusedOnceIsNotAskedAgain) {
+  TempDir d;
+  const std::string data(100000, 'x');
+  WriteFile(d / "src", data);
+  bool reflink = true;
+  for (int i = 0; i < 2; ++i) {
+    UniqueFd in(::open((d / "src").c_str(), O_RDONLY));
+    const std::string dst = d / ("dst" + std::to_string(i));
+    UniqueFd out(::open(dst.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600));
+    ASSERT_TRUE(in && out);
+    const bool asked = reflink;
+    ASSERT_TRUE(CopyFileData(in.get(), out.get(), &reflink).ok());
+    EXPECT_EQ(ReadFile(dst), data);
+    if (!asked) {
+      EXPECT_FALSE(reflink);  // never set back
+    }
+  }
+  bool no = false;
+  UniqueFd in(::open((d / "src").c_str(), O_RDONLY));
+  UniqueFd out(::open((d / "dst-plain").c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600));
+  ASSERT_TRUE(CopyFileData(in.get(), out.get(), &no).ok());
+  EXPECT_EQ(ReadFile(d / "dst-plain"), data);
 }
 
 TEST_F(StagerTest, TouchOfAnotherNumberOfEntriesIsBaseMismatch) {

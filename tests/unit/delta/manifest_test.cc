@@ -30,6 +30,41 @@ void MakeTree(const std::string& r) {
   ASSERT_EQ(symlink("a/b/x.html", (r + "/link").c_str()), 0);
 }
 
+// HashToEnd hashes a file from offset 0 to its end whatever the size hint
+// and whatever the reused buffer held before (sizes around its 64 KiB first
+// size and its 1 MiB limit).
+TEST(Manifest, HashToEndIsTheFilesHashWithAReusedBuffer) {
+  TempDir t;
+  std::vector<uint8_t> buf;
+  for (size_t n : {size_t{0}, size_t{1}, size_t{65535}, size_t{65536}, size_t{70000}, size_t{(1u << 20) + 3},
+                   size_t{10}}) {
+    std::string data(n, '\0');
+    for (size_t i = 0; i < n; ++i) data[i] = static_cast<char>(i * 7 + n);
+    const std::string p = t / ("f" + std::to_string(n));
+    WriteFile(p, data);
+    int fd = ::open(p.c_str(), O_RDONLY);
+    ASSERT_GE(fd, 0);
+    for (uint64_t hint : {uint64_t{0}, uint64_t{n}}) {
+      auto h = HashToEnd(fd, hint, &buf);
+      ASSERT_TRUE(h.ok()) << h.status().message();
+      EXPECT_EQ(*h, HashBytes(data.data(), data.size())) << n << " hint " << hint;
+    }
+    ::close(fd);
+  }
+}
+
+// Files below the walk's 64th level (no open parent kept) are hashed by
+// their whole path.
+TEST(Manifest, FilesDeeperThanTheOpenLevelsAreHashed) {
+  TempDir t;
+  std::string p = t / "root";
+  for (int i = 0; i < 70; ++i) p += "/d";
+  WriteFile(p + "/leaf", "deep bytes");
+  Manifest m = Build(t / "root");
+  ASSERT_FALSE(m.entries.empty());
+  EXPECT_EQ(m.entries.back().hash, HashBytes("deep bytes", 10));
+}
+
 TEST(Manifest, SameContentSameHashAnywhere) {
   TempDir d;
   MakeTree(d.path() + "/one");

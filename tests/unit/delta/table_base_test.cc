@@ -119,6 +119,20 @@ TEST(TableBase, AContentRootReleaseNamesItselfAndUsesItsRecordedManifest) {
   EXPECT_NE(described->base.manifest, real);
 }
 
+// The old tree's error comes first (its manifest is built before the diff),
+// whether or not the new tree is there.
+TEST(TableBase, AMissingOldTreeIsTheErrorEvenWhenNewIsMissingToo) {
+  TempDir t;
+  NewTree(t / "new");
+  for (const std::string& n : {t / "new", t / "also-missing"}) {
+    StringSink sink;
+    auto r = DiffTreesWithBase(t / "missing-old", n, {}, &sink, nullptr);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().code(), Code::kNotFound);
+    EXPECT_NE(r.status().message().find("missing-old"), std::string::npos) << r.status().message();
+  }
+}
+
 TEST(TableBase, ApplyEntriesRefusesEntriesThatDoNotFitTheBase) {
   DeltaEntry e;
   e.op = Op::kMeta;

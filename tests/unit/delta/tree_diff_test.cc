@@ -262,6 +262,55 @@ TEST_F(TreeDiffTest, AMovedFileIsADeltaAgainstItsOldPlaceWhoseRemovalComesLast) 
   EXPECT_EQ(collector_.entries[2].encoding, Encoding::kWhole);
 }
 
+// An added file whose bytes an old file holds under another name is one
+// COPY against it: a renamed file (its removal held back to the end), a copy
+// of a kept file; a kept file the table changed before the added path is no
+// base, nor is a file below the size worth it.
+TEST_F(TreeDiffTest, AnAddedFileIdenticalToAnOldOneUnderAnotherNameIsAReference) {
+  std::string body, other;
+  for (int i = 0; i < 200; ++i) body += "line " + std::to_string(i) + " of a file that is renamed\n";
+  for (int i = 0; i < 200; ++i) other += "LINE " + std::to_string(i) + " of a file that is edited\n";
+  WriteFile(Old("a/edited.txt"), other);
+  WriteFile(Old("a/kept.txt"), body + "kept");
+  WriteFile(Old("old-name.txt"), body);
+  WriteFile(Old("small"), "tiny");
+  WriteFile(New("a/edited.txt"), other + "more");
+  WriteFile(New("a/kept.txt"), body + "kept");
+  WriteFile(New("b/copy-of-kept.txt"), body + "kept");
+  WriteFile(New("b/copy-of-edited-before.txt"), other);
+  WriteFile(New("b/new-name.txt"), body);
+  WriteFile(New("b/small-copy"), "tiny");
+  PinMtimes(Old());
+  PinMtimes(New());
+  EXPECT_EQ(Diff(), (std::vector<std::string>{"M a/edited.txt", "A b/", "A b/copy-of-edited-before.txt",
+                                              "A b/copy-of-kept.txt", "A b/new-name.txt", "A b/small-copy",
+                                              "D small", "D old-name.txt"}));
+  auto entry = [&](const std::string& p) -> const DeltaEntry& {
+    for (const auto& e : collector_.entries)
+      if (e.path == p && e.op == Op::kAdd) return e;
+    ADD_FAILURE() << p;
+    return collector_.entries[0];
+  };
+  EXPECT_EQ(entry("b/copy-of-edited-before.txt").encoding, Encoding::kWhole);  // a/edited.txt changed first
+  const DeltaEntry& copy = entry("b/copy-of-kept.txt");
+  EXPECT_EQ(copy.encoding, Encoding::kDelta);
+  EXPECT_EQ(copy.base_path, "a/kept.txt");
+  EXPECT_EQ(copy.base_hash, copy.hash);
+  const DeltaEntry& renamed = entry("b/new-name.txt");
+  EXPECT_EQ(renamed.encoding, Encoding::kDelta);
+  EXPECT_EQ(renamed.base_path, "old-name.txt");
+  EXPECT_EQ(renamed.base_hash, HashBytes(body.data(), body.size()));
+  EXPECT_EQ(entry("b/small-copy").encoding, Encoding::kWhole);
+  for (size_t i = 0; i < collector_.entries.size(); ++i)
+    if (collector_.entries[i].path == "b/new-name.txt") {
+      EXPECT_LT(collector_.details[i].delta_bytes, 16u);
+    }
+  TreeDiffOptions o;
+  o.moves = false;
+  Diff(o);
+  for (const auto& e : collector_.entries) EXPECT_EQ(e.base_path, "") << e.path;
+}
+
 // A rebuilt binary: `words` words, every `every`-th shifted by `shift` (a
 // relocation), written as OLD/name and NEW/name, NEW's mtime new.
 void RebuiltBinary(TreeDiffTest* t, const std::string& name, int words, int every, uint32_t shift, uint32_t seed,

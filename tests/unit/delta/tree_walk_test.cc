@@ -59,6 +59,59 @@ TEST(TreeWalker, DepthFirstSortedBytewise) {
   EXPECT_EQ(Walk(r), want);
 }
 
+// ParentFd is the open directory of the entry Next returned: its base name
+// resolves there to the same inode.
+TEST(TreeWalker, ParentFdHoldsTheEntrysDirectory) {
+  TempDir t;
+  std::string r = t / "root";
+  WriteFile(r + "/b", "b");
+  WriteFile(r + "/a/z", "z");
+  WriteFile(r + "/a/b/c", "c");
+  MakeDirs(r + "/a/b/empty");
+  ASSERT_EQ(::symlink("z", (r + "/a/link").c_str()), 0);
+  TreeWalker w(r, nullptr, nullptr);
+  ASSERT_TRUE(w.Start().ok());
+  EXPECT_EQ(w.ParentFd(), -1);
+  WalkEntry e;
+  int n = 0;
+  for (;;) {
+    auto more = w.Next(&e);
+    ASSERT_TRUE(more.ok());
+    if (!*more) break;
+    ++n;
+    const size_t slash = e.path.find_last_of('/');
+    const std::string leaf = slash == std::string::npos ? e.path : e.path.substr(slash + 1);
+    struct stat at, full;
+    ASSERT_EQ(::fstatat(w.ParentFd(), leaf.c_str(), &at, AT_SYMLINK_NOFOLLOW), 0) << e.path;
+    ASSERT_EQ(::lstat(w.FullPath(e.path).c_str(), &full), 0) << e.path;
+    EXPECT_EQ(at.st_ino, full.st_ino) << e.path;
+    EXPECT_EQ(static_cast<uint64_t>(at.st_ino), e.ino) << e.path;
+  }
+  EXPECT_EQ(n, 7);  // a a/b a/b/c a/b/empty a/link a/z b
+}
+
+// Below the 64th level the walker keeps no directory open (ParentFd -1):
+// a very deep tree neither runs out of descriptors nor loses entries.
+TEST(TreeWalker, AVeryDeepTreeKeepsOnlySixtyFourLevelsOpen) {
+  TempDir t;
+  std::string r = t / "root", p = r;
+  for (int i = 0; i < 80; ++i) p += "/d";
+  WriteFile(p + "/leaf", "leaf");
+  TreeWalker w(r, nullptr, nullptr);
+  ASSERT_TRUE(w.Start().ok());
+  WalkEntry e;
+  int n = 0, without = 0;
+  for (;;) {
+    auto more = w.Next(&e);
+    ASSERT_TRUE(more.ok()) << more.status().message();
+    if (!*more) break;
+    ++n;
+    if (w.ParentFd() < 0) ++without;
+  }
+  EXPECT_EQ(n, 81);
+  EXPECT_EQ(without, 81 - 64);
+}
+
 TEST(TreeWalker, SkipChildrenSkipsTheSubtree) {
   TempDir t;
   WriteFile(t / "r/d/x", "x");

@@ -262,6 +262,22 @@ TEST(Pipeline, MovedFilesAndMtimeOnlyChanges) {
   EXPECT_EQ(CheckPipeline(d / "old", d / "new", false, d), "");
 }
 
+// Renames and copies under other names (identical bases), both ways.
+TEST(Pipeline, RenamedAndCopiedFilesTravelAsReferences) {
+  TempDir d;
+  std::string body;
+  for (int i = 0; i < 300; ++i) body += "line " + std::to_string(i) + " of a file renamed and copied\n";
+  test::WriteFile(d / "old/lib/util.py", body);
+  test::WriteFile(d / "old/lib/keep.py", body + "# keep\n");
+  test::WriteFile(d / "new/lib/helpers.py", body);
+  test::WriteFile(d / "new/lib/keep.py", body + "# keep\n");
+  test::WriteFile(d / "new/vendor/keep-copy.py", body + "# keep\n");
+  std::string out;
+  test::Run("find '" + d / "old" + "' -depth -exec touch -h -d @1600000000 {} +", &out);
+  test::Run("find '" + d / "new" + "' -depth -exec touch -h -d @1700000000 {} +", &out);
+  EXPECT_EQ(CheckPipeline(d / "old", d / "new", false, d), "");
+}
+
 // A release where every file and directory got one new mtime (a tarball's):
 // the mtime-only changes travel as TOUCH runs, across parts (64 KiB cap), and
 // the live tree ends with every mtime of new, directories included.
