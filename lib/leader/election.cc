@@ -137,11 +137,18 @@ Micros Election::ExpiryOf(const Member& m) const {
   // The member's own estimate, or the group's (all members' registrations)
   // when higher: a member whose few registrations all arrived may still lose
   // the next ones at the group's rate.
-  const double w = std::max(t.loss_weight, 1.0 / double(std::max<uint64_t>(1, std::max(m.regs_seen, regs_seen_))));
+  const double w = std::max(t.loss_weight, 1.0 / double(std::max<uint64_t>(1, m.regs_seen)));
+  const double q = std::max(LossUpper(m.loss, w), LossUpper(reg_loss_, GroupLossWeight()));
   const int cap = static_cast<int>(t.member_expiry_max / t.member_refresh);
-  const int k = LossRun(std::max(m.loss, reg_loss_), w, 1, cap, t.member_miss_target);
+  const int k = LossRun(q, 0, 1, cap, t.member_miss_target);
   const Micros e = std::max(t.member_expiry, k * t.member_refresh + t.member_refresh / 2);
   return std::min(e, std::max(t.member_expiry, t.member_expiry_max));
+}
+
+double Election::GroupLossWeight() const {
+  // About loss_weight per member: the group's estimate remembers ~20
+  // registrations of each member, not ~20 registrations in all.
+  return cfg_.timers.loss_weight / double(std::max<size_t>(1, table_.size() - 1));
 }
 
 Micros Election::member_expiry(uint64_t id) const {
@@ -486,7 +493,7 @@ void Election::OnRegister(Micros now, const Message& m, proto::Effects* out) {
         ++regs_seen_;
         const double w = std::max(cfg_.timers.loss_weight, 1.0 / double(mem.regs_seen));
         mem.loss += w * (lost - mem.loss);
-        reg_loss_ += std::max(cfg_.timers.loss_weight, 1.0 / double(regs_seen_)) * (lost - reg_loss_);
+        reg_loss_ += std::max(GroupLossWeight(), 1.0 / double(regs_seen_)) * (lost - reg_loss_);
       };
       for (uint64_t i = 0; i < missed; ++i) observe(1);
       observe(0);

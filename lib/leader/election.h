@@ -157,6 +157,7 @@ class Election {
   void Restore(proto::Micros now, proto::Micros heard_at, uint64_t beat, proto::Effects* out);
   proto::Micros DeadAfter(proto::Micros heard_at) const;  // when the followed leader, last known alive then, is dead
   proto::Micros ExpiryOf(const Member& m) const;
+  double GroupLossWeight() const;
   void CountBeat(const Message& m);
   proto::Micros NextClaimRepeat() const;
   Message Base(MsgType t) const;
