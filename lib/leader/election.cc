@@ -222,6 +222,7 @@ void Election::SetState(Micros now, State s, proto::Effects* out) {
     table_.clear();
     list_at_ = report_at_ = next_alive_ = kNever;
     contest_by_ = 0;
+    handover_to_ = 0;
     if (sequencer_) sequencer_->OnLeadership(false, epoch_);
   }
 }
@@ -297,7 +298,8 @@ void Election::OnDatagram(Micros now, const proto::Address& from, std::string_vi
     // Someone knows a later term (a healed partition): lead above it at once.
     epoch_ = max_epoch_ = m.epoch + 1;
     MembershipChanged(now, out);
-    if (m.type != MsgType::kAlive && now - last_alive_sent_ >= cfg_.timers.interval / 10) SendAlive(now, out);
+    if (m.type != MsgType::kAlive && handover_to_ == 0 && now - last_alive_sent_ >= cfg_.timers.interval / 10)
+      SendAlive(now, out);
   }
   switch (m.type) {
     case MsgType::kAlive: OnAlive(now, m, out); break;
@@ -382,7 +384,7 @@ void Election::OnAlive(Micros now, const Message& m, proto::Effects* out) {
         Follow(now, m, out);
         return;
       }
-      if (now - last_alive_sent_ >= cfg_.timers.interval / 10) SendAlive(now, out);
+      if (handover_to_ == 0 && now - last_alive_sent_ >= cfg_.timers.interval / 10) SendAlive(now, out);
       return;
     case State::kVoting:
       if (!SelfStronger(m.priority, m.sender)) {
@@ -412,10 +414,26 @@ void Election::OnClaim(Micros now, const Message& m, proto::Effects* out) {
     case State::kLeader:
       // A stronger claim takes over, unless it only suspects this leader dead
       // and pre-emption is off: then the answer below tells it otherwise.
-      if (stronger && cfg_.static_leader != cfg_.id && (cfg_.preempt || m.preempt || m.leader != cfg_.id)) {
+      if (stronger && cfg_.static_leader != cfg_.id && m.preempt && m.leader == cfg_.id && now >= no_handover_until_) {
+        // A stronger node pre-empts us: hand over without a gap. Keep the
+        // leadership, silent (a heartbeat would contest its claim), until
+        // its first Leader Alive (OnAlive steps down then); resume if none
+        // comes within its window and a dead interval.
+        if (handover_to_ != m.sender) out->events.push_back("handing over to " + std::to_string(m.sender));
+        handover_to_ = m.sender;
+        handover_until_ = now + cfg_.timers.vote_max + cfg_.timers.interval + cfg_.timers.DeadInterval();
+        next_alive_ = handover_until_;
+      } else if (stronger && cfg_.static_leader != cfg_.id && (cfg_.preempt || m.preempt || m.leader != cfg_.id)) {
         StepDown(now, out);
         Concede(now, m.sender, m.priority, out);
-      } else if (now - last_alive_sent_ >= cfg_.timers.interval / 200) {
+      } else if (handover_to_ != 0 && !stronger) {
+        // Someone takes our silence for death: lead on, audibly.
+        out->events.push_back("handover to " + std::to_string(handover_to_) + " abandoned: claim by " +
+                              std::to_string(m.sender));
+        handover_to_ = 0;
+        no_handover_until_ = now + 10 * cfg_.timers.DeadInterval();
+        SendAlive(now, out);
+      } else if (handover_to_ == 0 && now - last_alive_sent_ >= cfg_.timers.interval / 200) {
         // We are alive and out-rank the claimant: answer each copy of its
         // claim (they are spread over its voting window), so under loss one
         // answer most likely gets through.
@@ -623,6 +641,7 @@ void Election::BecomeLeader(Micros now, proto::Effects* out) {
   preempt_backoff_ = 0;
   leader_ = suspect_ = 0;
   contest_by_ = 0;
+  handover_to_ = 0;
   table_.clear();
   reg_loss_ = 0;
   regs_seen_ = 0;
@@ -756,6 +775,12 @@ void Election::Tick(Micros now, proto::Effects* out) {
       break;
     case State::kLeader:
       if (contest_by_ && now - contest_last_ > t.DeadInterval()) contest_by_ = 0;
+      if (handover_to_ && now >= handover_until_) {
+        out->events.push_back("handover to " + std::to_string(handover_to_) + " did not happen: leading on");
+        handover_to_ = 0;
+        // A pre-emption that cannot complete: the next ones take over at once, as without handover.
+        no_handover_until_ = now + 10 * t.DeadInterval();
+      }
       for (auto it = table_.begin(); it != table_.end();) {
         if (it->first != cfg_.id && now - it->second.last_heard > ExpiryOf(it->second)) {
           out->events.push_back("member-leave " + std::to_string(it->first));

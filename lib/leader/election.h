@@ -252,6 +252,9 @@ class Election {
   proto::Micros next_alive_ = proto::kNever;
   proto::Micros last_alive_sent_ = 0;
   uint64_t beat_ = 0;  // heartbeats sent (the Alive beat number)
+  uint64_t handover_to_ = 0;  // pre-empted by this stronger node: silent until its Alive
+  proto::Micros handover_until_ = proto::kNever;
+  proto::Micros no_handover_until_ = 0;  // after a failed handover: step down at once
   uint64_t contest_by_ = 0;
   proto::Micros contest_since_ = 0;
   proto::Micros contest_last_ = 0;

@@ -72,7 +72,7 @@ Outcome RunSeed(uint64_t seed) {
         if (!fresh && s.now() - it->second > dead + t.vote_max) {
           res.ok = false;
           res.why = "nodes " + std::to_string(a) + " and " + std::to_string(b) + " both lead since " +
-                    std::to_string(it->second) + " us, now " + std::to_string(s.now());
+                    std::to_string(it->second) + " us, now " + std::to_string(s.now()) + "\n" + Dump(s, 40);
         }
       }
   };
