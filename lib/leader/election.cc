@@ -125,7 +125,7 @@ int Election::ClaimCopies() const {
 
 Message Election::ClaimMsg() const {
   Message m = Base(MsgType::kClaim);
-  m.leader = claim_preempt_ ? leader_ : suspect_;
+  m.leader = claim_preempt_ ? leader_ : suspect_.id;
   m.beat = claim_preempt_ ? evidence_beat_ : suspect_beat_;
   m.preempt = claim_preempt_;
   return m;
@@ -209,10 +209,7 @@ void Election::SetState(Micros now, State s, proto::Effects* out) {
   const bool was_leader = state_ == State::kLeader;
   if (state_ == State::kKnown) {
     // Kept while a successor is elected: a vouch for it restores it.
-    suspect_ = leader_;
-    suspect_epoch_ = leader_epoch_;
-    suspect_prio_ = leader_prio_;
-    suspect_addr_ = leader_addr_;
+    suspect_ = {leader_, leader_epoch_, leader_prio_, leader_addr_};
     suspect_beat_ = evidence_beat_;
   }
   state_ = s;
@@ -322,8 +319,8 @@ void Election::OnDatagram(Micros now, const proto::Address& from, std::string_vi
 void Election::Follow(Micros now, const Message& m, proto::Effects* out) {
   // Back to the leader just suspected (its answer to our claim): the same
   // leader, still registered.
-  const uint64_t prev = state_ == State::kKnown ? leader_ : suspect_;
-  const uint64_t prev_epoch = state_ == State::kKnown ? leader_epoch_ : suspect_epoch_;
+  const uint64_t prev = state_ == State::kKnown ? leader_ : suspect_.id;
+  const uint64_t prev_epoch = state_ == State::kKnown ? leader_epoch_ : suspect_.epoch;
   const bool changed = prev != m.sender || prev_epoch != m.epoch;
   if (prev != m.sender) {
     registered_ = false;
@@ -488,7 +485,7 @@ void Election::OnClaim(Micros now, const Message& m, proto::Effects* out) {
 void Election::OnResign(Micros now, const Message& m, proto::Effects* out) {
   if (state_ != State::kKnown || m.sender != leader_) return;
   SetState(now, State::kUnknown, out);
-  suspect_ = 0;  // it left: nothing to vouch for
+  suspect_.id = 0;  // it left: nothing to vouch for
   leader_ = 0;
   dead_at_ = kNever;
   claim_at_ = CanClaim(now) ? now + Skew(now) : listen_until_;
@@ -599,10 +596,10 @@ void Election::OnVouch(Micros now, const Message& m, proto::Effects* out) {
     case State::kUnknown:
     case State::kVoting:
     case State::kConceding: {
-      if (m.leader == 0 || m.leader != suspect_ || m.epoch != suspect_epoch_ || m.beat <= suspect_beat_) return;
+      if (m.leader == 0 || m.leader != suspect_.id || m.epoch != suspect_.epoch || m.beat <= suspect_beat_) return;
       if (state_ == State::kVoting && claim_preempt_) return;
       // A stronger candidate that pre-empts anyway lets its claim run.
-      if (cfg_.preempt && CanClaim(now) && SelfStronger(suspect_prio_, suspect_)) return;
+      if (cfg_.preempt && CanClaim(now) && SelfStronger(suspect_.prio, suspect_.id)) return;
       if (DeadAfter(heard_at) <= now) return;  // heard, but too long ago
       Restore(now, heard_at, m.beat, out);
       return;
@@ -613,13 +610,13 @@ void Election::OnVouch(Micros now, const Message& m, proto::Effects* out) {
 }
 
 void Election::Restore(Micros now, Micros heard_at, uint64_t beat, proto::Effects* out) {
-  out->events.push_back("vouched " + std::to_string(suspect_) + " beat=" + std::to_string(beat));
-  const uint64_t id = suspect_;
+  out->events.push_back("vouched " + std::to_string(suspect_.id) + " beat=" + std::to_string(beat));
+  const LeaderRef was = suspect_;
   SetState(now, State::kKnown, out);
-  leader_ = id;
-  leader_epoch_ = suspect_epoch_;
-  leader_prio_ = suspect_prio_;
-  leader_addr_ = suspect_addr_;
+  leader_ = was.id;
+  leader_epoch_ = was.epoch;
+  leader_prio_ = was.prio;
+  leader_addr_ = was.addr;
   last_alive_ = heard_at;
   evidence_beat_ = beat;
   dead_at_ = DeadAfter(heard_at);
@@ -639,7 +636,7 @@ void Election::BecomeLeader(Micros now, proto::Effects* out) {
   epoch_ = max_epoch_ = std::max(max_epoch_, epoch_) + 1;
   claim_at_ = vote_end_ = concede_until_ = preempt_at_ = dead_at_ = register_at_ = kNever;
   preempt_backoff_ = 0;
-  leader_ = suspect_ = 0;
+  leader_ = suspect_.id = 0;
   contest_by_ = 0;
   handover_to_ = 0;
   table_.clear();

@@ -219,10 +219,13 @@ class Election {
   proto::Micros last_vouch_sent_ = -proto::kSeconds;
   // The leader last followed, kept while electing a successor: a vouch for a
   // newer heartbeat of it within group_dead restores it.
-  uint64_t suspect_ = 0;
-  uint64_t suspect_epoch_ = 0;
-  uint32_t suspect_prio_ = 0;
-  proto::Address suspect_addr_;
+  struct LeaderRef {
+    uint64_t id = 0;
+    uint64_t epoch = 0;
+    uint32_t prio = 0;
+    proto::Address addr;
+  };
+  LeaderRef suspect_;
   uint64_t suspect_beat_ = 0;
   bool claim_preempt_ = false;  // the current claim pre-empts a live leader
   int claim_copies_ = 3;        // copies of the current claim, spread over its window
