@@ -81,18 +81,79 @@ Micros Election::VoteWindow() {
 
 int Election::LossDeadIntervals(int base) const {
   const Timers& t = cfg_.timers;
-  int k = std::max(base, 1);
-  const int cap = std::max(k, t.dead_intervals_max);
   // The estimate is noisy (a run of received beats pulls it down): plan for
   // two standard deviations of the EWMA above it.
-  const double w = t.loss_weight;
-  const double p = std::min(1.0, loss_ + 2 * std::sqrt(loss_ * (1 - loss_) * w / (2 - w)));
-  double pk = std::pow(p, k);  // chance of missing k heartbeats in a row
-  while (k < cap && pk >= t.dead_miss_target) {
-    ++k;
-    pk *= p;
+  return LossRun(loss_, t.loss_weight, base, t.dead_intervals_max, t.dead_miss_target);
+}
+
+int Election::Peers() const {
+  const int others = static_cast<int>(leader_members_) - (registered_ ? 2 : 1);
+  return std::max(others, 0);
+}
+
+Micros Election::GroupDead(Micros interval) const {
+  const Timers& t = cfg_.timers;
+  return t.interval > 0 ? t.group_dead * interval / t.interval : t.group_dead;
+}
+
+Micros Election::DeadAfter(Micros heard_at) const {
+  const Micros interval = leader_interval_ > 0 ? leader_interval_ : cfg_.timers.interval;
+  if (group_evidence()) return heard_at + GroupDead(interval) + Skew(heard_at);
+  const int dead = LossDeadIntervals(leader_dead_intervals_ > 0 ? leader_dead_intervals_ : cfg_.timers.dead_intervals);
+  return heard_at + dead * interval + Skew(heard_at);
+}
+
+int Election::ClaimCopies() const {
+  // A claim of a live leader wins only if every copy's answer is lost: the
+  // leader's (the copy or its Alive lost: q = 1 - (1-p)^2 each) and every
+  // voucher's (which also needs to have heard a heartbeat the claimant
+  // missed: it missed the same two with p^2).
+  // The estimate itself (at least loss_weight), not its upper bound: the
+  // bound is for the rare event of a run of misses, this is a product of
+  // many independent chances.
+  const Timers& t = cfg_.timers;
+  const double p = std::max(loss_, t.loss_weight);
+  const double q = 1 - (1 - p) * (1 - p);
+  const int vouchers = std::min(Peers(), t.vouchers);
+  for (int c = std::max(t.claim_sends, 1); c <= std::max(t.claim_sends, t.claim_sends_max); ++c) {
+    const double qc = std::pow(q, c);
+    const double voucher_fails = 1 - (1 - p * p) * (1 - qc);
+    if (qc * std::pow(voucher_fails, vouchers) < t.vote_fail_target) return c;
   }
-  return k;
+  return 0;
+}
+
+Message Election::ClaimMsg() const {
+  Message m = Base(MsgType::kClaim);
+  m.leader = claim_preempt_ ? leader_ : suspect_.id;
+  m.beat = claim_preempt_ ? evidence_beat_ : suspect_beat_;
+  m.preempt = claim_preempt_;
+  return m;
+}
+
+Micros Election::ExpiryOf(const Member& m) const {
+  const Timers& t = cfg_.timers;
+  if (t.member_refresh <= 0) return t.member_expiry;
+  // The member's own estimate, or the group's (all members' registrations)
+  // when higher: a member whose few registrations all arrived may still lose
+  // the next ones at the group's rate.
+  const double w = std::max(t.loss_weight, 1.0 / double(std::max<uint64_t>(1, m.regs_seen)));
+  const double q = std::max(LossUpper(m.loss, w), LossUpper(reg_loss_, GroupLossWeight()));
+  const int cap = static_cast<int>(t.member_expiry_max / t.member_refresh);
+  const int k = LossRun(q, 0, 1, cap, t.member_miss_target);
+  const Micros e = std::max(t.member_expiry, k * t.member_refresh + t.member_refresh / 2);
+  return std::min(e, std::max(t.member_expiry, t.member_expiry_max));
+}
+
+double Election::GroupLossWeight() const {
+  // About loss_weight per member: the group's estimate remembers ~20
+  // registrations of each member, not ~20 registrations in all.
+  return cfg_.timers.loss_weight / double(std::max<size_t>(1, table_.size() - 1));
+}
+
+Micros Election::member_expiry(uint64_t id) const {
+  auto it = table_.find(id);
+  return it == table_.end() || state_ != State::kLeader ? 0 : ExpiryOf(it->second);
 }
 
 void Election::CountBeat(const Message& m) {
@@ -121,7 +182,7 @@ void Election::CountBeat(const Message& m) {
 }
 
 Micros Election::NextClaimRepeat() const {
-  const int n = cfg_.timers.claim_sends;
+  const int n = claim_copies_;
   if (state_ != State::kVoting || vote_end_ == kNever || claims_sent_ >= n) return kNever;
   return claim_sent_ + (vote_end_ - claim_sent_) * claims_sent_ / n;
 }
@@ -146,6 +207,11 @@ void Election::SetState(Micros now, State s, proto::Effects* out) {
   (void)now;
   if (s == state_) return;
   const bool was_leader = state_ == State::kLeader;
+  if (state_ == State::kKnown) {
+    // Kept while a successor is elected: a vouch for it restores it.
+    suspect_ = {leader_, leader_epoch_, leader_prio_, leader_addr_};
+    suspect_beat_ = evidence_beat_;
+  }
   state_ = s;
   out->events.push_back(std::string("state ") + StateName(s));
   if (was_leader) {
@@ -153,12 +219,14 @@ void Election::SetState(Micros now, State s, proto::Effects* out) {
     table_.clear();
     list_at_ = report_at_ = next_alive_ = kNever;
     contest_by_ = 0;
+    handover_to_ = 0;
     if (sequencer_) sequencer_->OnLeadership(false, epoch_);
   }
 }
 
 void Election::Start(Micros now, proto::Effects* out) {
   now_ = now;
+  started_ = now;
   const Timers& t = cfg_.timers;
   listen_until_ = cfg_.listen_first ? now + t.DeadInterval() : now;
   state_ = State::kUnknown;
@@ -227,7 +295,8 @@ void Election::OnDatagram(Micros now, const proto::Address& from, std::string_vi
     // Someone knows a later term (a healed partition): lead above it at once.
     epoch_ = max_epoch_ = m.epoch + 1;
     MembershipChanged(now, out);
-    if (m.type != MsgType::kAlive && now - last_alive_sent_ >= cfg_.timers.interval / 10) SendAlive(now, out);
+    if (m.type != MsgType::kAlive && handover_to_ == 0 && now - last_alive_sent_ >= cfg_.timers.interval / 10)
+      SendAlive(now, out);
   }
   switch (m.type) {
     case MsgType::kAlive: OnAlive(now, m, out); break;
@@ -235,6 +304,7 @@ void Election::OnDatagram(Micros now, const proto::Address& from, std::string_vi
     case MsgType::kResign: OnResign(now, m, out); break;
     case MsgType::kRegister: OnRegister(now, m, out); break;
     case MsgType::kMembers: OnMembers(now, m, out); break;
+    case MsgType::kVouch: OnVouch(now, m, out); break;
     case MsgType::kMove:
       if (state_ == State::kKnown && m.sender == leader_ && m.channel.IsMulticast() && m.channel != control_) {
         control_ = m.channel;
@@ -247,8 +317,12 @@ void Election::OnDatagram(Micros now, const proto::Address& from, std::string_vi
 }
 
 void Election::Follow(Micros now, const Message& m, proto::Effects* out) {
-  const bool changed = state_ != State::kKnown || leader_ != m.sender || leader_epoch_ != m.epoch;
-  if (leader_ != m.sender || state_ != State::kKnown) {
+  // Back to the leader just suspected (its answer to our claim): the same
+  // leader, still registered.
+  const uint64_t prev = state_ == State::kKnown ? leader_ : suspect_.id;
+  const uint64_t prev_epoch = state_ == State::kKnown ? leader_epoch_ : suspect_.epoch;
+  const bool changed = prev != m.sender || prev_epoch != m.epoch;
+  if (prev != m.sender) {
     registered_ = false;
     heard_list_.clear();
     register_at_ = now + std::uniform_int_distribution<Micros>(0, cfg_.timers.register_backoff)(rng_);
@@ -258,17 +332,20 @@ void Election::Follow(Micros now, const Message& m, proto::Effects* out) {
   leader_prio_ = m.priority;
   leader_epoch_ = m.epoch;
   leader_addr_ = m.addr;
-  last_alive_ = now;
+  last_alive_ = heard_at_ = now;
   heard_sequence_ = std::max(heard_sequence_, m.sequence);
   CountBeat(m);
-  const Micros interval = m.interval_us ? m.interval_us : cfg_.timers.interval;
-  const int dead = LossDeadIntervals(m.dead_intervals ? m.dead_intervals : cfg_.timers.dead_intervals);
-  dead_at_ = now + dead * interval + Skew(now);
+  evidence_beat_ = changed ? m.beat : std::max(evidence_beat_, m.beat);
+  leader_members_ = m.member_count;
+  leader_interval_ = m.interval_us ? m.interval_us : cfg_.timers.interval;
+  leader_dead_intervals_ = m.dead_intervals;
+  dead_at_ = DeadAfter(now);
   claim_at_ = vote_end_ = concede_until_ = kNever;
   if (changed) out->events.push_back("leader " + std::to_string(leader_) + " epoch=" + std::to_string(leader_epoch_));
   // Pre-empt a weaker leader once allowed; back off while claims go unheard.
-  if (CanClaim(now) && SelfStronger(leader_prio_, leader_)) {
-    if (preempt_at_ == kNever) preempt_at_ = now + Skew(now) + preempt_backoff_;
+  if (cfg_.preempt && CanClaim(now) && SelfStronger(leader_prio_, leader_)) {
+    if (preempt_at_ == kNever)
+      preempt_at_ = std::max(now + Skew(now) + preempt_backoff_, started_ + cfg_.preempt_delay);
   } else {
     preempt_at_ = kNever;
   }
@@ -304,7 +381,7 @@ void Election::OnAlive(Micros now, const Message& m, proto::Effects* out) {
         Follow(now, m, out);
         return;
       }
-      if (now - last_alive_sent_ >= cfg_.timers.interval / 10) SendAlive(now, out);
+      if (handover_to_ == 0 && now - last_alive_sent_ >= cfg_.timers.interval / 10) SendAlive(now, out);
       return;
     case State::kVoting:
       if (!SelfStronger(m.priority, m.sender)) {
@@ -332,10 +409,28 @@ void Election::OnClaim(Micros now, const Message& m, proto::Effects* out) {
   const bool stronger = !SelfStronger(m.priority, m.sender);
   switch (state_) {
     case State::kLeader:
-      if (stronger && cfg_.static_leader != cfg_.id) {
+      // A stronger claim takes over, unless it only suspects this leader dead
+      // and pre-emption is off: then the answer below tells it otherwise.
+      if (stronger && cfg_.static_leader != cfg_.id && m.preempt && m.leader == cfg_.id && now >= no_handover_until_) {
+        // A stronger node pre-empts us: hand over without a gap. Keep the
+        // leadership, silent (a heartbeat would contest its claim), until
+        // its first Leader Alive (OnAlive steps down then); resume if none
+        // comes within its window and a dead interval.
+        if (handover_to_ != m.sender) out->events.push_back("handing over to " + std::to_string(m.sender));
+        handover_to_ = m.sender;
+        handover_until_ = now + cfg_.timers.vote_max + cfg_.timers.interval + cfg_.timers.DeadInterval();
+        next_alive_ = handover_until_;
+      } else if (stronger && cfg_.static_leader != cfg_.id && (cfg_.preempt || m.preempt || m.leader != cfg_.id)) {
         StepDown(now, out);
         Concede(now, m.sender, m.priority, out);
-      } else if (now - last_alive_sent_ >= cfg_.timers.interval / 50) {
+      } else if (handover_to_ != 0 && !stronger) {
+        // Someone takes our silence for death: lead on, audibly.
+        out->events.push_back("handover to " + std::to_string(handover_to_) + " abandoned: claim by " +
+                              std::to_string(m.sender));
+        handover_to_ = 0;
+        no_handover_until_ = now + 10 * cfg_.timers.DeadInterval();
+        SendAlive(now, out);
+      } else if (handover_to_ == 0 && now - last_alive_sent_ >= cfg_.timers.interval / 200) {
         // We are alive and out-rank the claimant: answer each copy of its
         // claim (they are spread over its voting window), so under loss one
         // answer most likely gets through.
@@ -345,14 +440,28 @@ void Election::OnClaim(Micros now, const Message& m, proto::Effects* out) {
     case State::kVoting:
       if (stronger) {
         Concede(now, m.sender, m.priority, out);
-      } else if (now - last_claim_sent_ >= cfg_.timers.vote_min / 4) {
-        last_claim_sent_ = now;
-        Send(Base(MsgType::kClaim), out);
+      } else if (now - last_claim_answer_ >= cfg_.timers.vote_min / 16) {
+        // Answer each copy of a weaker claim (apart from our own repeats):
+        // it concedes if any answer gets through.
+        last_claim_answer_ = now;
+        Send(ClaimMsg(), out);
       }
       return;
     case State::kKnown:
-      // The leader looks alive: it answers the claim itself.
-      if (now - last_alive_ < cfg_.timers.interval * 3 / 2) return;
+      // A suspicion of our leader, and we heard a newer heartbeat of it:
+      // vouch that it lives.
+      if (!m.preempt && m.leader != 0 && m.leader == leader_) {
+        if (beat_leader_ == leader_ && beat_epoch_ == leader_epoch_ && last_beat_ > m.beat &&
+            now - heard_at_ < GroupDead(leader_interval_)) {
+          SendVouch(now, m, out);
+          return;
+        }
+        // A peer vouched for a newer one already (a copy of an answered claim).
+        if (m.beat < evidence_beat_) return;
+      }
+      // The leader looks alive (to us, or to the group: our own timer has not
+      // run out): it answers the claim itself.
+      if (now - last_alive_ < (group_evidence() ? GroupDead(leader_interval_) : cfg_.timers.interval * 3 / 2)) return;
       [[fallthrough]];
     case State::kUnknown:
       // A weaker claim means nobody leads: a stronger candidate answers with
@@ -376,6 +485,7 @@ void Election::OnClaim(Micros now, const Message& m, proto::Effects* out) {
 void Election::OnResign(Micros now, const Message& m, proto::Effects* out) {
   if (state_ != State::kKnown || m.sender != leader_) return;
   SetState(now, State::kUnknown, out);
+  suspect_.id = 0;  // it left: nothing to vouch for
   leader_ = 0;
   dead_at_ = kNever;
   claim_at_ = CanClaim(now) ? now + Skew(now) : listen_until_;
@@ -389,6 +499,22 @@ void Election::OnRegister(Micros now, const Message& m, proto::Effects* out) {
   }
   auto [it, fresh] = table_.try_emplace(m.sender);
   Member& mem = it->second;
+  if (m.reg_count > 0) {
+    if (mem.reg_count > 0 && m.reg_count > mem.reg_count) {
+      // Registrations lost on the way (an outage counts at most 16).
+      const uint64_t missed = std::min<uint64_t>(m.reg_count - mem.reg_count - 1, 16);
+      auto observe = [&](double lost) {
+        ++mem.regs_seen;
+        ++regs_seen_;
+        const double w = std::max(cfg_.timers.loss_weight, 1.0 / double(mem.regs_seen));
+        mem.loss += w * (lost - mem.loss);
+        reg_loss_ += std::max(GroupLossWeight(), 1.0 / double(regs_seen_)) * (lost - reg_loss_);
+      };
+      for (uint64_t i = 0; i < missed; ++i) observe(1);
+      observe(0);
+    }
+    mem.reg_count = m.reg_count;  // also a restarted member's new count
+  }
   mem.id = m.sender;
   mem.addr = m.addr;
   mem.last_heard = now;
@@ -414,17 +540,87 @@ void Election::OnMembers(Micros now, const Message& m, proto::Effects* out) {
     register_at_ = now + std::uniform_int_distribution<Micros>(0, cfg_.timers.register_backoff)(rng_);
 }
 
-void Election::Claim(Micros now, proto::Effects* out) {
+void Election::Claim(Micros now, proto::Effects* out, bool preempt) {
   SetState(now, State::kVoting, out);
+  claim_preempt_ = preempt;
   claim_at_ = kNever;
   preempt_at_ = kNever;
   claim_sent_ = last_claim_sent_ = now;
   claims_sent_ = 1;
   vote_end_ = now + VoteWindow();
-  // Under loss a live leader's answer may be lost: wait for its next heartbeat too.
-  if (loss_ > cfg_.timers.lossy) vote_end_ += cfg_.timers.interval;
+  // Under loss a live leader's answers (and its vouchers') may all be lost:
+  // send as many copies as it takes; if no number will do, wait for the
+  // leader's next heartbeat too.
+  claim_copies_ = ClaimCopies();
+  if (claim_copies_ == 0) {
+    claim_copies_ = std::max(cfg_.timers.claim_sends, cfg_.timers.claim_sends_max);
+    vote_end_ += cfg_.timers.interval;
+  }
   vote_contested_ = false;
-  Send(Base(MsgType::kClaim), out);
+  Send(ClaimMsg(), out);
+}
+
+void Election::SendVouch(Micros now, const Message& claim, proto::Effects* out) {
+  // In a large group only about `vouchers` peers answer one claim: those
+  // the hash of (peer, claimant, beat) picks.
+  const int peers = Peers();
+  if (peers > cfg_.timers.vouchers) {
+    uint64_t h = cfg_.id * 0x9e3779b97f4a7c15ull ^ (claim.sender + claim.beat * 0xbf58476d1ce4e5b9ull);
+    h ^= h >> 31;
+    h *= 0x94d049bb133111ebull;
+    h ^= h >> 29;
+    if (h % static_cast<uint64_t>(peers) >= static_cast<uint64_t>(cfg_.timers.vouchers)) return;
+  }
+  if (now - last_vouch_sent_ < cfg_.timers.vote_min / 16) return;
+  last_vouch_sent_ = now;
+  Message v = Base(MsgType::kVouch);
+  v.epoch = leader_epoch_;
+  v.leader = leader_;
+  v.beat = last_beat_;
+  v.age_us = static_cast<uint64_t>(now - heard_at_);
+  Send(v, out);
+}
+
+void Election::OnVouch(Micros now, const Message& m, proto::Effects* out) {
+  const Micros age = static_cast<Micros>(std::min<uint64_t>(m.age_us, uint64_t{1} << 40));
+  const Micros heard_at = now - age;
+  switch (state_) {
+    case State::kKnown:
+      // Someone else's claim was answered: the evidence keeps us waiting too.
+      if (m.leader == leader_ && m.epoch == leader_epoch_ && m.beat > evidence_beat_) {
+        evidence_beat_ = m.beat;
+        last_alive_ = std::max(last_alive_, heard_at);
+        dead_at_ = std::max(dead_at_, DeadAfter(heard_at));
+      }
+      return;
+    case State::kUnknown:
+    case State::kVoting:
+    case State::kConceding: {
+      if (m.leader == 0 || m.leader != suspect_.id || m.epoch != suspect_.epoch || m.beat <= suspect_beat_) return;
+      if (state_ == State::kVoting && claim_preempt_) return;
+      // A stronger candidate that pre-empts anyway lets its claim run.
+      if (cfg_.preempt && CanClaim(now) && SelfStronger(suspect_.prio, suspect_.id)) return;
+      if (DeadAfter(heard_at) <= now) return;  // heard, but too long ago
+      Restore(now, heard_at, m.beat, out);
+      return;
+    }
+    case State::kLeader:
+      return;
+  }
+}
+
+void Election::Restore(Micros now, Micros heard_at, uint64_t beat, proto::Effects* out) {
+  out->events.push_back("vouched " + std::to_string(suspect_.id) + " beat=" + std::to_string(beat));
+  const LeaderRef was = suspect_;
+  SetState(now, State::kKnown, out);
+  leader_ = was.id;
+  leader_epoch_ = was.epoch;
+  leader_prio_ = was.prio;
+  leader_addr_ = was.addr;
+  last_alive_ = heard_at;
+  evidence_beat_ = beat;
+  dead_at_ = DeadAfter(heard_at);
+  claim_at_ = vote_end_ = concede_until_ = kNever;
 }
 
 void Election::Concede(Micros now, uint64_t to, uint32_t prio, proto::Effects* out) {
@@ -440,9 +636,12 @@ void Election::BecomeLeader(Micros now, proto::Effects* out) {
   epoch_ = max_epoch_ = std::max(max_epoch_, epoch_) + 1;
   claim_at_ = vote_end_ = concede_until_ = preempt_at_ = dead_at_ = register_at_ = kNever;
   preempt_backoff_ = 0;
-  leader_ = 0;
+  leader_ = suspect_.id = 0;
   contest_by_ = 0;
+  handover_to_ = 0;
   table_.clear();
+  reg_loss_ = 0;
+  regs_seen_ = 0;
   Member self;
   self.id = cfg_.id;
   self.addr = cfg_.self;
@@ -527,7 +726,7 @@ void Election::Tick(Micros now, proto::Effects* out) {
       } else if (now >= preempt_at_) {
         if (CanClaim(now)) {
           preempt_backoff_ = std::min(std::max(preempt_backoff_ * 2, t.DeadInterval()), 4 * t.DeadInterval());
-          Claim(now, out);
+          Claim(now, out, /*preempt=*/true);
           // The incumbent must fall silent for a whole heartbeat interval:
           // a leader that cannot hear our claim keeps heartbeating.
           vote_end_ += t.interval;
@@ -546,7 +745,7 @@ void Election::Tick(Micros now, proto::Effects* out) {
       if (now < vote_end_ && now >= NextClaimRepeat()) {
         ++claims_sent_;
         last_claim_sent_ = now;
-        Send(Base(MsgType::kClaim), out);
+        Send(ClaimMsg(), out);
       }
       if (now >= vote_end_) {
         vote_end_ = kNever;
@@ -573,8 +772,14 @@ void Election::Tick(Micros now, proto::Effects* out) {
       break;
     case State::kLeader:
       if (contest_by_ && now - contest_last_ > t.DeadInterval()) contest_by_ = 0;
+      if (handover_to_ && now >= handover_until_) {
+        out->events.push_back("handover to " + std::to_string(handover_to_) + " did not happen: leading on");
+        handover_to_ = 0;
+        // A pre-emption that cannot complete: the next ones take over at once, as without handover.
+        no_handover_until_ = now + 10 * t.DeadInterval();
+      }
       for (auto it = table_.begin(); it != table_.end();) {
-        if (it->first != cfg_.id && now - it->second.last_heard > t.member_expiry) {
+        if (it->first != cfg_.id && now - it->second.last_heard > ExpiryOf(it->second)) {
           out->events.push_back("member-leave " + std::to_string(it->first));
           it = table_.erase(it);
           MembershipChanged(now, out);
@@ -605,6 +810,8 @@ void Election::Tick(Micros now, proto::Effects* out) {
     m.name = facts_.name;
     m.free_disk_mb = facts_.free_disk_mb;
     m.cpu_permille = facts_.cpu_permille;
+    m.beat = evidence_beat_;
+    m.reg_count = ++reg_sent_;
     Send(m, out);
     register_at_ = now + t.member_refresh;
   }
@@ -624,9 +831,8 @@ void Election::Schedule(proto::Effects* out) const {
     case State::kConceding: w = concede_until_; break;
     case State::kLeader: {
       w = std::min({next_alive_, list_at_, report_at_});
-      const Micros expiry = cfg_.timers.member_expiry;
       for (const auto& [id, mem] : table_)
-        if (id != cfg_.id) w = std::min(w, mem.last_heard + expiry + 1);
+        if (id != cfg_.id) w = std::min(w, mem.last_heard + ExpiryOf(mem) + 1);
       break;
     }
   }

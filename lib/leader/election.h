@@ -70,6 +70,11 @@ struct Config {
   std::optional<proto::Address> ccm;  // the CCM's HTTP address: segment reports (Transport::kReport, the JSON alone)
   uint64_t rng_seed = 1;
   bool listen_first = true;  // listen one dead interval before claiming
+  // Pre-emption: a candidate stronger than the leader it follows claims
+  // (after its skew, and not before preempt_delay after its start); without
+  // it, a leader keeps leading until it fails, whoever is stronger.
+  bool preempt = true;
+  proto::Micros preempt_delay = 0;
 };
 
 struct Member {
@@ -77,6 +82,11 @@ struct Member {
   proto::Address addr;
   Facts facts;
   proto::Micros last_heard = 0;
+  // The leader's estimate of this member's registration loss (from the gaps
+  // in its registration numbers), which stretches its expiry.
+  uint64_t reg_count = 0;
+  uint64_t regs_seen = 0;
+  double loss = 0;
 };
 
 class Election {
@@ -123,6 +133,11 @@ class Election {
   // Estimated Leader Alive loss rate (0..1) and the dead intervals it implies.
   double loss_estimate() const { return loss_; }
   int dead_intervals_now() const { return LossDeadIntervals(cfg_.timers.dead_intervals); }
+  // True when the followed leader's death is judged with the group's
+  // evidence (peers that vouch), false when by this node's own misses.
+  bool group_evidence() const { return Peers() >= 2; }
+  // How long the leader waits before dropping this member (0: not a member).
+  proto::Micros member_expiry(uint64_t id) const;
 
  private:
   bool Stronger(uint32_t p1, uint64_t id1, uint32_t p2, uint64_t id2) const {
@@ -133,6 +148,16 @@ class Election {
   proto::Micros Skew(proto::Micros now) const;
   proto::Micros VoteWindow();
   int LossDeadIntervals(int base) const;
+  int Peers() const;  // members of the followed leader's group besides it and this node
+  proto::Micros GroupDead(proto::Micros interval) const;
+  int ClaimCopies() const;  // copies of a suspicion claim needed at the estimated loss (0: extend the window)
+  Message ClaimMsg() const;
+  void SendVouch(proto::Micros now, const Message& claim, proto::Effects* out);
+  void OnVouch(proto::Micros now, const Message& m, proto::Effects* out);
+  void Restore(proto::Micros now, proto::Micros heard_at, uint64_t beat, proto::Effects* out);
+  proto::Micros DeadAfter(proto::Micros heard_at) const;  // when the followed leader, last known alive then, is dead
+  proto::Micros ExpiryOf(const Member& m) const;
+  double GroupLossWeight() const;
   void CountBeat(const Message& m);
   proto::Micros NextClaimRepeat() const;
   Message Base(MsgType t) const;
@@ -145,7 +170,7 @@ class Election {
   void OnRegister(proto::Micros now, const Message& m, proto::Effects* out);
   void OnMembers(proto::Micros now, const Message& m, proto::Effects* out);
 
-  void Claim(proto::Micros now, proto::Effects* out);
+  void Claim(proto::Micros now, proto::Effects* out, bool preempt = false);
   void BecomeLeader(proto::Micros now, proto::Effects* out);
   void Follow(proto::Micros now, const Message& m, proto::Effects* out);
   void StepDown(proto::Micros now, proto::Effects* out);
@@ -186,6 +211,26 @@ class Election {
   proto::Micros last_alive_ = 0;
   proto::Micros dead_at_ = proto::kNever;
   uint64_t heard_sequence_ = 0;  // highest `sequence` a followed leader's Alive carried
+  uint32_t leader_members_ = 0;  // the member count of the followed leader's last Alive
+  proto::Micros leader_interval_ = 0;
+  int leader_dead_intervals_ = 0;
+  proto::Micros heard_at_ = 0;     // when this node last heard the followed leader itself
+  uint64_t evidence_beat_ = 0;     // the newest heartbeat of it known (heard or vouched)
+  proto::Micros last_vouch_sent_ = -proto::kSeconds;
+  // The leader last followed, kept while electing a successor: a vouch for a
+  // newer heartbeat of it within group_dead restores it.
+  struct LeaderRef {
+    uint64_t id = 0;
+    uint64_t epoch = 0;
+    uint32_t prio = 0;
+    proto::Address addr;
+  };
+  LeaderRef suspect_;
+  uint64_t suspect_beat_ = 0;
+  bool claim_preempt_ = false;  // the current claim pre-empts a live leader
+  int claim_copies_ = 3;        // copies of the current claim, spread over its window
+  proto::Micros started_ = 0;
+  uint64_t reg_sent_ = 0;  // registrations sent (their number)
   // Loss estimate from the followed leader's heartbeat numbers.
   double loss_ = 0;
   uint64_t beats_seen_ = 0;  // heartbeats (received or missed) in the estimate
@@ -196,6 +241,7 @@ class Election {
   proto::Micros claim_at_ = proto::kNever;
   proto::Micros claim_sent_ = 0;
   proto::Micros last_claim_sent_ = 0;
+  proto::Micros last_claim_answer_ = -proto::kSeconds;  // our claim sent in answer to a weaker one
   proto::Micros vote_end_ = proto::kNever;
   int claims_sent_ = 0;  // copies of the current claim sent (repeats spread over the window)
   bool vote_contested_ = false;
@@ -209,11 +255,16 @@ class Election {
   proto::Micros next_alive_ = proto::kNever;
   proto::Micros last_alive_sent_ = 0;
   uint64_t beat_ = 0;  // heartbeats sent (the Alive beat number)
+  uint64_t handover_to_ = 0;  // pre-empted by this stronger node: silent until its Alive
+  proto::Micros handover_until_ = proto::kNever;
+  proto::Micros no_handover_until_ = 0;  // after a failed handover: step down at once
   uint64_t contest_by_ = 0;
   proto::Micros contest_since_ = 0;
   proto::Micros contest_last_ = 0;
   bool contest_evidence_ = false;
   std::map<uint64_t, Member> table_;
+  double reg_loss_ = 0;     // registration loss over all members
+  uint64_t regs_seen_ = 0;  // registrations (received or missed) in it
   proto::Micros list_at_ = proto::kNever;
   proto::Micros report_at_ = proto::kNever;
   int move_repeats_ = 0;

@@ -2,13 +2,18 @@
 // (and, on request, its member list) without taking part: the core behind
 // `cm-leader who`. Pure (proto/core.h): it never sends.
 //
-// It keeps the Leader Alive with the highest epoch; after the first one it
+// It keeps the Leader Alive with the highest epoch, and the newest Alive of
+// every leader it hears (two at once: a split brain); after the first one it
 // listens a little longer to catch a newer leader (1.1 heartbeat intervals,
-// or 6 when the member list is wanted) and stops early once the member list
-// of the leader it holds has arrived, when that is wanted.
+// or 16 when the member list is wanted: three list periods, so that under
+// loss a list still arrives) and stops early once the member list of the
+// leader it holds has arrived, when that is wanted. It learns members' names
+// from their registrations.
 #pragma once
 
+#include <map>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "leader/wire.h"
@@ -29,6 +34,10 @@ class Observer {
   // The newest leader heard (its Leader Alive), if any.
   const std::optional<Message>& leader() const { return best_; }
   const std::vector<uint64_t>& members() const { return members_; }
+  // Every leader heard (its newest Alive), the newest epoch first.
+  std::vector<Message> leaders() const;
+  // Names members registered with (id -> name), as heard.
+  const std::map<uint64_t, std::string>& names() const { return names_; }
 
  private:
   const GroupKey* key_;
@@ -37,6 +46,8 @@ class Observer {
   proto::Micros deadline_ = proto::kNever;
   std::optional<Message> best_;
   std::vector<uint64_t> members_;
+  std::map<uint64_t, Message> all_;
+  std::map<uint64_t, std::string> names_;
   bool have_members_ = false;
   bool done_ = false;
 };

@@ -1,5 +1,8 @@
 #include "leader/timers.h"
 
+#include <algorithm>
+#include <cmath>
+
 namespace cm::leader {
 
 Timers ScaledTimers(proto::Micros interval) {
@@ -12,6 +15,8 @@ Timers ScaledTimers(proto::Micros interval) {
   t.vote_max = scale(t.vote_max);
   t.member_refresh = scale(t.member_refresh);
   t.member_expiry = scale(t.member_expiry);
+  t.member_expiry_max = scale(t.member_expiry_max);
+  t.group_dead = scale(t.group_dead);
   t.list_quiet = scale(t.list_quiet);
   t.list_period = scale(t.list_period);
   t.register_backoff = scale(t.register_backoff);
@@ -27,7 +32,24 @@ Timers SourceTimers() {
   t.skew_max = 8 * proto::kSeconds;
   t.vote_min = 10 * proto::kSeconds;
   t.vote_max = 15 * proto::kSeconds;
+  t.group_dead = 3 * proto::kSeconds;
   return t;
+}
+
+double LossUpper(double p, double w) {
+  return std::min(1.0, p + 2 * std::sqrt(p * (1 - p) * w / (2 - w)));
+}
+
+int LossRun(double p, double w, int base, int cap, double target) {
+  int k = std::max(base, 1);
+  cap = std::max(k, cap);
+  const double q = LossUpper(p, w);
+  double qk = std::pow(q, k);
+  while (k < cap && qk >= target) {
+    ++k;
+    qk *= q;
+  }
+  return k;
 }
 
 }  // namespace cm::leader

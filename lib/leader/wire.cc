@@ -45,6 +45,10 @@ std::string Encode(const Message& m, const GroupKey* key, uint64_t counter) {
       w.Varint(m.beat);
       break;
     case MsgType::kClaim:
+      w.U64(m.leader);
+      w.Varint(m.beat);
+      w.U8(m.preempt ? 1 : 0);
+      break;
     case MsgType::kResign:
       break;
     case MsgType::kRegister:
@@ -52,6 +56,13 @@ std::string Encode(const Message& m, const GroupKey* key, uint64_t counter) {
       w.Str(m.name.substr(0, kMaxNameLen));
       w.Varint(m.free_disk_mb);
       w.Varint(m.cpu_permille);
+      w.Varint(m.beat);
+      w.Varint(m.reg_count);
+      break;
+    case MsgType::kVouch:
+      w.U64(m.leader);
+      w.Varint(m.beat);
+      w.Varint(m.age_us);
       break;
     case MsgType::kMembers: {
       size_t n = std::min(m.members.size(), kMaxMembersOnWire);
@@ -77,7 +88,7 @@ std::optional<Decoded> Decode(std::string_view bytes, const GroupKey* key) {
   uint8_t version, type, flags;
   if (!r.Bytes(magic, 2) || magic[0] != 'C' || magic[1] != 'L') return std::nullopt;
   if (!r.U8(&version) || version < kWireVersionMin || version > kWireVersion) return std::nullopt;
-  if (!r.U8(&type) || type < 1 || type > 6 || !r.U8(&flags) || (flags & ~kFlagAuth)) return std::nullopt;
+  if (!r.U8(&type) || type < 1 || type > (version >= 3 ? 7 : 6) || !r.U8(&flags) || (flags & ~kFlagAuth)) return std::nullopt;
   Decoded d;
   Message& m = d.msg;
   m.type = static_cast<MsgType>(type);
@@ -90,12 +101,21 @@ std::optional<Decoded> Decode(std::string_view bytes, const GroupKey* key) {
         return std::nullopt;
       break;
     case MsgType::kClaim:
+      if (version >= 3) {
+        uint8_t f;
+        if (!r.U64(&m.leader) || !r.Varint(&m.beat) || !r.U8(&f) || f > 1) return std::nullopt;
+        m.preempt = f == 1;
+      }
+      break;
     case MsgType::kResign:
       break;
     case MsgType::kRegister:
       if (!r.U64(&m.leader) || !r.Str(&m.name, kMaxNameLen) || !r.Varint(&m.free_disk_mb) ||
-          !GetU32Varint(&r, &m.cpu_permille))
+          !GetU32Varint(&r, &m.cpu_permille) || (version >= 3 && (!r.Varint(&m.beat) || !r.Varint(&m.reg_count))))
         return std::nullopt;
+      break;
+    case MsgType::kVouch:
+      if (!r.U64(&m.leader) || !r.Varint(&m.beat) || !r.Varint(&m.age_us)) return std::nullopt;
       break;
     case MsgType::kMembers: {
       uint64_t n;

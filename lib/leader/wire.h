@@ -1,6 +1,11 @@
-// The cm-leader control-channel wire format, version 2 (docs/protocol/leader.md).
-// Version 2 adds the heartbeat number (beat) to Leader Alive; version 1 is
-// still parsed (beat = 0), and everything is sent as version 2.
+// The cm-leader control-channel wire format, version 3 (docs/protocol/leader.md).
+// Version 2 added the heartbeat number (beat) to Leader Alive. Version 3 adds
+// the group evidence: a Claim names the leader it suspects and the newest
+// heartbeat of it the claimant knows (and whether it pre-empts a live
+// leader), a Register carries the newest heartbeat heard and a registration
+// number, and Vouch (7) answers a claim with a newer heartbeat. Versions 1
+// and 2 are still parsed (the new fields 0); everything is sent as version 3,
+// which a version-2 node drops: upgrade a segment's nodes together.
 // Every message is one UDP datagram on the control channel:
 //   "CL" | version u8 | type u8 | flags u8 | body | [auth trailer]
 // The parser is total: any byte string yields a Message or nullopt, never a
@@ -19,7 +24,7 @@
 
 namespace cm::leader {
 
-constexpr uint8_t kWireVersion = 2;     // sent
+constexpr uint8_t kWireVersion = 3;     // sent
 constexpr uint8_t kWireVersionMin = 1;  // oldest parsed (no beat)
 constexpr size_t kMaxMembersOnWire = 4096;
 constexpr size_t kMaxNameLen = 255;
@@ -31,6 +36,7 @@ enum class MsgType : uint8_t {
   kRegister = 4,  // a member registers with (and refreshes to) the leader it follows
   kMembers = 5,   // the leader's member list
   kMove = 6,      // the leader moves the group to another control channel
+  kVouch = 7,     // (v3) a member answers a claim: it heard a newer heartbeat of the suspected leader
 };
 
 // Fields common to every message: who sends, the epoch it knows, its priority.
@@ -49,7 +55,18 @@ struct Message {
   // estimate the loss from its gaps. 0 = not counted (a v1 sender).
   uint64_t beat = 0;
   // kRegister: the leader the member follows, and its facts.
+  // kClaim (v3): the leader the claimant suspects dead (0 = none).
+  // kVouch: the leader the voucher heard.
   uint64_t leader = 0;
+  // kClaim, kRegister, kVouch (v3): the newest heartbeat number of `leader`
+  // the sender knows of (kAlive's beat above).
+  // kVouch: how long ago (microseconds) the voucher heard that heartbeat.
+  uint64_t age_us = 0;
+  // kClaim (v3): the claim pre-empts a live, weaker leader (not a suspicion).
+  bool preempt = false;
+  // kRegister (v3): the member's registration number, +1 per Register sent;
+  // the leader estimates each member's loss from its gaps.
+  uint64_t reg_count = 0;
   std::string name;
   uint64_t free_disk_mb = 0;
   uint32_t cpu_permille = 0;

@@ -3,6 +3,8 @@
 // its run on the sockets in lib/leaderrun.
 #include <CLI/CLI.hpp>
 #include <chrono>
+#include <cmath>
+#include <limits>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -22,6 +24,8 @@ namespace {
 
 using namespace cm;
 
+constexpr double kUnset = -1;
+
 struct Options {
   std::string config, group, address, segment, name, location, timers, key_file, ccm, listen, content_root, state_file;
   std::string on_elected, on_demoted, on_member_change;
@@ -33,7 +37,12 @@ struct Options {
   int relay_port = 7710;
   uint64_t id = 0, static_leader = 0;
   int64_t priority = -1;
-  double heartbeat = 0, timeout = 0, replay_window = -1;
+  double heartbeat = std::numeric_limits<double>::quiet_NaN(), timeout = 0, replay_window = -1;
+  // Timers (NaN / -1 = the default scaled to the heartbeat); see leader/timers.h.
+  double group_dead = kUnset, vote_window = kUnset, member_refresh = kUnset, member_expiry = kUnset,
+         member_expiry_max = kUnset, preempt_delay = 0;
+  int dead_intervals = -1, dead_intervals_max = -1;
+  bool preempt = true;
   bool json = false, members = false, quiet = false;
   int verbose = 0;
 };
@@ -81,7 +90,28 @@ int main(int argc, char** argv) {
   opt("--segment", "segment", o.segment, "Segment name for reports");
   opt("--name", "name", o.name, "This server's name (registration)");
   opt("--location", "location", o.location, "Location / time zone for reports");
-  opt("--heartbeat", "heartbeat", o.heartbeat, "Leader Alive interval in seconds (default 1)");
+  opt("--heartbeat", "heartbeat", o.heartbeat, "Leader Alive interval in seconds (default 1; > 0)");
+  // The timers that shape a takeover (docs/protocol/leader.md, "Timing"):
+  // defaults scale with the heartbeat.
+  opt("--dead-intervals", "dead_intervals", o.dead_intervals,
+      "Without peers to vouch: missed heartbeats before the leader is dead, at least (default 3)")
+      ->check(CLI::Range(1, 255));
+  opt("--dead-intervals-max", "dead_intervals_max", o.dead_intervals_max,
+      "Without peers to vouch: the most the loss-adaptive dead interval grows to, in heartbeats (default 8)")
+      ->check(CLI::Range(1, 255));
+  opt("--group-dead", "group_dead", o.group_dead,
+      "With peers to vouch: seconds without a heartbeat (heard or vouched) before a member claims "
+      "(default 2.5 heartbeats)");
+  opt("--vote-window", "vote_window", o.vote_window, "Seconds a claim waits for a stronger claim or a live leader (default 0.1 heartbeat)");
+  opt("--member-refresh", "member_refresh", o.member_refresh, "Seconds between a member's registrations (default 3 heartbeats)");
+  opt("--member-expiry", "member_expiry", o.member_expiry,
+      "Seconds without a registration before the leader drops a member, without loss (default 10 heartbeats)");
+  opt("--member-expiry-max", "member_expiry_max", o.member_expiry_max,
+      "The most the loss-adapted member expiry grows to, in seconds (default 40 heartbeats)");
+  opt("--preempt", "preempt", o.preempt,
+      "A stronger node takes over from a live weaker leader (true, the default) or waits until it fails (false)");
+  opt("--preempt-delay", "preempt_delay", o.preempt_delay,
+      "With --preempt: seconds after this node's start before it may pre-empt (default 0)");
   opt("--timers", "timers", o.timers, "'default' or 'source' (5 s / 10 s / 10-15 s)");
   opt("--key-file", "key_file", o.key_file,
       "Group key (cm-group-key-v1): authenticate every message (default /etc/content-mover/group.key when it exists)");
@@ -118,7 +148,9 @@ int main(int argc, char** argv) {
   who->add_option("--key-file", o.key_file,
                   "Group key when the group authenticates (default /etc/content-mover/group.key when it exists)");
   who->add_option("--address", o.address, "Listen on the interface with this address (default: the route to the group)");
-  who->add_option("--timeout", o.timeout, "Seconds to listen (default 4: three intervals plus skew)");
+  who->add_option("--timeout", o.timeout,
+                  "Seconds to listen (default 4: three intervals plus skew; with --members 16, ending as soon as the "
+                  "list arrives)");
   who->add_flag("--members", o.members, "Also print the member list");
   who->add_flag("--json", o.json, "One JSON object");
   CLI::App* sink = app.add_subcommand("report-sink", "Take reports as a CCM would (HTTP) and print them (JSON lines)");
@@ -154,6 +186,7 @@ int main(int argc, char** argv) {
       w.interface = a.ip;
     }
     if (o.timeout > 0) w.timeout = static_cast<proto::Micros>(o.timeout * 1e6);
+    else if (o.members) w.timeout = 16 * proto::kSeconds;  // a list under loss: three list periods at 1 s
     w.members = o.members;
     w.json = o.json;
     return ExitCodeFor(leaderrun::Who(w));
@@ -163,6 +196,17 @@ int main(int argc, char** argv) {
   o.config = DefaultFile(o.config, "leader.toml");
   if (!o.config.empty())
     if (Status st = toml.Apply(o.config); !st.ok()) return Fail(st);
+  if (!std::isnan(o.heartbeat) && !(o.heartbeat > 0 && o.heartbeat <= 3600))
+    return Fail(Error(Code::kUsage, "heartbeat must be a number of seconds above 0 (at most 3600)"));
+  for (const auto& [name, v] : {std::pair<const char*, double>{"group_dead", o.group_dead},
+                                {"vote_window", o.vote_window},
+                                {"member_refresh", o.member_refresh},
+                                {"member_expiry", o.member_expiry},
+                                {"member_expiry_max", o.member_expiry_max}})
+    if (v != kUnset && !(v > 0 && v <= 86400))
+      return Fail(Error(Code::kUsage, std::string(name) + " must be a number of seconds above 0"));
+  if (!(o.preempt_delay >= 0 && o.preempt_delay <= 86400))
+    return Fail(Error(Code::kUsage, "preempt_delay must be a number of seconds, 0 or more"));
   leaderrun::NodeOptions r;
   leader::Config& c = r.cfg;
   if (!proto::ParseAddress(o.group, &c.control) || !c.control.IsMulticast())
@@ -183,10 +227,22 @@ int main(int argc, char** argv) {
   if (o.timers == "source") {
     c.timers = leader::SourceTimers();
   } else if (o.timers.empty() || o.timers == "default") {
-    c.timers = leader::ScaledTimers(o.heartbeat > 0 ? static_cast<proto::Micros>(o.heartbeat * 1e6) : proto::kSeconds);
+    c.timers = leader::ScaledTimers(std::isnan(o.heartbeat) ? proto::kSeconds : static_cast<proto::Micros>(o.heartbeat * 1e6));
   } else {
     return Fail(Error(Code::kUsage, "--timers must be 'default' or 'source'"));
   }
+  auto micros = [](double secs) { return static_cast<proto::Micros>(secs * 1e6); };
+  if (o.dead_intervals > 0) c.timers.dead_intervals = o.dead_intervals;
+  if (o.dead_intervals_max > 0) c.timers.dead_intervals_max = o.dead_intervals_max;
+  if (o.group_dead != kUnset) c.timers.group_dead = micros(o.group_dead);
+  if (o.vote_window != kUnset) c.timers.vote_min = c.timers.vote_max = micros(o.vote_window);
+  if (o.member_refresh != kUnset) c.timers.member_refresh = micros(o.member_refresh);
+  if (o.member_expiry != kUnset) c.timers.member_expiry = micros(o.member_expiry);
+  if (o.member_expiry_max != kUnset) c.timers.member_expiry_max = micros(o.member_expiry_max);
+  if (c.timers.member_expiry <= c.timers.member_refresh)
+    return Fail(Error(Code::kUsage, "member_expiry must be longer than member_refresh"));
+  c.preempt = o.preempt;
+  c.preempt_delay = micros(o.preempt_delay);
   // The segment's key by default, as every tool's: CONFIG_DIR/group.key when it exists.
   if (Status st = LoadKey(DefaultFile(o.key_file, "group.key"), &c.key); !st.ok()) return Fail(st);
   using std::chrono::duration_cast, std::chrono::microseconds;

@@ -72,7 +72,7 @@ Outcome RunSeed(uint64_t seed) {
         if (!fresh && s.now() - it->second > dead + t.vote_max) {
           res.ok = false;
           res.why = "nodes " + std::to_string(a) + " and " + std::to_string(b) + " both lead since " +
-                    std::to_string(it->second) + " us, now " + std::to_string(s.now());
+                    std::to_string(it->second) + " us, now " + std::to_string(s.now()) + "\n" + Dump(s, 40);
         }
       }
   };
@@ -137,8 +137,9 @@ Outcome RunSeed(uint64_t seed) {
     s.SetLoss(i, 0);
   }
   // The bound: pre-emption back-off (4 dead intervals) + an election +
-  // member expiry + the list period, with margin.
-  const Micros settle = 5 * dead + t.member_expiry + t.list_period + 2 * t.interval;
+  // member expiry (at most member_expiry_max: a member lost at 40% before it
+  // crashed is waited for longer) + the list period, with margin.
+  const Micros settle = 5 * dead + t.member_expiry_max + t.list_period + 2 * t.interval;
   s.RunUntil(fault_end + settle, check_step);
   if (!res.ok) return res;
 

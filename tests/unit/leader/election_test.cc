@@ -120,6 +120,34 @@ TEST(Election, StrongerNodeThatRestartsPreemptsAfterListening) {
   EXPECT_GT(s.core(0).epoch(), epoch1);
 }
 
+// Pre-emption hands over without a gap: from the stronger node's restart
+// until it leads, some node is leader at every instant (the weaker leader
+// stays leader, silent, until the new leader's first Alive). With preempt
+// off the weaker keeps leading.
+TEST(Election, PreemptionHandsOverWithoutAGapOrNotAtAll) {
+  for (bool preempt : {true, false}) {
+    for (uint64_t seed = 1; seed <= 20; ++seed) {
+      Sim s(seed, sim::NetParams{});
+      auto cfgs = AddSegment(&s, {150, 100, 50, 40}, seed, [&](Config* c) {
+        c->timers = ScaledTimers(100 * kMillis);
+        c->preempt = preempt;
+      });
+      ASSERT_GT(RunUntilLeader(s, 0, 10 * kSeconds), 0);
+      s.Crash(0);
+      ASSERT_GT(RunUntilLeader(s, 1, s.now() + 5 * kSeconds), 0) << Dump(s);
+      s.Restart(0, std::make_unique<Election>(cfgs[0]));
+      Micros gap_since = -1, longest = 0;
+      s.RunUntil(s.now() + 5 * kSeconds, [&] {
+        const bool any = LeaderOf(s) != -1;
+        if (!any && gap_since < 0) gap_since = s.now();
+        if (any && gap_since >= 0) longest = std::max(longest, s.now() - gap_since), gap_since = -1;
+      });
+      EXPECT_EQ(longest, 0) << "seed " << seed << " preempt " << preempt << "\n" << Dump(s);
+      EXPECT_EQ(LeaderOf(s), preempt ? 0 : 1) << "seed " << seed << " preempt " << preempt << "\n" << Dump(s);
+    }
+  }
+}
+
 TEST(Election, MutedLeaderYieldsSoOnlyOneLeaderRemains) {
   Sim s(6, sim::NetParams{});
   AddSegment(&s, {150, 100, 50, 40}, 6);

@@ -44,6 +44,29 @@ TEST(Observer, KeepsTheNewestEpochHeardWithinTheExtraListening) {
   EXPECT_EQ(o.leader()->sender, 9u);
 }
 
+// Two leaders at once (a split brain): both are reported, the newest epoch
+// first; a registration's name is kept.
+TEST(Observer, ReportsEveryLeaderHeardAndMembersNames) {
+  Observer o(nullptr, 4 * kSeconds, false);
+  proto::Effects fx;
+  o.Start(0, &fx);
+  o.OnDatagram(100 * kMillis, {}, Encode(Alive(7, 3)), &fx);
+  o.OnDatagram(150 * kMillis, {}, Encode(Alive(9, 5)), &fx);
+  o.OnDatagram(200 * kMillis, {}, Encode(Alive(7, 3)), &fx);
+  Message reg;
+  reg.type = MsgType::kRegister;
+  reg.sender = 4;
+  reg.leader = 9;
+  reg.name = "web4";
+  o.OnDatagram(250 * kMillis, {}, Encode(reg), &fx);
+  const std::vector<Message> all = o.leaders();
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[0].sender, 9u);
+  EXPECT_EQ(all[1].sender, 7u);
+  EXPECT_EQ(o.leader()->sender, 9u);
+  EXPECT_EQ(o.names().at(4), "web4");
+}
+
 TEST(Observer, WantingMembersEndsWhenTheLeadersListArrives) {
   Observer o(nullptr, 4 * kSeconds, true);
   proto::Effects fx;

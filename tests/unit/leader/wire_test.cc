@@ -20,14 +20,17 @@ Message Sample(MsgType t) {
   m.addr = {0xc6120001, 7400};
   if (t == MsgType::kAlive) m.interval_us = 1000000, m.dead_intervals = 3, m.member_count = 5, m.sequence = 9,
                               m.beat = 1234567;
-  if (t == MsgType::kRegister) m.leader = 41, m.name = "web1", m.free_disk_mb = 1234, m.cpu_permille = 250;
+  if (t == MsgType::kRegister)
+    m.leader = 41, m.name = "web1", m.free_disk_mb = 1234, m.cpu_permille = 250, m.beat = 77, m.reg_count = 12;
+  if (t == MsgType::kClaim) m.leader = 41, m.beat = 300, m.preempt = true;
+  if (t == MsgType::kVouch) m.leader = 41, m.beat = 301, m.age_us = 150000;
   if (t == MsgType::kMembers) m.members = {1, 2, 42};
   if (t == MsgType::kMove) m.channel = {0xefff0002, 7401};
   return m;
 }
 
 TEST(LeaderWire, EveryTypeRoundTrips) {
-  for (int t = 1; t <= 6; ++t) {
+  for (int t = 1; t <= 7; ++t) {
     Message m = Sample(static_cast<MsgType>(t));
     auto d = Decode(Encode(m));
     ASSERT_TRUE(d) << t;
@@ -61,23 +64,54 @@ TEST(LeaderWire, KeyedGroupRejectsUnsignedAndWrongKeyAndTampering) {
 TEST(LeaderWire, UnknownVersionOrTypeIsRejected) {
   std::string b = Encode(Sample(MsgType::kAlive));
   std::string v = b;
-  v[2] = 3;
+  v[2] = 4;
   EXPECT_FALSE(Decode(v));
   v[2] = 0;
   EXPECT_FALSE(Decode(v));
   std::string t = b;
   t[3] = 9;
   EXPECT_FALSE(Decode(t));
+  std::string vouch = Encode(Sample(MsgType::kVouch));
+  vouch[2] = 2;  // Vouch is version 3
+  EXPECT_FALSE(Decode(vouch));
+  std::string claim = Encode(Sample(MsgType::kClaim));
+  claim[claim.size() - 1] = 2;  // the pre-empt flag is 0 or 1
+  EXPECT_FALSE(Decode(claim));
+}
+
+// A version-2 Claim (no body) and Register (no beat, no number) still parse,
+// with the version-3 fields 0.
+TEST(LeaderWire, VersionTwoClaimAndRegisterParseWithTheNewFieldsZero) {
+  Message c = Sample(MsgType::kClaim);
+  c.leader = 0, c.beat = 0, c.preempt = false;
+  std::string b = Encode(c);
+  std::string v2 = b.substr(0, b.size() - 10);  // leader u64, beat varint 0, flags u8
+  v2[2] = 2;
+  auto d = Decode(v2);
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->msg, c);
+  Message r = Sample(MsgType::kRegister);
+  r.beat = 0, r.reg_count = 0;
+  b = Encode(r);
+  v2 = b.substr(0, b.size() - 2);
+  v2[2] = 2;
+  d = Decode(v2);
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->msg, r);
 }
 
 TEST(LeaderWire, VersionOneAliveParsesWithoutABeat) {
   Message m = Sample(MsgType::kAlive);
   m.beat = 0;
   std::string b = Encode(m);
-  ASSERT_EQ(b[2], 2);
-  ASSERT_EQ(b.back(), 0);  // beat varint 0, last byte of the unkeyed v2 body
+  ASSERT_EQ(b[2], 3);
+  ASSERT_EQ(b.back(), 0);  // beat varint 0, last byte of the unkeyed body (Alive is the same in v2 and v3)
   std::string v1 = b.substr(0, b.size() - 1);
   v1[2] = 1;
+  std::string v2 = b;
+  v2[2] = 2;
+  ASSERT_TRUE(Decode(v2));
+  EXPECT_EQ(Decode(v2)->msg, m);
   auto d = Decode(v1);
   ASSERT_TRUE(d);
   EXPECT_EQ(d->msg, m);
@@ -111,7 +145,7 @@ TEST(LeaderWire, FuzzBodySurvivesRandomMutations) {
   std::mt19937_64 rng(1);
   int parsed = 0;
   for (int i = 0; i < 20000; ++i) {
-    std::string b = Encode(Sample(static_cast<MsgType>(1 + i % 6)));
+    std::string b = Encode(Sample(static_cast<MsgType>(1 + i % 7)));
     int flips = 1 + static_cast<int>(rng() % 4);
     for (int f = 0; f < flips; ++f) {
       size_t pos = rng() % b.size();
