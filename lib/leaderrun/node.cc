@@ -296,8 +296,12 @@ class Node {
     if (!state_changed && !members_changed && started_) return;
     const std::string leader_addr = leader ? core_.leader_addr().ToString() : "";
     if (o_.json) {
-      JsonArray ids;
+      JsonArray ids, named;
       for (uint64_t id : members) ids.Raw(std::to_string(id));
+      // The leader knows its members' names (their registrations): as `who
+      // --members --json` prints them. Others print an empty list.
+      for (const leader::Member& m : core_.member_table())
+        named.Raw(JsonObject().Uint("id", m.id).Str("name", m.facts.name).Build());
       std::printf("%s\n", JsonObject()
                               .Int("v", 1)
                               .Str("event", members_changed && !state_changed ? "members" : "state")
@@ -308,6 +312,7 @@ class Node {
                               .Uint("epoch", epoch)
                               .Uint("priority", core_.priority())
                               .Raw("members", ids.Build())
+                              .Raw("member_names", named.Build())
                               .Int("time_us", WallMicros())
                               .Build()
                               .c_str());

@@ -61,7 +61,7 @@ on_member_change = "echo \"\$CM_LEADER_SELF \$CM_LEADER_STATE \$CM_LEADER_MEMBER
 TOML
 start() {  # id [flags]
   local id=$1; shift
-  cm-leader run --config "$T/segment.toml" --id "$id" --json "$@" >"$T/node$id.json" 2>"$T/node$id.err" &
+  cm-leader run --config "$T/segment.toml" --id "$id" --name "web$id" --json "$@" >"$T/node$id.json" 2>"$T/node$id.err" &
   PIDS+=($!)
   eval "PID$id=$!"
 }
@@ -100,6 +100,9 @@ grep -q '^3 127.0.0.1:'"$PORT"' epoch [1-9]' "$T/out" || fail "who: $(cat "$T/ou
 # --json: stdout has only JSON lines (hook output goes to stderr).
 grep -qv '^{' "$T/node3.json" && fail "non-JSON on stdout: $(cat "$T/node3.json")"
 grep -q '"event":"state","state":"leader","self":3,"leader":3' "$T/node3.json" || fail "no leader event: $(cat "$T/node3.json")"
+# The leader's events name its members (their registrations' names).
+grep -q '"member_names":\[{"id":1,"name":"web1"},{"id":2,"name":"web2"},{"id":3,"name":"web3"}\]' "$T/node3.json" ||
+  fail "no member names in the leader's events: $(tail -n 2 "$T/node3.json")"
 
 # SIGTERM: node 3 resigns and runs on_demoted; node 2 takes over at once.
 kill -TERM "$PID3"
