@@ -1,0 +1,630 @@
+#include "jobrun/job_edge.h"
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "http/client.h"
+#include "jobrun/job_log.h"
+#include "pushrun/edge_loop.h"
+#include "util/json.h"
+#include "util/json_value.h"
+
+namespace cm::jobrun {
+
+using proto::Micros;
+using pushrun::SteadyNow;
+
+namespace {
+
+std::string QueryParam(const std::string& target, const std::string& key) {
+  size_t q = target.find('?');
+  while (q != std::string::npos) {
+    size_t begin = q + 1, end = target.find('&', begin);
+    std::string pair = target.substr(begin, end == std::string::npos ? std::string::npos : end - begin);
+    if (pair.rfind(key + "=", 0) == 0) return pair.substr(key.size() + 1);
+    q = end;
+  }
+  return {};
+}
+
+bool ParseU64(const std::string& s, uint64_t* out) {
+  if (s.empty() || s.size() > 19) return false;
+  uint64_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + static_cast<uint64_t>(c - '0');
+  }
+  *out = v;
+  return true;
+}
+
+bool JobNameOk(const std::string& j) {
+  if (j.empty() || j.size() > 80) return false;
+  for (char c : j) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+              c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+http::Response JsonError(int status, const std::string& msg) {
+  return http::Response::Json(status, JsonObject().Str("error", msg).Build());
+}
+
+// A few threads that run blocking work in order of arrival.
+class Workers {
+ public:
+  explicit Workers(size_t n) {
+    for (size_t i = 0; i < n; ++i) threads_.emplace_back([this] { Work(); });
+  }
+  ~Workers() { Stop(); }
+  void Run(std::function<void()> fn) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return;
+    queue_.push_back(std::move(fn));
+    cv_.notify_one();
+  }
+  void Stop() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopping_ && threads_.empty()) return;
+      stopping_ = true;
+      queue_.clear();
+      cv_.notify_all();
+    }
+    for (std::thread& t : threads_) t.join();
+    threads_.clear();
+  }
+
+ private:
+  void Work() {
+    for (;;) {
+      std::function<void()> fn;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+        if (stopping_) return;
+        fn = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      fn();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> queue_;
+  bool stopping_ = false;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace
+
+struct JobEdge::Impl {
+  struct Job {
+    push::JobObject object;
+    std::string object_json;
+    push::NodeRef self = push::kNoNode;
+    std::unique_ptr<push::JobNodeCore> core;
+    std::unique_ptr<push::JobBaseCore> base;
+    std::shared_ptr<JobLog> log;
+    std::shared_ptr<std::atomic<uint64_t>> fetch_gen = std::make_shared<std::atomic<uint64_t>>(0);
+    std::map<push::PeerIndex, Micros> child_seen;
+    Micros wake = proto::kNever;
+  };
+
+  JobEdgeOptions opts;
+  std::unique_ptr<pushrun::EdgeLoop> loop;
+  std::unique_ptr<Workers> workers;
+  std::map<std::string, Job> jobs;  // the loop thread's
+  std::mutex threads_mu;
+  std::vector<std::thread> fetchers;
+  std::atomic<bool> stopping{false};
+
+  // ---- on the loop thread ----
+
+  void OnTimer(Micros now) {
+    for (auto& [id, j] : jobs) {
+      // Children that stopped asking have left (switched, or died).
+      for (auto it = j.child_seen.begin(); it != j.child_seen.end();) {
+        if (now - it->second >= opts.child_idle) {
+          push::JobNodeActions out;
+          j.core->OnChildProgress(now, it->first, 0, false, true, &out);
+          it = j.child_seen.erase(it);
+          Apply(id, j, out);
+        } else {
+          ++it;
+        }
+      }
+      if (now >= j.wake) {
+        push::JobNodeActions out;
+        j.core->OnTimer(now, &out);
+        Apply(id, j, out);
+      }
+      if (j.base) {
+        for (push::PeerIndex p : j.base->DueProbes(now)) Probe(id, j, p);
+      }
+    }
+    Rearm(now);
+  }
+
+  void Rearm(Micros now) {
+    Micros w = now + 250 * proto::kMillis;  // children's idleness and the base's probes
+    for (auto& [id, j] : jobs) w = std::min(w, j.wake);
+    loop->SetTimer(w);
+  }
+
+  void Apply(const std::string& id, Job& j, const push::JobNodeActions& a) {
+    j.wake = a.wake_at;  // each event's wake-up replaces the last
+    for (const push::JobCall& c : a.calls) MakeCall(id, j, c);
+    if (a.stop_fetch) j.fetch_gen->fetch_add(1);
+    if (a.fetch) StartFetch(id, j, *a.fetch);
+  }
+
+  std::string UrlOf(const Job& j, push::NodeRef r) const {
+    if (r == push::kBaseNode) return j.object.base_url;
+    if (r >= 0 && static_cast<size_t>(r) < j.object.servers.size()) return j.object.servers[r].url;
+    return {};
+  }
+
+  void Done(const std::string& id, push::JobCallResult r) {
+    loop->Post([this, id, r] {
+      auto it = jobs.find(id);
+      if (it == jobs.end()) return;
+      push::JobNodeActions out;
+      it->second.core->OnCallDone(SteadyNow(), r, &out);
+      Apply(id, it->second, out);
+    });
+  }
+
+  // The base answers its own core's calls here, on the loop.
+  push::JobCallResult AnswerLocally(Job& j, const push::JobCall& c) {
+    Micros now = SteadyNow();
+    push::JobCallResult r{c.id, true};
+    switch (c.kind) {
+      case push::JobCall::Kind::kProgress: j.base->OnProgress(now, c.progress); break;
+      case push::JobCall::Kind::kHelp: {
+        auto h = j.base->OnHelp(now, push::kBaseNode, c.help);
+        r.target = h.target;
+        r.finished = h.finished;
+        r.relieve = h.relieve;
+        r.rate_bps = h.rate_bps;
+        break;
+      }
+      case push::JobCall::Kind::kSourceFailed: r.source = j.base->OnSourceFailed(now, c.source_failed); break;
+      case push::JobCall::Kind::kUnreachable: j.base->OnUnreachable(now, c.unreachable); break;
+      case push::JobCall::Kind::kOffer: r.ok = false; break;
+    }
+    return r;
+  }
+
+  void MakeCall(const std::string& id, Job& j, const push::JobCall& c) {
+    if (c.kind != push::JobCall::Kind::kOffer && j.base) {
+      push::JobCallResult r = AnswerLocally(j, c);
+      Done(id, r);
+      return;
+    }
+    std::string url, body;
+    switch (c.kind) {
+      case push::JobCall::Kind::kOffer: {
+        url = UrlOf(j, c.to) + "/v1/job-offer";
+        push::JobOfferBody ob{id, c.offer, opts.url};
+        body = JsonObject().Str("object", j.object_json).Str("offer", push::Encode(ob)).Build();
+        break;
+      }
+      case push::JobCall::Kind::kProgress: {
+        push::JobProgressBody pb{id, c.progress, {}};
+        url = j.object.base_url + "/v1/job-progress";
+        body = push::Encode(pb);
+        break;
+      }
+      case push::JobCall::Kind::kHelp:
+        url = j.object.base_url + "/v1/job-help";
+        body = push::Encode(push::JobHelpBody{id, c.help});
+        break;
+      case push::JobCall::Kind::kSourceFailed:
+        url = j.object.base_url + "/v1/job-source-failed";
+        body = push::Encode(push::JobSourceFailedBody{id, c.source_failed});
+        break;
+      case push::JobCall::Kind::kUnreachable:
+        url = j.object.base_url + "/v1/job-unreachable";
+        body = push::Encode(push::JobUnreachableBody{id, c.unreachable});
+        break;
+    }
+    push::JobCall call = c;
+    auto timeout = opts.call_timeout;
+    workers->Run([this, id, call, url, body, timeout] {
+      thread_local http::Client client;
+      push::JobCallResult r{call.id, false};
+      auto resp = client.Call("POST", url, body, timeout);
+      if (resp.ok() && resp->status == 200) {
+        r.ok = true;
+        switch (call.kind) {
+          case push::JobCall::Kind::kOffer: {
+            auto a = push::ParseOfferAnswer(resp->body);
+            r.ok = a.ok();
+            if (a.ok()) r.offer = *a;
+            break;
+          }
+          case push::JobCall::Kind::kHelp: {
+            auto h = push::ParseJobHelpReply(resp->body);
+            r.ok = h.ok();
+            if (h.ok()) {
+              r.target = h->target;
+              r.finished = h->finished;
+              r.relieve = h->relieve;
+              r.rate_bps = h->rate_bps;
+            }
+            break;
+          }
+          case push::JobCall::Kind::kSourceFailed: {
+            auto s = push::ParseSourceReply(resp->body);
+            r.ok = s.ok();
+            if (s.ok()) r.source = *s;
+            break;
+          }
+          default: break;
+        }
+      }
+      Done(id, r);
+    });
+  }
+
+  void Probe(const std::string& id, Job& j, push::PeerIndex p) {
+    std::string url = UrlOf(j, p) + "/v1/jobs/" + id + "/status";
+    auto timeout = opts.call_timeout;
+    workers->Run([this, id, p, url, timeout] {
+      thread_local http::Client client;
+      bool reachable = false, in_job = false, complete = false;
+      uint64_t pos = 0;
+      auto resp = client.Call("GET", url, "", timeout);
+      if (resp.ok() && (resp->status == 200 || resp->status == 404)) {
+        reachable = true;
+        if (resp->status == 200) {
+          auto v = ParseJson(resp->body);
+          if (v.ok() && v->is_object()) {
+            in_job = v->Bool("in_job");
+            pos = v->Uint("pos");
+            complete = v->Bool("complete");
+          }
+        }
+      }
+      loop->Post([this, id, p, reachable, in_job, pos, complete] {
+        auto it = jobs.find(id);
+        if (it == jobs.end() || !it->second.base) return;
+        it->second.base->OnProbeDone(SteadyNow(), p, reachable, in_job, pos, complete);
+      });
+    });
+  }
+
+  void StartFetch(const std::string& id, Job& j, const push::JobFetch& f) {
+    uint64_t gen = j.fetch_gen->fetch_add(1) + 1;
+    std::string source = UrlOf(j, f.source);
+    auto log = j.log;
+    auto gen_ptr = j.fetch_gen;
+    std::string self = std::to_string(j.self);
+    std::lock_guard<std::mutex> lock(threads_mu);
+    if (stopping) return;
+    fetchers.emplace_back([this, id, gen, gen_ptr, source, log, self] { Fetch(id, gen, gen_ptr, source, log, self); });
+  }
+
+  // On a fetcher thread: pull the log from `source` until it is whole, the
+  // fetch is replaced, or the source fails.
+  void Fetch(const std::string& id, uint64_t gen, std::shared_ptr<std::atomic<uint64_t>> gen_ptr, std::string source,
+             std::shared_ptr<JobLog> log, std::string self) {
+    http::Client client;
+    auto timeout = opts.poll + opts.call_timeout;
+    bool failed = false;
+    while (!stopping && gen_ptr->load() == gen && !log->complete()) {
+      uint64_t from = log->size();
+      std::string url = source + "/v1/jobs/" + id + "/log?from=" + std::to_string(from) + "&node=" + self;
+      auto resp = client.Call("GET", url, "", std::chrono::duration_cast<std::chrono::milliseconds>(timeout));
+      if (!resp.ok() || resp->status != 200) {
+        failed = true;
+        break;
+      }
+      if (gen_ptr->load() != gen) break;
+      if (!resp->body.empty() && !log->Append(resp->body).ok()) {
+        failed = true;
+        break;
+      }
+      const std::string* total = resp->header("x-cm-total");
+      uint64_t t = 0;
+      if (total && ParseU64(*total, &t) && t == log->size()) log->Finish();
+      uint64_t pos = log->size();
+      bool complete = log->complete();
+      loop->Post([this, id, gen, gen_ptr, pos, complete] {
+        if (gen_ptr->load() != gen) return;
+        auto it = jobs.find(id);
+        if (it == jobs.end()) return;
+        push::JobNodeActions out;
+        it->second.core->OnFetchProgress(SteadyNow(), pos, complete, complete, &out);
+        Apply(id, it->second, out);
+      });
+    }
+    if (failed && !stopping) {
+      uint64_t pos = log->size();
+      loop->Post([this, id, gen, gen_ptr, pos] {
+        if (gen_ptr->load() != gen) return;
+        auto it = jobs.find(id);
+        if (it == jobs.end()) return;
+        push::JobNodeActions out;
+        it->second.core->OnFetchProgress(SteadyNow(), pos, false, true, &out);
+        Apply(id, it->second, out);
+      });
+    }
+  }
+
+  Status NewJob(const push::JobObject& object, std::string object_json, push::NodeRef self, Job** out) {
+    Job j;
+    j.object = object;
+    j.object_json = std::move(object_json);
+    j.self = self;
+    std::error_code ec;
+    std::filesystem::create_directories(opts.dir, ec);
+    auto log = JobLog::Open(opts.dir + "/" + object.job + ".log");
+    if (!log.ok()) return log.status();
+    j.log = std::move(log).value();
+    std::vector<push::FanPeer> peers = push::PeersOf(object);
+    j.core = std::make_unique<push::JobNodeCore>(peers, self, opts.up_bps, opts.node);
+    if (opts.base) {
+      j.base = std::make_unique<push::JobBaseCore>(peers, opts.base_opts);
+      j.base->Start(SteadyNow());
+    } else {
+      j.core->Restore(j.log->size(), false);
+    }
+    *out = &jobs.emplace(object.job, std::move(j)).first->second;
+    return Status::Ok();
+  }
+
+  // ---- HTTP handlers (connection threads) ----
+
+  http::Response HandleOffer(const http::Request& req) {
+    auto v = ParseJson(req.body);
+    if (!v.ok() || !v->is_object()) return JsonError(400, "job offer: not a JSON object");
+    auto object = push::ParseJobObject(v->Str("object"));
+    if (!object.ok()) return JsonError(400, object.status().message());
+    auto offer = push::ParseJobOffer(v->Str("offer"));
+    if (!offer.ok()) return JsonError(400, offer.status().message());
+    if (offer->job != object->job || !JobNameOk(object->job)) return JsonError(400, "job offer: bad job name");
+    if (opts.base) return JsonError(409, "the base takes no offers");
+    push::NodeRef self = push::kNoNode;
+    for (size_t i = 0; i < object->servers.size(); ++i) {
+      if (object->servers[i].name == opts.name) self = static_cast<push::NodeRef>(i);
+    }
+    if (self == push::kNoNode) return JsonError(403, "job offer: " + opts.name + " is not a server of " + object->job);
+    std::string object_json = push::Encode(*object);
+    return loop->Run([&]() -> http::Response {
+      auto it = jobs.find(object->job);
+      Job* j = nullptr;
+      if (it == jobs.end()) {
+        Status s = NewJob(*object, object_json, self, &j);
+        if (!s.ok()) return JsonError(500, s.ToString());
+      } else {
+        j = &it->second;
+      }
+      push::JobNodeActions out;
+      push::OfferAnswer a = j->core->OnOffer(SteadyNow(), offer->offer, &out);
+      Apply(object->job, *j, out);
+      Rearm(SteadyNow());
+      return http::Response::Json(200, push::Encode(a));
+    });
+  }
+
+  http::Response HandleLog(const http::Request& req, const std::string& job) {
+    uint64_t from = 0, node = UINT64_MAX;
+    if (!ParseU64(QueryParam(req.target, "from"), &from)) return JsonError(400, "log: bad or missing from=");
+    std::string n = QueryParam(req.target, "node");
+    if (!n.empty() && n != "-1" && !ParseU64(n, &node)) return JsonError(400, "log: bad node=");
+    std::shared_ptr<JobLog> log = loop->Run([&]() -> std::shared_ptr<JobLog> {
+      auto it = jobs.find(job);
+      return it == jobs.end() ? nullptr : it->second.log;
+    });
+    if (!log) return JsonError(404, "no job " + job);
+    auto bytes = log->Read(from, opts.max_read, opts.poll);
+    if (!bytes.ok()) return JsonError(416, bytes.status().message());
+    uint64_t pos = from + bytes->size();
+    std::optional<uint64_t> total = log->total();
+    bool done = total && pos == *total;
+    if (node != UINT64_MAX) {
+      loop->Post([this, job, node, pos, done] {
+        auto it = jobs.find(job);
+        if (it == jobs.end() || node >= it->second.object.servers.size()) return;
+        Job& j = it->second;
+        Micros now = SteadyNow();
+        push::JobNodeActions out;
+        j.core->OnChildProgress(now, static_cast<push::PeerIndex>(node), pos, done, done, &out);
+        if (done) {
+          j.child_seen.erase(static_cast<push::PeerIndex>(node));
+        } else {
+          j.child_seen[static_cast<push::PeerIndex>(node)] = now;
+        }
+        Apply(job, j, out);
+      });
+    }
+    http::Response r;
+    r.content_type = "application/octet-stream";
+    r.body = std::move(bytes).value();
+    if (total) r.headers.emplace_back("X-CM-Total", std::to_string(*total));
+    return r;
+  }
+
+  http::Response HandleStatus(const std::string& job) {
+    return loop->Run([&]() -> http::Response {
+      auto it = jobs.find(job);
+      if (it == jobs.end()) return JsonError(404, "no job " + job);
+      push::JobNodeView v = it->second.core->View();
+      return http::Response::Json(
+          200, JsonObject().Bool("in_job", v.in_job).Uint("pos", v.pos).Bool("complete", v.complete).Build());
+    });
+  }
+
+  http::Response HandleBaseCall(const std::string& path, const http::Request& req) {
+    if (!opts.base) return JsonError(404, "not the base: " + path);
+    Micros now = SteadyNow();
+    if (path == "/v1/job-progress") {
+      auto b = push::ParseJobProgress(req.body);
+      if (!b.ok()) return JsonError(400, b.status().message());
+      return loop->Run([&]() -> http::Response {
+        auto it = jobs.find(b->job);
+        if (it == jobs.end()) return JsonError(404, "no job " + b->job);
+        it->second.base->OnProgress(now, b->progress);
+        return http::Response::Json(200, "{}");
+      });
+    }
+    if (path == "/v1/job-help") {
+      auto b = push::ParseJobHelp(req.body);
+      if (!b.ok()) return JsonError(400, b.status().message());
+      return loop->Run([&]() -> http::Response {
+        auto it = jobs.find(b->job);
+        if (it == jobs.end()) return JsonError(404, "no job " + b->job);
+        auto h = it->second.base->OnHelp(now, b->ask.node, b->ask);
+        return http::Response::Json(200, push::Encode(push::JobHelpReply{h.target, h.finished, h.relieve, h.rate_bps}));
+      });
+    }
+    if (path == "/v1/job-source-failed") {
+      auto b = push::ParseJobSourceFailed(req.body);
+      if (!b.ok()) return JsonError(400, b.status().message());
+      return loop->Run([&]() -> http::Response {
+        auto it = jobs.find(b->job);
+        if (it == jobs.end()) return JsonError(404, "no job " + b->job);
+        return http::Response::Json(200, push::EncodeSourceReply(it->second.base->OnSourceFailed(now, b->msg)));
+      });
+    }
+    if (path == "/v1/job-unreachable") {
+      auto b = push::ParseJobUnreachable(req.body);
+      if (!b.ok()) return JsonError(400, b.status().message());
+      return loop->Run([&]() -> http::Response {
+        auto it = jobs.find(b->job);
+        if (it == jobs.end()) return JsonError(404, "no job " + b->job);
+        it->second.base->OnUnreachable(now, b->msg);
+        return http::Response::Json(200, "{}");
+      });
+    }
+    return JsonError(404, "no such resource: " + path);
+  }
+};
+
+JobEdge::JobEdge(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Result<std::unique_ptr<JobEdge>> JobEdge::Start(JobEdgeOptions opts) {
+  if (opts.url.empty()) return Error(Code::kUsage, "job edge: no url");
+  if (!opts.base && opts.name.empty()) return Error(Code::kUsage, "job edge: a node needs its name");
+  if (opts.dir.empty()) return Error(Code::kUsage, "job edge: no directory for the logs");
+  auto impl = std::make_unique<Impl>();
+  impl->opts = std::move(opts);
+  Impl* raw = impl.get();
+  impl->loop = std::make_unique<pushrun::EdgeLoop>([raw](Micros now) { raw->OnTimer(now); });
+  impl->workers = std::make_unique<Workers>(impl->opts.workers);
+  impl->loop->SetTimer(SteadyNow() + 250 * proto::kMillis);
+  return std::unique_ptr<JobEdge>(new JobEdge(std::move(impl)));
+}
+
+JobEdge::~JobEdge() { Stop(); }
+
+void JobEdge::Stop() {
+  if (!impl_ || impl_->stopping.exchange(true)) return;
+  // Wake readers and fetchers, end the loop, join everything.
+  impl_->loop->Run([this] {
+    for (auto& [id, j] : impl_->jobs) {
+      j.fetch_gen->fetch_add(1);
+      j.log->Wake();
+    }
+    return 0;
+  });
+  impl_->workers->Stop();
+  std::vector<std::thread> fetchers;
+  {
+    std::lock_guard<std::mutex> lock(impl_->threads_mu);
+    fetchers.swap(impl_->fetchers);
+  }
+  for (std::thread& t : fetchers) t.join();
+  impl_->loop->Stop();
+}
+
+bool JobEdge::Owns(const std::string& path) {
+  return path == "/v1/job-offer" || path.rfind("/v1/jobs/", 0) == 0 || path == "/v1/job-progress" ||
+         path == "/v1/job-help" || path == "/v1/job-source-failed" || path == "/v1/job-unreachable";
+}
+
+http::Response JobEdge::Handle(const http::Request& req) {
+  if (impl_->stopping) return JsonError(503, "shutting down");
+  const std::string path = req.path();
+  if (req.method == "POST" && path == "/v1/job-offer") return impl_->HandleOffer(req);
+  if (req.method == "POST") return impl_->HandleBaseCall(path, req);
+  if ((req.method == "GET" || req.method == "HEAD") && path.rfind("/v1/jobs/", 0) == 0) {
+    std::string rest = path.substr(9);
+    size_t slash = rest.find('/');
+    if (slash == std::string::npos) return JsonError(404, "no such resource: " + path);
+    std::string job = rest.substr(0, slash), what = rest.substr(slash + 1);
+    if (!JobNameOk(job)) return JsonError(400, "bad job name");
+    if (what == "log") return impl_->HandleLog(req, job);
+    if (what == "status") return impl_->HandleStatus(job);
+  }
+  return JsonError(404, "no such resource: " + req.method + " " + path);
+}
+
+Status JobEdge::OpenJob(const push::JobObject& object) {
+  if (!impl_->opts.base) return Error(Code::kUsage, "only the base opens jobs");
+  if (!JobNameOk(object.job)) return Error(Code::kUsage, "bad job name: " + object.job);
+  return impl_->loop->Run([&]() -> Status {
+    if (impl_->jobs.count(object.job)) return Error(Code::kUsage, "job " + object.job + " is open already");
+    Impl::Job* j = nullptr;
+    CM_RETURN_IF_ERROR(impl_->NewJob(object, push::Encode(object), push::kBaseNode, &j));
+    impl_->Rearm(SteadyNow());
+    return Status::Ok();
+  });
+}
+
+Status JobEdge::Append(const std::string& job, std::string_view bytes) {
+  return impl_->loop->Run([&]() -> Status {
+    auto it = impl_->jobs.find(job);
+    if (it == impl_->jobs.end()) return Error(Code::kNotFound, "no job " + job);
+    CM_RETURN_IF_ERROR(it->second.log->Append(bytes));
+    push::JobNodeActions out;
+    it->second.core->OnLocalAppend(SteadyNow(), it->second.log->size(), false, &out);
+    impl_->Apply(job, it->second, out);
+    return Status::Ok();
+  });
+}
+
+Status JobEdge::Finish(const std::string& job) {
+  return impl_->loop->Run([&]() -> Status {
+    auto it = impl_->jobs.find(job);
+    if (it == impl_->jobs.end()) return Error(Code::kNotFound, "no job " + job);
+    it->second.log->Finish();
+    push::JobNodeActions out;
+    it->second.core->OnLocalAppend(SteadyNow(), it->second.log->size(), true, &out);
+    impl_->Apply(job, it->second, out);
+    return Status::Ok();
+  });
+}
+
+JobEdgeView JobEdge::View(const std::string& job) {
+  return impl_->loop->Run([&]() -> JobEdgeView {
+    JobEdgeView v;
+    auto it = impl_->jobs.find(job);
+    if (it == impl_->jobs.end()) return v;
+    v.known = true;
+    v.node = it->second.core->View();
+    v.log_size = it->second.log->size();
+    v.complete = it->second.log->complete();
+    return v;
+  });
+}
+
+std::vector<push::JobNodeState> JobEdge::BaseView(const std::string& job) {
+  return impl_->loop->Run([&]() -> std::vector<push::JobNodeState> {
+    auto it = impl_->jobs.find(job);
+    if (it == impl_->jobs.end() || !it->second.base) return {};
+    return it->second.base->nodes();
+  });
+}
+
+}  // namespace cm::jobrun

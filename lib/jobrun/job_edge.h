@@ -1,0 +1,81 @@
+// Job mode's HTTP edge (docs/protocol/jobs.md): runs the job cores of one
+// process — a node's (push/job_node.h) or the base's (job_node.h as the root,
+// job_base.h for the answers) — on one EdgeLoop, moves the log's bytes over
+// HTTP, and makes the cores' calls.
+//
+//   POST /v1/job-offer            {"object": "<JobObject JSON>", "offer": "<JobOfferBody JSON>"}
+//                                 -> {"answer": "accepted" | "switched" | "declined"}
+//   GET  /v1/jobs/<job>/log?from=N&node=I
+//                                 the log's bytes from N (long poll: waits up to `poll` for
+//                                 some); X-CM-Total once the log is whole; I names the child
+//   GET  /v1/jobs/<job>/status    {"in_job": b, "pos": N, "complete": b}
+//   base only:
+//   POST /v1/job-progress, /v1/job-help, /v1/job-source-failed, /v1/job-unreachable
+//
+// A draft: not wired into `cm-push relay` or a base daemon yet, no CM-Auth
+// and no record checks (docs/protocol/jobs.md, "Planned"); the loopback test
+// (tests/unit/jobrun) runs a base and nodes in one process. Thread-safe.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "http/server.h"
+#include "push/job_base.h"
+#include "push/job_messages.h"
+#include "push/job_node.h"
+#include "util/status.h"
+
+namespace cm::jobrun {
+
+struct JobEdgeOptions {
+  bool base = false;       // the base: the root of every job it opens
+  std::string name;        // a node's name in job objects ("" for the base)
+  std::string url;         // how others reach us: http://host:port
+  std::string dir;         // job logs: <dir>/<job>.log
+  double up_bps = 0;       // our measured upload rate (0 = not measured)
+  push::JobNodeOptions node;
+  push::JobBaseOptions base_opts;
+  std::chrono::milliseconds poll{1000};        // a log read waits this long for bytes
+  size_t max_read = 1 << 20;                   // bytes per log response
+  proto::Micros child_idle = 3 * proto::kSeconds;  // a child silent this long has left
+  std::chrono::milliseconds call_timeout{3000};
+  size_t workers = 4;
+};
+
+struct JobEdgeView {
+  bool known = false;
+  push::JobNodeView node;
+  uint64_t log_size = 0;
+  bool complete = false;
+};
+
+class JobEdge {
+ public:
+  static Result<std::unique_ptr<JobEdge>> Start(JobEdgeOptions opts);
+  ~JobEdge();  // Stop()
+
+  static bool Owns(const std::string& path);
+  http::Response Handle(const http::Request& req);
+
+  // The base: opens `object`'s job (its log starts empty), appends to it,
+  // and marks it whole. Errors: kUsage (not the base, a job opened twice),
+  // kNotFound, the log's.
+  Status OpenJob(const push::JobObject& object);
+  Status Append(const std::string& job, std::string_view bytes);
+  Status Finish(const std::string& job);
+
+  JobEdgeView View(const std::string& job);
+  // The base's view of every node (empty on a node).
+  std::vector<push::JobNodeState> BaseView(const std::string& job);
+  void Stop();
+
+  struct Impl;
+
+ private:
+  explicit JobEdge(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace cm::jobrun

@@ -1,0 +1,208 @@
+// Job mode's edge on loopback: a base and nine nodes in three sites, each
+// with its own HTTP server, the real cores deciding who fetches from whom.
+// The log grows while it spreads; every node must end with the base's bytes.
+#include "jobrun/job_edge.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "http/server.h"
+#include "support/test_util.h"
+#include "util/json.h"
+
+namespace cm::jobrun {
+namespace {
+
+using namespace std::chrono_literals;
+
+struct Host {
+  std::unique_ptr<http::Server> server;
+  std::unique_ptr<JobEdge> edge;
+  std::shared_ptr<std::atomic<JobEdge*>> target = std::make_shared<std::atomic<JobEdge*>>(nullptr);
+  std::string url, dir, name;
+};
+
+void StartHost(Host* h, bool base, const std::string& name, const std::string& dir, uint16_t port = 0) {
+  auto target = h->target;
+  http::ServerOptions so;
+  so.listen = "127.0.0.1:" + std::to_string(port);
+  auto server = http::Server::Start(so, [target](const http::Request& req) {
+    JobEdge* e = target->load();
+    if (!e) return http::Response::Json(503, "{}");
+    return e->Handle(req);
+  });
+  ASSERT_TRUE(server.ok()) << server.status().ToString();
+  h->server = std::move(server).value();
+  h->url = "http://127.0.0.1:" + std::to_string(h->server->port());
+  h->dir = dir;
+  h->name = name;
+  JobEdgeOptions o;
+  o.base = base;
+  o.name = name;
+  o.url = h->url;
+  o.dir = dir;
+  o.up_bps = 0;
+  o.poll = 300ms;
+  o.max_read = 256 << 10;
+  o.node.report_interval = 100 * proto::kMillis;
+  o.node.help_interval = 200 * proto::kMillis;
+  o.base_opts.silent_after = 1 * proto::kSeconds;
+  o.base_opts.orphan_grace = 1 * proto::kSeconds;
+  o.base_opts.unheard_grace = 10 * proto::kSeconds;
+  auto edge = JobEdge::Start(o);
+  ASSERT_TRUE(edge.ok()) << edge.status().ToString();
+  h->edge = std::move(edge).value();
+  h->target->store(h->edge.get());
+}
+
+void StopHost(Host* h) {
+  h->target->store(nullptr);
+  if (h->edge) h->edge->Stop();
+  if (h->server) h->server->Stop();
+}
+
+using test::ReadFile;
+
+TEST(JobEdge, AGrowingLogReachesEveryNodeOfThreeSites) {
+  test::TempDir tmp;
+  Host base;
+  StartHost(&base, true, "", tmp.path() + "/base");
+  std::vector<Host> nodes(9);
+  push::JobObject object;
+  object.job = "ci-1";
+  object.base_url = base.url;
+  for (int i = 0; i < 9; ++i) {
+    std::string name = "s" + std::to_string(i / 3) + std::string(1, static_cast<char>('a' + i % 3));
+    StartHost(&nodes[i], false, name, tmp.path() + "/" + name);
+    object.servers.push_back({name, "site" + std::to_string(i / 3), nodes[i].url, 0});
+  }
+  ASSERT_TRUE(base.edge->OpenJob(object).ok());
+  std::mt19937 rng(5);
+  std::string all;
+  for (int piece = 0; piece < 16; ++piece) {
+    std::string bytes(256 << 10, '\0');
+    for (char& c : bytes) c = static_cast<char>(rng());
+    all += bytes;
+    ASSERT_TRUE(base.edge->Append("ci-1", bytes).ok());
+    std::this_thread::sleep_for(20ms);
+  }
+  ASSERT_TRUE(base.edge->Finish("ci-1").ok());
+  auto deadline = std::chrono::steady_clock::now() + 60s;
+  bool done = false;
+  while (!done && std::chrono::steady_clock::now() < deadline) {
+    done = true;
+    for (Host& n : nodes) done = done && n.edge->View("ci-1").complete;
+    if (!done) std::this_thread::sleep_for(50ms);
+  }
+  for (Host& n : nodes) {
+    JobEdgeView v = n.edge->View("ci-1");
+    EXPECT_TRUE(v.complete) << n.name << " holds " << v.log_size << " of " << all.size();
+    EXPECT_EQ(ReadFile(n.dir + "/ci-1.log"), all) << n.name;
+  }
+  // The base heard every node complete (reports travel every 100 ms).
+  auto until = std::chrono::steady_clock::now() + 5s;
+  size_t heard = 0;
+  while (std::chrono::steady_clock::now() < until) {
+    heard = 0;
+    for (const push::JobNodeState& s : base.edge->BaseView("ci-1")) heard += s.complete;
+    if (heard == nodes.size()) break;
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_EQ(heard, nodes.size());
+  // Content crossed each site's uplink about once: the base fed only what its
+  // cores chose (at least one node, not all nine).
+  size_t fed_by_base = 0;
+  for (const push::JobNodeState& s : base.edge->BaseView("ci-1")) fed_by_base += s.source == push::kBaseNode;
+  EXPECT_GE(fed_by_base, 1u);
+  EXPECT_LT(fed_by_base, nodes.size());
+  for (Host& n : nodes) StopHost(&n);
+  StopHost(&base);
+}
+
+// A node dies while the log grows and comes back later with its log: the
+// nodes it fed get other sources, and the base finds it by its probes and
+// has it fed again (it resumes where its log ends).
+TEST(JobEdge, ANodeKilledMidJobIsRepairedWhenItReturns) {
+  test::TempDir tmp;
+  Host base;
+  StartHost(&base, true, "", tmp.path() + "/base");
+  std::vector<Host> nodes(6);
+  push::JobObject object;
+  object.job = "ci-2";
+  object.base_url = base.url;
+  for (int i = 0; i < 6; ++i) {
+    std::string name = "s" + std::to_string(i / 2) + std::string(1, static_cast<char>('a' + i % 2));
+    StartHost(&nodes[i], false, name, tmp.path() + "/" + name);
+    object.servers.push_back({name, "site" + std::to_string(i / 2), nodes[i].url, 0});
+  }
+  ASSERT_TRUE(base.edge->OpenJob(object).ok());
+  std::mt19937 rng(9);
+  std::string all;
+  const int victim = 2;  // s1a: the entry of site 1, a source for others
+  uint16_t victim_port = nodes[victim].server->port();
+  uint64_t held_at_kill = 0;
+  for (int piece = 0; piece < 20; ++piece) {
+    std::string bytes(128 << 10, '\0');
+    for (char& c : bytes) c = static_cast<char>(rng());
+    all += bytes;
+    ASSERT_TRUE(base.edge->Append("ci-2", bytes).ok());
+    if (piece == 5) {
+      held_at_kill = nodes[victim].edge->View("ci-2").log_size;
+      StopHost(&nodes[victim]);
+    }
+    if (piece == 15) StartHost(&nodes[victim], false, nodes[victim].name, nodes[victim].dir, victim_port);
+    std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_TRUE(base.edge->Finish("ci-2").ok());
+  auto deadline = std::chrono::steady_clock::now() + 60s;
+  bool done = false;
+  while (!done && std::chrono::steady_clock::now() < deadline) {
+    done = true;
+    for (Host& n : nodes) done = done && n.edge->View("ci-2").complete;
+    if (!done) std::this_thread::sleep_for(50ms);
+  }
+  for (Host& n : nodes) {
+    EXPECT_TRUE(n.edge->View("ci-2").complete) << n.name;
+    EXPECT_EQ(ReadFile(n.dir + "/ci-2.log"), all) << n.name;
+  }
+  EXPECT_GT(held_at_kill, 0u) << "the victim held part of the log when it died";
+  for (Host& n : nodes) StopHost(&n);
+  StopHost(&base);
+}
+
+TEST(JobEdge, BadRequestsGetOneClearError) {
+  test::TempDir tmp;
+  Host base;
+  StartHost(&base, true, "", tmp.path() + "/base");
+  Host node;
+  StartHost(&node, false, "n1", tmp.path() + "/n1");
+  http::Request r;
+  r.method = "POST";
+  r.target = "/v1/job-offer";
+  r.body = "{";
+  EXPECT_EQ(node.edge->Handle(r).status, 400);
+  push::JobObject o{"ci-1", base.url, {{"other", "site0", "http://127.0.0.1:1", 0}}};
+  push::JobOfferBody ob{"ci-1", push::JobOfferMsg{push::kBaseNode, {}, 0, 0, false, false}, base.url};
+  r.body = "{\"object\":" + JsonEscape(push::Encode(o)) + ",\"offer\":" + JsonEscape(push::Encode(ob)) + "}";
+  EXPECT_EQ(node.edge->Handle(r).status, 403);  // not a server of that job
+  r.method = "GET";
+  r.target = "/v1/jobs/ci-1/log?from=0";
+  EXPECT_EQ(node.edge->Handle(r).status, 404);
+  r.target = "/v1/jobs/..%2f/log?from=0";
+  EXPECT_EQ(node.edge->Handle(r).status, 400);
+  r.method = "POST";
+  r.target = "/v1/job-help";
+  r.body = "{}";
+  EXPECT_EQ(node.edge->Handle(r).status, 404);  // only the base answers
+  EXPECT_EQ(base.edge->Handle(r).status, 400);
+  StopHost(&node);
+  StopHost(&base);
+}
+
+}  // namespace
+}  // namespace cm::jobrun
