@@ -203,7 +203,9 @@ TEST(JobChunk, RecordsOfAnotherJobOrItemAreRefusedAsOrder) {
   auto other_item = SignItem(Base(), "job-1", 8, {Payload(10, 'a')});
   ChunkVerifier v = Verifier();
   EXPECT_EQ(v.Check(other_job[0]).code(), Code::kOrder);
-  EXPECT_EQ(v.Check(other_item[0]).code(), Code::kOrder);
+  Status s = v.Check(other_item[0]);
+  EXPECT_EQ(s.code(), Code::kOrder);
+  EXPECT_NE(s.message().find("item 8, expected job job-1 item 7"), std::string::npos) << s.message();
   EXPECT_EQ(v.Check(other_job.back()).code(), Code::kOrder);
   EXPECT_EQ(v.cursor(), StartCursor("job-1", 7));
 }
@@ -245,6 +247,19 @@ TEST(JobChunk, ForgedEndRecordsAreRefused) {
   EXPECT_EQ(v.Check(shorter[2]).code(), Code::kOrder);
   ASSERT_TRUE(v.Check(recs[2]).ok());
   EXPECT_EQ(v.Check(recs[2]).code(), Code::kOrder);  // nothing after the end
+  // Not even a record the base signed at the very place after the end (a
+  // signer told to resume as if the item had not ended).
+  ChunkCursor after = v.cursor();
+  after.ended = false;
+  auto more = ChunkSigner::Create(Base(), "job-1", 7, after);
+  ASSERT_TRUE(more.ok());
+  auto extra = more->Append("more");
+  ASSERT_TRUE(extra.ok());
+  ChunkVerifier fresh(Base().pub, "job-1", 7, after);
+  ASSERT_TRUE(fresh.Check(*extra).ok());  // the record is well placed and signed...
+  Status s = v.Check(*extra);             // ...but it follows an END
+  EXPECT_EQ(s.code(), Code::kOrder);
+  EXPECT_NE(s.message().find("after the end"), std::string::npos) << s.message();
 }
 
 TEST(JobChunk, TruncatedOrTrailedRecordsAreRefusedAsCorrupt) {
