@@ -10,20 +10,16 @@
 #include <string>
 #include <vector>
 
+#include "job_chunk_fixture.h"
+
 namespace cm::push {
 namespace {
 
-pack::SigningKey TestKey(uint8_t seed_byte) {
-  InitCrypto();
-  pack::SigningKey k;
-  unsigned char seed[32];
-  for (int i = 0; i < 32; ++i) seed[i] = static_cast<unsigned char>(seed_byte + i);
-  crypto_sign_seed_keypair(k.pub.bytes.data(), k.secret.data(), seed);
-  return k;
-}
+using testing::SeededKey;
+using testing::SignRecords;
 
 const pack::SigningKey& Base() {
-  static const pack::SigningKey k = TestKey(1);
+  static const pack::SigningKey k = SeededKey(1);
   return k;
 }
 
@@ -31,23 +27,6 @@ std::string Payload(size_t n, char salt) {
   std::string s(n, '\0');
   for (size_t i = 0; i < n; ++i) s[i] = static_cast<char>(salt + i * 7 + i / 251);
   return s;
-}
-
-// Signs the payloads, then an END record with `last`.
-std::vector<std::string> SignItem(const pack::SigningKey& key, const std::string& job, uint32_t item,
-                                  const std::vector<std::string>& payloads, const std::string& last = "") {
-  auto s = ChunkSigner::Create(key, job, item);
-  EXPECT_TRUE(s.ok()) << s.status().ToString();
-  std::vector<std::string> out;
-  for (const auto& p : payloads) {
-    auto r = s->Append(p);
-    EXPECT_TRUE(r.ok()) << r.status().ToString();
-    out.push_back(*r);
-  }
-  auto e = s->End(last);
-  EXPECT_TRUE(e.ok()) << e.status().ToString();
-  out.push_back(*e);
-  return out;
 }
 
 ChunkVerifier Verifier(const std::string& job = "job-1", uint32_t item = 7) {
@@ -72,7 +51,7 @@ std::string Reassemble(const std::vector<std::string>& records) {
 TEST(JobChunk, SignedItemVerifiesAndReassembles) {
   const std::vector<std::string> payloads = {Payload(1, 'a'), Payload(300, 'b'), Payload(kMaxChunkPayload, 'c'),
                                              Payload(5, 'd')};
-  auto recs = SignItem(Base(), "job-1", 7, payloads, "end!");
+  auto recs = SignRecords(Base(), "job-1", 7, payloads, "end!");
   ASSERT_EQ(recs.size(), 5u);
   ChunkVerifier v = Verifier();
   ASSERT_EQ(CheckAll(&v, recs), Code::kOk);
@@ -90,7 +69,7 @@ TEST(JobChunk, SignedItemVerifiesAndReassembles) {
 }
 
 TEST(JobChunk, HeaderFieldsAreWhereTheFormatSaysAndReencodeExactly) {
-  auto recs = SignItem(Base(), "job-1", 7, {Payload(10, 'x'), Payload(20, 'y')});
+  auto recs = SignRecords(Base(), "job-1", 7, {Payload(10, 'x'), Payload(20, 'y')});
   auto h = ParseChunkHeader(recs[1]);
   ASSERT_TRUE(h.ok()) << h.status().ToString();
   EXPECT_EQ(recs[1].substr(0, 4), "CMJ1");
@@ -116,7 +95,7 @@ TEST(JobChunk, HeaderFieldsAreWhereTheFormatSaysAndReencodeExactly) {
 }
 
 TEST(JobChunk, EmptyItemIsOneEndRecord) {
-  auto recs = SignItem(Base(), "job-1", 7, {});
+  auto recs = SignRecords(Base(), "job-1", 7, {});
   ASSERT_EQ(recs.size(), 1u);
   EXPECT_EQ(recs[0].size(), kChunkHeaderSize);
   ChunkVerifier v = Verifier();
@@ -128,14 +107,14 @@ TEST(JobChunk, EmptyItemIsOneEndRecord) {
 TEST(JobChunk, ManyOneByteRecordsAreFine) {
   std::vector<std::string> payloads;
   for (int i = 0; i < 500; ++i) payloads.push_back(std::string(1, static_cast<char>(i)));
-  auto recs = SignItem(Base(), "job-1", 7, payloads);
+  auto recs = SignRecords(Base(), "job-1", 7, payloads);
   ChunkVerifier v = Verifier();
   EXPECT_EQ(CheckAll(&v, recs), Code::kOk);
   EXPECT_EQ(v.cursor().offset, 500u);
 }
 
 TEST(JobChunk, EveryPayloadByteChangedIsRefusedAsCorrupt) {
-  auto recs = SignItem(Base(), "job-1", 7, {Payload(64, 'p')});
+  auto recs = SignRecords(Base(), "job-1", 7, {Payload(64, 'p')});
   for (size_t i = kChunkHeaderSize; i < recs[0].size(); ++i) {
     std::string bad = recs[0];
     bad[i] ^= 0x20;
@@ -147,7 +126,7 @@ TEST(JobChunk, EveryPayloadByteChangedIsRefusedAsCorrupt) {
 }
 
 TEST(JobChunk, EveryHeaderBitChangedIsRefused) {
-  auto recs = SignItem(Base(), "job-1", 7, {Payload(64, 'p'), Payload(9, 'q')}, "zz");
+  auto recs = SignRecords(Base(), "job-1", 7, {Payload(64, 'p'), Payload(9, 'q')}, "zz");
   for (size_t r = 0; r < recs.size(); ++r) {
     ChunkVerifier v = Verifier();
     for (size_t k = 0; k < r; ++k) ASSERT_TRUE(v.Check(recs[k]).ok());
@@ -170,8 +149,8 @@ TEST(JobChunk, EveryHeaderBitChangedIsRefused) {
 }
 
 TEST(JobChunk, AnotherKeysRecordsAreRefused) {
-  const pack::SigningKey other = TestKey(99);
-  auto recs = SignItem(other, "job-1", 7, {Payload(10, 'o')});
+  const pack::SigningKey other = SeededKey(99);
+  auto recs = SignRecords(other, "job-1", 7, {Payload(10, 'o')});
   ChunkVerifier v = Verifier();
   Status s = v.Check(recs[0]);
   EXPECT_EQ(s.code(), Code::kAuth);
@@ -179,14 +158,14 @@ TEST(JobChunk, AnotherKeysRecordsAreRefused) {
   // Claiming the base's key id does not help: the signature does not verify.
   pack::SigningKey forger = other;
   forger.pub = Base().pub;
-  auto forged = SignItem(forger, "job-1", 7, {Payload(10, 'o')});
+  auto forged = SignRecords(forger, "job-1", 7, {Payload(10, 'o')});
   s = v.Check(forged[0]);
   EXPECT_EQ(s.code(), Code::kAuth);
   EXPECT_NE(s.message().find("bad signature"), std::string::npos) << s.message();
 }
 
 TEST(JobChunk, ReorderedSkippedAndReplayedRecordsAreRefusedAsOrder) {
-  auto recs = SignItem(Base(), "job-1", 7, {Payload(10, 'a'), Payload(10, 'b'), Payload(10, 'c')});
+  auto recs = SignRecords(Base(), "job-1", 7, {Payload(10, 'a'), Payload(10, 'b'), Payload(10, 'c')});
   ChunkVerifier v = Verifier();
   EXPECT_EQ(v.Check(recs[1]).code(), Code::kOrder);  // record 1 first
   ASSERT_TRUE(v.Check(recs[0]).ok());
@@ -199,8 +178,8 @@ TEST(JobChunk, ReorderedSkippedAndReplayedRecordsAreRefusedAsOrder) {
 }
 
 TEST(JobChunk, RecordsOfAnotherJobOrItemAreRefusedAsOrder) {
-  auto other_job = SignItem(Base(), "job-2", 7, {Payload(10, 'a')});
-  auto other_item = SignItem(Base(), "job-1", 8, {Payload(10, 'a')});
+  auto other_job = SignRecords(Base(), "job-2", 7, {Payload(10, 'a')});
+  auto other_item = SignRecords(Base(), "job-1", 8, {Payload(10, 'a')});
   ChunkVerifier v = Verifier();
   EXPECT_EQ(v.Check(other_job[0]).code(), Code::kOrder);
   Status s = v.Check(other_item[0]);
@@ -213,8 +192,8 @@ TEST(JobChunk, RecordsOfAnotherJobOrItemAreRefusedAsOrder) {
 TEST(JobChunk, ARecordOfAnotherHistoryOfTheItemIsRefusedByTheChain) {
   // Two histories of one item with equal sizes: index and offset match, only
   // the chain tells the splice apart.
-  auto a = SignItem(Base(), "job-1", 7, {Payload(10, 'a'), Payload(10, 'b')});
-  auto b = SignItem(Base(), "job-1", 7, {Payload(10, 'x'), Payload(10, 'b')});
+  auto a = SignRecords(Base(), "job-1", 7, {Payload(10, 'a'), Payload(10, 'b')});
+  auto b = SignRecords(Base(), "job-1", 7, {Payload(10, 'x'), Payload(10, 'b')});
   ChunkVerifier v = Verifier();
   ASSERT_TRUE(v.Check(a[0]).ok());
   Status s = v.Check(b[1]);
@@ -225,7 +204,7 @@ TEST(JobChunk, ARecordOfAnotherHistoryOfTheItemIsRefusedByTheChain) {
 }
 
 TEST(JobChunk, ForgedEndRecordsAreRefused) {
-  auto recs = SignItem(Base(), "job-1", 7, {Payload(10, 'a'), Payload(10, 'b')});
+  auto recs = SignRecords(Base(), "job-1", 7, {Payload(10, 'a'), Payload(10, 'b')});
   // END set on record 1 (total fixed up so the header parses): unsigned.
   std::string early = recs[1];
   early[kOffFlags] = static_cast<char>(kFlagEnd);
@@ -239,10 +218,10 @@ TEST(JobChunk, ForgedEndRecordsAreRefused) {
   longer[kOffTotal] = 21;
   EXPECT_EQ(v.Check(longer).code(), Code::kCorrupt);
   // An end that a stranger signed at the right place.
-  auto strangers = SignItem(TestKey(50), "job-1", 7, {Payload(10, 'a')});
+  auto strangers = SignRecords(SeededKey(50), "job-1", 7, {Payload(10, 'a')});
   EXPECT_EQ(v.Check(strangers[1]).code(), Code::kAuth);
   // The base's own end of a shorter history: the chain refuses it.
-  auto shorter = SignItem(Base(), "job-1", 7, {Payload(10, 'a'), Payload(10, 'x')});
+  auto shorter = SignRecords(Base(), "job-1", 7, {Payload(10, 'a'), Payload(10, 'x')});
   ASSERT_TRUE(v.Check(recs[1]).ok());
   EXPECT_EQ(v.Check(shorter[2]).code(), Code::kOrder);
   ASSERT_TRUE(v.Check(recs[2]).ok());
@@ -263,7 +242,7 @@ TEST(JobChunk, ForgedEndRecordsAreRefused) {
 }
 
 TEST(JobChunk, TruncatedOrTrailedRecordsAreRefusedAsCorrupt) {
-  auto recs = SignItem(Base(), "job-1", 7, {Payload(40, 'a')});
+  auto recs = SignRecords(Base(), "job-1", 7, {Payload(40, 'a')});
   for (size_t n = 0; n < recs[0].size(); ++n) {
     ChunkVerifier v = Verifier();
     EXPECT_EQ(v.Check(std::string_view(recs[0]).substr(0, n)).code(), Code::kCorrupt) << n;
@@ -274,7 +253,7 @@ TEST(JobChunk, TruncatedOrTrailedRecordsAreRefusedAsCorrupt) {
 }
 
 TEST(JobChunk, OversizedLengthIsRefusedFromTheHeaderAlone) {
-  auto recs = SignItem(Base(), "job-1", 7, {Payload(40, 'a')});
+  auto recs = SignRecords(Base(), "job-1", 7, {Payload(40, 'a')});
   std::string h = recs[0].substr(0, kChunkHeaderSize);
   const uint32_t len = kMaxChunkPayload + 1;
   for (int i = 0; i < 4; ++i) h[kOffLength + i] = static_cast<char>(len >> (8 * i));
@@ -287,7 +266,7 @@ TEST(JobChunk, OversizedLengthIsRefusedFromTheHeaderAlone) {
 }
 
 TEST(JobChunk, HeaderParserRefusesMalformedFields) {
-  auto recs = SignItem(Base(), "job-1", 7, {Payload(4, 'a')});
+  auto recs = SignRecords(Base(), "job-1", 7, {Payload(4, 'a')});
   const std::string h = recs[0].substr(0, kChunkHeaderSize);
   ASSERT_TRUE(ParseChunkHeader(h).ok());
   auto with = [&](size_t at, char c) {
@@ -311,7 +290,7 @@ TEST(JobChunk, HeaderParserRefusesMalformedFields) {
 }
 
 TEST(JobChunk, VerificationResumesFromASavedCursor) {
-  auto recs = SignItem(Base(), "job-1", 7, {Payload(10, 'a'), Payload(20, 'b'), Payload(30, 'c')}, "e");
+  auto recs = SignRecords(Base(), "job-1", 7, {Payload(10, 'a'), Payload(20, 'b'), Payload(30, 'c')}, "e");
   ChunkVerifier first = Verifier();
   ASSERT_TRUE(first.Check(recs[0]).ok());
   ASSERT_TRUE(first.Check(recs[1]).ok());
@@ -356,7 +335,7 @@ TEST(JobChunk, SignerRefusesWhatTheFormatCannotCarry) {
 }
 
 TEST(JobChunk, SignatureIsDomainSeparated) {
-  auto recs = SignItem(Base(), "job-1", 7, {Payload(4, 'a')});
+  auto recs = SignRecords(Base(), "job-1", 7, {Payload(4, 'a')});
   auto h = ParseChunkHeader(recs[0]);
   ASSERT_TRUE(h.ok());
   // Not a signature over the bare header bytes...
@@ -372,7 +351,7 @@ TEST(JobChunk, SignatureIsDomainSeparated) {
 }
 
 TEST(JobChunk, SplitterFindsEachRecordOfAStreamFedByteByByte) {
-  auto recs = SignItem(Base(), "job-1", 7, {Payload(3, 'a'), Payload(300, 'b')}, "zz");
+  auto recs = SignRecords(Base(), "job-1", 7, {Payload(3, 'a'), Payload(300, 'b')}, "zz");
   std::string stream;
   for (const auto& r : recs) stream += r;
   std::vector<size_t> sizes;
@@ -402,7 +381,7 @@ RC_GTEST_PROP(JobChunkProp, AnyCutRoundTripsAndAnyChangeIsRefused,
     at += n;
   }
   const std::string last = content.size() % 3 == 0 ? "" : "!";
-  auto recs = SignItem(Base(), "prop", item, payloads, last);
+  auto recs = SignRecords(Base(), "prop", item, payloads, last);
   ChunkVerifier v(Base().pub, "prop", item);
   RC_ASSERT(CheckAll(&v, recs) == Code::kOk);
   RC_ASSERT(Reassemble(recs) == content + last);

@@ -4,7 +4,6 @@
 #include "pushrun/chunk_store.h"
 
 #include <fcntl.h>
-#include <sodium.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -16,24 +15,17 @@
 #include <vector>
 
 #include "support/test_util.h"
+#include "unit/push/job_chunk_fixture.h"
 
 namespace cm::pushrun {
 namespace {
 
-using push::ChunkSigner;
 using push::kChunkHeaderSize;
 
-pack::SigningKey TestKey(uint8_t seed_byte) {
-  InitCrypto();
-  pack::SigningKey k;
-  unsigned char seed[32];
-  for (int i = 0; i < 32; ++i) seed[i] = static_cast<unsigned char>(seed_byte + i);
-  crypto_sign_seed_keypair(k.pub.bytes.data(), k.secret.data(), seed);
-  return k;
-}
+using push::testing::SeededKey;
 
 const pack::SigningKey& Base() {
-  static const pack::SigningKey k = TestKey(3);
+  static const pack::SigningKey k = SeededKey(3);
   return k;
 }
 
@@ -53,18 +45,17 @@ struct Item {
 Item MakeItem(const std::vector<size_t>& sizes, const std::string& last = "", const std::string& job = kJob,
               uint32_t item = kItem, const pack::SigningKey& key = Base()) {
   Item it;
-  auto s = ChunkSigner::Create(key, job, item);
-  EXPECT_TRUE(s.ok());
+  std::vector<std::string> payloads;
   char c = 'a';
   for (size_t n : sizes) {
     std::string p;
     for (size_t i = 0; i < n; ++i) p.push_back(static_cast<char>(c + i % 13));
     ++c;
     it.content += p;
-    it.records.push_back(*s->Append(p));
+    payloads.push_back(p);
   }
   it.content += last;
-  it.records.push_back(*s->End(last));
+  it.records = push::testing::SignRecords(key, job, item, payloads, last);
   return it;
 }
 
@@ -72,6 +63,13 @@ std::unique_ptr<ChunkStore> OpenOk(const std::string& dir, const ChunkStoreOptio
   auto s = ChunkStore::Open(dir, kJob, kItem, Base().pub, o);
   EXPECT_TRUE(s.ok()) << s.status().ToString();
   return s.ok() ? std::move(*s) : nullptr;
+}
+
+// Opens a store in dir, appends the item's first n records, closes it.
+void StoreRecords(const std::string& dir, const Item& it, size_t n) {
+  auto s = OpenOk(dir);
+  ASSERT_TRUE(s);
+  for (size_t i = 0; i < n; ++i) ASSERT_TRUE(s->Append(it.records[i]).ok()) << "record " << i;
 }
 
 bool Exists(const std::string& p) {
@@ -123,7 +121,7 @@ TEST(ChunkStore, StoresAnItemAndNamesItOnlyWhenComplete) {
 TEST(ChunkStore, RefusesUnverifiedRecordsAndWritesNothing) {
   test::TempDir d;
   const Item it = MakeItem({50, 50});
-  const Item other_key = MakeItem({50, 50}, "", kJob, kItem, TestKey(77));
+  const Item other_key = MakeItem({50, 50}, "", kJob, kItem, SeededKey(77));
   const Item other_item = MakeItem({50, 50}, "", kJob, kItem + 1);
   auto s = OpenOk(d.path());
   ASSERT_TRUE(s);
@@ -182,10 +180,7 @@ TEST(ChunkStore, CrashAtEveryByteOfTheLastRecordRecoversToTheRecordBefore) {
   for (uint64_t k = 0; k < 33; ++k) cuts.push_back({data_before + k, (last + 1) * kChunkHeaderSize});
   for (const Cut& c : cuts) {
     test::TempDir d;
-    {
-      auto s = OpenOk(d.path());
-      for (size_t i = 0; i <= last; ++i) ASSERT_TRUE(s->Append(it.records[i]).ok());
-    }
+    ASSERT_NO_FATAL_FAILURE(StoreRecords(d.path(), it, last + 1));
     TruncateFile(d / "job-9.2.part", c.data);
     TruncateFile(d / "job-9.2.rec", c.rec);
     auto s = OpenOk(d.path());
@@ -206,10 +201,7 @@ TEST(ChunkStore, CrashAtEveryByteOfTheLastRecordRecoversToTheRecordBefore) {
 TEST(ChunkStore, ADamagedRecordDropsItAndEverythingAfter) {
   test::TempDir d;
   const Item it = MakeItem({10, 10, 10});
-  {
-    auto s = OpenOk(d.path());
-    for (size_t i = 0; i < 3; ++i) ASSERT_TRUE(s->Append(it.records[i]).ok());
-  }
+  ASSERT_NO_FATAL_FAILURE(StoreRecords(d.path(), it, 3));
   {
     int fd = ::open((d / "job-9.2.part").c_str(), O_WRONLY);
     ASSERT_GE(fd, 0);
@@ -231,7 +223,7 @@ TEST(ChunkStore, AnotherKeysOrItemsFilesAreRefusedNotTruncated) {
     auto s = OpenOk(d.path());
     ASSERT_TRUE(s->Append(it.records[0]).ok());
   }
-  auto wrong_key = ChunkStore::Open(d.path(), kJob, kItem, TestKey(77).pub);
+  auto wrong_key = ChunkStore::Open(d.path(), kJob, kItem, SeededKey(77).pub);
   EXPECT_EQ(wrong_key.status().code(), Code::kAuth);
   EXPECT_EQ(SizeOf(d / "job-9.2.rec"), kChunkHeaderSize);
   EXPECT_EQ(SizeOf(d / "job-9.2.part"), 10u);
@@ -339,10 +331,7 @@ TEST(ChunkStore, ReadersFollowAnItemWhileItIsAppended) {
 TEST(ChunkStore, CompletionCutBetweenLinkAndUnlinkIsFinishedOnOpen) {
   test::TempDir d;
   const Item it = MakeItem({10});
-  {
-    auto s = OpenOk(d.path());
-    for (const auto& r : it.records) ASSERT_TRUE(s->Append(r).ok());
-  }
+  ASSERT_NO_FATAL_FAILURE(StoreRecords(d.path(), it, it.records.size()));
   ASSERT_EQ(::link((d / "job-9.2").c_str(), (d / "job-9.2.part").c_str()), 0);
   auto s = OpenOk(d.path());
   ASSERT_TRUE(s);
@@ -354,10 +343,7 @@ TEST(ChunkStore, CompletionCutBetweenLinkAndUnlinkIsFinishedOnOpen) {
 TEST(ChunkStore, EndStoredButNotLinkedIsCompletedOnOpen) {
   test::TempDir d;
   const Item it = MakeItem({10, 5});
-  {
-    auto s = OpenOk(d.path());
-    for (const auto& r : it.records) ASSERT_TRUE(s->Append(r).ok());
-  }
+  ASSERT_NO_FATAL_FAILURE(StoreRecords(d.path(), it, it.records.size()));
   // As if killed after the END record's header but before the link.
   ASSERT_EQ(::rename((d / "job-9.2").c_str(), (d / "job-9.2.part").c_str()), 0);
   auto s = OpenOk(d.path());
@@ -369,10 +355,7 @@ TEST(ChunkStore, EndStoredButNotLinkedIsCompletedOnOpen) {
 TEST(ChunkStore, AFinalNameWithoutItsEndIsUnfinishedAgain) {
   test::TempDir d;
   const Item it = MakeItem({10, 5}, "zz");
-  {
-    auto s = OpenOk(d.path());
-    for (const auto& r : it.records) ASSERT_TRUE(s->Append(r).ok());
-  }
+  ASSERT_NO_FATAL_FAILURE(StoreRecords(d.path(), it, it.records.size()));
   TruncateFile(d / "job-9.2.rec", 2 * kChunkHeaderSize + 100);  // the END record's header damaged
   auto s = OpenOk(d.path());
   ASSERT_TRUE(s);
