@@ -64,8 +64,8 @@ Status ChunkStore::OpenFiles() {
   struct stat fin, part;
   const bool has_final = Exists(final_path(), &fin), has_part = Exists(part_path(), &part);
   if (has_final) {
-    // A finished item, or one whose completion was cut between link and
-    // unlink (both names on one file).
+    // A finished item. Both names on one file (hard-linked by hand, or a
+    // copy made with cp -l) are one item: keep the final name.
     if (has_part && (part.st_ino != fin.st_ino || part.st_dev != fin.st_dev))
       return Error(Code::kCorrupt, final_path() + " and " + part_path() + " both exist and are different files");
     data_.reset(::open(final_path().c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW));
@@ -130,18 +130,15 @@ Status ChunkStore::SyncBoth() {
   return DataSync(rec_.get(), records_path());
 }
 
-// Both files synced, then the final name linked to the data file (atomic:
-// it appears whole or not at all), then .part removed.
+// Both files synced, then .part renamed to the final name (atomic: it
+// appears whole or not at all; the file, and a tail -f on it, stay the same).
 Status ChunkStore::Finish() {
   CM_RETURN_IF_ERROR(SyncBoth());
   struct stat st;
   if (!Exists(final_path(), &st)) {
-    if (::link(part_path().c_str(), final_path().c_str()) != 0) return ErrnoError(final_path(), errno);
+    if (::rename(part_path().c_str(), final_path().c_str()) != 0) return ErrnoError(final_path(), errno);
     CM_RETURN_IF_ERROR(FsyncDir(dir_));
   }
-  CrashPoint("chunk_store.final_linked");
-  if (::unlink(part_path().c_str()) != 0 && errno != ENOENT) return ErrnoError(part_path(), errno);
-  CM_RETURN_IF_ERROR(FsyncDir(dir_));
   std::lock_guard<std::mutex> l(mu_);
   complete_ = true;
   cv_.notify_all();
@@ -151,10 +148,7 @@ Status ChunkStore::Finish() {
 // The final name exists but the records do not end (the files were damaged
 // after completion): the item is unfinished again, under .part.
 Status ChunkStore::Unfinish() {
-  if (::link(final_path().c_str(), part_path().c_str()) != 0 && errno != EEXIST)
-    return ErrnoError(part_path(), errno);
-  CM_RETURN_IF_ERROR(FsyncDir(dir_));
-  if (::unlink(final_path().c_str()) != 0) return ErrnoError(final_path(), errno);
+  if (::rename(final_path().c_str(), part_path().c_str()) != 0) return ErrnoError(part_path(), errno);
   return FsyncDir(dir_);
 }
 

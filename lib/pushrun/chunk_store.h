@@ -7,11 +7,11 @@
 //                      order (tail -f this one while the item grows)
 //   <job>.<item>.rec   the sidecar: record i's 256-byte signed header at
 //                      offset 256 * i, nothing else
-//   <job>.<item>       the finished item: a hard link to the same file, made
-//                      (atomically, by link(2)) only once the END record is
-//                      stored and both files are synced; then .part is
-//                      removed. A reader's tail -f keeps its descriptor. An
-//                      item whose final name does not exist is unfinished.
+//   <job>.<item>       the finished item: .part renamed (atomically, by
+//                      rename(2)) only once the END record is stored and
+//                      both files are synced. The file stays the same, so a
+//                      reader's tail -f keeps following it. An item whose
+//                      final name does not exist is unfinished.
 //
 // Write order of Append: payload to .part, then the header to .rec (with
 // ChunkSync::kEveryRecord, each followed by fdatasync). So a header in the
@@ -91,7 +91,7 @@ class ChunkStore {
   Status CheckHeader(const push::ChunkHeader& h) const;
   // Verifies the record (push::ChunkVerifier's errors: kCorrupt, kAuth,
   // kOrder) and stores it; nothing unverified is ever written. After the
-  // END record the item is completed (synced, final name linked). kIo /
+  // END record the item is completed (synced, renamed to its final name). kIo /
   // kNoSpace on a write failure: the record is not stored, and the same
   // record may be appended again.
   Status Append(const push::ChunkHeader& h, std::string_view payload);

@@ -328,7 +328,7 @@ TEST(ChunkStore, ReadersFollowAnItemWhileItIsAppended) {
   EXPECT_TRUE(s->complete());
 }
 
-TEST(ChunkStore, CompletionCutBetweenLinkAndUnlinkIsFinishedOnOpen) {
+TEST(ChunkStore, BothNamesOnOneFileOpenAsTheFinishedItem) {
   test::TempDir d;
   const Item it = MakeItem({10});
   ASSERT_NO_FATAL_FAILURE(StoreRecords(d.path(), it, it.records.size()));
@@ -340,11 +340,11 @@ TEST(ChunkStore, CompletionCutBetweenLinkAndUnlinkIsFinishedOnOpen) {
   EXPECT_EQ(test::ReadFile(d / "job-9.2"), it.content);
 }
 
-TEST(ChunkStore, EndStoredButNotLinkedIsCompletedOnOpen) {
+TEST(ChunkStore, EndStoredButNotRenamedIsCompletedOnOpen) {
   test::TempDir d;
   const Item it = MakeItem({10, 5});
   ASSERT_NO_FATAL_FAILURE(StoreRecords(d.path(), it, it.records.size()));
-  // As if killed after the END record's header but before the link.
+  // As if killed after the END record's header but before the rename.
   ASSERT_EQ(::rename((d / "job-9.2").c_str(), (d / "job-9.2.part").c_str()), 0);
   auto s = OpenOk(d.path());
   ASSERT_TRUE(s);
