@@ -124,6 +124,15 @@ ChunkCursor StartCursor(std::string_view job, uint32_t item) {
   return c;
 }
 
+ChunkCursor CursorAfter(const ChunkHeader& h) {
+  ChunkCursor c;
+  c.index = h.index + 1;
+  c.offset = h.offset + h.payload_length;
+  c.chain = h.chain;
+  c.ended = h.end();
+  return c;
+}
+
 Hash256 ChainOf(const Hash256& prev, const ChunkHeader& h) {
   const std::string enc = EncodeChunkHeader(h);
   Hasher hs;
@@ -199,10 +208,7 @@ Result<std::string> ChunkSigner::Sign(std::string_view payload, uint32_t flags) 
                        key_.secret.data());
   std::memcpy(record.data() + kOffSignature, h.signature.data(), h.signature.size());
   record.append(payload);
-  cursor_.index += 1;
-  cursor_.offset += payload.size();
-  cursor_.chain = h.chain;
-  cursor_.ended = flags & kFlagEnd;
+  cursor_ = CursorAfter(h);
   return record;
 }
 
@@ -245,10 +251,7 @@ Status ChunkVerifier::Check(const ChunkHeader& h, std::string_view payload) {
     return Bad("payload of " + std::to_string(payload.size()) + " bytes, the header says " +
                std::to_string(h.payload_length));
   if (HashBytes(payload.data(), payload.size()) != h.payload_hash) return Bad("payload hash mismatch");
-  cursor_.index += 1;
-  cursor_.offset += h.payload_length;
-  cursor_.chain = h.chain;
-  cursor_.ended = h.end();
+  cursor_ = CursorAfter(h);
   return Status::Ok();
 }
 

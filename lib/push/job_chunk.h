@@ -118,6 +118,10 @@ struct ChunkCursor {
 Hash256 GenesisChain(std::string_view job, uint32_t item);
 // The cursor before record 0 of (job, item).
 ChunkCursor StartCursor(std::string_view job, uint32_t item);
+// The cursor after a record, from its header alone: whoever keeps the last
+// record (a node's sidecar, the base's log) resumes verifying or signing
+// from it without another file.
+ChunkCursor CursorAfter(const ChunkHeader& h);
 // H(prev || header[0..kOffChain)) for the header's fields as they are.
 Hash256 ChainOf(const Hash256& prev, const ChunkHeader& h);
 

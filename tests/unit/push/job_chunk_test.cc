@@ -306,6 +306,17 @@ TEST(JobChunk, VerificationResumesFromASavedCursor) {
   EXPECT_EQ(lost.Check(recs[2]).code(), Code::kOrder);
 }
 
+TEST(JobChunk, TheLastRecordAloneGivesTheCursorToResumeFrom) {
+  auto recs = SignRecords(Base(), "job-1", 7, {Payload(10, 'a'), Payload(20, 'b')}, "e");
+  ChunkVerifier v = Verifier();
+  for (const auto& r : recs) {
+    ASSERT_TRUE(v.Check(r).ok());
+    auto h = ParseChunkHeader(r);
+    ASSERT_TRUE(h.ok());
+    EXPECT_EQ(CursorAfter(*h), v.cursor());
+  }
+}
+
 TEST(JobChunk, SigningResumesFromASavedCursor) {
   auto s = ChunkSigner::Create(Base(), "job-1", 7);
   ASSERT_TRUE(s.ok());
