@@ -25,8 +25,10 @@
 // record of another key, job or item is not damage: Open refuses (kAuth /
 // kCorrupt) and truncates nothing.
 //
-// Memory: at most one record (<= 1 MiB + 256 bytes) per call, never a whole
-// item. Thread-safe: one appender at a time (Append calls are serialised),
+// Memory: Open and Append hold at most one record (<= 1 MiB + 256 bytes),
+// Read what its caller's max_bytes allows (or one record); never a whole
+// item. Crash tests may stop a process between a payload and its header
+// with CM_CRASH_AT at the crash point "chunk_store.payload_written". Thread-safe: one appender at a time (Append calls are serialised),
 // and any number of readers (Read, WaitForRecords) at once; a record is
 // visible to readers once its header is stored.
 #pragma once
