@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "http/client.h"
-#include "jobrun/job_log.h"
+#include "jobrun/record_log.h"
 #include "pushrun/edge_loop.h"
 #include "util/json.h"
 #include "util/json_value.h"
@@ -113,7 +113,9 @@ struct JobEdge::Impl {
     push::NodeRef self = push::kNoNode;
     std::unique_ptr<push::JobNodeCore> core;
     std::unique_ptr<push::JobBaseCore> base;
-    std::shared_ptr<JobLog> log;
+    std::shared_ptr<RecordLog> log;
+    std::unique_ptr<RecordWriter> writer;  // the base's
+    bool refused = false;                  // the offer's object is not the base's: dropped
     std::shared_ptr<std::atomic<uint64_t>> fetch_gen = std::make_shared<std::atomic<uint64_t>>(0);
     std::map<push::PeerIndex, Micros> child_seen;
     Micros wake = proto::kNever;
@@ -304,61 +306,67 @@ struct JobEdge::Impl {
   }
 
   void StartFetch(const std::string& id, Job& j, const push::JobFetch& f) {
+    if (j.refused) return;
     uint64_t gen = j.fetch_gen->fetch_add(1) + 1;
     std::string source = UrlOf(j, f.source);
     auto log = j.log;
     auto gen_ptr = j.fetch_gen;
     std::string self = std::to_string(j.self);
+    std::string object = j.object_json;
     std::lock_guard<std::mutex> lock(threads_mu);
     if (stopping) return;
-    fetchers.emplace_back([this, id, gen, gen_ptr, source, log, self] { Fetch(id, gen, gen_ptr, source, log, self); });
+    fetchers.emplace_back(
+        [this, id, gen, gen_ptr, source, log, self, object] { Fetch(id, gen, gen_ptr, source, log, self, object); });
+  }
+
+  void PostFetchEvent(const std::string& id, uint64_t gen, std::shared_ptr<std::atomic<uint64_t>> gen_ptr, uint64_t pos,
+                      bool complete, bool ended, bool refused) {
+    loop->Post([this, id, gen, gen_ptr, pos, complete, ended, refused] {
+      if (gen_ptr->load() != gen) return;
+      auto it = jobs.find(id);
+      if (it == jobs.end()) return;
+      if (refused) {
+        it->second.refused = true;
+        gen_ptr->fetch_add(1);
+        return;
+      }
+      push::JobNodeActions out;
+      it->second.core->OnFetchProgress(SteadyNow(), pos, complete, ended, &out);
+      Apply(id, it->second, out);
+    });
   }
 
   // On a fetcher thread: pull the log from `source` until it is whole, the
-  // fetch is replaced, or the source fails.
+  // fetch is replaced, or the source fails (unreachable, or a record that
+  // does not verify).
   void Fetch(const std::string& id, uint64_t gen, std::shared_ptr<std::atomic<uint64_t>> gen_ptr, std::string source,
-             std::shared_ptr<JobLog> log, std::string self) {
+             std::shared_ptr<RecordLog> log, std::string self, std::string object) {
     http::Client client;
-    auto timeout = opts.poll + opts.call_timeout;
+    auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(opts.poll + opts.call_timeout);
     bool failed = false;
     while (!stopping && gen_ptr->load() == gen && !log->complete()) {
       uint64_t from = log->size();
       std::string url = source + "/v1/jobs/" + id + "/log?from=" + std::to_string(from) + "&node=" + self;
-      auto resp = client.Call("GET", url, "", std::chrono::duration_cast<std::chrono::milliseconds>(timeout));
+      auto resp = client.Call("GET", url, "", timeout);
       if (!resp.ok() || resp->status != 200) {
         failed = true;
         break;
       }
       if (gen_ptr->load() != gen) break;
-      if (!resp->body.empty() && !log->Append(resp->body).ok()) {
-        failed = true;
+      Status s = log->Accept(from, resp->body);
+      if (s.code() == Code::kBusy) break;  // another fetch moved on
+      std::string signed_object = log->object_json();
+      if (!signed_object.empty() && signed_object != object) {
+        PostFetchEvent(id, gen, gen_ptr, 0, false, false, true);
+        return;
+      }
+      if (!s.ok()) {
+        failed = true;  // the source sent what does not verify
         break;
       }
-      const std::string* total = resp->header("x-cm-total");
-      uint64_t t = 0;
-      if (total && ParseU64(*total, &t) && t == log->size()) log->Finish();
-      uint64_t pos = log->size();
-      bool complete = log->complete();
-      loop->Post([this, id, gen, gen_ptr, pos, complete] {
-        if (gen_ptr->load() != gen) return;
-        auto it = jobs.find(id);
-        if (it == jobs.end()) return;
-        push::JobNodeActions out;
-        it->second.core->OnFetchProgress(SteadyNow(), pos, complete, complete, &out);
-        Apply(id, it->second, out);
-      });
+      PostFetchEvent(id, gen, gen_ptr, log->size(), log->complete(), log->complete(), false);
     }
-    if (failed && !stopping) {
-      uint64_t pos = log->size();
-      loop->Post([this, id, gen, gen_ptr, pos] {
-        if (gen_ptr->load() != gen) return;
-        auto it = jobs.find(id);
-        if (it == jobs.end()) return;
-        push::JobNodeActions out;
-        it->second.core->OnFetchProgress(SteadyNow(), pos, false, true, &out);
-        Apply(id, it->second, out);
-      });
-    }
+    if (failed && !stopping) PostFetchEvent(id, gen, gen_ptr, log->size(), false, true, false);
   }
 
   Status NewJob(const push::JobObject& object, std::string object_json, push::NodeRef self, Job** out) {
@@ -368,16 +376,20 @@ struct JobEdge::Impl {
     j.self = self;
     std::error_code ec;
     std::filesystem::create_directories(opts.dir, ec);
-    auto log = JobLog::Open(opts.dir + "/" + object.job + ".log");
+    auto log = RecordLog::Open(opts.dir + "/" + object.job + ".log", object.job, opts.key);
     if (!log.ok()) return log.status();
     j.log = std::move(log).value();
+    if (opts.base) {
+      if (!opts.sign_key) return Error(Code::kUsage, "the base needs its signing key");
+      j.writer = std::make_unique<RecordWriter>(*opts.sign_key, object.job);
+    }
     std::vector<push::FanPeer> peers = push::PeersOf(object);
     j.core = std::make_unique<push::JobNodeCore>(peers, self, opts.up_bps, opts.node);
     if (opts.base) {
       j.base = std::make_unique<push::JobBaseCore>(peers, opts.base_opts);
       j.base->Start(SteadyNow());
     } else {
-      j.core->Restore(j.log->size(), false);
+      j.core->Restore(j.log->size(), j.log->complete());
     }
     *out = &jobs.emplace(object.job, std::move(j)).first->second;
     return Status::Ok();
@@ -422,16 +434,15 @@ struct JobEdge::Impl {
     if (!ParseU64(QueryParam(req.target, "from"), &from)) return JsonError(400, "log: bad or missing from=");
     std::string n = QueryParam(req.target, "node");
     if (!n.empty() && n != "-1" && !ParseU64(n, &node)) return JsonError(400, "log: bad node=");
-    std::shared_ptr<JobLog> log = loop->Run([&]() -> std::shared_ptr<JobLog> {
+    std::shared_ptr<RecordLog> log = loop->Run([&]() -> std::shared_ptr<RecordLog> {
       auto it = jobs.find(job);
-      return it == jobs.end() ? nullptr : it->second.log;
+      return it == jobs.end() || it->second.refused ? nullptr : it->second.log;
     });
     if (!log) return JsonError(404, "no job " + job);
     auto bytes = log->Read(from, opts.max_read, opts.poll);
     if (!bytes.ok()) return JsonError(416, bytes.status().message());
     uint64_t pos = from + bytes->size();
-    std::optional<uint64_t> total = log->total();
-    bool done = total && pos == *total;
+    bool done = log->complete() && pos == log->size();
     if (node != UINT64_MAX) {
       loop->Post([this, job, node, pos, done] {
         auto it = jobs.find(job);
@@ -451,7 +462,6 @@ struct JobEdge::Impl {
     http::Response r;
     r.content_type = "application/octet-stream";
     r.body = std::move(bytes).value();
-    if (total) r.headers.emplace_back("X-CM-Total", std::to_string(*total));
     return r;
   }
 
@@ -572,38 +582,50 @@ http::Response JobEdge::Handle(const http::Request& req) {
 
 Status JobEdge::OpenJob(const push::JobObject& object) {
   if (!impl_->opts.base) return Error(Code::kUsage, "only the base opens jobs");
-  if (!JobNameOk(object.job)) return Error(Code::kUsage, "bad job name: " + object.job);
+  if (!push::IsValidChunkJobId(object.job)) return Error(Code::kUsage, "bad job name: " + object.job);
   return impl_->loop->Run([&]() -> Status {
     if (impl_->jobs.count(object.job)) return Error(Code::kUsage, "job " + object.job + " is open already");
     Impl::Job* j = nullptr;
     CM_RETURN_IF_ERROR(impl_->NewJob(object, push::Encode(object), push::kBaseNode, &j));
+    if (j->log->size() == 0) {
+      CM_ASSIGN_OR_RETURN(std::string rec, j->writer->Object(j->object_json));
+      CM_RETURN_IF_ERROR(j->log->Accept(0, rec));
+    }
+    push::JobNodeActions out;
+    j->core->OnLocalAppend(SteadyNow(), j->log->size(), j->log->complete(), &out);
+    impl_->Apply(object.job, *j, out);
     impl_->Rearm(SteadyNow());
     return Status::Ok();
   });
 }
 
-Status JobEdge::Append(const std::string& job, std::string_view bytes) {
-  return impl_->loop->Run([&]() -> Status {
-    auto it = impl_->jobs.find(job);
-    if (it == impl_->jobs.end()) return Error(Code::kNotFound, "no job " + job);
-    CM_RETURN_IF_ERROR(it->second.log->Append(bytes));
+namespace {
+template <typename F>
+Status Write(JobEdge::Impl* impl, const std::string& job, F make) {
+  return impl->loop->Run([&]() -> Status {
+    auto it = impl->jobs.find(job);
+    if (it == impl->jobs.end() || !it->second.writer) return Error(Code::kNotFound, "no job " + job + " of ours");
+    auto& j = it->second;
+    CM_ASSIGN_OR_RETURN(std::string records, make(*j.writer));
+    CM_RETURN_IF_ERROR(j.log->Accept(j.log->size(), records));
     push::JobNodeActions out;
-    it->second.core->OnLocalAppend(SteadyNow(), it->second.log->size(), false, &out);
-    impl_->Apply(job, it->second, out);
+    j.core->OnLocalAppend(SteadyNow(), j.log->size(), j.log->complete(), &out);
+    impl->Apply(job, j, out);
     return Status::Ok();
   });
 }
+}  // namespace
+
+Status JobEdge::AddData(const std::string& job, uint32_t item, std::string_view bytes) {
+  return Write(impl_.get(), job, [&](RecordWriter& w) { return w.Data(item, bytes); });
+}
+
+Status JobEdge::EndItem(const std::string& job, uint32_t item) {
+  return Write(impl_.get(), job, [&](RecordWriter& w) { return w.EndItem(item); });
+}
 
 Status JobEdge::Finish(const std::string& job) {
-  return impl_->loop->Run([&]() -> Status {
-    auto it = impl_->jobs.find(job);
-    if (it == impl_->jobs.end()) return Error(Code::kNotFound, "no job " + job);
-    it->second.log->Finish();
-    push::JobNodeActions out;
-    it->second.core->OnLocalAppend(SteadyNow(), it->second.log->size(), true, &out);
-    impl_->Apply(job, it->second, out);
-    return Status::Ok();
-  });
+  return Write(impl_.get(), job, [&](RecordWriter& w) { return w.EndJob(); });
 }
 
 JobEdgeView JobEdge::View(const std::string& job) {

@@ -6,22 +6,27 @@
 //   POST /v1/job-offer            {"object": "<JobObject JSON>", "offer": "<JobOfferBody JSON>"}
 //                                 -> {"answer": "accepted" | "switched" | "declined"}
 //   GET  /v1/jobs/<job>/log?from=N&node=I
-//                                 the log's bytes from N (long poll: waits up to `poll` for
-//                                 some); X-CM-Total once the log is whole; I names the child
+//                                 the log's whole records from N (long poll: waits up to
+//                                 `poll` for one); I names the child
 //   GET  /v1/jobs/<job>/status    {"in_job": b, "pos": N, "complete": b}
 //   base only:
 //   POST /v1/job-progress, /v1/job-help, /v1/job-source-failed, /v1/job-unreachable
 //
-// A draft: not wired into `cm-push relay` or a base daemon yet, no CM-Auth
-// and no record checks (docs/protocol/jobs.md, "Planned"); the loopback test
+// Every record is checked against the base's key before it is kept or
+// served (jobrun/record_log.h); an offer whose job object is not the one the
+// base signed in the log is dropped once the log's first record shows it.
+// A draft: not wired into `cm-push relay` or a base daemon yet, and offers
+// carry no CM-Auth (docs/protocol/jobs.md, "Planned"); the loopback test
 // (tests/unit/jobrun) runs a base and nodes in one process. Thread-safe.
 #pragma once
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "http/server.h"
+#include "pack/keys.h"
 #include "push/job_base.h"
 #include "push/job_messages.h"
 #include "push/job_node.h"
@@ -34,6 +39,8 @@ struct JobEdgeOptions {
   std::string name;        // a node's name in job objects ("" for the base)
   std::string url;         // how others reach us: http://host:port
   std::string dir;         // job logs: <dir>/<job>.log
+  pack::PublicKey key;     // the base's public key: every record is checked against it
+  std::optional<pack::SigningKey> sign_key;  // the base's: it signs the records it appends
   double up_bps = 0;       // our measured upload rate (0 = not measured)
   push::JobNodeOptions node;
   push::JobBaseOptions base_opts;
@@ -59,11 +66,13 @@ class JobEdge {
   static bool Owns(const std::string& path);
   http::Response Handle(const http::Request& req);
 
-  // The base: opens `object`'s job (its log starts empty), appends to it,
-  // and marks it whole. Errors: kUsage (not the base, a job opened twice),
-  // kNotFound, the log's.
+  // The base: opens `object`'s job (its log starts with the signed object),
+  // appends an item's bytes (item >= 1) and its end, and ends the job.
+  // Errors: kUsage (not the base, a job opened twice, item 0), kNotFound,
+  // the log's.
   Status OpenJob(const push::JobObject& object);
-  Status Append(const std::string& job, std::string_view bytes);
+  Status AddData(const std::string& job, uint32_t item, std::string_view bytes);
+  Status EndItem(const std::string& job, uint32_t item);
   Status Finish(const std::string& job);
 
   JobEdgeView View(const std::string& job);

@@ -12,6 +12,8 @@
 #include <thread>
 
 #include "http/server.h"
+#include "jobrun/record_log.h"
+#include "unit/push/job_chunk_fixture.h"
 #include "support/test_util.h"
 #include "util/json.h"
 
@@ -27,7 +29,13 @@ struct Host {
   std::string url, dir, name;
 };
 
-void StartHost(Host* h, bool base, const std::string& name, const std::string& dir, uint16_t port = 0) {
+const pack::SigningKey& BaseKey() {
+  static const pack::SigningKey k = push::testing::SeededKey(40);
+  return k;
+}
+
+void StartHost(Host* h, bool base, const std::string& name, const std::string& dir, uint16_t port = 0,
+               const pack::PublicKey* key = nullptr) {
   auto target = h->target;
   http::ServerOptions so;
   so.listen = "127.0.0.1:" + std::to_string(port);
@@ -46,6 +54,8 @@ void StartHost(Host* h, bool base, const std::string& name, const std::string& d
   o.name = name;
   o.url = h->url;
   o.dir = dir;
+  o.key = key ? *key : BaseKey().pub;
+  if (base) o.sign_key = BaseKey();
   o.up_bps = 0;
   o.poll = 300ms;
   o.max_read = 256 << 10;
@@ -88,10 +98,13 @@ TEST(JobEdge, AGrowingLogReachesEveryNodeOfThreeSites) {
     std::string bytes(256 << 10, '\0');
     for (char& c : bytes) c = static_cast<char>(rng());
     all += bytes;
-    ASSERT_TRUE(base.edge->Append("ci-1", bytes).ok());
+    ASSERT_TRUE(base.edge->AddData("ci-1", 1, bytes).ok());
     std::this_thread::sleep_for(20ms);
   }
+  ASSERT_TRUE(base.edge->EndItem("ci-1", 1).ok());
   ASSERT_TRUE(base.edge->Finish("ci-1").ok());
+  const std::string log = ReadFile(base.dir + "/ci-1.log");
+  EXPECT_GT(log.size(), all.size()) << "records: headers, the object, the ends";
   auto deadline = std::chrono::steady_clock::now() + 60s;
   bool done = false;
   while (!done && std::chrono::steady_clock::now() < deadline) {
@@ -102,7 +115,7 @@ TEST(JobEdge, AGrowingLogReachesEveryNodeOfThreeSites) {
   for (Host& n : nodes) {
     JobEdgeView v = n.edge->View("ci-1");
     EXPECT_TRUE(v.complete) << n.name << " holds " << v.log_size << " of " << all.size();
-    EXPECT_EQ(ReadFile(n.dir + "/ci-1.log"), all) << n.name;
+    EXPECT_EQ(ReadFile(n.dir + "/ci-1.log"), log) << n.name;
   }
   // The base heard every node complete (reports travel every 100 ms).
   auto until = std::chrono::steady_clock::now() + 5s;
@@ -150,7 +163,7 @@ TEST(JobEdge, ANodeKilledMidJobIsRepairedWhenItReturns) {
     std::string bytes(128 << 10, '\0');
     for (char& c : bytes) c = static_cast<char>(rng());
     all += bytes;
-    ASSERT_TRUE(base.edge->Append("ci-2", bytes).ok());
+    ASSERT_TRUE(base.edge->AddData("ci-2", 1, bytes).ok());
     if (piece == 5) {
       held_at_kill = nodes[victim].edge->View("ci-2").log_size;
       StopHost(&nodes[victim]);
@@ -158,7 +171,9 @@ TEST(JobEdge, ANodeKilledMidJobIsRepairedWhenItReturns) {
     if (piece == 15) StartHost(&nodes[victim], false, nodes[victim].name, nodes[victim].dir, victim_port);
     std::this_thread::sleep_for(100ms);
   }
+  ASSERT_TRUE(base.edge->EndItem("ci-2", 1).ok());
   ASSERT_TRUE(base.edge->Finish("ci-2").ok());
+  const std::string log = ReadFile(base.dir + "/ci-2.log");
   auto deadline = std::chrono::steady_clock::now() + 60s;
   bool done = false;
   while (!done && std::chrono::steady_clock::now() < deadline) {
@@ -168,10 +183,37 @@ TEST(JobEdge, ANodeKilledMidJobIsRepairedWhenItReturns) {
   }
   for (Host& n : nodes) {
     EXPECT_TRUE(n.edge->View("ci-2").complete) << n.name;
-    EXPECT_EQ(ReadFile(n.dir + "/ci-2.log"), all) << n.name;
+    EXPECT_EQ(ReadFile(n.dir + "/ci-2.log"), log) << n.name;
   }
   EXPECT_GT(held_at_kill, 0u) << "the victim held part of the log when it died";
   for (Host& n : nodes) StopHost(&n);
+  StopHost(&base);
+}
+
+// A node whose key is not the base's refuses every record: nothing is kept
+// or served onward, and the job does not complete there.
+TEST(JobEdge, RecordsThatDoNotVerifyAreNeitherKeptNorServed) {
+  test::TempDir tmp;
+  Host base;
+  StartHost(&base, true, "", tmp.path() + "/base");
+  const pack::SigningKey other = push::testing::SeededKey(99);
+  Host good, wrong;
+  StartHost(&good, false, "good", tmp.path() + "/good");
+  StartHost(&wrong, false, "wrong", tmp.path() + "/wrong", 0, &other.pub);
+  push::JobObject object{"ci-3", base.url, {{"good", "site0", good.url, 0}, {"wrong", "site1", wrong.url, 0}}};
+  ASSERT_TRUE(base.edge->OpenJob(object).ok());
+  ASSERT_TRUE(base.edge->AddData("ci-3", 1, std::string(300 << 10, 'x')).ok());
+  ASSERT_TRUE(base.edge->EndItem("ci-3", 1).ok());
+  ASSERT_TRUE(base.edge->Finish("ci-3").ok());
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (!good.edge->View("ci-3").complete && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(50ms);
+  EXPECT_TRUE(good.edge->View("ci-3").complete);
+  std::this_thread::sleep_for(500ms);
+  JobEdgeView w = wrong.edge->View("ci-3");
+  EXPECT_FALSE(w.complete);
+  EXPECT_EQ(w.log_size, 0u) << "a record that does not verify is never kept";
+  StopHost(&good);
+  StopHost(&wrong);
   StopHost(&base);
 }
 
