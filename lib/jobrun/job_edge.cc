@@ -416,6 +416,7 @@ struct JobEdge::Impl {
       auto it = jobs.find(object->job);
       Job* j = nullptr;
       if (it == jobs.end()) {
+        if (jobs.size() >= opts.max_jobs) return JsonError(503, "job offer: this node takes part in too many jobs");
         Status s = NewJob(*object, object_json, self, &j);
         if (!s.ok()) return JsonError(500, s.ToString());
       } else {

@@ -49,6 +49,7 @@ struct JobEdgeOptions {
   proto::Micros child_idle = 3 * proto::kSeconds;  // a child silent this long has left
   std::chrono::milliseconds call_timeout{3000};
   size_t workers = 4;
+  size_t max_jobs = 64;    // jobs a node takes part in at once (offers beyond: 503)
 };
 
 struct JobEdgeView {

@@ -445,6 +445,10 @@ struct Relay::Impl {
 
   http::Response Handle(const http::Request& req) {
     std::string path = req.path();
+    if (opts.extra_handler) {
+      http::Response extra;
+      if (opts.extra_handler(req, &extra)) return extra;
+    }
     if ((req.method == "GET" || req.method == "HEAD") && path.rfind("/v1/content/", 0) == 0)
       return Content(path.substr(12));
     if (req.method == "GET" && path == "/v1/status") return StatusJson(req);
@@ -611,6 +615,7 @@ Result<std::unique_ptr<Relay>> Relay::Start(const RelayOptions& opts) {
   http::ServerOptions so;
   so.listen = opts.listen;
   so.body_limit = [](const std::string&, const std::string& path) -> uint64_t {
+    if (path == "/v1/job-offer") return 16 << 20;  // a job object lists every server of the job
     return path == "/v1/fetch" ? 1 << 20 : 64 << 10;  // a fetch order lists the site's members
   };
   auto server = http::Server::Start(so, [raw](const http::Request& req) { return raw->Handle(req); });

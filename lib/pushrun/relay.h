@@ -23,9 +23,11 @@
 // Thread-safe.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 
+#include "http/server.h"
 #include "util/status.h"
 
 namespace cm::pushrun {
@@ -51,6 +53,9 @@ struct RelayOptions {
   std::string metrics;              // node_exporter textfile ("" = none)
   double housekeeping_s = 10;       // metrics written, retention and idle files checked this often (and when a part ends)
   bool verbose = false;
+  // Requests for paths the relay does not serve itself go here first (job
+  // mode's edge, lib/jobrun): true when it answered into *out.
+  std::function<bool(const http::Request&, http::Response* out)> extra_handler;
 };
 
 class Relay {

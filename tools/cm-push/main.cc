@@ -21,6 +21,7 @@
 #include "ccm_cli.h"
 #include "checkpoint_cli.h"
 #include "pushrun/converge_run.h"
+#include "job_cli.h"
 #include "relay_cli.h"
 
 namespace {
@@ -113,6 +114,8 @@ int main(int argc, char** argv) {
   CLI::App* relay = AddRelayCommand(app, &relay_cli);
   CheckpointCli ckpt_cli;
   CLI::App* checkpoint = AddCheckpointCommand(app, &ckpt_cli);
+  JobCli job_cli;
+  AddJobCommands(app, &job_cli);
 
   CLI::App* servers = app.add_subcommand("servers", "Every server: its live release, last seen, last error");
   servers->add_option("--state", p.state_dir, "CCM state directory")->required();
@@ -165,6 +168,7 @@ int main(int argc, char** argv) {
     relay_cli.r.verbose = verbose > 0;
     return RunRelay(relay_cli);
   }
+  if (int rc = RunJobCommands(job_cli); rc >= 0) return rc;
   if (checkpoint->parsed()) {
     p.verbosity = quiet ? 0 : 1 + verbose;
     for (int i = 0; i < argc; ++i) p.command_line += (i ? " " : "") + std::string(argv[i]);

@@ -5,11 +5,15 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <memory>
 #include <csignal>
 #include <cstdio>
 #include <string>
 #include <variant>
 
+#include "jobrun/job_edge.h"
+#include "pack/keys.h"
 #include "util/config_dir.h"
 #include "util/exit_codes.h"
 #include "util/log.h"
@@ -99,8 +103,26 @@ int RunRelay(RelayCli& cli) {
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  // Job mode (a draft, docs/protocol/jobs.md): its edge answers the job paths.
+  auto job_edge_at = std::make_shared<std::atomic<jobrun::JobEdge*>>(nullptr);
+  r.extra_handler = [job_edge_at](const http::Request& req, http::Response* out) {
+    if (!jobrun::JobEdge::Owns(req.path())) return false;
+    jobrun::JobEdge* e = job_edge_at->load();
+    *out = e ? e->Handle(req) : http::Response::Json(503, R"({"error":"starting"})");
+    return true;
+  };
   auto relay = pushrun::Relay::Start(r);
   if (!relay.ok()) return Fail(relay.status());
+  auto pub = pack::LoadPublicKey(r.pub_key);
+  if (!pub.ok()) return Fail(pub.status());
+  jobrun::JobEdgeOptions jo;
+  jo.name = r.name;
+  jo.url = (*relay)->url();
+  jo.dir = r.spool + "/jobs";
+  jo.key = *pub;
+  auto job_edge = jobrun::JobEdge::Start(jo);
+  if (!job_edge.ok()) return Fail(job_edge.status());
+  job_edge_at->store(job_edge->get());
   log::UseTimestamps(true);  // running: a daemon's log lines carry the time (not under journald)
   char settings[200];
   std::snprintf(settings, sizeof settings, " (member wait %gs, retry %gs; spool keeps %d serials; unsigned assignments %s)",
@@ -109,6 +131,8 @@ int RunRelay(RelayCli& cli) {
             (cli.config.empty() ? "" : "; config " + cli.config));
   for (int sig = 0; sigwait(&set, &sig) == 0 && sig == SIGHUP;)
     log::Warn("SIGHUP ignored: the relay has nothing to reload (restart it to change its settings)");
+  job_edge_at->store(nullptr);
+  (*job_edge)->Stop();
   (*relay)->Stop();
   return kExitOk;
 }

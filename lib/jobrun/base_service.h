@@ -1,0 +1,56 @@
+// `cm-push base`: job mode's base daemon (docs/protocol/jobs.md, "The base").
+// Serves the nodes (jobrun/job_edge.h, as the root of every job) and its
+// clients on one HTTP endpoint. Clients prove they may use it with the token
+// in STATE/base.token (0600, made on first start): whoever can read the
+// state directory is a client.
+//
+//   POST /v1/client/open   {"client": C, "servers": [names]?}     -> {"job": J, "servers": [...]}
+//   POST /v1/client/add    {"job": J, "path": "/abs/file"}        -> {"entry": N}
+//                          the base reads the file (a client on the base's machine) and
+//                          appends it as item N, signed record by record
+//   POST /v1/client/stream {"job": J}                              -> {"entry": N} (a new stream)
+//   POST /v1/client/stream-data?job=J&entry=N   (body: the next bytes)
+//   POST /v1/client/stream-end  {"job": J, "entry": N}
+//   POST /v1/client/end    {"job": J}                              (no more entries)
+//   GET  /v1/client/status?job=J                                   -> the job and every server
+//   GET  /v1/client/wait?job=J&seconds=S                           -> as status, once every
+//                          server holds the whole job or S passed ("done": true|false)
+// A draft: jobs are not kept across a restart of the base, commands are not
+// queued yet, and a server's "received" means its log holds the item's end
+// record (no apply yet).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "http/server.h"
+#include "pack/keys.h"
+#include "push/sites.h"
+#include "util/status.h"
+
+namespace cm::jobrun {
+
+struct BaseServiceOptions {
+  push::SitesConfig sites;
+  std::string state_dir;   // STATE: base.token, jobs/<job>.log
+  pack::SigningKey key;    // signs every record
+  std::string url;         // how nodes reach the base: http://host:port
+};
+
+class BaseService {
+ public:
+  static Result<std::unique_ptr<BaseService>> Start(BaseServiceOptions opts);
+  ~BaseService();
+  http::Response Handle(const http::Request& req);
+  void Stop();
+  struct Impl;
+
+ private:
+  explicit BaseService(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// The token a client sends (X-CM-Token), read from STATE/base.token.
+Result<std::string> ReadBaseToken(const std::string& state_dir);
+
+}  // namespace cm::jobrun

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Job mode (a draft, docs/protocol/jobs.md) on loopback, no root: a base and
+# two sites of two relays; a client opens a job, adds a file and a live
+# stream, ends it and waits; every relay's copy of the job's signed log is
+# the base's, byte for byte. Then bad input: one error line, documented codes.
+source "$(dirname "$0")/lib.inc"
+base=$((20000 + RANDOM % 12000))
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap 'cleanup; chmod -R u+w "$T" 2>/dev/null; rm -rf "$T"' EXIT
+
+cm-pack keygen -o ccm.key >/dev/null
+cm-pack keygen --group -o group.key >/dev/null
+head -c 3000000 /dev/urandom >payload.bin
+servers=(a1 a2 b1 b2)
+{
+  echo "[ccm]"
+  echo "listen = \"127.0.0.1:$base\""
+  for s in a b; do
+    g=$([[ $s == a ]] && echo 1 || echo 2)
+    printf '\n[[site]]\nname = "%s"\ngroup = "239.255.78.%d:%d"\n' "$s" "$g" $((base + 10 + g))
+    for n in 1 2; do
+      i=$(( (g - 1) * 2 + n ))
+      printf '[[site.server]]\nname = "%s%d"\naddress = "127.0.0.%d"\nurl = "http://127.0.0.1:%d"\n' "$s" "$n" $((i + 1)) $((base + i))
+    done
+  done
+} >sites.toml
+i=0
+for h in "${servers[@]}"; do
+  i=$((i + 1))
+  cm-push relay --name "$h" --listen "127.0.0.1:$((base + i))" --spool "$h/spool" \
+    --iface 127.0.0.1 --pub-key ccm.key.pub --group-key group.key 2>"$h.log" &
+  pids+=($!)
+done
+cm-push base --to sites.toml --state state --sign-key ccm.key 2>base.log &
+pids+=($!)
+for ((i = 0; i <= 4; i++)); do
+  for ((k = 0; k < 50; k++)); do (exec 3<>/dev/tcp/127.0.0.1/$((base + i))) 2>/dev/null && break; sleep 0.1; done
+done
+for ((k = 0; k < 50; k++)); do [[ -s state/base.token ]] && break; sleep 0.1; done
+[[ $(stat -c %a state/base.token) == 600 ]] || fail "the token must be the base's alone: $(stat -c %a state/base.token)"
+
+expect_rc 0 cm-push job open --to sites.toml --state state --client ci
+job=$(head -1 out)
+[[ $job == ci-1 ]] || fail "job id: $job"
+[[ $(tail -n +2 out | tr '\n' ' ') == "a1 a2 b1 b2 " ]] || fail "servers: $(cat out)"
+expect_rc 0 cm-push job add "$job" payload.bin --to sites.toml --state state
+# A live stream: lines written over a second, cut by time.
+(for n in $(seq 1 10); do echo "line $n"; sleep 0.1; done) | cm-push job stream "$job" --to sites.toml --state state \
+  || fail "job stream"
+expect_rc 0 cm-push job end "$job" --to sites.toml --state state
+expect_rc 0 cm-push job wait "$job" --to sites.toml --state state --timeout 60 --json
+grep -q '"done":true' out || { cat out >&2; fail "wait did not report done"; }
+grep -q '"complete":4' out || { cat out >&2; fail "not every server holds the job"; }
+for h in "${servers[@]}"; do
+  cmp -s "state/jobs/$job.log" "$h/spool/jobs/$job.log" || fail "$h: its log differs from the base's"
+done
+# The log carries the file and the stream (records of 256-byte headers around them).
+size=$(stat -c %s "state/jobs/$job.log")
+(( size > 3000000 + 70 )) || fail "log too small: $size"
+expect_rc 0 cm-push job status "$job" --to sites.toml --state state
+grep -q "4 of 4 servers" out || { cat out >&2; fail "status"; }
+
+# Bad input: one error line and a documented exit code.
+expect_rc 3 cm-push job status nope-1 --to sites.toml --state state
+one_error_line cm-push
+expect_rc 2 cm-push job add "$job" payload.bin --to sites.toml   # no --state: no token
+one_error_line cm-push
+mkdir other && echo 0000000000000000000000000000000000000000 >other/base.token
+expect_rc 5 cm-push job open --to sites.toml --state other        # another token: refused
+one_error_line cm-push
+expect_rc 2 cm-push job add "$job" payload.bin --to sites.toml --state state   # ended: nothing more
+one_error_line cm-push
+expect_rc 0 cm-push job open --to sites.toml --state state --client ci --servers a1
+[[ $(head -1 out) == ci-2 ]] || fail "second job id: $(head -1 out)"
+expect_rc 2 cm-push job add ci-2 missing.bin --to sites.toml --state state
+one_error_line cm-push
+expect_rc 2 cm-push job open --to sites.toml --state state --servers zz
+one_error_line cm-push
+echo "cm_push_job_loopback: ok"

@@ -1,0 +1,270 @@
+// `cm-push base` and `cm-push job ...`. See job_cli.h.
+#include "job_cli.h"
+
+#include <poll.h>
+#include <pthread.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+
+#include "http/client.h"
+#include "http/server.h"
+#include "jobrun/base_service.h"
+#include "pack/keys.h"
+#include "push/sites.h"
+#include "util/config_dir.h"
+#include "util/exit_codes.h"
+#include "util/json.h"
+#include "util/json_value.h"
+#include "util/log.h"
+
+namespace cm {
+namespace {
+
+using namespace std::chrono_literals;
+
+int Fail(const Status& st) {
+  log::Error(st.message());
+  return ExitCodeFor(st);
+}
+
+struct Client {
+  std::string url, token;
+  http::Client http;
+
+  Result<JsonValue> Call(const std::string& method, const std::string& path, const std::string& body,
+                         std::chrono::milliseconds timeout = 30s) {
+    auto r = http.Call(method, url + path, body, timeout, "application/json", {{"X-CM-Token", token}});
+    if (!r.ok()) return r.status();
+    auto v = ParseJson(r->body);
+    if (r->status != 200) {
+      std::string msg = v.ok() && v->is_object() ? v->Str("error") : r->body;
+      Code c = r->status == 404                       ? Code::kNotFound
+               : r->status == 403                     ? Code::kAuth
+               : r->status == 400 || r->status == 409 ? Code::kUsage
+                                                      : Code::kFailure;
+      return Error(c, "base: " + msg);
+    }
+    if (!v.ok()) return Error(Code::kCorrupt, "base: not JSON: " + r->body.substr(0, 200));
+    return v;
+  }
+};
+
+Result<Client> Connect(const JobCli& cli) {
+  if (cli.sites_file.empty()) return Error(Code::kUsage, "--to sites.toml is required (the base's address)");
+  if (cli.state_dir.empty()) return Error(Code::kUsage, "--state DIR is required (the base's token)");
+  CM_ASSIGN_OR_RETURN(push::SitesConfig sites, push::LoadSites(cli.sites_file));
+  Client c;
+  c.url = sites.ccm.url;
+  CM_ASSIGN_OR_RETURN(c.token, jobrun::ReadBaseToken(cli.state_dir));
+  return c;
+}
+
+int RunBase(JobCli& cli) {
+  if (cli.sites_file.empty() || cli.state_dir.empty()) return Fail(Error(Code::kUsage, "base: --to and --state are required"));
+  auto sites = push::LoadSites(cli.sites_file);
+  if (!sites.ok()) return Fail(sites.status());
+  auto key = pack::LoadSigningKey(DefaultFile(cli.sign_key, "ccm.key"));
+  if (!key.ok()) return Fail(key.status());
+  std::string listen = cli.listen.empty() ? sites->ccm.listen.ToString() : cli.listen;
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  jobrun::BaseServiceOptions bo;
+  bo.sites = *sites;
+  bo.state_dir = cli.state_dir;
+  bo.key = *key;
+  bo.url = sites->ccm.url;
+  auto service = jobrun::BaseService::Start(bo);
+  if (!service.ok()) return Fail(service.status());
+  jobrun::BaseService* raw = service->get();
+  http::ServerOptions so;
+  so.listen = listen;
+  so.body_limit = [](const std::string&, const std::string& path) -> uint64_t {
+    return path == "/v1/client/stream-data" ? 4 << 20 : 1 << 20;
+  };
+  auto server = http::Server::Start(so, [raw](const http::Request& req) { return raw->Handle(req); });
+  if (!server.ok()) return Fail(server.status());
+  log::UseTimestamps(true);
+  log::Info("base listening at " + listen + " (nodes are told " + sites->ccm.url + "); clients use " + cli.state_dir +
+            "/base.token");
+  for (int sig = 0; sigwait(&set, &sig) == 0 && sig == SIGHUP;) log::Warn("SIGHUP ignored");
+  (*server)->Stop();
+  (*service)->Stop();
+  return kExitOk;
+}
+
+void PrintStatus(const JsonValue& v, bool json, const std::string& raw) {
+  if (json) {
+    std::printf("%s\n", raw.c_str());
+    return;
+  }
+  std::printf("job %s: %llu of %llu servers hold it all%s (log %llu bytes)\n", v.Str("job").c_str(),
+              static_cast<unsigned long long>(v.Uint("complete")), static_cast<unsigned long long>(v.Uint("total")),
+              v.Bool("ended") ? "" : ", still open", static_cast<unsigned long long>(v.Uint("size")));
+  for (const JsonValue& s : v["servers"].items()) {
+    std::printf("  %-20s %-10s %12llu bytes\n", s.Str("name").c_str(), s.Str("state").c_str(),
+                static_cast<unsigned long long>(s.Uint("pos")));
+  }
+}
+
+std::string Raw(const JsonValue& v) {
+  // The status answer re-encoded for --json: the fields the table uses.
+  JsonArray servers;
+  for (const JsonValue& s : v["servers"].items()) {
+    servers.Raw(JsonObject()
+                    .Str("name", s.Str("name"))
+                    .Str("state", s.Str("state"))
+                    .Uint("pos", s.Uint("pos"))
+                    .Int("source", s.Int("source"))
+                    .Uint("rx_bps", s.Uint("rx_bps"))
+                    .Build());
+  }
+  return JsonObject()
+      .Str("job", v.Str("job"))
+      .Bool("ended", v.Bool("ended"))
+      .Bool("done", v.Bool("done"))
+      .Uint("size", v.Uint("size"))
+      .Uint("complete", v.Uint("complete"))
+      .Uint("total", v.Uint("total"))
+      .Raw("servers", servers.Build())
+      .Build();
+}
+
+int RunStream(Client& c, const std::string& job) {
+  auto s = c.Call("POST", "/v1/client/stream", JsonObject().Str("job", job).Build());
+  if (!s.ok()) return Fail(s.status());
+  uint64_t entry = s->Uint("entry");
+  std::string path = "/v1/client/stream-data?job=" + job + "&entry=" + std::to_string(entry);
+  std::string buf;
+  auto last = std::chrono::steady_clock::now();
+  bool eof = false;
+  while (!eof) {
+    // Cut by size (64 KiB) or by time (100 ms): a live stream's delay stays small.
+    pollfd p{0, POLLIN, 0};
+    int r = ::poll(&p, 1, 20);
+    if (r > 0) {
+      char tmp[65536];
+      ssize_t n = ::read(0, tmp, sizeof tmp);
+      if (n <= 0) eof = true;
+      else buf.append(tmp, static_cast<size_t>(n));
+    }
+    auto now = std::chrono::steady_clock::now();
+    if (!buf.empty() && (buf.size() >= 65536 || now - last >= 100ms || eof)) {
+      auto d = c.http.Call("POST", c.url + path, buf, 30s, "application/octet-stream", {{"X-CM-Token", c.token}});
+      if (!d.ok()) return Fail(d.status());
+      if (d->status != 200) return Fail(Error(Code::kFailure, "base: " + d->body));
+      buf.clear();
+      last = now;
+    }
+  }
+  auto e = c.Call("POST", "/v1/client/stream-end", JsonObject().Str("job", job).Uint("entry", entry).Build());
+  if (!e.ok()) return Fail(e.status());
+  return kExitOk;
+}
+
+}  // namespace
+
+void AddJobCommands(CLI::App& app, JobCli* cli) {
+  cli->base = app.add_subcommand("base", "Run job mode's base: jobs opened by clients spread from node to node (draft)");
+  cli->base->add_option("--to", cli->sites_file, "Sites file: the servers, and [ccm] listen/url for the base")->required();
+  cli->base->add_option("--state", cli->state_dir, "State directory: base.token, jobs/")->required();
+  cli->base->add_option("--sign-key", cli->sign_key, "The key that signs every record (default CONF/ccm.key)");
+  cli->base->add_option("--listen", cli->listen, "HTTP ADDR:PORT (default: [ccm] listen)");
+
+  cli->job_cmd = app.add_subcommand("job", "Job mode's client: open a job at the base, add content, wait (draft)");
+  cli->job_cmd->require_subcommand(1);
+  auto common = [cli](CLI::App* c) {
+    c->add_option("--to", cli->sites_file, "Sites file (the base's address)")->required();
+    c->add_option("--state", cli->state_dir, "The base's state directory (its token)")->required();
+    c->add_flag("--json", cli->json, "JSON on stdout");
+  };
+  cli->open = cli->job_cmd->add_subcommand("open", "Open a job; prints its id, then its servers");
+  common(cli->open);
+  cli->open->add_option("--client", cli->client, "Your name: job ids are <client>-<n> (default cli)");
+  cli->open->add_option("--servers", cli->servers, "Only these servers: NAME[,NAME...]")->delimiter(',');
+  cli->add = cli->job_cmd->add_subcommand("add", "Queue a file (or an assignment) into the job");
+  common(cli->add);
+  cli->add->add_option("job", cli->job, "Job id")->required();
+  cli->add->add_option("file", cli->file, "File")->required();
+  cli->stream = cli->job_cmd->add_subcommand("stream", "Queue standard input as a live stream until it ends");
+  common(cli->stream);
+  cli->stream->add_option("job", cli->job, "Job id")->required();
+  cli->end = cli->job_cmd->add_subcommand("end", "No more entries: the job ends once every server holds it");
+  common(cli->end);
+  cli->end->add_option("job", cli->job, "Job id")->required();
+  cli->status = cli->job_cmd->add_subcommand("status", "Every server's state in the job");
+  common(cli->status);
+  cli->status->add_option("job", cli->job, "Job id")->required();
+  cli->wait = cli->job_cmd->add_subcommand("wait", "Wait until every server holds the whole job (exit 11 if not by --timeout)");
+  common(cli->wait);
+  cli->wait->add_option("job", cli->job, "Job id")->required();
+  cli->wait->add_option("--timeout", cli->timeout_s, "Seconds (default 3600)");
+}
+
+int RunJobCommands(JobCli& cli) {
+  if (cli.base->parsed()) return RunBase(cli);
+  if (!cli.job_cmd->parsed()) return -1;
+  auto c = Connect(cli);
+  if (!c.ok()) return Fail(c.status());
+  if (cli.open->parsed()) {
+    JsonArray servers;
+    for (const std::string& s : cli.servers) servers.Str(s);
+    auto r = c->Call("POST", "/v1/client/open",
+                     JsonObject().Str("client", cli.client).Raw("servers", servers.Build()).Build());
+    if (!r.ok()) return Fail(r.status());
+    if (cli.json) {
+      JsonArray names;
+      for (const JsonValue& s : (*r)["servers"].items()) names.Str(s.AsString());
+      std::printf("%s\n", JsonObject().Str("job", r->Str("job")).Raw("servers", names.Build()).Build().c_str());
+    } else {
+      std::printf("%s\n", r->Str("job").c_str());
+      for (const JsonValue& s : (*r)["servers"].items()) std::printf("%s\n", s.AsString().c_str());
+    }
+    return kExitOk;
+  }
+  if (cli.add->parsed()) {
+    std::error_code ec;
+    std::string path = std::filesystem::absolute(cli.file, ec).string();
+    auto r = c->Call("POST", "/v1/client/add", JsonObject().Str("job", cli.job).Str("path", path).Build(), 600s);
+    if (!r.ok()) return Fail(r.status());
+    if (cli.json) std::printf("%s\n", JsonObject().Str("job", cli.job).Uint("entry", r->Uint("entry")).Build().c_str());
+    return kExitOk;
+  }
+  if (cli.stream->parsed()) return RunStream(*c, cli.job);
+  if (cli.end->parsed()) {
+    auto r = c->Call("POST", "/v1/client/end", JsonObject().Str("job", cli.job).Build());
+    return r.ok() ? kExitOk : Fail(r.status());
+  }
+  if (cli.status->parsed()) {
+    auto r = c->Call("GET", "/v1/client/status?job=" + cli.job, "");
+    if (!r.ok()) return Fail(r.status());
+    PrintStatus(*r, cli.json, Raw(*r));
+    return kExitOk;
+  }
+  if (cli.wait->parsed()) {
+    auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<int64_t>(cli.timeout_s * 1000));
+    for (;;) {
+      double left = std::chrono::duration<double>(until - std::chrono::steady_clock::now()).count();
+      double ask = std::max(0.0, std::min(10.0, left));
+      char q[64];
+      std::snprintf(q, sizeof q, "&seconds=%.1f", ask);
+      auto r = c->Call("GET", "/v1/client/wait?job=" + cli.job + q, "", 60s);
+      if (!r.ok()) return Fail(r.status());
+      if (r->Bool("done") || left <= 0) {
+        PrintStatus(*r, cli.json, Raw(*r));
+        if (!r->Bool("done")) log::Error("job " + cli.job + ": not every server holds it after " + std::to_string(static_cast<int>(cli.timeout_s)) + " s");
+        return r->Bool("done") ? kExitOk : kExitPartial;
+      }
+    }
+  }
+  return -1;
+}
+
+}  // namespace cm

@@ -1,0 +1,31 @@
+// `cm-push base` (job mode's base daemon) and `cm-push job ...` (its client),
+// a draft of issue 17's job mode: see docs/protocol/jobs.md.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <string>
+#include <vector>
+
+namespace cm {
+
+struct JobCli {
+  std::string sites_file;   // --to
+  std::string state_dir;    // --state
+  std::string sign_key;     // --sign-key (base)
+  std::string listen;       // --listen (base; default [ccm] listen)
+  std::string client = "cli";
+  std::vector<std::string> servers;
+  std::string job, file;
+  double timeout_s = 3600;
+  bool json = false;
+  CLI::App* base = nullptr;
+  CLI::App* job_cmd = nullptr;
+  CLI::App *open = nullptr, *add = nullptr, *end = nullptr, *status = nullptr, *wait = nullptr, *stream = nullptr;
+};
+
+// Adds `base` and `job` (open, add, end, status, wait, stream) to `app`.
+void AddJobCommands(CLI::App& app, JobCli* cli);
+// Runs whichever was parsed; -1 when none was.
+int RunJobCommands(JobCli& cli);
+
+}  // namespace cm
