@@ -61,6 +61,7 @@ struct BaseService::Impl {
   std::unique_ptr<JobEdge> edge;
   std::mutex mu;  // jobs below
   struct Job {
+    std::string id;
     std::vector<std::string> servers;
     uint32_t next_entry = 1;
     std::map<uint32_t, std::string> entries;  // entry -> what it is ("file:/path", "stream")
@@ -112,6 +113,7 @@ struct BaseService::Impl {
     Status s = edge->OpenJob(object);
     if (!s.ok()) return JsonError(500, s.ToString());
     Job& j = jobs[object.job];
+    j.id = object.job;
     JsonArray names;
     for (const auto& srv : object.servers) {
       j.servers.push_back(srv.name);
@@ -139,8 +141,8 @@ struct BaseService::Impl {
     if (fd < 0) return JsonError(400, "add: " + ErrnoError(path, errno).message());
     uint32_t entry = (*j)->next_entry++;
     std::string buf(1 << 20, '\0');
-    Status st = Status::Ok();
-    for (;;) {
+    Status st = edge->BeginItem(id, entry, "file", fs::path(path).filename().string());
+    while (st.ok()) {
       auto n = ReadFull(fd, buf.data(), buf.size());
       if (!n.ok()) {
         st = n.status();
@@ -165,6 +167,8 @@ struct BaseService::Impl {
       auto j = Writable(v->Str("job"));
       if (!j.ok()) return JsonError(j.status().code() == Code::kNotFound ? 404 : 409, j.status().message());
       uint32_t entry = (*j)->next_entry++;
+      std::string name = v->Str("name", "stream");
+      if (Status b = edge->BeginItem((*j)->id, entry, "stream", name); !b.ok()) return JsonError(500, b.ToString());
       (*j)->entries[entry] = "stream";
       (*j)->open_streams[entry] = true;
       return http::Response::Json(200, JsonObject().Uint("entry", entry).Build());

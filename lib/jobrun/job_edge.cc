@@ -376,7 +376,8 @@ struct JobEdge::Impl {
     j.self = self;
     std::error_code ec;
     std::filesystem::create_directories(opts.dir, ec);
-    auto log = RecordLog::Open(opts.dir + "/" + object.job + ".log", object.job, opts.key);
+    auto log = RecordLog::Open(opts.dir + "/" + object.job + ".log", object.job, opts.key,
+                               opts.base ? std::string() : opts.dir + "/" + object.job);
     if (!log.ok()) return log.status();
     j.log = std::move(log).value();
     if (opts.base) {
@@ -616,6 +617,10 @@ Status Write(JobEdge::Impl* impl, const std::string& job, F make) {
   });
 }
 }  // namespace
+
+Status JobEdge::BeginItem(const std::string& job, uint32_t item, const std::string& kind, const std::string& name) {
+  return Write(impl_.get(), job, [&](RecordWriter& w) { return w.Begin(item, kind, name); });
+}
 
 Status JobEdge::AddData(const std::string& job, uint32_t item, std::string_view bytes) {
   return Write(impl_.get(), job, [&](RecordWriter& w) { return w.Data(item, bytes); });

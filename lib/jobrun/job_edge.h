@@ -72,6 +72,9 @@ class JobEdge {
   // Errors: kUsage (not the base, a job opened twice, item 0), kNotFound,
   // the log's.
   Status OpenJob(const push::JobObject& object);
+  // An item's first record: what it is ("file" or "stream") and its name;
+  // nodes write it out as <dir>/<job>/<item>-<name>.
+  Status BeginItem(const std::string& job, uint32_t item, const std::string& kind, const std::string& name);
   Status AddData(const std::string& job, uint32_t item, std::string_view bytes);
   Status EndItem(const std::string& job, uint32_t item);
   Status Finish(const std::string& job);

@@ -5,12 +5,83 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <filesystem>
+
+#include "util/json.h"
+#include "util/json_value.h"
 
 namespace cm::jobrun {
 
+namespace {
+
+// A name safe as one path component: [A-Za-z0-9._-], at most 100, never "." or "..".
+std::string SafeName(const std::string& name) {
+  std::string out;
+  for (char c : name.substr(0, 100)) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+              c == '-';
+    out += ok ? c : '_';
+  }
+  if (out.empty() || out == "." || out == "..") out = "item";
+  return out;
+}
+
+}  // namespace
+
+RecordLog::~RecordLog() {
+  for (auto& [item, f] : items_) {
+    if (f.fd >= 0) ::close(f.fd);
+  }
+}
+
+Status RecordLog::Materialize(std::string_view record) {
+  if (items_dir_.empty()) return Status::Ok();
+  CM_ASSIGN_OR_RETURN(push::ChunkHeader h, push::ParseChunkHeader(record));
+  if (h.item == 0) return Status::Ok();
+  std::string_view payload = record.substr(push::kChunkHeaderSize);
+  ItemFile& f = items_[h.item];
+  if (h.index == 0) {
+    auto meta = ParseJson(payload);
+    std::string kind = meta.ok() && meta->is_object() ? meta->Str("kind") : "";
+    std::string name = meta.ok() && meta->is_object() ? meta->Str("name") : "";
+    f.final_path = items_dir_ + "/" + std::to_string(h.item) + "-" + SafeName(name);
+    f.part = kind == "stream" ? f.final_path : f.final_path + ".part";
+    f.meta_len = payload.size();
+    if (f.fd >= 0) ::close(f.fd);
+    f.fd = ::open(f.part.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (f.fd < 0) return ErrnoError(f.part, errno);
+    if (!h.end()) return Status::Ok();
+    payload = {};
+  }
+  if (f.fd < 0) return Status::Ok();  // its first record is not ours (cannot happen in a checked log)
+  uint64_t at = h.offset + (h.index == 0 ? payload.size() : 0) - f.meta_len;
+  size_t done = 0;
+  while (done < payload.size()) {
+    ssize_t n = ::pwrite(f.fd, payload.data() + done, payload.size() - done, static_cast<off_t>(at + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoError(f.part, errno);
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (h.end()) {
+    if (::fsync(f.fd) != 0) return ErrnoError(f.part, errno);
+    ::close(f.fd);
+    f.fd = -1;
+    if (f.part != f.final_path && ::rename(f.part.c_str(), f.final_path.c_str()) != 0) return ErrnoError(f.final_path, errno);
+  }
+  return Status::Ok();
+}
+
 Result<std::unique_ptr<RecordLog>> RecordLog::Open(const std::string& path, const std::string& job,
-                                                   const pack::PublicKey& key) {
+                                                   const pack::PublicKey& key, const std::string& items_dir) {
   if (!push::IsValidChunkJobId(job)) return Error(Code::kUsage, "bad job id: " + job);
+  if (!items_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::remove_all(items_dir, ec);  // written again from the checked log
+    std::filesystem::create_directories(items_dir, ec);
+    if (ec) return Error(Code::kIo, items_dir + ": " + ec.message());
+  }
   // Re-check what the file holds; cut it after the last good record.
   uint64_t good = 0;
   std::unique_ptr<RecordLog> out;
@@ -18,6 +89,7 @@ Result<std::unique_ptr<RecordLog>> RecordLog::Open(const std::string& path, cons
     CM_ASSIGN_OR_RETURN(auto raw, JobLog::Open(path));
     uint64_t size = raw->size();
     out.reset(new RecordLog(nullptr, job, key));
+    out->items_dir_ = items_dir;
     uint64_t at = 0;
     while (at < size) {
       auto head = raw->Read(at, push::kChunkHeaderSize, std::chrono::milliseconds(0));
@@ -28,6 +100,7 @@ Result<std::unique_ptr<RecordLog>> RecordLog::Open(const std::string& path, cons
       if (!record.ok() || record->size() != h->record_size()) break;
       push::ChunkVerifier* v = nullptr;
       if (!out->CheckAndNote(*record, &v).ok()) break;
+      CM_RETURN_IF_ERROR(out->Materialize(*record));
       at += h->record_size();
       good = at;
     }
@@ -72,6 +145,7 @@ Status RecordLog::Accept(uint64_t at, std::string_view records) {
       object_ = std::move(saved_object);
       return w;
     }
+    CM_RETURN_IF_ERROR(Materialize(record));
     records.remove_prefix(n);
     auto job_end = verifiers_.find(0);
     if (job_end != verifiers_.end() && job_end->second.cursor().ended) log_->Finish();
@@ -115,6 +189,13 @@ Result<std::string> RecordWriter::Object(const std::string& object_json) {
   CM_ASSIGN_OR_RETURN(push::ChunkSigner * s, Signer(0));
   if (s->cursor().index != 0) return Error(Code::kUsage, "the job object is written once");
   return s->Append(object_json);
+}
+
+Result<std::string> RecordWriter::Begin(uint32_t item, const std::string& kind, const std::string& name) {
+  if (item == 0) return Error(Code::kUsage, "item 0 is the job's own");
+  CM_ASSIGN_OR_RETURN(push::ChunkSigner * s, Signer(item));
+  if (s->cursor().index != 0) return Error(Code::kUsage, "item " + std::to_string(item) + " has begun");
+  return s->Append(JsonObject().Str("kind", kind).Str("name", name).Build());
 }
 
 Result<std::string> RecordWriter::Data(uint32_t item, std::string_view bytes, size_t piece) {

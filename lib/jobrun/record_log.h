@@ -24,9 +24,15 @@ namespace cm::jobrun {
 
 class RecordLog {
  public:
-  // Errors: kUsage (job id), the file's.
+  // Errors: kUsage (job id), the file's. `items_dir` ("" = none): every
+  // item (>= 1) is also written out there as it is verified, as
+  // <item>-<name> (its record 0 names it: {"kind": "file" | "stream", "name": N});
+  // a file grows as <item>-<name>.part and takes its name at its END record
+  // (synced first), a stream grows under its own name (tail -f it). Reopening
+  // writes the items again from the checked log.
   static Result<std::unique_ptr<RecordLog>> Open(const std::string& path, const std::string& job,
-                                                 const pack::PublicKey& key);
+                                                 const pack::PublicKey& key, const std::string& items_dir = "");
+  ~RecordLog();
 
   // Records from a source meant for position `at`. kBusy when `at` is not the
   // log's end (another fetch moved it on: stale, nobody's fault); otherwise
@@ -47,6 +53,15 @@ class RecordLog {
   RecordLog(std::unique_ptr<JobLog> log, std::string job, pack::PublicKey key) :
       log_(std::move(log)), job_(std::move(job)), key_(key) {}
   Status CheckAndNote(std::string_view record, push::ChunkVerifier** v);
+  Status Materialize(std::string_view record);
+
+  struct ItemFile {
+    int fd = -1;
+    std::string part, final_path;
+    uint64_t meta_len = 0;  // record 0's payload: not part of the file
+  };
+  std::string items_dir_;
+  std::map<uint32_t, ItemFile> items_;
 
   std::unique_ptr<JobLog> log_;
   std::string job_;
@@ -60,9 +75,11 @@ class RecordLog {
 class RecordWriter {
  public:
   RecordWriter(pack::SigningKey key, std::string job) : key_(std::move(key)), job_(std::move(job)) {}
-  // Item 0's first record: the job object. Then data of items >= 1 in
+  // Item 0's first record: the job object. Then for items >= 1 their
+  // first record (what it is: kind "file" or "stream", and a name), data in
   // pieces of at most `piece` bytes, their ends, and the job's end.
   Result<std::string> Object(const std::string& object_json);
+  Result<std::string> Begin(uint32_t item, const std::string& kind, const std::string& name);
   Result<std::string> Data(uint32_t item, std::string_view bytes, size_t piece = 256 << 10);
   Result<std::string> EndItem(uint32_t item);
   Result<std::string> EndJob();

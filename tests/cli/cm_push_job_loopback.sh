@@ -46,14 +46,16 @@ job=$(head -1 out)
 [[ $(tail -n +2 out | tr '\n' ' ') == "a1 a2 b1 b2 " ]] || fail "servers: $(cat out)"
 expect_rc 0 cm-push job add "$job" payload.bin --to sites.toml --state state
 # A live stream: lines written over a second, cut by time.
-(for n in $(seq 1 10); do echo "line $n"; sleep 0.1; done) | cm-push job stream "$job" --to sites.toml --state state \
-  || fail "job stream"
+(for n in $(seq 1 10); do echo "line $n"; sleep 0.1; done) | cm-push job stream "$job" --name feed.log --to sites.toml \
+  --state state || fail "job stream"
 expect_rc 0 cm-push job end "$job" --to sites.toml --state state
 expect_rc 0 cm-push job wait "$job" --to sites.toml --state state --timeout 60 --json
 grep -q '"done":true' out || { cat out >&2; fail "wait did not report done"; }
 grep -q '"complete":4' out || { cat out >&2; fail "not every server holds the job"; }
 for h in "${servers[@]}"; do
   cmp -s "state/jobs/$job.log" "$h/spool/jobs/$job.log" || fail "$h: its log differs from the base's"
+  cmp -s payload.bin "$h/spool/jobs/$job/1-payload.bin" || fail "$h: the file item differs"
+  [[ $(cat "$h/spool/jobs/$job/2-feed.log") == "$(seq 1 10 | sed 's/^/line /')" ]] || fail "$h: the stream differs"
 done
 # The log carries the file and the stream (records of 256-byte headers around them).
 size=$(stat -c %s "state/jobs/$job.log")

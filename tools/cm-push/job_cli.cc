@@ -137,8 +137,8 @@ std::string Raw(const JsonValue& v) {
       .Build();
 }
 
-int RunStream(Client& c, const std::string& job) {
-  auto s = c.Call("POST", "/v1/client/stream", JsonObject().Str("job", job).Build());
+int RunStream(Client& c, const std::string& job, const std::string& name) {
+  auto s = c.Call("POST", "/v1/client/stream", JsonObject().Str("job", job).Str("name", name).Build());
   if (!s.ok()) return Fail(s.status());
   uint64_t entry = s->Uint("entry");
   std::string path = "/v1/client/stream-data?job=" + job + "&entry=" + std::to_string(entry);
@@ -196,6 +196,7 @@ void AddJobCommands(CLI::App& app, JobCli* cli) {
   cli->stream = cli->job_cmd->add_subcommand("stream", "Queue standard input as a live stream until it ends");
   common(cli->stream);
   cli->stream->add_option("job", cli->job, "Job id")->required();
+  cli->stream->add_option("--name", cli->file, "The stream's file name on the servers (default stream)");
   cli->end = cli->job_cmd->add_subcommand("end", "No more entries: the job ends once every server holds it");
   common(cli->end);
   cli->end->add_option("job", cli->job, "Job id")->required();
@@ -237,7 +238,7 @@ int RunJobCommands(JobCli& cli) {
     if (cli.json) std::printf("%s\n", JsonObject().Str("job", cli.job).Uint("entry", r->Uint("entry")).Build().c_str());
     return kExitOk;
   }
-  if (cli.stream->parsed()) return RunStream(*c, cli.job);
+  if (cli.stream->parsed()) return RunStream(*c, cli.job, cli.file.empty() ? "stream" : cli.file);
   if (cli.end->parsed()) {
     auto r = c->Call("POST", "/v1/client/end", JsonObject().Str("job", cli.job).Build());
     return r.ok() ? kExitOk : Fail(r.status());

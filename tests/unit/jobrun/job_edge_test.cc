@@ -92,6 +92,7 @@ TEST(JobEdge, AGrowingLogReachesEveryNodeOfThreeSites) {
     object.servers.push_back({name, "site" + std::to_string(i / 3), nodes[i].url, 0});
   }
   ASSERT_TRUE(base.edge->OpenJob(object).ok());
+  ASSERT_TRUE(base.edge->BeginItem(object.job, 1, "file", "data.bin").ok());
   std::mt19937 rng(5);
   std::string all;
   for (int piece = 0; piece < 16; ++piece) {
@@ -116,6 +117,7 @@ TEST(JobEdge, AGrowingLogReachesEveryNodeOfThreeSites) {
     JobEdgeView v = n.edge->View("ci-1");
     EXPECT_TRUE(v.complete) << n.name << " holds " << v.log_size << " of " << all.size();
     EXPECT_EQ(ReadFile(n.dir + "/ci-1.log"), log) << n.name;
+    EXPECT_EQ(ReadFile(n.dir + "/ci-1/1-data.bin"), all) << n.name << ": the item as a file";
   }
   // The base heard every node complete (reports travel every 100 ms).
   auto until = std::chrono::steady_clock::now() + 5s;
@@ -154,6 +156,7 @@ TEST(JobEdge, ANodeKilledMidJobIsRepairedWhenItReturns) {
     object.servers.push_back({name, "site" + std::to_string(i / 2), nodes[i].url, 0});
   }
   ASSERT_TRUE(base.edge->OpenJob(object).ok());
+  ASSERT_TRUE(base.edge->BeginItem(object.job, 1, "file", "data.bin").ok());
   std::mt19937 rng(9);
   std::string all;
   const int victim = 2;  // s1a: the entry of site 1, a source for others
@@ -184,6 +187,7 @@ TEST(JobEdge, ANodeKilledMidJobIsRepairedWhenItReturns) {
   for (Host& n : nodes) {
     EXPECT_TRUE(n.edge->View("ci-2").complete) << n.name;
     EXPECT_EQ(ReadFile(n.dir + "/ci-2.log"), log) << n.name;
+    EXPECT_EQ(ReadFile(n.dir + "/ci-2/1-data.bin"), all) << n.name << ": written again from the log after the restart";
   }
   EXPECT_GT(held_at_kill, 0u) << "the victim held part of the log when it died";
   for (Host& n : nodes) StopHost(&n);
@@ -202,6 +206,7 @@ TEST(JobEdge, RecordsThatDoNotVerifyAreNeitherKeptNorServed) {
   StartHost(&wrong, false, "wrong", tmp.path() + "/wrong", 0, &other.pub);
   push::JobObject object{"ci-3", base.url, {{"good", "site0", good.url, 0}, {"wrong", "site1", wrong.url, 0}}};
   ASSERT_TRUE(base.edge->OpenJob(object).ok());
+  ASSERT_TRUE(base.edge->BeginItem(object.job, 1, "file", "data.bin").ok());
   ASSERT_TRUE(base.edge->AddData("ci-3", 1, std::string(300 << 10, 'x')).ok());
   ASSERT_TRUE(base.edge->EndItem("ci-3", 1).ok());
   ASSERT_TRUE(base.edge->Finish("ci-3").ok());
