@@ -291,6 +291,7 @@ Result<std::unique_ptr<BaseService>> BaseService::Start(BaseServiceOptions opts)
   eo.dir = opts.state_dir + "/jobs";
   eo.key = opts.key.pub;
   eo.sign_key = opts.key;
+  eo.group_key = opts.group_key;
   CM_ASSIGN_OR_RETURN(impl->edge, JobEdge::Start(eo));
   impl->opts = std::move(opts);
   return std::unique_ptr<BaseService>(new BaseService(std::move(impl)));

@@ -21,11 +21,13 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "http/server.h"
 #include "pack/keys.h"
 #include "push/sites.h"
+#include "util/group_key.h"
 #include "util/status.h"
 
 namespace cm::jobrun {
@@ -34,6 +36,7 @@ struct BaseServiceOptions {
   push::SitesConfig sites;
   std::string state_dir;   // STATE: base.token, jobs/<job>.log
   pack::SigningKey key;    // signs every record
+  std::optional<GroupKey> group_key;  // CM-Auth on the nodes' calls and the base's offers (jobrun/job_edge.h)
   std::string url;         // how nodes reach the base: http://host:port
 };
 

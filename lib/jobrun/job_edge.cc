@@ -9,7 +9,11 @@
 #include <thread>
 #include <vector>
 
+#include <sodium.h>
+
 #include "http/client.h"
+#include "push/auth.h"
+#include "util/hash.h"
 #include "jobrun/record_log.h"
 #include "pushrun/edge_loop.h"
 #include "util/json.h"
@@ -56,6 +60,19 @@ bool JobNameOk(const std::string& j) {
 
 http::Response JsonError(int status, const std::string& msg) {
   return http::Response::Json(status, JsonObject().Str("error", msg).Build());
+}
+
+namespace auth = push::auth;
+
+int64_t WallSeconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+std::string NewNonce() {
+  InitCrypto();
+  uint8_t b[auth::kNonceHexSize / 2];
+  randombytes_buf(b, sizeof b);
+  return ToHex(b, sizeof b);
 }
 
 // A few threads that run blocking work in order of arrival.
@@ -122,12 +139,48 @@ struct JobEdge::Impl {
   };
 
   JobEdgeOptions opts;
+  std::optional<GroupKey> report_key;
+  std::mutex nonce_mu;
+  auth::NonceCache nonces;
   std::unique_ptr<pushrun::EdgeLoop> loop;
   std::unique_ptr<Workers> workers;
   std::map<std::string, Job> jobs;  // the loop thread's
   std::mutex threads_mu;
   std::vector<std::thread> fetchers;
   std::atomic<bool> stopping{false};
+
+  std::string SelfName() const { return opts.base ? std::string(auth::kCcmName) : opts.name; }
+
+  http::HeaderList Stamp(const std::string& to, const std::string& path, const std::string& body) const {
+    if (!report_key) return {};
+    auth::Stamp st;
+    st.alg = auth::Alg::kMac;
+    st.from = SelfName();
+    st.to = to;
+    st.exp = WallSeconds() + 300;
+    st.nonce = NewNonce();
+    auth::Mac(&st, *report_key, "POST", path, body);
+    return {{auth::kHeader, auth::Format(st)}};
+  }
+
+  // A POST's CM-Auth: ok, and *from holds the sender; else the refusal.
+  std::optional<http::Response> Check(const http::Request& req, std::string* from) {
+    if (!report_key) return std::nullopt;
+    auth::Expectation want;
+    want.alg = auth::Alg::kMac;
+    std::string self = SelfName();
+    want.to = self;
+    want.report_key = &*report_key;
+    auth::Stamp st;
+    auth::Verdict v;
+    {
+      std::lock_guard<std::mutex> lock(nonce_mu);
+      v = auth::Verify(req.header(auth::kHeaderLower), "POST", req.path(), req.body, want, WallSeconds(), &nonces, &st);
+    }
+    if (v != auth::Verdict::kOk) return JsonError(auth::VerdictStatus(v), auth::VerdictText(v));
+    *from = st.from;
+    return std::nullopt;
+  }
 
   // ---- on the loop thread ----
 
@@ -212,10 +265,11 @@ struct JobEdge::Impl {
       Done(id, r);
       return;
     }
-    std::string url, body;
+    std::string url, body, to = auth::kCcmName, path;
     switch (c.kind) {
       case push::JobCall::Kind::kOffer: {
         url = UrlOf(j, c.to) + "/v1/job-offer";
+        if (c.to >= 0 && static_cast<size_t>(c.to) < j.object.servers.size()) to = j.object.servers[c.to].name;
         push::JobOfferBody ob{id, c.offer, opts.url};
         body = JsonObject().Str("object", j.object_json).Str("offer", push::Encode(ob)).Build();
         break;
@@ -241,10 +295,12 @@ struct JobEdge::Impl {
     }
     push::JobCall call = c;
     auto timeout = opts.call_timeout;
-    workers->Run([this, id, call, url, body, timeout] {
+    path = url.substr(url.find("/v1/"));
+    http::HeaderList stamp = Stamp(to, path, body);
+    workers->Run([this, id, call, url, body, timeout, stamp] {
       thread_local http::Client client;
       push::JobCallResult r{call.id, false};
-      auto resp = client.Call("POST", url, body, timeout);
+      auto resp = client.Call("POST", url, body, timeout, "application/json", stamp);
       if (resp.ok() && resp->status == 200) {
         r.ok = true;
         switch (call.kind) {
@@ -399,6 +455,8 @@ struct JobEdge::Impl {
   // ---- HTTP handlers (connection threads) ----
 
   http::Response HandleOffer(const http::Request& req) {
+    std::string sender;
+    if (auto refused = Check(req, &sender)) return *refused;
     auto v = ParseJson(req.body);
     if (!v.ok() || !v->is_object()) return JsonError(400, "job offer: not a JSON object");
     auto object = push::ParseJobObject(v->Str("object"));
@@ -412,6 +470,13 @@ struct JobEdge::Impl {
       if (object->servers[i].name == opts.name) self = static_cast<push::NodeRef>(i);
     }
     if (self == push::kNoNode) return JsonError(403, "job offer: " + opts.name + " is not a server of " + object->job);
+    if (report_key) {
+      push::NodeRef f = offer->offer.from;
+      std::string claimed = f == push::kBaseNode ? std::string(auth::kCcmName)
+                            : f >= 0 && static_cast<size_t>(f) < object->servers.size() ? object->servers[f].name
+                                                                                         : std::string();
+      if (claimed != sender) return JsonError(403, "forbidden: " + sender + " offers as " + claimed);
+    }
     std::string object_json = push::Encode(*object);
     return loop->Run([&]() -> http::Response {
       auto it = jobs.find(object->job);
@@ -477,12 +542,27 @@ struct JobEdge::Impl {
     });
   }
 
+  // The sender a stamp names must be the node the body speaks for.
+  std::optional<http::Response> Speaks(const std::string& job, uint64_t node, const std::string& sender) {
+    if (!report_key) return std::nullopt;
+    bool ok = loop->Run([&] {
+      auto it = jobs.find(job);
+      return it != jobs.end() && node < it->second.object.servers.size() &&
+             it->second.object.servers[node].name == sender;
+    });
+    if (!ok) return JsonError(403, "forbidden: " + sender + " speaks for another node of " + job);
+    return std::nullopt;
+  }
+
   http::Response HandleBaseCall(const std::string& path, const http::Request& req) {
     if (!opts.base) return JsonError(404, "not the base: " + path);
+    std::string sender;
+    if (auto refused = Check(req, &sender)) return *refused;
     Micros now = SteadyNow();
     if (path == "/v1/job-progress") {
       auto b = push::ParseJobProgress(req.body);
       if (!b.ok()) return JsonError(400, b.status().message());
+      if (auto refused = Speaks(b->job, b->progress.node, sender)) return *refused;
       return loop->Run([&]() -> http::Response {
         auto it = jobs.find(b->job);
         if (it == jobs.end()) return JsonError(404, "no job " + b->job);
@@ -493,6 +573,7 @@ struct JobEdge::Impl {
     if (path == "/v1/job-help") {
       auto b = push::ParseJobHelp(req.body);
       if (!b.ok()) return JsonError(400, b.status().message());
+      if (auto refused = Speaks(b->job, b->ask.node, sender)) return *refused;
       return loop->Run([&]() -> http::Response {
         auto it = jobs.find(b->job);
         if (it == jobs.end()) return JsonError(404, "no job " + b->job);
@@ -503,6 +584,7 @@ struct JobEdge::Impl {
     if (path == "/v1/job-source-failed") {
       auto b = push::ParseJobSourceFailed(req.body);
       if (!b.ok()) return JsonError(400, b.status().message());
+      if (auto refused = Speaks(b->job, b->msg.node, sender)) return *refused;
       return loop->Run([&]() -> http::Response {
         auto it = jobs.find(b->job);
         if (it == jobs.end()) return JsonError(404, "no job " + b->job);
@@ -512,6 +594,9 @@ struct JobEdge::Impl {
     if (path == "/v1/job-unreachable") {
       auto b = push::ParseJobUnreachable(req.body);
       if (!b.ok()) return JsonError(400, b.status().message());
+      if (b->msg.from >= 0) {
+        if (auto refused = Speaks(b->job, static_cast<uint64_t>(b->msg.from), sender)) return *refused;
+      }
       return loop->Run([&]() -> http::Response {
         auto it = jobs.find(b->job);
         if (it == jobs.end()) return JsonError(404, "no job " + b->job);
@@ -530,6 +615,7 @@ Result<std::unique_ptr<JobEdge>> JobEdge::Start(JobEdgeOptions opts) {
   if (!opts.base && opts.name.empty()) return Error(Code::kUsage, "job edge: a node needs its name");
   if (opts.dir.empty()) return Error(Code::kUsage, "job edge: no directory for the logs");
   auto impl = std::make_unique<Impl>();
+  if (opts.group_key) impl->report_key = auth::ReportKey(*opts.group_key);
   impl->opts = std::move(opts);
   Impl* raw = impl.get();
   impl->loop = std::make_unique<pushrun::EdgeLoop>([raw](Micros now) { raw->OnTimer(now); });

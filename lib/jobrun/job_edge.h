@@ -12,12 +12,13 @@
 //   base only:
 //   POST /v1/job-progress, /v1/job-help, /v1/job-source-failed, /v1/job-unreachable
 //
+// POSTs are authenticated with the group key (CM-Auth, alg=mac) when one is
+// set; the sender a stamp names must be the node its body speaks for.
 // Every record is checked against the base's key before it is kept or
 // served (jobrun/record_log.h); an offer whose job object is not the one the
 // base signed in the log is dropped once the log's first record shows it.
-// A draft: not wired into `cm-push relay` or a base daemon yet, and offers
-// carry no CM-Auth (docs/protocol/jobs.md, "Planned"); the loopback test
-// (tests/unit/jobrun) runs a base and nodes in one process. Thread-safe.
+// `cm-push relay` and `cm-push base` run it (tools/cm-push); the loopback
+// test (tests/unit/jobrun) runs a base and nodes in one process. Thread-safe.
 #pragma once
 
 #include <chrono>
@@ -30,6 +31,7 @@
 #include "push/job_base.h"
 #include "push/job_messages.h"
 #include "push/job_node.h"
+#include "util/group_key.h"
 #include "util/status.h"
 
 namespace cm::jobrun {
@@ -50,6 +52,11 @@ struct JobEdgeOptions {
   std::chrono::milliseconds call_timeout{3000};
   size_t workers = 4;
   size_t max_jobs = 64;    // jobs a node takes part in at once (offers beyond: 503)
+  // Every POST (offers, and the calls to the base) carries a CM-Auth MAC
+  // with ReportKey(group key), from the sender's name to the receiver's
+  // ("ccm" is the base), and is refused without one (401/403/409 as tree
+  // mode). Unset: none sent, none asked (tests).
+  std::optional<GroupKey> group_key;
 };
 
 struct JobEdgeView {

@@ -32,7 +32,7 @@ for h in "${servers[@]}"; do
     --iface 127.0.0.1 --pub-key ccm.key.pub --group-key group.key 2>"$h.log" &
   pids+=($!)
 done
-cm-push base --to sites.toml --state state --sign-key ccm.key 2>base.log &
+cm-push base --to sites.toml --state state --sign-key ccm.key --group-key group.key 2>base.log &
 pids+=($!)
 for ((i = 0; i <= 4; i++)); do
   for ((k = 0; k < 50; k++)); do (exec 3<>/dev/tcp/127.0.0.1/$((base + i))) 2>/dev/null && break; sleep 0.1; done

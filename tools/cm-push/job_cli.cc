@@ -17,6 +17,7 @@
 #include "push/sites.h"
 #include "util/config_dir.h"
 #include "util/exit_codes.h"
+#include "util/group_key.h"
 #include "util/json.h"
 #include "util/json_value.h"
 #include "util/log.h"
@@ -69,6 +70,8 @@ int RunBase(JobCli& cli) {
   if (!sites.ok()) return Fail(sites.status());
   auto key = pack::LoadSigningKey(DefaultFile(cli.sign_key, "ccm.key"));
   if (!key.ok()) return Fail(key.status());
+  auto group = LoadGroupKey(DefaultFile(cli.group_key, "group.key"));
+  if (!group.ok()) return Fail(group.status());
   std::string listen = cli.listen.empty() ? sites->ccm.listen.ToString() : cli.listen;
   sigset_t set;
   sigemptyset(&set);
@@ -80,6 +83,7 @@ int RunBase(JobCli& cli) {
   bo.sites = *sites;
   bo.state_dir = cli.state_dir;
   bo.key = *key;
+  bo.group_key = *group;
   bo.url = sites->ccm.url;
   auto service = jobrun::BaseService::Start(bo);
   if (!service.ok()) return Fail(service.status());
@@ -176,6 +180,7 @@ void AddJobCommands(CLI::App& app, JobCli* cli) {
   cli->base->add_option("--to", cli->sites_file, "Sites file: the servers, and [ccm] listen/url for the base")->required();
   cli->base->add_option("--state", cli->state_dir, "State directory: base.token, jobs/")->required();
   cli->base->add_option("--sign-key", cli->sign_key, "The key that signs every record (default CONF/ccm.key)");
+  cli->base->add_option("--group-key", cli->group_key, "Group key: authenticates relays' calls (default CONF/group.key)");
   cli->base->add_option("--listen", cli->listen, "HTTP ADDR:PORT (default: [ccm] listen)");
 
   cli->job_cmd = app.add_subcommand("job", "Job mode's client: open a job at the base, add content, wait (draft)");

@@ -12,6 +12,7 @@ struct JobCli {
   std::string sites_file;   // --to
   std::string state_dir;    // --state
   std::string sign_key;     // --sign-key (base)
+  std::string group_key;    // --group-key (base)
   std::string listen;       // --listen (base; default [ccm] listen)
   std::string client = "cli";
   std::vector<std::string> servers;

@@ -14,6 +14,7 @@
 
 #include "jobrun/job_edge.h"
 #include "pack/keys.h"
+#include "util/group_key.h"
 #include "util/config_dir.h"
 #include "util/exit_codes.h"
 #include "util/log.h"
@@ -120,6 +121,9 @@ int RunRelay(RelayCli& cli) {
   jo.url = (*relay)->url();
   jo.dir = r.spool + "/jobs";
   jo.key = *pub;
+  auto group = LoadGroupKey(r.group_key);
+  if (!group.ok()) return Fail(group.status());
+  jo.group_key = *group;
   auto job_edge = jobrun::JobEdge::Start(jo);
   if (!job_edge.ok()) return Fail(job_edge.status());
   job_edge_at->store(job_edge->get());

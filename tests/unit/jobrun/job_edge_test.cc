@@ -15,6 +15,7 @@
 #include "jobrun/record_log.h"
 #include "unit/push/job_chunk_fixture.h"
 #include "support/test_util.h"
+#include "push/auth.h"
 #include "util/json.h"
 
 namespace cm::jobrun {
@@ -54,6 +55,7 @@ void StartHost(Host* h, bool base, const std::string& name, const std::string& d
   o.name = name;
   o.url = h->url;
   o.dir = dir;
+  o.group_key = GroupKey{7, 7, 7};
   o.key = key ? *key : BaseKey().pub;
   if (base) o.sign_key = BaseKey();
   o.up_bps = 0;
@@ -232,11 +234,39 @@ TEST(JobEdge, BadRequestsGetOneClearError) {
   r.method = "POST";
   r.target = "/v1/job-offer";
   r.body = "{";
-  EXPECT_EQ(node.edge->Handle(r).status, 400);
+  EXPECT_EQ(node.edge->Handle(r).status, 401);  // nothing is parsed before the sender is known
   push::JobObject o{"ci-1", base.url, {{"other", "site0", "http://127.0.0.1:1", 0}}};
   push::JobOfferBody ob{"ci-1", push::JobOfferMsg{push::kBaseNode, {}, 0, 0, false, false}, base.url};
   r.body = "{\"object\":" + JsonEscape(push::Encode(o)) + ",\"offer\":" + JsonEscape(push::Encode(ob)) + "}";
+  EXPECT_EQ(node.edge->Handle(r).status, 401);  // no CM-Auth
+  auto stamp = [&](const std::string& from, const std::string& to, const std::string& path, const std::string& body) {
+    push::auth::Stamp st;
+    st.alg = push::auth::Alg::kMac;
+    st.from = from;
+    st.to = to;
+    st.exp = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count() + 60;
+    static int serial = 0;
+    char nonce[33];
+    std::snprintf(nonce, sizeof nonce, "%032x", ++serial);
+    st.nonce = nonce;
+    push::auth::Mac(&st, push::auth::ReportKey(GroupKey{7, 7, 7}), "POST", path, body);
+    r.headers[push::auth::kHeaderLower] = push::auth::Format(st);
+  };
+  std::string good = r.body;
+  r.body = "{";
+  stamp("ccm", "n1", "/v1/job-offer", r.body);
+  EXPECT_EQ(node.edge->Handle(r).status, 400);
+  r.body = good;
+  stamp("ccm", "n1", "/v1/job-offer", r.body);
   EXPECT_EQ(node.edge->Handle(r).status, 403);  // not a server of that job
+  push::JobObject o2{"ci-1", base.url, {{"n1", "site0", node.url, 0}, {"n2", "site0", "http://127.0.0.1:1", 0}}};
+  push::JobOfferBody ob2{"ci-1", push::JobOfferMsg{1, {}, 0, 0, false, false}, "http://127.0.0.1:1"};
+  r.body = "{\"object\":" + JsonEscape(push::Encode(o2)) + ",\"offer\":" + JsonEscape(push::Encode(ob2)) + "}";
+  stamp("ccm", "n1", "/v1/job-offer", r.body);
+  EXPECT_EQ(node.edge->Handle(r).status, 403);  // the base's stamp on an offer that says it is n2's
+  stamp("n2", "n1", "/v1/job-offer", r.body + " ");
+  EXPECT_EQ(node.edge->Handle(r).status, 401);  // the MAC covers the body
+  r.headers.clear();
   r.method = "GET";
   r.target = "/v1/jobs/ci-1/log?from=0";
   EXPECT_EQ(node.edge->Handle(r).status, 404);
@@ -246,7 +276,10 @@ TEST(JobEdge, BadRequestsGetOneClearError) {
   r.target = "/v1/job-help";
   r.body = "{}";
   EXPECT_EQ(node.edge->Handle(r).status, 404);  // only the base answers
+  EXPECT_EQ(base.edge->Handle(r).status, 401);  // no CM-Auth
+  stamp("n1", "ccm", "/v1/job-help", r.body);
   EXPECT_EQ(base.edge->Handle(r).status, 400);
+  EXPECT_EQ(base.edge->Handle(r).status, 409);  // the same stamp again: a replay
   StopHost(&node);
   StopHost(&base);
 }
