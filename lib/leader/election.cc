@@ -103,18 +103,19 @@ Micros Election::DeadAfter(Micros heard_at) const {
   return heard_at + dead * interval + Skew(heard_at);
 }
 
-int Election::ClaimCopies() const {
+int Election::ClaimCopies(bool vouched) const {
   // A claim of a live leader wins only if every copy's answer is lost: the
   // leader's (the copy or its Alive lost: q = 1 - (1-p)^2 each) and every
   // voucher's (which also needs to have heard a heartbeat the claimant
   // missed: it missed the same two with p^2).
+  const Timers& t = cfg_.timers;
   // The estimate itself (at least loss_weight), not its upper bound: the
   // bound is for the rare event of a run of misses, this is a product of
-  // many independent chances.
-  const Timers& t = cfg_.timers;
+  // many independent chances (and with the bound, 16 copies would often not
+  // do at 20% loss: the window would grow by a heartbeat).
   const double p = std::max(loss_, t.loss_weight);
   const double q = 1 - (1 - p) * (1 - p);
-  const int vouchers = std::min(Peers(), t.vouchers);
+  const int vouchers = vouched ? std::min(Peers(), t.vouchers) : 0;
   for (int c = std::max(t.claim_sends, 1); c <= std::max(t.claim_sends, t.claim_sends_max); ++c) {
     const double qc = std::pow(q, c);
     const double voucher_fails = 1 - (1 - p * p) * (1 - qc);
@@ -182,9 +183,23 @@ void Election::CountBeat(const Message& m) {
 }
 
 Micros Election::NextClaimRepeat() const {
+  // The copies go out over the first half of the voting window; the second
+  // half is for the answers to the last ones.
   const int n = claim_copies_;
   if (state_ != State::kVoting || vote_end_ == kNever || claims_sent_ >= n) return kNever;
-  return claim_sent_ + (vote_end_ - claim_sent_) * claims_sent_ / n;
+  return claim_sent_ + claim_spread_ * claims_sent_ / n;
+}
+
+bool Election::Defer(Micros now, Micros* due, bool* deferred) const {
+  // A deadline this node wakes up for late (its host was busy): datagrams
+  // that arrived meanwhile may still wait in its socket (a live leader's
+  // answer to our claim, a heartbeat), and the timer may run before they
+  // are read. Give them a quarter of a voting window, once.
+  const Micros late = cfg_.timers.vote_min / 10;
+  if (*deferred || *due == kNever || now - *due <= late) return false;
+  *deferred = true;
+  *due = now + std::max<Micros>(cfg_.timers.vote_min / 4, 1);
+  return true;
 }
 
 Message Election::Base(MsgType t) const {
@@ -340,6 +355,7 @@ void Election::Follow(Micros now, const Message& m, proto::Effects* out) {
   leader_interval_ = m.interval_us ? m.interval_us : cfg_.timers.interval;
   leader_dead_intervals_ = m.dead_intervals;
   dead_at_ = DeadAfter(now);
+  dead_deferred_ = suspicion_ = false;
   claim_at_ = vote_end_ = concede_until_ = kNever;
   if (changed) out->events.push_back("leader " + std::to_string(leader_) + " epoch=" + std::to_string(leader_epoch_));
   // Pre-empt a weaker leader once allowed; back off while claims go unheard.
@@ -358,6 +374,14 @@ void Election::OnAlive(Micros now, const Message& m, proto::Effects* out) {
         StepDown(now, out);
         Follow(now, m, out);
         return;
+      }
+      if (handover_to_ != 0 && m.sender != handover_to_) {
+        // A weaker node took our silence for death and leads: the handover
+        // has gone wrong; lead on, audibly (it steps down for our Alive).
+        out->events.push_back("handover to " + std::to_string(handover_to_) + " abandoned: leader " +
+                              std::to_string(m.sender) + " heard");
+        handover_to_ = 0;
+        no_handover_until_ = now + 10 * cfg_.timers.DeadInterval();
       }
       // We out-rank it: assert at once with an epoch above both.
       if (contest_by_ != m.sender) {
@@ -541,17 +565,26 @@ void Election::OnMembers(Micros now, const Message& m, proto::Effects* out) {
 }
 
 void Election::Claim(Micros now, proto::Effects* out, bool preempt) {
+  // Peers vouch only for the leader they follow: for a suspicion of the
+  // leader this node followed until now. A claim after conceding or
+  // without a leader (one may lead that this node has not heard yet) is
+  // answered by that leader alone: it needs copies enough on its own.
+  const bool vouched = (state_ == State::kKnown || suspicion_) && !preempt;
+  suspicion_ = false;
   SetState(now, State::kVoting, out);
   claim_preempt_ = preempt;
   claim_at_ = kNever;
   preempt_at_ = kNever;
   claim_sent_ = last_claim_sent_ = now;
   claims_sent_ = 1;
-  vote_end_ = now + VoteWindow();
+  const Micros window = VoteWindow();
+  vote_end_ = now + window;
+  claim_spread_ = window * 3 / 4;
+  vote_deferred_ = false;
   // Under loss a live leader's answers (and its vouchers') may all be lost:
   // send as many copies as it takes; if no number will do, wait for the
   // leader's next heartbeat too.
-  claim_copies_ = ClaimCopies();
+  claim_copies_ = ClaimCopies(vouched);
   if (claim_copies_ == 0) {
     claim_copies_ = std::max(cfg_.timers.claim_sends, cfg_.timers.claim_sends_max);
     vote_end_ += cfg_.timers.interval;
@@ -571,7 +604,8 @@ void Election::SendVouch(Micros now, const Message& claim, proto::Effects* out) 
     h ^= h >> 29;
     if (h % static_cast<uint64_t>(peers) >= static_cast<uint64_t>(cfg_.timers.vouchers)) return;
   }
-  if (now - last_vouch_sent_ < cfg_.timers.vote_min / 16) return;
+  // At most one vouch per claim copy (they come claim_sends_max per half window at most).
+  if (now - last_vouch_sent_ < cfg_.timers.vote_min / (2 * std::max(cfg_.timers.claim_sends_max, 1))) return;
   last_vouch_sent_ = now;
   Message v = Base(MsgType::kVouch);
   v.epoch = leader_epoch_;
@@ -620,11 +654,13 @@ void Election::Restore(Micros now, Micros heard_at, uint64_t beat, proto::Effect
   last_alive_ = heard_at;
   evidence_beat_ = beat;
   dead_at_ = DeadAfter(heard_at);
+  dead_deferred_ = suspicion_ = false;
   claim_at_ = vote_end_ = concede_until_ = kNever;
 }
 
 void Election::Concede(Micros now, uint64_t to, uint32_t prio, proto::Effects* out) {
   SetState(now, State::kConceding, out);
+  suspicion_ = false;
   concede_to_ = to;
   concede_prio_ = prio;
   concede_until_ = now + cfg_.timers.DeadInterval();
@@ -717,7 +753,10 @@ void Election::Tick(Micros now, proto::Effects* out) {
   const Timers& t = cfg_.timers;
   switch (state_) {
     case State::kKnown:
+      if (now >= dead_at_ && Defer(now, &dead_at_, &dead_deferred_)) break;
       if (now >= dead_at_) {
+        dead_deferred_ = false;
+        suspicion_ = true;
         out->events.push_back("leader-dead " + std::to_string(leader_));
         SetState(now, State::kUnknown, out);
         leader_ = 0;
@@ -747,6 +786,7 @@ void Election::Tick(Micros now, proto::Effects* out) {
         last_claim_sent_ = now;
         Send(ClaimMsg(), out);
       }
+      if (now >= vote_end_ && Defer(now, &vote_end_, &vote_deferred_)) break;
       if (now >= vote_end_) {
         vote_end_ = kNever;
         if (vote_contested_) {

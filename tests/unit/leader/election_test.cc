@@ -38,6 +38,97 @@ Micros RunUntilLeader(Sim& s, int want, Micros limit) {
   return -1;
 }
 
+// A host that was busy wakes up late for a deadline; the datagrams that
+// arrived meanwhile wait in its socket and the timer may run first. The core
+// defers a late deadline once, briefly, so a live leader's heartbeat (or its
+// answer to our claim) is read before the node declares the leader dead or
+// wins its vote; a deadline met on time is not deferred.
+TEST(Election, LateWakeUpReadsWaitingDatagramsBeforeDeciding) {
+  constexpr Micros kBeat = 100 * kMillis;
+  Config c;
+  c.id = 2;
+  c.self = {0x0a000002, 7400};
+  c.control = kControl;
+  c.admin_priority = 100;
+  c.timers = ScaledTimers(kBeat);
+  c.listen_first = false;
+  uint64_t beat = 0;
+  auto alive = [&] {
+    Message m;
+    m.type = MsgType::kAlive;
+    m.sender = 1;
+    m.epoch = 1;
+    m.priority = 200u << 16;
+    m.addr = {0x0a000001, 7400};
+    m.interval_us = static_cast<uint32_t>(kBeat);
+    m.dead_intervals = 3;
+    m.member_count = 5;  // peers to vouch: group evidence
+    m.beat = ++beat;
+    return Encode(m);
+  };
+  for (bool late : {false, true}) {
+    SCOPED_TRACE(late ? "late" : "on time");
+    Election e(c);
+    proto::Effects fx;
+    e.Start(0, &fx);
+    Micros now = 10 * kMillis;
+    fx.Clear();
+    e.OnDatagram(now, {0x0a000001, 7400}, alive(), &fx);
+    ASSERT_EQ(e.state(), State::kKnown);
+    // The first registration (within register_backoff), then the leader's
+    // death is due at fx.wake_at; wake up 10 ms after it.
+    ASSERT_LE(fx.wake_at, now + c.timers.register_backoff);
+    now = fx.wake_at;
+    fx.Clear();
+    e.OnTimer(now, &fx);
+    const Micros dead_at = fx.wake_at;
+    ASSERT_GT(dead_at, now + kBeat);
+    ASSERT_LT(dead_at, now + 3 * kBeat);
+    now = dead_at + (late ? 10 * kMillis : 0);
+    fx.Clear();
+    e.OnTimer(now, &fx);
+    if (late) {
+      EXPECT_EQ(e.state(), State::kKnown) << "a late wake-up declared the leader dead before reading its socket";
+      EXPECT_GT(fx.wake_at, now);
+      // The heartbeat that waited in the socket: the leader lives.
+      fx.Clear();
+      e.OnDatagram(now + 100, {0x0a000001, 7400}, alive(), &fx);
+      EXPECT_EQ(e.state(), State::kKnown);
+      EXPECT_EQ(e.leader(), 1u);
+      // Its next death is due on time again; then a late claim's vote end.
+      now = fx.wake_at;
+    }
+    // Declared dead (on time), then the claim.
+    for (int i = 0; i < 4 && e.state() != State::kVoting; ++i) {
+      fx.Clear();
+      e.OnTimer(now, &fx);
+      if (e.state() != State::kVoting) now = std::max(now, fx.wake_at);
+    }
+    ASSERT_EQ(e.state(), State::kVoting);
+    const Micros vote_end = now + c.timers.vote_min;
+    // Its copies, on time.
+    while (true) {
+      fx.Clear();
+      e.OnTimer(now, &fx);
+      if (fx.wake_at >= vote_end) break;
+      now = fx.wake_at;
+    }
+    ASSERT_EQ(e.state(), State::kVoting);
+    now = vote_end + (late ? 10 * kMillis : 0);
+    fx.Clear();
+    e.OnTimer(now, &fx);
+    if (!late) {
+      EXPECT_EQ(e.state(), State::kLeader) << "a vote that ends on time is decided at once";
+      continue;
+    }
+    EXPECT_EQ(e.state(), State::kVoting) << "a late wake-up won the vote before reading its socket";
+    fx.Clear();
+    e.OnDatagram(now + 100, {0x0a000001, 7400}, alive(), &fx);
+    EXPECT_EQ(e.state(), State::kKnown);
+    EXPECT_EQ(e.leader(), 1u);
+  }
+}
+
 TEST(Election, StrongestWinsAtStartAfterListeningOneDeadInterval) {
   Sim s(1, sim::NetParams{});
   auto cfgs = AddSegment(&s, {50, 150, 100}, 1);
