@@ -228,6 +228,7 @@ void Election::SetState(Micros now, State s, proto::Effects* out) {
     suspect_beat_ = evidence_beat_;
   }
   state_ = s;
+  if (s == State::kKnown || s == State::kLeader) hidden_suspicion_ = false;
   out->events.push_back(std::string("state ") + StateName(s));
   if (was_leader) {
     out->events.push_back("demoted epoch=" + std::to_string(epoch_));
@@ -486,6 +487,8 @@ void Election::OnClaim(Micros now, const Message& m, proto::Effects* out) {
       // The leader looks alive (to us, or to the group: our own timer has not
       // run out): it answers the claim itself.
       if (now - last_alive_ < (group_evidence() ? GroupDead(leader_interval_) : cfg_.timers.interval * 3 / 2)) return;
+      // We suspect it too: not shown until it resolves, as our own suspicion.
+      hidden_suspicion_ = group_evidence();
       [[fallthrough]];
     case State::kUnknown:
       // A weaker claim means nobody leads: a stronger candidate answers with
@@ -757,6 +760,7 @@ void Election::Tick(Micros now, proto::Effects* out) {
       if (now >= dead_at_) {
         dead_deferred_ = false;
         suspicion_ = true;
+        hidden_suspicion_ = group_evidence();
         out->events.push_back("leader-dead " + std::to_string(leader_));
         SetState(now, State::kUnknown, out);
         leader_ = 0;
@@ -805,6 +809,7 @@ void Election::Tick(Micros now, proto::Effects* out) {
     case State::kConceding:
       if (now >= concede_until_) {
         concede_until_ = kNever;
+        hidden_suspicion_ = false;  // no leader for a whole conceding period: show it
         SetState(now, State::kUnknown, out);
         claim_at_ = CanClaim(now) ? now : listen_until_;
         if (CanClaim(now)) Claim(now, out);

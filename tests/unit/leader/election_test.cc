@@ -129,6 +129,49 @@ TEST(Election, LateWakeUpReadsWaitingDatagramsBeforeDeciding) {
   }
 }
 
+// A member's brief suspicion of a live leader (its claim, answered by the
+// leader or a peer's vouch) is not shown: shown_state() stays kKnown with
+// the same leader, though the core went through voting. After a real crash
+// the survivors show the old leader until the new one, never "unknown".
+TEST(Election, BriefSuspicionIsNotShownButATakeoverIs) {
+  constexpr Micros kBeat = 100 * kMillis;
+  Sim s(21, sim::NetParams{});
+  AddSegment(&s, {250, 200, 150, 100, 50}, 21, [](Config* c) { c->timers = ScaledTimers(kBeat); });
+  for (int i = 0; i < 5; ++i) s.SetLoss(i, 0.2);
+  ASSERT_GT(RunUntilLeader(s, 0, 5 * kSeconds), 0);
+  std::vector<size_t> mark(5);
+  for (int i = 0; i < 5; ++i) mark[i] = s.events(i).size();
+  int shown_changes = 0;
+  std::vector<std::pair<State, uint64_t>> shown(5);
+  for (int i = 0; i < 5; ++i) shown[i] = {s.core(i).shown_state(), s.core(i).shown_leader()};
+  auto watch = [&](int* changes, std::vector<std::string>* seen) {
+    for (int i = 0; i < 5; ++i) {
+      if (!s.alive(i)) continue;
+      std::pair<State, uint64_t> now{s.core(i).shown_state(), s.core(i).shown_leader()};
+      if (now != shown[i]) {
+        ++*changes;
+        if (seen) seen->push_back(std::to_string(i) + ":" + StateName(now.first));
+        shown[i] = now;
+      }
+    }
+  };
+  s.RunUntil(s.now() + 30 * kSeconds, [&] { watch(&shown_changes, nullptr); });
+  int suspicions = 0;
+  for (int i = 1; i < 5; ++i)
+    for (size_t k = mark[i]; k < s.events(i).size(); ++k) suspicions += s.events(i)[k] == "state voting";
+  ASSERT_EQ(LeaderOf(s), 0);
+  EXPECT_GT(suspicions, 5) << "20% loss should make followers suspect the leader now and then";
+  EXPECT_EQ(shown_changes, 0) << suspicions << " suspicions";
+  // The crash: survivors show a leader throughout, then the new one.
+  s.Crash(0);
+  std::vector<std::string> seen;
+  int changes = 0;
+  s.RunUntil(s.now() + 2 * kSeconds, [&] { watch(&changes, &seen); });
+  ASSERT_EQ(LeaderOf(s), 1);
+  for (const std::string& v : seen) EXPECT_TRUE(v.ends_with(":known") || v.ends_with(":leader")) << v;
+  for (int i = 1; i < 5; ++i) EXPECT_EQ(s.core(i).shown_leader(), s.core(1).id()) << i;
+}
+
 TEST(Election, StrongestWinsAtStartAfterListeningOneDeadInterval) {
   Sim s(1, sim::NetParams{});
   auto cfgs = AddSegment(&s, {50, 150, 100}, 1);
