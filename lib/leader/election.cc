@@ -139,7 +139,12 @@ Micros Election::ExpiryOf(const Member& m) const {
   // when higher: a member whose few registrations all arrived may still lose
   // the next ones at the group's rate.
   const double w = std::max(t.loss_weight, 1.0 / double(std::max<uint64_t>(1, m.regs_seen)));
-  const double q = std::max(LossUpper(m.loss, w), LossUpper(reg_loss_, GroupLossWeight()));
+  // No loss seen yet is not no loss: the group's estimate is at least its
+  // own weight (about one loss in as many registrations as it remembers),
+  // so a few refreshes lost in a row at an unmeasured 10% do not drop a
+  // live member (without loss a dead one goes after 4 refreshes, not 3).
+  const double gw = std::max(GroupLossWeight(), 1.0 / double(std::max<uint64_t>(1, regs_seen_)));
+  const double q = std::max(LossUpper(m.loss, w), LossUpper(std::max(reg_loss_, gw), gw));
   const int cap = static_cast<int>(t.member_expiry_max / t.member_refresh);
   const int k = LossRun(q, 0, 1, cap, t.member_miss_target);
   const Micros e = std::max(t.member_expiry, k * t.member_refresh + t.member_refresh / 2);
@@ -188,6 +193,13 @@ Micros Election::NextClaimRepeat() const {
   const int n = claim_copies_;
   if (state_ != State::kVoting || vote_end_ == kNever || claims_sent_ >= n) return kNever;
   return claim_sent_ + claim_spread_ * claims_sent_ / n;
+}
+
+Micros Election::AnswerSpacing() const {
+  // At most one answer (Alive, vouch, counter-claim) per copy of a claim:
+  // the copies come at most claim_sends_max per three quarters of a window.
+  const Timers& t = cfg_.timers;
+  return std::min(t.interval / 200, t.vote_min / (2 * std::max(t.claim_sends_max, 1)));
 }
 
 bool Election::Defer(Micros now, Micros* due, bool* deferred) const {
@@ -455,7 +467,7 @@ void Election::OnClaim(Micros now, const Message& m, proto::Effects* out) {
         handover_to_ = 0;
         no_handover_until_ = now + 10 * cfg_.timers.DeadInterval();
         SendAlive(now, out);
-      } else if (handover_to_ == 0 && now - last_alive_sent_ >= cfg_.timers.interval / 200) {
+      } else if (handover_to_ == 0 && now - last_alive_sent_ >= AnswerSpacing()) {
         // We are alive and out-rank the claimant: answer each copy of its
         // claim (they are spread over its voting window), so under loss one
         // answer most likely gets through.
@@ -465,7 +477,7 @@ void Election::OnClaim(Micros now, const Message& m, proto::Effects* out) {
     case State::kVoting:
       if (stronger) {
         Concede(now, m.sender, m.priority, out);
-      } else if (now - last_claim_answer_ >= cfg_.timers.vote_min / 16) {
+      } else if (now - last_claim_answer_ >= AnswerSpacing()) {
         // Answer each copy of a weaker claim (apart from our own repeats):
         // it concedes if any answer gets through.
         last_claim_answer_ = now;
@@ -607,8 +619,7 @@ void Election::SendVouch(Micros now, const Message& claim, proto::Effects* out) 
     h ^= h >> 29;
     if (h % static_cast<uint64_t>(peers) >= static_cast<uint64_t>(cfg_.timers.vouchers)) return;
   }
-  // At most one vouch per claim copy (they come claim_sends_max per half window at most).
-  if (now - last_vouch_sent_ < cfg_.timers.vote_min / (2 * std::max(cfg_.timers.claim_sends_max, 1))) return;
+  if (now - last_vouch_sent_ < AnswerSpacing()) return;
   last_vouch_sent_ = now;
   Message v = Base(MsgType::kVouch);
   v.epoch = leader_epoch_;

@@ -177,6 +177,7 @@ class Election {
   // Pushes a deadline this node woke up for late once, by a moment, so the
   // datagrams that arrived meanwhile are read first: true when deferred.
   bool Defer(proto::Micros now, proto::Micros* due, bool* deferred) const;
+  proto::Micros AnswerSpacing() const;  // the least time between two answers to a claim's copies
   Message Base(MsgType t) const;
   void Send(const Message& m, proto::Effects* out);  // at now_
   void SetState(proto::Micros now, State s, proto::Effects* out);
