@@ -188,8 +188,8 @@ void Election::CountBeat(const Message& m) {
 }
 
 Micros Election::NextClaimRepeat() const {
-  // The copies go out over the first half of the voting window; the second
-  // half is for the answers to the last ones.
+  // The copies go out over the first three quarters of the voting window;
+  // the last quarter is for the answers to the last ones.
   const int n = claim_copies_;
   if (state_ != State::kVoting || vote_end_ == kNever || claims_sent_ >= n) return kNever;
   return claim_sent_ + claim_spread_ * claims_sent_ / n;

@@ -19,7 +19,7 @@ Timers ScaledTimers(proto::Micros interval) {
   // window (the claim's copies, then time for the answers) is 40 ms at any
   // I: the answers of a leader and peers on busy hosts (scheduling delays
   // of tens of ms at a load of 10 on two cores) do not come sooner at a
-  // shorter heartbeat. At 0.1 s: 0.25 s, 2-25 ms; at 1 s: 2.04 s, 20-100 ms.
+  // shorter heartbeat. At 0.1 s: 0.24 s, 2-25 ms; at 1 s: 2.04 s, 20-100 ms.
   t.group_dead = 2 * interval + std::min(interval / 2, 40 * proto::kMillis);
   t.skew_min = std::min(interval / 50, 20 * proto::kMillis);
   t.skew_max = std::min(interval / 4, 100 * proto::kMillis);
