@@ -103,18 +103,19 @@ Micros Election::DeadAfter(Micros heard_at) const {
   return heard_at + dead * interval + Skew(heard_at);
 }
 
-int Election::ClaimCopies() const {
+int Election::ClaimCopies(bool vouched) const {
   // A claim of a live leader wins only if every copy's answer is lost: the
   // leader's (the copy or its Alive lost: q = 1 - (1-p)^2 each) and every
   // voucher's (which also needs to have heard a heartbeat the claimant
   // missed: it missed the same two with p^2).
+  const Timers& t = cfg_.timers;
   // The estimate itself (at least loss_weight), not its upper bound: the
   // bound is for the rare event of a run of misses, this is a product of
-  // many independent chances.
-  const Timers& t = cfg_.timers;
+  // many independent chances (and with the bound, 16 copies would often not
+  // do at 20% loss: the window would grow by a heartbeat).
   const double p = std::max(loss_, t.loss_weight);
   const double q = 1 - (1 - p) * (1 - p);
-  const int vouchers = std::min(Peers(), t.vouchers);
+  const int vouchers = vouched ? std::min(Peers(), t.vouchers) : 0;
   for (int c = std::max(t.claim_sends, 1); c <= std::max(t.claim_sends, t.claim_sends_max); ++c) {
     const double qc = std::pow(q, c);
     const double voucher_fails = 1 - (1 - p * p) * (1 - qc);
@@ -138,7 +139,12 @@ Micros Election::ExpiryOf(const Member& m) const {
   // when higher: a member whose few registrations all arrived may still lose
   // the next ones at the group's rate.
   const double w = std::max(t.loss_weight, 1.0 / double(std::max<uint64_t>(1, m.regs_seen)));
-  const double q = std::max(LossUpper(m.loss, w), LossUpper(reg_loss_, GroupLossWeight()));
+  // No loss seen yet is not no loss: the group's estimate is at least its
+  // own weight (about one loss in as many registrations as it remembers),
+  // so a few refreshes lost in a row at an unmeasured 10% do not drop a
+  // live member (without loss a dead one goes after 4 refreshes, not 3).
+  const double gw = std::max(GroupLossWeight(), 1.0 / double(std::max<uint64_t>(1, regs_seen_)));
+  const double q = std::max(LossUpper(m.loss, w), LossUpper(std::max(reg_loss_, gw), gw));
   const int cap = static_cast<int>(t.member_expiry_max / t.member_refresh);
   const int k = LossRun(q, 0, 1, cap, t.member_miss_target);
   const Micros e = std::max(t.member_expiry, k * t.member_refresh + t.member_refresh / 2);
@@ -182,9 +188,30 @@ void Election::CountBeat(const Message& m) {
 }
 
 Micros Election::NextClaimRepeat() const {
+  // The copies go out over the first three quarters of the voting window;
+  // the last quarter is for the answers to the last ones.
   const int n = claim_copies_;
   if (state_ != State::kVoting || vote_end_ == kNever || claims_sent_ >= n) return kNever;
-  return claim_sent_ + (vote_end_ - claim_sent_) * claims_sent_ / n;
+  return claim_sent_ + claim_spread_ * claims_sent_ / n;
+}
+
+Micros Election::AnswerSpacing() const {
+  // At most one answer (Alive, vouch, counter-claim) per copy of a claim:
+  // the copies come at most claim_sends_max per three quarters of a window.
+  const Timers& t = cfg_.timers;
+  return std::min(t.interval / 200, t.vote_min / (2 * std::max(t.claim_sends_max, 1)));
+}
+
+bool Election::Defer(Micros now, Micros* due, bool* deferred) const {
+  // A deadline this node wakes up for late (its host was busy): datagrams
+  // that arrived meanwhile may still wait in its socket (a live leader's
+  // answer to our claim, a heartbeat), and the timer may run before they
+  // are read. Give them a quarter of a voting window, once.
+  const Micros late = cfg_.timers.vote_min / 10;
+  if (*deferred || *due == kNever || now - *due <= late) return false;
+  *deferred = true;
+  *due = now + std::max<Micros>(cfg_.timers.vote_min / 4, 1);
+  return true;
 }
 
 Message Election::Base(MsgType t) const {
@@ -213,6 +240,7 @@ void Election::SetState(Micros now, State s, proto::Effects* out) {
     suspect_beat_ = evidence_beat_;
   }
   state_ = s;
+  if (s == State::kKnown || s == State::kLeader) hidden_suspicion_ = false;
   out->events.push_back(std::string("state ") + StateName(s));
   if (was_leader) {
     out->events.push_back("demoted epoch=" + std::to_string(epoch_));
@@ -340,6 +368,7 @@ void Election::Follow(Micros now, const Message& m, proto::Effects* out) {
   leader_interval_ = m.interval_us ? m.interval_us : cfg_.timers.interval;
   leader_dead_intervals_ = m.dead_intervals;
   dead_at_ = DeadAfter(now);
+  dead_deferred_ = suspicion_ = false;
   claim_at_ = vote_end_ = concede_until_ = kNever;
   if (changed) out->events.push_back("leader " + std::to_string(leader_) + " epoch=" + std::to_string(leader_epoch_));
   // Pre-empt a weaker leader once allowed; back off while claims go unheard.
@@ -358,6 +387,14 @@ void Election::OnAlive(Micros now, const Message& m, proto::Effects* out) {
         StepDown(now, out);
         Follow(now, m, out);
         return;
+      }
+      if (handover_to_ != 0 && m.sender != handover_to_) {
+        // A weaker node took our silence for death and leads: the handover
+        // has gone wrong; lead on, audibly (it steps down for our Alive).
+        out->events.push_back("handover to " + std::to_string(handover_to_) + " abandoned: leader " +
+                              std::to_string(m.sender) + " heard");
+        handover_to_ = 0;
+        no_handover_until_ = now + 10 * cfg_.timers.DeadInterval();
       }
       // We out-rank it: assert at once with an epoch above both.
       if (contest_by_ != m.sender) {
@@ -430,7 +467,7 @@ void Election::OnClaim(Micros now, const Message& m, proto::Effects* out) {
         handover_to_ = 0;
         no_handover_until_ = now + 10 * cfg_.timers.DeadInterval();
         SendAlive(now, out);
-      } else if (handover_to_ == 0 && now - last_alive_sent_ >= cfg_.timers.interval / 200) {
+      } else if (handover_to_ == 0 && now - last_alive_sent_ >= AnswerSpacing()) {
         // We are alive and out-rank the claimant: answer each copy of its
         // claim (they are spread over its voting window), so under loss one
         // answer most likely gets through.
@@ -440,7 +477,7 @@ void Election::OnClaim(Micros now, const Message& m, proto::Effects* out) {
     case State::kVoting:
       if (stronger) {
         Concede(now, m.sender, m.priority, out);
-      } else if (now - last_claim_answer_ >= cfg_.timers.vote_min / 16) {
+      } else if (now - last_claim_answer_ >= AnswerSpacing()) {
         // Answer each copy of a weaker claim (apart from our own repeats):
         // it concedes if any answer gets through.
         last_claim_answer_ = now;
@@ -462,6 +499,8 @@ void Election::OnClaim(Micros now, const Message& m, proto::Effects* out) {
       // The leader looks alive (to us, or to the group: our own timer has not
       // run out): it answers the claim itself.
       if (now - last_alive_ < (group_evidence() ? GroupDead(leader_interval_) : cfg_.timers.interval * 3 / 2)) return;
+      // We suspect it too: not shown until it resolves, as our own suspicion.
+      hidden_suspicion_ = group_evidence();
       [[fallthrough]];
     case State::kUnknown:
       // A weaker claim means nobody leads: a stronger candidate answers with
@@ -541,17 +580,26 @@ void Election::OnMembers(Micros now, const Message& m, proto::Effects* out) {
 }
 
 void Election::Claim(Micros now, proto::Effects* out, bool preempt) {
+  // Peers vouch only for the leader they follow: for a suspicion of the
+  // leader this node followed until now. A claim after conceding or
+  // without a leader (one may lead that this node has not heard yet) is
+  // answered by that leader alone: it needs copies enough on its own.
+  const bool vouched = (state_ == State::kKnown || suspicion_) && !preempt;
+  suspicion_ = false;
   SetState(now, State::kVoting, out);
   claim_preempt_ = preempt;
   claim_at_ = kNever;
   preempt_at_ = kNever;
   claim_sent_ = last_claim_sent_ = now;
   claims_sent_ = 1;
-  vote_end_ = now + VoteWindow();
+  const Micros window = VoteWindow();
+  vote_end_ = now + window;
+  claim_spread_ = window * 3 / 4;
+  vote_deferred_ = false;
   // Under loss a live leader's answers (and its vouchers') may all be lost:
   // send as many copies as it takes; if no number will do, wait for the
   // leader's next heartbeat too.
-  claim_copies_ = ClaimCopies();
+  claim_copies_ = ClaimCopies(vouched);
   if (claim_copies_ == 0) {
     claim_copies_ = std::max(cfg_.timers.claim_sends, cfg_.timers.claim_sends_max);
     vote_end_ += cfg_.timers.interval;
@@ -571,7 +619,7 @@ void Election::SendVouch(Micros now, const Message& claim, proto::Effects* out) 
     h ^= h >> 29;
     if (h % static_cast<uint64_t>(peers) >= static_cast<uint64_t>(cfg_.timers.vouchers)) return;
   }
-  if (now - last_vouch_sent_ < cfg_.timers.vote_min / 16) return;
+  if (now - last_vouch_sent_ < AnswerSpacing()) return;
   last_vouch_sent_ = now;
   Message v = Base(MsgType::kVouch);
   v.epoch = leader_epoch_;
@@ -620,11 +668,13 @@ void Election::Restore(Micros now, Micros heard_at, uint64_t beat, proto::Effect
   last_alive_ = heard_at;
   evidence_beat_ = beat;
   dead_at_ = DeadAfter(heard_at);
+  dead_deferred_ = suspicion_ = false;
   claim_at_ = vote_end_ = concede_until_ = kNever;
 }
 
 void Election::Concede(Micros now, uint64_t to, uint32_t prio, proto::Effects* out) {
   SetState(now, State::kConceding, out);
+  suspicion_ = false;
   concede_to_ = to;
   concede_prio_ = prio;
   concede_until_ = now + cfg_.timers.DeadInterval();
@@ -717,7 +767,11 @@ void Election::Tick(Micros now, proto::Effects* out) {
   const Timers& t = cfg_.timers;
   switch (state_) {
     case State::kKnown:
+      if (now >= dead_at_ && Defer(now, &dead_at_, &dead_deferred_)) break;
       if (now >= dead_at_) {
+        dead_deferred_ = false;
+        suspicion_ = true;
+        hidden_suspicion_ = group_evidence();
         out->events.push_back("leader-dead " + std::to_string(leader_));
         SetState(now, State::kUnknown, out);
         leader_ = 0;
@@ -747,6 +801,7 @@ void Election::Tick(Micros now, proto::Effects* out) {
         last_claim_sent_ = now;
         Send(ClaimMsg(), out);
       }
+      if (now >= vote_end_ && Defer(now, &vote_end_, &vote_deferred_)) break;
       if (now >= vote_end_) {
         vote_end_ = kNever;
         if (vote_contested_) {
@@ -765,6 +820,7 @@ void Election::Tick(Micros now, proto::Effects* out) {
     case State::kConceding:
       if (now >= concede_until_) {
         concede_until_ = kNever;
+        hidden_suspicion_ = false;  // no leader for a whole conceding period: show it
         SetState(now, State::kUnknown, out);
         claim_at_ = CanClaim(now) ? now : listen_until_;
         if (CanClaim(now)) Claim(now, out);

@@ -114,6 +114,14 @@ class Election {
   uint64_t id() const { return cfg_.id; }
   uint32_t priority() const { return priority_; }
   uint64_t leader() const;  // 0 = none known
+  // What the node shows (--json, the state file, hooks): while a suspicion
+  // of the leader it followed is open (its claim, or conceding to a peer's,
+  // before the group has answered), still kKnown and that leader. A vouch or
+  // the leader's Alive ends it unseen; a new leader (this node or another)
+  // is the next thing shown. After a whole conceding period without a
+  // leader the truth is shown.
+  State shown_state() const { return Suspecting() ? State::kKnown : state_; }
+  uint64_t shown_leader() const { return Suspecting() ? suspect_.id : leader(); }
   proto::Address leader_addr() const { return state_ == State::kLeader ? cfg_.self : leader_addr_; }
   uint64_t epoch() const { return state_ == State::kLeader ? epoch_ : leader_epoch_; }
   // The site's highest committed SAM number (docs/protocol/ordering.md): the
@@ -145,12 +153,18 @@ class Election {
   }
   bool SelfStronger(uint32_t p, uint64_t id) const { return Stronger(priority_, cfg_.id, p, id); }
   bool CanClaim(proto::Micros now) const;
+  bool Suspecting() const {
+    return hidden_suspicion_ && suspect_.id != 0 &&
+           (state_ == State::kUnknown || state_ == State::kVoting || state_ == State::kConceding);
+  }
   proto::Micros Skew(proto::Micros now) const;
   proto::Micros VoteWindow();
   int LossDeadIntervals(int base) const;
   int Peers() const;  // members of the followed leader's group besides it and this node
   proto::Micros GroupDead(proto::Micros interval) const;
-  int ClaimCopies() const;  // copies of a suspicion claim needed at the estimated loss (0: extend the window)
+  // Copies of a claim needed at the estimated loss (0: extend the window),
+  // with the peers' vouches counted or not.
+  int ClaimCopies(bool vouched) const;
   Message ClaimMsg() const;
   void SendVouch(proto::Micros now, const Message& claim, proto::Effects* out);
   void OnVouch(proto::Micros now, const Message& m, proto::Effects* out);
@@ -160,6 +174,10 @@ class Election {
   double GroupLossWeight() const;
   void CountBeat(const Message& m);
   proto::Micros NextClaimRepeat() const;
+  // Pushes a deadline this node woke up for late once, by a moment, so the
+  // datagrams that arrived meanwhile are read first: true when deferred.
+  bool Defer(proto::Micros now, proto::Micros* due, bool* deferred) const;
+  proto::Micros AnswerSpacing() const;  // the least time between two answers to a claim's copies
   Message Base(MsgType t) const;
   void Send(const Message& m, proto::Effects* out);  // at now_
   void SetState(proto::Micros now, State s, proto::Effects* out);
@@ -210,6 +228,9 @@ class Election {
   proto::Address leader_addr_;
   proto::Micros last_alive_ = 0;
   proto::Micros dead_at_ = proto::kNever;
+  bool dead_deferred_ = false;  // dead_at_ was pushed once for a late wake-up
+  bool suspicion_ = false;      // kUnknown after the followed leader's timer ran out: its claim is vouched for
+  bool hidden_suspicion_ = false;  // that suspicion is not shown (shown_state) until it resolves
   uint64_t heard_sequence_ = 0;  // highest `sequence` a followed leader's Alive carried
   uint32_t leader_members_ = 0;  // the member count of the followed leader's last Alive
   proto::Micros leader_interval_ = 0;
@@ -243,6 +264,8 @@ class Election {
   proto::Micros last_claim_sent_ = 0;
   proto::Micros last_claim_answer_ = -proto::kSeconds;  // our claim sent in answer to a weaker one
   proto::Micros vote_end_ = proto::kNever;
+  proto::Micros claim_spread_ = 0;  // the copies go out over this much of the window
+  bool vote_deferred_ = false;      // vote_end_ was pushed once for a late wake-up
   int claims_sent_ = 0;  // copies of the current claim sent (repeats spread over the window)
   bool vote_contested_ = false;
   uint64_t concede_to_ = 0;

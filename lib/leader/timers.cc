@@ -9,14 +9,21 @@ Timers ScaledTimers(proto::Micros interval) {
   Timers t;
   auto scale = [&](proto::Micros v) { return v * interval / proto::kSeconds; };
   t.interval = interval;
-  t.skew_min = scale(t.skew_min);
-  t.skew_max = scale(t.skew_max);
-  t.vote_min = scale(t.vote_min);
-  t.vote_max = scale(t.vote_max);
   t.member_refresh = scale(t.member_refresh);
   t.member_expiry = scale(t.member_expiry);
   t.member_expiry_max = scale(t.member_expiry_max);
-  t.group_dead = scale(t.group_dead);
+  // Some timers guard against missed heartbeats, others against the hosts'
+  // and the network's delays, which do not grow with the interval:
+  // group_dead is two heartbeats plus a jitter allowance (half a heartbeat,
+  // at most 40 ms); the skews are 0.02-0.25 I, at most 20-100 ms; the voting
+  // window (the claim's copies, then time for the answers) is 40 ms at any
+  // I: the answers of a leader and peers on busy hosts (scheduling delays
+  // of tens of ms at a load of 10 on two cores) do not come sooner at a
+  // shorter heartbeat. At 0.1 s: 0.24 s, 2-25 ms; at 1 s: 2.04 s, 20-100 ms.
+  t.group_dead = 2 * interval + std::min(interval / 2, 40 * proto::kMillis);
+  t.skew_min = std::min(interval / 50, 20 * proto::kMillis);
+  t.skew_max = std::min(interval / 4, 100 * proto::kMillis);
+  t.vote_min = t.vote_max = 40 * proto::kMillis;
   t.list_quiet = scale(t.list_quiet);
   t.list_period = scale(t.list_period);
   t.register_backoff = scale(t.register_backoff);

@@ -14,7 +14,7 @@ struct Timers {
   // the newest heartbeat it knows; a peer that heard a newer one within
   // group_dead answers with a Vouch, and the claimant goes back to following.
   // At most `vouchers` peers (chosen per claim by a hash) answer one claim.
-  proto::Micros group_dead = 2500 * proto::kMillis;
+  proto::Micros group_dead = 2040 * proto::kMillis;  // two heartbeats and a jitter allowance
   int vouchers = 8;
   // The claim is sent claim_sends..claim_sends_max times over its voting
   // window, as many as it takes for the chance that every answer of a live
@@ -35,12 +35,14 @@ struct Timers {
   // skew_max for the weakest, linear in between; a recently deposed leader
   // uses deposed_skew (it reclaims first).
   proto::Micros skew_min = 20 * proto::kMillis;
-  proto::Micros skew_max = 250 * proto::kMillis;
+  proto::Micros skew_max = 100 * proto::kMillis;
   proto::Micros deposed_skew = 0;
   // Voting window: a claim heard by no stronger candidate for this long wins.
-  proto::Micros vote_min = 100 * proto::kMillis;
-  proto::Micros vote_max = 100 * proto::kMillis;
-  int claim_sends = 3;  // a claim is sent this many times, spread over the voting window
+  // Its copies go out over the first half; the second is for the answers
+  // (a busy host answers a few milliseconds late).
+  proto::Micros vote_min = 40 * proto::kMillis;
+  proto::Micros vote_max = 40 * proto::kMillis;
+  int claim_sends = 3;  // a claim is sent at least this many times
   // Registration: members refresh every member_refresh; the leader drops a
   // member silent for member_expiry, or longer under loss: it estimates each
   // member's loss from the gaps in its registration numbers and waits until
@@ -65,7 +67,9 @@ double LossUpper(double p, double w);
 // The smallest k >= base with LossUpper(p, w)^k < target, at most cap.
 int LossRun(double p, double w, int base, int cap, double target);
 
-// Defaults scaled to a heartbeat interval (1 s gives the defaults above).
+// Defaults scaled to a heartbeat interval (1 s gives the defaults above;
+// group_dead, the skews and the voting window are bounded in milliseconds,
+// timers.cc).
 Timers ScaledTimers(proto::Micros interval);
 // The source document's values: reclaim after 5 s, initial claim after 10 s,
 // a 10-15 s voting window.

@@ -185,7 +185,7 @@ class Node {
     SegmentState s;
     s.segment = o_.cfg.segment;
     s.self = o_.cfg.self;
-    if (core_.leader()) s.leader = core_.leader_addr();
+    if (core_.shown_leader()) s.leader = core_.leader_addr();
     s.epoch = core_.epoch();
     s.committed_seq = core_.committed_seq();
     for (const leader::Member& m : core_.member_table()) {
@@ -198,7 +198,7 @@ class Node {
       s.sam_delivered = sam->delivered();
       s.sam_applied = edge_ ? edge_->status().applied : 0;
     }
-    s.role = RoleName(core_.state());
+    s.role = RoleName(core_.shown_state());
     return s;
   }
 
@@ -272,10 +272,11 @@ class Node {
   }
 
   std::vector<std::string> Env() {
-    const uint64_t leader = core_.leader();
+    // What the node shows: a brief suspicion of its leader is not (Election::shown_state).
+    const uint64_t leader = core_.shown_leader();
     const auto members = core_.members();
     return {
-        "CM_LEADER_STATE=" + std::string(leader::StateName(core_.state())),
+        "CM_LEADER_STATE=" + std::string(leader::StateName(core_.shown_state())),
         "CM_LEADER_ID=" + std::to_string(leader),
         "CM_LEADER_EPOCH=" + std::to_string(core_.epoch()),
         "CM_LEADER_SELF=" + std::to_string(core_.id()),
@@ -288,8 +289,8 @@ class Node {
 
   // Prints a JSON line and runs hooks when the visible state changes.
   void Report() {
-    const auto st = core_.state();
-    const uint64_t leader = core_.leader(), epoch = core_.epoch();
+    const auto st = core_.shown_state();
+    const uint64_t leader = core_.shown_leader(), epoch = core_.epoch();
     const auto members = core_.members();
     const bool state_changed = st != last_state_ || leader != last_leader_ || epoch != last_epoch_;
     const bool members_changed = members != last_members_;

@@ -101,8 +101,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 255));
   opt("--group-dead", "group_dead", o.group_dead,
       "With peers to vouch: seconds without a heartbeat (heard or vouched) before a member claims "
-      "(default 2.5 heartbeats)");
-  opt("--vote-window", "vote_window", o.vote_window, "Seconds a claim waits for a stronger claim or a live leader (default 0.1 heartbeat)");
+      "(default 2 heartbeats + half a heartbeat, at most 40 ms)");
+  opt("--vote-window", "vote_window", o.vote_window,
+      "Seconds a claim waits for a stronger claim or a live leader (default 0.04 at any heartbeat)");
   opt("--member-refresh", "member_refresh", o.member_refresh, "Seconds between a member's registrations (default 3 heartbeats)");
   opt("--member-expiry", "member_expiry", o.member_expiry,
       "Seconds without a registration before the leader drops a member, without loss (default 10 heartbeats)");

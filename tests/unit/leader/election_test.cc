@@ -38,6 +38,140 @@ Micros RunUntilLeader(Sim& s, int want, Micros limit) {
   return -1;
 }
 
+// A host that was busy wakes up late for a deadline; the datagrams that
+// arrived meanwhile wait in its socket and the timer may run first. The core
+// defers a late deadline once, briefly, so a live leader's heartbeat (or its
+// answer to our claim) is read before the node declares the leader dead or
+// wins its vote; a deadline met on time is not deferred.
+TEST(Election, LateWakeUpReadsWaitingDatagramsBeforeDeciding) {
+  constexpr Micros kBeat = 100 * kMillis;
+  Config c;
+  c.id = 2;
+  c.self = {0x0a000002, 7400};
+  c.control = kControl;
+  c.admin_priority = 100;
+  c.timers = ScaledTimers(kBeat);
+  c.listen_first = false;
+  uint64_t beat = 0;
+  auto alive = [&] {
+    Message m;
+    m.type = MsgType::kAlive;
+    m.sender = 1;
+    m.epoch = 1;
+    m.priority = 200u << 16;
+    m.addr = {0x0a000001, 7400};
+    m.interval_us = static_cast<uint32_t>(kBeat);
+    m.dead_intervals = 3;
+    m.member_count = 5;  // peers to vouch: group evidence
+    m.beat = ++beat;
+    return Encode(m);
+  };
+  for (bool late : {false, true}) {
+    SCOPED_TRACE(late ? "late" : "on time");
+    Election e(c);
+    proto::Effects fx;
+    e.Start(0, &fx);
+    Micros now = 10 * kMillis;
+    fx.Clear();
+    e.OnDatagram(now, {0x0a000001, 7400}, alive(), &fx);
+    ASSERT_EQ(e.state(), State::kKnown);
+    // The first registration (within register_backoff), then the leader's
+    // death is due at fx.wake_at; wake up 10 ms after it.
+    ASSERT_LE(fx.wake_at, now + c.timers.register_backoff);
+    now = fx.wake_at;
+    fx.Clear();
+    e.OnTimer(now, &fx);
+    const Micros dead_at = fx.wake_at;
+    ASSERT_GT(dead_at, now + kBeat);
+    ASSERT_LT(dead_at, now + 3 * kBeat);
+    now = dead_at + (late ? 10 * kMillis : 0);
+    fx.Clear();
+    e.OnTimer(now, &fx);
+    if (late) {
+      EXPECT_EQ(e.state(), State::kKnown) << "a late wake-up declared the leader dead before reading its socket";
+      EXPECT_GT(fx.wake_at, now);
+      // The heartbeat that waited in the socket: the leader lives.
+      fx.Clear();
+      e.OnDatagram(now + 100, {0x0a000001, 7400}, alive(), &fx);
+      EXPECT_EQ(e.state(), State::kKnown);
+      EXPECT_EQ(e.leader(), 1u);
+      // Its next death is due on time again; then a late claim's vote end.
+      now = fx.wake_at;
+    }
+    // Declared dead (on time), then the claim.
+    for (int i = 0; i < 4 && e.state() != State::kVoting; ++i) {
+      fx.Clear();
+      e.OnTimer(now, &fx);
+      if (e.state() != State::kVoting) now = std::max(now, fx.wake_at);
+    }
+    ASSERT_EQ(e.state(), State::kVoting);
+    const Micros vote_end = now + c.timers.vote_min;
+    // Its copies, on time.
+    while (true) {
+      fx.Clear();
+      e.OnTimer(now, &fx);
+      if (fx.wake_at >= vote_end) break;
+      now = fx.wake_at;
+    }
+    ASSERT_EQ(e.state(), State::kVoting);
+    now = vote_end + (late ? 10 * kMillis : 0);
+    fx.Clear();
+    e.OnTimer(now, &fx);
+    if (!late) {
+      EXPECT_EQ(e.state(), State::kLeader) << "a vote that ends on time is decided at once";
+      continue;
+    }
+    EXPECT_EQ(e.state(), State::kVoting) << "a late wake-up won the vote before reading its socket";
+    fx.Clear();
+    e.OnDatagram(now + 100, {0x0a000001, 7400}, alive(), &fx);
+    EXPECT_EQ(e.state(), State::kKnown);
+    EXPECT_EQ(e.leader(), 1u);
+  }
+}
+
+// A member's brief suspicion of a live leader (its claim, answered by the
+// leader or a peer's vouch) is not shown: shown_state() stays kKnown with
+// the same leader, though the core went through voting. After a real crash
+// the survivors show the old leader until the new one, never "unknown".
+TEST(Election, BriefSuspicionIsNotShownButATakeoverIs) {
+  constexpr Micros kBeat = 100 * kMillis;
+  Sim s(21, sim::NetParams{});
+  AddSegment(&s, {250, 200, 150, 100, 50}, 21, [](Config* c) { c->timers = ScaledTimers(kBeat); });
+  for (int i = 0; i < 5; ++i) s.SetLoss(i, 0.2);
+  ASSERT_GT(RunUntilLeader(s, 0, 5 * kSeconds), 0);
+  std::vector<size_t> mark(5);
+  for (int i = 0; i < 5; ++i) mark[i] = s.events(i).size();
+  int shown_changes = 0;
+  std::vector<std::pair<State, uint64_t>> shown(5);
+  for (int i = 0; i < 5; ++i) shown[i] = {s.core(i).shown_state(), s.core(i).shown_leader()};
+  auto watch = [&](int* changes, std::vector<std::string>* seen) {
+    for (int i = 0; i < 5; ++i) {
+      if (!s.alive(i)) continue;
+      std::pair<State, uint64_t> now{s.core(i).shown_state(), s.core(i).shown_leader()};
+      if (now != shown[i]) {
+        ++*changes;
+        if (seen) seen->push_back(std::to_string(i) + ":" + StateName(now.first));
+        shown[i] = now;
+      }
+    }
+  };
+  s.RunUntil(s.now() + 30 * kSeconds, [&] { watch(&shown_changes, nullptr); });
+  int suspicions = 0;
+  for (int i = 1; i < 5; ++i)
+    for (size_t k = mark[i]; k < s.events(i).size(); ++k) suspicions += s.events(i)[k] == "state voting";
+  ASSERT_EQ(LeaderOf(s), 0);
+  EXPECT_GT(suspicions, 5) << "20% loss should make followers suspect the leader now and then";
+  EXPECT_EQ(shown_changes, 0) << suspicions << " suspicions";
+  // The crash: survivors show a leader throughout, then the new one.
+  s.Crash(0);
+  std::vector<std::string> seen;
+  int changes = 0;
+  s.RunUntil(s.now() + 2 * kSeconds, [&] { watch(&changes, &seen); });
+  ASSERT_EQ(LeaderOf(s), 1);
+  for (const std::string& v : seen) EXPECT_TRUE(v.ends_with(":known") || v.ends_with(":leader")) << v;
+  for (int i = 1; i < 5; ++i) EXPECT_EQ(s.core(i).shown_leader(), s.core(1).id()) << i;
+}
+
 TEST(Election, StrongestWinsAtStartAfterListeningOneDeadInterval) {
   Sim s(1, sim::NetParams{});
   auto cfgs = AddSegment(&s, {50, 150, 100}, 1);
@@ -263,8 +397,13 @@ TEST(Election, MembershipTracksJoinsAndLeaves) {
   auto cfgs = AddSegment(&s, {150, 100, 50, 40}, 12);
   s.RunUntil(15 * kSeconds);
   EXPECT_EQ(s.core(0).members().size(), 4u);
+  // The leader's wait for this member: member_expiry at least, longer while
+  // it has measured few registrations (a loss not yet seen is not no loss).
+  const Micros expiry = s.core(0).member_expiry(NodeId(3));
+  EXPECT_GE(expiry, cfgs[0].timers.member_expiry);
+  EXPECT_LE(expiry, cfgs[0].timers.member_expiry_max);
   s.Crash(3);
-  s.RunUntil(s.now() + cfgs[0].timers.member_expiry + 2 * kSeconds);
+  s.RunUntil(s.now() + expiry + 2 * kSeconds);
   EXPECT_EQ(s.core(0).members(), (std::vector<uint64_t>{NodeId(0), NodeId(1), NodeId(2)}));
   s.Restart(3, std::make_unique<Election>(cfgs[3]));
   s.RunUntil(s.now() + 5 * kSeconds);
