@@ -1,5 +1,6 @@
 #include "jobrun/job_edge.h"
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -18,6 +19,7 @@
 #include "pushrun/edge_loop.h"
 #include "util/json.h"
 #include "util/json_value.h"
+#include "util/log.h"
 
 namespace cm::jobrun {
 
@@ -398,31 +400,50 @@ struct JobEdge::Impl {
   void Fetch(const std::string& id, uint64_t gen, std::shared_ptr<std::atomic<uint64_t>> gen_ptr, std::string source,
              std::shared_ptr<RecordLog> log, std::string self, std::string object) {
     http::Client client;
-    auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(opts.poll + opts.call_timeout);
     bool failed = false;
+    std::string why;
+    // Each answer is sized to about two seconds of what this source delivered
+    // so far (at least 1 MiB), so that a slow link's answer comes well
+    // within the call's time limit and a fast one's in few requests.
+    double rate = 0;
     while (!stopping && gen_ptr->load() == gen && !log->complete()) {
       uint64_t from = log->size();
-      std::string url = source + "/v1/jobs/" + id + "/log?from=" + std::to_string(from) + "&node=" + self;
-      auto resp = client.Call("GET", url, "", timeout);
+      size_t want = std::clamp<size_t>(static_cast<size_t>(2 * rate), 1 << 20, opts.max_read);
+      std::string url = source + "/v1/jobs/" + id + "/log?from=" + std::to_string(from) + "&node=" + self +
+                        "&max=" + std::to_string(want);
+      auto started = std::chrono::steady_clock::now();
+      auto resp = client.Call("GET", url, "", std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                  opts.poll + opts.call_timeout + std::chrono::seconds(want / 65536)));
       if (!resp.ok() || resp->status != 200) {
         failed = true;
+        why = resp.ok() ? "HTTP " + std::to_string(resp->status) + " " + resp->body.substr(0, 200) : resp.status().message();
         break;
       }
       if (gen_ptr->load() != gen) break;
+      double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+      if (resp->body.size() >= push::kMaxChunkRecord / 4 && secs > 0) {
+        double sample = static_cast<double>(resp->body.size()) / secs;
+        rate = rate <= 0 ? sample : 0.7 * rate + 0.3 * sample;
+      }
       Status s = log->Accept(from, resp->body);
-      if (s.code() == Code::kBusy) break;  // another fetch moved on
+      if (s.code() == Code::kBusy) continue;  // a replaced fetch appended first: ask again from the end
       std::string signed_object = log->object_json();
       if (!signed_object.empty() && signed_object != object) {
+        log::Warn("job " + id + ": the offer's job object is not the one the base signed: dropped");
         PostFetchEvent(id, gen, gen_ptr, 0, false, false, true);
         return;
       }
       if (!s.ok()) {
         failed = true;  // the source sent what does not verify
+        why = s.ToString();
         break;
       }
       PostFetchEvent(id, gen, gen_ptr, log->size(), log->complete(), log->complete(), false);
     }
-    if (failed && !stopping) PostFetchEvent(id, gen, gen_ptr, log->size(), false, true, false);
+    if (failed && !stopping) {
+      log::Warn("job " + id + ": source " + source + " failed at " + std::to_string(log->size()) + ": " + why);
+      PostFetchEvent(id, gen, gen_ptr, log->size(), false, true, false);
+    }
   }
 
   Status NewJob(const push::JobObject& object, std::string object_json, push::NodeRef self, Job** out) {
@@ -506,7 +527,9 @@ struct JobEdge::Impl {
       return it == jobs.end() || it->second.refused ? nullptr : it->second.log;
     });
     if (!log) return JsonError(404, "no job " + job);
-    auto bytes = log->Read(from, opts.max_read, opts.poll);
+    uint64_t max = opts.max_read;
+    if (uint64_t asked = 0; ParseU64(QueryParam(req.target, "max"), &asked) && asked > 0) max = std::min(max, asked);
+    auto bytes = log->Read(from, static_cast<size_t>(max), opts.poll);
     if (!bytes.ok()) return JsonError(416, bytes.status().message());
     uint64_t pos = from + bytes->size();
     bool done = log->complete() && pos == log->size();

@@ -5,9 +5,10 @@
 //
 //   POST /v1/job-offer            {"object": "<JobObject JSON>", "offer": "<JobOfferBody JSON>"}
 //                                 -> {"answer": "accepted" | "switched" | "declined"}
-//   GET  /v1/jobs/<job>/log?from=N&node=I
-//                                 the log's whole records from N (long poll: waits up to
-//                                 `poll` for one); I names the child
+//   GET  /v1/jobs/<job>/log?from=N&node=I&max=B
+//                                 the log's whole records from N, about B bytes (at least
+//                                 one record; long poll: waits up to `poll` for one); I
+//                                 names the child
 //   GET  /v1/jobs/<job>/status    {"in_job": b, "pos": N, "complete": b}
 //   base only:
 //   POST /v1/job-progress, /v1/job-help, /v1/job-source-failed, /v1/job-unreachable
@@ -47,7 +48,7 @@ struct JobEdgeOptions {
   push::JobNodeOptions node;
   push::JobBaseOptions base_opts;
   std::chrono::milliseconds poll{1000};        // a log read waits this long for bytes
-  size_t max_read = 1 << 20;                   // bytes per log response
+  size_t max_read = 4 << 20;                   // bytes per log response (a fetch asks for about a second's worth)
   proto::Micros child_idle = 3 * proto::kSeconds;  // a child silent this long has left
   std::chrono::milliseconds call_timeout{3000};
   size_t workers = 4;

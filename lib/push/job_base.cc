@@ -3,6 +3,12 @@
 #include <algorithm>
 
 namespace cm::push {
+namespace {
+const char* const kBaseSite = "\001" "base";  // the base's reservations (no site has this name)
+// Within this of its source's position a node is caught up with it (the
+// edge moves up to a few seconds' worth per request).
+constexpr uint64_t kCaughtUp = 8 << 20;
+}  // namespace
 
 JobBaseCore::JobBaseCore(std::vector<FanPeer> peers, JobBaseOptions opts) :
     peers_(std::move(peers)), opts_(opts), nodes_(peers_.size()) {}
@@ -54,7 +60,7 @@ void JobBaseCore::OnProgress(Micros now, const JobProgressMsg& p) {
   }
   // A faster source did not make it faster, and its source has uplink to
   // spare: its own link is the limit.
-  if (was_helped && n.below_share) n.capped = true;
+  if (was_helped && (n.below_share || n.helps >= 2)) n.capped = true;  // twice helped, no faster: its own link
   if (starved) n.capped = false;
   for (PeerIndex c : p.children) {
     if (c < nodes_.size() && !nodes_[c].heard) nodes_[c].next_probe = std::max(nodes_[c].next_probe, now + opts_.orphan_grace);
@@ -168,6 +174,12 @@ JobBaseCore::HelpAnswer JobBaseCore::OnHelp(Micros now, NodeRef helper, const Jo
   // What the helper's site has to spare: its uplink is shared by every node
   // of the site.
   double helper_rate = ask.rate_bps;
+  if (helper == kBaseNode) {
+    // Promised and not yet seen in the reports: not to spare.
+    for (const Reserved& r : reserved_) {
+      if (r.site == kBaseSite && r.until > now) helper_rate -= r.rate;
+    }
+  }
   if (helper >= 0) {
     double up = SiteUpEstimate(helper_site);
     if (up > 0) {
@@ -201,6 +213,13 @@ JobBaseCore::HelpAnswer JobBaseCore::OnHelp(Micros now, NodeRef helper, const Jo
     if (n.helped_at >= 0 && now - n.helped_at < opts_.retarget_hold) continue;
     bool ahead = ask.complete || ask.pos > n.pos + opts_.ahead_margin;
     if (!ahead) continue;
+    // A node caught up with a source that still receives runs at that
+    // source's intake: only a helper that holds it all, or that itself
+    // receives faster, can feed it faster.
+    bool caught_up = n.source >= 0 && static_cast<size_t>(n.source) < nodes_.size() && !nodes_[n.source].complete &&
+                     n.pos + kCaughtUp >= nodes_[n.source].pos;
+    if (caught_up && !ask.complete) continue;
+    if (!ask.complete && helper >= 0 && nodes_[helper].rx_bps < opts_.switch_gain * n.rx_bps) continue;
     if (helper >= 0 && InSubtree(static_cast<PeerIndex>(helper), i)) continue;  // it feeds us
     double rate = helper_rate;
     if (!helper_site.empty() && peers_[i].site == helper_site) rate = std::max(rate, opts_.lan_bps);
@@ -217,11 +236,14 @@ JobBaseCore::HelpAnswer JobBaseCore::OnHelp(Micros now, NodeRef helper, const Jo
   if (best != kNoNode) {
     if (best_relieve) nodes_[best].relieved_at = now;
     nodes_[best].helped_at = now;
+    ++nodes_[best].helps;
     nodes_[best].rx_at_help = nodes_[best].rx_bps;
     answer.target = best;
     answer.relieve = best_relieve;
     answer.rate_bps = std::max(helper_rate, 0.0);
-    if (!helper_site.empty() && peers_[best].site != helper_site) {
+    if (helper == kBaseNode) {
+      reserved_.push_back(Reserved{kBaseSite, std::max(helper_rate, 0.0), now + opts_.settle});
+    } else if (!helper_site.empty() && peers_[best].site != helper_site) {
       reserved_.push_back(Reserved{helper_site, std::max(helper_rate, 0.0), now + opts_.settle});
     }
   }

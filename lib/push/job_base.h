@@ -31,7 +31,7 @@ struct JobBaseOptions {
   Micros orphan_grace = 3 * proto::kSeconds;   // after such a reason, before probing
   Micros probe_interval = 2 * proto::kSeconds; // a down node is probed this often (repair)
   Micros retarget_hold = 3 * proto::kSeconds;  // a node offered a helper is not offered another this long
-  Micros settle = 1500 * proto::kMillis;       // a node's rate counts once it has had its source this long
+  Micros settle = 3 * proto::kSeconds;         // a node's rate counts once it has had its source this long
   double switch_gain = 1.5;                    // a helper must promise this times the node's rate
   uint64_t ahead_margin = 256 * 1024;
   double lan_bps = 100e6;
@@ -55,6 +55,7 @@ struct JobNodeState {
   Micros helped_at = -1;   // last time a helper was sent to it
   Micros relieved_at = -1; // last time it was moved to relieve its source
   double rx_at_help = 0;   // its rate then
+  int helps = 0;           // helpers sent to it
   bool capped = false;     // its own link is the limit: a faster source did not make it faster...
   bool below_share = false;  // ...or it gets far less than its source's uplink share
   Micros next_probe = 0;

@@ -112,7 +112,10 @@ OfferAnswer JobNodeCore::OnOffer(Micros now, const JobOfferMsg& offer, JobNodeAc
     answer = OfferAnswer::kAccepted;
   } else {
     bool ahead = offer.from_complete || offer.from_pos > pos_ + opts_.ahead_margin;
-    bool settled = switches_ == 0 || now - switched_at_ >= opts_.switch_hold;
+    // Only against a rate measured on the current source (over half a
+    // window at least): a fresh fetch's rate is not known yet.
+    bool measured = samples_.size() >= 2 && samples_.back().first - samples_.front().first >= opts_.rate_window / 2;
+    bool settled = (switches_ == 0 || now - switched_at_ >= opts_.switch_hold) && (measured || offer.relieve);
     bool faster = offer.relieve ? offer.rate_bps >= 0.9 * rx_bps_ : offer.rate_bps > opts_.switch_gain * rx_bps_;
     if (ahead && settled && faster) {
       StartFetch(now, offer.from, out);

@@ -60,7 +60,7 @@ struct JobNodeOptions {
   Micros switch_hold = 1 * proto::kSeconds;     // no switch within this of the last fetch start
   double switch_gain = 1.5;                     // an offer must promise this times the rate measured
   uint64_t ahead_margin = 256 * 1024;           // a helper must be this far ahead (unless complete)
-  Micros rate_window = 500 * proto::kMillis;    // the receive rate is measured over this
+  Micros rate_window = 2 * proto::kSeconds;     // the receive rate is measured over this
   Micros call_timeout = 3 * proto::kSeconds;
   bool help = true;  // ask the base for work when idle (dynamic switching); the base's own core always asks for repairs
 };
