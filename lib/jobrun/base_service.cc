@@ -292,6 +292,12 @@ Result<std::unique_ptr<BaseService>> BaseService::Start(BaseServiceOptions opts)
   eo.key = opts.key.pub;
   eo.sign_key = opts.key;
   eo.group_key = opts.group_key;
+  // The base's uplink, when the sites file says ([ccm] uplink_mbit): it feeds
+  // slow-fed relays from what is left of it (jobrun/job_base.h).
+  if (opts.sites.ccm.uplink_mbit) {
+    eo.up_bps = *opts.sites.ccm.uplink_mbit * 1e6 / 8;
+    eo.base_opts.base_up_bps = eo.up_bps;
+  }
   CM_ASSIGN_OR_RETURN(impl->edge, JobEdge::Start(eo));
   impl->opts = std::move(opts);
   return std::unique_ptr<BaseService>(new BaseService(std::move(impl)));

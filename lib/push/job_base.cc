@@ -175,10 +175,16 @@ JobBaseCore::HelpAnswer JobBaseCore::OnHelp(Micros now, NodeRef helper, const Jo
   // of the site.
   double helper_rate = ask.rate_bps;
   if (helper == kBaseNode) {
-    // Promised and not yet seen in the reports: not to spare.
+    // The base feeds others only with an uplink it knows (configured): what
+    // is left of it after its children's reported rates and what it promised
+    // lately, and at least a quarter of it. A measured estimate of its own
+    // uplink is too noisy to take a node from its source.
+    if (opts_.base_up_bps <= 0) return answer;
+    helper_rate = opts_.base_up_bps - BaseTx();
     for (const Reserved& r : reserved_) {
       if (r.site == kBaseSite && r.until > now) helper_rate -= r.rate;
     }
+    if (helper_rate < 0.25 * opts_.base_up_bps) return answer;
   }
   if (helper >= 0) {
     double up = SiteUpEstimate(helper_site);
