@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
@@ -121,6 +122,45 @@ class Workers {
   std::deque<std::function<void()>> queue_;
   bool stopping_ = false;
   std::vector<std::thread> threads_;
+};
+
+// A streamed answer: the log's bytes from `from` as they arrive. It promises
+// `promise` bytes; when the log ends sooner it fails at its end (the server
+// closes the connection, and the reader, holding the whole log, is done).
+class LogBody : public http::BodySource {
+ public:
+  LogBody(std::shared_ptr<RecordLog> log, uint64_t from, uint64_t promise,
+          std::function<void(uint64_t pos, bool done)> progress)
+      : log_(std::move(log)), from_(from), promise_(promise), progress_(std::move(progress)) {}
+  uint64_t size() const override { return promise_; }
+  Result<size_t> Read(uint64_t offset, std::span<char> out, std::chrono::steady_clock::time_point deadline) override {
+    uint64_t pos = from_ + offset;
+    auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (wait.count() < 0) wait = std::chrono::milliseconds(0);
+    auto bytes = log_->ReadRaw(pos, out.size(), wait);
+    if (!bytes.ok()) return bytes.status();
+    if (bytes->empty()) {
+      if (log_->complete() && pos >= log_->size()) {
+        Report(pos, true);
+        return Error(Code::kIo, "the log ends here");
+      }
+      return size_t{0};
+    }
+    std::memcpy(out.data(), bytes->data(), bytes->size());
+    Report(pos + bytes->size(), log_->complete() && pos + bytes->size() >= log_->size());
+    return bytes->size();
+  }
+
+ private:
+  void Report(uint64_t pos, bool done) {
+    if (!progress_) return;
+    if (!done && pos < reported_ + (256 << 10)) return;  // about a record at a time
+    reported_ = pos;
+    progress_(pos, done);
+  }
+  std::shared_ptr<RecordLog> log_;
+  uint64_t from_, promise_, reported_ = 0;
+  std::function<void(uint64_t, bool)> progress_;
 };
 
 }  // namespace
@@ -399,47 +439,62 @@ struct JobEdge::Impl {
   // does not verify).
   void Fetch(const std::string& id, uint64_t gen, std::shared_ptr<std::atomic<uint64_t>> gen_ptr, std::string source,
              std::shared_ptr<RecordLog> log, std::string self, std::string object) {
-    http::Client client;
     bool failed = false;
     std::string why;
-    // Each answer is sized to about two seconds of what this source delivered
-    // so far (at least 1 MiB), so that a slow link's answer comes well
-    // within the call's time limit and a fast one's in few requests.
-    double rate = 0;
+    // One streamed answer carries the log as it arrives; records are checked
+    // and kept as they complete, and the answer resumes where it broke.
     while (!stopping && gen_ptr->load() == gen && !log->complete()) {
       uint64_t from = log->size();
-      size_t want = std::clamp<size_t>(static_cast<size_t>(2 * rate), 1 << 20, opts.max_read);
-      std::string url = source + "/v1/jobs/" + id + "/log?from=" + std::to_string(from) + "&node=" + self +
-                        "&max=" + std::to_string(want);
-      auto started = std::chrono::steady_clock::now();
-      auto resp = client.Call("GET", url, "", std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                  opts.poll + opts.call_timeout + std::chrono::seconds(want / 65536)));
-      if (!resp.ok() || resp->status != 200) {
-        failed = true;
-        why = resp.ok() ? "HTTP " + std::to_string(resp->status) + " " + resp->body.substr(0, 200) : resp.status().message();
-        break;
-      }
-      if (gen_ptr->load() != gen) break;
-      double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-      if (resp->body.size() >= push::kMaxChunkRecord / 4 && secs > 0) {
-        double sample = static_cast<double>(resp->body.size()) / secs;
-        rate = rate <= 0 ? sample : 0.7 * rate + 0.3 * sample;
-      }
-      Status s = log->Accept(from, resp->body);
-      if (s.code() == Code::kBusy) continue;  // a replaced fetch appended first: ask again from the end
-      std::string signed_object = log->object_json();
-      if (!signed_object.empty() && signed_object != object) {
+      std::string url = source + "/v1/jobs/" + id + "/log?from=" + std::to_string(from) + "&node=" + self + "&stream=1";
+      std::string buf;
+      Status sink_error = Status::Ok();
+      bool refused = false;
+      auto last_post = std::chrono::steady_clock::now() - std::chrono::seconds(1);
+      auto sink = [&](std::string_view bytes) -> Status {
+        if (gen_ptr->load() != gen) return Error(Code::kBusy, "replaced");
+        buf.append(bytes);
+        size_t whole = 0;
+        while (whole < buf.size()) {
+          auto n = push::NextChunkRecordSize(std::string_view(buf).substr(whole));
+          if (!n.ok()) return n.status();
+          if (*n == 0 || whole + *n > buf.size()) break;
+          whole += *n;
+        }
+        if (whole == 0) return Status::Ok();
+        Status s = log->Accept(log->size(), std::string_view(buf).substr(0, whole));
+        buf.erase(0, whole);
+        if (!s.ok()) return s;
+        std::string signed_object = log->object_json();
+        if (!signed_object.empty() && signed_object != object) {
+          refused = true;
+          return Error(Code::kAuth, "the offer's job object is not the one the base signed");
+        }
+        auto now = std::chrono::steady_clock::now();
+        if (log->complete() || now - last_post >= std::chrono::milliseconds(100)) {
+          last_post = now;
+          PostFetchEvent(id, gen, gen_ptr, log->size(), log->complete(), log->complete(), false);
+        }
+        if (log->complete()) return Error(Code::kBusy, "whole");  // done: stop reading
+        return Status::Ok();
+      };
+      http::FetchOptions fo;
+      fo.connect_timeout = opts.call_timeout;
+      fo.idle_timeout = opts.poll * 10;  // a source that sends nothing this long has failed
+      fo.cancel = &stopping;
+      Status st = http::FetchRange(url, 0, std::nullopt, sink, fo);
+      if (refused) {
         log::Warn("job " + id + ": the offer's job object is not the one the base signed: dropped");
         PostFetchEvent(id, gen, gen_ptr, 0, false, false, true);
         return;
       }
-      if (!s.ok()) {
-        failed = true;  // the source sent what does not verify
-        why = s.ToString();
-        break;
-      }
-      PostFetchEvent(id, gen, gen_ptr, log->size(), log->complete(), log->complete(), false);
+      if (log->complete() || gen_ptr->load() != gen || stopping) break;
+      if (st.code() == Code::kBusy) continue;  // a replaced fetch appended first: ask again from the end
+      if (st.ok() || (st.code() == Code::kIo && log->size() > from)) continue;  // it broke after some bytes: resume
+      failed = true;
+      why = st.ok() ? "the answer ended early" : st.ToString();
+      break;
     }
+    if (log->complete()) PostFetchEvent(id, gen, gen_ptr, log->size(), true, true, false);
     if (failed && !stopping) {
       log::Warn("job " + id + ": source " + source + " failed at " + std::to_string(log->size()) + ": " + why);
       PostFetchEvent(id, gen, gen_ptr, log->size(), false, true, false);
@@ -527,32 +582,43 @@ struct JobEdge::Impl {
       return it == jobs.end() || it->second.refused ? nullptr : it->second.log;
     });
     if (!log) return JsonError(404, "no job " + job);
+    if (QueryParam(req.target, "stream") == "1") {
+      // The bytes as they arrive, on one answer (up to 1 TiB promised).
+      auto report = [this, job, node](uint64_t pos, bool done) { ChildProgress(job, node, pos, done); };
+      http::Response r;
+      r.content_type = "application/octet-stream";
+      r.stream = std::make_shared<LogBody>(log, from, uint64_t{1} << 40, node == UINT64_MAX ? nullptr
+                                                                                            : std::function<void(uint64_t, bool)>(report));
+      return r;
+    }
     uint64_t max = opts.max_read;
     if (uint64_t asked = 0; ParseU64(QueryParam(req.target, "max"), &asked) && asked > 0) max = std::min(max, asked);
     auto bytes = log->Read(from, static_cast<size_t>(max), opts.poll);
     if (!bytes.ok()) return JsonError(416, bytes.status().message());
     uint64_t pos = from + bytes->size();
     bool done = log->complete() && pos == log->size();
-    if (node != UINT64_MAX) {
-      loop->Post([this, job, node, pos, done] {
-        auto it = jobs.find(job);
-        if (it == jobs.end() || node >= it->second.object.servers.size()) return;
-        Job& j = it->second;
-        Micros now = SteadyNow();
-        push::JobNodeActions out;
-        j.core->OnChildProgress(now, static_cast<push::PeerIndex>(node), pos, done, done, &out);
-        if (done) {
-          j.child_seen.erase(static_cast<push::PeerIndex>(node));
-        } else {
-          j.child_seen[static_cast<push::PeerIndex>(node)] = now;
-        }
-        Apply(job, j, out);
-      });
-    }
+    if (node != UINT64_MAX) ChildProgress(job, node, pos, done);
     http::Response r;
     r.content_type = "application/octet-stream";
     r.body = std::move(bytes).value();
     return r;
+  }
+
+  void ChildProgress(const std::string& job, uint64_t node, uint64_t pos, bool done) {
+    loop->Post([this, job, node, pos, done] {
+      auto it = jobs.find(job);
+      if (it == jobs.end() || node >= it->second.object.servers.size()) return;
+      Job& j = it->second;
+      Micros now = SteadyNow();
+      push::JobNodeActions out;
+      j.core->OnChildProgress(now, static_cast<push::PeerIndex>(node), pos, done, done, &out);
+      if (done) {
+        j.child_seen.erase(static_cast<push::PeerIndex>(node));
+      } else {
+        j.child_seen[static_cast<push::PeerIndex>(node)] = now;
+      }
+      Apply(job, j, out);
+    });
   }
 
   http::Response HandleStatus(const std::string& job) {

@@ -44,6 +44,11 @@ class RecordLog {
   // least one when any is there, waiting up to `wait` for one.
   Result<std::string> Read(uint64_t from, size_t max, std::chrono::milliseconds wait) const;
 
+  // Raw bytes from `from` (any offset), at most `max`, waiting up to `wait`
+  // for one: what a streamed answer sends (the reader splits records).
+  Result<std::string> ReadRaw(uint64_t from, size_t max, std::chrono::milliseconds wait) const {
+    return log_->Read(from, max, wait);
+  }
   uint64_t size() const;
   bool complete() const;            // item 0's END record is in
   std::string object_json() const;  // item 0 record 0's payload ("" until it is in)
