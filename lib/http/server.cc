@@ -512,4 +512,15 @@ bool Server::Impl::WriteStream(Conn* c, BodySource& src, uint64_t first, uint64_
   return true;
 }
 
+std::string QueryParam(const std::string& target, const std::string& key) {
+  size_t q = target.find('?');
+  while (q != std::string::npos) {
+    size_t begin = q + 1, end = target.find('&', begin);
+    std::string pair = target.substr(begin, end == std::string::npos ? std::string::npos : end - begin);
+    if (pair.rfind(key + "=", 0) == 0) return pair.substr(key.size() + 1);
+    q = end;
+  }
+  return {};
+}
+
 }  // namespace cm::http

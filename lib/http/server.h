@@ -170,4 +170,8 @@ class Server {
 // Splits "ip:port" (port 0-65535). kUsage on anything else.
 Result<std::pair<std::string, uint16_t>> ParseHostPort(const std::string& s);
 
+// The value of `key` in a request target's query ("/p?a=1&b=2", "b" -> "2");
+// "" when absent. Values are taken as they are (no percent-decoding).
+std::string QueryParam(const std::string& target, const std::string& key);
+
 }  // namespace cm::http

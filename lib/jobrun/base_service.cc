@@ -25,16 +25,7 @@ http::Response JsonError(int status, const std::string& msg) {
   return http::Response::Json(status, JsonObject().Str("error", msg).Build());
 }
 
-std::string QueryParam(const std::string& target, const std::string& key) {
-  size_t q = target.find('?');
-  while (q != std::string::npos) {
-    size_t begin = q + 1, end = target.find('&', begin);
-    std::string pair = target.substr(begin, end == std::string::npos ? std::string::npos : end - begin);
-    if (pair.rfind(key + "=", 0) == 0) return pair.substr(key.size() + 1);
-    q = end;
-  }
-  return {};
-}
+using http::QueryParam;
 
 bool ClientOk(const std::string& c) {
   if (c.empty() || c.size() > 40) return false;

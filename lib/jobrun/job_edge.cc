@@ -17,6 +17,7 @@
 #include "push/auth.h"
 #include "util/hash.h"
 #include "jobrun/record_log.h"
+#include "pushrun/auth_edge.h"
 #include "pushrun/edge_loop.h"
 #include "util/json.h"
 #include "util/json_value.h"
@@ -29,16 +30,7 @@ using pushrun::SteadyNow;
 
 namespace {
 
-std::string QueryParam(const std::string& target, const std::string& key) {
-  size_t q = target.find('?');
-  while (q != std::string::npos) {
-    size_t begin = q + 1, end = target.find('&', begin);
-    std::string pair = target.substr(begin, end == std::string::npos ? std::string::npos : end - begin);
-    if (pair.rfind(key + "=", 0) == 0) return pair.substr(key.size() + 1);
-    q = end;
-  }
-  return {};
-}
+using http::QueryParam;
 
 bool ParseU64(const std::string& s, uint64_t* out) {
   if (s.empty() || s.size() > 19) return false;
@@ -67,16 +59,8 @@ http::Response JsonError(int status, const std::string& msg) {
 
 namespace auth = push::auth;
 
-int64_t WallSeconds() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
-std::string NewNonce() {
-  InitCrypto();
-  uint8_t b[auth::kNonceHexSize / 2];
-  randombytes_buf(b, sizeof b);
-  return ToHex(b, sizeof b);
-}
+using pushrun::NewNonce;
+using pushrun::WallSeconds;
 
 // A few threads that run blocking work in order of arrival.
 class Workers {

@@ -51,16 +51,7 @@ http::Response ToResponse(const push::Reply& r) {
 http::Response JsonError(int status, const std::string& msg) { return ToResponse({status, push::EncodeError(msg)}); }
 
 // The value of `key` in the request target's query ("" when absent).
-std::string QueryParam(const std::string& target, const std::string& key) {
-  size_t q = target.find('?');
-  while (q != std::string::npos) {
-    size_t begin = q + 1, end = target.find('&', begin);
-    std::string pair = target.substr(begin, end == std::string::npos ? std::string::npos : end - begin);
-    if (pair.rfind(key + "=", 0) == 0) return pair.substr(key.size() + 1);
-    q = end;
-  }
-  return {};
-}
+using http::QueryParam;
 
 // A refusal's reason for the metrics: the verdict's name.
 const char* VerdictReason(push::auth::Verdict v) {
