@@ -8,7 +8,6 @@
 #include <filesystem>
 #include <map>
 #include <mutex>
-#include <thread>
 
 #include "jobrun/job_edge.h"
 #include "util/file_util.h"
@@ -55,7 +54,6 @@ struct BaseService::Impl {
     std::string id;
     std::vector<std::string> servers;
     uint32_t next_entry = 1;
-    std::map<uint32_t, std::string> entries;  // entry -> what it is ("file:/path", "stream")
     std::map<uint32_t, bool> open_streams;
     bool ended = false;
   };
@@ -146,7 +144,6 @@ struct BaseService::Impl {
     ::close(fd);
     if (st.ok()) st = edge->EndItem(id, entry);
     if (!st.ok()) return JsonError(500, st.ToString());
-    (*j)->entries[entry] = "file:" + path;
     return http::Response::Json(200, JsonObject().Uint("entry", entry).Build());
   }
 
@@ -160,7 +157,6 @@ struct BaseService::Impl {
       uint32_t entry = (*j)->next_entry++;
       std::string name = v->Str("name", "stream");
       if (Status b = edge->BeginItem((*j)->id, entry, "stream", name); !b.ok()) return JsonError(500, b.ToString());
-      (*j)->entries[entry] = "stream";
       (*j)->open_streams[entry] = true;
       return http::Response::Json(200, JsonObject().Uint("entry", entry).Build());
     }
@@ -245,18 +241,11 @@ struct BaseService::Impl {
         .Build();
   }
 
-  http::Response StatusReq(const http::Request& req, bool wait) {
-    std::string id = QueryParam(req.target, "job");
-    double seconds = wait ? std::strtod(QueryParam(req.target, "seconds").c_str(), nullptr) : 0;
-    seconds = std::clamp(seconds, 0.0, 20.0);  // the client asks again
-    auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
-    for (;;) {
-      bool done = false;
-      std::string body = StatusJson(id, &done);
-      if (body.empty()) return JsonError(404, "no job " + id);
-      if (done || std::chrono::steady_clock::now() >= until) return http::Response::Json(200, body);
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
+  http::Response StatusReq(const http::Request& req) {
+    bool done = false;
+    std::string body = StatusJson(QueryParam(req.target, "job"), &done);
+    if (body.empty()) return JsonError(404, "no job " + QueryParam(req.target, "job"));
+    return http::Response::Json(200, body);
   }
 };
 
@@ -308,8 +297,7 @@ http::Response BaseService::Handle(const http::Request& req) {
     if (req.method == "POST" && (what == "stream" || what == "stream-data" || what == "stream-end"))
       return impl_->Stream(req, what);
     if (req.method == "POST" && what == "end") return impl_->End(req);
-    if (req.method == "GET" && what == "status") return impl_->StatusReq(req, false);
-    if (req.method == "GET" && what == "wait") return impl_->StatusReq(req, true);
+    if (req.method == "GET" && what == "status") return impl_->StatusReq(req);
     return JsonError(404, "no such resource: " + req.method + " " + path);
   }
   if (JobEdge::Owns(path)) return impl_->edge->Handle(req);

@@ -12,9 +12,9 @@
 //   POST /v1/client/stream-data?job=J&entry=N   (body: the next bytes)
 //   POST /v1/client/stream-end  {"job": J, "entry": N}
 //   POST /v1/client/end    {"job": J}                              (no more entries)
-//   GET  /v1/client/status?job=J                                   -> the job and every server
-//   GET  /v1/client/wait?job=J&seconds=S                           -> as status, once every
-//                          server holds the whole job or S passed ("done": true|false)
+//   GET  /v1/client/status?job=J                                   -> the job and every server,
+//                          "done": true once every server holds the whole job
+//                          (`cm-push job wait` asks again until then)
 // A draft: jobs are not kept across a restart of the base, commands are not
 // queued yet, and a server's "received" means its log holds the item's end
 // record (no apply yet).

@@ -11,11 +11,8 @@
 #include <thread>
 #include <vector>
 
-#include <sodium.h>
-
 #include "http/client.h"
 #include "push/auth.h"
-#include "util/hash.h"
 #include "jobrun/record_log.h"
 #include "pushrun/auth_edge.h"
 #include "pushrun/edge_loop.h"
@@ -43,15 +40,6 @@ bool ParseU64(const std::string& s, uint64_t* out) {
   return true;
 }
 
-bool JobNameOk(const std::string& j) {
-  if (j.empty() || j.size() > 80) return false;
-  for (char c : j) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-              c == '-';
-    if (!ok) return false;
-  }
-  return true;
-}
 
 http::Response JsonError(int status, const std::string& msg) {
   return http::Response::Json(status, JsonObject().Str("error", msg).Build());
@@ -523,7 +511,7 @@ struct JobEdge::Impl {
     if (!object.ok()) return JsonError(400, object.status().message());
     auto offer = push::ParseJobOffer(v->Str("offer"));
     if (!offer.ok()) return JsonError(400, offer.status().message());
-    if (offer->job != object->job || !JobNameOk(object->job)) return JsonError(400, "job offer: bad job name");
+    if (offer->job != object->job || !push::IsValidChunkJobId(object->job)) return JsonError(400, "job offer: bad job name");
     if (opts.base) return JsonError(409, "the base takes no offers");
     push::NodeRef self = push::kNoNode;
     for (size_t i = 0; i < object->servers.size(); ++i) {
@@ -734,7 +722,7 @@ http::Response JobEdge::Handle(const http::Request& req) {
     size_t slash = rest.find('/');
     if (slash == std::string::npos) return JsonError(404, "no such resource: " + path);
     std::string job = rest.substr(0, slash), what = rest.substr(slash + 1);
-    if (!JobNameOk(job)) return JsonError(400, "bad job name");
+    if (!push::IsValidChunkJobId(job)) return JsonError(400, "bad job name");
     if (what == "log") return impl_->HandleLog(req, job);
     if (what == "status") return impl_->HandleStatus(job);
   }

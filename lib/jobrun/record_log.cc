@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <filesystem>
+#include <optional>
 
 #include "util/json.h"
 #include "util/json_value.h"
@@ -114,8 +115,10 @@ Result<std::unique_ptr<RecordLog>> RecordLog::Open(const std::string& path, cons
 Status RecordLog::CheckAndNote(std::string_view record, push::ChunkVerifier** vout) {
   CM_ASSIGN_OR_RETURN(push::ChunkHeader h, push::ParseChunkHeader(record));
   auto it = verifiers_.find(h.item);
-  if (it == verifiers_.end()) it = verifiers_.emplace(h.item, push::ChunkVerifier(key_, job_, h.item)).first;
-  CM_RETURN_IF_ERROR(it->second.Check(record));
+  // Checked on a copy of the item's verifier: a failing record changes nothing.
+  push::ChunkVerifier v = it != verifiers_.end() ? it->second : push::ChunkVerifier(key_, job_, h.item);
+  CM_RETURN_IF_ERROR(v.Check(record));
+  it = verifiers_.insert_or_assign(h.item, std::move(v)).first;
   if (h.item == 0 && h.index == 0) object_ = std::string(record.substr(push::kChunkHeaderSize));
   *vout = &it->second;
   return Status::Ok();
@@ -129,26 +132,22 @@ Status RecordLog::Accept(uint64_t at, std::string_view records) {
     CM_ASSIGN_OR_RETURN(size_t n, push::NextChunkRecordSize(records));
     if (n == 0 || n > records.size()) return Error(Code::kCorrupt, "a record cut short");
     std::string_view record = records.substr(0, n);
-    // Check on a copy of the verifier state: a failing record changes nothing.
-    auto saved = verifiers_;
-    std::string saved_object = object_;
+    CM_ASSIGN_OR_RETURN(push::ChunkHeader h, push::ParseChunkHeader(record));
+    auto before = verifiers_.find(h.item);
+    std::optional<push::ChunkVerifier> saved;
+    if (before != verifiers_.end()) saved = before->second;
     push::ChunkVerifier* v = nullptr;
-    Status s = CheckAndNote(record, &v);
-    if (!s.ok()) {
-      verifiers_ = std::move(saved);
-      object_ = std::move(saved_object);
-      return s;
-    }
-    Status w = log_->Append(record);
-    if (!w.ok()) {
-      verifiers_ = std::move(saved);
-      object_ = std::move(saved_object);
+    CM_RETURN_IF_ERROR(CheckAndNote(record, &v));
+    if (Status w = log_->Append(record); !w.ok()) {
+      // Not kept: the item's verifier goes back to where the log is.
+      if (saved) verifiers_.insert_or_assign(h.item, std::move(*saved));
+      else verifiers_.erase(h.item);
+      if (h.item == 0 && h.index == 0) object_.clear();
       return w;
     }
     CM_RETURN_IF_ERROR(Materialize(record));
     records.remove_prefix(n);
-    auto job_end = verifiers_.find(0);
-    if (job_end != verifiers_.end() && job_end->second.cursor().ended) log_->Finish();
+    if (h.item == 0 && v->cursor().ended) log_->Finish();
   }
   return Status::Ok();
 }

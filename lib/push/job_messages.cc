@@ -1,5 +1,7 @@
 #include "push/job_messages.h"
 
+#include "push/job_chunk.h"
+
 #include <cmath>
 
 #include "util/json.h"
@@ -20,7 +22,8 @@ Status Need(bool ok, const char* what, const char* field) {
   return Error(Code::kCorrupt, std::string(what) + ": missing or bad \"" + field + "\"");
 }
 
-bool JobIdOk(const std::string& id) { return !id.empty() && id.size() <= 80; }
+// The chunk records' rule (push/job_chunk.h): a job id is also a file name.
+bool JobIdOk(const std::string& id) { return IsValidChunkJobId(id); }
 
 // A node reference: -1 (the base) .. kMaxJobServers - 1; -2 (none).
 bool RefOk(int64_t r) { return r >= kNoNode && r < static_cast<int64_t>(kMaxJobServers); }
