@@ -4,13 +4,23 @@
 #include <sodium.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <thread>
 
 #include "jobrun/job_edge.h"
+#include "push/job_book.h"
+#include "pushrun/auth_edge.h"
+#include "pushrun/edge_loop.h"
 #include "util/file_util.h"
+#include "util/log.h"
+#include "util/subprocess.h"
 #include "util/hash.h"
 #include "util/json.h"
 #include "util/json_value.h"
@@ -49,19 +59,101 @@ struct BaseService::Impl {
   BaseServiceOptions opts;
   std::string token;
   std::unique_ptr<JobEdge> edge;
-  std::mutex mu;  // jobs below
-  struct Job {
-    std::string id;
-    std::vector<std::string> servers;
-    uint32_t next_entry = 1;
-    std::map<uint32_t, bool> open_streams;
-    bool ended = false;
-  };
-  std::map<std::string, Job> jobs;
+  std::mutex write_mu;  // the clients' writes to the logs, one at a time (held while the edge appends)
+  std::mutex book_mu;   // the book; never held while calling the edge (its callbacks take it)
+  push::JobBook book;
+  // Notices for the `notify` program, run one at a time on its own thread.
+  std::mutex notify_mu;
+  std::condition_variable notify_cv;
+  std::deque<push::JobNotice> to_notify;
+  bool stopping = false;
+  std::thread notifier, ticker;
+
+  static constexpr size_t kMaxQueuedNotices = 100000;
 
   bool Authorized(const http::Request& req) const {
     const std::string* t = req.header("x-cm-token");
     return t && t->size() == token.size() && sodium_memcmp(t->data(), token.data(), token.size()) == 0;
+  }
+
+  static std::string NoticeJson(const push::JobNotice& n) {
+    JsonObject o;
+    o.Str("notice", push::JobNoticeKindName(n.kind)).Str("job", n.job);
+    if (!n.node.empty()) o.Str("node", n.node);
+    if (n.entry) o.Uint("entry", n.entry);
+    if (!n.error.empty()) o.Str("error", n.error);
+    if (n.kind == push::JobNotice::Kind::kFinished) o.Uint("ok", n.count).Uint("total", n.total);
+    o.Int("time", pushrun::WallSeconds());
+    return o.Build();
+  }
+
+  // With book_mu held: the notices go to the job's notices file and to the
+  // notify program ("executing" only to the file: it is news on query).
+  void Deliver(const std::vector<push::JobNotice>& out) {
+    std::map<std::string, std::string> lines;
+    for (const push::JobNotice& n : out) lines[n.job] += NoticeJson(n) + "\n";
+    for (const auto& [job, text] : lines) {
+      std::string path = opts.state_dir + "/jobs/" + job + ".notices";
+      int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+      if (fd < 0 || !WriteFull(fd, text.data(), text.size()).ok()) log::Warn("job " + job + ": cannot append to " + path);
+      if (fd >= 0) ::close(fd);
+    }
+    if (opts.notify.empty()) return;
+    std::lock_guard<std::mutex> lock(notify_mu);
+    for (const push::JobNotice& n : out) {
+      if (n.kind == push::JobNotice::Kind::kExecuting) continue;
+      if (to_notify.size() >= kMaxQueuedNotices) {
+        log::Warn("notify: " + std::to_string(kMaxQueuedNotices) + " notices wait already; one for " + n.job + " dropped");
+        continue;
+      }
+      to_notify.push_back(n);
+    }
+    notify_cv.notify_all();
+  }
+
+  void Notifier() {
+    for (;;) {
+      push::JobNotice n;
+      {
+        std::unique_lock<std::mutex> lock(notify_mu);
+        notify_cv.wait(lock, [&] { return stopping || !to_notify.empty(); });
+        if (stopping) return;
+        n = std::move(to_notify.front());
+        to_notify.pop_front();
+      }
+      ProcessOptions po;
+      po.timeout = std::chrono::seconds(60);
+      po.env = {"CM_JOB=" + n.job, std::string("CM_NOTICE=") + push::JobNoticeKindName(n.kind), "CM_NODE=" + n.node,
+                "CM_ENTRY=" + std::to_string(n.entry), "CM_ERROR=" + n.error, "CM_OK=" + std::to_string(n.count),
+                "CM_TOTAL=" + std::to_string(n.total), "CM_NOTICE_JSON=" + NoticeJson(n)};
+      auto r = RunProcess(opts.notify, po);
+      if (!r.ok()) log::Warn("notify: " + r.status().message());
+      else if (r->exit_code != 0) log::Warn("notify: " + opts.notify[0] + " exited " + std::to_string(r->exit_code) + ": " + LastLine(r->err));
+    }
+  }
+
+  void Ticker() {
+    std::unique_lock<std::mutex> lock(notify_mu);
+    while (!stopping) {
+      notify_cv.wait_for(lock, std::chrono::milliseconds(250));
+      if (stopping) return;
+      lock.unlock();
+      {
+        std::lock_guard<std::mutex> b(book_mu);
+        std::vector<push::JobNotice> out;
+        book.OnTimer(pushrun::SteadyNow(), &out);
+        Deliver(out);
+      }
+      lock.lock();
+    }
+  }
+
+  void OnEntries(const std::string& job, const std::string& node, const std::vector<push::EntryReport>& entries,
+                 bool progress) {
+    std::lock_guard<std::mutex> lock(book_mu);
+    std::vector<push::JobNotice> out;
+    book.OnReport(pushrun::SteadyNow(), job, node, entries, progress, &out);
+    Deliver(out);
   }
 
   http::Response Open(const http::Request& req) {
@@ -74,6 +166,10 @@ struct BaseService::Impl {
     if (sv.is_array()) {
       for (const JsonValue& s : sv.items()) wanted.push_back(s.AsString());
     }
+    push::JobOpenOptions jo;
+    double timeout = v->Num("timeout", 3600);
+    if (!(timeout >= 1 && timeout <= 30 * 86400)) return JsonError(400, "open: timeout takes 1 to 2592000 seconds");
+    jo.timeout = static_cast<proto::Micros>(timeout * 1e6);
     push::JobObject object;
     object.base_url = opts.url;
     for (const push::Site& site : opts.sites.sites) {
@@ -92,30 +188,29 @@ struct BaseService::Impl {
       if (!opts.sites.FindServer(w)) return JsonError(400, "open: no server " + w + " in " + opts.sites.source);
     }
     if (object.servers.empty()) return JsonError(400, "open: no servers");
-    std::lock_guard<std::mutex> lock(mu);
-    for (uint64_t n = 1;; ++n) {
-      std::string id = client + "-" + std::to_string(n);
-      if (jobs.count(id) || fs::exists(opts.state_dir + "/jobs/" + id + ".log")) continue;
-      object.job = id;
-      break;
+    std::vector<std::string> names;
+    for (const auto& srv : object.servers) names.push_back(srv.name);
+    std::lock_guard<std::mutex> writes(write_mu);
+    {
+      std::lock_guard<std::mutex> lock(book_mu);
+      for (uint64_t n = 1;; ++n) {
+        std::string id = client + "-" + std::to_string(n);
+        if (book.View(id) || fs::exists(opts.state_dir + "/jobs/" + id + ".log")) continue;
+        object.job = id;
+        break;
+      }
+      auto opened = book.Open(pushrun::SteadyNow(), client, names, jo, object.job);
+      if (!opened.ok()) return JsonError(400, "open: " + opened.status().message());
     }
     Status s = edge->OpenJob(object);
     if (!s.ok()) return JsonError(500, s.ToString());
-    Job& j = jobs[object.job];
-    j.id = object.job;
-    JsonArray names;
-    for (const auto& srv : object.servers) {
-      j.servers.push_back(srv.name);
-      names.Str(srv.name);
-    }
-    return http::Response::Json(200, JsonObject().Str("job", object.job).Raw("servers", names.Build()).Build());
+    JsonArray list;
+    for (const std::string& n : names) list.Str(n);
+    return http::Response::Json(200, JsonObject().Str("job", object.job).Raw("servers", list.Build()).Build());
   }
 
-  Result<Job*> Writable(const std::string& id) {
-    auto it = jobs.find(id);
-    if (it == jobs.end()) return Error(Code::kNotFound, "no job " + id);
-    if (it->second.ended) return Error(Code::kUsage, "job " + id + " was ended");
-    return &it->second;
+  static http::Response Refused(const Status& s) {
+    return JsonError(s.code() == Code::kNotFound ? 404 : s.code() == Code::kUsage ? 409 : 500, s.message());
   }
 
   http::Response Add(const http::Request& req) {
@@ -123,14 +218,22 @@ struct BaseService::Impl {
     if (!v.ok() || !v->is_object()) return JsonError(400, "add: not a JSON object");
     std::string id = v->Str("job"), path = v->Str("path");
     if (path.empty() || path[0] != '/') return JsonError(400, "add: the file's absolute path");
-    std::lock_guard<std::mutex> lock(mu);
-    auto j = Writable(id);
-    if (!j.ok()) return JsonError(j.status().code() == Code::kNotFound ? 404 : 409, j.status().message());
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return JsonError(400, "add: " + ErrnoError(path, errno).message());
-    uint32_t entry = (*j)->next_entry++;
+    UniqueFd file(fd);
+    char magic[4] = {};
+    bool assignment = ::pread(fd, magic, 4, 0) == 4 && std::memcmp(magic, "CMAS", 4) == 0;
+    push::EntryKind kind = assignment ? push::EntryKind::kAssignment : push::EntryKind::kFile;
+    std::string name = fs::path(path).filename().string();
+    std::lock_guard<std::mutex> writes(write_mu);
+    Result<uint32_t> entry = Error(Code::kFailure, "");
+    {
+      std::lock_guard<std::mutex> lock(book_mu);
+      entry = book.AddItem(id, kind, name);
+    }
+    if (!entry.ok()) return Refused(entry.status());
     std::string buf(1 << 20, '\0');
-    Status st = edge->BeginItem(id, entry, "file", fs::path(path).filename().string());
+    Status st = edge->BeginItem(id, *entry, push::EntryKindName(kind), name);
     while (st.ok()) {
       auto n = ReadFull(fd, buf.data(), buf.size());
       if (!n.ok()) {
@@ -138,27 +241,57 @@ struct BaseService::Impl {
         break;
       }
       if (*n == 0) break;
-      st = edge->AddData(id, entry, std::string_view(buf.data(), *n));
+      st = edge->AddData(id, *entry, std::string_view(buf.data(), *n));
       if (!st.ok() || *n < buf.size()) break;
     }
-    ::close(fd);
-    if (st.ok()) st = edge->EndItem(id, entry);
+    if (st.ok()) st = edge->EndItem(id, *entry);
     if (!st.ok()) return JsonError(500, st.ToString());
-    return http::Response::Json(200, JsonObject().Uint("entry", entry).Build());
+    return http::Response::Json(200, JsonObject().Uint("entry", *entry).Str("kind", push::EntryKindName(kind)).Build());
+  }
+
+  http::Response Cmd(const http::Request& req) {
+    auto v = ParseJson(req.body);
+    if (!v.ok() || !v->is_object()) return JsonError(400, "cmd: not a JSON object");
+    std::string id = v->Str("job"), arg = v->Str("arg");
+    auto command = push::ParseCommandName(v->Str("command"));
+    if (!command) return JsonError(400, "cmd: the command is one of stage, commit, rollback, hook");
+    if (*command == push::CommandName::kHook && arg.empty()) return JsonError(400, "cmd: hook needs the hook's name");
+    if (arg.size() > 200) return JsonError(400, "cmd: argument too long");
+    std::lock_guard<std::mutex> writes(write_mu);
+    Result<uint32_t> entry = Error(Code::kFailure, "");
+    {
+      std::lock_guard<std::mutex> lock(book_mu);
+      entry = book.AddCommand(id, *command, arg);
+    }
+    if (!entry.ok()) return Refused(entry.status());
+    Status st = edge->BeginItem(id, *entry, "command", push::CommandNameText(*command), arg);
+    if (st.ok()) st = edge->EndItem(id, *entry);
+    if (!st.ok()) return JsonError(500, st.ToString());
+    return http::Response::Json(200, JsonObject().Uint("entry", *entry).Build());
+  }
+
+  // The job's stream `entry` while it is open.
+  bool OpenStream(const std::string& id, uint64_t entry) {
+    std::lock_guard<std::mutex> lock(book_mu);
+    auto view = book.View(id);
+    return view && !view->finished && entry >= 1 && entry <= view->entries.size() &&
+           view->entries[entry - 1].kind == push::EntryKind::kStream && !view->entries[entry - 1].closed;
   }
 
   http::Response Stream(const http::Request& req, const std::string& what) {
-    std::lock_guard<std::mutex> lock(mu);
+    std::lock_guard<std::mutex> writes(write_mu);
     if (what == "stream") {
       auto v = ParseJson(req.body);
       if (!v.ok() || !v->is_object()) return JsonError(400, "stream: not a JSON object");
-      auto j = Writable(v->Str("job"));
-      if (!j.ok()) return JsonError(j.status().code() == Code::kNotFound ? 404 : 409, j.status().message());
-      uint32_t entry = (*j)->next_entry++;
-      std::string name = v->Str("name", "stream");
-      if (Status b = edge->BeginItem((*j)->id, entry, "stream", name); !b.ok()) return JsonError(500, b.ToString());
-      (*j)->open_streams[entry] = true;
-      return http::Response::Json(200, JsonObject().Uint("entry", entry).Build());
+      std::string id = v->Str("job"), name = v->Str("name", "stream");
+      Result<uint32_t> entry = Error(Code::kFailure, "");
+      {
+        std::lock_guard<std::mutex> lock(book_mu);
+        entry = book.AddItem(id, push::EntryKind::kStream, name);
+      }
+      if (!entry.ok()) return Refused(entry.status());
+      if (Status b = edge->BeginItem(id, *entry, "stream", name); !b.ok()) return JsonError(500, b.ToString());
+      return http::Response::Json(200, JsonObject().Uint("entry", *entry).Build());
     }
     std::string id;
     uint64_t entry = 0;
@@ -171,14 +304,15 @@ struct BaseService::Impl {
       id = v->Str("job");
       entry = v->Uint("entry");
     }
-    auto it = jobs.find(id);
-    if (it == jobs.end()) return JsonError(404, "no job " + id);
-    auto os = it->second.open_streams.find(static_cast<uint32_t>(entry));
-    if (os == it->second.open_streams.end() || !os->second) return JsonError(409, "no open stream " + std::to_string(entry));
-    Status st = what == "stream-data" ? (req.body.empty() ? Status::Ok() : edge->AddData(id, os->first, req.body))
-                                      : edge->EndItem(id, os->first);
-    if (!st.ok()) return JsonError(500, st.ToString());
-    if (what == "stream-end") os->second = false;
+    if (!OpenStream(id, entry)) return JsonError(409, "no open stream " + std::to_string(entry) + " in job " + id);
+    uint32_t e = static_cast<uint32_t>(entry);
+    if (what == "stream-data") {
+      Status st = req.body.empty() ? Status::Ok() : edge->AddData(id, e, req.body);
+      return st.ok() ? http::Response::Json(200, "{}") : JsonError(500, st.ToString());
+    }
+    if (Status st = edge->EndItem(id, e); !st.ok()) return JsonError(500, st.ToString());
+    std::lock_guard<std::mutex> lock(book_mu);
+    (void)book.CloseStream(id, e);
     return http::Response::Json(200, "{}");
   }
 
@@ -186,64 +320,98 @@ struct BaseService::Impl {
     auto v = ParseJson(req.body);
     if (!v.ok() || !v->is_object()) return JsonError(400, "end: not a JSON object");
     std::string id = v->Str("job");
-    std::lock_guard<std::mutex> lock(mu);
-    auto it = jobs.find(id);
-    if (it == jobs.end()) return JsonError(404, "no job " + id);
-    if (it->second.ended) return http::Response::Json(200, "{}");
-    for (auto& [e, open] : it->second.open_streams) {
-      if (open) {
-        if (Status s = edge->EndItem(id, e); !s.ok()) return JsonError(500, s.ToString());
-        open = false;
-      }
+    std::lock_guard<std::mutex> writes(write_mu);
+    std::optional<push::JobView> view;
+    {
+      std::lock_guard<std::mutex> lock(book_mu);
+      view = book.View(id);
     }
-    Status s = edge->Finish(id);
-    if (!s.ok()) return JsonError(500, s.ToString());
-    it->second.ended = true;
+    if (!view) return JsonError(404, "no job " + id);
+    if (view->ended) return http::Response::Json(200, "{}");
+    for (const push::JobEntry& e : view->entries) {
+      if (e.kind != push::EntryKind::kStream || e.closed) continue;
+      if (Status s = edge->EndItem(id, e.id); !s.ok()) return JsonError(500, s.ToString());
+      std::lock_guard<std::mutex> lock(book_mu);
+      (void)book.CloseStream(id, e.id);
+    }
+    if (Status s = edge->Finish(id); !s.ok()) return JsonError(500, s.ToString());
+    std::lock_guard<std::mutex> lock(book_mu);
+    std::vector<push::JobNotice> out;
+    (void)book.End(pushrun::SteadyNow(), id, &out);
+    Deliver(out);
     return http::Response::Json(200, "{}");
   }
 
-  // The job as the base sees it; *done when every server holds all of it.
-  std::string StatusJson(const std::string& id, bool* done) {
-    std::vector<std::string> servers;
-    bool ended = false;
+  // The job as the base sees it: its entries, every server's distribution
+  // state and its state of each entry.
+  std::string StatusJson(const std::string& id) {
+    std::optional<push::JobView> view;
     {
-      std::lock_guard<std::mutex> lock(mu);
-      auto it = jobs.find(id);
-      if (it == jobs.end()) return {};
-      servers = it->second.servers;
-      ended = it->second.ended;
+      std::lock_guard<std::mutex> lock(book_mu);
+      view = book.View(id);
     }
+    if (!view) return {};
     JobEdgeView base = edge->View(id);
     std::vector<push::JobNodeState> nodes = edge->BaseView(id);
+    JsonArray entries;
+    for (const push::JobEntry& e : view->entries) {
+      JsonObject o;
+      o.Uint("entry", e.id).Str("kind", push::EntryKindName(e.kind));
+      if (e.kind == push::EntryKind::kCommand) {
+        o.Str("command", push::CommandNameText(e.command));
+        if (!e.name.empty()) o.Str("arg", e.name);
+      } else {
+        o.Str("name", e.name);
+      }
+      if (e.kind == push::EntryKind::kStream) o.Bool("open", !e.closed);
+      entries.Raw(o.Build());
+    }
     JsonArray arr;
-    size_t complete = 0;
-    for (size_t i = 0; i < servers.size() && i < nodes.size(); ++i) {
-      const push::JobNodeState& n = nodes[i];
-      complete += n.complete;
-      const char* state = n.complete ? "received" : n.down ? "down" : n.heard ? "receiving" : "pending";
+    size_t holding = 0, ok = 0, failed = 0;
+    for (size_t i = 0; i < view->servers.size(); ++i) {
+      const std::string& name = view->servers[i];
+      push::JobNodeState n = i < nodes.size() ? nodes[i] : push::JobNodeState{};
+      holding += n.complete;
+      const std::vector<push::EntryState>& states = view->states.at(name);
+      bool given_up = view->given_up.count(name) > 0;
+      bool all_done = !given_up && std::all_of(states.begin(), states.end(), [](push::EntryState s) {
+        return s == push::EntryState::kDone;
+      });
+      bool any_failed = std::any_of(states.begin(), states.end(), [](push::EntryState s) {
+        return s == push::EntryState::kFailed;
+      });
+      ok += all_done && view->ended;
+      failed += any_failed || given_up;
+      JsonArray st;
+      for (size_t k = 0; k < states.size(); ++k) st.Str(push::EntryStateName(states[k], view->entries[k].kind));
+      const char* state = given_up ? "given-up" : n.complete ? "received" : n.down ? "down" : n.heard ? "receiving" : "pending";
       arr.Raw(JsonObject()
-                  .Str("name", servers[i])
+                  .Str("name", name)
                   .Str("state", state)
                   .Uint("pos", n.pos)
                   .Int("source", n.source)
                   .Uint("rx_bps", static_cast<uint64_t>(n.rx_bps))
+                  .Raw("entries", st.Build())
                   .Build());
     }
-    *done = ended && complete == servers.size();
     return JsonObject()
         .Str("job", id)
-        .Bool("ended", ended)
+        .Str("client", view->client)
+        .Bool("ended", view->ended)
+        .Bool("finished", view->finished)
+        .Bool("done", view->finished)
         .Uint("size", base.log_size)
-        .Uint("complete", complete)
-        .Uint("total", servers.size())
-        .Bool("done", *done)
+        .Uint("complete", holding)
+        .Uint("ok", ok)
+        .Uint("failed", failed)
+        .Uint("total", view->servers.size())
+        .Raw("entries", entries.Build())
         .Raw("servers", arr.Build())
         .Build();
   }
 
   http::Response StatusReq(const http::Request& req) {
-    bool done = false;
-    std::string body = StatusJson(QueryParam(req.target, "job"), &done);
+    std::string body = StatusJson(QueryParam(req.target, "job"));
     if (body.empty()) return JsonError(404, "no job " + QueryParam(req.target, "job"));
     return http::Response::Json(200, body);
   }
@@ -278,13 +446,27 @@ Result<std::unique_ptr<BaseService>> BaseService::Start(BaseServiceOptions opts)
     eo.up_bps = *opts.sites.ccm.uplink_mbit * 1e6 / 8;
     eo.base_opts.base_up_bps = eo.up_bps;
   }
-  CM_ASSIGN_OR_RETURN(impl->edge, JobEdge::Start(eo));
+  Impl* raw = impl.get();
+  eo.on_entries = [raw](const std::string& job, const std::string& node, const std::vector<push::EntryReport>& entries,
+                        bool progress) { raw->OnEntries(job, node, entries, progress); };
+  impl->book = push::JobBook(opts.hooks);
   impl->opts = std::move(opts);
+  CM_ASSIGN_OR_RETURN(impl->edge, JobEdge::Start(eo));
+  impl->ticker = std::thread([raw] { raw->Ticker(); });
+  if (!impl->opts.notify.empty()) impl->notifier = std::thread([raw] { raw->Notifier(); });
   return std::unique_ptr<BaseService>(new BaseService(std::move(impl)));
 }
 
 void BaseService::Stop() {
-  if (impl_ && impl_->edge) impl_->edge->Stop();
+  if (!impl_) return;
+  {
+    std::lock_guard<std::mutex> lock(impl_->notify_mu);
+    impl_->stopping = true;
+    impl_->notify_cv.notify_all();
+  }
+  if (impl_->ticker.joinable()) impl_->ticker.join();
+  if (impl_->notifier.joinable()) impl_->notifier.join();
+  if (impl_->edge) impl_->edge->Stop();
 }
 
 http::Response BaseService::Handle(const http::Request& req) {
@@ -294,6 +476,7 @@ http::Response BaseService::Handle(const http::Request& req) {
     std::string what = path.substr(11);
     if (req.method == "POST" && what == "open") return impl_->Open(req);
     if (req.method == "POST" && what == "add") return impl_->Add(req);
+    if (req.method == "POST" && what == "cmd") return impl_->Cmd(req);
     if (req.method == "POST" && (what == "stream" || what == "stream-data" || what == "stream-end"))
       return impl_->Stream(req, what);
     if (req.method == "POST" && what == "end") return impl_->End(req);

@@ -4,25 +4,33 @@
 // in STATE/base.token (0600, made on first start): whoever can read the
 // state directory is a client.
 //
-//   POST /v1/client/open   {"client": C, "servers": [names]?}     -> {"job": J, "servers": [...]}
-//   POST /v1/client/add    {"job": J, "path": "/abs/file"}        -> {"entry": N}
+//   POST /v1/client/open   {"client": C, "servers": [names]?, "timeout": S?}
+//                                                                  -> {"job": J, "servers": [...]}
+//   POST /v1/client/add    {"job": J, "path": "/abs/file"}        -> {"entry": N, "kind": K}
 //                          the base reads the file (a client on the base's machine) and
-//                          appends it as item N, signed record by record
-//   POST /v1/client/stream {"job": J}                              -> {"entry": N} (a new stream)
+//                          appends it as entry N, signed record by record; K is
+//                          "assignment" when it is one (cm-pack's), else "file"
+//   POST /v1/client/cmd    {"job": J, "command": "stage"|"commit"|"rollback"|"hook", "arg": A}
+//                                                                  -> {"entry": N}
+//   POST /v1/client/stream {"job": J, "name": F}                   -> {"entry": N} (a new stream)
 //   POST /v1/client/stream-data?job=J&entry=N   (body: the next bytes)
 //   POST /v1/client/stream-end  {"job": J, "entry": N}
 //   POST /v1/client/end    {"job": J}                              (no more entries)
-//   GET  /v1/client/status?job=J                                   -> the job and every server,
-//                          "done": true once every server holds the whole job
-//                          (`cm-push job wait` asks again until then)
-// A draft: jobs are not kept across a restart of the base, commands are not
-// queued yet, and a server's "received" means its log holds the item's end
-// record (no apply yet).
+//   GET  /v1/client/status?job=J                                   -> the job, its entries and
+//                          every server's state of each; "finished": true once every server
+//                          has finished every entry or was given up (push/job_book.h);
+//                          `cm-push job wait` asks again until then
+// The job's notices (received, completed, failed, given-up, finished) are
+// appended to STATE/jobs/<job>.notices (JSON lines) and given to the
+// `notify` program, one run per notice, in order. Jobs are not kept across a
+// restart of the base.
 #pragma once
 
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
+#include <vector>
 
 #include "http/server.h"
 #include "pack/keys.h"
@@ -34,6 +42,8 @@ namespace cm::jobrun {
 
 struct BaseServiceOptions {
   push::SitesConfig sites;
+  std::set<std::string> hooks;        // the hook names a job's "hook" command may name
+  std::vector<std::string> notify;    // argv run per notice (CM_JOB, CM_NOTICE, ... in its environment); empty = none
   std::string state_dir;   // STATE: base.token, jobs/<job>.log
   pack::SigningKey key;    // signs every record
   std::optional<GroupKey> group_key;  // CM-Auth on the nodes' calls and the base's offers (jobrun/job_edge.h)

@@ -16,6 +16,7 @@
 #include "jobrun/record_log.h"
 #include "pushrun/auth_edge.h"
 #include "pushrun/edge_loop.h"
+#include "util/file_util.h"
 #include "util/json.h"
 #include "util/json_value.h"
 #include "util/log.h"
@@ -150,6 +151,13 @@ struct JobEdge::Impl {
     std::shared_ptr<std::atomic<uint64_t>> fetch_gen = std::make_shared<std::atomic<uint64_t>>(0);
     std::map<push::PeerIndex, Micros> child_seen;
     Micros wake = proto::kNever;
+    // A node's states of the job's entries (items and commands), what the
+    // base has acknowledged, and whether a command of it runs.
+    std::map<uint32_t, push::EntryReport> entries;
+    uint64_t entries_version = 0, entries_acked = 0;
+    bool entries_sending = false, command_running = false;
+    Micros entries_retry = 0;
+    Micros last_active = 0;  // a fetch, a child or an offer
   };
 
   JobEdgeOptions opts;
@@ -158,6 +166,7 @@ struct JobEdge::Impl {
   auth::NonceCache nonces;
   std::unique_ptr<pushrun::EdgeLoop> loop;
   std::unique_ptr<Workers> workers;
+  std::unique_ptr<Workers> commands;  // one at a time, node-wide
   std::map<std::string, Job> jobs;  // the loop thread's
   std::mutex threads_mu;
   std::vector<std::thread> fetchers;
@@ -218,9 +227,152 @@ struct JobEdge::Impl {
       }
       if (j.base) {
         for (push::PeerIndex p : j.base->DueProbes(now)) Probe(id, j, p);
+      } else if (j.entries_acked != j.entries_version && now >= j.entries_retry) {
+        SendEntries(id, j);
       }
     }
+    ForgetIdle(now);
     Rearm(now);
+  }
+
+  // ---- entries: items received, commands run (docs/protocol/jobs.md, "Commands") ----
+
+  std::string EntriesPath(const std::string& id) const { return opts.dir + "/" + id + ".entries"; }
+
+  std::vector<push::EntryReport> EntryList(const Job& j) const {
+    std::vector<push::EntryReport> list;
+    for (const auto& [e, r] : j.entries) list.push_back(r);
+    return list;
+  }
+
+  // After a restart: what the node had done. A command that was running
+  // when it stopped runs again.
+  void LoadEntries(const std::string& id, Job& j) {
+    auto text = ReadFileToString(EntriesPath(id));
+    if (!text.ok()) return;
+    auto b = push::ParseJobEntries(*text);
+    if (!b.ok() || b->job != id) return;
+    for (push::EntryReport r : b->entries) {
+      if (r.state == push::EntryState::kInProgress) r.state = push::EntryState::kNew;
+      j.entries[r.entry] = r;
+    }
+    if (!j.entries.empty()) ++j.entries_version;
+  }
+
+  void EntriesChanged(const std::string& id, Job& j) {
+    ++j.entries_version;
+    push::JobEntriesBody b{id, static_cast<push::PeerIndex>(j.self), EntryList(j)};
+    if (Status s = WriteFileAtomic(EntriesPath(id), push::Encode(b), 0600); !s.ok()) {
+      log::Warn("job " + id + ": " + s.ToString());
+    }
+    SendEntries(id, j);
+  }
+
+  void SendEntries(const std::string& id, Job& j) {
+    if (j.entries_sending || j.self < 0 || j.object.base_url.empty()) return;
+    j.entries_sending = true;
+    uint64_t version = j.entries_version;
+    std::string url = j.object.base_url + "/v1/job-entries";
+    std::string body = push::Encode(push::JobEntriesBody{id, static_cast<push::PeerIndex>(j.self), EntryList(j)});
+    http::HeaderList stamp = Stamp(auth::kCcmName, "/v1/job-entries", body);
+    auto timeout = opts.call_timeout;
+    workers->Run([this, id, version, url, body, stamp, timeout] {
+      thread_local http::Client client;
+      auto resp = client.Call("POST", url, body, timeout, "application/json", stamp);
+      bool ok = resp.ok() && resp->status == 200;
+      loop->Post([this, id, version, ok] {
+        auto it = jobs.find(id);
+        if (it == jobs.end()) return;
+        Job& j = it->second;
+        j.entries_sending = false;
+        if (ok) j.entries_acked = std::max(j.entries_acked, version);
+        else j.entries_retry = SteadyNow() + proto::kSeconds;
+        if (j.entries_acked != j.entries_version && ok) SendEntries(id, j);
+      });
+    });
+  }
+
+  // Items whose END record is in are received; the next command whose
+  // record is in runs when no command of the job runs.
+  void UpdateEntries(const std::string& id, Job& j) {
+    if (opts.base || j.refused) return;
+    bool changed = false;
+    std::string failed;  // a failed command: the ones after it are not run
+    std::vector<JobItemRef> since_stage;
+    for (const RecordLog::ItemInfo& it : j.log->Items()) {
+      push::EntryReport& e = j.entries[it.id];
+      e.entry = it.id;
+      if (it.kind != "command") {
+        if (it.ended && e.state == push::EntryState::kNew) {
+          e.state = push::EntryState::kDone;
+          changed = true;
+        }
+        if (it.kind == "assignment") since_stage.push_back({it.id, it.kind, it.name, it.path});
+        continue;
+      }
+      if (e.state == push::EntryState::kDone) {
+        if (it.name == "stage") since_stage.clear();
+        continue;
+      }
+      if (e.state == push::EntryState::kFailed) {
+        if (failed.empty()) failed = std::to_string(it.id);
+        continue;
+      }
+      if (e.state == push::EntryState::kInProgress || j.command_running) break;
+      if (!failed.empty()) {
+        e.state = push::EntryState::kFailed;
+        e.error = "not run: command " + failed + " failed";
+        changed = true;
+        continue;
+      }
+      if (!it.ended) break;
+      e.state = push::EntryState::kInProgress;
+      changed = true;
+      j.command_running = true;
+      JobCommand c{id, it.id, it.name, it.arg, it.name == "stage" ? since_stage : std::vector<JobItemRef>{}};
+      commands->Run([this, c] {
+        Status st = opts.run_command ? opts.run_command(c, &stopping)
+                                     : Error(Code::kUsage, "this node runs no commands");
+        loop->Post([this, c, st] { CommandDone(c.job, c.entry, st); });
+      });
+      break;
+    }
+    if (changed) EntriesChanged(id, j);
+  }
+
+  void CommandDone(const std::string& id, uint32_t entry, const Status& st) {
+    auto it = jobs.find(id);
+    if (it == jobs.end()) return;
+    Job& j = it->second;
+    j.command_running = false;
+    push::EntryReport& e = j.entries[entry];
+    e.entry = entry;
+    e.state = st.ok() ? push::EntryState::kDone : push::EntryState::kFailed;
+    e.error = st.ok() ? "" : st.message();
+    if (!st.ok()) log::Warn("job " + id + ": command " + std::to_string(entry) + " failed: " + st.message());
+    j.last_active = SteadyNow();
+    EntriesChanged(id, j);
+    UpdateEntries(id, j);
+  }
+
+  // Jobs that are over here: dropped from memory (their files stay).
+  void ForgetIdle(Micros now) {
+    if (opts.base) return;
+    for (auto it = jobs.begin(); it != jobs.end();) {
+      Job& j = it->second;
+      bool final = !j.command_running && j.entries_acked == j.entries_version &&
+                   std::all_of(j.entries.begin(), j.entries.end(), [](const auto& e) {
+                     return e.second.state == push::EntryState::kDone || e.second.state == push::EntryState::kFailed;
+                   });
+      bool idle = j.child_seen.empty() && now - j.last_active >= opts.forget_after;
+      if ((j.refused || (j.log->complete() && final)) && idle) {
+        j.fetch_gen->fetch_add(1);
+        j.log->Wake();
+        it = jobs.erase(it);
+      } else {
+        ++it;
+      }
+    }
   }
 
   void Rearm(Micros now) {
@@ -402,7 +554,9 @@ struct JobEdge::Impl {
       }
       push::JobNodeActions out;
       it->second.core->OnFetchProgress(SteadyNow(), pos, complete, ended, &out);
+      it->second.last_active = SteadyNow();
       Apply(id, it->second, out);
+      UpdateEntries(id, it->second);
     });
   }
 
@@ -495,8 +649,13 @@ struct JobEdge::Impl {
       j.base->Start(SteadyNow());
     } else {
       j.core->Restore(j.log->size(), j.log->complete());
+      LoadEntries(object.job, j);
     }
-    *out = &jobs.emplace(object.job, std::move(j)).first->second;
+    j.last_active = SteadyNow();
+    Job* added = &jobs.emplace(object.job, std::move(j)).first->second;
+    UpdateEntries(object.job, *added);
+    if (added->entries_acked != added->entries_version) SendEntries(object.job, *added);
+    *out = added;
     return Status::Ok();
   }
 
@@ -537,6 +696,7 @@ struct JobEdge::Impl {
         j = &it->second;
       }
       push::JobNodeActions out;
+      j->last_active = SteadyNow();
       push::OfferAnswer a = j->core->OnOffer(SteadyNow(), offer->offer, &out);
       Apply(object->job, *j, out);
       Rearm(SteadyNow());
@@ -584,6 +744,7 @@ struct JobEdge::Impl {
       Micros now = SteadyNow();
       push::JobNodeActions out;
       j.core->OnChildProgress(now, static_cast<push::PeerIndex>(node), pos, done, done, &out);
+      j.last_active = now;
       if (done) {
         j.child_seen.erase(static_cast<push::PeerIndex>(node));
       } else {
@@ -624,12 +785,33 @@ struct JobEdge::Impl {
       auto b = push::ParseJobProgress(req.body);
       if (!b.ok()) return JsonError(400, b.status().message());
       if (auto refused = Speaks(b->job, b->progress.node, sender)) return *refused;
-      return loop->Run([&]() -> http::Response {
+      std::string moved;  // the node's name when it moved forward
+      http::Response r = loop->Run([&]() -> http::Response {
         auto it = jobs.find(b->job);
         if (it == jobs.end()) return JsonError(404, "no job " + b->job);
+        std::vector<push::JobNodeState> before = it->second.base->nodes();
+        size_t n = static_cast<size_t>(b->progress.node);
+        if (n < before.size() && (b->progress.pos > before[n].pos || (b->progress.complete && !before[n].complete))) {
+          moved = it->second.object.servers[n].name;
+        }
         it->second.base->OnProgress(now, b->progress);
         return http::Response::Json(200, "{}");
       });
+      if (!moved.empty() && opts.on_entries) opts.on_entries(b->job, moved, {}, true);
+      return r;
+    }
+    if (path == "/v1/job-entries") {
+      auto b = push::ParseJobEntries(req.body);
+      if (!b.ok()) return JsonError(400, b.status().message());
+      if (auto refused = Speaks(b->job, b->node, sender)) return *refused;
+      std::string name = loop->Run([&]() -> std::string {
+        auto it = jobs.find(b->job);
+        if (it == jobs.end() || static_cast<size_t>(b->node) >= it->second.object.servers.size()) return {};
+        return it->second.object.servers[b->node].name;
+      });
+      if (name.empty()) return JsonError(404, "no job " + b->job + " with node " + std::to_string(b->node));
+      if (opts.on_entries) opts.on_entries(b->job, name, b->entries, false);
+      return http::Response::Json(200, "{}");
     }
     if (path == "/v1/job-help") {
       auto b = push::ParseJobHelp(req.body);
@@ -681,6 +863,7 @@ Result<std::unique_ptr<JobEdge>> JobEdge::Start(JobEdgeOptions opts) {
   Impl* raw = impl.get();
   impl->loop = std::make_unique<pushrun::EdgeLoop>([raw](Micros now) { raw->OnTimer(now); });
   impl->workers = std::make_unique<Workers>(impl->opts.workers);
+  impl->commands = std::make_unique<Workers>(1);
   impl->loop->SetTimer(SteadyNow() + 250 * proto::kMillis);
   return std::unique_ptr<JobEdge>(new JobEdge(std::move(impl)));
 }
@@ -698,6 +881,7 @@ void JobEdge::Stop() {
     return 0;
   });
   impl_->workers->Stop();
+  impl_->commands->Stop();
   std::vector<std::thread> fetchers;
   {
     std::lock_guard<std::mutex> lock(impl_->threads_mu);
@@ -709,7 +893,8 @@ void JobEdge::Stop() {
 
 bool JobEdge::Owns(const std::string& path) {
   return path == "/v1/job-offer" || path.rfind("/v1/jobs/", 0) == 0 || path == "/v1/job-progress" ||
-         path == "/v1/job-help" || path == "/v1/job-source-failed" || path == "/v1/job-unreachable";
+         path == "/v1/job-help" || path == "/v1/job-source-failed" || path == "/v1/job-unreachable" ||
+         path == "/v1/job-entries";
 }
 
 http::Response JobEdge::Handle(const http::Request& req) {
@@ -765,8 +950,9 @@ Status Write(JobEdge::Impl* impl, const std::string& job, F make) {
 }
 }  // namespace
 
-Status JobEdge::BeginItem(const std::string& job, uint32_t item, const std::string& kind, const std::string& name) {
-  return Write(impl_.get(), job, [&](RecordWriter& w) { return w.Begin(item, kind, name); });
+Status JobEdge::BeginItem(const std::string& job, uint32_t item, const std::string& kind, const std::string& name,
+                          const std::string& arg) {
+  return Write(impl_.get(), job, [&](RecordWriter& w) { return w.Begin(item, kind, name, arg); });
 }
 
 Status JobEdge::AddData(const std::string& job, uint32_t item, std::string_view bytes) {

@@ -11,7 +11,8 @@
 //                                 names the child
 //   GET  /v1/jobs/<job>/status    {"in_job": b, "pos": N, "complete": b}
 //   base only:
-//   POST /v1/job-progress, /v1/job-help, /v1/job-source-failed, /v1/job-unreachable
+//   POST /v1/job-progress, /v1/job-help, /v1/job-source-failed, /v1/job-unreachable,
+//        /v1/job-entries (a node's states of the job's items and commands)
 //
 // POSTs are authenticated with the group key (CM-Auth, alg=mac) when one is
 // set; the sender a stamp names must be the node its body speaks for.
@@ -22,10 +23,13 @@
 // test (tests/unit/jobrun) runs a base and nodes in one process. Thread-safe.
 #pragma once
 
+#include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "http/server.h"
 #include "pack/keys.h"
@@ -36,6 +40,18 @@
 #include "util/status.h"
 
 namespace cm::jobrun {
+
+// One command of a job as a node runs it (docs/protocol/jobs.md, "Commands").
+struct JobItemRef {
+  uint32_t id = 0;
+  std::string kind, name, path;  // path: where the node wrote the item out
+};
+struct JobCommand {
+  std::string job;
+  uint32_t entry = 0;
+  std::string name, arg;          // "stage" | "commit" | "rollback" | "hook", and its argument
+  std::vector<JobItemRef> items;  // stage: the assignments queued since the job's previous stage
+};
 
 struct JobEdgeOptions {
   bool base = false;       // the base: the root of every job it opens
@@ -58,6 +74,21 @@ struct JobEdgeOptions {
   // ("ccm" is the base), and is refused without one (401/403/409 as tree
   // mode). Unset: none sent, none asked (tests).
   std::optional<GroupKey> group_key;
+  // A node runs its jobs' commands with this, one at a time (node-wide), in
+  // log order, each once its record is in; a command that fails fails the
+  // commands after it in its job ("not run"). `cancel` turns true when the
+  // edge stops. Unset: every command fails ("this node runs no commands").
+  std::function<Status(const JobCommand&, const std::atomic<bool>* cancel)> run_command;
+  // The base: a node's states of a job's entries (POST /v1/job-entries), or,
+  // with none, that it moved forward (its progress reports). Called on a
+  // connection thread, never with the edge's loop held.
+  std::function<void(const std::string& job, const std::string& node, const std::vector<push::EntryReport>& entries,
+                     bool progress)>
+      on_entries;
+  // A node forgets a job (keeps its files, answers 404 for it) once its log
+  // is whole, its entries are final and the base has them, and nobody has
+  // fetched from it for this long; an offer opens it again from its files.
+  proto::Micros forget_after = 600 * proto::kSeconds;
 };
 
 struct JobEdgeView {
@@ -82,7 +113,8 @@ class JobEdge {
   Status OpenJob(const push::JobObject& object);
   // An item's first record: what it is ("file" or "stream") and its name;
   // nodes write it out as <dir>/<job>/<item>-<name>.
-  Status BeginItem(const std::string& job, uint32_t item, const std::string& kind, const std::string& name);
+  Status BeginItem(const std::string& job, uint32_t item, const std::string& kind, const std::string& name,
+                   const std::string& arg = "");
   Status AddData(const std::string& job, uint32_t item, std::string_view bytes);
   Status EndItem(const std::string& job, uint32_t item);
   Status Finish(const std::string& job);

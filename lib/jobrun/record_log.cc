@@ -36,17 +36,37 @@ RecordLog::~RecordLog() {
 }
 
 Status RecordLog::Materialize(std::string_view record) {
-  if (items_dir_.empty()) return Status::Ok();
   CM_ASSIGN_OR_RETURN(push::ChunkHeader h, push::ParseChunkHeader(record));
   if (h.item == 0) return Status::Ok();
   std::string_view payload = record.substr(push::kChunkHeaderSize);
-  ItemFile& f = items_[h.item];
   if (h.index == 0) {
     auto meta = ParseJson(payload);
-    std::string kind = meta.ok() && meta->is_object() ? meta->Str("kind") : "";
-    std::string name = meta.ok() && meta->is_object() ? meta->Str("name") : "";
-    f.final_path = items_dir_ + "/" + std::to_string(h.item) + "-" + SafeName(name);
-    f.part = kind == "stream" ? f.final_path : f.final_path + ".part";
+    ItemInfo info;
+    info.id = h.item;
+    if (meta.ok() && meta->is_object()) {
+      info.kind = meta->Str("kind");
+      info.name = meta->Str("name");
+      info.arg = meta->Str("arg");
+    }
+    if (!items_dir_.empty() && info.kind != "command") {
+      info.path = items_dir_ + "/" + std::to_string(h.item) + "-" + SafeName(info.name);
+    }
+    info_.push_back(info);
+  }
+  if (h.end()) {
+    for (auto it = info_.rbegin(); it != info_.rend(); ++it) {
+      if (it->id == h.item) {
+        it->ended = true;
+        break;
+      }
+    }
+  }
+  if (items_dir_.empty()) return Status::Ok();
+  ItemFile& f = items_[h.item];
+  if (h.index == 0) {
+    if (info_.back().path.empty()) return Status::Ok();  // a command: nothing to write
+    f.final_path = info_.back().path;
+    f.part = info_.back().kind == "stream" ? f.final_path : f.final_path + ".part";
     f.meta_len = payload.size();
     if (f.fd >= 0) ::close(f.fd);
     f.fd = ::open(f.part.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -54,7 +74,7 @@ Status RecordLog::Materialize(std::string_view record) {
     if (!h.end()) return Status::Ok();
     payload = {};
   }
-  if (f.fd < 0) return Status::Ok();  // its first record is not ours (cannot happen in a checked log)
+  if (f.fd < 0) return Status::Ok();  // a command, or its first record is not ours (cannot happen in a checked log)
   uint64_t at = h.offset + (h.index == 0 ? payload.size() : 0) - f.meta_len;
   size_t done = 0;
   while (done < payload.size()) {
@@ -168,6 +188,11 @@ Result<std::string> RecordLog::Read(uint64_t from, size_t max, std::chrono::mill
 }
 
 uint64_t RecordLog::size() const { return log_->size(); }
+
+std::vector<RecordLog::ItemInfo> RecordLog::Items() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return info_;
+}
 bool RecordLog::complete() const { return log_ ? log_->complete() : verifiers_.count(0) && verifiers_.at(0).cursor().ended; }
 
 std::string RecordLog::object_json() const {
@@ -190,11 +215,15 @@ Result<std::string> RecordWriter::Object(const std::string& object_json) {
   return s->Append(object_json);
 }
 
-Result<std::string> RecordWriter::Begin(uint32_t item, const std::string& kind, const std::string& name) {
+Result<std::string> RecordWriter::Begin(uint32_t item, const std::string& kind, const std::string& name,
+                                        const std::string& arg) {
   if (item == 0) return Error(Code::kUsage, "item 0 is the job's own");
   CM_ASSIGN_OR_RETURN(push::ChunkSigner * s, Signer(item));
   if (s->cursor().index != 0) return Error(Code::kUsage, "item " + std::to_string(item) + " has begun");
-  return s->Append(JsonObject().Str("kind", kind).Str("name", name).Build());
+  JsonObject meta;
+  meta.Str("kind", kind).Str("name", name);
+  if (!arg.empty()) meta.Str("arg", arg);
+  return s->Append(meta.Build());
 }
 
 Result<std::string> RecordWriter::Data(uint32_t item, std::string_view bytes, size_t piece) {

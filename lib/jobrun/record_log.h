@@ -14,6 +14,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "jobrun/job_log.h"
 #include "pack/keys.h"
@@ -25,8 +26,8 @@ namespace cm::jobrun {
 class RecordLog {
  public:
   // Errors: kUsage (job id), the file's. `items_dir` ("" = none): every
-  // item (>= 1) is also written out there as it is verified, as
-  // <item>-<name> (its record 0 names it: {"kind": "file" | "stream", "name": N});
+  // item (>= 1) but a command is also written out there as it is verified, as
+  // <item>-<name> (its record 0 names it: {"kind": K, "name": N});
   // a file grows as <item>-<name>.part and takes its name at its END record
   // (synced first), a stream grows under its own name (tail -f it). Reopening
   // writes the items again from the checked log.
@@ -51,6 +52,17 @@ class RecordLog {
   }
   uint64_t size() const;
   bool complete() const;            // item 0's END record is in
+
+  // The items (>= 1) whose first record is in, in log order: what their
+  // record 0 says ({"kind", "name", "arg"}), where they are written out
+  // ("" for a command, or with no items directory) and whether their END
+  // record is in.
+  struct ItemInfo {
+    uint32_t id = 0;
+    std::string kind, name, arg, path;
+    bool ended = false;
+  };
+  std::vector<ItemInfo> Items() const;
   std::string object_json() const;  // item 0 record 0's payload ("" until it is in)
   void Wake() { log_->Wake(); }
 
@@ -67,6 +79,7 @@ class RecordLog {
   };
   std::string items_dir_;
   std::map<uint32_t, ItemFile> items_;
+  std::vector<ItemInfo> info_;  // under mu_
 
   std::unique_ptr<JobLog> log_;
   std::string job_;
@@ -81,10 +94,12 @@ class RecordWriter {
  public:
   RecordWriter(pack::SigningKey key, std::string job) : key_(std::move(key)), job_(std::move(job)) {}
   // Item 0's first record: the job object. Then for items >= 1 their
-  // first record (what it is: kind "file" or "stream", and a name), data in
-  // pieces of at most `piece` bytes, their ends, and the job's end.
+  // first record (what it is: kind "file", "assignment", "stream" or
+  // "command", a name, and a command's argument), data in pieces of at
+  // most `piece` bytes, their ends, and the job's end.
   Result<std::string> Object(const std::string& object_json);
-  Result<std::string> Begin(uint32_t item, const std::string& kind, const std::string& name);
+  Result<std::string> Begin(uint32_t item, const std::string& kind, const std::string& name,
+                            const std::string& arg = "");
   Result<std::string> Data(uint32_t item, std::string_view bytes, size_t piece = 256 << 10);
   Result<std::string> EndItem(uint32_t item);
   Result<std::string> EndJob();

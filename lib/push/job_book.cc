@@ -85,7 +85,7 @@ int Rank(EntryState s) {
 JobBook::JobBook(std::set<std::string> hooks) : hooks_(std::move(hooks)) {}
 
 Result<std::string> JobBook::Open(Micros now, const std::string& client, std::vector<std::string> servers,
-                                  JobOpenOptions opts) {
+                                  JobOpenOptions opts, const std::string& want) {
   if (!ClientNameOk(client)) return Error(Code::kUsage, "client name must be 1-64 of [A-Za-z0-9._-]: '" + client + "'");
   if (servers.empty()) return Error(Code::kUsage, "a job needs at least one server");
   std::set<std::string> seen;
@@ -93,7 +93,8 @@ Result<std::string> JobBook::Open(Micros now, const std::string& client, std::ve
     if (s.empty()) return Error(Code::kUsage, "empty server name");
     if (!seen.insert(s).second) return Error(Code::kUsage, "server listed twice: " + s);
   }
-  std::string id = client + "-" + std::to_string(++next_per_client_[client]);
+  std::string id = want.empty() ? client + "-" + std::to_string(++next_per_client_[client]) : want;
+  if (jobs_.count(id)) return Error(Code::kUsage, "job " + id + " exists");
   Job j;
   j.opts = opts;
   j.view.id = id;

@@ -101,9 +101,11 @@ class JobBook {
   explicit JobBook(std::set<std::string> hooks = {});
 
   // Errors: kUsage (empty client name or one with characters other than
-  // [A-Za-z0-9._-], no servers, duplicate servers).
+  // [A-Za-z0-9._-], no servers, duplicate servers, an `id` in use).
+  // `id`: the job's id when the caller picked it (the base skips ids its
+  // state directory has used); "" = the client's next.
   Result<std::string> Open(Micros now, const std::string& client, std::vector<std::string> servers,
-                           JobOpenOptions opts = {});
+                           JobOpenOptions opts = {}, const std::string& id = "");
   // Errors: kNotFound (no such job), kUsage (the job was ended, or finished;
   // an empty name; a stream still open when another item is added is fine).
   Result<uint32_t> AddItem(const std::string& job, EntryKind kind, const std::string& name);

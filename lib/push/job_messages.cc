@@ -162,26 +162,58 @@ Result<OfferAnswer> ParseOfferAnswer(std::string_view json) {
   return Error(Code::kCorrupt, "offer answer: missing or bad \"answer\"");
 }
 
+namespace {
+
+bool SameEntries(const std::vector<EntryReport>& a, const std::vector<EntryReport>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (a[i].entry != b[i].entry || a[i].state != b[i].state || a[i].error != b[i].error) return false;
+  }
+  return true;
+}
+
+std::string EncodeEntries(const std::vector<EntryReport>& list) {
+  JsonArray entries;
+  for (const EntryReport& e : list) {
+    entries.Raw(JsonObject().Uint("entry", e.entry).Str("state", StateText(e.state)).Str("error", e.error).Build());
+  }
+  return entries.Build();
+}
+
+Status ParseEntries(const JsonValue& entries, const char* what, std::vector<EntryReport>* out) {
+  if (entries.is_null()) return Status::Ok();
+  CM_RETURN_IF_ERROR(Need(entries.is_array() && entries.items().size() <= kMaxJobServers, what, "entries"));
+  for (const JsonValue& e : entries.items()) {
+    CM_RETURN_IF_ERROR(Need(e.is_object(), what, "entries"));
+    auto st = ParseState(e.Str("state"));
+    uint64_t id = e.Uint("entry");
+    CM_RETURN_IF_ERROR(Need(st.has_value() && id > 0 && id <= UINT32_MAX, what, "entries"));
+    out->push_back(EntryReport{static_cast<uint32_t>(id), *st, e.Str("error")});
+  }
+  return Status::Ok();
+}
+
+// The job id and the sending node every call to the base names.
+Status JobAndNode(const JsonValue& v, const char* what, std::string* job, PeerIndex* node) {
+  *job = v.Str("job");
+  uint64_t n = v.Uint("node", kMaxJobServers);
+  CM_RETURN_IF_ERROR(Need(JobIdOk(*job), what, "job"));
+  CM_RETURN_IF_ERROR(Need(n < kMaxJobServers, what, "node"));
+  *node = static_cast<PeerIndex>(n);
+  return Status::Ok();
+}
+
+}  // namespace
+
 bool JobProgressBody::operator==(const JobProgressBody& o) const {
   auto same = [](const JobProgressMsg& a, const JobProgressMsg& b) {
     return a.node == b.node && a.pos == b.pos && a.complete == b.complete && a.source == b.source &&
            a.rx_bps == b.rx_bps && a.tx_bps == b.tx_bps && a.children == b.children && a.kept == b.kept;
   };
-  if (entries.size() != o.entries.size()) return false;
-  for (size_t i = 0; i < entries.size(); ++i) {
-    if (entries[i].entry != o.entries[i].entry || entries[i].state != o.entries[i].state ||
-        entries[i].error != o.entries[i].error) {
-      return false;
-    }
-  }
-  return job == o.job && same(progress, o.progress);
+  return job == o.job && same(progress, o.progress) && SameEntries(entries, o.entries);
 }
 
 std::string Encode(const JobProgressBody& b) {
-  JsonArray entries;
-  for (const EntryReport& e : b.entries) {
-    entries.Raw(JsonObject().Uint("entry", e.entry).Str("state", StateText(e.state)).Str("error", e.error).Build());
-  }
   const JobProgressMsg& p = b.progress;
   return JsonObject()
       .Str("job", b.job)
@@ -193,7 +225,7 @@ std::string Encode(const JobProgressBody& b) {
       .Uint("tx_bps", RateOut(p.tx_bps))
       .Raw("children", Indexes(p.children))
       .Uint("kept", p.kept)
-      .Raw("entries", entries.Build())
+      .Raw("entries", EncodeEntries(b.entries))
       .Build();
 }
 
@@ -201,31 +233,34 @@ Result<JobProgressBody> ParseJobProgress(std::string_view json) {
   auto v = Object(json, "job progress");
   if (!v.ok()) return v.status();
   JobProgressBody b;
-  b.job = v->Str("job");
   JobProgressMsg& p = b.progress;
-  uint64_t node = v->Uint("node", kMaxJobServers);
+  CM_RETURN_IF_ERROR(JobAndNode(*v, "job progress", &b.job, &p.node));
   p.pos = v->Uint("pos");
   p.complete = v->Bool("complete");
   p.source = v->Int("source", kNoNode);
   p.rx_bps = Rate(*v, "rx_bps");
   p.tx_bps = Rate(*v, "tx_bps");
   p.kept = static_cast<size_t>(std::min<uint64_t>(v->Uint("kept"), kMaxJobServers));
-  CM_RETURN_IF_ERROR(Need(JobIdOk(b.job), "job progress", "job"));
-  CM_RETURN_IF_ERROR(Need(node < kMaxJobServers, "job progress", "node"));
-  p.node = static_cast<PeerIndex>(node);
   CM_RETURN_IF_ERROR(Need(RefOk(p.source), "job progress", "source"));
   CM_RETURN_IF_ERROR(ParseIndexes((*v)["children"], "job progress", "children", &p.children));
-  const JsonValue& entries = (*v)["entries"];
-  if (!entries.is_null()) {
-    CM_RETURN_IF_ERROR(Need(entries.is_array() && entries.items().size() <= kMaxJobServers, "job progress", "entries"));
-    for (const JsonValue& e : entries.items()) {
-      CM_RETURN_IF_ERROR(Need(e.is_object(), "job progress", "entries"));
-      auto st = ParseState(e.Str("state"));
-      uint64_t id = e.Uint("entry");
-      CM_RETURN_IF_ERROR(Need(st.has_value() && id > 0 && id <= UINT32_MAX, "job progress", "entries"));
-      b.entries.push_back(EntryReport{static_cast<uint32_t>(id), *st, e.Str("error")});
-    }
-  }
+  CM_RETURN_IF_ERROR(ParseEntries((*v)["entries"], "job progress", &b.entries));
+  return b;
+}
+
+bool JobEntriesBody::operator==(const JobEntriesBody& o) const {
+  return job == o.job && node == o.node && SameEntries(entries, o.entries);
+}
+
+std::string Encode(const JobEntriesBody& b) {
+  return JsonObject().Str("job", b.job).Uint("node", b.node).Raw("entries", EncodeEntries(b.entries)).Build();
+}
+
+Result<JobEntriesBody> ParseJobEntries(std::string_view json) {
+  auto v = Object(json, "job entries");
+  if (!v.ok()) return v.status();
+  JobEntriesBody b;
+  CM_RETURN_IF_ERROR(JobAndNode(*v, "job entries", &b.job, &b.node));
+  CM_RETURN_IF_ERROR(ParseEntries((*v)["entries"], "job entries", &b.entries));
   return b;
 }
 
@@ -249,11 +284,9 @@ Result<JobHelpBody> ParseJobHelp(std::string_view json) {
   auto v = Object(json, "job help");
   if (!v.ok()) return v.status();
   JobHelpBody b;
-  b.job = v->Str("job");
-  uint64_t node = v->Uint("node", kMaxJobServers);
-  CM_RETURN_IF_ERROR(Need(JobIdOk(b.job), "job help", "job"));
-  CM_RETURN_IF_ERROR(Need(node < kMaxJobServers, "job help", "node"));
-  b.ask = JobHelpAsk{static_cast<PeerIndex>(node), v->Uint("pos"), v->Bool("complete"), Rate(*v, "rate_bps"),
+  PeerIndex node = 0;
+  CM_RETURN_IF_ERROR(JobAndNode(*v, "job help", &b.job, &node));
+  b.ask = JobHelpAsk{node, v->Uint("pos"), v->Bool("complete"), Rate(*v, "rate_bps"),
                      v->Bool("repair_only")};
   return b;
 }
@@ -287,11 +320,9 @@ Result<JobSourceFailedBody> ParseJobSourceFailed(std::string_view json) {
   auto v = Object(json, "job source failed");
   if (!v.ok()) return v.status();
   JobSourceFailedBody b;
-  b.job = v->Str("job");
-  uint64_t node = v->Uint("node", kMaxJobServers);
-  CM_RETURN_IF_ERROR(Need(JobIdOk(b.job), "job source failed", "job"));
-  CM_RETURN_IF_ERROR(Need(node < kMaxJobServers, "job source failed", "node"));
-  b.msg = JobSourceFailedMsg{static_cast<PeerIndex>(node), v->Int("source", kNoNode), v->Uint("pos")};
+  PeerIndex node = 0;
+  CM_RETURN_IF_ERROR(JobAndNode(*v, "job source failed", &b.job, &node));
+  b.msg = JobSourceFailedMsg{node, v->Int("source", kNoNode), v->Uint("pos")};
   CM_RETURN_IF_ERROR(Need(RefOk(b.msg.source), "job source failed", "source"));
   return b;
 }

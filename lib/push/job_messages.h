@@ -61,6 +61,19 @@ struct JobProgressBody {
 std::string Encode(const JobProgressBody& b);
 Result<JobProgressBody> ParseJobProgress(std::string_view json);
 
+// POST /v1/job-entries (node -> base): the node's states of the job's
+// entries (items received, commands run), sent when one changes and again
+// until the base has them; `progress`: the node moved forward since its
+// last report (it extends the node's wait at the deadline).
+struct JobEntriesBody {
+  std::string job;
+  PeerIndex node = 0;
+  std::vector<EntryReport> entries;
+  bool operator==(const JobEntriesBody& o) const;
+};
+std::string Encode(const JobEntriesBody& b);
+Result<JobEntriesBody> ParseJobEntries(std::string_view json);
+
 // POST /v1/job-help and its answer.
 struct JobHelpBody {
   std::string job;

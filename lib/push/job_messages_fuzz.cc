@@ -35,7 +35,7 @@ int CmFuzzJobBodies(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   const std::string_view body(reinterpret_cast<const char*>(data) + 1, size - 1);
   auto enc = [](const auto& m) { return Encode(m); };
-  switch (data[0] % 9) {
+  switch (data[0] % 10) {
     case 0: RoundTrip(body, ParseJobObject, enc); break;
     case 1: RoundTrip(body, ParseJobOffer, enc); break;
     case 2: RoundTrip(body, ParseOfferAnswer, enc); break;
@@ -45,6 +45,7 @@ int CmFuzzJobBodies(const uint8_t* data, size_t size) {
     case 6: RoundTrip(body, ParseJobSourceFailed, enc); break;
     case 7: RoundTrip(body, ParseSourceReply, [](NodeRef r) { return EncodeSourceReply(r); }); break;
     case 8: RoundTrip(body, ParseJobUnreachable, enc); break;
+    case 9: RoundTrip(body, ParseJobEntries, enc); break;
   }
   return 0;
 }

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Job mode (a draft, docs/protocol/jobs.md) on loopback, no root: a base and
-# two sites of two relays; a client opens a job, adds a file and a live
-# stream, ends it and waits; every relay's copy of the job's signed log is
-# the base's, byte for byte. Then bad input: one error line, documented codes.
+# Job mode (docs/protocol/jobs.md) on loopback, no root: a base and two sites
+# of two relays; a client opens a job, adds a file and a live stream, ends it
+# and waits; every relay's copy of the job's signed log is the base's, byte
+# for byte. A second job carries an assignment and the commands stage,
+# commit and a hook: every relay's live tree is the release, the hook ran on
+# each, the notify program heard every notice. Then bad input: one error
+# line, documented codes.
 source "$(dirname "$0")/lib.inc"
 base=$((20000 + RANDOM % 12000))
 pids=()
@@ -25,14 +28,25 @@ servers=(a1 a2 b1 b2)
     done
   done
 } >sites.toml
+cat >hook.sh <<'HOOK'
+#!/bin/sh
+echo "$CM_JOB $CM_ENTRY $(cat "$CM_ROOT/current/index.html")" >"$CM_ROOT/../hook-ran"
+HOOK
+cat >notify.sh <<'NOTE'
+#!/bin/sh
+echo "$CM_NOTICE $CM_JOB $CM_NODE $CM_ENTRY" >>"$(dirname "$0")/notices.txt"
+NOTE
+chmod +x hook.sh notify.sh
 i=0
 for h in "${servers[@]}"; do
   i=$((i + 1))
-  cm-push relay --name "$h" --listen "127.0.0.1:$((base + i))" --spool "$h/spool" \
-    --iface 127.0.0.1 --pub-key ccm.key.pub --group-key group.key 2>"$h.log" &
+  mkdir -p "$h/root"
+  cm-push relay --name "$h" --listen "127.0.0.1:$((base + i))" --spool "$h/spool" --root "$h/root" \
+    --iface 127.0.0.1 --pub-key ccm.key.pub --group-key group.key --job-hook "warm=$PWD/hook.sh" 2>"$h.log" &
   pids+=($!)
 done
-cm-push base --to sites.toml --state state --sign-key ccm.key --group-key group.key 2>base.log &
+cm-push base --to sites.toml --state state --sign-key ccm.key --group-key group.key --hook warm \
+  --notify "$PWD/notify.sh" 2>base.log &
 pids+=($!)
 for ((i = 0; i <= 4; i++)); do
   for ((k = 0; k < 50; k++)); do (exec 3<>/dev/tcp/127.0.0.1/$((base + i))) 2>/dev/null && break; sleep 0.1; done
@@ -50,8 +64,9 @@ expect_rc 0 cm-push job add "$job" payload.bin --to sites.toml --state state
   --state state || fail "job stream"
 expect_rc 0 cm-push job end "$job" --to sites.toml --state state
 expect_rc 0 cm-push job wait "$job" --to sites.toml --state state --timeout 60 --json
-grep -q '"done":true' out || { cat out >&2; fail "wait did not report done"; }
+grep -q '"finished":true' out || { cat out >&2; fail "wait did not report the job over"; }
 grep -q '"complete":4' out || { cat out >&2; fail "not every server holds the job"; }
+grep -q '"ok":4' out || { cat out >&2; fail "not every server received every entry"; }
 for h in "${servers[@]}"; do
   cmp -s "state/jobs/$job.log" "$h/spool/jobs/$job.log" || fail "$h: its log differs from the base's"
   cmp -s payload.bin "$h/spool/jobs/$job/1-payload.bin" || fail "$h: the file item differs"
@@ -62,6 +77,46 @@ size=$(stat -c %s "state/jobs/$job.log")
 (( size > 3000000 + 70 )) || fail "log too small: $size"
 expect_rc 0 cm-push job status "$job" --to sites.toml --state state
 grep -q "4 of 4 servers" out || { cat out >&2; fail "status"; }
+
+# Content and commands: an assignment, then stage, commit and a hook, run by
+# every relay in order on its own root.
+mkdir -p tree && echo "release one" >tree/index.html && head -c 200000 /dev/urandom >tree/blob.bin
+cm-pack -q replicate tree --job rel1 --serial 1 --sign-key ccm.key -o rel1.cma || fail "cm-pack"
+expect_rc 0 cm-push job open --to sites.toml --state state --client ci
+job2=$(head -1 out)
+expect_rc 0 cm-push job add "$job2" rel1.cma --to sites.toml --state state --json
+grep -q '"kind":"assignment"' out || fail "an assignment is queued as one: $(cat out)"
+expect_rc 0 cm-push job cmd "$job2" --to sites.toml --state state -- stage
+expect_rc 0 cm-push job cmd "$job2" --to sites.toml --state state -- commit
+expect_rc 0 cm-push job cmd "$job2" --to sites.toml --state state -- hook warm
+expect_rc 2 cm-push job cmd "$job2" --to sites.toml --state state -- hook not-configured
+one_error_line cm-push
+expect_rc 2 cm-push job cmd "$job2" --to sites.toml --state state -- reboot
+one_error_line cm-push
+expect_rc 0 cm-push job end "$job2" --to sites.toml --state state
+expect_rc 0 cm-push job wait "$job2" --to sites.toml --state state --timeout 60
+grep -q "(over): 4 of 4 servers finished every entry;" out || { cat out >&2; fail "job 2 status"; }
+for h in "${servers[@]}"; do
+  cmp -s tree/index.html "$h/root/current/index.html" || fail "$h: the release is not live"
+  cmp -s tree/blob.bin "$h/root/current/blob.bin" || fail "$h: blob"
+  [[ $(cat "$h/hook-ran") == "$job2 4 release one" ]] || fail "$h: the hook: $(cat "$h/hook-ran" 2>&1)"
+done
+for ((k = 0; k < 50; k++)); do grep -q "^finished $job2" notices.txt 2>/dev/null && break; sleep 0.1; done
+for h in "${servers[@]}"; do
+  for e in 2 3 4; do grep -q "^completed $job2 $h $e\$" notices.txt || fail "notify: no 'completed' of $e on $h"; done
+  grep -q "^received $job2 $h 1\$" notices.txt || fail "notify: no 'received' on $h"
+done
+grep -q '"notice":"finished"' "state/jobs/$job2.notices" || fail "the notices file"
+# A command that fails on the servers (nothing to roll back to: one release):
+# wait says so and exits 11; the live tree is untouched.
+expect_rc 0 cm-push job open --to sites.toml --state state --client ci --servers a1,b1
+job3=$(head -1 out)
+expect_rc 0 cm-push job cmd "$job3" --to sites.toml --state state -- rollback
+expect_rc 0 cm-push job end "$job3" --to sites.toml --state state
+expect_rc 11 cm-push job wait "$job3" --to sites.toml --state state --timeout 60 --json
+python3 -c 'import json,sys; j=json.load(open("out")); assert j["finished"] and j["ok"] == 0 and j["failed"] == 2, j
+assert all(s["entries"] == ["failed"] for s in j["servers"]), j' || fail "a failed rollback: $(cat out)"
+cmp -s tree/index.html a1/root/current/index.html || fail "a1: a failed rollback changed the live tree"
 
 # Bad input: one error line and a documented exit code.
 expect_rc 3 cm-push job status nope-1 --to sites.toml --state state
@@ -74,8 +129,8 @@ one_error_line cm-push
 expect_rc 2 cm-push job add "$job" payload.bin --to sites.toml --state state   # ended: nothing more
 one_error_line cm-push
 expect_rc 0 cm-push job open --to sites.toml --state state --client ci --servers a1
-[[ $(head -1 out) == ci-2 ]] || fail "second job id: $(head -1 out)"
-expect_rc 2 cm-push job add ci-2 missing.bin --to sites.toml --state state
+[[ $(head -1 out) == ci-4 ]] || fail "fourth job id: $(head -1 out)"
+expect_rc 2 cm-push job add ci-4 missing.bin --to sites.toml --state state
 one_error_line cm-push
 expect_rc 2 cm-push job open --to sites.toml --state state --servers zz
 one_error_line cm-push

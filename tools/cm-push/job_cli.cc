@@ -9,6 +9,7 @@
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
+#include <set>
 #include <thread>
 
 #include "http/client.h"
@@ -16,6 +17,7 @@
 #include "jobrun/base_service.h"
 #include "pack/keys.h"
 #include "push/sites.h"
+#include "util/command_template.h"
 #include "util/config_dir.h"
 #include "util/exit_codes.h"
 #include "util/group_key.h"
@@ -38,9 +40,10 @@ struct Client {
   http::Client http;
 
   Result<JsonValue> Call(const std::string& method, const std::string& path, const std::string& body,
-                         std::chrono::milliseconds timeout = 30s) {
+                         std::string* raw = nullptr, std::chrono::milliseconds timeout = 30s) {
     auto r = http.Call(method, url + path, body, timeout, "application/json", {{"X-CM-Token", token}});
     if (!r.ok()) return r.status();
+    if (raw) *raw = r->body;
     auto v = ParseJson(r->body);
     if (r->status != 200) {
       std::string msg = v.ok() && v->is_object() ? v->Str("error") : r->body;
@@ -86,6 +89,12 @@ int RunBase(JobCli& cli) {
   bo.key = *key;
   bo.group_key = *group;
   bo.url = sites->ccm.url;
+  bo.hooks = std::set<std::string>(cli.hooks.begin(), cli.hooks.end());
+  if (!cli.notify.empty()) {
+    auto argv = SplitCommand(cli.notify);
+    if (!argv.ok()) return Fail(Error(Code::kUsage, "base: --notify: " + argv.status().message()));
+    bo.notify = std::move(argv).value();
+  }
   auto service = jobrun::BaseService::Start(bo);
   if (!service.ok()) return Fail(service.status());
   jobrun::BaseService* raw = service->get();
@@ -105,41 +114,23 @@ int RunBase(JobCli& cli) {
   return kExitOk;
 }
 
-void PrintStatus(const JsonValue& v, bool json, const std::string& raw) {
-  if (json) {
-    std::printf("%s\n", raw.c_str());
-    return;
+void PrintStatus(const JsonValue& v) {
+  const char* phase = v.Bool("finished") ? "over" : v.Bool("ended") ? "ended" : "open";
+  std::string failed = v.Uint("failed") ? ", " + std::to_string(v.Uint("failed")) + " failed or given up" : "";
+  std::printf("job %s (%s): %llu of %llu servers finished every entry%s; log %llu bytes\n", v.Str("job").c_str(), phase,
+              static_cast<unsigned long long>(v.Uint("ok")), static_cast<unsigned long long>(v.Uint("total")),
+              failed.c_str(), static_cast<unsigned long long>(v.Uint("size")));
+  for (const JsonValue& e : v["entries"].items()) {
+    std::string what = e.Str("kind") == "command" ? e.Str("command") + (e.Str("arg").empty() ? "" : " " + e.Str("arg"))
+                                                  : e.Str("kind") + " " + e.Str("name");
+    std::printf("  entry %llu: %s\n", static_cast<unsigned long long>(e.Uint("entry")), what.c_str());
   }
-  std::printf("job %s: %llu of %llu servers hold it all%s (log %llu bytes)\n", v.Str("job").c_str(),
-              static_cast<unsigned long long>(v.Uint("complete")), static_cast<unsigned long long>(v.Uint("total")),
-              v.Bool("ended") ? "" : ", still open", static_cast<unsigned long long>(v.Uint("size")));
   for (const JsonValue& s : v["servers"].items()) {
-    std::printf("  %-20s %-10s %12llu bytes\n", s.Str("name").c_str(), s.Str("state").c_str(),
-                static_cast<unsigned long long>(s.Uint("pos")));
+    std::string states;
+    for (const JsonValue& x : s["entries"].items()) states += (states.empty() ? "" : ", ") + x.AsString();
+    std::printf("  %-20s %-10s %12llu bytes  %s\n", s.Str("name").c_str(), s.Str("state").c_str(),
+                static_cast<unsigned long long>(s.Uint("pos")), states.c_str());
   }
-}
-
-std::string Raw(const JsonValue& v) {
-  // The status answer re-encoded for --json: the fields the table uses.
-  JsonArray servers;
-  for (const JsonValue& s : v["servers"].items()) {
-    servers.Raw(JsonObject()
-                    .Str("name", s.Str("name"))
-                    .Str("state", s.Str("state"))
-                    .Uint("pos", s.Uint("pos"))
-                    .Int("source", s.Int("source"))
-                    .Uint("rx_bps", s.Uint("rx_bps"))
-                    .Build());
-  }
-  return JsonObject()
-      .Str("job", v.Str("job"))
-      .Bool("ended", v.Bool("ended"))
-      .Bool("done", v.Bool("done"))
-      .Uint("size", v.Uint("size"))
-      .Uint("complete", v.Uint("complete"))
-      .Uint("total", v.Uint("total"))
-      .Raw("servers", servers.Build())
-      .Build();
 }
 
 int RunStream(Client& c, const std::string& job, const std::string& name) {
@@ -183,6 +174,9 @@ void AddJobCommands(CLI::App& app, JobCli* cli) {
   cli->base->add_option("--sign-key", cli->sign_key, "The key that signs every record (default CONF/ccm.key)");
   cli->base->add_option("--group-key", cli->group_key, "Group key: authenticates relays' calls (default CONF/group.key)");
   cli->base->add_option("--listen", cli->listen, "HTTP ADDR:PORT (default: [ccm] listen)");
+  cli->base->add_option("--hook", cli->hooks, "A hook name jobs may run ('job cmd J -- hook NAME'; repeatable)");
+  cli->base->add_option("--notify", cli->notify,
+                        "PROGRAM [ARGS] run per notice (received, completed, failed, given-up, finished), CM_* in its environment");
 
   cli->job_cmd = app.add_subcommand("job", "Job mode's client: open a job at the base, add content, wait (draft)");
   cli->job_cmd->require_subcommand(1);
@@ -195,10 +189,18 @@ void AddJobCommands(CLI::App& app, JobCli* cli) {
   common(cli->open);
   cli->open->add_option("--client", cli->client, "Your name: job ids are <client>-<n> (default cli)");
   cli->open->add_option("--servers", cli->servers, "Only these servers: NAME[,NAME...]")->delimiter(',');
+  cli->open->add_option("--timeout", cli->job_timeout_s,
+                        "Seconds until the base gives up servers that stopped moving (default 3600)")
+      ->check(CLI::Range(1.0, 2592000.0));
   cli->add = cli->job_cmd->add_subcommand("add", "Queue a file (or an assignment) into the job");
   common(cli->add);
   cli->add->add_option("job", cli->job, "Job id")->required();
   cli->add->add_option("file", cli->file, "File")->required();
+  cli->cmd = cli->job_cmd->add_subcommand(
+      "cmd", "Queue a command every server runs in order: stage | commit | rollback [RELEASE] | hook NAME");
+  common(cli->cmd);
+  cli->cmd->add_option("job", cli->job, "Job id")->required();
+  cli->cmd->add_option("command", cli->command, "After --: the command and its argument")->required();
   cli->stream = cli->job_cmd->add_subcommand("stream", "Queue standard input as a live stream until it ends");
   common(cli->stream);
   cli->stream->add_option("job", cli->job, "Job id")->required();
@@ -209,7 +211,8 @@ void AddJobCommands(CLI::App& app, JobCli* cli) {
   cli->status = cli->job_cmd->add_subcommand("status", "Every server's state in the job");
   common(cli->status);
   cli->status->add_option("job", cli->job, "Job id")->required();
-  cli->wait = cli->job_cmd->add_subcommand("wait", "Wait until every server holds the whole job (exit 11 if not by --timeout)");
+  cli->wait = cli->job_cmd->add_subcommand(
+      "wait", "Wait until the job is over: exit 0 when every server finished every entry, else 11");
   common(cli->wait);
   cli->wait->add_option("job", cli->job, "Job id")->required();
   cli->wait->add_option("--timeout", cli->timeout_s, "Seconds (default 3600)");
@@ -224,7 +227,11 @@ int RunJobCommands(JobCli& cli) {
     JsonArray servers;
     for (const std::string& s : cli.servers) servers.Str(s);
     auto r = c->Call("POST", "/v1/client/open",
-                     JsonObject().Str("client", cli.client).Raw("servers", servers.Build()).Build());
+                     JsonObject()
+                         .Str("client", cli.client)
+                         .Raw("servers", servers.Build())
+                         .Double("timeout", cli.job_timeout_s)
+                         .Build());
     if (!r.ok()) return Fail(r.status());
     if (cli.json) {
       JsonArray names;
@@ -239,9 +246,24 @@ int RunJobCommands(JobCli& cli) {
   if (cli.add->parsed()) {
     std::error_code ec;
     std::string path = std::filesystem::absolute(cli.file, ec).string();
-    auto r = c->Call("POST", "/v1/client/add", JsonObject().Str("job", cli.job).Str("path", path).Build(), 600s);
+    auto r = c->Call("POST", "/v1/client/add", JsonObject().Str("job", cli.job).Str("path", path).Build(), nullptr, 600s);
+    if (!r.ok()) return Fail(r.status());
+    if (cli.json)
+      std::printf("%s\n",
+                  JsonObject().Str("job", cli.job).Uint("entry", r->Uint("entry")).Str("kind", r->Str("kind")).Build().c_str());
+    return kExitOk;
+  }
+  if (cli.cmd->parsed()) {
+    if (cli.command.size() > 2) return Fail(Error(Code::kUsage, "cmd: a command and at most one argument"));
+    auto r = c->Call("POST", "/v1/client/cmd",
+                     JsonObject()
+                         .Str("job", cli.job)
+                         .Str("command", cli.command[0])
+                         .Str("arg", cli.command.size() > 1 ? cli.command[1] : "")
+                         .Build());
     if (!r.ok()) return Fail(r.status());
     if (cli.json) std::printf("%s\n", JsonObject().Str("job", cli.job).Uint("entry", r->Uint("entry")).Build().c_str());
+    else std::printf("%llu\n", static_cast<unsigned long long>(r->Uint("entry")));
     return kExitOk;
   }
   if (cli.stream->parsed()) return RunStream(*c, cli.job, cli.file.empty() ? "stream" : cli.file);
@@ -249,22 +271,31 @@ int RunJobCommands(JobCli& cli) {
     auto r = c->Call("POST", "/v1/client/end", JsonObject().Str("job", cli.job).Build());
     return r.ok() ? kExitOk : Fail(r.status());
   }
+  std::string raw;
   if (cli.status->parsed()) {
-    auto r = c->Call("GET", "/v1/client/status?job=" + cli.job, "");
+    auto r = c->Call("GET", "/v1/client/status?job=" + cli.job, "", &raw);
     if (!r.ok()) return Fail(r.status());
-    PrintStatus(*r, cli.json, Raw(*r));
+    if (cli.json) std::printf("%s\n", raw.c_str());
+    else PrintStatus(*r);
     return kExitOk;
   }
   if (cli.wait->parsed()) {
     auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<int64_t>(cli.timeout_s * 1000));
     for (;;) {
-      auto r = c->Call("GET", "/v1/client/status?job=" + cli.job, "");
+      auto r = c->Call("GET", "/v1/client/status?job=" + cli.job, "", &raw);
       if (!r.ok()) return Fail(r.status());
-      bool done = r->Bool("done");
-      if (done || std::chrono::steady_clock::now() >= until) {
-        PrintStatus(*r, cli.json, Raw(*r));
-        if (!done) log::Error("job " + cli.job + ": not every server holds it after " + std::to_string(static_cast<int>(cli.timeout_s)) + " s");
-        return done ? kExitOk : kExitPartial;
+      bool finished = r->Bool("finished");
+      if (finished || std::chrono::steady_clock::now() >= until) {
+        if (cli.json) std::printf("%s\n", raw.c_str());
+        else PrintStatus(*r);
+        bool all = finished && r->Uint("ok") == r->Uint("total");
+        if (!finished) {
+          log::Error("job " + cli.job + ": not over after " + std::to_string(static_cast<int>(cli.timeout_s)) + " s");
+        } else if (!all) {
+          log::Error("job " + cli.job + ": " + std::to_string(r->Uint("total") - r->Uint("ok")) + " of " +
+                     std::to_string(r->Uint("total")) + " servers did not finish every entry");
+        }
+        return all ? kExitOk : kExitPartial;
       }
       std::this_thread::sleep_for(200ms);  // the client's poll; the base keeps no waiting request
     }

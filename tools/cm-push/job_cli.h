@@ -17,14 +17,19 @@ struct JobCli {
   std::string client = "cli";
   std::vector<std::string> servers;
   std::string job, file;
-  double timeout_s = 3600;
+  std::vector<std::string> command;  // job cmd: COMMAND [ARG]
+  std::vector<std::string> hooks;    // base --hook
+  std::string notify;                // base --notify
+  double timeout_s = 3600;           // wait --timeout
+  double job_timeout_s = 3600;       // open --timeout
   bool json = false;
   CLI::App* base = nullptr;
   CLI::App* job_cmd = nullptr;
-  CLI::App *open = nullptr, *add = nullptr, *end = nullptr, *status = nullptr, *wait = nullptr, *stream = nullptr;
+  CLI::App *open = nullptr, *add = nullptr, *end = nullptr, *status = nullptr, *wait = nullptr, *stream = nullptr,
+           *cmd = nullptr;
 };
 
-// Adds `base` and `job` (open, add, end, status, wait, stream) to `app`.
+// Adds `base` and `job` (open, add, cmd, stream, end, status, wait) to `app`.
 void AddJobCommands(CLI::App& app, JobCli* cli);
 // Runs whichever was parsed; -1 when none was.
 int RunJobCommands(JobCli& cli);

@@ -12,6 +12,7 @@
 #include <string>
 #include <variant>
 
+#include "jobrun/job_commands.h"
 #include "jobrun/job_edge.h"
 #include "pack/keys.h"
 #include "util/group_key.h"
@@ -30,14 +31,16 @@ int Fail(const Status& st) {
 
 // relay.toml (man cm-push(1)): each key is the long flag with '_' for '-';
 // util/toml_flags.h layers it under the flags.
-Status LoadRelayConfig(const std::string& path, const CLI::App& cmd, pushrun::RelayOptions* r) {
+Status LoadRelayConfig(const std::string& path, const CLI::App& cmd, RelayCli* cli) {
+  pushrun::RelayOptions* r = &cli->r;
   const std::pair<const char*, TomlFlags::Target> keys[] = {
       {"name", &r->name},         {"listen", &r->listen},         {"url", &r->url},
       {"spool", &r->spool},       {"root", &r->root},             {"iface", &r->iface},
       {"pub_key", &r->pub_key},   {"group_key", &r->group_key},   {"allow_unsigned", &r->allow_unsigned},
       {"mcast_rate", &r->mcast_rate}, {"cm_apply", &r->cm_apply}, {"cm_mcast", &r->cm_mcast},
       {"member_wait", &r->member_wait_s}, {"member_retry", &r->member_retry_s},
-      {"spool_keep", &r->spool_keep},     {"leader_state", &r->leader_state}, {"metrics", &r->metrics}};
+      {"spool_keep", &r->spool_keep},     {"leader_state", &r->leader_state}, {"metrics", &r->metrics},
+      {"job_hook", &cli->job_hooks}};
   TomlFlags toml;
   for (const auto& [key, var] : keys) {
     std::string flag = std::string("--") + key;
@@ -75,6 +78,8 @@ CLI::App* AddRelayCommand(CLI::App& app, RelayCli* cli) {
   relay->add_option("--leader-state", r.leader_state,
                     "cm-leader's state file, for /v1/status (default /run/content-mover/leader.json)");
   relay->add_option("--metrics", r.metrics, "node_exporter textfile written every 10 s and at each transfer's end");
+  relay->add_option("--job-hook", cli->job_hooks,
+                    "NAME=PROGRAM [ARGS]: what a job's 'hook NAME' command runs here (repeatable; job_hook = [...])");
   cli->cmd = relay;
   return relay;
 }
@@ -83,7 +88,7 @@ int RunRelay(RelayCli& cli) {
   pushrun::RelayOptions& r = cli.r;
   if (cli.config.empty()) cli.config = DefaultFile("", "relay.toml");
   if (!cli.config.empty())
-    if (Status st = LoadRelayConfig(cli.config, *cli.cmd, &r); !st.ok()) return Fail(st);
+    if (Status st = LoadRelayConfig(cli.config, *cli.cmd, &cli); !st.ok()) return Fail(st);
   if (!(r.member_wait_s >= 0) || !(r.member_retry_s >= 0))
     return Fail(Error(Code::kUsage, "relay: --member-wait and --member-retry take seconds >= 0"));
   if (r.spool_keep < 1) return Fail(Error(Code::kUsage, "relay: --spool-keep takes an integer >= 1"));
@@ -95,6 +100,15 @@ int RunRelay(RelayCli& cli) {
     r.name = host;
   }
   if (r.spool.empty()) return Fail(Error(Code::kUsage, "relay: --spool DIR is required (or spool = in the config)"));
+  // A job's commands (docs/protocol/jobs.md, "Commands"): the fixed set, run
+  // with this relay's cm-apply, root and keys, and the hooks it names.
+  jobrun::JobCommandOptions co;
+  co.cm_apply = r.cm_apply;
+  co.root = r.root;
+  co.pub_key = r.pub_key;
+  co.allow_unsigned = r.allow_unsigned;
+  for (const std::string& h : cli.job_hooks)
+    if (Status st = jobrun::AddJobHook(h, &co); !st.ok()) return Fail(st);
   // Blocked before any thread starts, so every thread inherits the mask and
   // only sigwait below takes them: TERM/INT stop, HUP is logged and ignored
   // (there is nothing to reload: restart to change settings).
@@ -124,6 +138,9 @@ int RunRelay(RelayCli& cli) {
   auto group = LoadGroupKey(r.group_key);
   if (!group.ok()) return Fail(group.status());
   jo.group_key = *group;
+  jo.run_command = [co](const jobrun::JobCommand& c, const std::atomic<bool>* cancel) {
+    return jobrun::RunJobCommand(co, c, cancel);
+  };
   auto job_edge = jobrun::JobEdge::Start(jo);
   if (!job_edge.ok()) return Fail(job_edge.status());
   job_edge_at->store(job_edge->get());

@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 #include <string>
+#include <vector>
 
 #include "pushrun/relay.h"
 
@@ -12,6 +13,7 @@ namespace cm {
 struct RelayCli {
   pushrun::RelayOptions r;  // cm_apply / cm_mcast preset by the caller
   std::string config;       // --config
+  std::vector<std::string> job_hooks;  // --job-hook NAME=PROGRAM (job mode's "hook NAME" commands)
   CLI::App* cmd = nullptr;
 };
 

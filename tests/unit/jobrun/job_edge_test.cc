@@ -7,6 +7,9 @@
 
 #include <atomic>
 #include <fstream>
+#include <functional>
+#include <map>
+#include <mutex>
 #include <random>
 #include <sstream>
 #include <thread>
@@ -36,7 +39,7 @@ const pack::SigningKey& BaseKey() {
 }
 
 void StartHost(Host* h, bool base, const std::string& name, const std::string& dir, uint16_t port = 0,
-               const pack::PublicKey* key = nullptr) {
+               const pack::PublicKey* key = nullptr, const std::function<void(JobEdgeOptions*)>& tweak = nullptr) {
   auto target = h->target;
   http::ServerOptions so;
   so.listen = "127.0.0.1:" + std::to_string(port);
@@ -66,6 +69,7 @@ void StartHost(Host* h, bool base, const std::string& name, const std::string& d
   o.base_opts.silent_after = 1 * proto::kSeconds;
   o.base_opts.orphan_grace = 1 * proto::kSeconds;
   o.base_opts.unheard_grace = 10 * proto::kSeconds;
+  if (tweak) tweak(&o);
   auto edge = JobEdge::Start(o);
   ASSERT_TRUE(edge.ok()) << edge.status().ToString();
   h->edge = std::move(edge).value();
@@ -221,6 +225,96 @@ TEST(JobEdge, RecordsThatDoNotVerifyAreNeitherKeptNorServed) {
   EXPECT_EQ(w.log_size, 0u) << "a record that does not verify is never kept";
   StopHost(&good);
   StopHost(&wrong);
+  StopHost(&base);
+}
+
+// A job's commands: every node runs them in queue order once their records
+// are in (stage with the assignments queued since the last stage), one at a
+// time; a failing command fails the ones after it on that node only; the
+// base hears every node's state of every entry.
+TEST(JobEdge, CommandsRunInOrderOnEveryNodeAndTheBaseHearsTheirStates) {
+  test::TempDir tmp;
+  std::mutex mu;
+  std::map<std::string, std::map<uint32_t, push::EntryReport>> heard;  // the base's
+  std::map<std::string, std::vector<std::string>> ran;                 // per node: what it ran
+  Host base;
+  StartHost(&base, true, "", tmp.path() + "/base", 0, nullptr, [&](JobEdgeOptions* o) {
+    o->on_entries = [&](const std::string& job, const std::string& node, const std::vector<push::EntryReport>& entries,
+                        bool) {
+      std::lock_guard<std::mutex> lock(mu);
+      EXPECT_EQ(job, "ci-4");
+      for (const push::EntryReport& e : entries) heard[node][e.entry] = e;
+    };
+  });
+  std::vector<Host> nodes(4);
+  push::JobObject object{"ci-4", base.url, {}};
+  for (int i = 0; i < 4; ++i) {
+    std::string name = "s" + std::to_string(i / 2) + std::string(1, static_cast<char>('a' + i % 2));
+    StartHost(&nodes[i], false, name, tmp.path() + "/" + name, 0, nullptr, [&, name](JobEdgeOptions* o) {
+      o->run_command = [&, name](const JobCommand& c, const std::atomic<bool>*) -> Status {
+        std::string line = c.name + (c.arg.empty() ? "" : " " + c.arg);
+        for (const JobItemRef& it : c.items) line += " [" + std::to_string(it.id) + " " + ReadFile(it.path) + "]";
+        {
+          std::lock_guard<std::mutex> lock(mu);
+          ran[name].push_back(line);
+        }
+        std::this_thread::sleep_for(20ms);  // commands take time; the next waits for this one
+        if (name == "s1b" && c.name == "commit") return Error(Code::kFailure, "cm-apply: no space");
+        return Status::Ok();
+      };
+    });
+    object.servers.push_back({name, "site" + std::to_string(i / 2), nodes[i].url, 0});
+  }
+  ASSERT_TRUE(base.edge->OpenJob(object).ok());
+  auto item = [&](uint32_t id, const std::string& kind, const std::string& name, const std::string& bytes) {
+    ASSERT_TRUE(base.edge->BeginItem("ci-4", id, kind, name).ok());
+    ASSERT_TRUE(base.edge->AddData("ci-4", id, bytes).ok());
+    ASSERT_TRUE(base.edge->EndItem("ci-4", id).ok());
+  };
+  auto command = [&](uint32_t id, const std::string& name, const std::string& arg) {
+    ASSERT_TRUE(base.edge->BeginItem("ci-4", id, "command", name, arg).ok());
+    ASSERT_TRUE(base.edge->EndItem("ci-4", id).ok());
+  };
+  item(1, "assignment", "a.cma", "first");
+  item(2, "assignment", "b.cma", "second");
+  command(3, "stage", "");
+  item(4, "file", "notes.txt", "plain file");
+  command(5, "hook", "warm");
+  command(6, "commit", "");
+  item(7, "assignment", "c.cma", "third");
+  command(8, "stage", "");
+  ASSERT_TRUE(base.edge->Finish("ci-4").ok());
+
+  auto all_final = [&] {
+    std::lock_guard<std::mutex> lock(mu);
+    if (heard.size() != nodes.size()) return false;
+    for (auto& [node, entries] : heard) {
+      if (entries.size() != 8) return false;
+      for (auto& [e, r] : entries) {
+        if (r.state != push::EntryState::kDone && r.state != push::EntryState::kFailed) return false;
+      }
+    }
+    return true;
+  };
+  auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (!all_final() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(50ms);
+  ASSERT_TRUE(all_final());
+  std::lock_guard<std::mutex> lock(mu);
+  const std::vector<std::string> want = {"stage [1 first] [2 second]", "hook warm", "commit", "stage [7 third]"};
+  for (Host& n : nodes) {
+    if (n.name == "s1b") {
+      EXPECT_EQ(ran[n.name], std::vector<std::string>(want.begin(), want.begin() + 3)) << "nothing after the failure";
+      EXPECT_EQ(heard[n.name][6].state, push::EntryState::kFailed);
+      EXPECT_EQ(heard[n.name][6].error, "cm-apply: no space");
+      EXPECT_EQ(heard[n.name][8].state, push::EntryState::kFailed);
+      EXPECT_EQ(heard[n.name][8].error, "not run: command 6 failed");
+      EXPECT_EQ(heard[n.name][7].state, push::EntryState::kDone) << "an item still arrives";
+    } else {
+      EXPECT_EQ(ran[n.name], want) << n.name;
+      for (uint32_t e = 1; e <= 8; ++e) EXPECT_EQ(heard[n.name][e].state, push::EntryState::kDone) << n.name << " " << e;
+    }
+  }
+  for (Host& n : nodes) StopHost(&n);
   StopHost(&base);
 }
 

@@ -25,6 +25,9 @@ TEST(JobBook, IdsAreUniquePerClientAndBadInputIsRefused) {
   EXPECT_EQ(book.Open(0, "a b", {"s1"}).status().code(), Code::kUsage);
   EXPECT_EQ(book.Open(0, "ci", {}).status().code(), Code::kUsage);
   EXPECT_EQ(book.Open(0, "ci", {"s1", "s1"}).status().code(), Code::kUsage);
+  // The base may pick the id (it skips ids its state directory used), never one in use.
+  EXPECT_EQ(*book.Open(0, "ci", {"s1"}, {}, "ci-7"), "ci-7");
+  EXPECT_EQ(book.Open(0, "ci", {"s1"}, {}, "ci-7").status().code(), Code::kUsage);
   EXPECT_EQ(book.AddItem("nope-1", EntryKind::kFile, "f").status().code(), Code::kNotFound);
   EXPECT_EQ(book.AddCommand(*a, CommandName::kHook, "rm -rf /").status().code(), Code::kUsage);
   EXPECT_TRUE(book.AddCommand(*a, CommandName::kHook, "purge-cache").ok());

@@ -44,6 +44,10 @@ TEST(JobMessages, RoundTrips) {
   EXPECT_EQ(*ParseSourceReply(EncodeSourceReply(kBaseNode)), kBaseNode);
   JobUnreachableBody u{"ci-1", JobUnreachableMsg{0, 1}};
   EXPECT_EQ(*ParseJobUnreachable(Encode(u)), u);
+  JobEntriesBody en{"ci-1", 2, {{1, EntryState::kDone, ""}, {2, EntryState::kInProgress, ""}}};
+  auto pe = ParseJobEntries(Encode(en));
+  ASSERT_TRUE(pe.ok()) << pe.status().ToString();
+  EXPECT_EQ(*pe, en);
 }
 
 TEST(JobMessages, BadBodiesAreRefused) {
@@ -62,6 +66,9 @@ TEST(JobMessages, BadBodiesAreRefused) {
   EXPECT_EQ(ParseJobProgress(R"({"job":"j","node":0,"entries":[{"entry":1,"state":"bogus"}]})").status().code(),
             Code::kCorrupt);
   EXPECT_EQ(ParseJobHelp(R"({"job":"","node":0})").status().code(), Code::kCorrupt);
+  EXPECT_EQ(ParseJobEntries(R"({"job":"j","node":-1,"entries":[]})").status().code(), Code::kCorrupt);
+  EXPECT_EQ(ParseJobEntries(R"({"job":"j","node":0,"entries":[{"entry":2,"state":"later"}]})").status().code(),
+            Code::kCorrupt);
   EXPECT_EQ(ParseOfferAnswer(R"({"answer":"maybe"})").status().code(), Code::kCorrupt);
   // Rates are whole bytes per second, never negative.
   auto f = ParseJobOffer(R"({"job":"j","from":0,"rate_bps":-5})");
@@ -83,7 +90,8 @@ TEST(JobMessagesFuzz, RandomMutationsKeepTheParsersTotal) {
       Encode(JobHelpReply{0, false, true, 3e6}),
       Encode(JobSourceFailedBody{"ci-1", JobSourceFailedMsg{1, 0, 99}}),
       EncodeSourceReply(3),
-      Encode(JobUnreachableBody{"ci-1", JobUnreachableMsg{0, 1}})};
+      Encode(JobUnreachableBody{"ci-1", JobUnreachableMsg{0, 1}}),
+      Encode(JobEntriesBody{"ci-1", 1, {{1, EntryState::kFailed, "no root"}}})};
   std::mt19937 rng(17);
   for (int iter = 0; iter < 18000; ++iter) {
     const size_t which = iter % bases.size();
