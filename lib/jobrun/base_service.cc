@@ -68,6 +68,13 @@ struct BaseService::Impl {
   std::deque<push::JobNotice> to_notify;
   bool stopping = false;
   std::thread notifier, ticker;
+  // Each site's upload rate as the last job that measured it saw it
+  // (STATE/rates.json): the next jobs' objects carry it, so the first
+  // approach already goes to the fastest sites (docs/protocol/jobs.md).
+  std::vector<std::string> to_measure;  // finished jobs (book_mu)
+  std::mutex rates_mu;
+  std::map<std::string, double> site_rates;
+  static constexpr uint64_t kMinMeasuredBytes = 1 << 20;  // a smaller job's rates are not kept
 
   static constexpr size_t kMaxQueuedNotices = 100000;
 
@@ -91,7 +98,10 @@ struct BaseService::Impl {
   // notify program ("executing" only to the file: it is news on query).
   void Deliver(const std::vector<push::JobNotice>& out) {
     std::map<std::string, std::string> lines;
-    for (const push::JobNotice& n : out) lines[n.job] += NoticeJson(n) + "\n";
+    for (const push::JobNotice& n : out) {
+      lines[n.job] += NoticeJson(n) + "\n";
+      if (n.kind == push::JobNotice::Kind::kFinished) to_measure.push_back(n.job);
+    }
     for (const auto& [job, text] : lines) {
       std::string path = opts.state_dir + "/jobs/" + job + ".notices";
       int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
@@ -138,14 +148,53 @@ struct BaseService::Impl {
       notify_cv.wait_for(lock, std::chrono::milliseconds(250));
       if (stopping) return;
       lock.unlock();
+      std::vector<std::string> measured;
       {
         std::lock_guard<std::mutex> b(book_mu);
         std::vector<push::JobNotice> out;
         book.OnTimer(pushrun::SteadyNow(), &out);
         Deliver(out);
+        measured.swap(to_measure);
       }
+      for (const std::string& job : measured) KeepRates(job);
       lock.lock();
     }
+  }
+
+  static std::string RatesPath(const std::string& state_dir) { return state_dir + "/rates.json"; }
+
+  void LoadRates() {
+    auto text = ReadFileToString(RatesPath(opts.state_dir));
+    if (!text.ok()) return;
+    auto v = ParseJson(*text);
+    if (!v.ok() || !v->is_object() || !(*v)["sites"].is_object()) {
+      log::Warn(RatesPath(opts.state_dir) + ": not what the base writes; measuring again");
+      return;
+    }
+    for (const auto& [site, rate] : (*v)["sites"].members()) {
+      double r = rate.AsNumber();
+      if (r > 0 && r < 1e12) site_rates[site] = r;
+    }
+  }
+
+  // A finished job's measured site rates replace the kept ones (links
+  // change; a job too small to measure changes nothing).
+  void KeepRates(const std::string& job) {
+    if (edge->View(job).log_size < kMinMeasuredBytes) return;
+    std::map<std::string, double> rates = edge->SiteRates(job);
+    if (rates.empty()) return;
+    std::lock_guard<std::mutex> lock(rates_mu);
+    JsonObject sites;
+    for (const auto& [site, r] : rates) site_rates[site] = r;
+    for (const auto& [site, r] : site_rates) sites.Uint(site, static_cast<uint64_t>(r));
+    Status s = WriteFileAtomic(RatesPath(opts.state_dir), JsonObject().Raw("sites", sites.Build()).Str("from", job).Build() + "\n", 0600);
+    if (!s.ok()) log::Warn("rates: " + s.ToString());
+  }
+
+  double SiteRate(const std::string& site) {
+    std::lock_guard<std::mutex> lock(rates_mu);
+    auto it = site_rates.find(site);
+    return it == site_rates.end() ? 0 : it->second;
   }
 
   void OnEntries(const std::string& job, const std::string& node, const std::vector<push::EntryReport>& entries,
@@ -181,7 +230,7 @@ struct BaseService::Impl {
       }
       for (const push::Server* s : order) {
         if (!wanted.empty() && std::find(wanted.begin(), wanted.end(), s->name) == wanted.end()) continue;
-        object.servers.push_back({s->name, site.name, s->url, 0});
+        object.servers.push_back({s->name, site.name, s->url, SiteRate(site.name)});
       }
     }
     for (const std::string& w : wanted) {
@@ -451,6 +500,7 @@ Result<std::unique_ptr<BaseService>> BaseService::Start(BaseServiceOptions opts)
                         bool progress) { raw->OnEntries(job, node, entries, progress); };
   impl->book = push::JobBook(opts.hooks);
   impl->opts = std::move(opts);
+  impl->LoadRates();
   CM_ASSIGN_OR_RETURN(impl->edge, JobEdge::Start(eo));
   impl->ticker = std::thread([raw] { raw->Ticker(); });
   if (!impl->opts.notify.empty()) impl->notifier = std::thread([raw] { raw->Notifier(); });

@@ -22,8 +22,9 @@
 //                          `cm-push job wait` asks again until then
 // The job's notices (received, completed, failed, given-up, finished) are
 // appended to STATE/jobs/<job>.notices (JSON lines) and given to the
-// `notify` program, one run per notice, in order. Jobs are not kept across a
-// restart of the base.
+// `notify` program, one run per notice, in order. Each site's upload rate as
+// the last finished job measured it is kept in STATE/rates.json and carried
+// by every later job's object. Jobs are not kept across a restart of the base.
 #pragma once
 
 #include <memory>

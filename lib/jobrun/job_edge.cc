@@ -643,7 +643,10 @@ struct JobEdge::Impl {
       j.writer = std::make_unique<RecordWriter>(*opts.sign_key, object.job);
     }
     std::vector<push::FanPeer> peers = push::PeersOf(object);
-    j.core = std::make_unique<push::JobNodeCore>(peers, self, opts.up_bps, opts.node);
+    // Our upload rate: configured, else what the base measured for our site in earlier jobs.
+    double up = opts.up_bps;
+    if (up <= 0 && self >= 0 && static_cast<size_t>(self) < object.servers.size()) up = object.servers[self].up_bps;
+    j.core = std::make_unique<push::JobNodeCore>(peers, self, up, opts.node);
     if (opts.base) {
       j.base = std::make_unique<push::JobBaseCore>(peers, opts.base_opts);
       j.base->Start(SteadyNow());
@@ -985,6 +988,19 @@ std::vector<push::JobNodeState> JobEdge::BaseView(const std::string& job) {
     auto it = impl_->jobs.find(job);
     if (it == impl_->jobs.end() || !it->second.base) return {};
     return it->second.base->nodes();
+  });
+}
+
+std::map<std::string, double> JobEdge::SiteRates(const std::string& job) {
+  return impl_->loop->Run([&]() -> std::map<std::string, double> {
+    std::map<std::string, double> out;
+    auto it = impl_->jobs.find(job);
+    if (it == impl_->jobs.end() || !it->second.base) return out;
+    for (const push::JobServerInfo& s : it->second.object.servers) {
+      double r = it->second.base->SiteUpEstimate(s.site);
+      if (r > 0) out[s.site] = r;
+    }
+    return out;
   });
 }
 

@@ -26,6 +26,7 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -122,6 +123,9 @@ class JobEdge {
   JobEdgeView View(const std::string& job);
   // The base's view of every node (empty on a node).
   std::vector<push::JobNodeState> BaseView(const std::string& job);
+  // The base: each site's upload rate as this job measured it (bytes/s;
+  // push::JobBaseCore::SiteUpEstimate), for sites it measured.
+  std::map<std::string, double> SiteRates(const std::string& job);
   void Stop();
 
   struct Impl;

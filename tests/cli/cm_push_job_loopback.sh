@@ -77,6 +77,11 @@ size=$(stat -c %s "state/jobs/$job.log")
 (( size > 3000000 + 70 )) || fail "log too small: $size"
 expect_rc 0 cm-push job status "$job" --to sites.toml --state state
 grep -q "4 of 4 servers" out || { cat out >&2; fail "status"; }
+# The job measured the sites' upload rates; the base keeps them for the next
+# jobs' objects (docs/protocol/jobs.md, "Rates kept between jobs").
+for ((k = 0; k < 20; k++)); do [[ -s state/rates.json ]] && break; sleep 0.1; done
+python3 -c 'import json; r=json.load(open("state/rates.json"))["sites"]; assert set(r) <= {"a","b"} and r and all(v > 0 for v in r.values()), r' \
+  || fail "rates kept: $(cat state/rates.json 2>&1)"
 
 # Content and commands: an assignment, then stage, commit and a hook, run by
 # every relay in order on its own root.
@@ -84,6 +89,7 @@ mkdir -p tree && echo "release one" >tree/index.html && head -c 200000 /dev/uran
 cm-pack -q replicate tree --job rel1 --serial 1 --sign-key ccm.key -o rel1.cma || fail "cm-pack"
 expect_rc 0 cm-push job open --to sites.toml --state state --client ci
 job2=$(head -1 out)
+grep -aq '"up_bps":[1-9]' "state/jobs/$job2.log" || fail "the next job's object carries the kept rates"
 expect_rc 0 cm-push job add "$job2" rel1.cma --to sites.toml --state state --json
 grep -q '"kind":"assignment"' out || fail "an assignment is queued as one: $(cat out)"
 expect_rc 0 cm-push job cmd "$job2" --to sites.toml --state state -- stage
