@@ -145,8 +145,15 @@ Micros Election::ExpiryOf(const Member& m) const {
   // live member (without loss a dead one goes after 4 refreshes, not 3).
   const double gw = std::max(GroupLossWeight(), 1.0 / double(std::max<uint64_t>(1, regs_seen_)));
   const double q = std::max(LossUpper(m.loss, w), LossUpper(std::max(reg_loss_, gw), gw));
+  // The group's evidence: a refresh of the member counts if the leader hears
+  // it, or a peer hears it and the leader that peer's next Register (its
+  // digest), so a refresh goes unseen with qg = q * (1 - (1-q)^2)^R, R the
+  // peers whose digests the leader reads (this member not counted).
+  const int self_reporter = m.digest_at >= now_ - t.member_expiry ? 1 : 0;
+  const int peers = std::clamp(reporters_ - self_reporter, 0, kMaxReporters);
+  const double qg = q * std::pow(1 - (1 - q) * (1 - q), peers);
   const int cap = static_cast<int>(t.member_expiry_max / t.member_refresh);
-  const int k = LossRun(q, 0, 1, cap, t.member_miss_target);
+  const int k = LossRun(qg, 0, 1, cap, t.member_miss_target);
   const Micros e = std::max(t.member_expiry, k * t.member_refresh + t.member_refresh / 2);
   return std::min(e, std::max(t.member_expiry, t.member_expiry_max));
 }
@@ -353,6 +360,7 @@ void Election::Follow(Micros now, const Message& m, proto::Effects* out) {
   if (prev != m.sender) {
     registered_ = false;
     heard_list_.clear();
+    heard_regs_.clear();
     register_at_ = now + std::uniform_int_distribution<Micros>(0, cfg_.timers.register_backoff)(rng_);
   }
   SetState(now, State::kKnown, out);
@@ -531,6 +539,12 @@ void Election::OnResign(Micros now, const Message& m, proto::Effects* out) {
 }
 
 void Election::OnRegister(Micros now, const Message& m, proto::Effects* out) {
+  if (state_ == State::kKnown) {
+    // A peer registering with our leader: the next Register's digest says so.
+    if (m.leader == leader_ && std::binary_search(heard_list_.begin(), heard_list_.end(), m.sender))
+      heard_regs_.insert(m.sender);
+    return;
+  }
   if (state_ != State::kLeader) return;
   if (m.leader != cfg_.id) {
     if (m.leader == contest_by_ && now >= contest_since_) contest_evidence_ = true;
@@ -561,12 +575,48 @@ void Election::OnRegister(Micros now, const Message& m, proto::Effects* out) {
   mem.facts.name = m.name;
   mem.facts.free_disk_mb = m.free_disk_mb;
   mem.facts.cpu_permille = m.cpu_permille;
+  ReadDigest(now, m, &mem);
   if (fresh) {
     out->events.push_back("member-join " + std::to_string(m.sender));
     MembershipChanged(now, out);
   } else if (facts_changed) {
     MembershipChanged(now, out);
   }
+}
+
+void Election::ReadDigest(Micros now, const Message& m, Member* reporter) {
+  // The members this one heard register since its previous Register: each
+  // is alive as of now on the group's evidence (heard at most one refresh
+  // ago). Read against the list it names; an unknown list is skipped.
+  if (m.list_hash == 0) return;
+  auto list = std::find_if(sent_lists_.rbegin(), sent_lists_.rend(), [&](const auto& l) { return l.first == m.list_hash; });
+  if (list == sent_lists_.rend() || list->second.size() != m.heard.size()) return;
+  reporter->digest_at = now;
+  for (size_t i = 0; i < m.heard.size(); ++i) {
+    if (!m.heard[i]) continue;
+    const uint64_t id = list->second[i];
+    if (id == m.sender || id == cfg_.id) continue;
+    auto it = table_.find(id);
+    if (it != table_.end()) it->second.peer_heard = std::max(it->second.peer_heard, now);
+  }
+}
+
+void Election::CountReporters(Micros now) {
+  reporters_ = 0;
+  for (const auto& [id, mem] : table_)
+    if (id != cfg_.id && mem.digest_at >= now - cfg_.timers.member_expiry) ++reporters_;
+}
+
+void Election::SendMembers(proto::Effects* out) {
+  Message m = Base(MsgType::kMembers);
+  for (const auto& [id, mem] : table_) m.members.push_back(id);
+  const uint64_t h = ListHash(m.members);
+  if (sent_lists_.empty() || sent_lists_.back().first != h) {
+    if (sent_lists_.size() >= kListsKept) sent_lists_.erase(sent_lists_.begin());
+    sent_lists_.emplace_back(h, m.members);
+  }
+  Send(m, out);
+  out->events.push_back("members " + std::to_string(m.members.size()));
 }
 
 void Election::OnMembers(Micros now, const Message& m, proto::Effects* out) {
@@ -690,6 +740,8 @@ void Election::BecomeLeader(Micros now, proto::Effects* out) {
   contest_by_ = 0;
   handover_to_ = 0;
   table_.clear();
+  sent_lists_.clear();
+  reporters_ = 0;
   reg_loss_ = 0;
   regs_seen_ = 0;
   Member self;
@@ -834,8 +886,9 @@ void Election::Tick(Micros now, proto::Effects* out) {
         // A pre-emption that cannot complete: the next ones take over at once, as without handover.
         no_handover_until_ = now + 10 * t.DeadInterval();
       }
+      CountReporters(now);
       for (auto it = table_.begin(); it != table_.end();) {
-        if (it->first != cfg_.id && now - it->second.last_heard > ExpiryOf(it->second)) {
+        if (it->first != cfg_.id && now - LastEvidence(it->second) > ExpiryOf(it->second)) {
           out->events.push_back("member-leave " + std::to_string(it->first));
           it = table_.erase(it);
           MembershipChanged(now, out);
@@ -845,10 +898,7 @@ void Election::Tick(Micros now, proto::Effects* out) {
       }
       if (now >= next_alive_) SendAlive(now, out);
       if (now >= list_at_) {
-        Message m = Base(MsgType::kMembers);
-        for (const auto& [id, mem] : table_) m.members.push_back(id);
-        Send(m, out);
-        out->events.push_back("members " + std::to_string(m.members.size()));
+        SendMembers(out);
         list_at_ = now + t.list_period;
       }
       if (now >= report_at_) {
@@ -868,6 +918,15 @@ void Election::Tick(Micros now, proto::Effects* out) {
     m.cpu_permille = facts_.cpu_permille;
     m.beat = evidence_beat_;
     m.reg_count = ++reg_sent_;
+    // The digest: which members of the leader's last list this node heard
+    // register since its previous Register (the leader's evidence that they
+    // live, besides its own).
+    if (!heard_list_.empty()) {
+      m.list_hash = ListHash(heard_list_);
+      m.heard.resize(std::min(heard_list_.size(), kMaxMembersOnWire));
+      for (size_t i = 0; i < m.heard.size(); ++i) m.heard[i] = heard_regs_.count(heard_list_[i]) != 0;
+    }
+    heard_regs_.clear();
     Send(m, out);
     register_at_ = now + t.member_refresh;
   }
@@ -888,7 +947,7 @@ void Election::Schedule(proto::Effects* out) const {
     case State::kLeader: {
       w = std::min({next_alive_, list_at_, report_at_});
       for (const auto& [id, mem] : table_)
-        if (id != cfg_.id) w = std::min(w, mem.last_heard + ExpiryOf(mem) + 1);
+        if (id != cfg_.id) w = std::min(w, LastEvidence(mem) + ExpiryOf(mem) + 1);
       break;
     }
   }

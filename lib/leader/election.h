@@ -13,6 +13,7 @@
 // a stale leader by its epoch.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -48,6 +49,9 @@ struct Facts {  // what the leader reports about itself and members register
 constexpr uint32_t kMaxPriority = (255u << 16) | 0xffffu;
 constexpr uint64_t kMaxEpoch = uint64_t{1} << 48;
 constexpr uint64_t kMaxEpochJump = 1000;
+// Peers' digests counted in a member's expiry: beyond this many the chance
+// that all miss its refresh is already negligible.
+constexpr int kMaxReporters = 16;
 
 struct Config {
   uint64_t id = 0;            // unique in the segment, never 0
@@ -87,6 +91,12 @@ struct Member {
   uint64_t reg_count = 0;
   uint64_t regs_seen = 0;
   double loss = 0;
+  // The group's evidence (docs/protocol/leader.md "Membership that does not
+  // flap"): when a peer's Register last said it heard this member register
+  // (since the peer's previous one), and when this member's own Register
+  // last carried a digest the leader could read (it counts as a reporter).
+  proto::Micros peer_heard = 0;
+  proto::Micros digest_at = -proto::kSeconds * 1000000;
 };
 
 class Election {
@@ -171,6 +181,11 @@ class Election {
   void Restore(proto::Micros now, proto::Micros heard_at, uint64_t beat, proto::Effects* out);
   proto::Micros DeadAfter(proto::Micros heard_at) const;  // when the followed leader, last known alive then, is dead
   proto::Micros ExpiryOf(const Member& m) const;
+  // The last time the leader or a peer heard this member register.
+  static proto::Micros LastEvidence(const Member& m) { return std::max(m.last_heard, m.peer_heard); }
+  void CountReporters(proto::Micros now);
+  void ReadDigest(proto::Micros now, const Message& m, Member* reporter);
+  void SendMembers(proto::Effects* out);
   double GroupLossWeight() const;
   void CountBeat(const Message& m);
   proto::Micros NextClaimRepeat() const;
@@ -286,6 +301,12 @@ class Election {
   proto::Micros contest_last_ = 0;
   bool contest_evidence_ = false;
   std::map<uint64_t, Member> table_;
+  // The member lists this leader sent last (a Register's digest names one by
+  // its hash), newest last, at most kListsKept; and how many members sent a
+  // readable digest within member_expiry (the peers that vouch for members).
+  static constexpr size_t kListsKept = 4;
+  std::vector<std::pair<uint64_t, std::vector<uint64_t>>> sent_lists_;
+  int reporters_ = 0;
   double reg_loss_ = 0;     // registration loss over all members
   uint64_t regs_seen_ = 0;  // registrations (received or missed) in it
   proto::Micros list_at_ = proto::kNever;
@@ -296,6 +317,9 @@ class Election {
   bool registered_ = false;
   proto::Micros register_at_ = proto::kNever;
   std::vector<uint64_t> heard_list_;
+  // Members of heard_list_ whose Register this node heard since its own
+  // previous Register (the digest the next one carries).
+  std::set<uint64_t> heard_regs_;
 };
 
 }  // namespace cm::leader

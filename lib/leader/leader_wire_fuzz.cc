@@ -1,7 +1,8 @@
 // libFuzzer target for the cm-leader wire parser (Decode), with and without a
 // key. Build with -DCM_FUZZ=ON and clang; the unit tests run the same body on
 // random mutations. Checks: no crash, and re-encoding a parsed message parses
-// back to the same message.
+// back to the same message (every field, the version-4 Register digest's
+// bits included: its padding bits must be 0, so each message has one encoding).
 #include <cstdint>
 #include <cstdlib>
 #include <string_view>

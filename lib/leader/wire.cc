@@ -25,6 +25,16 @@ bool GetU32Varint(ByteReader* r, uint32_t* v) {
 
 }  // namespace
 
+uint64_t ListHash(const std::vector<uint64_t>& ids) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (uint64_t id : ids)
+    for (int i = 0; i < 8; ++i) {
+      h ^= (id >> (8 * i)) & 0xff;
+      h *= 0x100000001b3ull;
+    }
+  return h ? h : 1;
+}
+
 std::string Encode(const Message& m, const GroupKey* key, uint64_t counter) {
   std::string out;
   ByteWriter w(&out);
@@ -58,6 +68,17 @@ std::string Encode(const Message& m, const GroupKey* key, uint64_t counter) {
       w.Varint(m.cpu_permille);
       w.Varint(m.beat);
       w.Varint(m.reg_count);
+      {
+        // The digest: the list's hash, the bit count, the bits (LSB first).
+        const size_t n = m.list_hash ? std::min(m.heard.size(), kMaxMembersOnWire) : 0;
+        w.U64(n ? m.list_hash : 0);
+        w.Varint(n);
+        for (size_t i = 0; i < n; i += 8) {
+          uint8_t b = 0;
+          for (size_t j = 0; j < 8 && i + j < n; ++j) b |= uint8_t(m.heard[i + j] ? 1 : 0) << j;
+          w.U8(b);
+        }
+      }
       break;
     case MsgType::kVouch:
       w.U64(m.leader);
@@ -113,6 +134,22 @@ std::optional<Decoded> Decode(std::string_view bytes, const GroupKey* key) {
       if (!r.U64(&m.leader) || !r.Str(&m.name, kMaxNameLen) || !r.Varint(&m.free_disk_mb) ||
           !GetU32Varint(&r, &m.cpu_permille) || (version >= 3 && (!r.Varint(&m.beat) || !r.Varint(&m.reg_count))))
         return std::nullopt;
+      if (version >= 4) {
+        uint64_t n;
+        if (!r.U64(&m.list_hash) || !r.Varint(&n) || n > kMaxMembersOnWire || (n > 0) != (m.list_hash != 0) ||
+            (n + 7) / 8 > r.remaining())
+          return std::nullopt;
+        m.heard.resize(static_cast<size_t>(n));
+        for (size_t i = 0; i < n; i += 8) {
+          uint8_t b;
+          if (!r.U8(&b)) return std::nullopt;
+          for (size_t j = 0; j < 8; ++j) {
+            const bool bit = b >> j & 1;
+            if (i + j < n) m.heard[i + j] = bit;
+            else if (bit) return std::nullopt;  // padding bits are 0 (one encoding per message)
+          }
+        }
+      }
       break;
     case MsgType::kVouch:
       if (!r.U64(&m.leader) || !r.Varint(&m.beat) || !r.Varint(&m.age_us)) return std::nullopt;

@@ -1,11 +1,14 @@
-// The cm-leader control-channel wire format, version 3 (docs/protocol/leader.md).
+// The cm-leader control-channel wire format, version 4 (docs/protocol/leader.md).
 // Version 2 added the heartbeat number (beat) to Leader Alive. Version 3 adds
 // the group evidence: a Claim names the leader it suspects and the newest
 // heartbeat of it the claimant knows (and whether it pre-empts a live
 // leader), a Register carries the newest heartbeat heard and a registration
-// number, and Vouch (7) answers a claim with a newer heartbeat. Versions 1
-// and 2 are still parsed (the new fields 0); everything is sent as version 3,
-// which a version-2 node drops: upgrade a segment's nodes together.
+// number, and Vouch (7) answers a claim with a newer heartbeat. Version 4
+// adds the membership evidence to Register: which members of the leader's
+// last list the member heard register since its own previous Register (a
+// bitmap over that list, named by the list's hash). Versions 1-3 are still
+// parsed (the new fields 0 / empty); everything is sent as version 4, which
+// an older node drops: upgrade a segment's nodes together.
 // Every message is one UDP datagram on the control channel:
 //   "CL" | version u8 | type u8 | flags u8 | body | [auth trailer]
 // The parser is total: any byte string yields a Message or nullopt, never a
@@ -24,7 +27,7 @@
 
 namespace cm::leader {
 
-constexpr uint8_t kWireVersion = 3;     // sent
+constexpr uint8_t kWireVersion = 4;     // sent
 constexpr uint8_t kWireVersionMin = 1;  // oldest parsed (no beat)
 constexpr size_t kMaxMembersOnWire = 4096;
 constexpr size_t kMaxNameLen = 255;
@@ -67,6 +70,11 @@ struct Message {
   // kRegister (v3): the member's registration number, +1 per Register sent;
   // the leader estimates each member's loss from its gaps.
   uint64_t reg_count = 0;
+  // kRegister (v4): the member list the digest indexes (ListHash of the
+  // sorted ids, 0 = no digest) and one bit per id of it: that member's
+  // Register was heard since the sender's previous Register.
+  uint64_t list_hash = 0;
+  std::vector<bool> heard;
   std::string name;
   uint64_t free_disk_mb = 0;
   uint32_t cpu_permille = 0;
@@ -76,6 +84,10 @@ struct Message {
   proto::Address channel;
   bool operator==(const Message&) const = default;
 };
+
+// The name of a member list in a Register's digest: FNV-1a 64 over the
+// sorted ids (little-endian), never 0.
+uint64_t ListHash(const std::vector<uint64_t>& ids);
 
 // Encodes a message; with a key, appends counter u64 + MAC over everything before.
 std::string Encode(const Message& m, const GroupKey* key = nullptr, uint64_t counter = 0);

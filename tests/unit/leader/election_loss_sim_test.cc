@@ -139,20 +139,6 @@ SeedResult RunLossSeed(uint64_t seed, int n, double loss, const Setting& set) {
   return r;
 }
 
-uint64_t SeedsPerCell() {
-#if defined(__SANITIZE_ADDRESS__)
-  return std::max<uint64_t>(10, sim::SeedCount(400) / 20);  // scripts/test's first pass: a twentieth
-#else
-  return sim::SeedCount(400);
-#endif
-}
-
-double Quantile(std::vector<Micros> v, double q, Micros beat) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return double(v[std::min(v.size() - 1, static_cast<size_t>(q * double(v.size())))]) / double(beat);
-}
-
 void RunCell(int n, double loss, uint64_t seeds, const Setting& set = {}) {
   uint64_t first = 1;
   uint64_t one;

@@ -1,6 +1,7 @@
 // Builds cm-leader segments in the simulator for the election tests.
 #pragma once
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -51,6 +52,23 @@ inline int Best(Sim& s) {
       best = i;
   }
   return best;
+}
+
+// Seeds per cell of the loss sweeps (CM_SIM_SEEDS overrides 400; the
+// sanitizer pass of scripts/test runs a twentieth).
+inline uint64_t SeedsPerCell() {
+#if defined(__SANITIZE_ADDRESS__)
+  return std::max<uint64_t>(10, sim::SeedCount(400) / 20);
+#else
+  return sim::SeedCount(400);
+#endif
+}
+
+// The q-quantile of durations, in heartbeats.
+inline double Quantile(std::vector<proto::Micros> v, double q, proto::Micros beat) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return double(v[std::min(v.size() - 1, static_cast<size_t>(q * double(v.size())))]) / double(beat);
 }
 
 inline std::string Dump(Sim& s, size_t last_events = 12) {
