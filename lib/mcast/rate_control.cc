@@ -51,9 +51,6 @@ void RateControl::Forget(const std::string& id) {
 RateDecision RateControl::Tick(Micros now, uint64_t frame_bits, size_t group) {
   RateDecision d;
   if (now < next_tick_) return d;
-  // The first tick does not step the rate up: its reports cover the first
-  // frames only, sent before any queue could build.
-  if (next_tick_ == 0) hold_until_ = now + cfg_.epoch;
   next_tick_ = now + cfg_.epoch;
   struct Seen {
     Peer* p;
@@ -77,7 +74,11 @@ RateDecision RateControl::Tick(Micros now, uint64_t frame_bits, size_t group) {
       if (s.loss > p.base_loss + std::max(kLossJump, 4 * sd)) s.congested = true;
     }
     if (p.span > 0) {
-      double bl = std::clamp(p.base_loss, 0.0, 0.9);
+      // Corrected by the random loss once it is known from enough frames (as
+      // for the loss jump): a loss learnt from an early epoch's few frames
+      // can be several points high, and an estimate that high keeps the
+      // rate above the link, its queue never draining.
+      double bl = p.base_frames >= 4 * kJumpFrames ? std::clamp(p.base_loss, 0.0, 0.9) : 0.0;
       s.delivered = double(p.span_heard) * double(frame_bits) * 1e6 / double(p.span) / (1 - bl);
     }
     seen.push_back(s);
@@ -96,6 +97,8 @@ RateDecision RateControl::Tick(Micros now, uint64_t frame_bits, size_t group) {
   active = std::max({active, seen.size(), group});
   size_t congested = static_cast<size_t>(std::count_if(seen.begin(), seen.end(), [](const Seen& s) { return s.congested; }));
   bool jam = congested > active / 2;
+  size_t building = static_cast<size_t>(
+      std::count_if(seen.begin(), seen.end(), [&](const Seen& s) { return s.congested || s.qdelay > cfg_.target / 2; }));
   // Learn each receiver's random loss while the path is clear; name the
   // receivers congested alone (their own link is slower than the group's).
   for (Seen& s : seen) {
@@ -107,8 +110,11 @@ RateDecision RateControl::Tick(Micros now, uint64_t frame_bits, size_t group) {
       s.p->base_loss = double(s.p->base_lost) / double(s.p->base_frames);
     }
     // Alone: congested while another receiver, heard in the same epoch, was not.
+    // An epoch in which only congested receivers reported (the others'
+    // reports fell in the next) neither counts nor resets the run.
     bool alone = !jam && s.congested && congested < seen.size();
-    s.p->own_congestion = alone ? s.p->own_congestion + 1 : 0;
+    bool unknown = !jam && s.congested && congested == seen.size();
+    if (!unknown) s.p->own_congestion = alone ? s.p->own_congestion + 1 : 0;
   }
   if (seen.size() >= 2 || peers_.size() >= 2) {
     for (auto& [id, p] : peers_) {
@@ -178,6 +184,13 @@ RateDecision RateControl::Tick(Micros now, uint64_t frame_bits, size_t group) {
       rate_ = static_cast<uint64_t>(est > 0 ? std::clamp(est * 0.95, lo, hi) : lo);
       hold_until_ = now + kHoldEpochs * cfg_.epoch;
     }
+  } else if (starting_ && building > active / 2) {
+    // Start-up steps only on a clear path: most receivers reporting a queue
+    // over half the target (not yet congested) means the rate is near the
+    // link, so it waits for the next epoch's reports instead of overshooting
+    // by another step. (So the first epoch may step too: its reports, however
+    // early, show the queue a start rate above the link builds. A receiver
+    // behind its own slow link, queueing alone, does not stop the others'.)
   } else if (now >= hold_until_) {
     // Clear epochs in a row grow the step (from the 8th, up to 3x): a rate cut far below
     // the link by a noisy estimate climbs back in seconds, not tens.

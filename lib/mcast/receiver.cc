@@ -421,7 +421,10 @@ void Receiver::OnAnnounce(Micros now, const proto::Address& from, const Message&
   }
   if (ref.result.resumed_bytes)
     out->events.push_back("resumed " + a.name + ": " + std::to_string(ref.result.resumed_bytes) + " bytes on disk");
-  ref.next_report = now + Jitter(ref.nack_period);
+  // The first report comes within the first half period (25-75 ms at the
+  // default 100 ms), not a whole one: the sender's rate control steps its
+  // start-up only on reports, and its first epoch ends 100 ms after it began.
+  ref.next_report = now + Jitter(ref.nack_period / 2);
   if (ref.done_blocks == ref.blocks.size()) Complete(now, ref, out);
 }
 

@@ -56,6 +56,28 @@ TEST(McastRateControl, QueueingDelayCutsAndStartUpEnds) {
   EXPECT_EQ(rc.congestion_epochs(), 1u);
 }
 
+TEST(McastRateControl, StartUpStepsFromTheFirstClearEpochAndWaitsOnABuildingQueue) {
+  // Every clear epoch steps x1.5, the first one too (no epoch is lost at the
+  // start rate); reports of a queue over half the target but under it hold
+  // the rate (neither a step nor a cut) until they clear or pass the target;
+  // one receiver alone with such a queue (its own slow link) does not.
+  std::mt19937_64 rng(6);
+  RateControl rc(RateConfig{.cap_bps = 10'000'000'000, .start_bps = 50'000'000});
+  Micros now = 0;
+  Epoch(rc, &now, {"a", "b", "c"}, 400, {0.1, 0, 0}, {0, 1 * kMillis, 0}, rng);
+  EXPECT_EQ(rc.rate(), 75'000'000u);
+  Epoch(rc, &now, {"a", "b", "c"}, 400, {0.1, 0, 0}, {0, 0, 2 * kMillis}, rng);
+  EXPECT_EQ(rc.rate(), 112'500'000u);
+  for (int e = 0; e < 3; ++e) {
+    Epoch(rc, &now, {"a", "b", "c"}, 400, {0.1, 0, 0}, {0, 6 * kMillis, 7 * kMillis}, rng);
+    EXPECT_EQ(rc.rate(), 112'500'000u) << "epoch " << e;
+    EXPECT_TRUE(rc.starting());
+  }
+  Epoch(rc, &now, {"a", "b", "c"}, 400, {0.1, 0, 0}, {0, 1 * kMillis, 8 * kMillis}, rng);
+  EXPECT_EQ(rc.rate(), 168'750'000u);
+  EXPECT_EQ(rc.congestion_epochs(), 0u);
+}
+
 TEST(McastRateControl, DelayOnOneOfThreeNamesItSlowAndKeepsTheRate) {
   std::mt19937_64 rng(3);
   RateControl rc(RateConfig{.cap_bps = 200'000'000});  // --rate: starts at the cap
@@ -101,8 +123,10 @@ TEST(McastRateControl, OneCutDrainsTheQueueThenCruisesAtTheDeliveredRate) {
   const double link = 96e6;
   const uint32_t frames = static_cast<uint32_t>(link / kFrameBits / 10);
   const double got = frames * double(kFrameBits) * 10;  // what the receivers were delivered, per second
-  Epoch(rc, &now, {"a", "b", "c"}, frames, {0, 0, 0}, {0, 0, 0}, rng);  // the first: no step
+  // The first epoch: a queue building, not yet over the target: start-up waits.
+  Epoch(rc, &now, {"a", "b", "c"}, frames, {0, 0, 0}, {6 * kMillis, 4 * kMillis, 7 * kMillis}, rng);
   EXPECT_EQ(rc.rate(), 120'000'000u);
+  EXPECT_TRUE(rc.starting());
   Epoch(rc, &now, {"a", "b", "c"}, frames, {0, 0, 0}, {25 * kMillis, 30 * kMillis, 20 * kMillis}, rng);
   EXPECT_FALSE(rc.starting());
   EXPECT_NEAR(double(rc.rate()), 0.9 * got, 1e4);
