@@ -158,6 +158,7 @@ struct JobEdge::Impl {
     bool entries_sending = false, command_running = false;
     Micros entries_retry = 0;
     Micros last_active = 0;  // a fetch, a child or an offer
+    uint64_t source_failures = 0;  // fetches that ended before the log's end
   };
 
   JobEdgeOptions opts;
@@ -553,6 +554,7 @@ struct JobEdge::Impl {
         return;
       }
       push::JobNodeActions out;
+      if (ended && !complete) ++it->second.source_failures;
       it->second.core->OnFetchProgress(SteadyNow(), pos, complete, ended, &out);
       it->second.last_active = SteadyNow();
       Apply(id, it->second, out);
@@ -616,6 +618,9 @@ struct JobEdge::Impl {
       if (log->complete() || gen_ptr->load() != gen || stopping) break;
       if (st.code() == Code::kBusy) continue;  // a replaced fetch appended first: ask again from the end
       if (st.ok() || (st.code() == Code::kIo && log->size() > from)) continue;  // it broke after some bytes: resume
+      // Nothing came for a while: a live stream may just be quiet. A source
+      // that answers and holds no more than we do has not failed.
+      if (log->size() == from && SourceHasNoMore(source, id, from)) continue;
       failed = true;
       why = st.ok() ? "the answer ended early" : st.ToString();
       break;
@@ -625,6 +630,16 @@ struct JobEdge::Impl {
       log::Warn("job " + id + ": source " + source + " failed at " + std::to_string(log->size()) + ": " + why);
       PostFetchEvent(id, gen, gen_ptr, log->size(), false, true, false);
     }
+  }
+
+  // On a fetcher thread: the source answers its status and is at `pos` (a
+  // quiet stream), not ahead of us and not at the log's end.
+  bool SourceHasNoMore(const std::string& source, const std::string& id, uint64_t pos) {
+    thread_local http::Client client;
+    auto resp = client.Call("GET", source + "/v1/jobs/" + id + "/status", "", opts.call_timeout);
+    if (!resp.ok() || resp->status != 200) return false;
+    auto v = ParseJson(resp->body);
+    return v.ok() && v->is_object() && v->Bool("in_job") && !v->Bool("complete") && v->Uint("pos") <= pos;
   }
 
   Status NewJob(const push::JobObject& object, std::string object_json, push::NodeRef self, Job** out) {
@@ -762,8 +777,9 @@ struct JobEdge::Impl {
       auto it = jobs.find(job);
       if (it == jobs.end()) return JsonError(404, "no job " + job);
       push::JobNodeView v = it->second.core->View();
+      uint64_t pos = std::max(v.pos, it->second.log->size());  // the log is ahead of the core's last event
       return http::Response::Json(
-          200, JsonObject().Bool("in_job", v.in_job).Uint("pos", v.pos).Bool("complete", v.complete).Build());
+          200, JsonObject().Bool("in_job", v.in_job).Uint("pos", pos).Bool("complete", v.complete).Build());
     });
   }
 
@@ -979,6 +995,7 @@ JobEdgeView JobEdge::View(const std::string& job) {
     v.node = it->second.core->View();
     v.log_size = it->second.log->size();
     v.complete = it->second.log->complete();
+    v.source_failures = it->second.source_failures;
     return v;
   });
 }

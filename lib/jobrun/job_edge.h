@@ -97,6 +97,7 @@ struct JobEdgeView {
   push::JobNodeView node;
   uint64_t log_size = 0;
   bool complete = false;
+  uint64_t source_failures = 0;  // fetches that ended before the log's end (a source failed)
 };
 
 class JobEdge {

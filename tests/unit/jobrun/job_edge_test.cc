@@ -318,6 +318,45 @@ TEST(JobEdge, CommandsRunInOrderOnEveryNodeAndTheBaseHearsTheirStates) {
   StopHost(&base);
 }
 
+// A live stream that goes quiet for longer than a fetch's idle limit (ten
+// polls: 1 s here) is not a failed source: the nodes ask their sources, find
+// them alive and holding no more, and wait on.
+TEST(JobEdge, AQuietStreamIsNotAFailedSource) {
+  test::TempDir tmp;
+  Host base;
+  StartHost(&base, true, "", tmp.path() + "/base");
+  std::vector<Host> nodes(4);
+  push::JobObject object{"ci-5", base.url, {}};
+  for (int i = 0; i < 4; ++i) {
+    std::string name = "s" + std::to_string(i / 2) + std::string(1, static_cast<char>('a' + i % 2));
+    StartHost(&nodes[i], false, name, tmp.path() + "/" + name, 0, nullptr,
+              [](JobEdgeOptions* o) { o->poll = 100ms; });
+    object.servers.push_back({name, "site" + std::to_string(i / 2), nodes[i].url, 0});
+  }
+  ASSERT_TRUE(base.edge->OpenJob(object).ok());
+  ASSERT_TRUE(base.edge->BeginItem("ci-5", 1, "stream", "feed.log").ok());
+  ASSERT_TRUE(base.edge->AddData("ci-5", 1, "first lines\n").ok());
+  std::this_thread::sleep_for(3500ms);  // quiet: three times a fetch's idle limit
+  ASSERT_TRUE(base.edge->AddData("ci-5", 1, "after the pause\n").ok());
+  ASSERT_TRUE(base.edge->EndItem("ci-5", 1).ok());
+  ASSERT_TRUE(base.edge->Finish("ci-5").ok());
+  auto deadline = std::chrono::steady_clock::now() + 30s;
+  bool done = false;
+  while (!done && std::chrono::steady_clock::now() < deadline) {
+    done = true;
+    for (Host& n : nodes) done = done && n.edge->View("ci-5").complete;
+    if (!done) std::this_thread::sleep_for(50ms);
+  }
+  for (Host& n : nodes) {
+    JobEdgeView v = n.edge->View("ci-5");
+    EXPECT_TRUE(v.complete) << n.name;
+    EXPECT_EQ(v.source_failures, 0u) << n.name << ": a quiet source counted as failed";
+    EXPECT_EQ(ReadFile(n.dir + "/ci-5/1-feed.log"), "first lines\nafter the pause\n") << n.name;
+  }
+  for (Host& n : nodes) StopHost(&n);
+  StopHost(&base);
+}
+
 TEST(JobEdge, BadRequestsGetOneClearError) {
   test::TempDir tmp;
   Host base;
