@@ -17,6 +17,7 @@ struct JobCli {
   std::string client = "cli";
   std::vector<std::string> servers;
   std::string job, file;
+  std::string input = "-";           // job stream: '-' or a file/FIFO
   std::vector<std::string> command;  // job cmd: COMMAND [ARG]
   std::vector<std::string> hooks;    // base --hook
   std::string notify;                // base --notify
