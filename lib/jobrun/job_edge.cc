@@ -1008,6 +1008,17 @@ std::vector<push::JobNodeState> JobEdge::BaseView(const std::string& job) {
   });
 }
 
+void JobEdge::Retire(const std::string& job) {
+  impl_->loop->Run([&] {
+    auto it = impl_->jobs.find(job);
+    if (it == impl_->jobs.end() || !it->second.base) return 0;
+    it->second.fetch_gen->fetch_add(1);
+    it->second.log->Wake();
+    impl_->jobs.erase(it);
+    return 0;
+  });
+}
+
 std::map<std::string, double> JobEdge::SiteRates(const std::string& job) {
   return impl_->loop->Run([&]() -> std::map<std::string, double> {
     std::map<std::string, double> out;

@@ -127,6 +127,9 @@ class JobEdge {
   // The base: each site's upload rate as this job measured it (bytes/s;
   // push::JobBaseCore::SiteUpEstimate), for sites it measured.
   std::map<std::string, double> SiteRates(const std::string& job);
+  // The base: a job that is over stops (no more probes or repairs; its log
+  // file stays). Unknown jobs are ignored.
+  void Retire(const std::string& job);
   void Stop();
 
   struct Impl;

@@ -77,6 +77,9 @@ size=$(stat -c %s "state/jobs/$job.log")
 (( size > 3000000 + 70 )) || fail "log too small: $size"
 expect_rc 0 cm-push job status "$job" --to sites.toml --state state
 grep -q "4 of 4 servers" out || { cat out >&2; fail "status"; }
+sleep 0.5   # the base retires a job that is over: its status keeps the last transfer state
+expect_rc 0 cm-push job status "$job" --to sites.toml --state state --json
+[[ $(grep -o '"state":"received"' out | wc -l) == 4 ]] || { cat out >&2; fail "a retired job's status"; }
 # The job measured the sites' upload rates; the base keeps them for the next
 # jobs' objects (docs/protocol/jobs.md, "Rates kept between jobs").
 for ((k = 0; k < 20; k++)); do [[ -s state/rates.json ]] && break; sleep 0.1; done
