@@ -280,7 +280,8 @@ struct JobEdge::Impl {
     workers->Run([this, id, version, url, body, stamp, timeout] {
       thread_local http::Client client;
       auto resp = client.Call("POST", url, body, timeout, "application/json", stamp);
-      bool ok = resp.ok() && resp->status == 200;
+      // 404: the base has retired the job (it is over there): nothing to send any more.
+      bool ok = resp.ok() && (resp->status == 200 || resp->status == 404);
       loop->Post([this, id, version, ok] {
         auto it = jobs.find(id);
         if (it == jobs.end()) return;
