@@ -440,7 +440,6 @@ struct BaseService::Impl {
     for (size_t i = 0; i < view->servers.size(); ++i) {
       const std::string& name = view->servers[i];
       push::JobNodeState n = i < nodes.size() ? nodes[i] : push::JobNodeState{};
-      holding += n.complete;
       const std::vector<push::EntryState>& states = view->states.at(name);
       bool given_up = view->given_up.count(name) > 0;
       bool all_done = !given_up && std::all_of(states.begin(), states.end(), [](push::EntryState s) {
@@ -451,9 +450,14 @@ struct BaseService::Impl {
       });
       ok += all_done && view->ended;
       failed += any_failed || given_up;
+      // Two channels tell the base: progress reports (the log) and entry
+      // states; a server that reported every entry of an ended job holds it
+      // even if its last progress report is still on the way.
+      bool holds = n.complete || (all_done && view->ended);
+      holding += holds;
       JsonArray st;
       for (size_t k = 0; k < states.size(); ++k) st.Str(push::EntryStateName(states[k], view->entries[k].kind));
-      const char* state = given_up ? "given-up" : n.complete ? "received" : n.down ? "down" : n.heard ? "receiving" : "pending";
+      const char* state = given_up ? "given-up" : holds ? "received" : n.down ? "down" : n.heard ? "receiving" : "pending";
       arr.Raw(JsonObject()
                   .Str("name", name)
                   .Str("state", state)

@@ -60,7 +60,7 @@ job=$(head -1 out)
 [[ $(tail -n +2 out | tr '\n' ' ') == "a1 a2 b1 b2 " ]] || fail "servers: $(cat out)"
 expect_rc 0 cm-push job add "$job" payload.bin --to sites.toml --state state
 # A live stream: lines written over a second, cut by time.
-(for n in $(seq 1 10); do echo "line $n"; sleep 0.1; done) | cm-push job stream "$job" - --name feed.log --to sites.toml \
+(for n in $(seq 1 10); do echo "line $n"; sleep 0.1; done) | cm-push stream - --job "$job" --name feed.log --to sites.toml \
   --state state || fail "job stream"
 expect_rc 0 cm-push job end "$job" --to sites.toml --state state
 expect_rc 0 cm-push job wait "$job" --to sites.toml --state state --timeout 60 --json

@@ -207,6 +207,12 @@ void AddJobCommands(CLI::App& app, JobCli* cli) {
   cli->stream->add_option("job", cli->job, "Job id")->required();
   cli->stream->add_option("input", cli->input, "'-' (standard input, the default) or a file or FIFO to read until it ends");
   cli->stream->add_option("--name", cli->file, "The stream's file name on the servers (default: the input's name, or stream)");
+  // The same, in the form `producer | cm-push stream - --job JOB`.
+  cli->stream_top = app.add_subcommand("stream", "Queue standard input into a job as a live stream (as 'job stream')");
+  common(cli->stream_top);
+  cli->stream_top->add_option("input", cli->input, "'-' (standard input, the default) or a file or FIFO");
+  cli->stream_top->add_option("--job", cli->job, "Job id")->required();
+  cli->stream_top->add_option("--name", cli->file, "The stream's file name on the servers");
   cli->end = cli->job_cmd->add_subcommand("end", "No more entries: the job is over once every server finished every entry");
   common(cli->end);
   cli->end->add_option("job", cli->job, "Job id")->required();
@@ -222,7 +228,7 @@ void AddJobCommands(CLI::App& app, JobCli* cli) {
 
 int RunJobCommands(JobCli& cli) {
   if (cli.base->parsed()) return RunBase(cli);
-  if (!cli.job_cmd->parsed()) return -1;
+  if (!cli.job_cmd->parsed() && !cli.stream_top->parsed()) return -1;
   auto c = Connect(cli);
   if (!c.ok()) return Fail(c.status());
   if (cli.open->parsed()) {
@@ -268,7 +274,7 @@ int RunJobCommands(JobCli& cli) {
     else std::printf("%llu\n", static_cast<unsigned long long>(r->Uint("entry")));
     return kExitOk;
   }
-  if (cli.stream->parsed()) {
+  if (cli.stream->parsed() || cli.stream_top->parsed()) {
     int fd = 0;
     if (cli.input != "-") {
       fd = ::open(cli.input.c_str(), O_RDONLY | O_CLOEXEC);

@@ -27,7 +27,7 @@ struct JobCli {
   CLI::App* base = nullptr;
   CLI::App* job_cmd = nullptr;
   CLI::App *open = nullptr, *add = nullptr, *end = nullptr, *status = nullptr, *wait = nullptr, *stream = nullptr,
-           *cmd = nullptr;
+           *cmd = nullptr, *stream_top = nullptr;
 };
 
 // Adds `base` and `job` (open, add, cmd, stream, end, status, wait) to `app`.
