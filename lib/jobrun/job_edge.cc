@@ -1026,7 +1026,7 @@ std::map<std::string, double> JobEdge::SiteRates(const std::string& job) {
     auto it = impl_->jobs.find(job);
     if (it == impl_->jobs.end() || !it->second.base) return out;
     for (const push::JobServerInfo& s : it->second.object.servers) {
-      double r = it->second.base->SiteUpEstimate(s.site);
+      double r = it->second.base->SiteRxEstimate(s.site);
       if (r > 0) out[s.site] = r;
     }
     return out;
