@@ -35,13 +35,14 @@ for ((i = 0; i < 50; i++)); do
   sleep 0.1
 done
 J() { bed_exec ccm "$BIN/cm-push" job "$@" --to "$WORK/sites.toml" --state "$WORK/base"; }
+C() { bed_exec ccm "$BIN/cm-push" job cmd "$1" --to "$WORK/sites.toml" --state "$WORK/base" -- "${@:2}"; }  # options before --
 fail() { echo "FAIL: $*" >&2; tail -n 20 "$WORK/base.log" >&2; exit 1; }
 
 job=$(J open --client ops | head -n 1)
 [[ $job == ops-1 ]] || fail "job id $job"
 J add "$job" "$WORK/a.cma" >/dev/null
-J cmd "$job" -- stage >/dev/null
-J cmd "$job" -- commit >/dev/null
+C "$job" stage >/dev/null
+C "$job" commit >/dev/null
 
 # Kill s2b once its log holds 2 MiB; start it again 5 s later.
 victim=s2b
