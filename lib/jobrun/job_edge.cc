@@ -228,8 +228,17 @@ struct JobEdge::Impl {
       }
       if (j.base) {
         for (push::PeerIndex p : j.base->DueProbes(now)) Probe(id, j, p);
-      } else if (j.entries_acked != j.entries_version && now >= j.entries_retry) {
-        SendEntries(id, j);
+      } else {
+        // A fetcher tells the loop of its records at most every 100 ms; the
+        // last ones before a pause (a command queued after an item, a quiet
+        // stream) are taken up here.
+        if (!j.refused && j.core->View().in_job && j.log->size() > j.core->View().pos) {
+          push::JobNodeActions out;
+          j.core->OnFetchProgress(now, j.log->size(), j.log->complete(), false, &out);
+          Apply(id, j, out);
+          UpdateEntries(id, j);
+        }
+        if (j.entries_acked != j.entries_version && now >= j.entries_retry) SendEntries(id, j);
       }
     }
     ForgetIdle(now);
