@@ -298,7 +298,7 @@ TEST(JobEdge, CommandsRunInOrderOnEveryNodeAndTheBaseHearsTheirStates) {
   while (!all_final() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(50ms);
   ASSERT_TRUE(all_final());
   ASSERT_TRUE(base.edge->Finish("ci-4").ok());
-  std::lock_guard<std::mutex> lock(mu);
+  std::unique_lock<std::mutex> lock(mu);  // released before the hosts stop: the base's callback takes it
   const std::vector<std::string> want = {"stage [1 first] [2 second]", "hook warm", "commit", "stage [7 third]"};
   for (Host& n : nodes) {
     if (n.name == "s1b") {
@@ -313,6 +313,7 @@ TEST(JobEdge, CommandsRunInOrderOnEveryNodeAndTheBaseHearsTheirStates) {
       for (uint32_t e = 1; e <= 8; ++e) EXPECT_EQ(heard[n.name][e].state, push::EntryState::kDone) << n.name << " " << e;
     }
   }
+  lock.unlock();
   for (Host& n : nodes) StopHost(&n);
   StopHost(&base);
 }
