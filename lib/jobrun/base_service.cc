@@ -72,6 +72,12 @@ struct BaseService::Impl {
   // (STATE/rates.json): the next jobs' objects carry it, so the first
   // approach already goes to the fastest sites (docs/protocol/jobs.md).
   std::vector<std::string> to_measure;  // finished jobs (book_mu)
+  // A finished job's last transfer state, kept when the edge retires it.
+  struct Final {
+    std::vector<push::JobNodeState> nodes;
+    uint64_t log_size = 0;
+  };
+  std::map<std::string, Final> finals;  // book_mu
   std::mutex rates_mu;
   std::map<std::string, double> site_rates;
   static constexpr uint64_t kMinMeasuredBytes = 1 << 20;  // a smaller job's rates are not kept
@@ -156,7 +162,7 @@ struct BaseService::Impl {
         Deliver(out);
         measured.swap(to_measure);
       }
-      for (const std::string& job : measured) KeepRates(job);
+      for (const std::string& job : measured) Retire(job);
       lock.lock();
     }
   }
@@ -189,6 +195,18 @@ struct BaseService::Impl {
     for (const auto& [site, r] : site_rates) sites.Uint(site, static_cast<uint64_t>(r));
     Status s = WriteFileAtomic(RatesPath(opts.state_dir), JsonObject().Raw("sites", sites.Build()).Str("from", job).Build() + "\n", 0600);
     if (!s.ok()) log::Warn("rates: " + s.ToString());
+  }
+
+  // A job that is over: its rates kept, its last state kept for status,
+  // and the edge stops probing and repairing its servers.
+  void Retire(const std::string& job) {
+    KeepRates(job);
+    Final f{edge->BaseView(job), edge->View(job).log_size};
+    {
+      std::lock_guard<std::mutex> lock(book_mu);
+      finals[job] = std::move(f);
+    }
+    edge->Retire(job);
   }
 
   double SiteRate(const std::string& site) {
@@ -395,13 +413,15 @@ struct BaseService::Impl {
   // state and its state of each entry.
   std::string StatusJson(const std::string& id) {
     std::optional<push::JobView> view;
+    std::optional<Final> final;
     {
       std::lock_guard<std::mutex> lock(book_mu);
       view = book.View(id);
+      if (auto f = finals.find(id); f != finals.end()) final = f->second;
     }
     if (!view) return {};
-    JobEdgeView base = edge->View(id);
-    std::vector<push::JobNodeState> nodes = edge->BaseView(id);
+    std::vector<push::JobNodeState> nodes = final ? final->nodes : edge->BaseView(id);
+    uint64_t log_size = final ? final->log_size : edge->View(id).log_size;
     JsonArray entries;
     for (const push::JobEntry& e : view->entries) {
       JsonObject o;
@@ -420,7 +440,6 @@ struct BaseService::Impl {
     for (size_t i = 0; i < view->servers.size(); ++i) {
       const std::string& name = view->servers[i];
       push::JobNodeState n = i < nodes.size() ? nodes[i] : push::JobNodeState{};
-      holding += n.complete;
       const std::vector<push::EntryState>& states = view->states.at(name);
       bool given_up = view->given_up.count(name) > 0;
       bool all_done = !given_up && std::all_of(states.begin(), states.end(), [](push::EntryState s) {
@@ -431,9 +450,14 @@ struct BaseService::Impl {
       });
       ok += all_done && view->ended;
       failed += any_failed || given_up;
+      // Two channels tell the base: progress reports (the log) and entry
+      // states; a server that reported every entry of an ended job holds it
+      // even if its last progress report is still on the way.
+      bool holds = n.complete || (all_done && view->ended);
+      holding += holds;
       JsonArray st;
       for (size_t k = 0; k < states.size(); ++k) st.Str(push::EntryStateName(states[k], view->entries[k].kind));
-      const char* state = given_up ? "given-up" : n.complete ? "received" : n.down ? "down" : n.heard ? "receiving" : "pending";
+      const char* state = given_up ? "given-up" : holds ? "received" : n.down ? "down" : n.heard ? "receiving" : "pending";
       arr.Raw(JsonObject()
                   .Str("name", name)
                   .Str("state", state)
@@ -449,7 +473,7 @@ struct BaseService::Impl {
         .Bool("ended", view->ended)
         .Bool("finished", view->finished)
         .Bool("done", view->finished)
-        .Uint("size", base.log_size)
+        .Uint("size", log_size)
         .Uint("complete", holding)
         .Uint("ok", ok)
         .Uint("failed", failed)

@@ -158,6 +158,7 @@ struct JobEdge::Impl {
     bool entries_sending = false, command_running = false;
     Micros entries_retry = 0;
     Micros last_active = 0;  // a fetch, a child or an offer
+    uint64_t source_failures = 0;  // fetches that ended before the log's end
   };
 
   JobEdgeOptions opts;
@@ -227,8 +228,17 @@ struct JobEdge::Impl {
       }
       if (j.base) {
         for (push::PeerIndex p : j.base->DueProbes(now)) Probe(id, j, p);
-      } else if (j.entries_acked != j.entries_version && now >= j.entries_retry) {
-        SendEntries(id, j);
+      } else {
+        // A fetcher tells the loop of its records at most every 100 ms; the
+        // last ones before a pause (a command queued after an item, a quiet
+        // stream) are taken up here.
+        if (!j.refused && j.core->View().in_job && j.log->size() > j.core->View().pos) {
+          push::JobNodeActions out;
+          j.core->OnFetchProgress(now, j.log->size(), j.log->complete(), false, &out);
+          Apply(id, j, out);
+          UpdateEntries(id, j);
+        }
+        if (j.entries_acked != j.entries_version && now >= j.entries_retry) SendEntries(id, j);
       }
     }
     ForgetIdle(now);
@@ -279,7 +289,8 @@ struct JobEdge::Impl {
     workers->Run([this, id, version, url, body, stamp, timeout] {
       thread_local http::Client client;
       auto resp = client.Call("POST", url, body, timeout, "application/json", stamp);
-      bool ok = resp.ok() && resp->status == 200;
+      // 404: the base has retired the job (it is over there): nothing to send any more.
+      bool ok = resp.ok() && (resp->status == 200 || resp->status == 404);
       loop->Post([this, id, version, ok] {
         auto it = jobs.find(id);
         if (it == jobs.end()) return;
@@ -553,6 +564,7 @@ struct JobEdge::Impl {
         return;
       }
       push::JobNodeActions out;
+      if (ended && !complete) ++it->second.source_failures;
       it->second.core->OnFetchProgress(SteadyNow(), pos, complete, ended, &out);
       it->second.last_active = SteadyNow();
       Apply(id, it->second, out);
@@ -616,6 +628,9 @@ struct JobEdge::Impl {
       if (log->complete() || gen_ptr->load() != gen || stopping) break;
       if (st.code() == Code::kBusy) continue;  // a replaced fetch appended first: ask again from the end
       if (st.ok() || (st.code() == Code::kIo && log->size() > from)) continue;  // it broke after some bytes: resume
+      // Nothing came for a while: a live stream may just be quiet. A source
+      // that answers and holds no more than we do has not failed.
+      if (log->size() == from && SourceHasNoMore(source, id, from)) continue;
       failed = true;
       why = st.ok() ? "the answer ended early" : st.ToString();
       break;
@@ -625,6 +640,16 @@ struct JobEdge::Impl {
       log::Warn("job " + id + ": source " + source + " failed at " + std::to_string(log->size()) + ": " + why);
       PostFetchEvent(id, gen, gen_ptr, log->size(), false, true, false);
     }
+  }
+
+  // On a fetcher thread: the source answers its status and is at `pos` (a
+  // quiet stream), not ahead of us and not at the log's end.
+  bool SourceHasNoMore(const std::string& source, const std::string& id, uint64_t pos) {
+    thread_local http::Client client;
+    auto resp = client.Call("GET", source + "/v1/jobs/" + id + "/status", "", opts.call_timeout);
+    if (!resp.ok() || resp->status != 200) return false;
+    auto v = ParseJson(resp->body);
+    return v.ok() && v->is_object() && v->Bool("in_job") && !v->Bool("complete") && v->Uint("pos") <= pos;
   }
 
   Status NewJob(const push::JobObject& object, std::string object_json, push::NodeRef self, Job** out) {
@@ -762,8 +787,9 @@ struct JobEdge::Impl {
       auto it = jobs.find(job);
       if (it == jobs.end()) return JsonError(404, "no job " + job);
       push::JobNodeView v = it->second.core->View();
+      uint64_t pos = std::max(v.pos, it->second.log->size());  // the log is ahead of the core's last event
       return http::Response::Json(
-          200, JsonObject().Bool("in_job", v.in_job).Uint("pos", v.pos).Bool("complete", v.complete).Build());
+          200, JsonObject().Bool("in_job", v.in_job).Uint("pos", pos).Bool("complete", v.complete).Build());
     });
   }
 
@@ -979,6 +1005,7 @@ JobEdgeView JobEdge::View(const std::string& job) {
     v.node = it->second.core->View();
     v.log_size = it->second.log->size();
     v.complete = it->second.log->complete();
+    v.source_failures = it->second.source_failures;
     return v;
   });
 }
@@ -991,13 +1018,24 @@ std::vector<push::JobNodeState> JobEdge::BaseView(const std::string& job) {
   });
 }
 
+void JobEdge::Retire(const std::string& job) {
+  impl_->loop->Run([&] {
+    auto it = impl_->jobs.find(job);
+    if (it == impl_->jobs.end() || !it->second.base) return 0;
+    it->second.fetch_gen->fetch_add(1);
+    it->second.log->Wake();
+    impl_->jobs.erase(it);
+    return 0;
+  });
+}
+
 std::map<std::string, double> JobEdge::SiteRates(const std::string& job) {
   return impl_->loop->Run([&]() -> std::map<std::string, double> {
     std::map<std::string, double> out;
     auto it = impl_->jobs.find(job);
     if (it == impl_->jobs.end() || !it->second.base) return out;
     for (const push::JobServerInfo& s : it->second.object.servers) {
-      double r = it->second.base->SiteUpEstimate(s.site);
+      double r = it->second.base->SiteRxEstimate(s.site);
       if (r > 0) out[s.site] = r;
     }
     return out;

@@ -97,6 +97,7 @@ struct JobEdgeView {
   push::JobNodeView node;
   uint64_t log_size = 0;
   bool complete = false;
+  uint64_t source_failures = 0;  // fetches that ended before the log's end (a source failed)
 };
 
 class JobEdge {
@@ -123,9 +124,13 @@ class JobEdge {
   JobEdgeView View(const std::string& job);
   // The base's view of every node (empty on a node).
   std::vector<push::JobNodeState> BaseView(const std::string& job);
-  // The base: each site's upload rate as this job measured it (bytes/s;
-  // push::JobBaseCore::SiteUpEstimate), for sites it measured.
+  // The base: each site's rate as this job measured it (bytes/s; the most a
+  // node of it received from another site, push::JobBaseCore::SiteRxEstimate),
+  // for sites it measured.
   std::map<std::string, double> SiteRates(const std::string& job);
+  // The base: a job that is over stops (no more probes or repairs; its log
+  // file stays). Unknown jobs are ignored.
+  void Retire(const std::string& job);
   void Stop();
 
   struct Impl;

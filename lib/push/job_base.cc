@@ -132,6 +132,11 @@ double JobBaseCore::SiteUpEstimate(const std::string& site) const {
   return std::max(tx != site_tx_.end() ? tx->second : 0.0, rx != site_rx_.end() ? rx->second : 0.0);
 }
 
+double JobBaseCore::SiteRxEstimate(const std::string& site) const {
+  auto rx = site_rx_.find(site);
+  return rx != site_rx_.end() ? rx->second : 0.0;
+}
+
 JobBaseCore::HelpAnswer JobBaseCore::OnHelp(Micros now, NodeRef helper, const JobHelpAsk& ask) {
   HelpAnswer answer;
   now_ = now;

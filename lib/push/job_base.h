@@ -88,6 +88,11 @@ class JobBaseCore {
   // was seen feeding other sites, else (links taken as symmetric) the most
   // any node of it received from another site; 0 = nothing seen.
   double SiteUpEstimate(const std::string& site) const;
+  // The most any node of the site received from another site (a receiver's
+  // measure: what a sender wrote counts its socket buffers too, so its
+  // early bursts overstate a link); 0 = nothing seen. What the base keeps
+  // between jobs (links taken as symmetric).
+  double SiteRxEstimate(const std::string& site) const;
   // Where `m.node` fetches now: a complete node of its site, else a complete
   // node elsewhere with the fewest children, else the base.
   NodeRef OnSourceFailed(Micros now, const JobSourceFailedMsg& m);

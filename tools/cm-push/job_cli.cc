@@ -1,6 +1,7 @@
 // `cm-push base` and `cm-push job ...`. See job_cli.h.
 #include "job_cli.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <unistd.h>
@@ -133,7 +134,7 @@ void PrintStatus(const JsonValue& v) {
   }
 }
 
-int RunStream(Client& c, const std::string& job, const std::string& name) {
+int RunStream(Client& c, const std::string& job, const std::string& name, int in) {
   auto s = c.Call("POST", "/v1/client/stream", JsonObject().Str("job", job).Str("name", name).Build());
   if (!s.ok()) return Fail(s.status());
   uint64_t entry = s->Uint("entry");
@@ -143,11 +144,11 @@ int RunStream(Client& c, const std::string& job, const std::string& name) {
   bool eof = false;
   while (!eof) {
     // Cut by size (64 KiB) or by time (100 ms): a live stream's delay stays small.
-    pollfd p{0, POLLIN, 0};
+    pollfd p{in, POLLIN, 0};
     int r = ::poll(&p, 1, 20);
     if (r > 0) {
       char tmp[65536];
-      ssize_t n = ::read(0, tmp, sizeof tmp);
+      ssize_t n = ::read(in, tmp, sizeof tmp);
       if (n <= 0) eof = true;
       else buf.append(tmp, static_cast<size_t>(n));
     }
@@ -168,7 +169,7 @@ int RunStream(Client& c, const std::string& job, const std::string& name) {
 }  // namespace
 
 void AddJobCommands(CLI::App& app, JobCli* cli) {
-  cli->base = app.add_subcommand("base", "Run job mode's base: jobs opened by clients spread from node to node (draft)");
+  cli->base = app.add_subcommand("base", "Run job mode's base: jobs opened by clients spread from relay to relay");
   cli->base->add_option("--to", cli->sites_file, "Sites file: the servers, and [ccm] listen/url for the base")->required();
   cli->base->add_option("--state", cli->state_dir, "State directory: base.token, jobs/")->required();
   cli->base->add_option("--sign-key", cli->sign_key, "The key that signs every record (default CONF/ccm.key)");
@@ -178,7 +179,7 @@ void AddJobCommands(CLI::App& app, JobCli* cli) {
   cli->base->add_option("--notify", cli->notify,
                         "PROGRAM [ARGS] run per notice (received, completed, failed, given-up, finished), CM_* in its environment");
 
-  cli->job_cmd = app.add_subcommand("job", "Job mode's client: open a job at the base, add content, wait (draft)");
+  cli->job_cmd = app.add_subcommand("job", "Job mode's client: open a job at the base, queue content and commands, wait");
   cli->job_cmd->require_subcommand(1);
   auto common = [cli](CLI::App* c) {
     c->add_option("--to", cli->sites_file, "Sites file (the base's address)")->required();
@@ -204,11 +205,18 @@ void AddJobCommands(CLI::App& app, JobCli* cli) {
   cli->stream = cli->job_cmd->add_subcommand("stream", "Queue standard input as a live stream until it ends");
   common(cli->stream);
   cli->stream->add_option("job", cli->job, "Job id")->required();
-  cli->stream->add_option("--name", cli->file, "The stream's file name on the servers (default stream)");
-  cli->end = cli->job_cmd->add_subcommand("end", "No more entries: the job ends once every server holds it");
+  cli->stream->add_option("input", cli->input, "'-' (standard input, the default) or a file or FIFO to read until it ends");
+  cli->stream->add_option("--name", cli->file, "The stream's file name on the servers (default: the input's name, or stream)");
+  // The same, in the form `producer | cm-push stream - --job JOB`.
+  cli->stream_top = app.add_subcommand("stream", "Queue standard input into a job as a live stream (as 'job stream')");
+  common(cli->stream_top);
+  cli->stream_top->add_option("input", cli->input, "'-' (standard input, the default) or a file or FIFO");
+  cli->stream_top->add_option("--job", cli->job, "Job id")->required();
+  cli->stream_top->add_option("--name", cli->file, "The stream's file name on the servers");
+  cli->end = cli->job_cmd->add_subcommand("end", "No more entries: the job is over once every server finished every entry");
   common(cli->end);
   cli->end->add_option("job", cli->job, "Job id")->required();
-  cli->status = cli->job_cmd->add_subcommand("status", "Every server's state in the job");
+  cli->status = cli->job_cmd->add_subcommand("status", "The job's entries and every server's state of each");
   common(cli->status);
   cli->status->add_option("job", cli->job, "Job id")->required();
   cli->wait = cli->job_cmd->add_subcommand(
@@ -220,7 +228,7 @@ void AddJobCommands(CLI::App& app, JobCli* cli) {
 
 int RunJobCommands(JobCli& cli) {
   if (cli.base->parsed()) return RunBase(cli);
-  if (!cli.job_cmd->parsed()) return -1;
+  if (!cli.job_cmd->parsed() && !cli.stream_top->parsed()) return -1;
   auto c = Connect(cli);
   if (!c.ok()) return Fail(c.status());
   if (cli.open->parsed()) {
@@ -266,7 +274,19 @@ int RunJobCommands(JobCli& cli) {
     else std::printf("%llu\n", static_cast<unsigned long long>(r->Uint("entry")));
     return kExitOk;
   }
-  if (cli.stream->parsed()) return RunStream(*c, cli.job, cli.file.empty() ? "stream" : cli.file);
+  if (cli.stream->parsed() || cli.stream_top->parsed()) {
+    int fd = 0;
+    if (cli.input != "-") {
+      fd = ::open(cli.input.c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd < 0) return Fail(ErrnoError(cli.input, errno));
+    }
+    std::string name = !cli.file.empty() ? cli.file
+                       : cli.input != "-" ? std::filesystem::path(cli.input).filename().string()
+                                          : "stream";
+    int rc = RunStream(*c, cli.job, name, fd);
+    if (fd != 0) ::close(fd);
+    return rc;
+  }
   if (cli.end->parsed()) {
     auto r = c->Call("POST", "/v1/client/end", JsonObject().Str("job", cli.job).Build());
     return r.ok() ? kExitOk : Fail(r.status());

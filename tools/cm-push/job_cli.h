@@ -17,6 +17,7 @@ struct JobCli {
   std::string client = "cli";
   std::vector<std::string> servers;
   std::string job, file;
+  std::string input = "-";           // job stream: '-' or a file/FIFO
   std::vector<std::string> command;  // job cmd: COMMAND [ARG]
   std::vector<std::string> hooks;    // base --hook
   std::string notify;                // base --notify
@@ -26,7 +27,7 @@ struct JobCli {
   CLI::App* base = nullptr;
   CLI::App* job_cmd = nullptr;
   CLI::App *open = nullptr, *add = nullptr, *end = nullptr, *status = nullptr, *wait = nullptr, *stream = nullptr,
-           *cmd = nullptr;
+           *cmd = nullptr, *stream_top = nullptr;
 };
 
 // Adds `base` and `job` (open, add, cmd, stream, end, status, wait) to `app`.

@@ -84,19 +84,41 @@ void StopHost(Host* h) {
 
 using test::ReadFile;
 
+// `count` nodes in sites of `per_site` (s0a, s0b, ... s1a, ...), each with
+// its own server, and the job object `job` that names them.
+push::JobObject StartNodes(const test::TempDir& tmp, const Host& base, const std::string& job, int per_site,
+                           std::vector<Host>* nodes,
+                           const std::function<void(const std::string&, JobEdgeOptions*)>& tweak = nullptr) {
+  push::JobObject object{job, base.url, {}};
+  for (size_t i = 0; i < nodes->size(); ++i) {
+    int k = static_cast<int>(i);
+    std::string name = "s" + std::to_string(k / per_site) + std::string(1, static_cast<char>('a' + k % per_site));
+    std::function<void(JobEdgeOptions*)> t;
+    if (tweak) t = [&tweak, name](JobEdgeOptions* o) { tweak(name, o); };
+    StartHost(&(*nodes)[i], false, name, tmp.path() + "/" + name, 0, nullptr, t);
+    object.servers.push_back({name, "site" + std::to_string(k / per_site), (*nodes)[i].url, 0});
+  }
+  return object;
+}
+
+// Waits up to `limit` for every node to hold the whole log of `job`.
+bool WaitComplete(std::vector<Host>& nodes, const std::string& job, std::chrono::seconds limit) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    bool done = true;
+    for (Host& n : nodes) done = done && n.edge->View(job).complete;
+    if (done) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(50ms);
+  }
+}
+
 TEST(JobEdge, AGrowingLogReachesEveryNodeOfThreeSites) {
   test::TempDir tmp;
   Host base;
   StartHost(&base, true, "", tmp.path() + "/base");
   std::vector<Host> nodes(9);
-  push::JobObject object;
-  object.job = "ci-1";
-  object.base_url = base.url;
-  for (int i = 0; i < 9; ++i) {
-    std::string name = "s" + std::to_string(i / 3) + std::string(1, static_cast<char>('a' + i % 3));
-    StartHost(&nodes[i], false, name, tmp.path() + "/" + name);
-    object.servers.push_back({name, "site" + std::to_string(i / 3), nodes[i].url, 0});
-  }
+  push::JobObject object = StartNodes(tmp, base, "ci-1", 3, &nodes);
   ASSERT_TRUE(base.edge->OpenJob(object).ok());
   ASSERT_TRUE(base.edge->BeginItem(object.job, 1, "file", "data.bin").ok());
   std::mt19937 rng(5);
@@ -112,13 +134,7 @@ TEST(JobEdge, AGrowingLogReachesEveryNodeOfThreeSites) {
   ASSERT_TRUE(base.edge->Finish("ci-1").ok());
   const std::string log = ReadFile(base.dir + "/ci-1.log");
   EXPECT_GT(log.size(), all.size()) << "records: headers, the object, the ends";
-  auto deadline = std::chrono::steady_clock::now() + 60s;
-  bool done = false;
-  while (!done && std::chrono::steady_clock::now() < deadline) {
-    done = true;
-    for (Host& n : nodes) done = done && n.edge->View("ci-1").complete;
-    if (!done) std::this_thread::sleep_for(50ms);
-  }
+  WaitComplete(nodes, "ci-1", 60s);
   for (Host& n : nodes) {
     JobEdgeView v = n.edge->View("ci-1");
     EXPECT_TRUE(v.complete) << n.name << " holds " << v.log_size << " of " << all.size();
@@ -153,14 +169,7 @@ TEST(JobEdge, ANodeKilledMidJobIsRepairedWhenItReturns) {
   Host base;
   StartHost(&base, true, "", tmp.path() + "/base");
   std::vector<Host> nodes(6);
-  push::JobObject object;
-  object.job = "ci-2";
-  object.base_url = base.url;
-  for (int i = 0; i < 6; ++i) {
-    std::string name = "s" + std::to_string(i / 2) + std::string(1, static_cast<char>('a' + i % 2));
-    StartHost(&nodes[i], false, name, tmp.path() + "/" + name);
-    object.servers.push_back({name, "site" + std::to_string(i / 2), nodes[i].url, 0});
-  }
+  push::JobObject object = StartNodes(tmp, base, "ci-2", 2, &nodes);
   ASSERT_TRUE(base.edge->OpenJob(object).ok());
   ASSERT_TRUE(base.edge->BeginItem(object.job, 1, "file", "data.bin").ok());
   std::mt19937 rng(9);
@@ -183,13 +192,7 @@ TEST(JobEdge, ANodeKilledMidJobIsRepairedWhenItReturns) {
   ASSERT_TRUE(base.edge->EndItem("ci-2", 1).ok());
   ASSERT_TRUE(base.edge->Finish("ci-2").ok());
   const std::string log = ReadFile(base.dir + "/ci-2.log");
-  auto deadline = std::chrono::steady_clock::now() + 60s;
-  bool done = false;
-  while (!done && std::chrono::steady_clock::now() < deadline) {
-    done = true;
-    for (Host& n : nodes) done = done && n.edge->View("ci-2").complete;
-    if (!done) std::this_thread::sleep_for(50ms);
-  }
+  WaitComplete(nodes, "ci-2", 60s);
   for (Host& n : nodes) {
     EXPECT_TRUE(n.edge->View("ci-2").complete) << n.name;
     EXPECT_EQ(ReadFile(n.dir + "/ci-2.log"), log) << n.name;
@@ -247,24 +250,19 @@ TEST(JobEdge, CommandsRunInOrderOnEveryNodeAndTheBaseHearsTheirStates) {
     };
   });
   std::vector<Host> nodes(4);
-  push::JobObject object{"ci-4", base.url, {}};
-  for (int i = 0; i < 4; ++i) {
-    std::string name = "s" + std::to_string(i / 2) + std::string(1, static_cast<char>('a' + i % 2));
-    StartHost(&nodes[i], false, name, tmp.path() + "/" + name, 0, nullptr, [&, name](JobEdgeOptions* o) {
-      o->run_command = [&, name](const JobCommand& c, const std::atomic<bool>*) -> Status {
-        std::string line = c.name + (c.arg.empty() ? "" : " " + c.arg);
-        for (const JobItemRef& it : c.items) line += " [" + std::to_string(it.id) + " " + ReadFile(it.path) + "]";
-        {
-          std::lock_guard<std::mutex> lock(mu);
-          ran[name].push_back(line);
-        }
-        std::this_thread::sleep_for(20ms);  // commands take time; the next waits for this one
-        if (name == "s1b" && c.name == "commit") return Error(Code::kFailure, "cm-apply: no space");
-        return Status::Ok();
-      };
-    });
-    object.servers.push_back({name, "site" + std::to_string(i / 2), nodes[i].url, 0});
-  }
+  push::JobObject object = StartNodes(tmp, base, "ci-4", 2, &nodes, [&](const std::string& name, JobEdgeOptions* o) {
+    o->run_command = [&, name](const JobCommand& c, const std::atomic<bool>*) -> Status {
+      std::string line = c.name + (c.arg.empty() ? "" : " " + c.arg);
+      for (const JobItemRef& it : c.items) line += " [" + std::to_string(it.id) + " " + ReadFile(it.path) + "]";
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        ran[name].push_back(line);
+      }
+      std::this_thread::sleep_for(20ms);  // commands take time; the next waits for this one
+      if (name == "s1b" && c.name == "commit") return Error(Code::kFailure, "cm-apply: no space");
+      return Status::Ok();
+    };
+  });
   ASSERT_TRUE(base.edge->OpenJob(object).ok());
   auto item = [&](uint32_t id, const std::string& kind, const std::string& name, const std::string& bytes) {
     ASSERT_TRUE(base.edge->BeginItem("ci-4", id, kind, name).ok());
@@ -283,7 +281,7 @@ TEST(JobEdge, CommandsRunInOrderOnEveryNodeAndTheBaseHearsTheirStates) {
   command(6, "commit", "");
   item(7, "assignment", "c.cma", "third");
   command(8, "stage", "");
-  ASSERT_TRUE(base.edge->Finish("ci-4").ok());
+  // The job stays open: commands run as their records arrive, not at its end.
 
   auto all_final = [&] {
     std::lock_guard<std::mutex> lock(mu);
@@ -299,7 +297,8 @@ TEST(JobEdge, CommandsRunInOrderOnEveryNodeAndTheBaseHearsTheirStates) {
   auto deadline = std::chrono::steady_clock::now() + 60s;
   while (!all_final() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(50ms);
   ASSERT_TRUE(all_final());
-  std::lock_guard<std::mutex> lock(mu);
+  ASSERT_TRUE(base.edge->Finish("ci-4").ok());
+  std::unique_lock<std::mutex> lock(mu);  // released before the hosts stop: the base's callback takes it
   const std::vector<std::string> want = {"stage [1 first] [2 second]", "hook warm", "commit", "stage [7 third]"};
   for (Host& n : nodes) {
     if (n.name == "s1b") {
@@ -313,6 +312,35 @@ TEST(JobEdge, CommandsRunInOrderOnEveryNodeAndTheBaseHearsTheirStates) {
       EXPECT_EQ(ran[n.name], want) << n.name;
       for (uint32_t e = 1; e <= 8; ++e) EXPECT_EQ(heard[n.name][e].state, push::EntryState::kDone) << n.name << " " << e;
     }
+  }
+  lock.unlock();
+  for (Host& n : nodes) StopHost(&n);
+  StopHost(&base);
+}
+
+// A live stream that goes quiet for longer than a fetch's idle limit (ten
+// polls: 1 s here) is not a failed source: the nodes ask their sources, find
+// them alive and holding no more, and wait on.
+TEST(JobEdge, AQuietStreamIsNotAFailedSource) {
+  test::TempDir tmp;
+  Host base;
+  StartHost(&base, true, "", tmp.path() + "/base");
+  std::vector<Host> nodes(4);
+  push::JobObject object =
+      StartNodes(tmp, base, "ci-5", 2, &nodes, [](const std::string&, JobEdgeOptions* o) { o->poll = 100ms; });
+  ASSERT_TRUE(base.edge->OpenJob(object).ok());
+  ASSERT_TRUE(base.edge->BeginItem("ci-5", 1, "stream", "feed.log").ok());
+  ASSERT_TRUE(base.edge->AddData("ci-5", 1, "first lines\n").ok());
+  std::this_thread::sleep_for(3500ms);  // quiet: three times a fetch's idle limit
+  ASSERT_TRUE(base.edge->AddData("ci-5", 1, "after the pause\n").ok());
+  ASSERT_TRUE(base.edge->EndItem("ci-5", 1).ok());
+  ASSERT_TRUE(base.edge->Finish("ci-5").ok());
+  WaitComplete(nodes, "ci-5", 30s);
+  for (Host& n : nodes) {
+    JobEdgeView v = n.edge->View("ci-5");
+    EXPECT_TRUE(v.complete) << n.name;
+    EXPECT_EQ(v.source_failures, 0u) << n.name << ": a quiet source counted as failed";
+    EXPECT_EQ(ReadFile(n.dir + "/ci-5/1-feed.log"), "first lines\nafter the pause\n") << n.name;
   }
   for (Host& n : nodes) StopHost(&n);
   StopHost(&base);

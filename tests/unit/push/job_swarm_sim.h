@@ -47,6 +47,7 @@ struct SwarmParams {
   int slow_sites = 0;               // the first slow_sites sites (in sites order)...
   double slow_div = 6;              // ...have site_bps / slow_div
   std::vector<int> slow_list;       // or exactly these sites (indexes), if non-empty
+  std::vector<double> site_div;     // or each site's own divisor (1 = a fast site), if non-empty
   double base_bps = 30e6 / 8;
   double lan_bps = 125e6;
   uint64_t size = 50ull << 20;
@@ -77,6 +78,8 @@ struct SwarmResult {
   Micros end = 0;                   // when the last live node completed
   std::vector<Micros> done_at;      // per node (-1 = never)
   std::vector<bool> slow;           // per node: in a slow site
+  std::vector<size_t> site;         // per node: its site
+  std::vector<double> site_bps;     // per site: its uplink
   Micros fast_done = 0, slow_done = 0;  // the last node of fast / slow sites that never crashed
   Micros crashed_done = 0;              // the last of the nodes that crashed and restarted
   double bound_all = 0, bound_fast = 0, bound_slow = 0;  // fluid lower bounds, seconds
@@ -173,7 +176,10 @@ class SwarmSim {
       for (int s = 0; s < std::min(p_.slow_sites, n_sites); ++s) slow[s] = true;
     }
     for (int s = 0; s < n_sites; ++s) {
-      if (slow[s]) site_bps_[s] = p_.site_bps / p_.slow_div;
+      if (!p_.site_div.empty()) slow[s] = s < static_cast<int>(p_.site_div.size()) && p_.site_div[s] > 1;
+      double div = !p_.site_div.empty() ? (s < static_cast<int>(p_.site_div.size()) ? p_.site_div[s] : 1.0)
+                                        : p_.slow_div;
+      if (slow[s]) site_bps_[s] = p_.site_bps / div;
       site_delay_[s] = d(rng_);
     }
     slow_site_ = slow;
@@ -574,6 +580,7 @@ class SwarmSim {
     r.bound_all = std::max({S / p_.base_bps, S / min_down, n_sites * S / total_up});
     r.bound_fast = std::max({S / p_.base_bps, fast_bps > 0 ? S / fast_bps : 0.0});
     r.bound_slow = slow_bps < 1e18 ? S / slow_bps : 0;
+    r.site_bps = site_bps_;
     // Tree mode: one chain of sites in sites order, pipelined, then the LAN.
     double rate = p_.base_bps, lat = static_cast<double>(base_delay_) / kSeconds;
     for (size_t s = 0; s < site_bps_.size(); ++s) {
@@ -587,6 +594,7 @@ class SwarmSim {
       const Node& n = nodes_[i];
       r.done_at.push_back(n.done_at);
       r.slow.push_back(slow_site_[n.site]);
+      r.site.push_back(n.site);
       if (n.alive && !n.complete) r.all_live_done = false;
       if (n.done_at >= 0) {
         r.end = std::max(r.end, n.done_at);
