@@ -59,8 +59,9 @@ job=$(head -1 out)
 [[ $job == ci-1 ]] || fail "job id: $job"
 [[ $(tail -n +2 out | tr '\n' ' ') == "a1 a2 b1 b2 " ]] || fail "servers: $(cat out)"
 expect_rc 0 cm-push job add "$job" payload.bin --to sites.toml --state state
-# A live stream: lines written over a second, cut by time.
-(for n in $(seq 1 10); do echo "line $n"; sleep 0.1; done) | cm-push stream - --job "$job" --name feed.log --to sites.toml \
+# A live stream: lines written over two seconds, cut by time (long enough for
+# the relays to measure a rate: a job's rates are kept for the next).
+(for n in $(seq 1 20); do echo "line $n"; sleep 0.1; done) | cm-push stream - --job "$job" --name feed.log --to sites.toml \
   --state state || fail "job stream"
 expect_rc 0 cm-push job end "$job" --to sites.toml --state state
 expect_rc 0 cm-push job wait "$job" --to sites.toml --state state --timeout 60 --json
@@ -70,7 +71,7 @@ grep -q '"ok":4' out || { cat out >&2; fail "not every server received every ent
 for h in "${servers[@]}"; do
   cmp -s "state/jobs/$job.log" "$h/spool/jobs/$job.log" || fail "$h: its log differs from the base's"
   cmp -s payload.bin "$h/spool/jobs/$job/1-payload.bin" || fail "$h: the file item differs"
-  [[ $(cat "$h/spool/jobs/$job/2-feed.log") == "$(seq 1 10 | sed 's/^/line /')" ]] || fail "$h: the stream differs"
+  [[ $(cat "$h/spool/jobs/$job/2-feed.log") == "$(seq 1 20 | sed 's/^/line /')" ]] || fail "$h: the stream differs"
 done
 # The log carries the file and the stream (records of 256-byte headers around them).
 size=$(stat -c %s "state/jobs/$job.log")
@@ -82,7 +83,7 @@ expect_rc 0 cm-push job status "$job" --to sites.toml --state state --json
 [[ $(grep -o '"state":"received"' out | wc -l) == 4 ]] || { cat out >&2; fail "a retired job's status"; }
 # The job measured the sites' upload rates; the base keeps them for the next
 # jobs' objects (docs/protocol/jobs.md, "Rates kept between jobs").
-for ((k = 0; k < 20; k++)); do [[ -s state/rates.json ]] && break; sleep 0.1; done
+for ((k = 0; k < 100; k++)); do [[ -s state/rates.json ]] && break; sleep 0.1; done
 python3 -c 'import json; r=json.load(open("state/rates.json"))["sites"]; assert set(r) <= {"a","b"} and r and all(v > 0 for v in r.values()), r' \
   || fail "rates kept: $(cat state/rates.json 2>&1)"
 
@@ -110,7 +111,7 @@ for h in "${servers[@]}"; do
   cmp -s tree/blob.bin "$h/root/current/blob.bin" || fail "$h: blob"
   [[ $(cat "$h/hook-ran") == "$job2 4 release one" ]] || fail "$h: the hook: $(cat "$h/hook-ran" 2>&1)"
 done
-for ((k = 0; k < 50; k++)); do grep -q "^finished $job2" notices.txt 2>/dev/null && break; sleep 0.1; done
+for ((k = 0; k < 150; k++)); do grep -q "^finished $job2" notices.txt 2>/dev/null && break; sleep 0.1; done
 for h in "${servers[@]}"; do
   for e in 2 3 4; do grep -q "^completed $job2 $h $e\$" notices.txt || fail "notify: no 'completed' of $e on $h"; done
   grep -q "^received $job2 $h 1\$" notices.txt || fail "notify: no 'received' on $h"
